@@ -1,0 +1,166 @@
+/*
+ * lstmrt — a CPU inference runtime for recurrent networks (LSTM, GRU, simple RNN, dense heads).
+ *
+ * C99, no dependencies. The equations, the canonical weight layout and the gate order are those of
+ * docs/math.md (PyTorch's layout: weight_ih (G*H, I), weight_hh (G*H, H or P), LSTM gates i,f,g,o,
+ * GRU gates r,z,n).
+ *
+ * Objects:
+ *   lstmrt_model_t   immutable after creation (weights packed once); shareable between threads.
+ *   lstmrt_stream_t  recurrent state + scratch for N independent sequences stepped together; one thread at
+ *                    a time. All memory is allocated at creation: a step never allocates.
+ * Errors: every function that can fail returns an lstmrt_status; lstmrt_last_error() gives a message for the
+ * calling thread. Nothing aborts or prints. A failed step/run leaves the stream's state untouched.
+ */
+#ifndef LSTMRT_H
+#define LSTMRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LSTMRT_VERSION_MAJOR 0
+#define LSTMRT_VERSION_MINOR 1
+#define LSTMRT_VERSION_PATCH 0
+
+typedef enum lstmrt_status {
+    LSTMRT_STATUS_OK = 0,
+    LSTMRT_STATUS_INVALID_ARGUMENT = 1, /* a size, pointer or option is wrong */
+    LSTMRT_STATUS_OUT_OF_MEMORY = 2,
+    LSTMRT_STATUS_UNSUPPORTED = 3, /* valid request this object cannot do (e.g. stepping a bidirectional model) */
+} lstmrt_status;
+
+/* Element-wise activations. Definitions in docs/math.md. */
+typedef enum lstmrt_activation {
+    LSTMRT_ACT_SIGMOID = 0,
+    LSTMRT_ACT_TANH,
+    LSTMRT_ACT_RELU,
+    LSTMRT_ACT_LINEAR,
+    LSTMRT_ACT_HARD_SIGMOID,    /* Keras 2 / ONNX: clip(0.2x + 0.5, 0, 1) */
+    LSTMRT_ACT_HARD_SIGMOID_V3, /* Keras 3: relu6(x + 3) / 6 */
+    LSTMRT_ACT_ELU,             /* alpha = 1 */
+    LSTMRT_ACT_SOFTSIGN,
+    LSTMRT_ACT_SOFTPLUS,
+    LSTMRT_ACT_SELU,
+    LSTMRT_ACT_EXPONENTIAL,
+    LSTMRT_ACT_RELU6,
+    LSTMRT_ACT_SILU,            /* a.k.a. swish: x * sigmoid(x) */
+    LSTMRT_ACT_GELU,            /* exact (erf) form */
+    LSTMRT_ACT_GELU_TANH,       /* tanh approximation */
+    LSTMRT_ACT_HARD_SILU,       /* x * relu6(x + 3) / 6 */
+    LSTMRT_ACT_MISH,
+    LSTMRT_ACT_SOFTMAX,         /* over the feature axis; Dense/Activation layers only */
+    LSTMRT_ACT_LOG_SOFTMAX,     /* over the feature axis; Dense/Activation layers only */
+    LSTMRT_ACT_COUNT
+} lstmrt_activation;
+
+typedef enum lstmrt_layer_kind {
+    LSTMRT_LAYER_LSTM = 0,
+    LSTMRT_LAYER_GRU,
+    LSTMRT_LAYER_RNN,        /* Elman: h = act(W x + b_ih + U h + b_hh) */
+    LSTMRT_LAYER_DENSE,      /* y = act(W x + b), per time step */
+    LSTMRT_LAYER_ACTIVATION, /* y = act(x) */
+    LSTMRT_LAYER_AFFINE,     /* y = x * scale + shift, per feature (normalisation) */
+    LSTMRT_LAYER_EMBEDDING,  /* input: one token id per step (as float); y = table[id] */
+    LSTMRT_LAYER_KIND_COUNT
+} lstmrt_layer_kind;
+
+/* How the two directions of a bidirectional layer are merged (Keras names). */
+typedef enum lstmrt_merge_mode {
+    LSTMRT_MERGE_CONCAT = 0, /* [forward, backward] */
+    LSTMRT_MERGE_SUM,
+    LSTMRT_MERGE_MUL,
+    LSTMRT_MERGE_AVE,
+} lstmrt_merge_mode;
+
+/* Weights of one direction of a layer, canonical layout, row-major, float32. Copied at model creation:
+ * the caller may free them afterwards. NULL biases mean zero. */
+typedef struct lstmrt_direction_weights {
+    const float *weight_ih;       /* recurrent: (G*H, I); dense: (O, I); affine: scale (I); embedding: (V, E) */
+    const float *weight_hh;       /* recurrent: (G*H, Hr) with Hr = P if projected, else H */
+    const float *bias_ih;         /* recurrent: (G*H); dense: (O); affine: shift (I) */
+    const float *bias_hh;         /* recurrent: (G*H) */
+    const float *weight_peephole; /* LSTM only, optional: (3, H) for gates i, f, o */
+    const float *weight_proj;     /* LSTM only, when proj_size > 0: (P, H) */
+} lstmrt_direction_weights;
+
+typedef struct lstmrt_layer_desc {
+    lstmrt_layer_kind kind;
+    int32_t input_size;     /* features in; 1 for an embedding (the token id) */
+    int32_t hidden_size;    /* H for recurrent layers; features out for dense/embedding */
+    int32_t proj_size;      /* LSTM projection P (0 = none) */
+    int32_t num_embeddings; /* embedding only: V */
+    int32_t num_directions; /* 1, or 2 for bidirectional (recurrent layers only) */
+    lstmrt_merge_mode merge_mode;
+    /* LSTM: [gate f, candidate g, output h]; GRU: [gate f, candidate g]; RNN, dense, activation: [0]. */
+    lstmrt_activation activations[3];
+    float cell_clip;           /* LSTM: > 0 clips the gate pre-activations to [-clip, clip] (ONNX) */
+    int32_t linear_before_reset; /* GRU: 1 = r * (W_hn h + b_hn) (PyTorch, Keras reset_after=True);
+                                    0 = W_hn (r * h) + b_hn (Keras reset_after=False) */
+    int32_t hold_masked_output;  /* recurrent: at a masked step, repeat the previous output instead of 0 */
+    lstmrt_direction_weights weights[2]; /* [forward, backward] */
+} lstmrt_layer_desc;
+
+typedef struct lstmrt_model lstmrt_model_t;
+typedef struct lstmrt_stream lstmrt_stream_t;
+
+/* Message for the last error on this thread ("" if none). Valid until the thread's next lstmrt call. */
+const char *lstmrt_last_error(void);
+const char *lstmrt_status_string(lstmrt_status status);
+
+/* Validates the chain of layers (each layer's input_size equals the previous layer's output) and packs the
+ * weights. *out receives the model, owned by the caller (lstmrt_model_free). */
+lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_layers, lstmrt_model_t **out);
+void lstmrt_model_free(lstmrt_model_t *model);
+int32_t lstmrt_model_input_size(const lstmrt_model_t *model);
+int32_t lstmrt_model_output_size(const lstmrt_model_t *model);
+/* 1 when some layer is bidirectional: such a model can predict but not stream. */
+int32_t lstmrt_model_is_bidirectional(const lstmrt_model_t *model);
+/* Number of floats of recurrent state per sequence (layout: lstmrt_stream_get_state). */
+int64_t lstmrt_model_state_size(const lstmrt_model_t *model);
+/* Bytes of packed weights held by the model. */
+int64_t lstmrt_model_weight_bytes(const lstmrt_model_t *model);
+
+/* Whole sequences from a zero state. x: (batch, steps, input_size); y: (batch, steps, output_size).
+ * lengths (batch) optional: steps t >= lengths[b] are padding (state carried, final outputs zero; the
+ * backward direction starts at each sequence's own last step). mask (batch, steps) optional: 0 marks a
+ * step to skip (Keras masking). Allocates its own scratch; thread-safe on a shared model. */
+lstmrt_status lstmrt_model_predict(const lstmrt_model_t *model, const float *x, int64_t batch, int64_t steps,
+                                   const int32_t *lengths, const uint8_t *mask, float *y);
+
+/* A stream for `batch` independent sequences, zero state. Fails with UNSUPPORTED for bidirectional models.
+ * The model must outlive the stream. */
+lstmrt_status lstmrt_stream_create(const lstmrt_model_t *model, int32_t batch, lstmrt_stream_t **out);
+void lstmrt_stream_free(lstmrt_stream_t *stream);
+int32_t lstmrt_stream_batch(const lstmrt_stream_t *stream);
+
+/* One step. x: (batch, input_size); y: (batch, output_size). active (batch) optional: 0 skips that row
+ * (state carried; its output is 0, or the previous output for hold_masked_output layers). No allocation. */
+lstmrt_status lstmrt_stream_step(lstmrt_stream_t *stream, const float *x, const uint8_t *active, float *y);
+
+/* `steps` steps, state carried. x: (batch, steps, input_size); y: (batch, steps, output_size). */
+lstmrt_status lstmrt_stream_run(lstmrt_stream_t *stream, const float *x, int64_t steps, float *y);
+
+/* Back to the zero state. */
+void lstmrt_stream_reset(lstmrt_stream_t *stream);
+
+/* State as batch * lstmrt_model_state_size floats: for each recurrent layer, each direction: h (batch, Hr),
+ * then for an LSTM c (batch, H). set_state copies in; the stream is unchanged when it fails. */
+lstmrt_status lstmrt_stream_get_state(const lstmrt_stream_t *stream, float *state);
+lstmrt_status lstmrt_stream_set_state(lstmrt_stream_t *stream, const float *state);
+
+/* An independent stream with the same model and a copy of the state. */
+lstmrt_status lstmrt_stream_copy(const lstmrt_stream_t *stream, lstmrt_stream_t **out);
+
+/* Kernel tier in use ("scalar", "avx2", "avx512", "neon") and the CPU features seen (space-separated). */
+const char *lstmrt_kernel_tier(void);
+const char *lstmrt_cpu_features(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LSTMRT_H */

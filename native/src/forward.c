@@ -1,0 +1,120 @@
+/* Runs the chain of layers over a block of steps. Intermediate activations ping-pong between two workspace
+ * buffers; the last layer writes straight into the caller's output. Recurrent state is updated in place. */
+#include "recurrent.h"
+
+static void run_dense(const lstmrt_kernels *k, const layer *L, int64_t batch, int64_t steps, seq_view x, seq_view y)
+{
+    for (int64_t b = 0; b < batch; b++) {
+        float *yb = seq_row(y, b, 0);
+        k->f32_gemm(steps, seq_row(x, b, 0), x.time_stride, &L->dense, L->vec_a, 0, yb, y.time_stride);
+        apply_activation(k, L->act[0], yb, steps, L->output_size, y.time_stride);
+    }
+}
+
+static void run_elementwise(const lstmrt_kernels *k, const layer *L, int64_t batch, int64_t steps, seq_view x,
+                            seq_view y)
+{
+    const int64_t n = L->output_size;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t t = 0; t < steps; t++) {
+            const float *xr = seq_row(x, b, t);
+            float *yr = seq_row(y, b, t);
+            if (L->kind == LSTMRT_LAYER_AFFINE)
+                for (int64_t j = 0; j < n; j++)
+                    yr[j] = xr[j] * L->vec_a[j] + L->vec_b[j];
+            else if (L->kind == LSTMRT_LAYER_EMBEDDING) /* ids were validated before the call */
+                memcpy(yr, L->vec_a + (int64_t)xr[0] * n, (size_t)n * sizeof(float));
+            else
+                memcpy(yr, xr, (size_t)n * sizeof(float));
+        }
+    if (L->kind == LSTMRT_LAYER_ACTIVATION)
+        for (int64_t b = 0; b < batch; b++)
+            apply_activation(k, L->act[0], seq_row(y, b, 0), steps, n, y.time_stride);
+}
+
+static void run_direction(const lstmrt_kernels *k, const layer *L, int dir, const workspace *ws, int64_t batch,
+                          int64_t steps, seq_view x, const uint8_t *active, int64_t active_stride, float *state,
+                          seq_view y)
+{
+    const packed_direction *d = &L->dir[dir];
+    const int reverse = dir == 1;
+    float *h = state;
+    switch (L->kind) {
+    case LSTMRT_LAYER_LSTM:
+        lstm_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h,
+                       h + batch * L->state_h_size, y);
+        break;
+    case LSTMRT_LAYER_GRU: gru_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h, y); break;
+    default: rnn_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h, y); break;
+    }
+}
+
+static int64_t direction_state_floats(const layer *L, int64_t batch)
+{
+    return batch * (L->state_h_size + (L->kind == LSTMRT_LAYER_LSTM ? L->hidden_size : 0));
+}
+
+static void merge_directions(const layer *L, int64_t batch, int64_t steps, seq_view fw, seq_view bw)
+{
+    const int64_t n = L->state_h_size;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t t = 0; t < steps; t++) {
+            float *f = seq_row(fw, b, t);
+            const float *r = seq_row(bw, b, t);
+            for (int64_t j = 0; j < n; j++) {
+                switch (L->merge_mode) {
+                case LSTMRT_MERGE_SUM: f[j] += r[j]; break;
+                case LSTMRT_MERGE_MUL: f[j] *= r[j]; break;
+                default: f[j] = 0.5f * (f[j] + r[j]); break;
+                }
+            }
+        }
+}
+
+static void run_recurrent(const lstmrt_kernels *k, const layer *L, const workspace *ws, int64_t batch,
+                          int64_t steps, seq_view x, const uint8_t *active, int64_t active_stride, float *state,
+                          seq_view y)
+{
+    if (L->num_directions == 1) {
+        run_direction(k, L, 0, ws, batch, steps, x, active, active_stride, state, y);
+        return;
+    }
+    const int64_t Hr = L->state_h_size;
+    float *state_bw = state + direction_state_floats(L, batch);
+    if (L->merge_mode == LSTMRT_MERGE_CONCAT) {
+        seq_view bw = {y.data + Hr, y.batch_stride, y.time_stride};
+        run_direction(k, L, 0, ws, batch, steps, x, active, active_stride, state, y);
+        run_direction(k, L, 1, ws, batch, steps, x, active, active_stride, state_bw, bw);
+        return;
+    }
+    seq_view bw = {ws->dirbuf, steps * Hr, Hr};
+    run_direction(k, L, 0, ws, batch, steps, x, active, active_stride, state, y);
+    run_direction(k, L, 1, ws, batch, steps, x, active, active_stride, state_bw, bw);
+    merge_directions(L, batch, steps, y, bw);
+}
+
+void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch, int64_t steps, seq_view x,
+                    const uint8_t *active, int64_t active_stride, float *state, seq_view y)
+{
+    const lstmrt_kernels *k = m->kernels;
+    seq_view in = x;
+    for (int32_t l = 0; l < m->num_layers; l++) {
+        const layer *L = &m->layers[l];
+        seq_view out = y;
+        if (l + 1 < m->num_layers) {
+            float *buf = (l % 2 == 0) ? ws->act_a : ws->act_b;
+            out = (seq_view){buf, steps * L->output_size, L->output_size};
+        }
+        switch (L->kind) {
+        case LSTMRT_LAYER_LSTM:
+        case LSTMRT_LAYER_GRU:
+        case LSTMRT_LAYER_RNN:
+            run_recurrent(k, L, ws, batch, steps, in, active, active_stride, state, out);
+            state += L->num_directions * direction_state_floats(L, batch);
+            break;
+        case LSTMRT_LAYER_DENSE: run_dense(k, L, batch, steps, in, out); break;
+        default: run_elementwise(k, L, batch, steps, in, out); break;
+        }
+        in = out;
+    }
+}

@@ -1,0 +1,128 @@
+/* Internal types shared by the runtime's translation units. Not part of the public API. */
+#ifndef LSTMRT_INTERNAL_H
+#define LSTMRT_INTERNAL_H
+
+#include "lstmrt.h"
+#include "kernels/kernels.h"
+
+/* Sizes are bounded so that every product of two of them fits comfortably in int64 and a float index. */
+#define LSTMRT_MAX_DIM (1 << 24)
+
+/* A sequence of feature rows: row (b, t) starts at data + b * batch_stride + t * time_stride. */
+typedef struct seq_view {
+    float *data;
+    int64_t batch_stride;
+    int64_t time_stride;
+} seq_view;
+
+/* One direction of a recurrent layer, packed for the kernels. */
+typedef struct packed_direction {
+    packed_matrix w_ih;    /* (G*H) x I */
+    packed_matrix w_hh;    /* (G*H) x Hr; for a GRU with linear_before_reset == 0: only the r,z rows */
+    packed_matrix w_hn;    /* GRU with linear_before_reset == 0: the n rows, H x H */
+    packed_matrix w_proj;  /* LSTM projection, P x H */
+    float *bias_x;         /* (G*H): every bias that can be added before the recurrent product */
+    float *bias_hn;        /* GRU: b_hn (H), added after the recurrent product */
+    float *peephole;       /* LSTM: (3, H) or NULL */
+} packed_direction;
+
+typedef struct layer {
+    lstmrt_layer_kind kind;
+    int32_t input_size;
+    int32_t hidden_size;
+    int32_t proj_size;     /* LSTM projection P, 0 = none */
+    int32_t state_h_size;  /* Hr: P if projected else H */
+    int32_t output_size;
+    int32_t gates;         /* G: 4 LSTM, 3 GRU, 1 RNN */
+    int32_t num_directions;
+    int32_t num_embeddings;
+    lstmrt_merge_mode merge_mode;
+    lstmrt_activation act[3];
+    float cell_clip;
+    int32_t linear_before_reset;
+    int32_t hold_masked_output;
+    int32_t fused_default;   /* LSTM/GRU with standard activations, no clip, no peephole: fused kernel */
+    packed_direction dir[2];
+    packed_matrix dense;     /* dense: O x I */
+    float *vec_a;            /* dense bias (O) | affine scale (I) | embedding table (V x E) */
+    float *vec_b;            /* affine shift (I) */
+} layer;
+
+struct lstmrt_model {
+    int32_t num_layers;
+    layer *layers;
+    int32_t input_size;
+    int32_t output_size;
+    int32_t max_width;       /* widest activation row between layers */
+    int32_t max_gate_width;  /* widest G*H */
+    int32_t max_hidden;      /* widest H */
+    int32_t bidirectional;
+    int64_t state_size;      /* floats of state per sequence */
+    int64_t weight_bytes;
+    const lstmrt_kernels *kernels;
+};
+
+/* Scratch for running `steps` steps of `batch` rows through the model. */
+typedef struct workspace {
+    float *gates;  /* batch * steps * max_gate_width */
+    float *aux;    /* batch * max(3H, Hr, H) * 2: recurrent products, candidates */
+    float *act_a;  /* batch * steps * max_width: ping */
+    float *act_b;  /* batch * steps * max_width: pong */
+    float *dirbuf; /* batch * steps * max_width: backward direction before merging */
+} workspace;
+
+struct lstmrt_stream {
+    const lstmrt_model_t *model;
+    int32_t batch;
+    int64_t chunk;   /* steps the workspace holds */
+    float *state;    /* batch * state_size */
+    workspace ws;
+    void *block;     /* one allocation behind state and the workspace */
+};
+
+/* error.c */
+lstmrt_status lstmrt__fail(lstmrt_status status, const char *fmt, ...);
+void lstmrt__clear_error(void);
+
+/* memory.c: 64-byte aligned blocks */
+void *lstmrt__aligned_alloc(size_t bytes);
+void lstmrt__aligned_free(void *p);
+
+/* pack.c */
+lstmrt_status pack_matrix(packed_matrix *dst, const float *w, int64_t rows, int64_t cols);
+void free_packed_matrix(packed_matrix *m);
+
+/* activations.c: in-place element-wise (or row-wise for softmax) activation of rows x n. */
+void apply_activation(const lstmrt_kernels *k, lstmrt_activation a, float *v, int64_t rows, int64_t n,
+                      int64_t row_stride);
+const char *activation_name(lstmrt_activation a);
+
+/* workspace.c */
+size_t workspace_floats(const lstmrt_model_t *m, int64_t batch, int64_t steps);
+void workspace_bind(workspace *ws, const lstmrt_model_t *m, int64_t batch, int64_t steps, float *base);
+
+/* forward.c: run all layers over `steps` steps. x, y batch-major views. state may be updated in place.
+ * active (batch x steps, batch-major) or NULL. reverse_ok: bidirectional layers allowed (whole sequence). */
+void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch, int64_t steps, seq_view x,
+                    const uint8_t *active, int64_t active_stride, float *state, seq_view y);
+
+/* lstm.c, gru.c, rnn.c: one direction of a recurrent layer over a sequence (forward or reverse in time).
+ * h, c: state (batch x Hr, batch x H); y: where outputs go (Hr features). */
+void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
+                    int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
+                    int64_t active_stride, float *h, float *c, seq_view y);
+void gru_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
+                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
+                   int64_t active_stride, float *h, seq_view y);
+void rnn_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
+                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
+                   int64_t active_stride, float *h, seq_view y);
+
+/* Input projection for every step: gates(b, t) = x(b, t) W_ih^T + bias_x, gates batch-major and dense. */
+void project_inputs(const lstmrt_kernels *k, const packed_matrix *w, const float *bias, int64_t batch,
+                    int64_t steps, seq_view x, float *gates);
+
+/* dispatch.c */
+const lstmrt_kernels *lstmrt__kernels(void);
+
+#endif

@@ -1,0 +1,42 @@
+/* The kernel table: every hot loop of the runtime, one implementation per ISA (docs/kernels.md).
+ * Naming: <dtype>_<op>__<isa>. scalar.c is the portable oracle every other ISA must match. */
+#ifndef LSTMRT_KERNELS_H
+#define LSTMRT_KERNELS_H
+
+#include <stdint.h>
+
+/* Weight panels: a (rows x cols) row-major matrix W stored as ceil(rows / LSTMRT_PANEL) panels, panel p holding
+ * W[p*PANEL + j][k] at data[(p * cols + k) * PANEL + j], rows past the end zero. A GEMM micro-kernel then reads
+ * one contiguous PANEL-wide vector per k. 16 floats = one AVX-512 register, two AVX2 registers. */
+#define LSTMRT_PANEL 16
+
+typedef struct packed_matrix {
+    int64_t rows;
+    int64_t cols;
+    float *data; /* 64-byte aligned, panels * cols * PANEL floats */
+} packed_matrix;
+
+typedef struct lstmrt_kernels {
+    const char *name;
+    /* y(m x n) = x(m x k) W^T (+ bias (n) if not NULL) (+ y if accumulate). Rows of x are ldx apart,
+     * rows of y ldy apart; n = w->rows, k = w->cols. */
+    void (*f32_gemm)(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
+                     int accumulate, float *y, int64_t ldy);
+    /* In-place element-wise logistic sigmoid and tanh of n floats. */
+    void (*f32_sigmoid)(float *v, int64_t n);
+    void (*f32_tanh)(float *v, int64_t n);
+    /* Fused LSTM cell, standard activations: g = [i f g o] pre-activations (4H); c updated in place;
+     * h = sigmoid(o) * tanh(c). */
+    void (*f32_lstm_cell)(const float *g, float *c, float *h, int64_t H);
+    /* Fused GRU cell, linear_before_reset: x = [r z n] input part (3H, biased), hh = [r z n] recurrent part
+     * (3H, n biased); h updated in place: h = (1 - z) * n + z * h. */
+    void (*f32_gru_cell)(const float *x, const float *hh, float *h, int64_t H);
+} lstmrt_kernels;
+
+extern const lstmrt_kernels lstmrt_kernels__scalar;
+#if defined(LSTMRT_HAVE_X86_KERNELS)
+extern const lstmrt_kernels lstmrt_kernels__avx2;
+extern const lstmrt_kernels lstmrt_kernels__avx512;
+#endif
+
+#endif

@@ -1,0 +1,81 @@
+/* Portable kernels: the C-side oracle. Plain loops over full PANEL-wide rows so a compiler can vectorize them
+ * with whatever baseline ISA it targets; libm for the transcendental functions (correctly rounded enough to be
+ * the reference the SIMD approximations are tested against). */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define P LSTMRT_PANEL
+#define ROWS 4 /* rows of x per micro-tile: 4 x 16 accumulators */
+
+static void store_tile(float *restrict y, int64_t ldy, const float (*acc)[P], int64_t mr, int64_t nr, int accumulate)
+{
+    for (int64_t r = 0; r < mr; r++)
+        for (int64_t j = 0; j < nr; j++)
+            y[r * ldy + j] = accumulate ? y[r * ldy + j] + acc[r][j] : acc[r][j];
+}
+
+static void f32_gemm__scalar(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
+                             int accumulate, float *y, int64_t ldy)
+{
+    const int64_t n = w->rows, k = w->cols;
+    for (int64_t p0 = 0; p0 < n; p0 += P) {
+        const float *restrict panel = w->data + p0 * k;
+        const int64_t nr = n - p0 < P ? n - p0 : P;
+        for (int64_t r0 = 0; r0 < m; r0 += ROWS) {
+            const int64_t mr = m - r0 < ROWS ? m - r0 : ROWS;
+            float acc[ROWS][P];
+            for (int64_t r = 0; r < ROWS; r++)
+                for (int64_t j = 0; j < P; j++)
+                    acc[r][j] = (bias && j < nr) ? bias[p0 + j] : 0.0f;
+            for (int64_t kk = 0; kk < k; kk++) {
+                const float *restrict wk = panel + kk * P;
+                for (int64_t r = 0; r < mr; r++) {
+                    const float xv = x[(r0 + r) * ldx + kk];
+                    for (int64_t j = 0; j < P; j++)
+                        acc[r][j] += xv * wk[j];
+                }
+            }
+            store_tile(y + r0 * ldy + p0, ldy, (const float(*)[P])acc, mr, nr, accumulate);
+        }
+    }
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static void f32_sigmoid__scalar(float *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        v[i] = sigmoidf(v[i]);
+}
+
+static void f32_tanh__scalar(float *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        v[i] = tanhf(v[i]);
+}
+
+static void f32_lstm_cell__scalar(const float *g, float *c, float *h, int64_t H)
+{
+    const float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    for (int64_t j = 0; j < H; j++) {
+        const float cn = sigmoidf(gf[j]) * c[j] + sigmoidf(gi[j]) * tanhf(gg[j]);
+        c[j] = cn;
+        h[j] = sigmoidf(go[j]) * tanhf(cn);
+    }
+}
+
+static void f32_gru_cell__scalar(const float *x, const float *hh, float *h, int64_t H)
+{
+    for (int64_t j = 0; j < H; j++) {
+        const float r = sigmoidf(x[j] + hh[j]);
+        const float z = sigmoidf(x[H + j] + hh[H + j]);
+        const float nn = tanhf(x[2 * H + j] + r * hh[2 * H + j]);
+        h[j] = (1.0f - z) * nn + z * h[j];
+    }
+}
+
+const lstmrt_kernels lstmrt_kernels__scalar = {
+    "scalar", f32_gemm__scalar, f32_sigmoid__scalar, f32_tanh__scalar, f32_lstm_cell__scalar, f32_gru_cell__scalar,
+};

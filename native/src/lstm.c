@@ -1,0 +1,80 @@
+/* LSTM driver: per step, the recurrent product (one GEMM over the batch rows) then the gate kernel per row.
+ * Standard cells (sigmoid/tanh/tanh, no peephole, no clip) use the fused kernel; others the general path. */
+#include "recurrent.h"
+
+static void clip_values(float *v, int64_t n, float clip)
+{
+    for (int64_t j = 0; j < n; j++)
+        v[j] = v[j] < -clip ? -clip : (v[j] > clip ? clip : v[j]);
+}
+
+/* Any activations, peepholes (ONNX: i and f see c(t-1), o sees c(t)), clip of the gate pre-activations. */
+static void lstm_cell_general(const lstmrt_kernels *k, const layer *L, const float *peep, float *g, float *c,
+                              float *h, float *tmp, int64_t H)
+{
+    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    if (peep)
+        for (int64_t j = 0; j < H; j++) {
+            gi[j] += peep[j] * c[j];
+            gf[j] += peep[H + j] * c[j];
+        }
+    if (L->cell_clip > 0.0f)
+        clip_values(g, 3 * H, L->cell_clip);
+    apply_activation(k, L->act[0], gi, 1, 2 * H, 0);
+    apply_activation(k, L->act[1], gg, 1, H, 0);
+    for (int64_t j = 0; j < H; j++)
+        c[j] = gf[j] * c[j] + gi[j] * gg[j];
+    if (peep)
+        for (int64_t j = 0; j < H; j++)
+            go[j] += peep[2 * H + j] * c[j];
+    if (L->cell_clip > 0.0f)
+        clip_values(go, H, L->cell_clip);
+    apply_activation(k, L->act[0], go, 1, H, 0);
+    memcpy(tmp, c, (size_t)H * sizeof(float));
+    apply_activation(k, L->act[2], tmp, 1, H, 0);
+    for (int64_t j = 0; j < H; j++)
+        h[j] = go[j] * tmp[j];
+}
+
+void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
+                    int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
+                    int64_t active_stride, float *h, float *c, seq_view y)
+{
+    const int64_t H = L->hidden_size, Hr = L->state_h_size, G = 4 * H;
+    const int projected = L->proj_size > 0;
+    float *gates = ws->gates;
+    float *cell_out = ws->aux;         /* batch x H: o * act(c), before projection */
+    float *tmp = ws->aux + batch * H;  /* batch x H */
+    project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, gates);
+
+    for (int64_t s = 0; s < steps; s++) {
+        const int64_t t = reverse ? steps - 1 - s : s;
+        float *g_t = gates + t * G; /* row b at g_t + b * steps * G */
+        k->f32_gemm(batch, h, Hr, &d->w_hh, NULL, 1, g_t, steps * G);
+        for (int64_t b = 0; b < batch; b++) {
+            if (!row_active(active, active_stride, b, t))
+                continue;
+            float *g = g_t + b * steps * G, *cb = c + b * H;
+            float *hb = projected ? cell_out + b * H : h + b * Hr;
+            if (L->fused_default)
+                k->f32_lstm_cell(g, cb, hb, H);
+            else
+                lstm_cell_general(k, L, d->peephole, g, cb, hb, tmp + b * H, H);
+        }
+        if (projected) {
+            if (!active)
+                k->f32_gemm(batch, cell_out, H, &d->w_proj, NULL, 0, h, Hr);
+            else
+                for (int64_t b = 0; b < batch; b++)
+                    if (row_active(active, active_stride, b, t))
+                        k->f32_gemm(1, cell_out + b * H, H, &d->w_proj, NULL, 0, h + b * Hr, Hr);
+        }
+        for (int64_t b = 0; b < batch; b++) {
+            float *yb = seq_row(y, b, t);
+            if (row_active(active, active_stride, b, t))
+                memcpy(yb, h + b * Hr, (size_t)Hr * sizeof(float));
+            else
+                write_skipped_output(L, h + b * Hr, yb, Hr);
+        }
+    }
+}

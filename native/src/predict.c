@@ -1,0 +1,58 @@
+/* Whole-sequence inference from a zero state. Causal models run in bounded blocks; a bidirectional layer needs
+ * every step at once, so such models take scratch for the whole sequence. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "run.h"
+
+#define FAIL(...) lstmrt__fail(LSTMRT_STATUS_INVALID_ARGUMENT, __VA_ARGS__)
+
+static lstmrt_status check_args(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
+                                const int32_t *lengths, float *y)
+{
+    if (!m || !x || !y)
+        return FAIL("model, x and y must not be NULL");
+    if (batch < 1 || steps < 0 || batch > ((int64_t)1 << 40) / (steps ? steps : 1))
+        return FAIL("batch %lld / steps %lld out of range", (long long)batch, (long long)steps);
+    if (lengths)
+        for (int64_t b = 0; b < batch; b++)
+            if (lengths[b] < 0 || lengths[b] > steps)
+                return FAIL("lengths[%lld] = %d is outside [0, %lld]", (long long)b, lengths[b], (long long)steps);
+    return check_tokens(m, x, m->layers[0].kind == LSTMRT_LAYER_EMBEDDING ? batch * steps : 0);
+}
+
+lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
+                                   const int32_t *lengths, const uint8_t *mask, float *y)
+{
+    lstmrt__clear_error();
+    lstmrt_status s = check_args(m, x, batch, steps, lengths, y);
+    if (s != LSTMRT_STATUS_OK || steps == 0)
+        return s;
+    const int64_t block = m->bidirectional ? steps : (steps < block_steps(batch) ? steps : block_steps(batch));
+    const size_t ws_floats = workspace_floats(m, batch, block);
+    const size_t state_floats = (size_t)(batch * m->state_size);
+    const size_t active_bytes = (lengths || mask) ? (size_t)(batch * steps) : 0;
+    float *mem = lstmrt__aligned_alloc((ws_floats + state_floats) * sizeof(float) + active_bytes);
+    if (!mem)
+        return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate scratch for %lld x %lld steps",
+                            (long long)batch, (long long)steps);
+    workspace ws;
+    workspace_bind(&ws, m, batch, block, mem);
+    float *state = mem + ws_floats;
+    memset(state, 0, state_floats * sizeof(float));
+    uint8_t *active = NULL;
+    if (active_bytes) {
+        active = (uint8_t *)(state + state_floats);
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t t = 0; t < steps; t++)
+                active[b * steps + t] = (!lengths || t < lengths[b]) && (!mask || mask[b * steps + t]);
+    }
+    const int64_t I = m->input_size, O = m->output_size;
+    seq_view xv = {(float *)x, steps * I, I}, yv = {y, steps * O, O};
+    run_blocks(m, &ws, block, batch, steps, xv, active, steps, state, yv);
+    if (lengths)
+        for (int64_t b = 0; b < batch; b++)
+            memset(y + (b * steps + lengths[b]) * O, 0, (size_t)((steps - lengths[b]) * O) * sizeof(float));
+    lstmrt__aligned_free(mem);
+    return LSTMRT_STATUS_OK;
+}

@@ -1,0 +1,112 @@
+/* Streams: state and scratch allocated once at creation; step and run never allocate. A step validates
+ * everything before it touches the state, so a failed call leaves the stream as it was. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "run.h"
+
+#define FAIL(...) lstmrt__fail(LSTMRT_STATUS_INVALID_ARGUMENT, __VA_ARGS__)
+
+lstmrt_status lstmrt_stream_create(const lstmrt_model_t *m, int32_t batch, lstmrt_stream_t **out)
+{
+    lstmrt__clear_error();
+    if (!m || !out)
+        return FAIL("model and out must not be NULL");
+    *out = NULL;
+    if (batch < 1 || batch > (1 << 24))
+        return FAIL("stream batch %d out of range [1, %d]", batch, 1 << 24);
+    if (m->bidirectional)
+        return lstmrt__fail(LSTMRT_STATUS_UNSUPPORTED, "the model has a bidirectional layer: its backward direction "
+                                                       "needs the future, so it cannot be streamed; use predict");
+    lstmrt_stream_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate a stream");
+    s->model = m;
+    s->batch = batch;
+    s->chunk = block_steps(batch);
+    const size_t state_floats = (size_t)((int64_t)batch * m->state_size);
+    const size_t ws_floats = workspace_floats(m, batch, s->chunk);
+    s->block = lstmrt__aligned_alloc((state_floats + 16 + ws_floats) * sizeof(float));
+    if (!s->block) {
+        free(s);
+        return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate a stream of batch %d", batch);
+    }
+    s->state = s->block;
+    memset(s->state, 0, state_floats * sizeof(float));
+    workspace_bind(&s->ws, m, batch, s->chunk, (float *)s->block + ((state_floats + 15) & ~(size_t)15));
+    *out = s;
+    return LSTMRT_STATUS_OK;
+}
+
+void lstmrt_stream_free(lstmrt_stream_t *s)
+{
+    if (!s)
+        return;
+    lstmrt__aligned_free(s->block);
+    free(s);
+}
+
+int32_t lstmrt_stream_batch(const lstmrt_stream_t *s) { return s->batch; }
+
+lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8_t *active, float *y)
+{
+    lstmrt__clear_error();
+    if (!s || !x || !y)
+        return FAIL("stream, x and y must not be NULL");
+    const lstmrt_model_t *m = s->model;
+    lstmrt_status st = check_tokens(m, x, s->batch);
+    if (st != LSTMRT_STATUS_OK)
+        return st;
+    seq_view xv = {(float *)x, m->input_size, m->input_size}, yv = {y, m->output_size, m->output_size};
+    forward_layers(m, &s->ws, s->batch, 1, xv, active, 1, s->state, yv);
+    return LSTMRT_STATUS_OK;
+}
+
+lstmrt_status lstmrt_stream_run(lstmrt_stream_t *s, const float *x, int64_t steps, float *y)
+{
+    lstmrt__clear_error();
+    if (!s || !x || !y)
+        return FAIL("stream, x and y must not be NULL");
+    if (steps < 0)
+        return FAIL("steps %lld < 0", (long long)steps);
+    const lstmrt_model_t *m = s->model;
+    lstmrt_status st = check_tokens(m, x, s->batch * steps);
+    if (st != LSTMRT_STATUS_OK)
+        return st;
+    const int64_t I = m->input_size, O = m->output_size;
+    seq_view xv = {(float *)x, steps * I, I}, yv = {y, steps * O, O};
+    run_blocks(m, &s->ws, s->chunk, s->batch, steps, xv, NULL, 0, s->state, yv);
+    return LSTMRT_STATUS_OK;
+}
+
+void lstmrt_stream_reset(lstmrt_stream_t *s)
+{
+    if (s)
+        memset(s->state, 0, (size_t)(s->batch * s->model->state_size) * sizeof(float));
+}
+
+lstmrt_status lstmrt_stream_get_state(const lstmrt_stream_t *s, float *state)
+{
+    if (!s || !state)
+        return FAIL("stream and state must not be NULL");
+    memcpy(state, s->state, (size_t)(s->batch * s->model->state_size) * sizeof(float));
+    return LSTMRT_STATUS_OK;
+}
+
+lstmrt_status lstmrt_stream_set_state(lstmrt_stream_t *s, const float *state)
+{
+    if (!s || !state)
+        return FAIL("stream and state must not be NULL");
+    memcpy(s->state, state, (size_t)(s->batch * s->model->state_size) * sizeof(float));
+    return LSTMRT_STATUS_OK;
+}
+
+lstmrt_status lstmrt_stream_copy(const lstmrt_stream_t *s, lstmrt_stream_t **out)
+{
+    if (!s || !out)
+        return FAIL("stream and out must not be NULL");
+    lstmrt_status st = lstmrt_stream_create(s->model, s->batch, out);
+    if (st == LSTMRT_STATUS_OK)
+        memcpy((*out)->state, s->state, (size_t)(s->batch * s->model->state_size) * sizeof(float));
+    return st;
+}

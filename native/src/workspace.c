@@ -1,0 +1,27 @@
+/* Scratch layout for running a block of (batch x steps): carved from one caller-provided block so that a
+ * stream allocates everything once, at creation. */
+#include "internal.h"
+
+/* Each buffer is rounded up to 16 floats so every one starts 64-byte aligned. */
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+size_t workspace_floats(const lstmrt_model_t *m, int64_t batch, int64_t steps)
+{
+    const size_t rows = (size_t)(batch * steps);
+    return round16(rows * (size_t)m->max_gate_width) + round16((size_t)batch * 4 * (size_t)m->max_hidden) +
+           3 * round16(rows * (size_t)m->max_width);
+}
+
+void workspace_bind(workspace *ws, const lstmrt_model_t *m, int64_t batch, int64_t steps, float *base)
+{
+    const size_t rows = (size_t)(batch * steps);
+    ws->gates = base;
+    base += round16(rows * (size_t)m->max_gate_width);
+    ws->aux = base;
+    base += round16((size_t)batch * 4 * (size_t)m->max_hidden);
+    ws->act_a = base;
+    base += round16(rows * (size_t)m->max_width);
+    ws->act_b = base;
+    base += round16(rows * (size_t)m->max_width);
+    ws->dirbuf = base;
+}

@@ -1,0 +1,50 @@
+"""Input validation and conversion for the slow path of the binding (the fast path is a float32 C-contiguous
+array of exactly the expected shape). Documented policy: any real floating dtype and any memory layout is
+converted once to float32 C-contiguous; integers are accepted only where the model takes token ids; anything
+else is a TypeError; a wrong shape is a ValueError naming expected and actual shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def describe_shape(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def as_float_array(obj, name: str, *, tokens: bool = False) -> np.ndarray:
+    """obj as an ndarray of a dtype lstmrt accepts (not yet float32 / contiguous)."""
+    if isinstance(obj, np.ndarray):
+        arr = obj
+    elif hasattr(obj, "__array__") or isinstance(obj, (list, tuple)):
+        try:
+            arr = np.asarray(obj)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} cannot be converted to an array: {exc}") from None
+    else:
+        raise TypeError(f"{name} must be a NumPy array (or array-like), got {type(obj).__name__}")
+    kind = arr.dtype.kind
+    if kind == "f" or (tokens and kind in "iu"):
+        return arr
+    what = "floating-point or integer token ids" if tokens else "floating-point (float32 is the fast path)"
+    raise TypeError(f"{name} has dtype {arr.dtype}; expected {what}")
+
+
+def coerce_input(obj, shape: tuple, name: str, tokens: bool = False) -> np.ndarray:
+    arr = as_float_array(obj, name, tokens=tokens)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {describe_shape(arr.shape)}, expected {describe_shape(shape)}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def reject_output(out, shape: tuple) -> None:
+    """Raise the precise error for an `out=` buffer that is not float32 C-contiguous of the right shape."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy float32 array, got {type(out).__name__}")
+    if out.dtype != np.float32:
+        raise TypeError(f"out has dtype {out.dtype}; expected float32")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {describe_shape(out.shape)}, expected {describe_shape(shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous (it is written in place)")
+    raise ValueError("out is not usable")

@@ -1,0 +1,307 @@
+// The binding: arrays to pointers, status codes to exceptions, GIL policy. No math, no policy: validation with
+// friendly messages and conversion of unusual inputs live in Python (lstmrt/_arrays.py), called only when the
+// input is not already a float32 C-contiguous array of the exact shape.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "lstmrt.h"
+}
+
+namespace py = pybind11;
+using f32array = py::array_t<float, py::array::c_style>;
+
+namespace {
+
+// Inputs this long run with the GIL released; shorter ones are faster without the release/acquire pair.
+constexpr int64_t kReleaseGilFloats = 4096;
+
+[[noreturn]] void raise_status(lstmrt_status s)
+{
+    std::string msg = lstmrt_last_error();
+    if (msg.empty())
+        msg = lstmrt_status_string(s);
+    if (s == LSTMRT_STATUS_OUT_OF_MEMORY)
+        throw std::bad_alloc();
+    if (s == LSTMRT_STATUS_UNSUPPORTED)
+        throw py::type_error(msg); // replaced by a precise Python error where the caller can know better
+    throw py::value_error(msg);
+}
+
+void check(lstmrt_status s)
+{
+    if (s != LSTMRT_STATUS_OK)
+        raise_status(s);
+}
+
+// Fast path test: already a float32 C-contiguous array of exactly this shape.
+bool exact_f32(const py::handle &obj, const std::vector<py::ssize_t> &shape)
+{
+    if (!f32array::check_(obj))
+        return false;
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    if (!(a.flags() & py::array::c_style) || a.ndim() != (py::ssize_t)shape.size())
+        return false;
+    for (size_t i = 0; i < shape.size(); i++)
+        if (a.shape(i) != shape[i])
+            return false;
+    return true;
+}
+
+// Slow path: lstmrt._arrays.coerce_input raises a precise error or returns a converted array.
+f32array coerce_input(const py::handle &obj, const std::vector<py::ssize_t> &shape, const char *name, bool tokens)
+{
+    py::tuple t(shape.size());
+    for (size_t i = 0; i < shape.size(); i++)
+        t[i] = shape[i];
+    return py::module_::import("lstmrt._arrays").attr("coerce_input")(obj, t, name, tokens).cast<f32array>();
+}
+
+f32array input_array(const py::handle &obj, const std::vector<py::ssize_t> &shape, const char *name, bool tokens)
+{
+    if (exact_f32(obj, shape))
+        return py::reinterpret_borrow<f32array>(obj);
+    return coerce_input(obj, shape, name, tokens);
+}
+
+f32array output_array(const py::object &out, const std::vector<py::ssize_t> &shape)
+{
+    if (out.is_none())
+        return f32array(shape);
+    if (!exact_f32(out, shape)) {
+        py::tuple t(shape.size());
+        for (size_t i = 0; i < shape.size(); i++)
+            t[i] = shape[i];
+        py::module_::import("lstmrt._arrays").attr("reject_output")(out, t);
+    }
+    auto a = py::reinterpret_borrow<f32array>(out);
+    if (!a.writeable())
+        throw py::value_error("out is read-only");
+    return a;
+}
+
+struct Model {
+    lstmrt_model_t *ptr = nullptr;
+    std::vector<lstmrt_layer_desc> descs;
+    bool tokens = false; // first layer is an embedding: integer inputs are token ids
+    explicit Model(const py::list &layers);
+    ~Model() { lstmrt_model_free(ptr); }
+    Model(const Model &) = delete;
+    Model &operator=(const Model &) = delete;
+};
+
+const float *opt_ptr(const py::dict &d, const char *key, std::vector<f32array> &keep)
+{
+    if (!d.contains(key) || d[key].is_none())
+        return nullptr;
+    keep.push_back(d[key].cast<f32array>());
+    return keep.back().data();
+}
+
+// Layers arrive as dicts mirroring lstmrt_layer_desc (built by lstmrt/layers.py).
+Model::Model(const py::list &layers)
+{
+    std::vector<f32array> keep;
+    for (auto item : layers) {
+        auto d = item.cast<py::dict>();
+        lstmrt_layer_desc L;
+        std::memset(&L, 0, sizeof L);
+        L.kind = (lstmrt_layer_kind)d["kind"].cast<int>();
+        L.input_size = d["input_size"].cast<int32_t>();
+        L.hidden_size = d["hidden_size"].cast<int32_t>();
+        L.proj_size = d["proj_size"].cast<int32_t>();
+        L.num_embeddings = d["num_embeddings"].cast<int32_t>();
+        L.num_directions = d["num_directions"].cast<int32_t>();
+        L.merge_mode = (lstmrt_merge_mode)d["merge_mode"].cast<int>();
+        auto acts = d["activations"].cast<std::vector<int>>();
+        for (size_t a = 0; a < acts.size() && a < 3; a++)
+            L.activations[a] = (lstmrt_activation)acts[a];
+        L.cell_clip = d["cell_clip"].cast<float>();
+        L.linear_before_reset = d["linear_before_reset"].cast<int32_t>();
+        L.hold_masked_output = d["hold_masked_output"].cast<int32_t>();
+        auto dirs = d["weights"].cast<py::list>();
+        for (size_t k = 0; k < dirs.size() && k < 2; k++) {
+            auto w = dirs[k].cast<py::dict>();
+            L.weights[k].weight_ih = opt_ptr(w, "weight_ih", keep);
+            L.weights[k].weight_hh = opt_ptr(w, "weight_hh", keep);
+            L.weights[k].bias_ih = opt_ptr(w, "bias_ih", keep);
+            L.weights[k].bias_hh = opt_ptr(w, "bias_hh", keep);
+            L.weights[k].weight_peephole = opt_ptr(w, "weight_peephole", keep);
+            L.weights[k].weight_proj = opt_ptr(w, "weight_proj", keep);
+        }
+        descs.push_back(L);
+    }
+    check(lstmrt_model_create(descs.data(), (int32_t)descs.size(), &ptr));
+    tokens = descs[0].kind == LSTMRT_LAYER_EMBEDDING;
+    for (auto &L : descs) // the C model holds its own copies
+        std::memset(L.weights, 0, sizeof L.weights);
+}
+
+struct Stream;
+
+// One stream used from two threads at once: calls that release the GIL mark the stream busy (the flag is only
+// read and written with the GIL held), and any other call on it meanwhile raises instead of racing.
+struct BusyGuard {
+    bool &flag;
+    explicit BusyGuard(bool &f) : flag(f)
+    {
+        if (flag)
+            throw std::runtime_error("stream is in use by another thread; use one stream per thread (Stream.copy())");
+        flag = true;
+    }
+    ~BusyGuard() { flag = false; }
+};
+
+struct Stream {
+    std::shared_ptr<Model> model; // keeps the model alive as long as the stream
+    lstmrt_stream_t *ptr = nullptr;
+    bool busy = false;
+    int32_t batch;
+    bool batched;
+    std::vector<py::ssize_t> x_shape, y_shape;
+
+    Stream(std::shared_ptr<Model> m, int32_t n, bool is_batched) : model(std::move(m)), batch(n), batched(is_batched)
+    {
+        check(lstmrt_stream_create(model->ptr, n, &ptr));
+        init_shapes();
+    }
+    Stream(Stream &other) : model(other.model), batch(other.batch), batched(other.batched)
+    {
+        BusyGuard guard(other.busy);
+        check(lstmrt_stream_copy(other.ptr, &ptr));
+        init_shapes();
+    }
+    ~Stream() { lstmrt_stream_free(ptr); }
+
+    void init_shapes()
+    {
+        const py::ssize_t I = lstmrt_model_input_size(model->ptr), O = lstmrt_model_output_size(model->ptr);
+        x_shape = batched ? std::vector<py::ssize_t>{batch, I} : std::vector<py::ssize_t>{I};
+        y_shape = batched ? std::vector<py::ssize_t>{batch, O} : std::vector<py::ssize_t>{O};
+    }
+
+    py::array step(const py::handle &x, const py::object &out)
+    {
+        BusyGuard guard(busy);
+        f32array xa = input_array(x, x_shape, "x", model->tokens);
+        f32array ya = output_array(out, y_shape);
+        float *y = ya.mutable_data();
+        const float *xp = xa.data();
+        lstmrt_status s;
+        if (xa.size() >= kReleaseGilFloats) {
+            py::gil_scoped_release release;
+            s = lstmrt_stream_step(ptr, xp, nullptr, y);
+        } else {
+            s = lstmrt_stream_step(ptr, xp, nullptr, y);
+        }
+        check(s);
+        return ya;
+    }
+
+    py::array run(const py::handle &x, py::ssize_t steps)
+    {
+        const py::ssize_t I = x_shape.back(), O = y_shape.back();
+        std::vector<py::ssize_t> xs = batched ? std::vector<py::ssize_t>{batch, steps, I}
+                                              : std::vector<py::ssize_t>{steps, I};
+        std::vector<py::ssize_t> ys = batched ? std::vector<py::ssize_t>{batch, steps, O}
+                                              : std::vector<py::ssize_t>{steps, O};
+        BusyGuard guard(busy);
+        f32array xa = input_array(x, xs, "X", model->tokens);
+        f32array ya(ys);
+        const float *xp = xa.data();
+        float *y = ya.mutable_data();
+        lstmrt_status s;
+        {
+            py::gil_scoped_release release; // BusyGuard keeps other threads off this stream meanwhile
+            s = lstmrt_stream_run(ptr, xp, steps, y);
+        }
+        check(s);
+        return ya;
+    }
+
+    py::array get_state()
+    {
+        BusyGuard guard(busy);
+        f32array st(std::vector<py::ssize_t>{(py::ssize_t)(batch * lstmrt_model_state_size(model->ptr))});
+        check(lstmrt_stream_get_state(ptr, st.mutable_data()));
+        return st;
+    }
+
+    void set_state(const f32array &st)
+    {
+        BusyGuard guard(busy);
+        if (st.size() != batch * lstmrt_model_state_size(model->ptr))
+            throw py::value_error("state has the wrong number of elements");
+        check(lstmrt_stream_set_state(ptr, st.data()));
+    }
+};
+
+py::array predict(const std::shared_ptr<Model> &m, const f32array &x, const py::object &lengths,
+                  const py::object &mask)
+{
+    if (x.ndim() != 3 || x.shape(2) != lstmrt_model_input_size(m->ptr))
+        throw py::value_error("predict expects a (batch, steps, input_size) float32 array");
+    const int64_t B = x.shape(0), T = x.shape(1);
+    std::vector<int32_t> lens;
+    if (!lengths.is_none()) {
+        lens = lengths.cast<std::vector<int32_t>>();
+        if ((int64_t)lens.size() != B)
+            throw py::value_error("lengths must have one entry per sequence");
+    }
+    py::array_t<uint8_t, py::array::c_style | py::array::forcecast> mask_arr;
+    if (!mask.is_none()) {
+        mask_arr = mask.cast<py::array_t<uint8_t, py::array::c_style | py::array::forcecast>>();
+        if (mask_arr.ndim() != 2 || mask_arr.shape(0) != B || mask_arr.shape(1) != T)
+            throw py::value_error("mask must have shape (batch, steps)");
+    }
+    f32array y(std::vector<py::ssize_t>{B, T, lstmrt_model_output_size(m->ptr)});
+    const float *xp = x.data();
+    float *yp = y.mutable_data();
+    const int32_t *lp = lens.empty() ? nullptr : lens.data();
+    const uint8_t *mp = mask.is_none() ? nullptr : mask_arr.data();
+    lstmrt_status s;
+    {
+        py::gil_scoped_release release; // the model is immutable: safe to share while other threads run
+        s = lstmrt_model_predict(m->ptr, xp, B, T, lp, mp, yp);
+    }
+    check(s);
+    return y;
+}
+
+} // namespace
+
+PYBIND11_MODULE(_native, mod)
+{
+    mod.doc() = "lstmrt C runtime binding (internal: use the lstmrt package)";
+    py::class_<Model, std::shared_ptr<Model>>(mod, "Model")
+        .def(py::init<const py::list &>())
+        .def_property_readonly("input_size", [](const Model &m) { return lstmrt_model_input_size(m.ptr); })
+        .def_property_readonly("output_size", [](const Model &m) { return lstmrt_model_output_size(m.ptr); })
+        .def_property_readonly("state_size", [](const Model &m) { return lstmrt_model_state_size(m.ptr); })
+        .def_property_readonly("weight_bytes", [](const Model &m) { return lstmrt_model_weight_bytes(m.ptr); })
+        .def_property_readonly("bidirectional",
+                               [](const Model &m) { return lstmrt_model_is_bidirectional(m.ptr) != 0; })
+        .def("predict", &predict, py::arg("x"), py::arg("lengths") = py::none(), py::arg("mask") = py::none());
+    py::class_<Stream>(mod, "Stream")
+        .def(py::init<std::shared_ptr<Model>, int32_t, bool>())
+        .def("step", &Stream::step, py::arg("x"), py::arg("out") = py::none())
+        .def("run", &Stream::run)
+        .def("reset",
+             [](Stream &s) {
+                 BusyGuard guard(s.busy);
+                 lstmrt_stream_reset(s.ptr);
+             })
+        .def("get_state", &Stream::get_state)
+        .def("set_state", &Stream::set_state)
+        .def("copy", [](Stream &s) { return new Stream(s); })
+        .def_property_readonly("batch", [](const Stream &s) { return s.batch; });
+    mod.def("kernel_tier", []() { return std::string(lstmrt_kernel_tier()); });
+    mod.def("cpu_features", []() { return std::string(lstmrt_cpu_features()); });
+    mod.attr("ACTIVATION_COUNT") = (int)LSTMRT_ACT_COUNT;
+}

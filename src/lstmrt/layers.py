@@ -1,0 +1,345 @@
+"""Layer specifications: weights in the canonical layout of docs/math.md (PyTorch's), validated on creation.
+
+Each spec is immutable (its arrays are read-only float32 copies) and knows how to describe itself to the C
+runtime (`_desc`). Shapes use PyTorch's names: input_size I, hidden_size H, proj_size P.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import activations as acts
+
+# Codes of enum lstmrt_layer_kind / lstmrt_merge_mode in native/include/lstmrt.h.
+_KIND = {"lstm": 0, "gru": 1, "rnn": 2, "dense": 3, "activation": 4, "affine": 5, "embedding": 6}
+MERGE_MODES = ("concat", "sum", "mul", "ave")
+
+
+def _weight(value, name: str, shape: tuple, where: str, *, optional: bool = False):
+    """A read-only float32 C-contiguous copy of `value`, checked against `shape` (None entries: any size)."""
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where}: {name} is required")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{where}: {name} has dtype {arr.dtype}; expected floating point")
+    if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
+        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{where}: {name} has shape {arr.shape}, expected {want}")
+    arr = np.array(arr, dtype=np.float32, order="C", copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+def _size(value, name: str, where: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Layer:
+    """Base of all layer specs."""
+
+    kind = ""
+    input_size: int | None
+    output_size: int | None
+
+    def _desc(self, input_size: int) -> dict:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def _base_desc(self, input_size: int, hidden_size: int) -> dict:
+        return {
+            "kind": _KIND[self.kind], "input_size": input_size, "hidden_size": hidden_size, "proj_size": 0,
+            "num_embeddings": 0, "num_directions": 1, "merge_mode": 0, "activations": [0, 0, 0],
+            "cell_clip": 0.0, "linear_before_reset": 0, "hold_masked_output": 0, "weights": [{}],
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._summary()})"
+
+    def _summary(self) -> str:
+        return ""
+
+    def parameter_count(self) -> int:
+        return sum(int(v.size) for v in vars(self).values() if isinstance(v, np.ndarray))
+
+
+class _Recurrent(Layer):
+    gates = 1
+    hold_masked_output = False
+
+    def _direction_weights(self) -> dict:
+        return {"weight_ih": self.weight_ih, "weight_hh": self.weight_hh, "bias_ih": self.bias_ih,
+                "bias_hh": self.bias_hh}
+
+    @property
+    def state_names(self) -> tuple:
+        return ("h",)
+
+    @property
+    def state_sizes(self) -> tuple:
+        return (self.output_size,)
+
+
+class LSTM(_Recurrent):
+    """One LSTM layer, one direction. weight_ih (4H, I), weight_hh (4H, Hr), biases (4H,), gates i, f, g, o.
+    Options: weight_hr (P, H) projection (PyTorch proj_size; Hr = P), peephole (3, H) for gates i, f, o (ONNX),
+    activations (gate f, candidate g, output h) as ONNX, cell_clip (ONNX: clips gate pre-activations)."""
+
+    kind = "lstm"
+    gates = 4
+
+    def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, weight_hr=None, peephole=None,
+                 activations=("sigmoid", "tanh", "tanh"), cell_clip=None, hold_masked_output=False):
+        where = "LSTM"
+        w = np.asarray(weight_ih)
+        if w.ndim != 2 or w.shape[0] % 4 or w.shape[0] == 0:
+            raise ValueError(f"{where}: weight_ih has shape {w.shape}, expected (4*hidden_size, input_size)")
+        H = w.shape[0] // 4
+        self.hidden_size, self.input_size = H, int(w.shape[1])
+        self.weight_ih = _weight(weight_ih, "weight_ih", (4 * H, None), where)
+        self.weight_hr = _weight(weight_hr, "weight_hr", (None, H), where, optional=True)
+        self.proj_size = 0 if self.weight_hr is None else int(self.weight_hr.shape[0])
+        hr = self.proj_size or H
+        self.weight_hh = _weight(weight_hh, "weight_hh", (4 * H, hr), where)
+        self.bias_ih = _weight(bias_ih, "bias_ih", (4 * H,), where, optional=True)
+        self.bias_hh = _weight(bias_hh, "bias_hh", (4 * H,), where, optional=True)
+        self.peephole = None
+        if peephole is not None:
+            p = np.asarray(peephole)
+            self.peephole = _weight(p.reshape(3, H) if p.shape == (3 * H,) else p, "peephole", (3, H), where)
+        if isinstance(activations, str) or len(activations) != 3:
+            raise ValueError(f"{where}: activations must be 3 names (gate, candidate, output), got {activations!r}")
+        self.activations = tuple(acts.canonical(a, where=where, elementwise=True) for a in activations)
+        if cell_clip is not None and not (float(cell_clip) > 0):
+            raise ValueError(f"{where}: cell_clip must be > 0 (or None), got {cell_clip!r}")
+        self.cell_clip = None if cell_clip is None else float(cell_clip)
+        self.hold_masked_output = bool(hold_masked_output)
+        self.output_size = hr
+
+    @property
+    def state_names(self) -> tuple:
+        return ("h", "c")
+
+    @property
+    def state_sizes(self) -> tuple:
+        return (self.output_size, self.hidden_size)
+
+    def _direction_weights(self) -> dict:
+        d = super()._direction_weights()
+        d.update(weight_peephole=self.peephole, weight_proj=self.weight_hr)
+        return d
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.hidden_size)
+        d.update(proj_size=self.proj_size, activations=[acts.code(a) for a in self.activations],
+                 cell_clip=self.cell_clip or 0.0, hold_masked_output=int(self.hold_masked_output),
+                 weights=[self._direction_weights()])
+        return d
+
+    def _summary(self) -> str:
+        extra = [f"proj_size={self.proj_size}"] if self.proj_size else []
+        if self.peephole is not None:
+            extra.append("peephole")
+        if self.activations != ("sigmoid", "tanh", "tanh"):
+            extra.append("activations=" + "/".join(self.activations))
+        if self.cell_clip:
+            extra.append(f"cell_clip={self.cell_clip:g}")
+        return ", ".join([f"{self.input_size} -> {self.hidden_size}"] + extra)
+
+
+class GRU(_Recurrent):
+    """One GRU layer, one direction. weight_ih (3H, I), weight_hh (3H, H), biases (3H,), gates r, z, n.
+    reset_after=True: n = g(W_in x + b_in + r * (W_hn h + b_hn)) (PyTorch; Keras reset_after=True);
+    reset_after=False: n = g(W_in x + b_in + W_hn (r * h) + b_hn) (Keras reset_after=False)."""
+
+    kind = "gru"
+    gates = 3
+
+    def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, reset_after=True,
+                 activations=("sigmoid", "tanh"), hold_masked_output=False):
+        where = "GRU"
+        w = np.asarray(weight_ih)
+        if w.ndim != 2 or w.shape[0] % 3 or w.shape[0] == 0:
+            raise ValueError(f"{where}: weight_ih has shape {w.shape}, expected (3*hidden_size, input_size)")
+        H = w.shape[0] // 3
+        self.hidden_size, self.input_size, self.output_size = H, int(w.shape[1]), H
+        self.weight_ih = _weight(weight_ih, "weight_ih", (3 * H, None), where)
+        self.weight_hh = _weight(weight_hh, "weight_hh", (3 * H, H), where)
+        self.bias_ih = _weight(bias_ih, "bias_ih", (3 * H,), where, optional=True)
+        self.bias_hh = _weight(bias_hh, "bias_hh", (3 * H,), where, optional=True)
+        self.reset_after = bool(reset_after)
+        if isinstance(activations, str) or len(activations) != 2:
+            raise ValueError(f"{where}: activations must be 2 names (gate, candidate), got {activations!r}")
+        self.activations = tuple(acts.canonical(a, where=where, elementwise=True) for a in activations)
+        self.hold_masked_output = bool(hold_masked_output)
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.hidden_size)
+        d.update(activations=[acts.code(a) for a in self.activations] + [0],
+                 linear_before_reset=int(self.reset_after), hold_masked_output=int(self.hold_masked_output),
+                 weights=[self._direction_weights()])
+        return d
+
+    def _summary(self) -> str:
+        extra = [] if self.reset_after else ["reset_after=False"]
+        if self.activations != ("sigmoid", "tanh"):
+            extra.append("activations=" + "/".join(self.activations))
+        return ", ".join([f"{self.input_size} -> {self.hidden_size}"] + extra)
+
+
+class SimpleRNN(_Recurrent):
+    """Elman RNN (Keras SimpleRNN, torch nn.RNN): h = act(W_ih x + b_ih + W_hh h + b_hh)."""
+
+    kind = "rnn"
+
+    def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, activation="tanh",
+                 hold_masked_output=False):
+        where = "SimpleRNN"
+        w = np.asarray(weight_ih)
+        if w.ndim != 2 or w.shape[0] == 0:
+            raise ValueError(f"{where}: weight_ih has shape {w.shape}, expected (hidden_size, input_size)")
+        H = int(w.shape[0])
+        self.hidden_size, self.input_size, self.output_size = H, int(w.shape[1]), H
+        self.weight_ih = _weight(weight_ih, "weight_ih", (H, None), where)
+        self.weight_hh = _weight(weight_hh, "weight_hh", (H, H), where)
+        self.bias_ih = _weight(bias_ih, "bias_ih", (H,), where, optional=True)
+        self.bias_hh = _weight(bias_hh, "bias_hh", (H,), where, optional=True)
+        self.activation = acts.canonical(activation, where=where, elementwise=True)
+        self.hold_masked_output = bool(hold_masked_output)
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.hidden_size)
+        d.update(activations=[acts.code(self.activation), 0, 0], hold_masked_output=int(self.hold_masked_output),
+                 weights=[self._direction_weights()])
+        return d
+
+    def _summary(self) -> str:
+        return f"{self.input_size} -> {self.hidden_size}, activation={self.activation}"
+
+
+class Bidirectional(Layer):
+    """Two recurrent layers of the same kind and sizes, the second run backwards in time; outputs merged as
+    Keras does: concat [forward, backward], sum, mul or ave."""
+
+    kind = "bidirectional"
+
+    def __init__(self, forward, backward, merge_mode="concat"):
+        if not isinstance(forward, _Recurrent) or type(forward) is not type(backward):
+            raise TypeError("Bidirectional: forward and backward must be recurrent layer specs of the same type, "
+                            f"got {type(forward).__name__} and {type(backward).__name__}")
+        same = ("input_size", "hidden_size", "output_size", "activations", "reset_after", "cell_clip",
+                "activation", "hold_masked_output")
+        for attr in same:
+            if getattr(forward, attr, None) != getattr(backward, attr, None):
+                raise ValueError(f"Bidirectional: forward and backward differ in {attr}")
+        if (getattr(forward, "peephole", None) is None) != (getattr(backward, "peephole", None) is None):
+            raise ValueError("Bidirectional: forward and backward differ in peephole")
+        if merge_mode not in MERGE_MODES:
+            raise ValueError(f"Bidirectional: unknown merge_mode {merge_mode!r}; supported: {', '.join(MERGE_MODES)}")
+        self.forward, self.backward, self.merge_mode = forward, backward, merge_mode
+        self.input_size = forward.input_size
+        self.output_size = forward.output_size * (2 if merge_mode == "concat" else 1)
+
+    def parameter_count(self) -> int:
+        return self.forward.parameter_count() + self.backward.parameter_count()
+
+    def _desc(self, input_size: int) -> dict:
+        d = self.forward._desc(input_size)
+        d.update(num_directions=2, merge_mode=MERGE_MODES.index(self.merge_mode),
+                 weights=[self.forward._direction_weights(), self.backward._direction_weights()])
+        return d
+
+    def _summary(self) -> str:
+        return f"{self.forward!r}, merge_mode={self.merge_mode!r}"
+
+
+class Dense(Layer):
+    """y = activation(weight @ x + bias) at every time step. weight (O, I) as torch nn.Linear."""
+
+    kind = "dense"
+
+    def __init__(self, weight, bias=None, *, activation="linear"):
+        w = np.asarray(weight)
+        if w.ndim != 2 or 0 in w.shape:
+            raise ValueError(f"Dense: weight has shape {w.shape}, expected (out_features, in_features)")
+        self.output_size, self.input_size = int(w.shape[0]), int(w.shape[1])
+        self.weight = _weight(weight, "weight", w.shape, "Dense")
+        self.bias = _weight(bias, "bias", (self.output_size,), "Dense", optional=True)
+        self.activation = acts.canonical(activation, where="Dense")
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.output_size)
+        d.update(activations=[acts.code(self.activation), 0, 0],
+                 weights=[{"weight_ih": self.weight, "bias_ih": self.bias}])
+        return d
+
+    def _summary(self) -> str:
+        return f"{self.input_size} -> {self.output_size}, activation={self.activation}"
+
+
+class Activation(Layer):
+    """An element-wise (or, for softmax, per-step) activation between layers."""
+
+    kind = "activation"
+    input_size = output_size = None
+
+    def __init__(self, name):
+        self.activation = acts.canonical(name, where="Activation")
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(input_size, input_size)
+        d["activations"] = [acts.code(self.activation), 0, 0]
+        return d
+
+    def _summary(self) -> str:
+        return repr(self.activation)
+
+
+class Affine(Layer):
+    """y = x * scale + shift, per feature (a fitted normalisation such as Keras Normalization)."""
+
+    kind = "affine"
+
+    def __init__(self, scale, shift):
+        s = np.asarray(scale)
+        if s.ndim != 1 or s.size == 0:
+            raise ValueError(f"Affine: scale has shape {s.shape}, expected (features,)")
+        self.input_size = self.output_size = int(s.size)
+        self.scale = _weight(scale, "scale", (s.size,), "Affine")
+        self.shift = _weight(shift, "shift", (s.size,), "Affine")
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.input_size)
+        d["weights"] = [{"weight_ih": self.scale, "bias_ih": self.shift}]
+        return d
+
+    def _summary(self) -> str:
+        return f"{self.input_size} features"
+
+
+class Embedding(Layer):
+    """Token ids in (one per step), rows of weight (num_embeddings, embedding_dim) out. First layer only."""
+
+    kind = "embedding"
+
+    def __init__(self, weight):
+        w = np.asarray(weight)
+        if w.ndim != 2 or 0 in w.shape:
+            raise ValueError(f"Embedding: weight has shape {w.shape}, expected (num_embeddings, embedding_dim)")
+        self.num_embeddings, self.output_size = int(w.shape[0]), int(w.shape[1])
+        self.input_size = 1
+        self.weight = _weight(weight, "weight", w.shape, "Embedding")
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(1, self.output_size)
+        d.update(num_embeddings=self.num_embeddings, weights=[{"weight_ih": self.weight}])
+        return d
+
+    def _summary(self) -> str:
+        return f"{self.num_embeddings} tokens -> {self.output_size}"
+
+
+def is_recurrent(spec: Layer) -> bool:
+    return isinstance(spec, (_Recurrent, Bidirectional))

@@ -1,0 +1,75 @@
+"""lstmrt.from_torch: a live torch module (nn.LSTM, nn.GRU, nn.RNN, the cells, nn.Linear, nn.Embedding,
+activations, nn.Sequential of those) to an lstmrt Model. torch is imported only by the caller's module."""
+
+from __future__ import annotations
+
+
+
+from ..layers import Activation
+from . import torch_layers
+
+# Activation modules with default arguments map to these names; others are refused with a clear message.
+_ACTIVATIONS = {
+    "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "ELU": "elu", "SELU": "selu", "Softsign": "softsign",
+    "Softplus": "softplus", "SiLU": "silu", "Mish": "mish", "Hardsigmoid": "hard_sigmoid_v3",
+    "Hardswish": "hard_silu", "ReLU6": "relu6", "GELU": "gelu", "Softmax": "softmax", "LogSoftmax": "log_softmax",
+}
+_NO_OPS = ("Dropout", "Identity", "AlphaDropout")
+
+
+def _params(module) -> dict:
+    return {name: p.detach().cpu().float().numpy() for name, p in module.named_parameters()}
+
+
+def _activation(module):
+    name = type(module).__name__
+    act = _ACTIVATIONS[name]
+    if name == "ELU" and module.alpha != 1.0:
+        raise ValueError(f"nn.ELU(alpha={module.alpha}) is not supported: only alpha=1")
+    if name == "Softplus" and (module.beta != 1.0 or module.threshold != 20.0):
+        raise ValueError("nn.Softplus with beta != 1 or threshold != 20 is not supported")
+    if name == "GELU" and module.approximate == "tanh":
+        act = "gelu_tanh"
+    if name in ("Softmax", "LogSoftmax") and module.dim not in (-1, 2, None):
+        raise ValueError(f"nn.{name}(dim={module.dim}) is not supported: only the feature axis (dim=-1)")
+    return Activation(act)
+
+
+def _convert(module) -> list:
+    name = type(module).__name__
+    if name in ("LSTM", "GRU", "RNN"):
+        if getattr(module, "proj_size", 0) and name != "LSTM":
+            raise ValueError(f"nn.{name} with proj_size is not supported")
+        return torch_layers.recurrent_layers(
+            name, _params(module), num_layers=module.num_layers, bidirectional=module.bidirectional,
+            nonlinearity=getattr(module, "nonlinearity", "tanh"))
+    if name in ("LSTMCell", "GRUCell", "RNNCell"):
+        return [torch_layers.cell_layer(name[:-4], _params(module),
+                                        nonlinearity=getattr(module, "nonlinearity", "tanh"))]
+    if name == "Linear":
+        return [torch_layers.linear_layer(_params(module))]
+    if name == "Embedding":
+        return [torch_layers.embedding_layer(_params(module))]
+    if name in _ACTIVATIONS:
+        return [_activation(module)]
+    if name in _NO_OPS:
+        return []
+    if name == "Sequential":
+        return [spec for child in module for spec in _convert(child)]
+    supported = ", ".join(["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Linear", "Embedding",
+                           "Sequential", *_ACTIVATIONS, *_NO_OPS])
+    raise ValueError(f"cannot convert torch module {name}; supported: {supported}")
+
+
+def from_torch(module, **model_kwargs):
+    """An lstmrt Model computing what `module` computes (in eval mode: dropout is ignored). Input layout is
+    batch-first (B, T, I) whatever the module's batch_first."""
+    from ..model import Model
+
+    layers = _convert(module)
+    if not layers:
+        raise ValueError(f"torch module {type(module).__name__} contains no layer lstmrt can run")
+    return Model(layers, **model_kwargs)
+
+
+

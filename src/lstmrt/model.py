@@ -1,0 +1,150 @@
+"""Model: an immutable chain of layers packed once into the C runtime; shareable between threads."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _native
+from ._arrays import as_float_array, describe_shape
+from .layers import Bidirectional, Embedding, Layer, is_recurrent
+
+
+class Model:
+    """A chain of layer specs (lstmrt.LSTM, GRU, SimpleRNN, Bidirectional, Dense, Activation, Affine,
+    Embedding) in the canonical layout of docs/math.md.
+
+    `return_sequences=False` makes `predict` return only each sequence's last output (Keras semantics);
+    streams always return the output for the sequence ending at the current step."""
+
+    def __init__(self, layers, *, input_size=None, return_sequences=True):
+        layers = list(layers) if not isinstance(layers, Layer) else [layers]
+        if not layers:
+            raise ValueError("Model needs at least one layer")
+        for i, spec in enumerate(layers):
+            if not isinstance(spec, Layer):
+                raise TypeError(f"layer {i}: expected an lstmrt layer spec, got {type(spec).__name__}")
+        size = input_size if input_size is not None else layers[0].input_size
+        if size is None:
+            raise ValueError("input_size is required when the first layer is an Activation")
+        self._input_size = int(size)
+        descs = []
+        for i, spec in enumerate(layers):
+            if isinstance(spec, Embedding) and i != 0:
+                raise ValueError(f"layer {i}: an Embedding must be the first layer")
+            if spec.input_size is not None and spec.input_size != size:
+                prev = f"layer {i - 1} ({type(layers[i - 1]).__name__}) outputs" if i else "the model input has"
+                raise ValueError(f"layer {i} ({type(spec).__name__}) expects {spec.input_size} input features "
+                                 f"but {prev} {size}")
+            descs.append(spec._desc(size))
+            size = spec.output_size if spec.output_size is not None else size
+        self._native = _native.Model(descs)
+        self._layers = tuple(layers)
+        self._output_size = int(size)
+        self._tokens = isinstance(layers[0], Embedding)
+        self.return_sequences = bool(return_sequences)
+        # state layout of the C runtime: per recurrent layer and direction, h (batch, Hr) then c (batch, H)
+        self._state_layout = []
+        for i, spec in enumerate(layers):
+            if is_recurrent(spec):
+                cell = spec.forward if isinstance(spec, Bidirectional) else spec
+                for _ in range(2 if isinstance(spec, Bidirectional) else 1):
+                    self._state_layout.append((i, cell.state_names, cell.state_sizes))
+
+    # -- description ---------------------------------------------------------------------------------------
+    @property
+    def input_size(self) -> int:
+        return self._input_size
+
+    @property
+    def output_size(self) -> int:
+        return self._output_size
+
+    @property
+    def layers(self) -> tuple:
+        return self._layers
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(spec.parameter_count() for spec in self._layers)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of packed weights held by the C runtime."""
+        return self._native.weight_bytes
+
+    @property
+    def bidirectional(self) -> bool:
+        return self._native.bidirectional
+
+    def __repr__(self) -> str:
+        lines = [f"lstmrt.Model: {self.input_size} -> {self.output_size}, {self.parameter_count:,} parameters"]
+        for i, spec in enumerate(self._layers):
+            lines.append(f"  ({i}) {spec!r}")
+        if not self.return_sequences:
+            lines.append("  predict returns the last step only")
+        return "\n".join(lines)
+
+    # -- inference -----------------------------------------------------------------------------------------
+    def predict(self, X, lengths=None, mask=None):
+        """X (T, I) -> (T, O) or (B, T, I) -> (B, T, O), each sequence from the zero state.
+
+        lengths (B,): steps past a sequence's length are padding: its outputs there are zero and the backward
+        direction of a bidirectional layer starts at its own last step. mask (B, T) or (T,): False marks steps
+        to skip (Keras masking: state carried through). With return_sequences=False the result is (O,) or
+        (B, O): the output at each sequence's last step. NaN/Inf in X propagate to the outputs they reach."""
+        X = as_float_array(X, "X", tokens=self._tokens)
+        single = X.ndim == (1 if self._tokens else 2)
+        if self._tokens and X.ndim in (1, 2):
+            X = X[..., None]
+        if X.ndim == 2:
+            X = X[None]
+        if X.ndim != 3 or X.shape[2] != self.input_size:
+            want = "(T,) or (B, T)" if self._tokens else f"(T, {self.input_size}) or (B, T, {self.input_size})"
+            raise ValueError(f"X has shape {describe_shape(X.shape)}, expected {want}")
+        B, T = X.shape[:2]
+        if B == 0 or T == 0:
+            raise ValueError(f"X has shape {describe_shape(X.shape)}: empty batch or sequence")
+        lengths = self._check_lengths(lengths, B, T, single)
+        mask = self._check_mask(mask, B, T, single)
+        Y = self._native.predict(np.ascontiguousarray(X, dtype=np.float32), lengths, mask)
+        if not self.return_sequences:
+            last = (lengths - 1) if lengths is not None else np.full(B, T - 1)
+            Y = Y[np.arange(B), np.maximum(last, 0)]
+            if lengths is not None:
+                Y[lengths == 0] = 0.0
+        return Y[0] if single else Y
+
+    @staticmethod
+    def _check_lengths(lengths, B, T, single):
+        if lengths is None:
+            return None
+        arr = np.asarray(lengths)
+        if single and arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.dtype.kind not in "iu" or arr.shape != (B,):
+            raise ValueError(f"lengths must be {B} integer(s) (one per sequence), got {describe_shape(arr.shape)} "
+                             f"of {arr.dtype}")
+        if arr.size and (arr.min() < 0 or arr.max() > T):
+            raise ValueError(f"lengths must lie in [0, {T}] (the number of steps), got min {arr.min()}, "
+                             f"max {arr.max()}")
+        return np.ascontiguousarray(arr, dtype=np.int32)
+
+    @staticmethod
+    def _check_mask(mask, B, T, single):
+        if mask is None:
+            return None
+        arr = np.asarray(mask)
+        if single and arr.ndim == 1:
+            arr = arr[None]
+        if arr.shape != (B, T) or arr.dtype.kind not in "biu":
+            raise ValueError(f"mask must be a boolean array of shape ({B}, {T}), got {describe_shape(arr.shape)} "
+                             f"of {arr.dtype}")
+        return np.ascontiguousarray(arr != 0, dtype=np.uint8)
+
+    def stream(self, batch=None):
+        """A stream from the zero state: step(x) with x (I,) -> (O,); with batch=N, N independent streams
+        stepped together: x (N, I) -> (N, O). Each thread should use its own streams."""
+        from .stream import Stream
+
+        return Stream(self, batch)
+

@@ -1,0 +1,106 @@
+"""Stream: recurrent state for one sequence (or N stepped together), stepped sample by sample."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _native
+from ._arrays import as_float_array, describe_shape
+
+
+class Stream:
+    """Created by Model.stream(). Holds state and scratch allocated once; step() never allocates when given
+    `out=`. A failed call (bad shape, dtype, token) raises and leaves the state exactly as it was."""
+
+    def __init__(self, model, batch=None):
+        if batch is not None and (not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1):
+            raise ValueError(f"batch must be a positive integer or None, got {batch!r}")
+        if model.bidirectional:
+            raise ValueError("this model has a bidirectional layer: its backward direction needs the whole "
+                             "sequence, so it cannot be streamed step by step; use model.predict(X)")
+        self._model = model
+        self._batched = batch is not None
+        self._native = _native.Stream(model._native, int(batch or 1), self._batched)
+        # The hot path: bind the C++ method directly on the instance so a call costs no Python frame.
+        self.step = self._native.step
+
+    def step(self, x, out=None):  # noqa: F811 - documentation; instances use the C++ method bound above
+        """x (I,) -> (O,) or, batched, (N, I) -> (N, O). out: a float32 C-contiguous array to write into."""
+        return self._native.step(x, out)
+
+    @property
+    def model(self):
+        return self._model
+
+    @property
+    def batch(self):
+        """N for a batched stream, None for a single one."""
+        return self._native.batch if self._batched else None
+
+    def run(self, X):
+        """A chunk of steps, state carried: X (T, I) -> (T, O); batched (N, T, I) -> (N, T, O)."""
+        m = self._model
+        X = as_float_array(X, "X", tokens=m._tokens)
+        if m._tokens and X.ndim == (1 if not self._batched else 2):
+            X = X[..., None]
+        want_ndim = 3 if self._batched else 2
+        lead = (self._native.batch,) if self._batched else ()
+        if X.ndim != want_ndim or X.shape[:len(lead)] != lead or X.shape[-1] != m.input_size:
+            want = describe_shape(lead + ("T", m.input_size))
+            raise ValueError(f"X has shape {describe_shape(X.shape)}, expected {want}")
+        steps = X.shape[-2]
+        if steps == 0:
+            return np.zeros(lead + (0, m.output_size), dtype=np.float32)
+        return self._native.run(np.ascontiguousarray(X, dtype=np.float32), steps)
+
+    def reset(self):
+        """Back to the zero state."""
+        self._native.reset()
+
+    def copy(self):
+        """An independent stream with the same model and a copy of this state."""
+        other = object.__new__(Stream)
+        other._model, other._batched = self._model, self._batched
+        other._native = self._native.copy()
+        other.step = other._native.step
+        return other
+
+    @property
+    def state(self):
+        """One tuple per recurrent layer: (h, c) for an LSTM, (h,) for a GRU/SimpleRNN; arrays (hidden,) or,
+        batched, (N, hidden). Copies: modifying them does not change the stream."""
+        flat = self._native.get_state()
+        n = self._native.batch
+        out, offset = [], 0
+        for _, names, sizes in self._model._state_layout:
+            parts = []
+            for size in sizes:
+                a = flat[offset:offset + n * size].reshape(n, size)
+                offset += n * size
+                parts.append(a if self._batched else a[0].copy())
+            out.append(tuple(parts))
+        return out
+
+    @state.setter
+    def state(self, value):
+        layout = self._model._state_layout
+        if not isinstance(value, (list, tuple)) or len(value) != len(layout):
+            raise ValueError(f"state must be a list of {len(layout)} tuple(s), one per recurrent layer")
+        n = self._native.batch
+        pieces = []
+        for k, ((index, names, sizes), entry) in enumerate(zip(layout, value)):
+            if isinstance(entry, np.ndarray) or not isinstance(entry, (list, tuple)) or len(entry) != len(names):
+                raise ValueError(f"state[{k}] (layer {index}) must be a tuple ({', '.join(names)})")
+            for name, size, arr in zip(names, sizes, entry):
+                a = as_float_array(arr, f"state[{k}].{name}")
+                want = (n, size) if self._batched else (size,)
+                if a.shape != want:
+                    raise ValueError(f"state[{k}].{name} (layer {index}) has shape {describe_shape(a.shape)}, "
+                                     f"expected {describe_shape(want)}")
+                pieces.append(a.reshape(-1))
+        flat = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+        self._native.set_state(flat)
+
+    def __repr__(self):
+        kind = f"batch={self._native.batch}" if self._batched else "single"
+        return f"<lstmrt.Stream {kind}, {self._model.input_size} -> {self._model.output_size}>"
