@@ -101,6 +101,10 @@ typedef struct lstmrt_layer_desc {
     int32_t linear_before_reset; /* GRU: 1 = r * (W_hn h + b_hn) (PyTorch, Keras reset_after=True);
                                     0 = W_hn (r * h) + b_hn (Keras reset_after=False) */
     int32_t hold_masked_output;  /* recurrent: at a masked step, repeat the previous output instead of 0 */
+    int32_t go_backwards;        /* recurrent, one direction: process the sequence last step first (Keras);
+                                    outputs stay aligned with their input step. Not streamable. */
+    int32_t final_only;          /* recurrent, predict only: every step outputs the layer's final output (each
+                                    direction's h after its last step): Keras return_sequences=False. */
     lstmrt_direction_weights weights[2]; /* [forward, backward] */
 } lstmrt_layer_desc;
 
@@ -117,7 +121,7 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
 void lstmrt_model_free(lstmrt_model_t *model);
 int32_t lstmrt_model_input_size(const lstmrt_model_t *model);
 int32_t lstmrt_model_output_size(const lstmrt_model_t *model);
-/* 1 when some layer is bidirectional: such a model can predict but not stream. */
+/* 1 when some layer is bidirectional or goes backwards: such a model can predict but not stream. */
 int32_t lstmrt_model_is_bidirectional(const lstmrt_model_t *model);
 /* Number of floats of recurrent state per sequence (layout: lstmrt_stream_get_state). */
 int64_t lstmrt_model_state_size(const lstmrt_model_t *model);
@@ -131,7 +135,8 @@ int64_t lstmrt_model_weight_bytes(const lstmrt_model_t *model);
 lstmrt_status lstmrt_model_predict(const lstmrt_model_t *model, const float *x, int64_t batch, int64_t steps,
                                    const int32_t *lengths, const uint8_t *mask, float *y);
 
-/* A stream for `batch` independent sequences, zero state. Fails with UNSUPPORTED for bidirectional models.
+/* A stream for `batch` independent sequences, zero state. Fails with UNSUPPORTED for bidirectional (or
+ * go_backwards) models. final_only is ignored: a step's output is the one for the sequence ending there.
  * The model must outlive the stream. */
 lstmrt_status lstmrt_stream_create(const lstmrt_model_t *model, int32_t batch, lstmrt_stream_t **out);
 void lstmrt_stream_free(lstmrt_stream_t *stream);

@@ -37,7 +37,7 @@ static void run_direction(const lstmrt_kernels *k, const layer *L, int dir, cons
                           seq_view y)
 {
     const packed_direction *d = &L->dir[dir];
-    const int reverse = dir == 1;
+    const int reverse = dir == 1 || L->go_backwards;
     float *h = state;
     switch (L->kind) {
     case LSTMRT_LAYER_LSTM:
@@ -71,12 +71,24 @@ static void merge_directions(const layer *L, int64_t batch, int64_t steps, seq_v
         }
 }
 
+/* Keras return_sequences=False: every step gets the direction's final output, its h after the last step. */
+static void broadcast_final(const layer *L, int64_t batch, int64_t steps, const float *state, seq_view y)
+{
+    const int64_t n = L->state_h_size;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t t = 0; t < steps; t++)
+            memcpy(seq_row(y, b, t), state + b * n, (size_t)n * sizeof(float));
+}
+
 static void run_recurrent(const lstmrt_kernels *k, const layer *L, const workspace *ws, int64_t batch,
                           int64_t steps, seq_view x, const uint8_t *active, int64_t active_stride, float *state,
-                          seq_view y)
+                          seq_view y, int whole_sequence)
 {
+    const int final_only = L->final_only && whole_sequence;
     if (L->num_directions == 1) {
         run_direction(k, L, 0, ws, batch, steps, x, active, active_stride, state, y);
+        if (final_only)
+            broadcast_final(L, batch, steps, state, y);
         return;
     }
     const int64_t Hr = L->state_h_size;
@@ -85,16 +97,24 @@ static void run_recurrent(const lstmrt_kernels *k, const layer *L, const workspa
         seq_view bw = {y.data + Hr, y.batch_stride, y.time_stride};
         run_direction(k, L, 0, ws, batch, steps, x, active, active_stride, state, y);
         run_direction(k, L, 1, ws, batch, steps, x, active, active_stride, state_bw, bw);
+        if (final_only) {
+            broadcast_final(L, batch, steps, state, y);
+            broadcast_final(L, batch, steps, state_bw, bw);
+        }
         return;
     }
     seq_view bw = {ws->dirbuf, steps * Hr, Hr};
     run_direction(k, L, 0, ws, batch, steps, x, active, active_stride, state, y);
     run_direction(k, L, 1, ws, batch, steps, x, active, active_stride, state_bw, bw);
+    if (final_only) {
+        broadcast_final(L, batch, steps, state, y);
+        broadcast_final(L, batch, steps, state_bw, bw);
+    }
     merge_directions(L, batch, steps, y, bw);
 }
 
 void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch, int64_t steps, seq_view x,
-                    const uint8_t *active, int64_t active_stride, float *state, seq_view y)
+                    const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence)
 {
     const lstmrt_kernels *k = m->kernels;
     seq_view in = x;
@@ -109,7 +129,7 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
         case LSTMRT_LAYER_LSTM:
         case LSTMRT_LAYER_GRU:
         case LSTMRT_LAYER_RNN:
-            run_recurrent(k, L, ws, batch, steps, in, active, active_stride, state, out);
+            run_recurrent(k, L, ws, batch, steps, in, active, active_stride, state, out, whole_sequence);
             state += L->num_directions * direction_state_floats(L, batch);
             break;
         case LSTMRT_LAYER_DENSE: run_dense(k, L, batch, steps, in, out); break;

@@ -41,6 +41,8 @@ typedef struct layer {
     float cell_clip;
     int32_t linear_before_reset;
     int32_t hold_masked_output;
+    int32_t go_backwards;
+    int32_t final_only;
     int32_t fused_default;   /* LSTM/GRU with standard activations, no clip, no peephole: fused kernel */
     packed_direction dir[2];
     packed_matrix dense;     /* dense: O x I */
@@ -104,7 +106,7 @@ void workspace_bind(workspace *ws, const lstmrt_model_t *m, int64_t batch, int64
 /* forward.c: run all layers over `steps` steps. x, y batch-major views. state may be updated in place.
  * active (batch x steps, batch-major) or NULL. reverse_ok: bidirectional layers allowed (whole sequence). */
 void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch, int64_t steps, seq_view x,
-                    const uint8_t *active, int64_t active_stride, float *state, seq_view y);
+                    const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence);
 
 /* lstm.c, gru.c, rnn.c: one direction of a recurrent layer over a sequence (forward or reverse in time).
  * h, c: state (batch x Hr, batch x H); y: where outputs go (Hr features). */

@@ -66,6 +66,8 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
                         (int)d->activations[a]);
     if (!(d->cell_clip >= 0.0f)) /* also rejects NaN */
         return FAIL("layer %d: cell_clip must be >= 0 (0 = no clip)", index);
+    if (d->go_backwards && d->num_directions != 1)
+        return FAIL("layer %d: go_backwards applies to a single-direction layer", index);
     if (d->linear_before_reset != 0 && d->linear_before_reset != 1)
         return FAIL("layer %d: linear_before_reset must be 0 or 1", index);
     for (int dir = 0; dir < d->num_directions; dir++) {
@@ -188,6 +190,8 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
     L->cell_clip = d->cell_clip;
     L->linear_before_reset = d->linear_before_reset;
     L->hold_masked_output = d->hold_masked_output != 0;
+    L->go_backwards = d->go_backwards != 0 && d->kind <= LSTMRT_LAYER_RNN;
+    L->final_only = d->final_only != 0 && d->kind <= LSTMRT_LAYER_RNN;
     const int std_gates = d->activations[0] == LSTMRT_ACT_SIGMOID && d->activations[1] == LSTMRT_ACT_TANH;
     if (d->kind == LSTMRT_LAYER_LSTM)
         L->fused_default = std_gates && d->activations[2] == LSTMRT_ACT_TANH && d->cell_clip == 0.0f &&
@@ -277,7 +281,7 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
         if (L->kind <= LSTMRT_LAYER_RNN) {
             m->state_size += (int64_t)L->num_directions *
                              (L->state_h_size + (L->kind == LSTMRT_LAYER_LSTM ? L->hidden_size : 0));
-            m->bidirectional |= L->num_directions == 2;
+            m->bidirectional |= L->num_directions == 2 || L->go_backwards;
         }
     }
     m->output_size = m->layers[num_layers - 1].output_size;

@@ -49,7 +49,7 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int6
     }
     const int64_t I = m->input_size, O = m->output_size;
     seq_view xv = {(float *)x, steps * I, I}, yv = {y, steps * O, O};
-    run_blocks(m, &ws, block, batch, steps, xv, active, steps, state, yv);
+    run_blocks(m, &ws, block, batch, steps, xv, active, steps, state, yv, 1);
     if (lengths)
         for (int64_t b = 0; b < batch; b++)
             memset(y + (b * steps + lengths[b]) * O, 0, (size_t)((steps - lengths[b]) * O) * sizeof(float));

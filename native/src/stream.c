@@ -16,7 +16,7 @@ lstmrt_status lstmrt_stream_create(const lstmrt_model_t *m, int32_t batch, lstmr
     if (batch < 1 || batch > (1 << 24))
         return FAIL("stream batch %d out of range [1, %d]", batch, 1 << 24);
     if (m->bidirectional)
-        return lstmrt__fail(LSTMRT_STATUS_UNSUPPORTED, "the model has a bidirectional layer: its backward direction "
+        return lstmrt__fail(LSTMRT_STATUS_UNSUPPORTED, "the model has a bidirectional (or go_backwards) layer: it "
                                                        "needs the future, so it cannot be streamed; use predict");
     lstmrt_stream_t *s = calloc(1, sizeof *s);
     if (!s)
@@ -58,7 +58,7 @@ lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8
     if (st != LSTMRT_STATUS_OK)
         return st;
     seq_view xv = {(float *)x, m->input_size, m->input_size}, yv = {y, m->output_size, m->output_size};
-    forward_layers(m, &s->ws, s->batch, 1, xv, active, 1, s->state, yv);
+    forward_layers(m, &s->ws, s->batch, 1, xv, active, 1, s->state, yv, 0);
     return LSTMRT_STATUS_OK;
 }
 
@@ -75,7 +75,7 @@ lstmrt_status lstmrt_stream_run(lstmrt_stream_t *s, const float *x, int64_t step
         return st;
     const int64_t I = m->input_size, O = m->output_size;
     seq_view xv = {(float *)x, steps * I, I}, yv = {y, steps * O, O};
-    run_blocks(m, &s->ws, s->chunk, s->batch, steps, xv, NULL, 0, s->state, yv);
+    run_blocks(m, &s->ws, s->chunk, s->batch, steps, xv, NULL, 0, s->state, yv, 0);
     return LSTMRT_STATUS_OK;
 }
 

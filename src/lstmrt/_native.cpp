@@ -125,6 +125,8 @@ Model::Model(const py::list &layers)
         L.cell_clip = d["cell_clip"].cast<float>();
         L.linear_before_reset = d["linear_before_reset"].cast<int32_t>();
         L.hold_masked_output = d["hold_masked_output"].cast<int32_t>();
+        L.go_backwards = d["go_backwards"].cast<int32_t>();
+        L.final_only = d["final_only"].cast<int32_t>();
         auto dirs = d["weights"].cast<py::list>();
         for (size_t k = 0; k < dirs.size() && k < 2; k++) {
             auto w = dirs[k].cast<py::dict>();

@@ -52,7 +52,8 @@ class Layer:
         return {
             "kind": _KIND[self.kind], "input_size": input_size, "hidden_size": hidden_size, "proj_size": 0,
             "num_embeddings": 0, "num_directions": 1, "merge_mode": 0, "activations": [0, 0, 0],
-            "cell_clip": 0.0, "linear_before_reset": 0, "hold_masked_output": 0, "weights": [{}],
+            "cell_clip": 0.0, "linear_before_reset": 0, "hold_masked_output": 0, "go_backwards": 0,
+            "final_only": 0, "weights": [{}],
         }
 
     def __repr__(self) -> str:
@@ -66,8 +67,28 @@ class Layer:
 
 
 class _Recurrent(Layer):
+    """Options shared by recurrent specs (Keras semantics): hold_masked_output — a masked step repeats the
+    previous output instead of 0; go_backwards — process the sequence last step first (outputs stay aligned
+    with their input step; predict only); return_sequences=False — in predict, every step outputs the layer's
+    final output (pair with Model(return_sequences=False))."""
+
     gates = 1
     hold_masked_output = False
+    go_backwards = False
+    return_sequences = True
+
+    def _set_options(self, hold_masked_output, go_backwards, return_sequences):
+        self.hold_masked_output = bool(hold_masked_output)
+        self.go_backwards = bool(go_backwards)
+        self.return_sequences = bool(return_sequences)
+
+    def _option_desc(self) -> dict:
+        return {"hold_masked_output": int(self.hold_masked_output), "go_backwards": int(self.go_backwards),
+                "final_only": int(not self.return_sequences)}
+
+    def _option_summary(self) -> list:
+        names = ("hold_masked_output", "go_backwards")
+        return [n for n in names if getattr(self, n)] + ([] if self.return_sequences else ["return_sequences=False"])
 
     def _direction_weights(self) -> dict:
         return {"weight_ih": self.weight_ih, "weight_hh": self.weight_hh, "bias_ih": self.bias_ih,
@@ -91,7 +112,8 @@ class LSTM(_Recurrent):
     gates = 4
 
     def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, weight_hr=None, peephole=None,
-                 activations=("sigmoid", "tanh", "tanh"), cell_clip=None, hold_masked_output=False):
+                 activations=("sigmoid", "tanh", "tanh"), cell_clip=None, hold_masked_output=False,
+                 go_backwards=False, return_sequences=True):
         where = "LSTM"
         w = np.asarray(weight_ih)
         if w.ndim != 2 or w.shape[0] % 4 or w.shape[0] == 0:
@@ -115,7 +137,7 @@ class LSTM(_Recurrent):
         if cell_clip is not None and not (float(cell_clip) > 0):
             raise ValueError(f"{where}: cell_clip must be > 0 (or None), got {cell_clip!r}")
         self.cell_clip = None if cell_clip is None else float(cell_clip)
-        self.hold_masked_output = bool(hold_masked_output)
+        self._set_options(hold_masked_output, go_backwards, return_sequences)
         self.output_size = hr
 
     @property
@@ -134,8 +156,7 @@ class LSTM(_Recurrent):
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.hidden_size)
         d.update(proj_size=self.proj_size, activations=[acts.code(a) for a in self.activations],
-                 cell_clip=self.cell_clip or 0.0, hold_masked_output=int(self.hold_masked_output),
-                 weights=[self._direction_weights()])
+                 cell_clip=self.cell_clip or 0.0, weights=[self._direction_weights()], **self._option_desc())
         return d
 
     def _summary(self) -> str:
@@ -146,6 +167,7 @@ class LSTM(_Recurrent):
             extra.append("activations=" + "/".join(self.activations))
         if self.cell_clip:
             extra.append(f"cell_clip={self.cell_clip:g}")
+        extra += self._option_summary()
         return ", ".join([f"{self.input_size} -> {self.hidden_size}"] + extra)
 
 
@@ -158,7 +180,8 @@ class GRU(_Recurrent):
     gates = 3
 
     def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, reset_after=True,
-                 activations=("sigmoid", "tanh"), hold_masked_output=False):
+                 activations=("sigmoid", "tanh"), hold_masked_output=False, go_backwards=False,
+                 return_sequences=True):
         where = "GRU"
         w = np.asarray(weight_ih)
         if w.ndim != 2 or w.shape[0] % 3 or w.shape[0] == 0:
@@ -173,19 +196,20 @@ class GRU(_Recurrent):
         if isinstance(activations, str) or len(activations) != 2:
             raise ValueError(f"{where}: activations must be 2 names (gate, candidate), got {activations!r}")
         self.activations = tuple(acts.canonical(a, where=where, elementwise=True) for a in activations)
-        self.hold_masked_output = bool(hold_masked_output)
+        self._set_options(hold_masked_output, go_backwards, return_sequences)
 
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.hidden_size)
         d.update(activations=[acts.code(a) for a in self.activations] + [0],
-                 linear_before_reset=int(self.reset_after), hold_masked_output=int(self.hold_masked_output),
-                 weights=[self._direction_weights()])
+                 linear_before_reset=int(self.reset_after), weights=[self._direction_weights()],
+                 **self._option_desc())
         return d
 
     def _summary(self) -> str:
         extra = [] if self.reset_after else ["reset_after=False"]
         if self.activations != ("sigmoid", "tanh"):
             extra.append("activations=" + "/".join(self.activations))
+        extra += self._option_summary()
         return ", ".join([f"{self.input_size} -> {self.hidden_size}"] + extra)
 
 
@@ -195,7 +219,7 @@ class SimpleRNN(_Recurrent):
     kind = "rnn"
 
     def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, activation="tanh",
-                 hold_masked_output=False):
+                 hold_masked_output=False, go_backwards=False, return_sequences=True):
         where = "SimpleRNN"
         w = np.asarray(weight_ih)
         if w.ndim != 2 or w.shape[0] == 0:
@@ -207,16 +231,17 @@ class SimpleRNN(_Recurrent):
         self.bias_ih = _weight(bias_ih, "bias_ih", (H,), where, optional=True)
         self.bias_hh = _weight(bias_hh, "bias_hh", (H,), where, optional=True)
         self.activation = acts.canonical(activation, where=where, elementwise=True)
-        self.hold_masked_output = bool(hold_masked_output)
+        self._set_options(hold_masked_output, go_backwards, return_sequences)
 
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.hidden_size)
-        d.update(activations=[acts.code(self.activation), 0, 0], hold_masked_output=int(self.hold_masked_output),
-                 weights=[self._direction_weights()])
+        d.update(activations=[acts.code(self.activation), 0, 0], weights=[self._direction_weights()],
+                 **self._option_desc())
         return d
 
     def _summary(self) -> str:
-        return f"{self.input_size} -> {self.hidden_size}, activation={self.activation}"
+        return ", ".join([f"{self.input_size} -> {self.hidden_size}, activation={self.activation}"]
+                         + self._option_summary())
 
 
 class Bidirectional(Layer):
@@ -230,7 +255,10 @@ class Bidirectional(Layer):
             raise TypeError("Bidirectional: forward and backward must be recurrent layer specs of the same type, "
                             f"got {type(forward).__name__} and {type(backward).__name__}")
         same = ("input_size", "hidden_size", "output_size", "activations", "reset_after", "cell_clip",
-                "activation", "hold_masked_output")
+                "activation", "hold_masked_output", "return_sequences")
+        if forward.go_backwards or backward.go_backwards:
+            raise ValueError("Bidirectional: give both directions in forward time order (go_backwards=False); "
+                             "the backward one is run in reverse")
         for attr in same:
             if getattr(forward, attr, None) != getattr(backward, attr, None):
                 raise ValueError(f"Bidirectional: forward and backward differ in {attr}")

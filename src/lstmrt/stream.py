@@ -16,7 +16,7 @@ class Stream:
         if batch is not None and (not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1):
             raise ValueError(f"batch must be a positive integer or None, got {batch!r}")
         if model.bidirectional:
-            raise ValueError("this model has a bidirectional layer: its backward direction needs the whole "
+            raise ValueError("this model has a bidirectional (or go_backwards) layer: it needs the whole "
                              "sequence, so it cannot be streamed step by step; use model.predict(X)")
         self._model = model
         self._batched = batch is not None
