@@ -1,0 +1,41 @@
+"""The `lstmrt` command line. Each subcommand lives in lstmrt/commands/<name>.py with
+`add_arguments(parser)` and `run(args) -> int`; this file only wires them up."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> one-line help; the module lstmrt.commands.<name> implements it
+COMMANDS = {
+    "demo": "stream a noisy sensor signal through the shipped LSTM filter, sample by sample",
+    "info": "version, CPU features seen and the kernel tier in use",
+    "inspect": "print the layers, sizes and parameter count found in a checkpoint",
+    "run": "stream a .npy/.csv input through a checkpoint's model",
+    "bench": "benchmark lstmrt against PyTorch / ONNX Runtime / TFLite (when installed)",
+}
+
+
+def _available():
+    for name, help_text in COMMANDS.items():
+        try:
+            yield name, help_text, importlib.import_module(f"lstmrt.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"lstmrt.commands.{name}":
+                raise
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="lstmrt", description="CPU inference runtime for recurrent networks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text, module in _available():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    args = parser.parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

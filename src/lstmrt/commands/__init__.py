@@ -1,0 +1,1 @@
+"""Subcommands of the lstmrt command line (see lstmrt/cli.py)."""

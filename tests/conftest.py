@@ -1,0 +1,36 @@
+"""Shared tolerances and helpers. Tolerances are the contract of the engine issue (fp32 vs real frameworks)."""
+
+import numpy as np
+import pytest
+
+ATOL = 1e-5          # max abs error on outputs and h
+CELL_ATOL = 1e-5     # on c: CELL_ATOL * (1 + |c|)
+
+
+def assert_close(actual, expected, atol=ATOL, what="output"):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    err = np.abs(actual - expected)
+    assert np.all(np.isfinite(err) | (np.isnan(actual) & np.isnan(expected))), f"{what}: non-finite mismatch"
+    worst = float(np.nanmax(err)) if err.size else 0.0
+    assert worst <= atol, f"{what}: max abs error {worst:.3g} > {atol:.1g}"
+
+
+def assert_cell_close(actual, expected, what="c"):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape
+    bound = CELL_ATOL * (1.0 + np.abs(expected))
+    assert np.all(np.abs(actual - expected) <= bound), f"{what}: error above 1e-5*(1+|c|)"
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test id, so every parametrized case has its own fixed seed."""
+    seed = _stable_seed(request.node.nodeid)
+    return np.random.default_rng(seed)
+
+
+def _stable_seed(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode())
