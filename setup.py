@@ -7,8 +7,10 @@ import platform
 import sys
 from pathlib import Path
 
+import numpy
+from Cython.Build import cythonize
 from pybind11.setup_helpers import Pybind11Extension
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent
@@ -54,4 +56,22 @@ ext = Pybind11Extension(
     libraries=["m"],
 )
 
-setup(ext_modules=[ext], cmdclass={"build_ext": BuildNative})
+# The per-step hot path (see src/lstmrt/_step.pyx for why it is Cython). It calls the C core through a
+# function pointer handed over by _native, so it links nothing of native/.
+step_ext = Extension(
+    "lstmrt._step",
+    ["src/lstmrt/_step.pyx"],
+    include_dirs=[numpy.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=["-O2"],
+)
+
+
+class BuildExtensions(BuildNative):
+    def build_extension(self, ext):
+        if ext.name == "lstmrt._step":
+            return build_ext.build_extension(self, ext)
+        return super().build_extension(ext)
+
+
+setup(ext_modules=[ext, *cythonize([step_ext], language_level=3)], cmdclass={"build_ext": BuildExtensions})

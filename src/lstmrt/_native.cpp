@@ -302,6 +302,13 @@ PYBIND11_MODULE(_native, mod)
         .def("get_state", &Stream::get_state)
         .def("set_state", &Stream::set_state)
         .def("copy", [](Stream &s) { return new Stream(s); })
+        // for lstmrt._step (the Cython hot path): stream pointer, busy flag, step function, as integers
+        .def("_handles",
+             [](Stream &s) {
+                 return py::make_tuple((uintptr_t)s.ptr, (uintptr_t)&s.busy, (uintptr_t)&lstmrt_stream_step);
+             })
+        .def_property_readonly("x_shape", [](const Stream &s) { return py::tuple(py::cast(s.x_shape)); })
+        .def_property_readonly("y_shape", [](const Stream &s) { return py::tuple(py::cast(s.y_shape)); })
         .def_property_readonly("batch", [](const Stream &s) { return s.batch; });
     mod.def("kernel_tier", []() { return std::string(lstmrt_kernel_tier()); });
     mod.def("cpu_features", []() { return std::string(lstmrt_cpu_features()); });

@@ -7,6 +7,18 @@ import numpy as np
 from . import _native
 from ._arrays import as_float_array, describe_shape
 
+try:  # the Cython hot path (lstmrt/_step.pyx); the binding's own step works without it
+    from ._step import StepFunction
+except ImportError:  # pragma: no cover - only when built without Cython
+    StepFunction = None
+
+
+def _bind_step(native):
+    """The fastest available step callable for a native stream."""
+    if StepFunction is None:
+        return native.step
+    return StepFunction(native, native.x_shape, native.y_shape)
+
 
 class Stream:
     """Created by Model.stream(). Holds state and scratch allocated once; step() never allocates when given
@@ -21,10 +33,10 @@ class Stream:
         self._model = model
         self._batched = batch is not None
         self._native = _native.Stream(model._native, int(batch or 1), self._batched)
-        # The hot path: bind the C++ method directly on the instance so a call costs no Python frame.
-        self.step = self._native.step
+        # The hot path: a callable bound on the instance, so a call costs no Python frame.
+        self.step = _bind_step(self._native)
 
-    def step(self, x, out=None):  # noqa: F811 - documentation; instances use the C++ method bound above
+    def step(self, x, out=None):  # noqa: F811 - documentation; instances use the callable bound above
         """x (I,) -> (O,) or, batched, (N, I) -> (N, O). out: a float32 C-contiguous array to write into."""
         return self._native.step(x, out)
 
@@ -62,7 +74,7 @@ class Stream:
         other = object.__new__(Stream)
         other._model, other._batched = self._model, self._batched
         other._native = self._native.copy()
-        other.step = other._native.step
+        other.step = _bind_step(other._native)
         return other
 
     @property

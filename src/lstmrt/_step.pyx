@@ -1,0 +1,66 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The per-step hot path of Stream.step.
+
+Measured (docs/kernels.md): a Cython call with this fast-path check costs ~65 ns against ~230 ns for the
+same pybind11 method, a large share of a small model's step. So only this call lives here; it calls the
+C function whose address the pybind11 binding hands over, and everything else — conversion of unusual
+inputs, precise error messages — stays on the binding's slow path."""
+
+cimport numpy as cnp
+from libc.stdint cimport uint8_t, uintptr_t
+
+cnp.import_array()
+
+ctypedef int (*step_fn)(void *stream, const float *x, const uint8_t *active, float *y) noexcept nogil
+
+
+cdef inline bint exact_f32(object a, int ndim, cnp.npy_intp *shape):
+    if not cnp.PyArray_Check(a):
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        return False
+    if cnp.PyArray_NDIM(arr) != ndim:
+        return False
+    cdef int i
+    for i in range(ndim):
+        if cnp.PyArray_DIM(arr, i) != shape[i]:
+            return False
+    return True
+
+
+cdef class StepFunction:
+    """step(x, out=None) of one native stream."""
+
+    cdef void *stream
+    cdef const unsigned char *busy  # a C++ bool
+    cdef step_fn fn
+    cdef object slow          # the binding's step: converts, validates and raises precisely
+    cdef object native        # keeps the native stream (and so the model) alive
+    cdef int ndim
+    cdef cnp.npy_intp x_shape[2]
+    cdef cnp.npy_intp y_shape[2]
+
+    def __cinit__(self, native, tuple x_shape, tuple y_shape):
+        stream, busy, fn = native._handles()
+        self.stream = <void *><uintptr_t>stream
+        self.busy = <const unsigned char *><uintptr_t>busy
+        self.fn = <step_fn><uintptr_t>fn
+        self.native = native
+        self.slow = native.step
+        self.ndim = len(x_shape)
+        for i in range(self.ndim):
+            self.x_shape[i] = x_shape[i]
+            self.y_shape[i] = y_shape[i]
+
+    def __call__(self, x, out=None):
+        if self.busy[0] or not exact_f32(x, self.ndim, self.x_shape):
+            return self.slow(x, out)
+        if out is None:
+            out = cnp.PyArray_EMPTY(self.ndim, self.y_shape, cnp.NPY_FLOAT32, 0)
+        elif not exact_f32(out, self.ndim, self.y_shape) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
+            return self.slow(x, out)
+        if self.fn(self.stream, <const float *>cnp.PyArray_DATA(<cnp.ndarray>x), NULL,
+                   <float *>cnp.PyArray_DATA(<cnp.ndarray>out)) != 0:
+            return self.slow(x, out)  # a C-side refusal (token id): the binding re-checks and raises
+        return out
