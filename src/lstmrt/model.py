@@ -41,7 +41,7 @@ class Model:
         self._layers = tuple(layers)
         self._output_size = int(size)
         self._tokens = isinstance(layers[0], Embedding)
-        self.return_sequences = bool(return_sequences)
+        self._return_sequences = bool(return_sequences)
         # state layout of the C runtime: per recurrent layer and direction, h (batch, Hr) then c (batch, H)
         self._state_layout = []
         for i, spec in enumerate(layers):
@@ -64,6 +64,11 @@ class Model:
         return self._layers
 
     @property
+    def return_sequences(self) -> bool:
+        """False: predict returns only each sequence's last output."""
+        return self._return_sequences
+
+    @property
     def parameter_count(self) -> int:
         return sum(spec.parameter_count() for spec in self._layers)
 
@@ -80,7 +85,7 @@ class Model:
         lines = [f"lstmrt.Model: {self.input_size} -> {self.output_size}, {self.parameter_count:,} parameters"]
         for i, spec in enumerate(self._layers):
             lines.append(f"  ({i}) {spec!r}")
-        if not self.return_sequences:
+        if not self._return_sequences:
             lines.append("  predict returns the last step only")
         return "\n".join(lines)
 
@@ -107,7 +112,7 @@ class Model:
         lengths = self._check_lengths(lengths, B, T, single)
         mask = self._check_mask(mask, B, T, single)
         Y = self._native.predict(np.ascontiguousarray(X, dtype=np.float32), lengths, mask)
-        if not self.return_sequences:
+        if not self._return_sequences:
             last = (lengths - 1) if lengths is not None else np.full(B, T - 1)
             Y = Y[np.arange(B), np.maximum(last, 0)]
             if lengths is not None:
