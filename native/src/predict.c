@@ -21,6 +21,16 @@ static lstmrt_status check_args(const lstmrt_model_t *m, const float *x, int64_t
     return check_tokens(m, x, m->layers[0].kind == LSTMRT_LAYER_EMBEDDING ? batch * steps : 0);
 }
 
+/* Bidirectional and go_backwards layers read the future; a final_only layer writes its last h to every step.
+ * Either way no step's output is known before the last step has run, so such models run in one block. */
+static int needs_whole_sequence(const lstmrt_model_t *m)
+{
+    for (int32_t l = 0; l < m->num_layers; l++)
+        if (m->layers[l].final_only)
+            return 1;
+    return m->bidirectional;
+}
+
 lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
                                    const int32_t *lengths, const uint8_t *mask, float *y)
 {
@@ -28,7 +38,7 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int6
     lstmrt_status s = check_args(m, x, batch, steps, lengths, y);
     if (s != LSTMRT_STATUS_OK || steps == 0)
         return s;
-    const int64_t block = m->bidirectional ? steps : (steps < block_steps(batch) ? steps : block_steps(batch));
+    const int64_t block = needs_whole_sequence(m) ? steps : (steps < block_steps(batch) ? steps : block_steps(batch));
     const size_t ws_floats = workspace_floats(m, batch, block);
     const size_t state_floats = (size_t)(batch * m->state_size);
     const size_t active_bytes = (lengths || mask) ? (size_t)(batch * steps) : 0;

@@ -1,0 +1,261 @@
+"""The oracle: a float64 NumPy implementation of docs/math.md, written from that page and nothing else.
+
+Plain loops over time steps, one function per block of equations, no shared code with the runtime. It reads the
+canonical weights from lstmrt layer specs (their attributes are the layout of docs/math.md, section 1).
+
+Entry points:
+    predict(layers, X, lengths=None, mask=None, return_sequences=True)   like Model.predict on (B, T, I)
+    run(layers, X, state=None) -> (Y, state)                              like a batched Stream.run
+States are lists with one tuple per recurrent layer: (h, c) for an LSTM, (h,) otherwise, arrays (B, size).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from lstmrt.layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
+
+# math.erf element-wise: exact to double precision, no SciPy needed.
+erf = np.vectorize(math.erf, otypes=[np.float64])
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _sigmoid(x):
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def _relu6(x):
+    return np.where(x < 0, 0.0, np.where(x > 6, 6.0, x))
+
+
+def _softplus(x):
+    return np.where(x > 0, x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _softsign(x):
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(x), np.sign(x), x / (1.0 + np.abs(x)))
+
+
+def _softmax(x):
+    m = np.max(x, axis=-1, keepdims=True)
+    e = np.exp(x - m)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _log_softmax(x):
+    m = np.max(x, axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def _with_expm1(f):
+    def g(x):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return f(x)
+    return g
+
+
+# docs/math.md section 7. np.where(x < 0, ...) style keeps NaN where the comparison is false.
+ACTIVATIONS = {
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "relu": lambda x: np.where(x < 0, 0.0, x),
+    "linear": lambda x: x,
+    "hard_sigmoid": lambda x: np.where(0.2 * x + 0.5 < 0, 0.0, np.where(0.2 * x + 0.5 > 1, 1.0, 0.2 * x + 0.5)),
+    "hard_sigmoid_v3": lambda x: _relu6(x + 3.0) / 6.0,
+    "elu": _with_expm1(lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))),
+    "softsign": _softsign,
+    "softplus": _with_expm1(_softplus),
+    "selu": _with_expm1(lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))),
+    "exponential": _with_expm1(np.exp),
+    "relu6": _relu6,
+    "silu": lambda x: x * _sigmoid(x),
+    "gelu": lambda x: 0.5 * x * (1.0 + erf(x / math.sqrt(2.0))),
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
+    "hard_silu": lambda x: x * _relu6(x + 3.0) / 6.0,
+    "mish": _with_expm1(lambda x: x * np.tanh(_softplus(x))),
+    "softmax": _softmax,
+    "log_softmax": _log_softmax,
+}
+
+
+def activate(name: str, x):
+    return ACTIVATIONS[name](np.asarray(x, np.float64))
+
+
+def _f64(a, shape=None):
+    return np.zeros(shape) if a is None else np.asarray(a, np.float64)
+
+
+# -- cells (sections 2, 3, 4): one step of one direction for rows (B, ·) -------------------------------------
+def lstm_step(spec: LSTM, x, h, c):
+    H = spec.hidden_size
+    f_act, g_act, h_act = spec.activations
+    a = x @ _f64(spec.weight_ih).T + h @ _f64(spec.weight_hh).T + _f64(spec.bias_ih, 4 * H) + _f64(spec.bias_hh, 4 * H)
+    a_i, a_f, a_g, a_o = (a[:, k * H:(k + 1) * H] for k in range(4))
+    p = None if spec.peephole is None else _f64(spec.peephole)
+    if p is not None:
+        a_i, a_f = a_i + p[0] * c, a_f + p[1] * c
+    clip = spec.cell_clip
+    if clip:
+        a_i, a_f, a_g = (np.clip(v, -clip, clip) for v in (a_i, a_f, a_g))
+    c_new = activate(f_act, a_f) * c + activate(f_act, a_i) * activate(g_act, a_g)
+    if p is not None:
+        a_o = a_o + p[2] * c_new
+    if clip:
+        a_o = np.clip(a_o, -clip, clip)
+    m = activate(f_act, a_o) * activate(h_act, c_new)
+    h_new = m if spec.weight_hr is None else m @ _f64(spec.weight_hr).T
+    return h_new, c_new
+
+
+def gru_step(spec: GRU, x, h):
+    H = spec.hidden_size
+    f_act, g_act = spec.activations
+    W, U = _f64(spec.weight_ih), _f64(spec.weight_hh)
+    b_i, b_h = _f64(spec.bias_ih, 3 * H), _f64(spec.bias_hh, 3 * H)
+    gx = x @ W.T + b_i
+    r = activate(f_act, gx[:, :H] + h @ U[:H].T + b_h[:H])
+    z = activate(f_act, gx[:, H:2 * H] + h @ U[H:2 * H].T + b_h[H:2 * H])
+    if spec.reset_after:
+        n = activate(g_act, gx[:, 2 * H:] + r * (h @ U[2 * H:].T + b_h[2 * H:]))
+    else:
+        n = activate(g_act, gx[:, 2 * H:] + (r * h) @ U[2 * H:].T + b_h[2 * H:])
+    return (1.0 - z) * n + z * h
+
+
+def rnn_step(spec: SimpleRNN, x, h):
+    H = spec.hidden_size
+    a = x @ _f64(spec.weight_ih).T + _f64(spec.bias_ih, H) + h @ _f64(spec.weight_hh).T + _f64(spec.bias_hh, H)
+    return activate(spec.activation, a)
+
+
+def cell_step(spec, x, state: tuple) -> tuple:
+    if isinstance(spec, LSTM):
+        return lstm_step(spec, x, *state)
+    if isinstance(spec, GRU):
+        return (gru_step(spec, x, state[0]),)
+    return (rnn_step(spec, x, state[0]),)
+
+
+def zero_cell_state(spec, batch: int) -> tuple:
+    return tuple(np.zeros((batch, n)) for n in spec.state_sizes)
+
+
+# -- sequences (section 5) -------------------------------------------------------------------------------------
+def direction(spec, X, active, reverse: bool, state: tuple, final_only: bool):
+    """One direction over (B, T, I): inactive rows carry state and output 0 (or h with hold_masked_output)."""
+    B, T, _ = X.shape
+    Y = np.zeros((B, T, spec.output_size))
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    for t in order:
+        new = cell_step(spec, X[:, t], state)
+        keep = active[:, t][:, None]
+        state = tuple(np.where(keep, n, o) for n, o in zip(new, state))
+        held = state[0] if spec.hold_masked_output else 0.0
+        Y[:, t] = np.where(keep, state[0], held)
+    if final_only:
+        Y[:] = state[0][:, None, :]
+    return Y, state
+
+
+def merge(mode: str, yf, yb):
+    if mode == "concat":
+        return np.concatenate([yf, yb], axis=-1)
+    if mode == "sum":
+        return yf + yb
+    if mode == "mul":
+        return yf * yb
+    return 0.5 * (yf + yb)
+
+
+def recurrent_layer(spec, X, active, states: list, whole_sequence: bool):
+    """Returns outputs and the new state tuples of each direction."""
+    if isinstance(spec, Bidirectional):
+        final = whole_sequence and not spec.forward.return_sequences
+        yf, sf = direction(spec.forward, X, active, False, states[0], final)
+        yb, sb = direction(spec.backward, X, active, True, states[1], final)
+        return merge(spec.merge_mode, yf, yb), [sf, sb]
+    final = whole_sequence and not spec.return_sequences
+    y, s = direction(spec, X, active, spec.go_backwards, states[0], final)
+    return y, [s]
+
+
+def step_layer(spec, X):
+    """Section 6: layers that act on each step on its own."""
+    if isinstance(spec, Dense):
+        return activate(spec.activation, X @ _f64(spec.weight).T + _f64(spec.bias, spec.output_size))
+    if isinstance(spec, Activation):
+        return activate(spec.activation, X)
+    if isinstance(spec, Affine):
+        return X * _f64(spec.scale) + _f64(spec.shift)
+    if isinstance(spec, Embedding):
+        ids = X[..., 0]
+        assert np.all(ids == np.floor(ids)) and ids.min() >= 0 and ids.max() < spec.num_embeddings
+        return _f64(spec.weight)[ids.astype(np.int64)]
+    raise TypeError(f"not a per-step layer: {spec!r}")
+
+
+def _is_recurrent(spec) -> bool:
+    return isinstance(spec, (LSTM, GRU, SimpleRNN, Bidirectional))
+
+
+def _cells(spec) -> list:
+    return [spec.forward, spec.backward] if isinstance(spec, Bidirectional) else [spec]
+
+
+def _forward(layers, X, active, states, whole_sequence):
+    new_states = []
+    k = 0
+    for spec in layers:
+        if _is_recurrent(spec):
+            n = len(_cells(spec))
+            X, s = recurrent_layer(spec, X, active, states[k:k + n], whole_sequence)
+            new_states += s
+            k += n
+        else:
+            X = step_layer(spec, X)
+    return X, new_states
+
+
+def zero_state(layers, batch: int) -> list:
+    """One tuple per recurrent direction (a bidirectional layer has two), zeros."""
+    return [zero_cell_state(cell, batch) for spec in layers if _is_recurrent(spec) for cell in _cells(spec)]
+
+
+def _as_input(X):
+    X = np.asarray(X, np.float64)
+    return X[..., None] if X.ndim == 2 else X  # token ids (B, T) -> (B, T, 1)
+
+
+def predict(layers, X, lengths=None, mask=None, return_sequences=True):
+    """Model.predict for a batch: X (B, T, I) (or token ids (B, T)) -> (B, T, O), or (B, O) when
+    return_sequences is False."""
+    X = _as_input(X)
+    B, T, _ = X.shape
+    active = np.ones((B, T), bool)
+    if lengths is not None:
+        active &= np.arange(T)[None, :] < np.asarray(lengths)[:, None]
+    if mask is not None:
+        active &= np.asarray(mask, bool)
+    Y, _ = _forward(layers, X, active, zero_state(layers, B), True)
+    if lengths is not None:
+        Y[np.arange(T)[None, :] >= np.asarray(lengths)[:, None]] = 0.0
+    if return_sequences:
+        return Y
+    last = np.full(B, T - 1) if lengths is None else np.asarray(lengths) - 1
+    out = Y[np.arange(B), np.maximum(last, 0)]
+    out[last < 0] = 0.0
+    return out
+
+
+def run(layers, X, state=None):
+    """A batched stream: X (B, T, I) from `state` (zero when None), every step active, final_only ignored."""
+    X = _as_input(X)
+    B, T, _ = X.shape
+    state = zero_state(layers, B) if state is None else [tuple(np.asarray(a, np.float64) for a in s) for s in state]
+    return _forward(layers, X, np.ones((B, T), bool), state, False)
