@@ -44,9 +44,10 @@ static void softmax_row(float *v, int64_t n, int log_form)
     for (int64_t i = 0; i < n; i++)
         sum += exp((double)(v[i] - mx));
     if (log_form) {
-        const float lse = mx + (float)log(sum);
+        /* (v - mx) first: for large logits, mx + log(sum) would round to the spacing of mx */
+        const float log_sum = (float)log(sum);
         for (int64_t i = 0; i < n; i++)
-            v[i] -= lse;
+            v[i] = (v[i] - mx) - log_sum;
     } else {
         for (int64_t i = 0; i < n; i++)
             v[i] = (float)(exp((double)(v[i] - mx)) / sum);
