@@ -1,0 +1,216 @@
+"""Streaming invariants: a stream is predict cut into pieces (docs/math.md, section 5)."""
+
+import numpy as np
+import pytest
+import reference as ref
+import specs
+from conftest import assert_cell_close, assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lstmrt
+
+
+def stacked_model(rng):
+    """Every recurrent kind and the state-bearing options: projection (h and c differ in size), peephole,
+    GRU reset_after=False, a dense softmax head."""
+    return lstmrt.Model([
+        specs.lstm(rng, 3, 17, proj_size=5, peephole=True),
+        specs.gru(rng, 5, 6, reset_after=False),
+        specs.rnn(rng, 6, 4, activation="relu"),
+        specs.dense(rng, 4, 3, "softmax"),
+    ])
+
+
+def token_model(rng):
+    return lstmrt.Model([lstmrt.Embedding(rng.standard_normal((7, 4))), specs.gru(rng, 4, 5), specs.dense(rng, 5, 2)])
+
+
+def inputs(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def run_in_pieces(stream, X, cuts, use_step):
+    """Feed X (T, ...) piece by piece: pieces between `cuts`; single-step pieces through step() when use_step."""
+    outs, start = [], 0
+    for end in list(cuts) + [len(X)]:
+        if end - start == 1 and use_step:
+            outs.append(stream.step(X[start])[None])
+        elif end > start:
+            outs.append(stream.run(X[start:end]))
+        start = end
+    return np.concatenate(outs)
+
+
+# -- chunking ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cuts", [[], [1], [1, 2, 3, 4], [150], [255, 256, 257], [100, 299], list(range(1, 300))])
+def test_chunking_equals_predict(rng, cuts):
+    model = stacked_model(rng)
+    X = inputs(rng, 300, 3)  # longer than one predict block (256 steps)
+    want = model.predict(X)
+    assert_close(run_in_pieces(model.stream(), X, cuts, use_step=True), want)
+    assert_close(run_in_pieces(model.stream(), X, cuts, use_step=False), want)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(data=st.data())
+def test_any_chunking_equals_predict(data):
+    rng = np.random.default_rng(20240611)
+    model = stacked_model(rng)
+    X = inputs(rng, 40, 3)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, 39), max_size=12), label="cuts")))
+    use_step = data.draw(st.booleans(), label="use_step")
+    assert_close(run_in_pieces(model.stream(), X, cuts, use_step), model.predict(X))
+
+
+def test_chunking_batched_and_tokens(rng):
+    model = token_model(rng)
+    ids = rng.integers(0, 7, size=(3, 30))
+    s = model.stream(batch=3)
+    got = np.concatenate([s.run(ids[:, :10]), s.step(ids[:, 10:11])[:, None], s.run(ids[:, 11:])], axis=1)
+    assert_close(got, model.predict(ids))
+
+
+def test_stream_from_a_state_matches_reference(rng):
+    model = stacked_model(rng)
+    s = model.stream(batch=2)
+    start = [tuple(rng.standard_normal(a.shape).astype(np.float32) for a in entry) for entry in s.state]
+    s.state = start
+    X = inputs(rng, 2, 12, 3)
+    got = s.run(X)
+    want, end = ref.run(model.layers, X, start)
+    assert_close(got, want)
+    for (h, *c), (h_ref, *c_ref) in zip(s.state, end):
+        assert_close(h, h_ref, what="h")
+        if c:
+            assert_cell_close(c[0], c_ref[0])
+
+
+def test_final_only_is_ignored_by_streams(rng):
+    """A stream's step returns the output of the sequence ending there, with or without return_sequences."""
+    last = specs.gru(rng, 17, 4, return_sequences=False)
+    plain = lstmrt.GRU(last.weight_ih, last.weight_hh, last.bias_ih, last.bias_hh)
+    first = specs.lstm(rng, 3, 17)
+    X = inputs(rng, 20, 3)
+    got = lstmrt.Model([first, last]).stream().run(X)
+    assert np.array_equal(got, lstmrt.Model([first, plain]).stream().run(X))
+    assert_close(got, lstmrt.Model([first, plain]).predict(X))
+
+
+# -- reset, state, copies ---------------------------------------------------------------------------------------
+def test_reset_restores_the_zero_state_exactly(rng):
+    model = stacked_model(rng)
+    X = inputs(rng, 30, 3)
+    s = model.stream()
+    first = s.run(X)
+    s.reset()
+    assert all(np.all(a == 0.0) and not np.any(np.signbit(a)) for entry in s.state for a in entry)
+    assert np.array_equal(s.run(X), first)
+
+
+def test_state_round_trips(rng):
+    model = stacked_model(rng)
+    s = model.stream(batch=2)
+    s.run(inputs(rng, 2, 9, 3))
+    saved = s.state
+    X = inputs(rng, 2, 7, 3)
+    first = s.run(X)
+    s.state = saved
+    assert all(np.array_equal(a, b) for e, f in zip(s.state, saved) for a, b in zip(e, f))
+    assert np.array_equal(s.run(X), first)
+
+
+def test_state_set_get_is_exact_and_copied(rng):
+    model = stacked_model(rng)
+    s = model.stream()
+    values = [tuple(rng.standard_normal(a.shape).astype(np.float32) for a in entry) for entry in s.state]
+    s.state = values
+    got = s.state
+    assert [tuple(a.shape for a in e) for e in got] == [((5,), (17,)), ((6,),), ((4,),)]
+    assert all(np.array_equal(a, b) for e, f in zip(got, values) for a, b in zip(e, f))
+    got[0][0][:] = 123.0
+    values[1][0][:] = 123.0
+    assert not np.any(s.state[0][0] == 123.0) and not np.any(s.state[1][0] == 123.0)
+
+
+def test_state_accepts_other_float_dtypes(rng):
+    model = stacked_model(rng)
+    s = model.stream()
+    values = [tuple(rng.standard_normal(a.shape) for a in entry) for entry in s.state]  # float64
+    s.state = values
+    assert all(np.array_equal(a, b.astype(np.float32)) for e, f in zip(s.state, values) for a, b in zip(e, f))
+
+
+def test_copies_are_independent(rng):
+    model = stacked_model(rng)
+    s = model.stream()
+    s.run(inputs(rng, 5, 3))
+    c = s.copy()
+    assert all(np.array_equal(a, b) for e, f in zip(s.state, c.state) for a, b in zip(e, f))
+    X = inputs(rng, 8, 3)
+    y_original = s.run(X)
+    assert not np.array_equal(s.state[0][0], c.state[0][0])
+    assert np.array_equal(c.run(X), y_original)  # the copy resumes from where it was taken
+    c.reset()
+    assert np.any(s.state[0][0] != 0.0)
+    assert c.model is s.model and c.batch is None
+
+
+def test_batch_equals_single_streams(rng):
+    model = stacked_model(rng)
+    N = 3
+    X = inputs(rng, N, 40, 3)
+    batched = model.stream(batch=N)
+    singles = [model.stream() for _ in range(N)]
+    for t in range(5):
+        y = batched.step(X[:, t])
+        for n in range(N):
+            assert_close(y[n], singles[n].step(X[n, t]))
+    y = batched.run(X[:, 5:])
+    for n in range(N):
+        assert_close(y[n], singles[n].run(X[n, 5:]))
+        for e, f in zip(batched.state, singles[n].state):
+            for a, b in zip(e, f):
+                assert_close(a[n], b)
+
+
+# -- step(out=), refusal, special values ------------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [None, 3])
+def test_step_writes_into_out(rng, batch):
+    model = stacked_model(rng)
+    s = model.stream(batch=batch)
+    twin = s.copy()
+    shape = (3,) if batch is None else (batch, 3)
+    buf = np.full(shape, np.nan, np.float32)
+    for _ in range(3):
+        x = inputs(rng, *((3,) if batch is None else (batch, 3)))
+        result = s.step(x, out=buf)
+        assert result is buf
+        assert np.array_equal(buf, twin.step(x))
+
+
+@pytest.mark.parametrize("which", ["bidirectional", "go_backwards"])
+def test_bidirectional_model_cannot_stream(rng, which):
+    if which == "bidirectional":
+        model = lstmrt.Model([specs.bidirectional("lstm", rng, 3, 4)])
+    else:
+        model = lstmrt.Model([specs.gru(rng, 3, 4, go_backwards=True)])
+    for batch in (None, 2):
+        with pytest.raises(ValueError, match="bidirectional.*cannot be streamed.*predict"):
+            model.stream(batch=batch)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_nan_in_nan_out(rng, kind):
+    model = lstmrt.Model([specs.recurrent(kind, rng, 3, 5), specs.dense(rng, 5, 2)])
+    s = model.stream(batch=2)
+    x = inputs(rng, 2, 3)
+    x[0, 1] = np.nan
+    y = s.step(x)
+    assert np.all(np.isnan(y[0])) and np.all(np.isfinite(y[1])), "NaN stays in its own sequence"
+    y = s.run(inputs(rng, 2, 4, 3))
+    assert np.all(np.isnan(y[0])) and np.all(np.isfinite(y[1])), "the NaN state persists until reset"
+    s.reset()
+    assert np.all(np.isfinite(s.run(inputs(rng, 2, 4, 3))))
+    single = model.stream()
+    assert np.all(np.isnan(single.step(np.full(3, np.nan, np.float32))))
