@@ -286,14 +286,14 @@ static void make_spec(int which, spec *s)
         d->linear_before_reset = 0;
         break;
     case 14:
-        name = "bi-rnn 3-4 ave + bi-lstm 4-6 proj 3 mul";
-        d = push(s, LSTMRT_LAYER_RNN, 3, 4);
-        d->num_directions = 2;
-        d->merge_mode = LSTMRT_MERGE_AVE;
-        d = push(s, LSTMRT_LAYER_LSTM, 4, 6);
+        name = "bi-lstm 3-6 proj 4 mul + bi-rnn 4-5 ave";
+        d = push(s, LSTMRT_LAYER_LSTM, 3, 6);
         d->num_directions = 2;
         d->merge_mode = LSTMRT_MERGE_MUL;
-        d->proj_size = 3;
+        d->proj_size = 4;
+        d = push(s, LSTMRT_LAYER_RNN, 4, 5);
+        d->num_directions = 2;
+        d->merge_mode = LSTMRT_MERGE_AVE;
         break;
     case 15:
         name = "embedding 11x6 + lstm 6-9 + dense 9-4 log_softmax";
