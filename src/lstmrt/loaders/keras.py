@@ -1,0 +1,115 @@
+"""Keras models to lstmrt: `.keras` archives, legacy HDF5 full models, weights-only files (+ architecture), and
+live Keras models. Needs h5py only (Keras itself is never imported). See docs/loading.md, section Keras."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+from . import keras_files, keras_graph
+from .keras_layers import RECURRENT, Context, bidirectional, fail, per_step, recurrent
+from .keras_model import KerasModel
+
+
+def load_keras(source, *, layers=None) -> KerasModel:
+    """An lstmrt Model computing what the Keras model computes in inference.
+
+    source: a path (or binary file object) to a `.keras`, `.h5`/`.hdf5` or `.weights.h5` file, or a live Keras
+    model. layers: the architecture for a weights-only file — `model.to_json()`, its parsed dict, or the path
+    of a .json file holding it. The result is a KerasModel (a Model) whose predict() applies the model's Keras
+    masking; see its docstring."""
+    src, f = keras_files.open_source(source, layers)
+    try:
+        return _convert(src)
+    finally:
+        if f is not None:
+            f.close()
+
+
+def is_keras_file(path) -> bool:
+    """True for a `.keras` archive or an HDF5 file written by Keras (full model or weights). Without h5py any
+    HDF5 file counts, so that loading it explains what to install."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                return {"config.json", "model.weights.h5"} <= set(z.namelist())
+        if not _has_hdf5_signature(path):
+            return False
+        try:
+            h5py = keras_files.h5py_module()
+        except ImportError:
+            return True
+        with h5py.File(path, "r") as f:
+            return bool({"model_config", "layer_names"} & set(f.attrs)) or ("layers" in f and "vars" in f)
+    except (OSError, ValueError):
+        return False
+
+
+def _has_hdf5_signature(path) -> bool:
+    """The HDF5 superblock sits at offset 0, 512, 1024, 2048, ... (after an optional user block)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        offset = 0
+        while offset + 8 <= size:
+            fh.seek(offset)
+            if fh.read(8) == keras_files.HDF5_SIGNATURE:
+                return True
+            offset = 512 if offset == 0 else offset * 2
+    return False
+
+
+def _convert(src) -> KerasModel:
+    _, chain, shape = keras_graph.parse(src.config)
+    ctx = Context(src.major)
+    tokens = any(e.class_name == "Embedding" for e in chain)
+    rank = len(shape) if shape else None
+    if rank is not None and rank != (2 if tokens else 3):
+        want = "(batch, time) token ids" if tokens else "(batch, time, features)"
+        raise ValueError(f"the Keras model's input has shape {tuple(shape)}: lstmrt runs sequence models, {want}")
+    features = None if tokens or not shape else shape[-1]
+    specs, mask_value, mask_zero = [], None, False
+    reversed_seq = final = False  # sequence currently in reversed time order / a layer returned its last step
+    for e in chain:
+        cls, cfg = e.class_name, e.config
+        try:
+            if cls == "Masking":
+                if specs or mask_value is not None:
+                    raise fail(e, "must come before every other layer (only the input and no-op layers may "
+                                  "precede it): the mask is derived from the model input")
+                mask_value = float(cfg.get("mask_value", 0.0))
+                continue
+            if cls in RECURRENT or cls == "Bidirectional":
+                if reversed_seq and (mask_value is not None or mask_zero):
+                    raise fail(e, "follows a go_backwards layer in a masked model: Keras passes it a reversed "
+                                  "sequence with the mask in forward order, which lstmrt cannot express")
+                weights = src.weights(e)
+                if cls == "Bidirectional":
+                    spec = bidirectional(e, cfg, weights, ctx, swap=reversed_seq)
+                    seq = spec.forward.return_sequences
+                else:
+                    gb = bool(cfg.get("go_backwards", False))
+                    hold = not cfg.get("zero_output_for_mask", False)
+                    # a forward layer on a reversed sequence is a backward layer on the original one
+                    spec = recurrent(e, cfg, weights, ctx, hold=hold, go_backwards=gb != reversed_seq)
+                    seq = spec.return_sequences
+                    reversed_seq ^= gb and seq
+                if not seq:
+                    final, reversed_seq = True, False  # one vector repeated over time: order no longer matters
+                specs.append(spec)
+            else:
+                if cls == "Embedding":
+                    if specs:
+                        raise fail(e, "must be the first layer")
+                    mask_zero = bool(cfg.get("mask_zero", False))
+                specs += per_step(e, cfg, src.weights(e), ctx, rank, features)
+        except (TypeError, ValueError) as exc:
+            if str(exc).startswith("Keras layer"):
+                raise
+            raise fail(e, str(exc)) from None
+        if specs and specs[-1].output_size is not None:
+            features = specs[-1].output_size
+    if not specs:
+        raise ValueError("the Keras model contains no layer lstmrt can run")
+    first_size = None if specs[0].input_size is not None else (shape[-1] if shape else None)
+    return KerasModel(specs, input_size=first_size, return_sequences=not final, mask_value=mask_value,
+                      mask_zero=mask_zero, reverse_output=reversed_seq)

@@ -1,0 +1,159 @@
+"""A Keras model config (Sequential or Functional; Keras 2 or 3 serialization) as a plain chain of layers.
+
+lstmrt runs chains: one input, one output, each layer fed by the previous one. Anything else (branches, shared
+layers, nested models, several inputs or outputs) is refused here with the layer that breaks the chain.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Keras 3 traces the mask of a Masking layer / Embedding(mask_zero=True) into the functional graph as these
+# operations; they only feed `mask=` arguments, and the loader re-derives that mask from the input itself.
+MASK_OPS = ("NotEqual", "Any")
+
+
+@dataclass
+class Entry:
+    """One layer of the chain: its class, its config dict and its name (the key of its weights)."""
+
+    class_name: str
+    config: dict
+    name: str
+    mask_arg: bool = field(default=False)  # Keras 3 functional: called with an explicit mask= tensor
+
+
+def _unwrap(cfg: dict):
+    """(class_name, config) of a serialized object, or of a bare `model.get_config()` dict."""
+    if "class_name" in cfg and "config" in cfg:
+        return cfg["class_name"], cfg["config"]
+    return ("Functional" if "input_layers" in cfg else "Sequential"), cfg
+
+
+def _entry(layer: dict) -> Entry:
+    cls = layer.get("class_name", "?")
+    cfg = layer.get("config") or {}
+    name = layer.get("name") or (cfg.get("name") if isinstance(cfg, dict) else None) or cls
+    return Entry(cls, cfg if isinstance(cfg, dict) else {}, name)
+
+
+def parse(model_cfg: dict):
+    """(entries of every layer in config order, the chain's entries from input to output, input shape or None)."""
+    cls, cfg = _unwrap(model_cfg)
+    if cls == "Sequential":
+        layers = cfg if isinstance(cfg, list) else cfg.get("layers", [])  # very old Keras 2: a bare list
+        entries = [_entry(layer) for layer in layers]
+        shape = None if isinstance(cfg, list) else cfg.get("build_input_shape")
+        chain = entries
+    elif cls in ("Functional", "Model"):
+        entries = [_entry(layer) for layer in cfg["layers"]]
+        chain = _functional_chain(cfg, layers=cfg["layers"], entries=entries)
+        shape = None
+    else:
+        raise ValueError(f"Keras model class {cls} is not supported: only Sequential and Functional models "
+                         "(subclassed models have no config to read; rebuild them as Sequential or Functional)")
+    for e in chain:
+        if e.class_name == "InputLayer":
+            shape = e.config.get("batch_shape") or e.config.get("batch_input_shape") or shape
+        elif shape is None and e.config.get("batch_input_shape"):
+            shape = e.config["batch_input_shape"]
+        if e.class_name in ("Sequential", "Functional", "Model"):
+            raise ValueError(f"Keras layer {e.name!r} is a nested {e.class_name} model: not supported; "
+                             "build the model as one flat Sequential or Functional model")
+    return entries, chain, (tuple(shape) if shape else None)
+
+
+def _history(obj):
+    """Every (layer, node, tensor) reference found in one serialized call argument (Keras 2 or 3)."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            return [tuple(obj["config"]["keras_history"])]
+        return [h for v in obj.values() for h in _history(v)]
+    if isinstance(obj, (list, tuple)):
+        return [h for v in obj for h in _history(v)]
+    return []
+
+
+def _nodes(layer: dict) -> list:
+    """Each call of the layer as (tensor args, kwargs)."""
+    nodes = []
+    for node in layer.get("inbound_nodes") or []:
+        if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+            nodes.append((_history(node.get("args", [])), node.get("kwargs") or {}))
+        else:  # Keras 2: [[layer, node, tensor, kwargs], ...]
+            args = [tuple(ref[:3]) for ref in node]
+            kwargs = {}
+            for ref in node:
+                if len(ref) > 3 and isinstance(ref[3], dict):
+                    kwargs.update(ref[3])
+            nodes.append((args, kwargs))
+    return nodes
+
+
+def _refs(value) -> list:
+    """input_layers / output_layers: one [name, node, tensor] (Keras 3) or a list of them."""
+    if value and isinstance(value[0], str):
+        return [value]
+    return list(value or [])
+
+
+def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
+    by_name = {e.name: (layer, e) for layer, e in zip(layers, entries)}
+    inputs, outputs = _refs(cfg.get("input_layers")), _refs(cfg.get("output_layers"))
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"the Keras model has {len(inputs)} inputs and {len(outputs)} outputs: lstmrt runs "
+                         "models with one input and one output")
+    chain, name, tensor = [], outputs[0][0], outputs[0][2]
+    while True:
+        layer, entry = by_name[name]
+        if tensor != 0:
+            raise ValueError(f"the model uses output {tensor} of Keras layer {name!r} ({entry.class_name}), e.g. a "
+                             "state of return_state=True: only a layer's first output (its sequence) is supported")
+        chain.append(entry)
+        if entry.class_name == "InputLayer":
+            break
+        nodes = _nodes(layer)
+        if len(nodes) != 1:
+            raise ValueError(f"Keras layer {name!r} ({entry.class_name}) is called {len(nodes)} times: shared "
+                             "layers are not supported")
+        args, kwargs = nodes[0]
+        if len(args) != 1:
+            raise ValueError(f"Keras layer {name!r} ({entry.class_name}) takes {len(args)} tensors: lstmrt runs "
+                             "chains of single-input layers")
+        for key, value in kwargs.items():
+            if key == "mask" and value is not None:
+                refs = _history(value)
+                if any(by_name[r[0]][1].class_name not in MASK_OPS for r in refs):
+                    raise ValueError(f"Keras layer {name!r} ({entry.class_name}) is called with a custom mask=: "
+                                     "only masks from Masking or Embedding(mask_zero=True) are supported")
+                entry.mask_arg = True
+            elif key not in ("training", "mask"):
+                raise ValueError(f"Keras layer {name!r} ({entry.class_name}) is called with {key}=: not supported")
+        name, tensor = args[0][0], args[0][2]
+    chain.reverse()
+    on_chain = {e.name for e in chain}
+    for e in entries:
+        if e.name not in on_chain and e.class_name not in MASK_OPS:
+            raise ValueError(f"Keras layer {e.name!r} ({e.class_name}) is not on the single input-to-output chain: "
+                             "branching models are not supported")
+    return chain
+
+
+def snake_case(class_name: str) -> str:
+    """Keras' naming of a layer's weights group in the Keras 3 weights format (from its class, not its name)."""
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def weights_paths(entries: list) -> dict:
+    """Layer name -> group under `layers/` of a Keras 3 weights file: class names made unique in model order."""
+    used, paths = {}, {}
+    for e in entries:
+        if e.class_name in MASK_OPS:
+            continue
+        base = snake_case(e.class_name)
+        used[base] = used.get(base, -1) + 1
+        paths[e.name] = base if used[base] == 0 else f"{base}_{used[base]}"
+    return paths

@@ -1,0 +1,182 @@
+"""Keras layers (config + get_weights() arrays) to lstmrt layer specs; mapping tables in docs/math.md section 8.
+
+Keras kernels are (in, out): transposed to the canonical (out, in). LSTM gates i, f, c, o are canonical; GRU gates
+z, r, h are reordered to r, z, n. cuDNN layers (Keras 2 CuDNNLSTM / CuDNNGRU) store each gate's input kernel as
+cuDNN reads it: the (I, H) block's memory is the (H, I) matrix, and the recurrent block is used untransposed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations as acts
+from ..layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
+
+NO_OPS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+          "Identity")
+RECURRENT = ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU")
+PER_STEP = ("Dense", "Activation", "Normalization", "TimeDistributed", "Embedding", "Masking")
+SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + NO_OPS)
+NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
+
+
+class Context:
+    """Per-file facts the conversion depends on."""
+
+    def __init__(self, major: int):
+        self.major = major
+
+    def act(self, value, where: str, elementwise: bool = False) -> str:
+        """A Keras activation (name, or Keras 3's {"class_name": "function", "config": name}) as an lstmrt name."""
+        if isinstance(value, dict):
+            value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
+        if value == "hard_sigmoid":  # same name, two formulas: the one of the Keras that wrote the file
+            return "hard_sigmoid_v3" if self.major >= 3 else "hard_sigmoid"
+        return acts.canonical(value, where=where, elementwise=elementwise)
+
+
+def fail(entry, message: str):
+    return ValueError(f"Keras layer {entry.name!r} ({entry.class_name}): {message}")
+
+
+def _expect(entry, weights: list, count: int):
+    if len(weights) != count:
+        raise fail(entry, f"expected {count} weight arrays, found {len(weights)} (is the file complete?)")
+
+
+def _gru_order(a, axis=-1):
+    """Keras gate blocks z, r, h -> canonical r, z, n."""
+    z, r, h = np.split(np.asarray(a), 3, axis=axis)
+    return np.concatenate([r, z, h], axis=axis)
+
+
+def _cudnn_blocks(kernel, rec, gates: int):
+    """cuDNN layout: per gate, the (I, H) input block reinterpreted as (H, I); recurrent blocks as stored."""
+    H = rec.shape[0]
+    w_ih = [kernel[:, g * H:(g + 1) * H].reshape(H, kernel.shape[0]) for g in range(gates)]
+    w_hh = [rec[:, g * H:(g + 1) * H] for g in range(gates)]
+    return w_ih, w_hh
+
+
+def recurrent(entry, cfg: dict, weights: list, ctx: Context, *, hold: bool, go_backwards: bool):
+    """One direction of LSTM / GRU / SimpleRNN / CuDNNLSTM / CuDNNGRU."""
+    cls, where = entry.class_name, f"Keras layer {entry.name!r} ({entry.class_name})"
+    if cfg.get("time_major"):
+        raise fail(entry, "time_major=True is not supported (lstmrt input is batch-major)")
+    opts = dict(hold_masked_output=hold, go_backwards=go_backwards,
+                return_sequences=bool(cfg.get("return_sequences", False)))
+    if cls.startswith("CuDNN"):
+        _expect(entry, weights, 3)
+        kernel, rec, bias = weights
+        gates = 4 if cls == "CuDNNLSTM" else 3
+        w_ih, w_hh = _cudnn_blocks(kernel, rec, gates)
+        b_ih, b_hh = np.split(bias, 2)
+        if cls == "CuDNNLSTM":
+            return LSTM(np.concatenate(w_ih), np.concatenate(w_hh), b_ih, b_hh, **opts)
+        return GRU(_gru_order(np.concatenate(w_ih), 0), _gru_order(np.concatenate(w_hh), 0), _gru_order(b_ih),
+                   _gru_order(b_hh), reset_after=True, **opts)
+    use_bias = cfg.get("use_bias", True)
+    _expect(entry, weights, 3 if use_bias else 2)
+    kernel, rec = weights[0], weights[1]
+    bias = weights[2] if use_bias else None
+    act = ctx.act(cfg.get("activation", "tanh"), where, elementwise=True)
+    if cls == "SimpleRNN":
+        return SimpleRNN(kernel.T, rec.T, bias, activation=act, **opts)
+    gate = ctx.act(cfg.get("recurrent_activation", "sigmoid"), where, elementwise=True)
+    if cls == "LSTM":
+        return LSTM(kernel.T, rec.T, bias, activations=(gate, act, act), **opts)
+    reset_after = bool(cfg.get("reset_after", True))
+    b_ih = b_hh = None
+    if bias is not None:
+        bias = np.asarray(bias)
+        b_ih, b_hh = (bias[0], bias[1]) if reset_after else (bias, None)
+        b_ih, b_hh = _gru_order(b_ih), (None if b_hh is None else _gru_order(b_hh))
+    return GRU(_gru_order(kernel).T, _gru_order(rec).T, b_ih, b_hh, reset_after=reset_after,
+               activations=(gate, act), **opts)
+
+
+def bidirectional(entry, cfg: dict, weights: list, ctx: Context, *, swap: bool):
+    """Keras Bidirectional; swap: the input arrives time-reversed, so Keras' forward layer is lstmrt's backward."""
+    inner = cfg["layer"]
+    back = cfg.get("backward_layer") or inner
+    merge = cfg.get("merge_mode", "concat")
+    if merge is None:
+        raise fail(entry, "merge_mode=None (two outputs) is not supported; use concat, sum, mul or ave")
+    for sub in (inner, back):
+        if sub.get("class_name") not in RECURRENT:
+            raise fail(entry, f"wraps {sub.get('class_name')}; supported: {', '.join(RECURRENT)}")
+    if inner["config"].get("go_backwards") or (cfg.get("backward_layer") and not back["config"].get("go_backwards")):
+        raise fail(entry, "a forward layer with go_backwards=True (or a backward one without) is not supported")
+    if swap and merge == "concat":
+        raise fail(entry, "merge_mode='concat' on a time-reversed sequence (after a go_backwards layer) would need "
+                          "its halves swapped: not supported")
+    n_fw = len(weights) // 2 if inner is back else _count(inner)
+    seq = bool(cfg.get("return_sequences", inner["config"].get("return_sequences", False)))
+    specs = []
+    for sub, w in ((inner, weights[:n_fw]), (back, weights[n_fw:])):
+        sub_cfg = dict(sub["config"], return_sequences=seq, go_backwards=False)
+        sub_entry = type(entry)(sub["class_name"], sub_cfg, f"{entry.name}/{sub_cfg.get('name', '')}")
+        # Keras forces zero_output_for_mask = return_sequences on both directions
+        specs.append(recurrent(sub_entry, sub_cfg, w, ctx, hold=not seq, go_backwards=False))
+    fw, bw = specs[::-1] if swap else specs
+    try:
+        return Bidirectional(fw, bw, merge)
+    except (TypeError, ValueError) as exc:
+        raise fail(entry, str(exc)) from None
+
+
+def _count(layer_cfg: dict) -> int:
+    cls = layer_cfg.get("class_name", "")
+    return 3 if cls.startswith("CuDNN") or layer_cfg["config"].get("use_bias", True) else 2
+
+
+def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features):
+    """Dense / Activation / Normalization / Embedding (or TimeDistributed of one) -> specs (maybe none)."""
+    cls, where = entry.class_name, f"Keras layer {entry.name!r} ({entry.class_name})"
+    if cls == "TimeDistributed":
+        inner = cfg["layer"]
+        if inner.get("class_name") not in ("Dense", "Activation") + NO_OPS:
+            raise fail(entry, f"wraps {inner.get('class_name')}; supported: Dense, Activation, {', '.join(NO_OPS)}")
+        sub = type(entry)(inner["class_name"], inner["config"], entry.name)
+        return per_step(sub, inner["config"], weights, ctx, input_rank, features)
+    if cls in NO_OPS:
+        return []
+    if cls == "Activation":
+        return [Activation(ctx.act(cfg.get("activation"), where))]
+    if cls == "Dense":
+        if cfg.get("lora_rank") or str(_dtype_name(cfg)).startswith("int"):
+            raise fail(entry, "LoRA and quantized Dense layers are not supported")
+        use_bias = cfg.get("use_bias", True)
+        _expect(entry, weights, 2 if use_bias else 1)
+        return [Dense(weights[0].T, weights[1] if use_bias else None, activation=ctx.act(cfg.get("activation"), where))]
+    if cls == "Embedding":
+        _expect(entry, weights, 1)
+        return [Embedding(weights[0])]
+    if cls == "Normalization":
+        return [_normalization(entry, cfg, weights, input_rank, features)]
+    raise fail(entry, f"not supported; supported layers: {SUPPORTED}")
+
+
+def _dtype_name(cfg: dict):
+    d = cfg.get("dtype")
+    return (d.get("config") or {}).get("name", "") if isinstance(d, dict) else (d or "")
+
+
+def _normalization(entry, cfg: dict, weights: list, input_rank, features):
+    axis = cfg.get("axis", -1)
+    axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    last = (input_rank - 1) if input_rank else None
+    if len(axis) != 1 or axis[0] not in (-1, last):
+        raise fail(entry, f"axis={cfg.get('axis')!r}: only per-feature normalization (axis=-1) is supported")
+    if cfg.get("mean") is not None:  # constants given to the constructor
+        mean, var = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["variance"], np.float64)
+    else:
+        _expect(entry, weights, 3)  # adapted: mean, variance, count
+        mean, var = np.asarray(weights[0], np.float64), np.asarray(weights[1], np.float64)
+    mean, var = np.broadcast_arrays(mean.reshape(-1), var.reshape(-1))
+    if mean.size == 1 and features:  # a scalar constant applies to every feature
+        mean, var = np.full(features, mean[0]), np.full(features, var[0])
+    std = np.maximum(np.sqrt(var), NORMALIZATION_EPSILON)
+    if cfg.get("invert"):
+        return Affine(std, mean)
+    return Affine(1.0 / std, -mean / std)
