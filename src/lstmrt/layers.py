@@ -25,7 +25,7 @@ def _weight(value, name: str, shape: tuple, where: str, *, optional: bool = Fals
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{where}: {name} has dtype {arr.dtype}; expected floating point")
     if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
-        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+        want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise ValueError(f"{where}: {name} has shape {arr.shape}, expected {want}")
     arr = np.array(arr, dtype=np.float32, order="C", copy=True)
     arr.setflags(write=False)

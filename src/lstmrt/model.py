@@ -98,6 +98,7 @@ class Model:
         to skip (Keras masking: state carried through). With return_sequences=False the result is (O,) or
         (B, O): the output at each sequence's last step. NaN/Inf in X propagate to the outputs they reach."""
         X = as_float_array(X, "X", tokens=self._tokens)
+        given = X.shape  # messages name the caller's shape, not the one with the added axes
         single = X.ndim == (1 if self._tokens else 2)
         if self._tokens and X.ndim in (1, 2):
             X = X[..., None]
@@ -105,10 +106,10 @@ class Model:
             X = X[None]
         if X.ndim != 3 or X.shape[2] != self.input_size:
             want = "(T,) or (B, T)" if self._tokens else f"(T, {self.input_size}) or (B, T, {self.input_size})"
-            raise ValueError(f"X has shape {describe_shape(X.shape)}, expected {want}")
+            raise ValueError(f"X has shape {describe_shape(given)}, expected {want}")
         B, T = X.shape[:2]
         if B == 0 or T == 0:
-            raise ValueError(f"X has shape {describe_shape(X.shape)}: empty batch or sequence")
+            raise ValueError(f"X has shape {describe_shape(given)}: empty batch or sequence")
         lengths = self._check_lengths(lengths, B, T, single)
         mask = self._check_mask(mask, B, T, single)
         Y = self._native.predict(np.ascontiguousarray(X, dtype=np.float32), lengths, mask)

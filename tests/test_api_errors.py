@@ -1,0 +1,342 @@
+"""Every error path of the Python API: exception type, the key words of the message, and — for streams — a
+state that is exactly unchanged after the failed call."""
+
+import numpy as np
+import pytest
+import specs
+
+import lstmrt
+
+F32 = np.float32
+
+
+@pytest.fixture
+def model(rng):
+    """3 features in, 2 out; state: LSTM (h 5, c 17) with projection, GRU (h 4)."""
+    return lstmrt.Model([specs.lstm(rng, 3, 17, proj_size=5), specs.gru(rng, 5, 4), specs.dense(rng, 4, 2)])
+
+
+@pytest.fixture
+def tokens(rng):
+    return lstmrt.Model([lstmrt.Embedding(rng.standard_normal((7, 4))), specs.gru(rng, 4, 5)])
+
+
+def advanced(model, rng, batch=None):
+    """A stream with a non-zero state, so that a failed call that reset or half-updated it would show."""
+    s = model.stream(batch=batch)
+    if model.layers[0].kind == "embedding":
+        s.run(rng.integers(0, 7, size=(5,) if batch is None else (batch, 5)))
+    else:
+        s.run(rng.standard_normal((5, 3) if batch is None else (batch, 5, 3)))
+    return s
+
+
+def snapshot(stream):
+    return [tuple(a.copy() for a in entry) for entry in stream.state]
+
+
+def assert_unchanged(stream, before):
+    after = stream.state
+    assert len(after) == len(before)
+    for e, f in zip(after, before):
+        for a, b in zip(e, f):
+            assert np.array_equal(a, b), "a failed call changed the stream's state"
+
+
+# -- predict inputs ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("X,exc,words", [
+    (np.zeros((4, 2), F32), ValueError, r"X has shape \(4, 2\), expected \(T, 3\) or \(B, T, 3\)"),
+    (np.zeros((2, 4, 5), F32), ValueError, r"X has shape \(2, 4, 5\), expected"),
+    (np.zeros(3, F32), ValueError, r"X has shape \(3,\), expected"),
+    (np.zeros((1, 2, 4, 3), F32), ValueError, r"X has shape \(1, 2, 4, 3\), expected"),
+    (np.zeros((0, 3), F32), ValueError, "empty batch or sequence"),
+    (np.zeros((0, 4, 3), F32), ValueError, "empty batch or sequence"),
+    (np.zeros((2, 0, 3), F32), ValueError, "empty batch or sequence"),
+    (np.zeros((4, 3), np.int64), TypeError, "dtype int64; expected floating-point"),
+    (np.zeros((4, 3), bool), TypeError, "dtype bool; expected floating-point"),
+    (np.zeros((4, 3), np.complex64), TypeError, "dtype complex64"),
+    ([["a", "b", "c"]], TypeError, "dtype <U1"),
+    ("abc", TypeError, "X must be a NumPy array .* got str"),
+    (None, TypeError, "X must be a NumPy array .* got NoneType"),
+    (3.0, TypeError, "X must be a NumPy array .* got float"),
+    ([[1.0, 2.0], [3.0]], TypeError, "X cannot be converted to an array"),
+])
+def test_predict_rejects_bad_inputs(model, X, exc, words):
+    with pytest.raises(exc, match=words):
+        model.predict(X)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.longdouble])
+def test_predict_converts_other_floats(model, rng, dtype):
+    X = rng.standard_normal((2, 6, 3)).astype(dtype)  # float16 values are exact in float32
+    assert np.array_equal(model.predict(X), model.predict(X.astype(F32)))
+
+
+def test_predict_converts_lists_and_non_contiguous_arrays(model, rng):
+    X = rng.standard_normal((2, 6, 3)).astype(F32)
+    want = model.predict(X)
+    assert np.array_equal(model.predict(X.tolist()), want)
+    assert np.array_equal(model.predict(np.asfortranarray(X)), want)
+    wide = np.zeros((2, 12, 6), F32)
+    wide[:, ::2, ::2] = X
+    assert np.array_equal(model.predict(wide[:, ::2, ::2]), want)
+    assert np.array_equal(model.predict(X[::-1])[::-1], want)
+
+
+@pytest.mark.parametrize("lengths,words", [
+    ([1, 7], r"lengths must lie in \[0, 6\].*max 7"),
+    ([-1, 3], r"lengths must lie in \[0, 6\].*min -1"),
+    ([3], r"lengths must be 2 integer\(s\) \(one per sequence\), got \(1,\)"),
+    ([1, 2, 3], r"lengths must be 2 integer\(s\)"),
+    (np.array([1.0, 2.0]), "lengths must be 2 integer.*float64"),
+    (np.array([[1, 2]]), r"got \(1, 2\)"),
+])
+def test_predict_rejects_bad_lengths(model, rng, lengths, words):
+    with pytest.raises(ValueError, match=words):
+        model.predict(rng.standard_normal((2, 6, 3)), lengths=lengths)
+
+
+@pytest.mark.parametrize("mask,words", [
+    (np.ones((2, 5), bool), r"mask must be a boolean array of shape \(2, 6\), got \(2, 5\)"),
+    (np.ones(6, bool), r"of shape \(2, 6\), got \(6,\)"),
+    (np.ones((2, 6), F32), "of float32"),
+])
+def test_predict_rejects_bad_masks(model, rng, mask, words):
+    with pytest.raises(ValueError, match=words):
+        model.predict(rng.standard_normal((2, 6, 3)), mask=mask)
+
+
+@pytest.mark.parametrize("ids,words", [
+    (np.array([[1, 2, 7]]), r"token id 7 at position 2 is not an integer in \[0, 7\)"),
+    (np.array([[1, -1, 2]]), r"token id -1 at position 1"),
+    (np.array([[1.0, 2.5]]), r"token id 2.5 .* not an integer"),
+    (np.array([[np.nan, 1.0]]), r"token id nan"),
+])
+def test_predict_rejects_bad_token_ids(tokens, ids, words):
+    with pytest.raises(ValueError, match=words):
+        tokens.predict(ids)
+
+
+# -- stream calls leave the state unchanged when they fail ------------------------------------------------------
+STEP_ERRORS = [
+    (None, np.zeros(4, F32), ValueError, r"x has shape \(4,\), expected \(3,\)"),
+    (None, np.zeros((1, 3), F32), ValueError, r"x has shape \(1, 3\), expected \(3,\)"),
+    (None, np.zeros(3, np.int32), TypeError, "x has dtype int32; expected floating-point"),
+    (None, "abc", TypeError, "x must be a NumPy array"),
+    (None, {"x": 1}, TypeError, "x must be a NumPy array .* got dict"),
+    (2, np.zeros((3, 3), F32), ValueError, r"x has shape \(3, 3\), expected \(2, 3\)"),
+    (2, np.zeros(3, F32), ValueError, r"x has shape \(3,\), expected \(2, 3\)"),
+]
+
+
+@pytest.mark.parametrize("batch,x,exc,words", STEP_ERRORS)
+def test_failed_step_leaves_state_unchanged(model, rng, batch, x, exc, words):
+    s = advanced(model, rng, batch)
+    before = snapshot(s)
+    with pytest.raises(exc, match=words):
+        s.step(x)
+    assert_unchanged(s, before)
+
+
+@pytest.mark.parametrize("out,exc,words", [
+    (np.zeros(2, np.float64), TypeError, "out has dtype float64; expected float32"),
+    (np.zeros(3, F32), ValueError, r"out has shape \(3,\), expected \(2,\)"),
+    (np.zeros((1, 2), F32), ValueError, r"out has shape \(1, 2\), expected \(2,\)"),
+    (np.zeros(4, F32)[::2], ValueError, "out must be C-contiguous"),
+    ([0.0, 0.0], TypeError, "out must be a NumPy float32 array, got list"),
+])
+def test_bad_out_buffer_leaves_state_unchanged(model, rng, out, exc, words):
+    s = advanced(model, rng)
+    before = snapshot(s)
+    with pytest.raises(exc, match=words):
+        s.step(np.zeros(3, F32), out=out)
+    assert_unchanged(s, before)
+
+
+def test_read_only_out_buffer(model, rng):
+    s = advanced(model, rng)
+    before = snapshot(s)
+    out = np.zeros(2, F32)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="out is read-only"):
+        s.step(np.zeros(3, F32), out=out)
+    assert_unchanged(s, before)
+
+
+def test_step_converts_lists_other_floats_and_strided_inputs(model, rng):
+    x = rng.standard_normal(3).astype(F32)
+    s = advanced(model, rng)
+    want = s.copy().step(x)
+    for variant in (x.tolist(), x.astype(np.float64), np.repeat(x, 2)[::2]):
+        assert np.array_equal(s.copy().step(variant), want)
+
+
+@pytest.mark.parametrize("batch,X,exc,words", [
+    (None, np.zeros((4, 2), F32), ValueError, r"X has shape \(4, 2\), expected \(T, 3\)"),
+    (None, np.zeros(3, F32), ValueError, r"X has shape \(3,\), expected \(T, 3\)"),
+    (None, np.zeros((1, 4, 3), F32), ValueError, r"X has shape \(1, 4, 3\), expected \(T, 3\)"),
+    (None, np.zeros((4, 3), np.int16), TypeError, "X has dtype int16"),
+    (2, np.zeros((3, 4, 3), F32), ValueError, r"X has shape \(3, 4, 3\), expected \(2, T, 3\)"),
+    (2, np.zeros((4, 3), F32), ValueError, r"X has shape \(4, 3\), expected \(2, T, 3\)"),
+    (2, object(), TypeError, "X must be a NumPy array"),
+])
+def test_failed_run_leaves_state_unchanged(model, rng, batch, X, exc, words):
+    s = advanced(model, rng, batch)
+    before = snapshot(s)
+    with pytest.raises(exc, match=words):
+        s.run(X)
+    assert_unchanged(s, before)
+
+
+def test_run_of_no_steps_is_empty_and_keeps_the_state(model, rng):
+    s = advanced(model, rng, 2)
+    before = snapshot(s)
+    assert s.run(np.zeros((2, 0, 3), F32)).shape == (2, 0, 2)
+    assert_unchanged(s, before)
+
+
+@pytest.mark.parametrize("call", ["step", "run"])
+def test_bad_token_leaves_state_unchanged(tokens, rng, call):
+    """The C runtime checks every token before the first step: a bad id late in a run changes nothing."""
+    s = advanced(tokens, rng, 2)
+    before = snapshot(s)
+    with pytest.raises(ValueError, match=r"token id 9 .* not an integer in \[0, 7\)"):
+        if call == "step":
+            s.step(np.array([[3], [9]]))
+        else:
+            s.run(np.array([[1, 2, 3, 4], [1, 2, 3, 9]]))
+    assert_unchanged(s, before)
+
+
+# -- state assignment -------------------------------------------------------------------------------------------
+def _state_cases():
+    h0, c0, h1 = np.zeros(5, F32), np.zeros(17, F32), np.zeros(4, F32)
+    return [
+        ([(h0, c0)], ValueError, r"state must be a list of 2 tuple\(s\), one per recurrent layer"),
+        ([(h0, c0), (h1,), (h1,)], ValueError, r"state must be a list of 2 tuple"),
+        ({"h": h0}, ValueError, r"state must be a list of 2"),
+        (np.zeros(26, F32), ValueError, r"state must be a list of 2"),
+        ([(h0,), (h1,)], ValueError, r"state\[0\] \(layer 0\) must be a tuple \(h, c\)"),
+        ([(h0, c0), h1], ValueError, r"state\[1\] \(layer 1\) must be a tuple \(h\)"),
+        ([(h0, c0), (h1, h1)], ValueError, r"state\[1\] \(layer 1\) must be a tuple \(h\)"),
+        ([(c0, c0), (h1,)], ValueError, r"state\[0\].h \(layer 0\) has shape \(17,\), expected \(5,\)"),
+        ([(h0, h0), (h1,)], ValueError, r"state\[0\].c \(layer 0\) has shape \(5,\), expected \(17,\)"),
+        ([(h0, c0), (h1[None],)], ValueError, r"state\[1\].h \(layer 1\) has shape \(1, 4\), expected \(4,\)"),
+        ([(h0, c0), (np.zeros(4, np.int64),)], TypeError, r"state\[1\].h has dtype int64"),
+        ([(h0, c0), ("abcd",)], TypeError, r"state\[1\].h must be a NumPy array"),
+    ]
+
+
+@pytest.mark.parametrize("value,exc,words", _state_cases())
+def test_bad_state_assignment_leaves_state_unchanged(model, rng, value, exc, words):
+    s = advanced(model, rng)
+    before = snapshot(s)
+    with pytest.raises(exc, match=words):
+        s.state = value
+    assert_unchanged(s, before)
+
+
+def test_bad_batched_state_assignment(model, rng):
+    s = advanced(model, rng, 3)
+    before = snapshot(s)
+    good = [tuple(a + 1 for a in entry) for entry in before]
+    bad = [good[0], (good[1][0][:2],)]
+    with pytest.raises(ValueError, match=r"state\[1\].h \(layer 1\) has shape \(2, 4\), expected \(3, 4\)"):
+        s.state = bad
+    assert_unchanged(s, before)  # the valid first entry was not applied either
+
+
+@pytest.mark.parametrize("batch", [0, -1, 1.5, True, "2"])
+def test_bad_stream_batch(model, batch):
+    with pytest.raises(ValueError, match="batch must be a positive integer or None"):
+        model.stream(batch=batch)
+
+
+# -- layer specs and models -------------------------------------------------------------------------------------
+def _w(*shape):
+    return np.zeros(shape, F32)
+
+
+SPEC_ERRORS = [
+    (lambda: lstmrt.LSTM(_w(5, 3), _w(5, 1)), ValueError, r"LSTM: weight_ih has shape \(5, 3\), expected \(4\*hidden"),
+    (lambda: lstmrt.LSTM(_w(8, 3, 1), _w(8, 2)), ValueError, r"LSTM: weight_ih has shape \(8, 3, 1\)"),
+    (lambda: lstmrt.LSTM(_w(0, 3), _w(0, 0)), ValueError, r"LSTM: weight_ih has shape \(0, 3\)"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 3)), ValueError, r"LSTM: weight_hh has shape \(8, 3\), expected \(8, 2\)"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), _w(7)), ValueError, r"LSTM: bias_ih has shape \(7,\), expected \(8,\)"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), None, _w(8, 1)), ValueError, r"LSTM: bias_hh has shape \(8, 1\)"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), weight_hr=_w(1, 3)), ValueError, r"LSTM: weight_hr has shape \(1, 3\)"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), weight_hr=_w(1, 2)), ValueError,
+     r"LSTM: weight_hh has shape \(8, 2\), expected \(8, 1\)"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), peephole=_w(2, 2)), ValueError, r"LSTM: peephole has shape \(2, 2\)"),
+    (lambda: lstmrt.LSTM(_w(8, 3), None), ValueError, "LSTM: weight_hh is required"),
+    (lambda: lstmrt.LSTM(np.full((8, 3), "x"), _w(8, 2)), TypeError, "LSTM: weight_ih has dtype <U1"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=("sigmoid", "tanh")), ValueError,
+     "LSTM: activations must be 3 names"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations="tanh"), ValueError, "LSTM: activations must be 3 names"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=("sigmoid", "foo", "tanh")), ValueError,
+     "LSTM: unknown activation 'foo'; supported: sigmoid, tanh"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=("softmax", "tanh", "tanh")), ValueError,
+     "LSTM: unknown activation 'softmax'"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=(1, "tanh", "tanh")), TypeError,
+     "LSTM: activation must be a name"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), cell_clip=0.0), ValueError, "LSTM: cell_clip must be > 0"),
+    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), cell_clip=float("nan")), ValueError, "LSTM: cell_clip must be > 0"),
+    (lambda: lstmrt.GRU(_w(4, 3), _w(4, 1)), ValueError, r"GRU: weight_ih has shape \(4, 3\), expected \(3\*hidden"),
+    (lambda: lstmrt.GRU(_w(6, 3), _w(6, 3)), ValueError, r"GRU: weight_hh has shape \(6, 3\), expected \(6, 2\)"),
+    (lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), _w(6), _w(2)), ValueError, r"GRU: bias_hh has shape \(2,\)"),
+    (lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), activations=("sigmoid",)), ValueError, "GRU: activations must be 2"),
+    (lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), activations=("sigmoid", "log_softmax")), ValueError,
+     "GRU: unknown activation 'log_softmax'"),
+    (lambda: lstmrt.SimpleRNN(_w(2, 3), _w(2, 3)), ValueError, r"SimpleRNN: weight_hh has shape \(2, 3\)"),
+    (lambda: lstmrt.SimpleRNN(_w(3), _w(2, 2)), ValueError, r"SimpleRNN: weight_ih has shape \(3,\)"),
+    (lambda: lstmrt.SimpleRNN(_w(2, 3), _w(2, 2), activation="bogus"), ValueError,
+     "SimpleRNN: unknown activation 'bogus'"),
+    (lambda: lstmrt.Dense(_w(3)), ValueError, r"Dense: weight has shape \(3,\), expected \(out_features, in_"),
+    (lambda: lstmrt.Dense(_w(2, 0)), ValueError, r"Dense: weight has shape \(2, 0\)"),
+    (lambda: lstmrt.Dense(_w(2, 3), _w(3)), ValueError, r"Dense: bias has shape \(3,\), expected \(2,\)"),
+    (lambda: lstmrt.Dense(_w(2, 3), activation="nope"), ValueError, "Dense: unknown activation 'nope'"),
+    (lambda: lstmrt.Activation("nope"), ValueError, "Activation: unknown activation 'nope'; supported: .*softmax"),
+    (lambda: lstmrt.Affine(_w(2, 2), _w(2)), ValueError, r"Affine: scale has shape \(2, 2\), expected \(features,\)"),
+    (lambda: lstmrt.Affine(_w(3), _w(2)), ValueError, r"Affine: shift has shape \(2,\), expected \(3,\)"),
+    (lambda: lstmrt.Embedding(_w(5)), ValueError, r"Embedding: weight has shape \(5,\), expected \(num_embeddings"),
+]
+
+
+@pytest.mark.parametrize("make,exc,words", SPEC_ERRORS)
+def test_bad_layer_spec(make, exc, words):
+    with pytest.raises(exc, match=words):
+        make()
+
+
+def test_bad_bidirectional(rng):
+    a, b = specs.lstm(rng, 3, 4), specs.lstm(rng, 3, 5)
+    with pytest.raises(TypeError, match="Bidirectional: forward and backward must be recurrent layer specs of the "
+                                        "same type, got LSTM and GRU"):
+        lstmrt.Bidirectional(a, specs.gru(rng, 3, 4))
+    with pytest.raises(TypeError, match="got Dense and Dense"):
+        lstmrt.Bidirectional(specs.dense(rng, 3, 4), specs.dense(rng, 3, 4))
+    with pytest.raises(ValueError, match="Bidirectional: forward and backward differ in hidden_size"):
+        lstmrt.Bidirectional(a, b)
+    with pytest.raises(ValueError, match="differ in peephole"):
+        lstmrt.Bidirectional(a, specs.lstm(rng, 3, 4, peephole=True))
+    with pytest.raises(ValueError, match="differ in return_sequences"):
+        lstmrt.Bidirectional(a, specs.lstm(rng, 3, 4, return_sequences=False))
+    with pytest.raises(ValueError, match="unknown merge_mode 'max'; supported: concat, sum, mul, ave"):
+        lstmrt.Bidirectional(a, specs.lstm(rng, 3, 4), "max")
+    with pytest.raises(ValueError, match="go_backwards=False"):
+        lstmrt.Bidirectional(a, specs.lstm(rng, 3, 4, go_backwards=True))
+
+
+def test_bad_model(rng):
+    with pytest.raises(ValueError, match="Model needs at least one layer"):
+        lstmrt.Model([])
+    with pytest.raises(TypeError, match="layer 1: expected an lstmrt layer spec, got ndarray"):
+        lstmrt.Model([specs.lstm(rng, 3, 4), np.zeros(3)])
+    with pytest.raises(ValueError, match=r"layer 1 \(GRU\) expects 5 input features but layer 0 \(LSTM\) outputs 4"):
+        lstmrt.Model([specs.lstm(rng, 3, 4), specs.gru(rng, 5, 2)])
+    with pytest.raises(ValueError, match=r"layer 0 \(LSTM\) expects 3 input features but the model input has 2"):
+        lstmrt.Model([specs.lstm(rng, 3, 4)], input_size=2)
+    with pytest.raises(ValueError, match="layer 1: an Embedding must be the first layer"):
+        lstmrt.Model([specs.dense(rng, 3, 1), lstmrt.Embedding(_w(4, 2))])
+    with pytest.raises(ValueError, match="input_size is required when the first layer is an Activation"):
+        lstmrt.Model([lstmrt.Activation("relu")])
