@@ -336,6 +336,13 @@ def test_per_step_layers_between_recurrent_with_lengths(rng):
     check(layers, inputs(rng, 3, 24, 3), lengths=np.array([24, 10, 3]))
 
 
+def test_large_batch(rng):
+    """256 rows or more: predict runs one step per block."""
+    layers = [specs.lstm(rng, 3, 5, hold_masked_output=True), specs.gru(rng, 5, 4), specs.dense(rng, 4, 2)]
+    X = inputs(rng, 300, 4, 3)
+    check(layers, X, mask=random_mask(rng, 300, 4), lengths=rng.integers(0, 5, size=300))
+
+
 def test_deep_mixed_model(rng):
     layers = [lstmrt.Affine(np.full(4, 0.5), np.zeros(4)),
               specs.bidirectional("gru", rng, 4, 17, "concat", reset_after=False),

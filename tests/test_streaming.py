@@ -159,7 +159,7 @@ def test_copies_are_independent(rng):
 def test_batch_equals_single_streams(rng):
     model = stacked_model(rng)
     N = 3
-    X = inputs(rng, N, 40, 3)
+    X = inputs(rng, N, 200, 3)  # a batched stream of 3 runs 85-step chunks
     batched = model.stream(batch=N)
     singles = [model.stream() for _ in range(N)]
     for t in range(5):
