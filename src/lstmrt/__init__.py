@@ -7,6 +7,7 @@
 
 from ._version import __version__
 from .layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
+from .loaders.load import load
 from .loaders.torch_live import from_torch
 from .model import Model
 from .stream import Stream
@@ -27,5 +28,5 @@ def cpu_features() -> str:
 
 __all__ = [
     "__version__", "Model", "Stream", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense", "Activation",
-    "Affine", "Embedding", "from_torch", "kernel_tier", "cpu_features",
+    "Affine", "Embedding", "from_torch", "load", "kernel_tier", "cpu_features",
 ]

@@ -1,0 +1,286 @@
+"""lstmrt.load: one entry point for checkpoint files and live framework models. The format is detected from the
+file's content (the extension is not trusted); framework loaders are imported only when needed, and PyTorch
+files are read without torch."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+
+from ..layers import Activation
+from ..model import Model
+from .safetensors import looks_like_safetensors, read_header, read_safetensors
+from .torch_build import ArchitectureError, build_model
+from .torch_tree import activation_name, is_module, select_layers, submodule, units_from_module, \
+    units_from_state_dict
+
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+FORMATS = {
+    "torch-zip": "torch.save file (zip)", "torch-legacy": "torch.save file (legacy, pre-1.6)",
+    "torchscript": "TorchScript archive", "safetensors": "safetensors file", "keras": "Keras model file",
+}
+_SEARCH_DEPTH = 3  # how deep a checkpoint dict is searched for its one state dict / module
+
+
+def load(source, *, key=None, prefix=None, layers=None) -> Model:
+    """A Model from `source`: a file path (torch.save zip or legacy, TorchScript, safetensors, Keras .h5/.keras)
+    or a live torch nn.Module / Keras model. key: where a checkpoint dict nests the state dict (found alone when
+    there is one obvious candidate). prefix: only the modules under this dotted path ("decoder.rnn").
+    layers: the forward order, as module names of the file and activation names (["gru", "head", "relu"]).
+    See docs/loading.md for what each format provides and what is refused."""
+    return load_with_info(source, key=key, prefix=prefix, layers=layers)[0]
+
+
+def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
+    """(Model, info) where info describes what was read: format, key and what kind of object."""
+    if layers is not None and (isinstance(layers, str) or not all(isinstance(e, str) for e in layers)):
+        raise TypeError("layers must be a list of module names and activation names (strings)")
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        return _load_live(source, key, prefix, layers)
+    path = os.fspath(source)
+    fmt = detect_format(path)
+    info = {"format": FORMATS[fmt], "path": path, "key": None, "prefix": prefix}
+    if fmt == "keras":
+        _not_applicable(key=key, prefix=prefix, where="Keras files")
+        from .keras import load_keras
+
+        info["content"] = "Keras model"
+        return load_keras(path, layers=layers), info
+    if fmt == "safetensors":
+        _not_applicable(key=key, where="safetensors files (they hold one flat set of tensors)")
+        names = list(read_header(path)[0])
+        wanted = [n for n in names if _under(n, prefix)] if prefix else names
+        if not wanted:
+            raise ValueError(f"{path}: no tensor under prefix {prefix!r}; modules: {_top_names(names)}")
+        state = _strip(read_safetensors(path, set(wanted)), prefix)
+        units = units_from_state_dict(state)
+        info["content"] = "tensors (state dict)"
+        known = all(u.path.split(".")[0].isdigit() for u in units)  # nn.Sequential indices give the order
+        if known:
+            units.sort(key=lambda u: [int(p) if p.isdigit() else p for p in u.path.split(".")])
+        note = "numbered modules" if known else "safetensors does not record module order"
+        return _build(units, layers, order_known=known, note=note), info
+    if fmt == "torchscript":
+        _not_applicable(key=key, where="TorchScript archives")
+        from .torchscript import read_torchscript
+
+        record, forward_order = read_torchscript(path)
+        info["content"] = "TorchScript module"
+        return _from_module(record, prefix, layers, forward_order), info
+    from .torch_file import read_legacy, read_zip
+
+    obj = read_zip(path) if fmt == "torch-zip" else read_legacy(path)
+    node, info["key"] = _select(obj, key, path)
+    if is_module(node):
+        info["content"] = "whole module (torch.save(model))"
+        return _from_module(node, prefix, layers, None), info
+    info["content"] = "state dict"
+    if prefix:
+        found = {k: v for k, v in node.items() if _under(k, prefix)}
+        if not found:
+            raise ValueError(f"{path}: no parameter under prefix {prefix!r}; modules: {_top_names(node)}")
+        node = _strip(found, prefix)
+    return _build(units_from_state_dict(node), layers, note="state dict order = registration order"), info
+
+
+def detect_format(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(512)
+        size = os.fstat(f.fileno()).st_size
+    if _is_keras(path, head):
+        return "keras"
+    if zipfile.is_zipfile(path):
+        from .torch_file import archive_root
+
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+        root = archive_root(names)
+        if root is None:
+            raise ValueError(f"{path}: a zip archive that is neither a torch.save / TorchScript file (no data.pkl) "
+                             "nor a Keras .keras file (no config.json + model.weights.h5)")
+        return "torchscript" if any(n.startswith(root + "code/") for n in names) else "torch-zip"
+    if head[:1] == b"\x80":
+        return "torch-legacy"
+    if len(head) > 262 and head[257:262] == b"ustar":
+        raise ValueError(f"{path}: a tar archive: the torch.save tar format of PyTorch < 0.4 is not supported; "
+                         "re-save it with a recent PyTorch")
+    if looks_like_safetensors(head, size):
+        return "safetensors"
+    raise ValueError(f"{path}: unrecognized file format; supported: " + ", ".join(FORMATS.values()))
+
+
+def _is_keras(path: str, head: bytes) -> bool:
+    try:
+        from .keras import is_keras_file
+    except ModuleNotFoundError as exc:
+        if exc.name != __package__ + ".keras":
+            raise
+        if head.startswith(_HDF5):
+            raise ValueError(f"{path}: an HDF5 (Keras) file, but this lstmrt has no Keras loader") from None
+        return False
+    return bool(is_keras_file(path))
+
+
+def _not_applicable(*, where: str, **options) -> None:
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise ValueError(f"{'/'.join(given)}= does not apply to {where}")
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name.startswith(prefix + ".")
+
+
+def _strip(state: dict, prefix) -> dict:
+    if not prefix:
+        return state
+    return {k[len(prefix) + 1:]: v for k, v in state.items()}
+
+
+def _top_names(names) -> str:
+    return ", ".join(dict.fromkeys(repr(n.split(".")[0]) for n in names)) or "(none)"
+
+
+def _build(units, layers, *, order_known: bool = True, note: str):
+    if layers is not None:
+        return build_model(select_layers(units, layers))
+    return build_model(units, order_known=order_known, order_note=note)
+
+
+def _from_module(record, prefix, layers, forward_order):
+    if prefix:
+        try:
+            record = submodule(record, prefix)
+        except KeyError as exc:
+            raise ValueError(f"prefix {prefix!r}: {exc.args[0]}") from None
+    if layers is not None:
+        return build_model(select_layers(units_from_module(record), layers))
+    note = "registration order of the module's children (its forward() is not in the file)"
+    return build_model(units_from_module(record, forward_order=forward_order), order_note=note)
+
+
+# -- checkpoint dicts ----------------------------------------------------------------------------------------------
+def _is_state_dict(value, strict: bool) -> bool:
+    if not isinstance(value, dict) or not value:
+        return False
+    if not all(isinstance(k, str) for k in value) or not all(isinstance(v, np.ndarray) for v in value.values()):
+        return False
+    # Nested candidates must look like module parameters: this keeps optimizer moments (exp_avg, ...) out.
+    return not strict or any(k.rpartition(".")[2].startswith(("weight", "bias")) for k in value)
+
+
+def _kind(value, strict: bool) -> bool:
+    return is_module(value) or _is_state_dict(value, strict)
+
+
+def _candidates(obj: dict, path: str, depth: int):
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            continue
+        here = f"{path}.{k}" if path else k
+        if _kind(v, strict=True):
+            yield here, v
+        elif isinstance(v, dict) and depth < _SEARCH_DEPTH and "param_groups" not in v:  # skip optimizer states
+            yield from _candidates(v, here, depth + 1)
+
+
+def _follow(obj, key: str):
+    """obj[key], where key may be a dotted path through nested dicts ("models.generator")."""
+    if isinstance(obj, dict) and key in obj:
+        return obj[key]
+    parts = key.split(".")
+    for n in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:n])
+        if isinstance(obj, dict) and head in obj:
+            return _follow(obj[head], ".".join(parts[n:]))
+    raise KeyError(key)
+
+
+def _select(obj, key, path: str):
+    """(state dict or module record, key used) from what torch.save stored."""
+    if key is not None:
+        try:
+            node = _follow(obj, key)
+        except KeyError:
+            keys = ", ".join(map(repr, obj)) if isinstance(obj, dict) else "(not a dict)"
+            raise KeyError(f"{path}: key {key!r} not found; top-level keys: {keys}") from None
+        if not _kind(node, strict=False):
+            raise ValueError(f"{path}: key {key!r} holds {_what(node)}, not a state dict or module")
+        return node, key
+    if _kind(obj, strict=False):
+        return obj, None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: the file holds {_what(obj)}, not a state dict, checkpoint dict or module")
+    found = list(_candidates(obj, "", 1))
+    if len(found) == 1:
+        return found[0][1], found[0][0]
+    if not found:
+        raise ValueError(f"{path}: no state dict or module found in this checkpoint (top-level keys: "
+                         f"{', '.join(map(repr, obj))}); pass key= to say where the model's tensors are")
+    raise ValueError(f"{path}: several state dicts or modules in this checkpoint: "
+                     f"{', '.join(repr(p) for p, _ in found)}; pass key= to choose one")
+
+
+def _what(value) -> str:
+    if is_module(value):
+        return f"a module ({value.qualname})"
+    if isinstance(value, np.ndarray):
+        return f"a tensor of shape {value.shape}"
+    return f"a {type(value).__name__}"
+
+
+# -- live models -------------------------------------------------------------------------------------------------
+def _mro_modules(obj) -> set:
+    return {(c.__module__ or "") for c in type(obj).__mro__}
+
+
+def _is_torch_module(obj) -> bool:
+    return any(c.__module__ == "torch.nn.modules.module" and c.__name__ == "Module" for c in type(obj).__mro__)
+
+
+def _is_keras_model(obj) -> bool:
+    return any(m.split(".")[0] in ("keras", "tf_keras") or m.startswith("tensorflow.python.keras")
+               for m in _mro_modules(obj))
+
+
+def _load_live(obj, key, prefix, layers):
+    if _is_torch_module(obj):
+        _not_applicable(key=key, where="live torch modules")
+        from .torch_live import _convert, from_torch
+
+        module = obj.get_submodule(prefix) if prefix else obj
+        info = {"format": "live torch module", "key": None, "prefix": prefix, "content": type(obj).__name__}
+        if layers is None:
+            return from_torch(module), info
+        return Model(_live_layers(module, layers, _convert)), info
+    if _is_keras_model(obj):
+        _not_applicable(key=key, prefix=prefix, where="Keras models")
+        from .keras import load_keras
+
+        return load_keras(obj, layers=layers), {"format": "live Keras model", "key": None, "prefix": None,
+                                                "content": type(obj).__name__}
+    raise TypeError(f"cannot load a {type(obj).__name__}: expected a file path, a torch nn.Module or a Keras model")
+
+
+def _live_layers(module, layers, convert) -> list:
+    specs, used = [], set()
+    for entry in layers:
+        try:
+            sub = module.get_submodule(entry)
+        except AttributeError:
+            act = activation_name(entry)
+            if act is None:
+                names = ", ".join(repr(n) for n, _ in module.named_children())
+                raise ValueError(f"layers: {entry!r} is neither a submodule (children: {names}) nor an "
+                                 "activation name") from None
+            specs.append(Activation(act))
+            continue
+        used.update(f"{entry}.{n}" for n, _ in sub.named_parameters())
+        specs += convert(sub)
+    left = [n for n, _ in module.named_parameters() if n not in used]
+    if left:
+        raise ArchitectureError(f"layers does not use parameters {', '.join(left)}: list their modules, or use "
+                                "prefix= to load only part of the module")
+    return specs

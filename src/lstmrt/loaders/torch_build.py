@@ -1,0 +1,207 @@
+"""Units (see torch_tree) to lstmrt layer specs and a Model. Parameter names and shapes decide the architecture
+when no class is known (state dicts, safetensors): `weight_ih_l{k}[_reverse]` is an nn.LSTM/GRU/RNN stack,
+`weight_ih` without suffix a cell, `weight` + `bias` an nn.Linear, a lone 2-D `weight` an nn.Embedding (first
+layer) or a bias-free nn.Linear. Activations are invisible in names: a state dict yields none unless `layers=`
+names them, and two nn.Linear layers meeting in guessed order are an error asking for `layers=`."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from ..layers import Activation, Dense, Embedding
+from ..model import Model
+from . import torch_layers
+from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
+from .torch_tree import CELLS, RECURRENT
+
+_STACK_NAME = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?\Z")
+_CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
+_RATIO_KIND = {4: "LSTM", 3: "GRU", 1: "RNN"}
+SUPPORTED = ("nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.Linear, nn.Embedding, "
+             "nn.Sequential/ModuleList of those, activations (" + ", ".join(_ACTIVATIONS) + "), "
+             + ", ".join(_NO_OPS))
+_MAX_PERMUTED = 7  # orders tried for an unordered file (safetensors): 7! = 5040 cheap size checks
+
+
+class ArchitectureError(ValueError):
+    """The file's parameters do not determine a model lstmrt can build (the message says what to pass)."""
+
+
+def _describe(params: dict) -> str:
+    return ", ".join(f"{k} {tuple(getattr(v, 'shape', ()))}" for k, v in params.items())
+
+
+def _recurrent_kind(unit, params: dict, suffix: str) -> str:
+    """LSTM, GRU or RNN from shapes: weight_ih rows are gates * H, weight_hh is (gates * H, H) (or (4H, P) with
+    a projection weight_hr (P, H)). weight_hh's columns settle cases like 12 rows (LSTM H=3 vs GRU H=4)."""
+    w_ih, w_hh = params.get(f"weight_ih{suffix}"), params.get(f"weight_hh{suffix}")
+    if f"weight_hr{suffix}" in params:
+        return "LSTM"
+    if w_ih is None or w_hh is None or w_ih.ndim != 2 or w_hh.ndim != 2 or w_hh.shape[1] == 0:
+        raise ArchitectureError(f"module {unit.label}: recurrent parameters are incomplete ({_describe(params)})")
+    rows, hidden = w_hh.shape
+    kind = _RATIO_KIND.get(rows // hidden) if rows % hidden == 0 and rows == w_ih.shape[0] else None
+    if kind is None:
+        raise ArchitectureError(f"module {unit.label}: weight_ih {w_ih.shape} and weight_hh {w_hh.shape} fit no "
+                                "LSTM (4H rows), GRU (3H) or RNN (H) with hidden size H = weight_hh columns")
+    return kind
+
+
+def _stack_layout(unit, params: dict) -> tuple:
+    layers, reverse = set(), False
+    for name in params:
+        m = _STACK_NAME.match(name)
+        if m is None:
+            raise ArchitectureError(f"module {unit.label}: unexpected parameter {name!r} next to a recurrent "
+                                    f"stack's weight_ih_l0 ({_describe(params)}); supported: {SUPPORTED}")
+        layers.add(int(m.group(2)))
+        reverse |= bool(m.group(3))
+    if layers != set(range(len(layers))):
+        raise ArchitectureError(f"module {unit.label}: recurrent layers {sorted(layers)} are not numbered 0..n-1")
+    return len(layers), reverse
+
+
+def _option(unit, name, default=None):
+    return unit.record.attrs.get(name, default) if unit.record is not None else default
+
+
+def _recurrent(unit, kind: str | None) -> list:
+    params = unit.params
+    num_layers, bidirectional = _stack_layout(unit, params)
+    found = _recurrent_kind(unit, params, "_l0")
+    if kind is not None and kind != found:
+        raise ArchitectureError(f"module {unit.label} is an nn.{kind} but its parameter shapes are those of an "
+                                f"nn.{found} ({_describe(params)})")
+    expected = _option(unit, "num_layers", num_layers)
+    if expected != num_layers or _option(unit, "bidirectional", bidirectional) != bidirectional:
+        raise ArchitectureError(f"module {unit.label}: num_layers={expected}, bidirectional="
+                                f"{_option(unit, 'bidirectional')} disagree with its parameters {list(params)}")
+    return torch_layers.recurrent_layers(found, params, num_layers=num_layers, bidirectional=bidirectional,
+                                         nonlinearity=_nonlinearity(unit))
+
+
+def _nonlinearity(unit) -> str:
+    # From a state dict nn.RNN(nonlinearity='relu') cannot be told from tanh: torch's default is assumed
+    # (documented); module records and TorchScript carry it.
+    value = _option(unit, "nonlinearity")
+    if value is None and _option(unit, "mode") == "RNN_RELU":
+        value = "relu"
+    return value or "tanh"
+
+
+def _cell(unit, kind: str | None) -> list:
+    params = unit.params
+    extra = set(params) - _CELL_NAMES
+    if extra or "weight_ih" not in params:
+        raise ArchitectureError(f"module {unit.label}: unexpected parameters for a recurrent cell "
+                                f"({_describe(params)}); supported: {SUPPORTED}")
+    found = _recurrent_kind(unit, params, "")
+    if kind is not None and kind[:-4] != found:
+        raise ArchitectureError(f"module {unit.label} is an nn.{kind} but its parameter shapes are those of an "
+                                f"nn.{found}Cell ({_describe(params)})")
+    return [torch_layers.cell_layer(found, params, nonlinearity=_nonlinearity(unit))]
+
+
+def _variants(unit) -> list:
+    """The spec lists this unit may stand for: one, or two for a lone 2-D weight of unknown class
+    (nn.Embedding vs nn.Linear(bias=False)), which the neighbours' sizes then decide."""
+    kind, params = unit.kind, unit.params
+    if kind == "unsupported":
+        raise ArchitectureError(f"{unit.reason}, which lstmrt does not support; supported: {SUPPORTED}. Pass "
+                                "layers=[...] to pick the modules that form the network")
+    if kind == "activation":
+        return [[Activation(unit.activation)]]
+    if kind in _NO_OPS:
+        return [[]]
+    if kind in _ACTIVATIONS:
+        try:
+            return [[_activation(unit.record)]]
+        except AttributeError as exc:
+            raise ArchitectureError(f"module {unit.label} (nn.{kind}): option missing from the file ({exc})") from None
+        except ValueError as exc:
+            raise ArchitectureError(f"module {unit.label}: {exc}") from None
+    names = set(params)
+    if kind in RECURRENT or (kind is None and "weight_ih_l0" in names):
+        return [_recurrent(unit, kind)]
+    if kind in CELLS or (kind is None and "weight_ih" in names):
+        return [_cell(unit, kind)]
+    weight = params.get("weight")
+    if kind == "Embedding" or (kind is None and names == {"weight"} and weight.ndim == 2):
+        if _option(unit, "max_norm") is not None:
+            raise ArchitectureError(f"module {unit.label}: nn.Embedding(max_norm=...) renormalizes rows at lookup; "
+                                    "not supported")
+        embedding = [torch_layers.embedding_layer(params)]
+        return embedding if kind == "Embedding" else [embedding, [Dense(weight)]]
+    if kind == "Linear" or (kind is None and names <= {"weight", "bias"} and weight is not None and weight.ndim == 2):
+        return [[torch_layers.linear_layer(params)]]
+    what = f"nn.{kind}" if kind else "no layer lstmrt knows"
+    raise ArchitectureError(f"module {unit.label} ({_describe(params)}) is {what}; supported: {SUPPORTED}")
+
+
+def _chain_problem(units, specs_per_unit) -> str | None:
+    """Why this order/choice cannot be the network, or None. The first message is the most useful one."""
+    size, prev = None, None
+    for unit, specs in zip(units, specs_per_unit):
+        if not specs:
+            continue
+        if prev is not None and unit.guessed_before and isinstance(prev[1][-1], Dense) and isinstance(specs[0], Dense):
+            return (f"modules {prev[0].label} and {unit.label} are both nn.Linear: any activation between them is not "
+                    "recorded in this file, so lstmrt will not guess; pass layers=[...] naming the modules and "
+                    f"activations in forward order, e.g. [{prev[0].path!r}, 'relu', {unit.path!r}]")
+        for spec in specs:
+            if isinstance(spec, Embedding) and (size is not None or spec is not specs[0]):
+                return f"module {unit.label} is an nn.Embedding but is not the first layer"
+            if size is not None and spec.input_size is not None and spec.input_size != size:
+                return (f"module {unit.label} ({type(spec).__name__}) expects {spec.input_size} input features but "
+                        f"{prev[0].label} outputs {size}")
+            size = spec.output_size if spec.output_size is not None else size
+        prev = (unit, specs)
+    return None
+
+
+def _pick(units, variants, order_note: str) -> list:
+    problems, fits = [], []
+    for choice in itertools.product(*variants):
+        problem = _chain_problem(units, choice)
+        (problems if problem else fits).append(problem or choice)
+    if len(fits) > 1:
+        names = ", ".join(u.label for u, v in zip(units, variants) if len(v) > 1)
+        raise ArchitectureError(f"cannot tell whether {names} is an nn.Embedding or an nn.Linear(bias=False): "
+                                "both fit; load the whole module (torch.save(model)) or TorchScript instead")
+    if not fits:
+        hint = "" if "layers=" in problems[0] else f" ({order_note}; pass layers=[...] to give the forward order)"
+        raise ArchitectureError(problems[0] + hint)
+    return [s for specs in fits[0] for s in specs]
+
+
+def build_model(units: list, *, order_known: bool = True, order_note: str = "registration order") -> Model:
+    """A Model from units in forward order. order_known=False (safetensors sorts names): the one order whose
+    sizes chain is used, and none or several is an error asking for layers=."""
+    units = [u for u in units if u.kind not in _NO_OPS]
+    if not units:
+        raise ArchitectureError("the file holds no layer lstmrt can run")
+    variants = [_variants(u) for u in units]
+    if order_known:
+        specs = _pick(units, variants, order_note)
+    else:
+        specs = _pick_order(units, variants)
+    return Model(specs, return_sequences=True)
+
+
+def _pick_order(units, variants) -> list:
+    labels = ", ".join(u.label for u in units)
+    if len(units) > _MAX_PERMUTED:
+        raise ArchitectureError(f"this file does not record the order of its {len(units)} modules ({labels}); "
+                                "pass layers=[...] in forward order")
+    found = []
+    for perm in itertools.permutations(range(len(units))):
+        order = [units[i] for i in perm]
+        for choice in itertools.product(*(variants[i] for i in perm)):
+            if _chain_problem(order, choice) is None:
+                found.append([s for specs in choice for s in specs])
+    if len(found) != 1:
+        why = "no order of" if not found else "several orders of"
+        raise ArchitectureError(f"this file does not record the order of its modules, and {why} {labels} chain "
+                                "their sizes; pass layers=[...] naming the modules (and activations) in forward order")
+    return found[0]

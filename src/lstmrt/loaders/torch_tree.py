@@ -1,0 +1,162 @@
+"""What a PyTorch file holds, as an ordered list of `Unit`s (one per leaf module) in forward order where it is
+known and in registration order where it is not. Sources: a state dict (names and shapes only), a module tree of
+records (torch.save(model) or a TorchScript archive), and the `layers=` list that overrides the order."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from .. import activations as acts
+from .torch_live import _ACTIVATIONS, _NO_OPS
+from .torch_pickle import Record
+
+RECURRENT = ("LSTM", "GRU", "RNN")
+CELLS = ("LSTMCell", "GRUCell", "RNNCell")
+LEAVES = (*RECURRENT, *CELLS, "Linear", "Embedding", *_ACTIVATIONS, *_NO_OPS)
+_CHAINS = ("Sequential",)  # containers whose forward is "apply the children in order"
+_MANGLE = re.compile(r"\.___torch_mangle_\d+")
+
+
+@dataclasses.dataclass
+class Unit:
+    """One layer-to-be. kind: a torch.nn class name; None when only parameter names are known (state dicts);
+    "activation" for a functional activation (`activation` holds its name); "unsupported" with `reason`.
+    guessed_before: the order between the previous unit and this one is registration order, not known forward
+    order (a state dict, or a user-defined module whose forward() lstmrt cannot see)."""
+
+    path: str
+    kind: str | None
+    params: dict
+    record: object = None
+    activation: str | None = None
+    reason: str = ""
+    guessed_before: bool = False
+
+    @property
+    def label(self) -> str:
+        return repr(self.path) if self.path else "the root module"
+
+
+def class_name(record) -> tuple:
+    """(short class name, whether it is a torch.nn class) of a module record; TorchScript names are unmangled."""
+    qual = record.qualname
+    if qual.startswith("__torch__."):
+        qual = _MANGLE.sub("", qual[len("__torch__."):])
+    return qual.rsplit(".", 1)[-1], qual.startswith("torch.nn.")
+
+
+def is_array(value) -> bool:
+    return isinstance(value, np.ndarray)
+
+
+def module_parts(record) -> tuple:
+    """(parameters and buffers, child modules) of a module record, both in registration order."""
+    attrs = record.attrs
+    if "_modules" in attrs or "_parameters" in attrs:  # torch.save(model): the nn.Module __dict__
+        params = {k: v for d in ("_parameters", "_buffers") for k, v in (attrs.get(d) or {}).items() if v is not None}
+        children = {k: v for k, v in (attrs.get("_modules") or {}).items() if v is not None}
+    else:  # TorchScript: parameters, buffers and submodules are plain attributes
+        params = {k: v for k, v in attrs.items() if is_array(v)}
+        children = {k: v for k, v in attrs.items() if isinstance(v, Record)}
+    return params, children
+
+
+def is_module(value) -> bool:
+    if not isinstance(value, Record):
+        return False
+    attrs = value.attrs
+    return "_modules" in attrs or "_parameters" in attrs or value.qualname.startswith("__torch__.")
+
+
+def submodule(record, path: str):
+    """The module at dotted `path` under `record`; KeyError listing the children where it stops."""
+    node = record
+    for part in path.split("."):
+        children = module_parts(node)[1]
+        if part not in children:
+            raise KeyError(f"no submodule {part!r} in {path!r}; children there: {', '.join(children) or '(none)'}")
+        node = children[part]
+    return node
+
+
+def units_from_state_dict(state: dict) -> list:
+    """Group `a.b.weight_ih_l0`-style names by module path, in the dict's (= registration) order."""
+    groups: dict = {}
+    for name, value in state.items():
+        path, _, local = name.rpartition(".")
+        groups.setdefault(path, {})[local] = value
+    return [Unit(path, None, params, guessed_before=True) for path, params in groups.items()]
+
+
+def units_from_module(record, path: str = "", forward_order=None) -> list:
+    """Leaf units of a module tree. `forward_order(record)` may return the order a user-defined container's
+    forward() applies its children (TorchScript code), as ("child", name) / ("activation", name), or None."""
+    name, torch_nn = class_name(record)
+    params, children = module_parts(record)
+    if torch_nn and name in LEAVES:
+        return [Unit(path, name, params, record)]
+    where = f"module {path!r}" if path else "the root module"
+    if torch_nn and name not in ("Sequential", "ModuleList", "ModuleDict"):
+        return [Unit(path, "unsupported", params, record, reason=f"{where} is a torch.nn.{name}")]
+    if params:
+        return [Unit(path, "unsupported", params, record,
+                     reason=f"{where} ({name}) holds parameters of its own ({', '.join(params)}), used by its "
+                            "forward() in a way lstmrt cannot see")]
+    join = (lambda child: f"{path}.{child}" if path else child)
+    order = forward_order(record) if forward_order and not (torch_nn and name in _CHAINS) else None
+    if order is not None:
+        units = []
+        for tag, item in order:
+            if tag == "child":
+                units += units_from_module(children[item], join(item), forward_order)
+            else:
+                units.append(Unit(path, "activation", {}, activation=item))
+        return units
+    units = []
+    for child_name, child in children.items():
+        child_units = units_from_module(child, join(child_name), forward_order)
+        if child_units and units and not (torch_nn and name in _CHAINS):
+            child_units[0] = dataclasses.replace(child_units[0], guessed_before=True)
+        units += child_units
+    return units
+
+
+def activation_name(entry: str) -> str | None:
+    """The lstmrt activation named by a layers= entry ("relu", "ReLU", "gelu_tanh"), or None."""
+    if entry in _ACTIVATIONS:
+        return _ACTIVATIONS[entry]
+    try:
+        return acts.canonical(entry)
+    except ValueError:
+        return None
+
+
+def select_layers(units: list, layers) -> list:
+    """The units named by `layers` (module paths, a container's path standing for all its units) and activation
+    names, in that order. Every unit with parameters must be used exactly once."""
+    if isinstance(layers, str) or not all(isinstance(e, str) for e in layers):
+        raise TypeError("layers must be a list of module names and activation names (strings)")
+    chosen, used = [], {}
+    for entry in layers:
+        matched = [u for u in units if u.kind != "activation" and (u.path == entry or u.path.startswith(entry + "."))]
+        if matched:
+            for u in matched:
+                if id(u) in used:
+                    raise ValueError(f"layers: module {u.path!r} is named twice (by {used[id(u)]!r} and {entry!r})")
+                used[id(u)] = entry
+            chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
+            continue
+        act = activation_name(entry)
+        if act is None:
+            modules = ", ".join(repr(u.path) for u in units if u.kind != "activation") or "(none)"
+            raise ValueError(f"layers: {entry!r} is neither a module in the file (modules: {modules}) nor an "
+                             f"activation (supported: {', '.join(acts.NAMES)})")
+        chosen.append(Unit(entry, "activation", {}, activation=act))
+    left = [u.path for u in units if u.params and id(u) not in used]
+    if left:
+        raise ValueError(f"layers does not use the parameters of module(s) {', '.join(map(repr, left))}: list "
+                         "them, or use prefix= to load only part of the file")
+    return chosen

@@ -1,0 +1,121 @@
+"""TorchScript archives (torch.jit.save of a scripted or traced module), read as data without torch: data.pkl
+gives the module tree (records) with parameters by name; the code/ files give each class's constants (`name :
+Final[T] = value`) and, for traced modules that have none, the options visible in the one op their forward
+calls (torch.elu(x, 0.5), torch.rnn_relu(...)). The code is parsed with `ast`, never executed."""
+
+from __future__ import annotations
+
+import ast
+import zipfile
+
+from .torch_file import archive_root, unpickle_from_zip
+from .torch_tree import module_parts
+from .torchscript_forward import ForwardOrder
+
+
+class ScriptClass:
+    """One class of the archive's code: its Final constants and its forward() definition."""
+
+    def __init__(self, node: ast.ClassDef):
+        self.finals, self.forward = {}, None
+        for item in node.body:
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None \
+                    and "Final" in ast.unparse(item.annotation):
+                try:
+                    self.finals[item.target.id] = ast.literal_eval(item.value)
+                except ValueError:  # e.g. a tensor constant (CONSTANTS.c0): not an option lstmrt reads
+                    pass
+            elif isinstance(item, ast.FunctionDef) and item.name == "forward":
+                self.forward = item
+
+
+def read_classes(zf: zipfile.ZipFile, root: str) -> dict:
+    """qualified name (as data.pkl spells it, e.g. __torch__.torch.nn.modules.rnn.LSTM) -> ScriptClass."""
+    classes = {}
+    for name in zf.namelist():
+        if not (name.startswith(root + "code/") and name.endswith(".py")):
+            continue
+        module = name[len(root + "code/"):-len(".py")].replace("/", ".")
+        try:
+            tree = ast.parse(zf.read(name).decode("utf-8"))
+        except (SyntaxError, UnicodeDecodeError):  # options from this file are then reported missing
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                classes[f"{module}.{node.name}"] = ScriptClass(node)
+    return classes
+
+
+def read_torchscript(path):
+    """(root module record, ForwardOrder) of a TorchScript archive."""
+    with zipfile.ZipFile(path) as zf:
+        root = archive_root(zf.namelist())
+        if root is None:
+            raise ValueError(f"{path}: TorchScript archive without data.pkl (saved by PyTorch < 1.4?) is not "
+                             "supported")
+        classes = read_classes(zf, root)
+        record = unpickle_from_zip(zf, root, "data.pkl")
+    _attach_options(record, classes, set())
+    return record, ForwardOrder(classes)
+
+
+def _attach_options(record, classes: dict, seen: set) -> None:
+    if id(record) in seen:
+        return
+    seen.add(id(record))
+    cls = classes.get(record.qualname)
+    attrs = record.attrs
+    if cls is not None:
+        for key, value in cls.finals.items():
+            attrs.setdefault(key, value)
+        if not cls.finals and cls.forward is not None:
+            for key, value in _traced_options(cls.forward).items():
+                attrs.setdefault(key, value)
+    for child in module_parts(record)[1].values():
+        _attach_options(child, classes, seen)
+
+
+def _dotted(node) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def _literal(node, default=None):
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return default
+
+
+# torch op called by a traced module's forward -> {option: positional index (or keyword name)}
+_OP_OPTIONS = {
+    "torch.elu": {"alpha": 1}, "torch.softplus": {"beta": 1, "threshold": 2}, "torch.softmax": {"dim": 1},
+    "torch.log_softmax": {"dim": 1}, "torch.gelu": {"approximate": "approximate"},
+    "torch.embedding_renorm_": {"max_norm": 2},
+}
+_OP_DEFAULTS = {"torch.gelu": {"approximate": "none"}}
+
+
+def _traced_options(forward: ast.FunctionDef) -> dict:
+    """Options of a traced torch.nn module, read off the op its forward calls."""
+    found = {}
+    for node in ast.walk(forward):
+        if not isinstance(node, ast.Call):
+            continue
+        op = _dotted(node.func)
+        if op in ("torch.rnn_relu", "torch.rnn_relu_cell", "torch.rnn_tanh", "torch.rnn_tanh_cell"):
+            found.setdefault("nonlinearity", op.split("_")[1])
+        for option, where in _OP_OPTIONS.get(op, {}).items():
+            if isinstance(where, int) and where < len(node.args):
+                found.setdefault(option, _literal(node.args[where]))
+            for kw in node.keywords:
+                if kw.arg == where:
+                    found.setdefault(option, _literal(kw.value))
+        for option, value in _OP_DEFAULTS.get(op, {}).items():
+            found.setdefault(option, value)
+    return found
