@@ -16,17 +16,31 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).parent
 NATIVE = Path("native")
 C_FLAGS = ["-std=c99", "-O3", "-D_POSIX_C_SOURCE=200112L", "-fvisibility=hidden"]
-X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+MACHINE = platform.machine().lower()
+X86 = MACHINE in ("x86_64", "amd64", "i686", "x86")
+ARM64 = MACHINE in ("aarch64", "arm64")
+# Each ISA kernel file is compiled alone with exactly these flags; dispatch.c checks the CPU before using it.
 ISA_FLAGS = {
-    "avx2": ["-mavx2", "-mfma", "-mf16c"],
+    "avx2": ["-mavx2", "-mfma"],
     "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mfma"],
+    "neon": [],  # Advanced SIMD is baseline on AArch64
 }
 
 
 def isa_sources():
-    if not X86 or sys.platform == "win32":
+    if sys.platform == "win32":
         return {}
-    return {isa: flags for isa, flags in ISA_FLAGS.items() if (ROOT / NATIVE / "src/kernels" / f"{isa}.c").exists()}
+    wanted = ("avx2", "avx512") if X86 else ("neon",) if ARM64 else ()
+    return {isa: ISA_FLAGS[isa] for isa in wanted if (ROOT / NATIVE / "src/kernels" / f"{isa}.c").exists()}
+
+
+def isa_macros():
+    isas = isa_sources()
+    if "avx2" in isas and "avx512" in isas:
+        return [("LSTMRT_HAVE_X86_KERNELS", "1")]
+    if "neon" in isas:
+        return [("LSTMRT_HAVE_NEON_KERNELS", "1")]
+    return []
 
 
 class BuildNative(build_ext):
@@ -35,7 +49,7 @@ class BuildNative(build_ext):
     def build_extension(self, ext):
         cc = self.compiler
         include = [str(NATIVE / "include"), str(NATIVE / "src")]
-        macros = [("LSTMRT_HAVE_X86_KERNELS", "1")] if isa_sources() else []
+        macros = isa_macros()
         core = sorted(str(p.relative_to(ROOT)) for p in (ROOT / NATIVE / "src").glob("*.c"))
         core.append(str(NATIVE / "src/kernels/scalar.c"))
         objects = cc.compile(core, output_dir=self.build_temp, include_dirs=include, macros=macros,

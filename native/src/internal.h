@@ -126,5 +126,8 @@ void project_inputs(const lstmrt_kernels *k, const packed_matrix *w, const float
 
 /* dispatch.c */
 const lstmrt_kernels *lstmrt__kernels(void);
+/* Flush-to-zero/denormals-are-zero around the kernels of one API call: saved = enter(); ...; leave(saved). */
+unsigned lstmrt__fp_enter(void);
+void lstmrt__fp_leave(unsigned saved);
 
 #endif

@@ -38,5 +38,12 @@ extern const lstmrt_kernels lstmrt_kernels__scalar;
 extern const lstmrt_kernels lstmrt_kernels__avx2;
 extern const lstmrt_kernels lstmrt_kernels__avx512;
 #endif
+#if defined(LSTMRT_HAVE_NEON_KERNELS)
+extern const lstmrt_kernels lstmrt_kernels__neon;
+#endif
+
+/* dispatch.c: the tables this CPU and OS can run, scalar first (ignores LSTMRT_ISA; for tests). Returns how
+ * many were written (at most max). */
+int lstmrt__supported_kernels(const lstmrt_kernels **tables, int max);
 
 #endif

@@ -1,0 +1,272 @@
+/* AVX2 + FMA kernels: a 16-float panel row is two ymm registers; tails go through lane masks (maskload /
+ * maskstore). Only this file is compiled with AVX2 flags; dispatch.c calls it after checking the CPU and the OS
+ * (XCR0). Activation math and its error bound: approx.h. */
+#include <immintrin.h>
+
+#include "approx.h"
+#include "kernels.h"
+
+#define P LSTMRT_PANEL
+#define MR 6 /* rows of x per GEMM tile: 6 rows x 16 columns = 12 ymm accumulators (of 16 registers) */
+
+#if defined(__GNUC__)
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 8")
+#else
+#define INLINE static inline
+#define UNROLL
+#endif
+
+/* Lanes j < n of 8 as an integer mask vector (all ones = active). */
+INLINE __m256i lane_mask(int64_t n)
+{
+    const int c = n <= 0 ? 0 : (n >= 8 ? 8 : (int)n);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* ---- activations (approx.h) ---- */
+
+INLINE __m256 expm1_reduced(__m256 z, __m256 *s)
+{
+    const __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(LSTMRT_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LSTMRT_LN2_HI), z);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LSTMRT_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(LSTMRT_EXPM1_P4);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LSTMRT_EXPM1_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LSTMRT_EXPM1_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LSTMRT_EXPM1_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LSTMRT_EXPM1_P0));
+    /* 2^n through the exponent field: callers keep n in [-126, 127] */
+    *s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+    return _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+}
+
+/* 1 / d, correctly rounded: the 12-bit estimate of rcp_ps (less on some cores) plus one Newton step leaves ~2
+ * ulp, which would miss the exact limits sigmoid(+inf) = 1 and tanh(+-inf) = +-1. */
+INLINE __m256 recip(__m256 d) { return _mm256_div_ps(_mm256_set1_ps(1.0f), d); }
+
+INLINE __m256 sigmoid_ps(__m256 x)
+{
+    /* max/min return their second operand when either is NaN: x goes second so NaN flows through */
+    __m256 z = _mm256_max_ps(_mm256_set1_ps(LSTMRT_SIGMOID_ZLO), _mm256_sub_ps(_mm256_setzero_ps(), x));
+    z = _mm256_min_ps(_mm256_set1_ps(LSTMRT_SIGMOID_ZHI), z);
+    __m256 s;
+    const __m256 u = expm1_reduced(z, &s);
+    const __m256 q = recip(_mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(s, u, s)));
+    /* exactly 0 far left (and at -inf); NaN compares unordered, so it is kept */
+    return _mm256_and_ps(q, _mm256_cmp_ps(x, _mm256_set1_ps(LSTMRT_SIGMOID_ZERO_BELOW), _CMP_NLE_UQ));
+}
+
+INLINE __m256 tanh_ps(__m256 x)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_min_ps(_mm256_set1_ps(LSTMRT_TANH_CLAMP), _mm256_andnot_ps(sign, x));
+    __m256 s;
+    const __m256 u = expm1_reduced(_mm256_add_ps(a, a), &s);
+    const __m256 e = _mm256_fmadd_ps(s, u, _mm256_sub_ps(s, _mm256_set1_ps(1.0f)));
+    const __m256 t = _mm256_mul_ps(e, recip(_mm256_add_ps(e, _mm256_set1_ps(2.0f))));
+    return _mm256_or_ps(t, _mm256_and_ps(sign, x));
+}
+
+#define LOADM(p, m) _mm256_maskload_ps((p), (m))
+
+static void f32_sigmoid__avx2(float *v, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(v + i, sigmoid_ps(_mm256_loadu_ps(v + i)));
+    if (i < n) {
+        const __m256i m = lane_mask(n - i);
+        _mm256_maskstore_ps(v + i, m, sigmoid_ps(LOADM(v + i, m)));
+    }
+}
+
+static void f32_tanh__avx2(float *v, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(v + i, tanh_ps(_mm256_loadu_ps(v + i)));
+    if (i < n) {
+        const __m256i m = lane_mask(n - i);
+        _mm256_maskstore_ps(v + i, m, tanh_ps(LOADM(v + i, m)));
+    }
+}
+
+INLINE void lstm8(const float *gi, const float *gf, const float *gg, const float *go, float *c, float *h, __m256i m)
+{
+    const __m256 i = sigmoid_ps(LOADM(gi, m));
+    const __m256 f = sigmoid_ps(LOADM(gf, m));
+    const __m256 u = tanh_ps(LOADM(gg, m));
+    const __m256 o = sigmoid_ps(LOADM(go, m));
+    const __m256 cn = _mm256_fmadd_ps(f, LOADM(c, m), _mm256_mul_ps(i, u));
+    _mm256_maskstore_ps(c, m, cn);
+    _mm256_maskstore_ps(h, m, _mm256_mul_ps(o, tanh_ps(cn)));
+}
+
+static void f32_lstm_cell__avx2(const float *g, float *c, float *h, int64_t H)
+{
+    const float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    const __m256i all = _mm256_set1_epi32(-1);
+    int64_t j = 0;
+    for (; j + 8 <= H; j += 8)
+        lstm8(gi + j, gf + j, gg + j, go + j, c + j, h + j, all);
+    if (j < H)
+        lstm8(gi + j, gf + j, gg + j, go + j, c + j, h + j, lane_mask(H - j));
+}
+
+INLINE void gru8(const float *x, const float *hh, float *h, int64_t H, __m256i m)
+{
+    const __m256 r = sigmoid_ps(_mm256_add_ps(LOADM(x, m), LOADM(hh, m)));
+    const __m256 z = sigmoid_ps(_mm256_add_ps(LOADM(x + H, m), LOADM(hh + H, m)));
+    const __m256 n = tanh_ps(_mm256_fmadd_ps(r, LOADM(hh + 2 * H, m), LOADM(x + 2 * H, m)));
+    _mm256_maskstore_ps(h, m, _mm256_fmadd_ps(z, _mm256_sub_ps(LOADM(h, m), n), n)); /* (1-z) n + z h */
+}
+
+static void f32_gru_cell__avx2(const float *x, const float *hh, float *h, int64_t H)
+{
+    const __m256i all = _mm256_set1_epi32(-1);
+    int64_t j = 0;
+    for (; j + 8 <= H; j += 8)
+        gru8(x + j, hh + j, h + j, H, all);
+    if (j < H)
+        gru8(x + j, hh + j, h + j, H, lane_mask(H - j));
+}
+
+/* ---- GEMM on packed panels (layout: kernels.h) ---- */
+
+/* Adds bias and (if accumulate) y to a finished accumulator (8 lanes) and stores the active lanes. */
+INLINE void finish(__m256 acc, const float *bias, int accumulate, float *y, __m256i m)
+{
+    if (bias)
+        acc = _mm256_add_ps(acc, LOADM(bias, m));
+    if (accumulate)
+        acc = _mm256_add_ps(acc, LOADM(y, m));
+    _mm256_maskstore_ps(y, m, acc);
+}
+
+/* mr rows (<= MR) x one panel (two ymm halves) over the whole k. */
+INLINE void tile(const int mr, int64_t k, const float *x, int64_t ldx, const float *w, const float *bias,
+                 int accumulate, float *y, int64_t ldy, __m256i m0, __m256i m1)
+{
+    __m256 lo[MR], hi[MR];
+    UNROLL for (int r = 0; r < MR; r++) lo[r] = hi[r] = _mm256_setzero_ps();
+    for (int64_t kk = 0; kk < k; kk++) {
+        const __m256 b0 = _mm256_load_ps(w + kk * P), b1 = _mm256_load_ps(w + kk * P + 8);
+        UNROLL for (int r = 0; r < MR; r++) {
+            if (r < mr) {
+                const __m256 a = _mm256_broadcast_ss(x + r * ldx + kk);
+                lo[r] = _mm256_fmadd_ps(a, b0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(a, b1, hi[r]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < MR; r++) {
+        if (r < mr) {
+            finish(lo[r], bias, accumulate, y + r * ldy, m0);
+            finish(hi[r], bias ? bias + 8 : NULL, accumulate, y + r * ldy + 8, m1);
+        }
+    }
+}
+
+static void tile_any(int64_t mr, int64_t k, const float *x, int64_t ldx, const float *w, const float *bias,
+                     int accumulate, float *y, int64_t ldy, __m256i m0, __m256i m1)
+{
+    switch (mr) {
+    case 6: tile(6, k, x, ldx, w, bias, accumulate, y, ldy, m0, m1); break;
+    case 5: tile(5, k, x, ldx, w, bias, accumulate, y, ldy, m0, m1); break;
+    case 4: tile(4, k, x, ldx, w, bias, accumulate, y, ldy, m0, m1); break;
+    case 3: tile(3, k, x, ldx, w, bias, accumulate, y, ldy, m0, m1); break;
+    case 2: tile(2, k, x, ldx, w, bias, accumulate, y, ldy, m0, m1); break;
+    default: tile(1, k, x, ldx, w, bias, accumulate, y, ldy, m0, m1); break;
+    }
+}
+
+/* m = 1, the per-step recurrent product: two panels (4 ymm) share each broadcast of x, two accumulators per
+ * register (even/odd k) give 8 independent FMA chains. */
+static void gemv(const float *x, const packed_matrix *w, const float *bias, int accumulate, float *y)
+{
+    const int64_t n = w->rows, k = w->cols, panels = (n + P - 1) / P, ps = k * P;
+    int64_t p = 0;
+    for (; p + 2 <= panels; p += 2) {
+        const float *w0 = w->data + p * ps;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int64_t kk = 0;
+        for (; kk + 2 <= k; kk += 2) {
+            const __m256 x0 = _mm256_broadcast_ss(x + kk), x1 = _mm256_broadcast_ss(x + kk + 1);
+            const float *wk = w0 + kk * P;
+            a0 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk), a0);
+            a1 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + 8), a1);
+            a2 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps), a2);
+            a3 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps + 8), a3);
+            b0 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P), b0);
+            b1 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P + 8), b1);
+            b2 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + ps + P), b2);
+            b3 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + ps + P + 8), b3);
+        }
+        if (kk < k) {
+            const __m256 x0 = _mm256_broadcast_ss(x + kk);
+            const float *wk = w0 + kk * P;
+            a0 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk), a0);
+            a1 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + 8), a1);
+            a2 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps), a2);
+            a3 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps + 8), a3);
+        }
+        const int64_t j = p * P;
+        const float *bj = bias ? bias + j : NULL;
+        finish(_mm256_add_ps(a0, b0), bj, accumulate, y + j, lane_mask(n - j));
+        finish(_mm256_add_ps(a1, b1), bj ? bj + 8 : NULL, accumulate, y + j + 8, lane_mask(n - j - 8));
+        finish(_mm256_add_ps(a2, b2), bj ? bj + 16 : NULL, accumulate, y + j + 16, lane_mask(n - j - 16));
+        finish(_mm256_add_ps(a3, b3), bj ? bj + 24 : NULL, accumulate, y + j + 24, lane_mask(n - j - 24));
+    }
+    if (p < panels) {
+        const float *w0 = w->data + p * ps;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        int64_t kk = 0;
+        for (; kk + 4 <= k; kk += 4) {
+            const float *wk = w0 + kk * P;
+            const __m256 x0 = _mm256_broadcast_ss(x + kk), x1 = _mm256_broadcast_ss(x + kk + 1);
+            const __m256 x2 = _mm256_broadcast_ss(x + kk + 2), x3 = _mm256_broadcast_ss(x + kk + 3);
+            a0 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk), a0);
+            a1 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + 8), a1);
+            b0 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P), b0);
+            b1 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P + 8), b1);
+            c0 = _mm256_fmadd_ps(x2, _mm256_load_ps(wk + 2 * P), c0);
+            c1 = _mm256_fmadd_ps(x2, _mm256_load_ps(wk + 2 * P + 8), c1);
+            d0 = _mm256_fmadd_ps(x3, _mm256_load_ps(wk + 3 * P), d0);
+            d1 = _mm256_fmadd_ps(x3, _mm256_load_ps(wk + 3 * P + 8), d1);
+        }
+        for (; kk < k; kk++) {
+            const __m256 x0 = _mm256_broadcast_ss(x + kk);
+            a0 = _mm256_fmadd_ps(x0, _mm256_load_ps(w0 + kk * P), a0);
+            a1 = _mm256_fmadd_ps(x0, _mm256_load_ps(w0 + kk * P + 8), a1);
+        }
+        const int64_t j = p * P;
+        const float *bj = bias ? bias + j : NULL;
+        finish(_mm256_add_ps(_mm256_add_ps(a0, b0), _mm256_add_ps(c0, d0)), bj, accumulate, y + j,
+               lane_mask(n - j));
+        finish(_mm256_add_ps(_mm256_add_ps(a1, b1), _mm256_add_ps(c1, d1)), bj ? bj + 8 : NULL, accumulate,
+               y + j + 8, lane_mask(n - j - 8));
+    }
+}
+
+static void f32_gemm__avx2(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
+                           int accumulate, float *y, int64_t ldy)
+{
+    if (m == 1) {
+        gemv(x, w, bias, accumulate, y);
+        return;
+    }
+    const int64_t n = w->rows, k = w->cols;
+    for (int64_t j = 0; j < n; j += P) {
+        const float *wp = w->data + j * k;
+        const float *b = bias ? bias + j : NULL;
+        const __m256i m0 = lane_mask(n - j), m1 = lane_mask(n - j - 8);
+        for (int64_t r = 0; r < m; r += MR)
+            tile_any(m - r < MR ? m - r : MR, k, x + r * ldx, ldx, wp, b, accumulate, y + r * ldy + j, ldy, m0, m1);
+    }
+}
+
+const lstmrt_kernels lstmrt_kernels__avx2 = {
+    "avx2", f32_gemm__avx2, f32_sigmoid__avx2, f32_tanh__avx2, f32_lstm_cell__avx2, f32_gru_cell__avx2,
+};

@@ -1,0 +1,262 @@
+/* AVX-512 kernels (F, DQ, BW, VL + FMA): one zmm register holds one 16-float panel row, tails use lane masks.
+ * Only this file is compiled with AVX-512 flags; dispatch.c calls it after checking the CPU and the OS (XCR0).
+ * Activation math and its error bound: approx.h. */
+#include <immintrin.h>
+
+#include "approx.h"
+#include "kernels.h"
+
+#define P LSTMRT_PANEL
+#define MR 8 /* rows of x per GEMM tile: 8 rows x 2 panels = 16 zmm accumulators */
+
+#if defined(__GNUC__)
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 8")
+#else
+#define INLINE static inline
+#define UNROLL
+#endif
+
+static __mmask16 lane_mask(int64_t n) { return n >= P ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+/* ---- activations (approx.h) ---- */
+
+/* u = expm1(r), s = 2^n for z = n ln2 + r. */
+INLINE __m512 expm1_reduced(__m512 z, __m512 *s)
+{
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(z, _mm512_set1_ps(LSTMRT_LOG2E)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LSTMRT_LN2_HI), z);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LSTMRT_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(LSTMRT_EXPM1_P4);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LSTMRT_EXPM1_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LSTMRT_EXPM1_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LSTMRT_EXPM1_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LSTMRT_EXPM1_P0));
+    *s = _mm512_scalef_ps(_mm512_set1_ps(1.0f), n);
+    return _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+}
+
+/* 1 / d for d >= 1 finite: 14-bit estimate + one Newton step (relative error ~2^-23). */
+INLINE __m512 recip(__m512 d)
+{
+    const __m512 q = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(2.0f)));
+}
+
+INLINE __m512 sigmoid_ps(__m512 x)
+{
+    /* max/min return their second operand when either is NaN: x goes second so NaN flows through */
+    __m512 z = _mm512_max_ps(_mm512_set1_ps(LSTMRT_SIGMOID_ZLO), _mm512_sub_ps(_mm512_setzero_ps(), x));
+    z = _mm512_min_ps(_mm512_set1_ps(LSTMRT_SIGMOID_ZHI), z);
+    __m512 s;
+    const __m512 u = expm1_reduced(z, &s);
+    const __m512 q = recip(_mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(s, u, s)));
+    /* exactly 0 far left (and at -inf); NaN compares unordered, so it is kept */
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(LSTMRT_SIGMOID_ZERO_BELOW), _CMP_NLE_UQ), q);
+}
+
+INLINE __m512 tanh_ps(__m512 x)
+{
+    const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
+    const __m512 a = _mm512_min_ps(_mm512_set1_ps(LSTMRT_TANH_CLAMP), _mm512_andnot_ps(sign, x));
+    __m512 s;
+    const __m512 u = expm1_reduced(_mm512_add_ps(a, a), &s);
+    const __m512 e = _mm512_fmadd_ps(s, u, _mm512_sub_ps(s, _mm512_set1_ps(1.0f)));
+    const __m512 t = _mm512_mul_ps(e, recip(_mm512_add_ps(e, _mm512_set1_ps(2.0f))));
+    return _mm512_or_ps(t, _mm512_and_ps(sign, x));
+}
+
+static void f32_sigmoid__avx512(float *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += P) {
+        const __mmask16 m = lane_mask(n - i);
+        _mm512_mask_storeu_ps(v + i, m, sigmoid_ps(_mm512_maskz_loadu_ps(m, v + i)));
+    }
+}
+
+static void f32_tanh__avx512(float *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += P) {
+        const __mmask16 m = lane_mask(n - i);
+        _mm512_mask_storeu_ps(v + i, m, tanh_ps(_mm512_maskz_loadu_ps(m, v + i)));
+    }
+}
+
+static void f32_lstm_cell__avx512(const float *g, float *c, float *h, int64_t H)
+{
+    const float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    for (int64_t j = 0; j < H; j += P) {
+        const __mmask16 m = lane_mask(H - j);
+        const __m512 i = sigmoid_ps(_mm512_maskz_loadu_ps(m, gi + j));
+        const __m512 f = sigmoid_ps(_mm512_maskz_loadu_ps(m, gf + j));
+        const __m512 u = tanh_ps(_mm512_maskz_loadu_ps(m, gg + j));
+        const __m512 o = sigmoid_ps(_mm512_maskz_loadu_ps(m, go + j));
+        const __m512 cn = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, c + j), _mm512_mul_ps(i, u));
+        _mm512_mask_storeu_ps(c + j, m, cn);
+        _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(o, tanh_ps(cn)));
+    }
+}
+
+static void f32_gru_cell__avx512(const float *x, const float *hh, float *h, int64_t H)
+{
+    for (int64_t j = 0; j < H; j += P) {
+        const __mmask16 m = lane_mask(H - j);
+        const __m512 r = sigmoid_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_maskz_loadu_ps(m, hh + j)));
+        const __m512 z =
+            sigmoid_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, x + H + j), _mm512_maskz_loadu_ps(m, hh + H + j)));
+        const __m512 n =
+            tanh_ps(_mm512_fmadd_ps(r, _mm512_maskz_loadu_ps(m, hh + 2 * H + j), _mm512_maskz_loadu_ps(m, x + 2 * H + j)));
+        const __m512 hv = _mm512_maskz_loadu_ps(m, h + j);
+        _mm512_mask_storeu_ps(h + j, m, _mm512_fmadd_ps(z, _mm512_sub_ps(hv, n), n)); /* (1-z) n + z h */
+    }
+}
+
+/* ---- GEMM on packed panels (layout: kernels.h) ---- */
+
+/* Adds bias and (if accumulate) y to a finished accumulator and stores it under the lane mask. */
+INLINE void finish(__m512 acc, const float *bias, int accumulate, float *y, __mmask16 m)
+{
+    if (bias)
+        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, bias));
+    if (accumulate)
+        acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, y));
+    _mm512_mask_storeu_ps(y, m, acc);
+}
+
+/* mr rows (<= MR) x np panels (1 or 2): one register tile over the whole k. w0: first panel; the second
+ * follows k * P floats later. */
+INLINE void tile(const int mr, const int np, int64_t k, const float *x, int64_t ldx, const float *w0,
+                 const float *bias, int accumulate, float *y, int64_t ldy, __mmask16 m0, __mmask16 m1)
+{
+    __m512 acc[MR][2];
+    UNROLL for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const float *w1 = w0 + k * P;
+    for (int64_t kk = 0; kk < k; kk++) {
+        const __m512 b0 = _mm512_load_ps(w0 + kk * P);
+        const __m512 b1 = np > 1 ? _mm512_load_ps(w1 + kk * P) : b0;
+        UNROLL for (int r = 0; r < MR; r++) {
+            if (r < mr) {
+                const __m512 a = _mm512_set1_ps(x[r * ldx + kk]);
+                acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+                if (np > 1)
+                    acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < MR; r++) {
+        if (r < mr) {
+            finish(acc[r][0], bias, accumulate, y + r * ldy, m0);
+            if (np > 1)
+                finish(acc[r][1], bias ? bias + P : NULL, accumulate, y + r * ldy + P, m1);
+        }
+    }
+}
+
+#define TILE_CASES(NP)                                                                                             \
+    switch (mr) {                                                                                                  \
+    case 8: tile(8, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+    case 7: tile(7, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+    case 6: tile(6, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+    case 5: tile(5, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+    case 4: tile(4, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+    case 3: tile(3, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+    case 2: tile(2, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+    default: tile(1, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                  \
+    }
+
+static void tile_2(int64_t mr, int64_t k, const float *x, int64_t ldx, const float *w0, const float *bias,
+                   int accumulate, float *y, int64_t ldy, __mmask16 m0, __mmask16 m1)
+{
+    TILE_CASES(2)
+}
+
+static void tile_1(int64_t mr, int64_t k, const float *x, int64_t ldx, const float *w0, const float *bias,
+                   int accumulate, float *y, int64_t ldy, __mmask16 m0, __mmask16 m1)
+{
+    TILE_CASES(1)
+}
+
+/* m = 1, the per-step recurrent product: bandwidth-bound on the weights. Four panels at a time share each
+ * broadcast of x; two accumulators per panel (even/odd k) give 8 independent FMA chains, enough to hide the FMA
+ * latency on cores with two 512-bit FMA pipes. */
+static void gemv(const float *x, const packed_matrix *w, const float *bias, int accumulate, float *y)
+{
+    const int64_t n = w->rows, k = w->cols, panels = (n + P - 1) / P, ps = k * P;
+    int64_t p = 0;
+    for (; p + 4 <= panels; p += 4) {
+        const float *w0 = w->data + p * ps;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int64_t kk = 0;
+        for (; kk + 2 <= k; kk += 2) {
+            const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
+            const float *wk = w0 + kk * P;
+            a0 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), a0);
+            a1 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), a1);
+            a2 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), a2);
+            a3 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 3 * ps), a3);
+            b0 = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + P), b0);
+            b1 = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + ps + P), b1);
+            b2 = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 2 * ps + P), b2);
+            b3 = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 3 * ps + P), b3);
+        }
+        if (kk < k) {
+            const __m512 x0 = _mm512_set1_ps(x[kk]);
+            const float *wk = w0 + kk * P;
+            a0 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), a0);
+            a1 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), a1);
+            a2 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), a2);
+            a3 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 3 * ps), a3);
+        }
+        const int64_t j = p * P;
+        finish(_mm512_add_ps(a0, b0), bias ? bias + j : NULL, accumulate, y + j, lane_mask(n - j));
+        finish(_mm512_add_ps(a1, b1), bias ? bias + j + P : NULL, accumulate, y + j + P, lane_mask(n - j - P));
+        finish(_mm512_add_ps(a2, b2), bias ? bias + j + 2 * P : NULL, accumulate, y + j + 2 * P,
+               lane_mask(n - j - 2 * P));
+        finish(_mm512_add_ps(a3, b3), bias ? bias + j + 3 * P : NULL, accumulate, y + j + 3 * P,
+               lane_mask(n - j - 3 * P));
+    }
+    for (; p < panels; p++) {
+        const float *w0 = w->data + p * ps;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int64_t kk = 0;
+        for (; kk + 4 <= k; kk += 4) {
+            const float *wk = w0 + kk * P;
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), _mm512_load_ps(wk), a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 1]), _mm512_load_ps(wk + P), a1);
+            a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 2]), _mm512_load_ps(wk + 2 * P), a2);
+            a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 3]), _mm512_load_ps(wk + 3 * P), a3);
+        }
+        for (; kk < k; kk++)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), _mm512_load_ps(w0 + kk * P), a0);
+        const int64_t j = p * P;
+        finish(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), bias ? bias + j : NULL, accumulate,
+               y + j, lane_mask(n - j));
+    }
+}
+
+static void f32_gemm__avx512(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
+                             int accumulate, float *y, int64_t ldy)
+{
+    if (m == 1) {
+        gemv(x, w, bias, accumulate, y);
+        return;
+    }
+    const int64_t n = w->rows, k = w->cols;
+    for (int64_t j = 0; j < n; j += 2 * P) {
+        const float *w0 = w->data + j * k;
+        const float *b = bias ? bias + j : NULL;
+        const __mmask16 m0 = lane_mask(n - j), m1 = n - j > P ? lane_mask(n - j - P) : 0;
+        for (int64_t r = 0; r < m; r += MR) {
+            const int64_t mr = m - r < MR ? m - r : MR;
+            if (n - j > P)
+                tile_2(mr, k, x + r * ldx, ldx, w0, b, accumulate, y + r * ldy + j, ldy, m0, m1);
+            else
+                tile_1(mr, k, x + r * ldx, ldx, w0, b, accumulate, y + r * ldy + j, ldy, m0, m1);
+        }
+    }
+}
+
+const lstmrt_kernels lstmrt_kernels__avx512 = {
+    "avx512", f32_gemm__avx512, f32_sigmoid__avx512, f32_tanh__avx512, f32_lstm_cell__avx512, f32_gru_cell__avx512,
+};

@@ -1,0 +1,286 @@
+/* Every kernel of every ISA tier this machine can run, against the scalar oracle (kernels/scalar.c), at awkward
+ * sizes (1, 7, 15, 16, 17, 33, tile +- 1) and special values (+-0, +-inf, NaN, large |x|, denormals); plus the
+ * activation approximations against double-precision libm (the error bound approx.h states).
+ * Usage: test_kernels [-v]. Prints "N passed, M failed"; exit status 0 iff none failed. */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Contract of the SIMD activations (approx.h): max abs error vs exact, and so vs the libm-based oracle. */
+#define ACT_ATOL 1e-6
+/* A GEMM result may differ from the oracle's by reassociation: relative to the sum of |terms|. */
+#define GEMM_RTOL 2e-6
+
+static int passed, failed, verbose;
+
+static void check(int ok, const char *tier, const char *what)
+{
+    if (ok) {
+        passed++;
+    } else {
+        failed++;
+        if (failed < 50)
+            printf("FAIL [%s] %s\n", tier, what);
+    }
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float uniform(float lo, float hi)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return lo + (hi - lo) * (float)((rng_state >> 40) * (1.0 / 16777216.0));
+}
+
+/* Same value, or both NaN; finite values within atol. */
+static int same(float a, float b, double atol)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b);
+    if (isinf(a) || isinf(b))
+        return a == b;
+    return fabs((double)a - (double)b) <= atol;
+}
+
+static const float specials[] = {
+    0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-30f, -1e-30f, 1e-40f /* denormal */, -1e-40f, FLT_MIN, -FLT_MIN,
+    FLT_MAX, -FLT_MAX, 1e10f, -1e10f, 87.0f, -87.0f, 87.5f, -87.5f, 88.0f, -88.0f, 88.5f, -88.5f, 89.0f, -89.0f,
+    9.0f, -9.0f, 9.02f, -9.02f, 10.0f, -10.0f, 11.0f, -11.0f, 0.34657359f, -0.34657359f, 0.5f, -0.5f, 1.0f, -1.0f,
+    20.0f, -20.0f, 1e-4f, -1e-4f,
+};
+#define NSPECIAL ((int)(sizeof specials / sizeof specials[0]))
+
+static const int64_t sizes[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100};
+#define NSIZES ((int)(sizeof sizes / sizeof sizes[0]))
+
+/* ---- activations ---- */
+
+static void test_activation(const lstmrt_kernels *k, const lstmrt_kernels *ref, int is_tanh)
+{
+    const char *name = is_tanh ? "tanh" : "sigmoid";
+    void (*fk)(float *, int64_t) = is_tanh ? k->f32_tanh : k->f32_sigmoid;
+    void (*fr)(float *, int64_t) = is_tanh ? ref->f32_tanh : ref->f32_sigmoid;
+    char what[160];
+    /* every size, random + special values at every lane position; guard floats after the end stay untouched */
+    for (int s = 0; s < NSIZES; s++) {
+        const int64_t n = sizes[s];
+        float a[128], b[128];
+        for (int rep = 0; rep < 4; rep++) {
+            for (int64_t i = 0; i < n + 8; i++)
+                a[i] = (rep < 2 || i >= n) ? uniform(-12.0f, 12.0f) : specials[(i + rep * 7 + s) % NSPECIAL];
+            memcpy(b, a, sizeof a);
+            fk(a, n);
+            fr(b, n);
+            int ok = 1;
+            for (int64_t i = 0; i < n; i++)
+                ok &= same(a[i], b[i], ACT_ATOL);
+            for (int64_t i = n; i < n + 8; i++)
+                ok &= memcmp(&a[i], &b[i], sizeof(float)) == 0; /* b[i] untouched too */
+            snprintf(what, sizeof what, "%s n=%lld rep=%d", name, (long long)n, rep);
+            check(ok, k->name, what);
+        }
+    }
+    /* exact limits and NaN */
+    float v[6] = {INFINITY, -INFINITY, NAN, -NAN, 0.0f, -0.0f};
+    fk(v, 6);
+    if (is_tanh)
+        check(v[0] == 1.0f && v[1] == -1.0f && isnan(v[2]) && isnan(v[3]) && v[4] == 0.0f && v[5] == 0.0f &&
+                  signbit(v[5]),
+              k->name, "tanh(+-inf) = +-1, tanh(NaN) = NaN, tanh(-0) = -0");
+    else
+        check(v[0] == 1.0f && v[1] == 0.0f && isnan(v[2]) && isnan(v[3]) && v[4] == 0.5f && v[5] == 0.5f, k->name,
+              "sigmoid(+inf) = 1, sigmoid(-inf) = 0, sigmoid(NaN) = NaN, sigmoid(0) = 0.5");
+    /* accuracy against double libm: a dense sweep of [-30, 30] and tiny magnitudes (odd symmetry of tanh) */
+    enum { N = 1 << 16 };
+    static float buf[N];
+    double worst = 0.0, worst_at = 0.0;
+    for (int pass = 0; pass < 40; pass++) {
+        for (int i = 0; i < N; i++) {
+            const double t = (pass * (double)N + i) / (40.0 * N);
+            buf[i] = pass < 32 ? (float)(-30.0 + 60.0 * t) : (float)((i & 1 ? -1 : 1) * pow(10.0, -38.0 + 40.0 * t));
+        }
+        float x[N];
+        memcpy(x, buf, sizeof x);
+        fk(buf, N);
+        for (int i = 0; i < N; i++) {
+            const double exact = is_tanh ? tanh((double)x[i]) : 1.0 / (1.0 + exp(-(double)x[i]));
+            const double e = fabs(buf[i] - exact);
+            if (e > worst) {
+                worst = e;
+                worst_at = x[i];
+            }
+        }
+    }
+    snprintf(what, sizeof what, "%s max abs error %.3g (at x = %.9g) <= %.0e", name, worst, worst_at, ACT_ATOL);
+    check(worst <= ACT_ATOL, k->name, what);
+    if (verbose)
+        printf("  [%s] %s\n", k->name, what);
+}
+
+/* ---- fused cells ---- */
+
+static void test_lstm_cell(const lstmrt_kernels *k, const lstmrt_kernels *ref)
+{
+    char what[128];
+    for (int s = 0; s < NSIZES; s++) {
+        const int64_t H = sizes[s];
+        float g[4 * 100], c1[100 + 8], c2[100 + 8], h1[100 + 8], h2[100 + 8];
+        for (int rep = 0; rep < 3; rep++) {
+            for (int64_t i = 0; i < 4 * H; i++)
+                g[i] = rep == 2 && i % 5 == 0 ? specials[(i / 5) % NSPECIAL] : uniform(-8.0f, 8.0f);
+            for (int64_t i = 0; i < H + 8; i++) {
+                c1[i] = c2[i] = uniform(-5.0f, 5.0f);
+                h1[i] = h2[i] = -7.0f;
+            }
+            k->f32_lstm_cell(g, c1, h1, H);
+            ref->f32_lstm_cell(g, c2, h2, H);
+            int ok = 1;
+            for (int64_t i = 0; i < H; i++)
+                ok &= same(c1[i], c2[i], 4e-6 * (1.0 + fabs(c2[i]))) && same(h1[i], h2[i], 4e-6);
+            for (int64_t i = H; i < H + 8; i++)
+                ok &= c1[i] == c2[i] && h1[i] == -7.0f;
+            snprintf(what, sizeof what, "lstm_cell H=%lld rep=%d", (long long)H, rep);
+            check(ok, k->name, what);
+        }
+    }
+}
+
+static void test_gru_cell(const lstmrt_kernels *k, const lstmrt_kernels *ref)
+{
+    char what[128];
+    for (int s = 0; s < NSIZES; s++) {
+        const int64_t H = sizes[s];
+        float x[3 * 100], hh[3 * 100], h1[100 + 8], h2[100 + 8];
+        for (int rep = 0; rep < 3; rep++) {
+            for (int64_t i = 0; i < 3 * H; i++) {
+                x[i] = rep == 2 && i % 4 == 0 ? specials[(i / 4) % NSPECIAL] : uniform(-6.0f, 6.0f);
+                hh[i] = uniform(-6.0f, 6.0f);
+            }
+            for (int64_t i = 0; i < H + 8; i++)
+                h1[i] = h2[i] = uniform(-1.0f, 1.0f);
+            k->f32_gru_cell(x, hh, h1, H);
+            ref->f32_gru_cell(x, hh, h2, H);
+            int ok = 1;
+            for (int64_t i = 0; i < H; i++)
+                ok &= same(h1[i], h2[i], 4e-6);
+            for (int64_t i = H; i < H + 8; i++)
+                ok &= h1[i] == h2[i];
+            snprintf(what, sizeof what, "gru_cell H=%lld rep=%d", (long long)H, rep);
+            check(ok, k->name, what);
+        }
+    }
+}
+
+/* ---- GEMM ---- */
+
+static void fill(float *v, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++)
+        v[i] = uniform(lo, hi);
+}
+
+/* One shape: both tables on the same inputs; padding columns of y (ldy > n) must stay untouched. */
+static void gemm_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, int64_t m, int64_t n, int64_t kk,
+                      int use_bias, int accumulate, int special)
+{
+    const int64_t ldx = kk + 3, ldy = n + 5;
+    float *w = malloc(sizeof(float) * (size_t)(n * kk + 1));
+    float *x = malloc(sizeof(float) * (size_t)(m * ldx + 1));
+    float *bias = malloc(sizeof(float) * (size_t)n);
+    float *y1 = malloc(sizeof(float) * (size_t)(m * ldy));
+    float *y2 = malloc(sizeof(float) * (size_t)(m * ldy));
+    float *mag = malloc(sizeof(float) * (size_t)(m * n));
+    fill(w, n * kk, -1.0f, 1.0f);
+    fill(x, m * ldx, -1.0f, 1.0f);
+    fill(bias, n, -1.0f, 1.0f);
+    fill(y1, m * ldy, -1.0f, 1.0f);
+    memcpy(y2, y1, sizeof(float) * (size_t)(m * ldy));
+    if (special && kk > 0) /* NaN/inf/huge/denormal in x: must reach the same outputs */
+        for (int64_t r = 0; r < m; r += 3)
+            x[r * ldx + (r % kk)] = specials[(2 + r) % NSPECIAL];
+    packed_matrix pw;
+    if (pack_matrix(&pw, w, n, kk) != LSTMRT_STATUS_OK) {
+        check(0, k->name, "pack_matrix");
+        return;
+    }
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 1.0 + (use_bias ? fabs(bias[j]) : 0.0) + (accumulate ? fabs(y1[r * ldy + j]) : 0.0);
+            for (int64_t q = 0; q < kk; q++)
+                s += fabs((double)x[r * ldx + q] * w[j * kk + q]);
+            mag[r * n + j] = (float)s;
+        }
+    k->f32_gemm(m, x, ldx, &pw, use_bias ? bias : NULL, accumulate, y1, ldy);
+    ref->f32_gemm(m, x, ldx, &pw, use_bias ? bias : NULL, accumulate, y2, ldy);
+    int ok = 1;
+    for (int64_t r = 0; r < m; r++) {
+        for (int64_t j = 0; j < n; j++)
+            /* a non-finite term (special x): same NaN / same infinity, whatever the summation order */
+            ok &= same(y1[r * ldy + j], y2[r * ldy + j],
+                       isfinite(mag[r * n + j]) ? GEMM_RTOL * mag[r * n + j] : INFINITY);
+        for (int64_t j = n; j < ldy; j++)
+            ok &= memcmp(&y1[r * ldy + j], &y2[r * ldy + j], sizeof(float)) == 0;
+    }
+    char what[160];
+    snprintf(what, sizeof what, "gemm m=%lld n=%lld k=%lld bias=%d acc=%d special=%d", (long long)m, (long long)n,
+             (long long)kk, use_bias, accumulate, special);
+    check(ok, k->name, what);
+    free_packed_matrix(&pw);
+    free(w), free(x), free(bias), free(y1), free(y2), free(mag);
+}
+
+static void test_gemm(const lstmrt_kernels *k, const lstmrt_kernels *ref)
+{
+    static const int64_t ms[] = {1, 2, 3, 5, 6, 7, 8, 9, 13, 16, 17, 33};
+    static const int64_t ns[] = {1, 7, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 80, 97};
+    static const int64_t ks[] = {0, 1, 2, 3, 7, 15, 16, 17, 33, 64};
+    for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++)
+            for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++)
+                gemm_case(k, ref, ms[a], ns[b], ks[c], (int)((a + b + c) % 2), (int)((a + c) / 2 % 2), 0);
+    for (int v = 0; v < 8; v++) /* every bias/accumulate/special combination on a few shapes */
+        for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b += 3) {
+            gemm_case(k, ref, 1, ns[b], 33, v & 1, (v >> 1) & 1, (v >> 2) & 1);
+            gemm_case(k, ref, 9, ns[b], 17, v & 1, (v >> 1) & 1, (v >> 2) & 1);
+        }
+    gemm_case(k, ref, 70, 1040, 300, 1, 1, 0); /* a step-sized product with every kind of tail */
+    gemm_case(k, ref, 1, 2048, 512, 1, 0, 0);
+}
+
+int main(int argc, char **argv)
+{
+    verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+    const lstmrt_kernels *tables[8];
+    const int count = lstmrt__supported_kernels(tables, 8);
+    const lstmrt_kernels *ref = &lstmrt_kernels__scalar;
+    printf("kernel tiers on this machine:");
+    for (int t = 0; t < count; t++)
+        printf(" %s", tables[t]->name);
+    printf(" (cpu: %s)\n", lstmrt_cpu_features());
+    check(count >= 1 && tables[0] == ref, "dispatch", "scalar is always the first tier");
+    /* twice: without and with flush-to-zero/denormals-are-zero (the mode the entry points set) */
+    for (int ftz = 0; ftz < 2; ftz++) {
+        const unsigned saved = ftz ? lstmrt__fp_enter() : 0;
+        for (int t = 0; t < count; t++) {
+            const lstmrt_kernels *k = tables[t];
+            if (verbose)
+                printf("tier %s%s\n", k->name, ftz ? " (ftz)" : "");
+            test_activation(k, ref, 0);
+            test_activation(k, ref, 1);
+            if (k == ref)
+                continue; /* the oracle's own accuracy is checked above; the rest compares against it */
+            test_lstm_cell(k, ref);
+            test_gru_cell(k, ref);
+            test_gemm(k, ref);
+        }
+        if (ftz)
+            lstmrt__fp_leave(saved);
+    }
+    printf("test_kernels: %d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
