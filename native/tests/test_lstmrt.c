@@ -452,9 +452,9 @@ static void ref_direction(const lstmrt_layer_desc *d, int dir, int reverse, int 
             for (int j = 0; j < H; j++)
                 rh[j] = g[j] * h[j];
             for (int j = 0; j < H; j++) {
-                const double hn = d->linear_before_reset
-                                      ? g[j] * gh[2 * H + j]
-                                      : dot(w->weight_hh + (int64_t)(2 * H + j) * H, rh, H) + bias_at(w->bias_hh, 2 * H + j);
+                const float *w_hn = w->weight_hh + (int64_t)(2 * H + j) * H;
+                const double hn = d->linear_before_reset ? g[j] * gh[2 * H + j]
+                                                         : dot(w_hn, rh, H) + bias_at(w->bias_hh, 2 * H + j);
                 m[j] = ref_act(d->activations[1], g[2 * H + j] + hn);
             }
             for (int j = 0; j < H; j++)
@@ -654,7 +654,8 @@ static void stream_invariants(const spec *s, lstmrt_model_t *m, lstmrt_model_t *
 {
     const int I = spec_in(s), O = spec_out(s);
     const int64_t S = lstmrt_model_state_size(m);
-    float *x = make_inputs(s, PB, PT), *want = new_floats((int64_t)PB * PT * O), *got = new_floats((int64_t)PB * PT * O);
+    float *x = make_inputs(s, PB, PT), *want = new_floats((int64_t)PB * PT * O);
+    float *got = new_floats((int64_t)PB * PT * O);
     float *yt = new_floats((int64_t)PB * O), *xt = new_floats((int64_t)PB * I);
     CHECK(lstmrt_model_predict(twin, x, PB, PT, NULL, NULL, want) == LSTMRT_STATUS_OK);
 
