@@ -1,0 +1,365 @@
+"""Keras models loaded by lstmrt against the framework that wrote them: Keras 3 (`keras`) and Keras 2 (`tf_keras`).
+
+Each case builds a small real model once per module, with every weight randomized (biases included, so their
+mapping is checked), writes it in every format its Keras writes, and compares lstmrt's predict with the live
+model's output on the same input. The tutorial test trains the documented example for real."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported by either Keras
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from conftest import ATOL, assert_close  # noqa: E402
+
+from lstmrt.loaders.keras import is_keras_file, load_keras  # noqa: E402
+
+pytest.importorskip("h5py")
+pytest.importorskip("tensorflow")
+
+pytestmark = [
+    # Framework warnings only: saving the legacy HDF5 format, Keras 3's advice against input_shape=, and
+    # TensorFlow variables under NumPy 2 when Keras 3 converts them to save.
+    pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`:UserWarning"),
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
+]
+
+VERSIONS = ("keras3", "tf_keras")
+FORMATS = {"keras3": ("keras", "h5", "weights_v3", "live"),
+           "tf_keras": ("keras", "h5", "weights_h5", "weights_v3", "live")}
+SEED = 1234
+B, T = 3, 6
+
+
+def framework(version):
+    if version == "keras3":
+        keras = pytest.importorskip("keras")
+        if int(keras.__version__.split(".")[0]) < 3:
+            pytest.skip("keras is not Keras 3")
+        return keras
+    return pytest.importorskip("tf_keras")
+
+
+# -- models: each (K, rng) -> (model, X); K is the keras module -------------------------------------------------
+def case_stack(K, rng):
+    """Sequential: every recurrent option that does not need a mask, and the element-wise activations."""
+    L = K.layers
+    model = K.Sequential([
+        K.Input((T, 3)), L.GaussianNoise(0.3),
+        L.LSTM(5, activation="relu", recurrent_activation="hard_sigmoid", return_sequences=True),
+        L.Dropout(0.5),
+        L.GRU(4, reset_after=False, recurrent_activation="hard_sigmoid", return_sequences=True, unroll=True),
+        L.SpatialDropout1D(0.5),
+        L.GRU(4, use_bias=False, activation="elu", return_sequences=True),
+        L.SimpleRNN(3, activation="relu", return_sequences=True),
+        L.TimeDistributed(L.Dense(4, activation="swish")),
+        L.Dense(4, activation="gelu"), L.Activation("softplus"), L.Dense(4, activation="hard_sigmoid"),
+        L.Dense(3, activation="selu"), L.Activation("softsign"), L.Dense(3, activation="softmax"),
+    ])
+    return model, rng.standard_normal((B, T, 3)).astype(np.float32)
+
+
+def case_last(K, rng):
+    """Normalization, use_bias=False, return_sequences=False, stateful (a fresh model: zero state)."""
+    L = K.layers
+    inp = K.Input((T, 2), batch_size=B)
+    norm = L.Normalization()
+    norm.adapt(rng.normal(3.0, 2.0, (20, T, 2)).astype(np.float32))
+    x = L.LSTM(4, use_bias=False, return_sequences=True, stateful=True)(norm(inp))
+    x = L.LSTM(3, recurrent_activation="tanh")(x)
+    model = K.Model(inp, L.Dense(2, activation="tanh")(x))
+    return model, rng.normal(3.0, 2.0, (B, T, 2)).astype(np.float32)
+
+
+def case_bidirectional(K, rng):
+    """All four merge modes; the last Bidirectional returns its final outputs."""
+    L = K.layers
+    model = K.Sequential([
+        K.Input((T, 3)),
+        L.Bidirectional(L.LSTM(3, return_sequences=True)),
+        L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum"),
+        L.Bidirectional(L.SimpleRNN(3, return_sequences=True), merge_mode="mul"),
+        L.Bidirectional(L.GRU(2, reset_after=False), merge_mode="ave"),
+        L.Dense(1),
+    ])
+    return model, rng.standard_normal((B, T, 3)).astype(np.float32)
+
+
+def case_backwards(K, rng):
+    """go_backwards with return_sequences=True: Keras returns processing order, a following layer reads it so."""
+    L = K.layers
+    model = K.Sequential([
+        K.Input((T, 2)),
+        L.LSTM(3, go_backwards=True, return_sequences=True),
+        L.GRU(3, return_sequences=True),
+        L.SimpleRNN(3, go_backwards=True, return_sequences=True),
+        L.Bidirectional(L.GRU(2, return_sequences=True), merge_mode="sum"),
+        L.LSTM(2, go_backwards=True, return_sequences=True),
+        L.Dense(2),
+    ])
+    return model, rng.standard_normal((B, T, 2)).astype(np.float32)
+
+
+def case_backwards_last(K, rng):
+    L = K.layers
+    model = K.Sequential([K.Input((T, 2)), L.LSTM(3, go_backwards=True, return_sequences=True),
+                          L.GRU(2, go_backwards=True), L.Dense(1)])
+    return model, rng.standard_normal((B, T, 2)).astype(np.float32)
+
+
+def masked_input(rng, features):
+    X = rng.standard_normal((B, T, features)).astype(np.float32)
+    X[0, 2] = 0.0        # a gap
+    X[1, T - 2:] = 0.0   # trailing padding
+    X[2, :2] = 0.0       # leading padding
+    return X
+
+
+def case_masked(K, rng):
+    """Masking: stand-alone layers repeat their last output at masked steps, Bidirectional outputs 0."""
+    L = K.layers
+    inp = K.Input((T, 3))
+    x = L.Masking(0.0)(inp)
+    x = L.Dense(4)(x)  # computed on the zeroed steps by Keras
+    x = L.LSTM(4, return_sequences=True)(x)
+    x = L.Bidirectional(L.GRU(3, return_sequences=True))(x)
+    x = L.SimpleRNN(3, go_backwards=True, return_sequences=True)(x)
+    model = K.Model(inp, L.TimeDistributed(L.Dense(2))(x))
+    return model, masked_input(rng, 3)
+
+
+def case_masked_last(K, rng):
+    L = K.layers
+    model = K.Sequential([K.Input((T, 2)), L.Masking(-1.0), L.GRU(3, return_sequences=True),
+                          L.Bidirectional(L.LSTM(2)), L.Dense(1)])
+    X = masked_input(rng, 2)
+    X[X == 0.0] = -1.0
+    return model, X
+
+
+def case_embedding(K, rng):
+    """Embedding(mask_zero=True) feeding a functional chain with return_state (only the sequence is used)."""
+    L = K.layers
+    inp = K.Input((T,), dtype="int32")
+    x = L.Embedding(12, 4, mask_zero=True)(inp)
+    x, _, _ = L.LSTM(4, return_sequences=True, return_state=True)(x)
+    x = L.GRU(3, return_sequences=True)(L.Dropout(0.2)(x))
+    model = K.Model(inp, L.Dense(2, activation="softmax")(L.Activation("tanh")(x)))
+    X = rng.integers(1, 12, (B, T))
+    X[0, 3], X[1, -2:], X[2, 0] = 0, 0, 0
+    return model, X.astype(np.int32)
+
+
+CASES = {f.__name__[5:]: f for f in (case_stack, case_last, case_bidirectional, case_backwards, case_backwards_last,
+                                     case_masked, case_masked_last, case_embedding)}
+
+
+def randomize(model, rng):
+    """Every weight random (adapted Normalization statistics kept)."""
+    for layer in model.layers:
+        if type(layer).__name__ != "Normalization" and layer.get_weights():
+            layer.set_weights([rng.uniform(-0.7, 0.7, w.shape).astype(np.float32) for w in layer.get_weights()])
+
+
+def save(model, version, fmt, directory, name):
+    """The source load_keras receives for `fmt`, and the layers= argument."""
+    base = os.path.join(directory, f"{version}_{name}")
+    if fmt == "live":
+        return model, None
+    if fmt in ("keras", "h5"):
+        model.save(f"{base}.{fmt}")
+        return f"{base}.{fmt}", None
+    path = f"{base}.weights.h5" if fmt == "weights_v3" else f"{base}_weights.h5"
+    model.save_weights(path)
+    return path, model.to_json()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """(version, case) -> (sources by format, X, Keras output), each built once."""
+    cache, directory = {}, str(tmp_path_factory.mktemp("keras"))
+
+    def get(version, case):
+        if (version, case) not in cache:
+            K = framework(version)
+            rng = np.random.default_rng([SEED, VERSIONS.index(version), list(CASES).index(case)])
+            K.utils.set_random_seed(SEED)
+            model, X = CASES[case](K, rng)
+            randomize(model, rng)
+            expected = np.asarray(model(X, training=False))
+            sources = {fmt: save(model, version, fmt, directory, case) for fmt in FORMATS[version]}
+            cache[version, case] = sources, X, expected
+        return cache[version, case]
+
+    return get
+
+
+@pytest.mark.parametrize("version, case, fmt", [(v, c, f) for v in VERSIONS for c in CASES for f in FORMATS[v]])
+def test_matches_framework(built, version, case, fmt):
+    sources, X, expected = built(version, case)
+    source, layers = sources[fmt]
+    if fmt != "live":
+        assert is_keras_file(source)
+    model = load_keras(source, layers=layers)
+    assert_close(model.predict(X), expected, what=f"{version} {case} {fmt}")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_hard_sigmoid_follows_the_writer(built, version):
+    sources, _, _ = built(version, "stack")
+    model = load_keras(sources["keras"][0])
+    want = "hard_sigmoid_v3" if version == "keras3" else "hard_sigmoid"
+    assert model.layers[0].activations[0] == want
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_weights_only_architecture_forms(built, version, tmp_path):
+    """layers= as the to_json() string, its dict, or a .json file path."""
+    sources, X, expected = built(version, "masked_last")
+    path, text = sources["weights_v3"]
+    json_path = tmp_path / "arch.json"
+    json_path.write_text(text)
+    for layers in (text, json.loads(text), str(json_path), json_path):
+        assert_close(load_keras(path, layers=layers).predict(X), expected)
+
+
+def test_explicit_mask_overrides_the_derived_one(built):
+    sources, X, expected = built("keras3", "masked")
+    model = load_keras(sources["keras"][0])
+    assert model.mask_value == 0.0 and model.reverse_output
+    derived = np.any(X != 0.0, axis=-1)
+    assert_close(model.predict(np.where(derived[..., None], X, 0.0), mask=derived), expected)
+    assert not np.allclose(model.predict(X, mask=np.ones((B, T), bool)), expected, atol=ATOL)
+
+
+# -- the tutorial ---------------------------------------------------------------------------------------------
+def noisy_sine_windows(rng, timesteps, n=200):
+    series = np.sin(np.arange(n + timesteps) * 0.1) + 0.1 * rng.standard_normal(n + timesteps)
+    X = np.stack([series[i:i + timesteps] for i in range(n)])[..., None].astype(np.float32)
+    return X, series[timesteps:timesteps + n].astype(np.float32)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tutorial_example(version, tmp_path):
+    K = framework(version)
+    K.utils.set_random_seed(SEED)
+    timesteps, features = 10, 1
+    X, y = noisy_sine_windows(np.random.default_rng(SEED), timesteps)
+    model = K.Sequential([K.layers.LSTM(50, activation="relu", input_shape=(timesteps, features)), K.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(X, y, epochs=3, batch_size=32, verbose=0)
+    expected = model.predict(X, verbose=0)
+    for ext in ("keras", "h5"):
+        model.save(tmp_path / f"tutorial.{ext}")
+        loaded = load_keras(tmp_path / f"tutorial.{ext}")
+        assert_close(loaded.predict(X), expected, what=ext)
+        stream = loaded.stream()
+        for x in X[7]:
+            last = stream.step(x)
+        assert_close(last, expected[7], what=f"{ext} stream")
+
+
+# -- Keras 2 cuDNN layers ---------------------------------------------------------------------------------------
+def test_cudnn_layers_match_keras_conversion(tmp_path):
+    """CuDNNLSTM / CuDNNGRU cannot run without a GPU, but tf_keras builds and saves them. The reference is the
+    equivalent LSTM / GRU(reset_after=True) model into which tf_keras itself converts the cuDNN weights."""
+    K = framework("tf_keras")
+    cudnn_lstm = pytest.importorskip("tf_keras.src.layers.rnn.cudnn_lstm")
+    cudnn_gru = pytest.importorskip("tf_keras.src.layers.rnn.cudnn_gru")
+    rng = np.random.default_rng(SEED)
+    L = K.layers
+    cudnn = K.Sequential([K.Input((T, 3)), cudnn_lstm.CuDNNLSTM(5, return_sequences=True),
+                          cudnn_gru.CuDNNGRU(4, return_sequences=True), L.Dense(2)])
+    randomize(cudnn, rng)
+    path = str(tmp_path / "cudnn.h5")
+    cudnn.save(path)
+    plain = K.Sequential([K.Input((T, 3)), L.LSTM(5, return_sequences=True),
+                          L.GRU(4, return_sequences=True, reset_after=True), L.Dense(2)])
+    plain.load_weights(path)
+    X = rng.standard_normal((B, T, 3)).astype(np.float32)
+    assert_close(load_keras(path).predict(X), np.asarray(plain(X, training=False)))
+
+
+# -- refusals -------------------------------------------------------------------------------------------------
+def refusal(version, build):
+    K = framework(version)
+    return build(K, K.layers)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("build, words", [
+    (lambda K, L: K.Sequential([K.Input((T, 3)), L.Conv1D(2, 3), L.LSTM(2)]),
+     ["'conv1d'", "Conv1D", "not supported", "LSTM", "Bidirectional"]),
+    (lambda K, L: K.Sequential([K.Input((T, 3)), L.LSTM(2, activation="leaky_relu")]),
+     ["LSTM", "leaky_relu", "supported"]),
+    (lambda K, L: K.Model(inp := K.Input((T, 3)), L.Bidirectional(L.LSTM(2), merge_mode=None)(inp)[0]),
+     ["Bidirectional", "merge_mode=None"]),
+    (lambda K, L: K.Sequential([K.Input((T, 3)), L.Dense(2), L.Masking(0.0), L.LSTM(2)]),
+     ["Masking", "before every other layer"]),
+    (lambda K, L: K.Sequential([K.Input((T, 3)), K.Sequential([L.LSTM(2)])]), ["nested", "Sequential"]),
+    (lambda K, L: K.Sequential([K.Input((T, 3)), L.LSTM(2, go_backwards=True, return_sequences=True),
+                                L.Bidirectional(L.GRU(2))]), ["Bidirectional", "concat", "reversed"]),
+    (lambda K, L: K.Sequential([K.Input((T, 3)), L.Masking(), L.LSTM(2, go_backwards=True, return_sequences=True),
+                                L.GRU(2)]), ["GRU", "go_backwards", "mask"]),
+    (lambda K, L: K.Sequential([K.Input((3,)), L.Dense(2)]), ["(batch, time, features)"]),
+], ids=["conv1d", "activation", "merge_none", "masking_late", "nested", "bidir_reversed", "mask_reversed",
+        "not_sequence"])
+def test_refuses_unsupported_models(version, build, words):
+    model = refusal(version, build)
+    with pytest.raises(ValueError) as info:
+        load_keras(model)
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_refuses_branches_and_states(version):
+    K = framework(version)
+    L = K.layers
+    inp = K.Input((T, 3))
+    a, b = L.LSTM(2, return_sequences=True)(inp), L.GRU(2, return_sequences=True)(inp)
+    with pytest.raises(ValueError, match="single-input|not on the single"):
+        load_keras(K.Model(inp, L.Add()([a, b])))
+    _, h, _ = L.LSTM(2, return_state=True)(inp)
+    with pytest.raises(ValueError, match="output 1 of Keras layer .* return_state"):
+        load_keras(K.Model(inp, L.Dense(1)(h)))
+
+
+def test_refuses_wrong_architecture_arguments(built, tmp_path):
+    sources, _, _ = built("keras3", "masked_last")
+    weights, text = sources["weights_v3"]
+    with pytest.raises(ValueError, match="weights only: pass the architecture as layers="):
+        load_keras(weights)
+    with pytest.raises(ValueError, match="full model .* do not pass layers="):
+        load_keras(sources["h5"][0], layers=text)
+    with pytest.raises(ValueError, match="archive holds the architecture"):
+        load_keras(sources["keras"][0], layers=text)
+    with pytest.raises(TypeError, match="layers= must be the model architecture"):
+        load_keras(weights, layers=[1, 2])
+    with pytest.raises(FileNotFoundError, match="no such Keras file"):
+        load_keras(tmp_path / "missing.keras")
+
+
+def test_missing_h5py_is_explained(built, monkeypatch):
+    import sys
+
+    sources, _, _ = built("keras3", "masked_last")
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match=r"pip install 'lstmrt\[keras\]'"):
+        load_keras(sources["h5"][0])
+
+
+def test_is_keras_file(built, tmp_path):
+    import h5py
+
+    sources, _, _ = built("keras3", "masked_last")
+    assert is_keras_file(sources["keras"][0]) and is_keras_file(sources["h5"][0])
+    text, npz, other_h5 = tmp_path / "a.txt", tmp_path / "a.npz", tmp_path / "a.h5"
+    text.write_text("hello")
+    np.savez(npz, a=np.zeros(3))
+    with h5py.File(other_h5, "w") as f:
+        f["x"] = np.zeros(3)
+    assert not any(is_keras_file(p) for p in (text, npz, other_h5, tmp_path / "missing.h5"))
