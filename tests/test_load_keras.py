@@ -57,7 +57,7 @@ def case_stack(K, rng):
         L.SimpleRNN(3, activation="relu", return_sequences=True),
         L.TimeDistributed(L.Dense(4, activation="swish")),
         L.Dense(4, activation="gelu"), L.Activation("softplus"), L.Dense(4, activation="hard_sigmoid"),
-        L.Dense(3, activation="selu"), L.Activation("softsign"), L.Dense(3, activation="softmax"),
+        L.Dense(3, activation="selu", use_bias=False), L.Activation("softsign"), L.Dense(3, activation="softmax"),
     ])
     return model, rng.standard_normal((B, T, 3)).astype(np.float32)
 
@@ -72,6 +72,17 @@ def case_last(K, rng):
     x = L.LSTM(3, recurrent_activation="tanh")(x)
     model = K.Model(inp, L.Dense(2, activation="tanh")(x))
     return model, rng.normal(3.0, 2.0, (B, T, 2)).astype(np.float32)
+
+
+def case_constants(K, rng):
+    """Normalization from constants (per feature; scalar with invert=True); no biases anywhere."""
+    L = K.layers
+    model = K.Sequential([
+        K.Input((T, 2)), L.Normalization(mean=[1.0, -2.0], variance=[4.0, 0.25]),
+        L.Normalization(mean=0.5, variance=2.0, invert=True),
+        L.SimpleRNN(3, use_bias=False, return_sequences=True), L.Dense(2, use_bias=False),
+    ])
+    return model, rng.normal(0.0, 2.0, (B, T, 2)).astype(np.float32)
 
 
 def case_bidirectional(K, rng):
@@ -133,7 +144,7 @@ def case_masked(K, rng):
 
 def case_masked_last(K, rng):
     L = K.layers
-    model = K.Sequential([K.Input((T, 2)), L.Masking(-1.0), L.GRU(3, return_sequences=True),
+    model = K.Sequential([K.Input((T, 2)), L.Masking(-1.0), L.GRU(3, return_sequences=True, zero_output_for_mask=True),
                           L.Bidirectional(L.LSTM(2)), L.Dense(1)])
     X = masked_input(rng, 2)
     X[X == 0.0] = -1.0
@@ -153,8 +164,8 @@ def case_embedding(K, rng):
     return model, X.astype(np.int32)
 
 
-CASES = {f.__name__[5:]: f for f in (case_stack, case_last, case_bidirectional, case_backwards, case_backwards_last,
-                                     case_masked, case_masked_last, case_embedding)}
+CASES = {f.__name__[5:]: f for f in (case_stack, case_last, case_constants, case_bidirectional, case_backwards,
+                                     case_backwards_last, case_masked, case_masked_last, case_embedding)}
 
 
 def randomize(model, rng):
@@ -233,6 +244,35 @@ def test_explicit_mask_overrides_the_derived_one(built):
     derived = np.any(X != 0.0, axis=-1)
     assert_close(model.predict(np.where(derived[..., None], X, 0.0), mask=derived), expected)
     assert not np.allclose(model.predict(X, mask=np.ones((B, T), bool)), expected, atol=ATOL)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_masking_zeroes_masked_steps(version, rng):
+    """Keras' Masking outputs 0 at masked steps: visible when no recurrent layer follows and mask_value != 0."""
+    K = framework(version)
+    model = K.Sequential([K.Input((T, 2)), K.layers.Masking(-1.0), K.layers.Dense(2)])
+    randomize(model, rng)
+    X = masked_input(rng, 2)
+    X[X == 0.0] = -1.0
+    assert_close(load_keras(model).predict(X), np.asarray(model(X, training=False)))
+
+
+@pytest.mark.parametrize("version", ["tf_keras"])
+def test_keras2_weights_of_another_instance_match_in_order(version, tmp_path, rng):
+    """Keras 2 load_weights pairs weighted layers in order when the names differ (auto-named twins)."""
+    K = framework(version)
+    L = K.layers
+
+    def make():
+        return K.Sequential([K.Input((T, 2)), L.LSTM(3, return_sequences=True), L.Dropout(0.1), L.Dense(1)])
+
+    model, twin = make(), make()
+    assert model.layers[0].name != twin.layers[0].name
+    randomize(model, rng)
+    model.save_weights(tmp_path / "w.h5")
+    X = rng.standard_normal((B, T, 2)).astype(np.float32)
+    loaded = load_keras(tmp_path / "w.h5", layers=twin.to_json())
+    assert_close(loaded.predict(X), np.asarray(model(X, training=False)))
 
 
 # -- the tutorial ---------------------------------------------------------------------------------------------
