@@ -41,7 +41,7 @@ def is_keras_file(path) -> bool:
             return True
         with h5py.File(path, "r") as f:
             return bool({"model_config", "layer_names"} & set(f.attrs)) or ("layers" in f and "vars" in f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         return False
 
 
