@@ -132,7 +132,7 @@ def _variants(unit) -> list:
             raise ArchitectureError(f"module {unit.label}: nn.Embedding(max_norm=...) renormalizes rows at lookup; "
                                     "not supported")
         embedding = [torch_layers.embedding_layer(params)]
-        return embedding if kind == "Embedding" else [embedding, [Dense(weight)]]
+        return [embedding] if kind == "Embedding" else [embedding, [Dense(weight)]]
     if kind == "Linear" or (kind is None and names <= {"weight", "bias"} and weight is not None and weight.ndim == 2):
         return [[torch_layers.linear_layer(params)]]
     what = f"nn.{kind}" if kind else "no layer lstmrt knows"

@@ -271,6 +271,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         pid = tuple(p.decode("ascii") if isinstance(p, bytes) else p for p in pid) if isinstance(pid, tuple) else pid
+        if isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module" and isinstance(pid[1], _RecordMeta):
+            return pid[1]  # legacy files name each module class with its source (for a warning); class only
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
             raise UnsafePickleError(f"unsupported persistent id {pid!r}: expected a torch storage reference")
         storage_type, key, _location, numel = pid[1:5]  # the location (cpu, cuda:0, mps) does not matter: bytes

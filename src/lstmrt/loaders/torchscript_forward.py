@@ -137,6 +137,8 @@ class _Walker:
                 return ("module", _const(node.args[1]))
         if isinstance(func, ast.Attribute) and func.attr.startswith("forward"):
             target = self.eval(func.value)
+            if target[0] == "module" and not node.args and not node.keywords:
+                return ("opaque",)  # traced nn.Identity: forward() without input, result unused
             if target[0] == "module" and node.args:
                 items = self.seq(self.eval(node.args[0]), f"the input of {target[1]}")[1]
                 if any(self.eval(a) != ("const", None) for a in node.args[1:]):

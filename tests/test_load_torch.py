@@ -1,0 +1,634 @@
+"""lstmrt.load on real PyTorch files (torch.save zip and legacy, whole pickled modules, TorchScript scripted and
+traced, safetensors), written by torch in tmp_path and compared with the same module in float64."""
+
+import copy
+import io
+import os
+import pickle
+import pickletools
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_close
+from torch import nn
+
+import lstmrt
+from lstmrt.loaders.load import load_with_info
+from lstmrt.loaders.torch_build import ArchitectureError
+from lstmrt.loaders.torch_pickle import UnsafePickleError
+
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+
+# -- models: module-level classes, so torch.save(model) and torch.jit.script can find them -------------------------
+class RecurrentHead(nn.Module):
+    """rnn -> head -> act, registered in forward order."""
+
+    def __init__(self, rnn, head, act=None):
+        super().__init__()
+        self.rnn, self.head, self.act = rnn, head, act if act is not None else nn.Identity()
+
+    def forward(self, x):
+        return self.act(self.head(self.rnn(x)[0]))
+
+
+class Tokens(nn.Module):
+    def __init__(self, vocab=11, dim=4, hidden=6):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, dim)
+        self.lstm = nn.LSTM(dim, hidden, batch_first=True)
+        self.decoder = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens):
+        return self.decoder(self.lstm(self.embedding(tokens))[0])
+
+
+class HeadFirst(nn.Module):
+    """Registers its head before its rnn: registration order is not forward order."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(5, 2)
+        self.gru = nn.GRU(3, 5, batch_first=True)
+
+    def forward(self, x):
+        return torch.relu(self.head(self.gru(x)[0]))
+
+
+class Scaled(nn.Module):
+    """A forward lstmrt cannot follow: arithmetic on the data."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.gru(x)[0] * 2.0
+
+
+class EncoderDecoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = RecurrentHead(nn.GRU(3, 4, batch_first=True), nn.Linear(4, 4))
+        self.decoder = RecurrentHead(nn.LSTM(4, 5, batch_first=True), nn.Linear(5, 2), nn.Tanh())
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+MODELS = {
+    # name: (factory, layers= needed when only names and shapes are stored, i.e. activations)
+    "lstm-2layer-bidir-proj": (lambda: RecurrentHead(
+        nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, batch_first=True), nn.Linear(4, 3), nn.Tanh()),
+        ["rnn", "head", "tanh"]),
+    "gru-bidir": (lambda: RecurrentHead(nn.GRU(3, 4, bidirectional=True, batch_first=True), nn.Linear(8, 2),
+                                        nn.Sigmoid()), ["rnn", "head", "sigmoid"]),
+    "rnn-nobias": (lambda: RecurrentHead(nn.RNN(3, 4, num_layers=2, bias=False, batch_first=True), nn.Linear(4, 2)),
+                   ["rnn", "head"]),
+    "mlp-sequential": (lambda: nn.Sequential(nn.Linear(3, 8), nn.GELU(approximate="tanh"), nn.Dropout(0.3),
+                                             nn.Linear(8, 4), nn.Softmax(dim=-1)), ["0", "gelu_tanh", "3", "softmax"]),
+    "tokens": (Tokens, None),
+}
+FORMATS = ["zip", "legacy", "whole", "whole-legacy", "script", "trace", "safetensors"]
+STATE_DICT_FORMATS = ("zip", "legacy", "safetensors")
+
+
+def make(name, seed=0):
+    torch.manual_seed(seed)
+    return MODELS[name][0]().eval()
+
+
+def example(name, rng, B=2, T=7):
+    if name == "tokens":
+        return rng.integers(0, 11, size=(B, T))
+    return rng.standard_normal((B, T, 3)).astype(np.float32)
+
+
+def reference(module, X):
+    """The module's output in float64 (weights are float32 values: this isolates lstmrt's rounding)."""
+    m = copy.deepcopy(module).double().eval()
+    x = torch.from_numpy(X) if X.dtype.kind in "iu" else torch.from_numpy(X).double()
+    with torch.no_grad():
+        y = m(x)
+    return (y[0] if isinstance(y, tuple) else y).numpy()
+
+
+def script(module):
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; its archives are still what we read
+        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+        return torch.jit.script(module)
+
+
+def trace(module, x):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", "LSTM with projections is not supported with oneDNN", UserWarning)
+        return torch.jit.trace(module, x)
+
+
+def save(module, fmt, path, X):
+    if fmt == "zip":
+        torch.save(module.state_dict(), path)
+    elif fmt == "legacy":
+        torch.save(module.state_dict(), path, _use_new_zipfile_serialization=False)
+    elif fmt == "whole":
+        torch.save(module, path)
+    elif fmt == "whole-legacy":
+        torch.save(module, path, _use_new_zipfile_serialization=False)
+    elif fmt == "script":
+        script(module).save(str(path))
+    elif fmt == "trace":
+        trace(module, torch.from_numpy(X if X is not None else np.zeros((1, 2, 3), np.float32))).save(str(path))
+    elif fmt == "safetensors":
+        safetensors_torch.save_file(module.state_dict(), str(path))
+    return str(path)
+
+
+# -- every format x every model ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_formats_match_torch(name, fmt, tmp_path, rng):
+    module = make(name)
+    X = example(name, rng)
+    path = save(module, fmt, tmp_path / f"model.{fmt}", X)
+    layers = MODELS[name][1] if fmt in STATE_DICT_FORMATS else None
+    model = lstmrt.load(path, layers=layers)
+    assert_close(model.predict(X), reference(module, X))
+    assert_close(model.predict(X[0]), reference(module, X[:1])[0])
+
+
+@pytest.mark.parametrize("fmt", ["whole", "script", "trace"])
+def test_rnn_relu_nonlinearity_read_from_module_tree(fmt, tmp_path, rng):
+    torch.manual_seed(1)
+    module = RecurrentHead(nn.RNN(3, 4, num_layers=2, nonlinearity="relu", batch_first=True), nn.Linear(4, 2)).eval()
+    X = example("rnn", rng)
+    model = lstmrt.load(save(module, fmt, tmp_path / "m.pt", X))
+    assert model.layers[0].activation == "relu"
+    assert_close(model.predict(X), reference(module, X))
+
+
+@pytest.mark.parametrize("fmt", ["whole", "script", "trace"])
+def test_plain_modules_saved_whole(fmt, tmp_path, rng):
+    """A bare nn.LSTM (output = every step, as torch's output[0]) and a bare nn.Sequential."""
+    torch.manual_seed(2)
+    X = example("lstm", rng)
+    lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True).eval()
+    model = lstmrt.load(save(lstm, fmt, tmp_path / "lstm.pt", X))
+    assert_close(model.predict(X), reference(lstm, X))
+    seq = nn.Sequential(nn.Linear(3, 5), nn.ELU(), nn.Linear(5, 2), nn.LogSoftmax(dim=-1)).eval()
+    model = lstmrt.load(save(seq, fmt, tmp_path / "seq.pt", X))
+    assert_close(model.predict(X), reference(seq, X))
+
+
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell", "RNNCell"])
+@pytest.mark.parametrize("fmt", ["zip", "whole", "script"])
+def test_cells_run_over_the_sequence(kind, fmt, tmp_path, rng):
+    torch.manual_seed(3)
+    cell = getattr(nn, kind)(3, 5).eval()
+    X = example("cell", rng)
+    model = lstmrt.load(save(cell, fmt, tmp_path / "cell.pt", X))
+    c64 = copy.deepcopy(cell).double()
+    state, outputs = None, []
+    with torch.no_grad():
+        for t in range(X.shape[1]):
+            state = c64(torch.from_numpy(X[:, t]).double(), state)
+            outputs.append((state[0] if isinstance(state, tuple) else state).numpy())
+    assert_close(model.predict(X), np.stack(outputs, axis=1))
+
+
+# -- names and shapes -----------------------------------------------------------------------------------------------
+class TwelveRows(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(5, 3, batch_first=True)  # weight_ih (12, 5), weight_hh (12, 3)
+        self.gru = nn.GRU(3, 4, batch_first=True)  # weight_ih (12, 3), weight_hh (12, 4)
+
+    def forward(self, x):
+        return self.gru(self.lstm(x)[0])[0]
+
+
+def test_twelve_rows_lstm_vs_gru_settled_by_weight_hh(tmp_path, rng):
+    torch.manual_seed(4)
+    module = TwelveRows().eval()
+    torch.save(module.state_dict(), tmp_path / "sd.pt")
+    model = lstmrt.load(tmp_path / "sd.pt")
+    assert [type(s).__name__ for s in model.layers] == ["LSTM", "GRU"]
+    X = rng.standard_normal((2, 6, 5)).astype(np.float32)
+    assert_close(model.predict(X), reference(module, X))
+
+
+def test_state_dict_without_activations_is_a_chain_of_its_layers(tmp_path, rng):
+    """Documented: a state dict yields no activations; recurrent -> Linear needs none to load."""
+    module = make("gru-bidir")
+    torch.save(module.state_dict(), tmp_path / "sd.pt")
+    model = lstmrt.load(tmp_path / "sd.pt")
+    assert [type(s).__name__ for s in model.layers] == ["Bidirectional", "Dense"]
+    X = example("gru-bidir", rng)
+    assert_close(model.predict(X), reference(RecurrentHead(module.rnn, module.head), X))  # no sigmoid
+
+
+def test_linear_after_linear_in_a_state_dict_asks_for_layers(tmp_path):
+    torch.save(make("mlp-sequential").state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(ArchitectureError, match=r"'0' and '3' are both nn.Linear.*layers="):
+        lstmrt.load(tmp_path / "sd.pt")
+
+
+def test_registration_order_not_forward_order_asks_for_layers(tmp_path, rng):
+    torch.manual_seed(5)
+    module = HeadFirst().eval()
+    for fmt in ("zip", "whole"):
+        path = save(module, fmt, tmp_path / f"m.{fmt}", None)
+        with pytest.raises(ArchitectureError, match=r"expects 3 input features.*outputs 2.*layers="):
+            lstmrt.load(path)
+        model = lstmrt.load(path, layers=["gru", "head", "relu"])
+        X = example("x", rng)
+        assert_close(model.predict(X), reference(module, X))
+
+
+def test_torchscript_follows_forward_code(tmp_path, rng):
+    """Scripted code shows the forward order (head registered first) and the functional relu."""
+    torch.manual_seed(6)
+    module = HeadFirst().eval()
+    X = example("x", rng)
+    model = lstmrt.load(save(module, "script", tmp_path / "m.pt", X))
+    assert [type(s).__name__ for s in model.layers] == ["GRU", "Dense", "Activation"]
+    assert_close(model.predict(X), reference(module, X))
+
+
+def test_torchscript_forward_that_is_not_a_chain_asks_for_layers(tmp_path, rng):
+    module = Scaled().eval()
+    path = save(module, "script", tmp_path / "m.pt", None)
+    with pytest.raises(ArchitectureError, match=r"cannot follow Scaled.forward.*layers="):
+        lstmrt.load(path)
+    assert lstmrt.load(path, layers=["gru"]).layers[0].hidden_size == 4
+
+
+def test_nested_user_modules_whole_and_script(tmp_path, rng):
+    torch.manual_seed(7)
+    module = EncoderDecoder().eval()
+    X = example("x", rng)
+    for fmt in ("whole", "script", "trace"):
+        model = lstmrt.load(save(module, fmt, tmp_path / f"m.{fmt}", X))
+        assert_close(model.predict(X), reference(module, X))
+
+
+# -- key, prefix, layers ------------------------------------------------------------------------------------------
+def checkpoint(module):
+    return {"epoch": 3, "model_state": module.state_dict(),
+            "optimizer_state": torch.optim.Adam(module.parameters()).state_dict(), "scheduler": {"last_epoch": 3}}
+
+
+def test_key_auto_detected_and_explicit(tmp_path, rng):
+    module = make("gru-bidir")
+    opt = torch.optim.Adam(module.parameters())
+    module(torch.randn(1, 2, 3)).sum().backward()
+    opt.step()  # optimizer moments now hold tensors: they must not count as candidates
+    torch.save({"epoch": 3, "model_state": module.state_dict(), "optimizer_state": opt.state_dict()},
+               tmp_path / "ck.pt")
+    X = example("x", rng)
+    for key in (None, "model_state"):
+        model, info = load_with_info(tmp_path / "ck.pt", key=key, layers=["rnn", "head", "sigmoid"])
+        assert info["key"] == "model_state"
+        assert_close(model.predict(X), reference(module, X))
+
+
+def test_key_dotted_path_and_errors(tmp_path):
+    a, b = make("gru-bidir"), make("rnn-nobias")
+    torch.save({"models": {"generator": a.state_dict(), "critic": b.state_dict()}, "step": 10}, tmp_path / "two.pt")
+    with pytest.raises(ValueError, match=r"several.*'models.generator'.*'models.critic'.*key="):
+        lstmrt.load(tmp_path / "two.pt")
+    assert lstmrt.load(tmp_path / "two.pt", key="models.critic").layers[0].hidden_size == 4
+    with pytest.raises(KeyError, match=r"key 'nope' not found.*'models'"):
+        lstmrt.load(tmp_path / "two.pt", key="nope")
+    with pytest.raises(ValueError, match=r"key 'step' holds a int, not a state dict"):
+        lstmrt.load(tmp_path / "two.pt", key="step")
+    torch.save({"epoch": 1, "note": "empty"}, tmp_path / "none.pt")
+    with pytest.raises(ValueError, match=r"no state dict or module found.*'epoch', 'note'.*key="):
+        lstmrt.load(tmp_path / "none.pt")
+
+
+def test_checkpoint_holding_a_whole_module(tmp_path, rng):
+    module = make("lstm-2layer-bidir-proj")
+    torch.save({"epoch": 1, "model": module}, tmp_path / "ck.pt")
+    model, info = load_with_info(tmp_path / "ck.pt")
+    assert info["key"] == "model"
+    X = example("x", rng)
+    assert_close(model.predict(X), reference(module, X))
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "whole", "script", "safetensors"])
+def test_prefix_selects_a_submodule(fmt, tmp_path, rng):
+    torch.manual_seed(8)
+    module = EncoderDecoder().eval()
+    X = example("x", rng)
+    path = save(module, fmt, tmp_path / "m.pt", X)
+    lstm = lstmrt.load(path, prefix="decoder.rnn")
+    assert [type(s).__name__ for s in lstm.layers] == ["LSTM"]
+    assert_close(lstm.predict(X[..., :1].repeat(4, -1)), reference(module.decoder.rnn, X[..., :1].repeat(4, -1)))
+    layers = ["rnn", "head", "tanh"] if fmt in STATE_DICT_FORMATS else None
+    decoder = lstmrt.load(path, prefix="decoder", layers=layers)
+    H = reference(module.encoder, X).astype(np.float32)
+    assert_close(decoder.predict(H), reference(module.decoder, H))
+    with pytest.raises(ValueError, match=r"prefix 'decoder.gru'|no parameter under prefix 'decoder.gru'"
+                                         r"|no tensor under prefix 'decoder.gru'"):
+        lstmrt.load(path, prefix="decoder.gru")
+
+
+def test_layers_errors(tmp_path):
+    torch.save(make("gru-bidir").state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(ValueError, match=r"'rnnn' is neither a module in the file \(modules: 'rnn', 'head'\)"):
+        lstmrt.load(tmp_path / "sd.pt", layers=["rnnn", "head"])
+    with pytest.raises(ValueError, match=r"does not use the parameters of module\(s\) 'head'.*prefix="):
+        lstmrt.load(tmp_path / "sd.pt", layers=["rnn"])
+    with pytest.raises(ValueError, match=r"'rnn' is named twice"):
+        lstmrt.load(tmp_path / "sd.pt", layers=["rnn", "rnn", "head"])
+    with pytest.raises(TypeError, match="layers must be a list"):
+        lstmrt.load(tmp_path / "sd.pt", layers="rnn")
+    model = lstmrt.load(tmp_path / "sd.pt", layers=["rnn", "ReLU", "head", "softmax"])  # torch class names too
+    assert [model.layers[1].activation, model.layers[3].activation] == ["relu", "softmax"]
+
+
+# -- safetensors ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_safetensors_dtypes(dtype, tmp_path, rng):
+    module = make("tokens")
+    state = {k: v.to(dtype) for k, v in module.state_dict().items()}
+    safetensors_torch.save_file(state, str(tmp_path / "m.safetensors"))
+    module.load_state_dict({k: v.float() for k, v in state.items()})  # the rounded weights are the truth
+    model = lstmrt.load(tmp_path / "m.safetensors")  # the Embedding fixes the order: no layers= needed
+    X = example("tokens", rng)
+    assert_close(model.predict(X), reference(module, X))
+
+
+def test_safetensors_order_from_sequential_indices(tmp_path, rng):
+    torch.manual_seed(9)
+    seq = nn.Sequential(*[nn.Linear(3, 3) if i % 2 == 0 else nn.Tanh() for i in range(11)]).eval()
+    safetensors_torch.save_file(seq.state_dict(), str(tmp_path / "m.safetensors"))  # "10.weight" sorts before "2"
+    X = example("x", rng)
+    model = lstmrt.load(tmp_path / "m.safetensors", layers=[str(i) if i % 2 == 0 else "tanh" for i in range(11)])
+    assert_close(model.predict(X), reference(seq, X))
+    with pytest.raises(ArchitectureError, match="both nn.Linear"):
+        lstmrt.load(tmp_path / "m.safetensors")
+
+
+def test_safetensors_ambiguous_order_asks_for_layers(tmp_path):
+    module = RecurrentHead(nn.GRU(3, 4), nn.Linear(4, 3))  # head -> rnn would chain too: 4 -> 3 -> 4
+    safetensors_torch.save_file(module.state_dict(), str(tmp_path / "m.safetensors"))
+    with pytest.raises(ArchitectureError, match=r"does not record the order.*layers="):
+        lstmrt.load(tmp_path / "m.safetensors")
+
+
+def test_safetensors_unsupported_dtype(tmp_path):
+    safetensors_torch.save_file({"head.weight": torch.ones(2, 2, dtype=torch.int64)}, str(tmp_path / "i.safetensors"))
+    with pytest.raises(ValueError, match=r"'head.weight' has dtype I64; supported: F32, F16, BF16, F64"):
+        lstmrt.load(tmp_path / "i.safetensors")
+
+
+# -- dtypes and devices in torch.save files -------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "whole"])
+def test_torch_file_dtypes(dtype, fmt, tmp_path, rng):
+    module = make("lstm-2layer-bidir-proj").to(dtype)
+    path = save(module, fmt, tmp_path / "m.pt", None)
+    layers = MODELS["lstm-2layer-bidir-proj"][1] if fmt in STATE_DICT_FORMATS else None
+    X = example("x", rng)
+    assert_close(lstmrt.load(path, layers=layers).predict(X), reference(module.float(), X))
+
+
+@pytest.fixture
+def cuda_locations():
+    """Make torch.save tag every storage as saved from cuda:0, as on a GPU machine (restored afterwards)."""
+    registry = torch.serialization._package_registry
+    entry = (0, lambda storage: "cuda:0", lambda storage, location: None)
+    registry.insert(0, entry)
+    yield
+    registry.remove(entry)
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "whole"])
+def test_storages_saved_from_cuda_load_on_cpu(fmt, tmp_path, rng, cuda_locations):
+    module = make("gru-bidir")
+    path = save(module, fmt, tmp_path / "m.pt", None)
+    if fmt == "legacy":
+        with open(path, "rb") as f:
+            raw = f.read()
+    else:
+        with zipfile.ZipFile(path) as zf:
+            raw = zf.read("m/data.pkl")
+    assert b"cuda:0" in raw
+    layers = MODELS["gru-bidir"][1] if fmt in STATE_DICT_FORMATS else None
+    X = example("x", rng)
+    assert_close(lstmrt.load(path, layers=layers).predict(X), reference(module, X))
+
+
+# -- unsupported content: errors naming the layer, its class and what is supported ----------------------------------
+class WithNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 4, batch_first=True)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x):
+        return self.norm(self.rnn(x)[0])
+
+
+@pytest.mark.parametrize("fmt", ["zip", "whole", "script"])
+def test_unsupported_layer_is_named(fmt, tmp_path):
+    path = save(WithNorm().eval(), fmt, tmp_path / "m.pt", None)
+    pattern = r"module 'norm' \(weight \(4,\), bias \(4,\)\) is no layer lstmrt knows; supported: nn.LSTM" \
+        if fmt == "zip" else r"module 'norm' is a torch.nn.LayerNorm, which lstmrt does not support; supported: nn.LSTM"
+    with pytest.raises(ArchitectureError, match=pattern):
+        lstmrt.load(path)
+    assert lstmrt.load(path, prefix="rnn").output_size == 4  # prefix= leaves the unsupported module out
+
+
+@pytest.mark.parametrize("module, words", [
+    (nn.Sequential(nn.Linear(3, 3), nn.LeakyReLU()), r"torch.nn.LeakyReLU, which lstmrt does not support"),
+    (nn.Sequential(nn.Linear(3, 3), nn.ELU(alpha=0.5)), r"module '1': nn.ELU\(alpha=0.5\) is not supported"),
+    (nn.Sequential(nn.Embedding(5, 3, max_norm=1.0), nn.Linear(3, 2)), r"'0': nn.Embedding\(max_norm=...\)"),
+    (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), r"nn.Softmax\(dim=0\) is not supported"),
+], ids=["leaky_relu", "elu_alpha", "embedding_max_norm", "softmax_dim0"])
+@pytest.mark.parametrize("fmt", ["whole", "script"])
+def test_unsupported_options_are_named(module, words, fmt, tmp_path):
+    path = save(module.eval(), fmt, tmp_path / "m.pt", None)
+    with pytest.raises(ArchitectureError, match=words):
+        lstmrt.load(path)
+
+
+def test_user_module_with_its_own_parameters_is_refused(tmp_path):
+    class_ = OwnParameter()
+    torch.save(class_, tmp_path / "m.pt")
+    with pytest.raises(ArchitectureError, match=r"OwnParameter\) holds parameters of its own \(scale\)"):
+        lstmrt.load(tmp_path / "m.pt")
+
+
+class OwnParameter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 4)
+        self.scale = nn.Parameter(torch.ones(4))
+
+
+# -- format detection ----------------------------------------------------------------------------------------------
+def test_format_from_content_not_extension(tmp_path, rng):
+    module = make("tokens")
+    X = example("tokens", rng)
+    torch.save(module, tmp_path / "weights.h5")
+    safetensors_torch.save_file(module.state_dict(), str(tmp_path / "model.pt"))
+    script(module).save(str(tmp_path / "model.safetensors"))
+    for name, fmt in [("weights.h5", "torch.save file (zip)"), ("model.pt", "safetensors file"),
+                      ("model.safetensors", "TorchScript archive")]:
+        model, info = load_with_info(tmp_path / name)
+        assert info["format"] == fmt
+        assert_close(model.predict(X), reference(module, X))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="unrecognized file format; supported: torch.save"):
+        lstmrt.load(tmp_path / "notes.txt")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
+        zf.writestr("readme.md", "x")
+    with pytest.raises(ValueError, match="neither a torch.save / TorchScript file"):
+        lstmrt.load(tmp_path / "other.zip")
+
+
+def test_options_that_do_not_apply(tmp_path):
+    module = make("tokens")
+    safetensors_torch.save_file(module.state_dict(), str(tmp_path / "m.safetensors"))
+    with pytest.raises(ValueError, match="key= does not apply to safetensors"):
+        lstmrt.load(tmp_path / "m.safetensors", key="model")
+    script(module).save(str(tmp_path / "m.pt"))
+    with pytest.raises(ValueError, match="key= does not apply to TorchScript"):
+        lstmrt.load(tmp_path / "m.pt", key="model")
+    with pytest.raises(TypeError, match="cannot load a list"):
+        lstmrt.load([1, 2])
+
+
+# -- live modules -------------------------------------------------------------------------------------------------
+def test_live_modules(rng):
+    module = EncoderDecoder().eval()
+    X = example("x", rng)
+    assert_close(lstmrt.load(module.decoder.rnn).predict(X[..., :1].repeat(4, -1)),
+                 reference(module.decoder.rnn, X[..., :1].repeat(4, -1)))
+    model = lstmrt.load(module, layers=["encoder.rnn", "encoder.head", "decoder.rnn", "decoder.head", "tanh"])
+    assert_close(model.predict(X), reference(module, X))
+    decoder = lstmrt.load(module, prefix="decoder", layers=["rnn", "head", "tanh"])
+    H = reference(module.encoder, X).astype(np.float32)
+    assert_close(decoder.predict(H), reference(module.decoder, H))
+    with pytest.raises(ArchitectureError, match=r"does not use parameters encoder\.head\.weight, encoder\.head\.bias, decoder"):
+        lstmrt.load(module, layers=["encoder.rnn", "decoder.rnn"])
+
+
+# -- never executing code from a file -----------------------------------------------------------------------------
+def payload_os_system(canary):
+    return b"cos\nsystem\n(V" + f"touch {canary}".encode() + b"\ntR."
+
+
+def payload_via(module, name, arg):
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n(V" + arg.encode() + b"\ntR."
+
+
+def stack_global(module, name):
+    """Protocol 4 STACK_GLOBAL with a dotted name: pickle's own find_class would walk the attributes."""
+    def short(text):
+        return b"\x8c" + bytes([len(text)]) + text.encode()
+    return b"\x80\x04" + short(module) + short(name) + b"\x93."
+
+
+class _Reduce:
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def payload_reduce(fn, *args):
+    return pickle.dumps(_Reduce(fn, args), protocol=2)
+
+
+def replace_data_pkl(src, dst, data):
+    """A real torch.save archive whose data.pkl is replaced by `data` (the rest left as torch wrote it)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item, data if item.filename.endswith("/data.pkl") else zin.read(item.filename))
+
+
+def legacy_with_payload(src, dst, data):
+    """A real legacy torch.save stream whose object pickle is replaced by `data`."""
+    raw = src.read_bytes()
+    f = io.BytesIO(raw)
+    for _ in range(3):
+        pickle.load(f)  # magic, protocol, sys_info (plain values)
+    start = f.tell()
+    for op, _arg, _pos in pickletools.genops(f):
+        if op.name == "STOP":
+            break
+    dst.write_bytes(raw[:start] + data + raw[f.tell():])
+
+
+@pytest.mark.parametrize("container", ["zip", "legacy", "torchscript"])
+def test_malicious_pickle_does_not_run(container, tmp_path):
+    canary = tmp_path / "canary"
+    module = make("gru-bidir")
+    if container == "torchscript":
+        script(module).save(str(tmp_path / "real.pt"))
+    else:
+        save(module, container, tmp_path / "real.pt", None)
+    target = tmp_path / "evil.pt"
+    payload = payload_os_system(canary)
+    if container == "legacy":
+        legacy_with_payload(tmp_path / "real.pt", target, payload)
+    else:
+        replace_data_pkl(tmp_path / "real.pt", target, payload)
+    with pytest.raises(UnsafePickleError, match=r"refusing global os.system"):
+        lstmrt.load(target)
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize("payload, name", [
+    (payload_via("builtins", "eval", "__import__('os').system('touch CANARY')"), "builtins.eval"),
+    (payload_via("builtins", "exec", "open('CANARY', 'w')"), "builtins.exec"),
+    (payload_via("__builtin__", "getattr", "x"), "builtins.getattr"),
+    (payload_via("subprocess", "Popen", "touch CANARY"), "subprocess.Popen"),
+    (payload_via("importlib", "import_module", "os"), "importlib.import_module"),
+    (payload_via("posix", "system", "touch CANARY"), "posix.system"),
+    (payload_via("numpy", "load", "CANARY"), "numpy.load"),
+    (payload_via("torch", "load", "CANARY"), "torch.load"),
+    (payload_via("evil_module", "do_evil", "x"), "evil_module.do_evil"),
+    (stack_global("torch.nn.modules.rnn", "LSTM.__init__.__globals__"),
+     r"torch.nn.modules.rnn.LSTM.__init__.__globals__"),
+    (payload_via("torch.nn.modules.rnn", "LSTM", "x"), "refusing to call global torch.nn.modules.rnn.LSTM"),
+    (payload_via("mypackage.models", "Net", "x"), "refusing to call global mypackage.models.Net"),
+], ids=["eval", "exec", "getattr", "popen", "importlib", "posix", "numpy_load", "torch_load", "unknown_function",
+        "dotted_getattr_chain", "call_torch_class", "call_user_class"])
+def test_refused_globals_are_named(payload, name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"w": torch.ones(1)}, tmp_path / "real.pt")
+    replace_data_pkl(tmp_path / "real.pt", tmp_path / "evil.pt", payload.replace(b"CANARY", b"canary"))
+    with pytest.raises(UnsafePickleError, match=name.replace(".", r"\.").replace("(", r"\(")):
+        lstmrt.load(tmp_path / "evil.pt")
+    assert not (tmp_path / "canary").exists()
+
+
+def test_payload_built_by_pickle_itself_is_refused(tmp_path):
+    """The classic __reduce__ exploit, pickled by Python (os.system is posix.system on Linux)."""
+    canary = tmp_path / "canary"
+    torch.save({"w": torch.ones(1)}, tmp_path / "real.pt")
+    replace_data_pkl(tmp_path / "real.pt", tmp_path / "evil.pt", payload_reduce(os.system, f"touch {canary}"))
+    with pytest.raises(UnsafePickleError, match=r"refusing global (posix|os)\.system"):
+        lstmrt.load(tmp_path / "evil.pt")
+    assert not canary.exists()
+
+
+def test_corrupt_tensor_layout_is_refused(tmp_path):
+    """A size that reaches past its storage must not read out of bounds."""
+    torch.save({"w": torch.ones(2, 2)}, tmp_path / "real.pt")
+    data = zipfile.ZipFile(tmp_path / "real.pt").read("real/data.pkl")
+    bad = data.replace(b"K\x02K\x02\x86", b"K\x09K\x02\x86")  # size (2, 2) -> (9, 2)
+    assert bad != data
+    replace_data_pkl(tmp_path / "real.pt", tmp_path / "bad.pt", bad)
+    with pytest.raises(pickle.UnpicklingError, match=r"reaches element 17 of storage '0' which has 4"):
+        lstmrt.load(tmp_path / "bad.pt", key="w")
