@@ -1,5 +1,6 @@
 /* Whole-sequence inference from a zero state. Causal models run in bounded blocks; a bidirectional layer needs
  * every step at once, so such models take scratch for the whole sequence. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,15 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int6
     if (s != LSTMRT_STATUS_OK || steps == 0)
         return s;
     const int64_t block = needs_whole_sequence(m) ? steps : (steps < block_steps(batch) ? steps : block_steps(batch));
+    /* Scratch grows with batch x block x the widest layer: a byte count beyond size_t must fail here, because
+     * computed modulo 2^64 it can come out small, be allocated, and be overrun. Estimated in double (the factor
+     * 2 margin dwarfs its rounding); 80 floats cover the 16-float rounding of the five buffers. */
+    const double need = ((double)batch * (double)block * (m->max_gate_width + 3.0 * m->max_width) +
+                         (double)batch * (4.0 * m->max_hidden + (double)m->state_size) + 80.0) * sizeof(float) +
+                        (double)batch * (double)steps;
+    if (need > (double)(SIZE_MAX / 2))
+        return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "scratch for %lld x %lld steps exceeds the address space",
+                            (long long)batch, (long long)steps);
     const size_t ws_floats = workspace_floats(m, batch, block);
     const size_t state_floats = (size_t)(batch * m->state_size);
     const size_t active_bytes = (lengths || mask) ? (size_t)(batch * steps) : 0;

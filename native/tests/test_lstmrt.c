@@ -76,7 +76,7 @@ static int expect_status(lstmrt_status got, lstmrt_status want, int line, const 
 #define INVALID LSTMRT_STATUS_INVALID_ARGUMENT
 
 /* Scratch owned by the current test: weights, inputs, outputs. Freed between models. */
-#define ARENA_MAX 4096
+#define ARENA_MAX 65536
 static void *arena[ARENA_MAX];
 static int arena_len;
 
@@ -833,6 +833,45 @@ static void test_stream_invariants(void)
     }
 }
 
+/* A wide batch (>= 256 rows) makes predict and streams work one step per block: the other blocking path. */
+static void test_wide_batch(void)
+{
+    enum { B = 300, T = 5 };
+    for (int which = 0; which < NUM_SPECS; which++) {
+        spec s;
+        make_spec(which, &s);
+        snprintf(context, sizeof context, "%s, batch %d", s.name, B);
+        for (int l = 0; l < s.n; l++)
+            s.layers[l].final_only = 0;
+        lstmrt_model_t *m = create_model(&s);
+        lstmrt_stream_t *st = NULL;
+        if (m && !lstmrt_model_is_bidirectional(m) && CHECK(lstmrt_stream_create(m, B, &st) == LSTMRT_STATUS_OK)) {
+            const int I = spec_in(&s), O = spec_out(&s);
+            float *x = make_inputs(&s, B, T), *want = new_floats((int64_t)B * T * O);
+            float *got = new_floats((int64_t)B * T * O), *xt = new_floats((int64_t)B * I);
+            float *yt = new_floats((int64_t)B * O);
+            double *ref = new_doubles((int64_t)B * T * O);
+            CHECK(lstmrt_model_predict(m, x, B, T, NULL, NULL, want) == LSTMRT_STATUS_OK);
+            ref_predict(&s, x, B, T, NULL, NULL, ref);
+            CHECK(max_err_ref(want, ref, (int64_t)B * T * O) <= REF_TOL);
+            CHECK(lstmrt_stream_run(st, x, T, got) == LSTMRT_STATUS_OK);
+            CHECK(max_abs_diff(got, want, (int64_t)B * T * O) <= SAME_TOL);
+            lstmrt_stream_reset(st);
+            for (int t = 0; t < T; t++) {
+                for (int b = 0; b < B; b++)
+                    memcpy(xt + (int64_t)b * I, x + ((int64_t)b * T + t) * I, (size_t)I * sizeof(float));
+                CHECK(lstmrt_stream_step(st, xt, NULL, yt) == LSTMRT_STATUS_OK);
+                for (int b = 0; b < B; b++)
+                    memcpy(got + ((int64_t)b * T + t) * O, yt + (int64_t)b * O, (size_t)O * sizeof(float));
+            }
+            CHECK(max_abs_diff(got, want, (int64_t)B * T * O) <= SAME_TOL);
+        }
+        lstmrt_stream_free(st);
+        lstmrt_model_free(m);
+        arena_reset();
+    }
+}
+
 /* lengths: padding outputs are zero and the backward direction starts at each sequence's own last step, so a
  * padded sequence predicts exactly as the same sequence alone, unpadded. */
 static void test_lengths_match_unpadded(void)
@@ -1057,17 +1096,23 @@ static void test_out_of_memory(void)
     }
     lstmrt_model_free(m);
 
-    /* A stream whose scratch cannot exist: batch 2^24 rows of 2^20 features. */
+    /* The widest dense layer (2^24 features, zero weights: cheap to make). */
     memset(&s, 0, sizeof s);
-    s.scale = 1.0;
-    push(&s, LSTMRT_LAYER_DENSE, 1, 1 << 20);
-    add_weights(&s);
+    lstmrt_layer_desc *wide = push(&s, LSTMRT_LAYER_DENSE, 1, 1 << 24);
+    wide->weights[0].weight_ih = new_floats(1 << 24);
     snprintf(context, sizeof context, "stream_create out of memory");
     m = create_model(&s);
     if (m) {
+        /* A stream whose scratch cannot exist: 2^24 rows of 2^24 features. */
         lstmrt_stream_t *st = (lstmrt_stream_t *)&s;
         EXPECT_FAIL(lstmrt_stream_create(m, 1 << 24, &st), LSTMRT_STATUS_OUT_OF_MEMORY);
         CHECK(st == NULL);
+        /* predict scratch of B rows x 3 buffers x 2^24 floats: for this B the byte count is a multiple of 2^64
+         * plus ~340 MB. Computed modulo 2^64 it would be allocated and overrun; it must be OUT_OF_MEMORY. */
+        snprintf(context, sizeof context, "predict scratch size wraps around");
+        float x[1] = {0}, y[1] = {5.0f};
+        EXPECT_FAIL(lstmrt_model_predict(m, x, INT64_C(183251919760), 1, NULL, NULL, y), LSTMRT_STATUS_OUT_OF_MEMORY);
+        CHECK(y[0] == 5.0f);
     }
     lstmrt_model_free(m);
     arena_reset();
@@ -1328,6 +1373,7 @@ int main(int argc, char **argv)
     RUN(test_model_properties);
     RUN(test_predict_vs_reference);
     RUN(test_stream_invariants);
+    RUN(test_wide_batch);
     RUN(test_lengths_match_unpadded);
     RUN(test_final_only_long_sequence);
     RUN(test_special_values);
