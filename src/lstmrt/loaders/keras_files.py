@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 
-from . import keras_graph
+from . import keras_graph, keras_layers
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -91,8 +91,7 @@ class _LegacyWeights:
         return [g[_text(n)][()] for n in g.attrs.get("weight_names", [])]
 
 
-_WEIGHTLESS = ("InputLayer", "Masking", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
-               "AlphaDropout", "Activation", "Identity", *keras_graph.MASK_OPS)
+_WEIGHTLESS = (*keras_layers.NO_OPS, "Masking", "Activation", *keras_graph.MASK_OPS)
 
 
 def _has_weights(group, name) -> bool:
