@@ -3,7 +3,9 @@
 A leak in the C runtime or the binding (a model's packed weights, a stream's block, predict's scratch, the
 arrays kept while a model is built, an exception path) grows RSS by at least its size per cycle: over
 CYCLES cycles even a few hundred bytes stand out above RSS_SLACK. Each measurement follows a warm-up so that
-allocator pools, caches and lazily imported modules are already in place."""
+allocator pools, caches and lazily imported modules are already in place.
+
+WORKLOADS is also used by scripts/reliability_report.py, which records the measured growth."""
 
 import gc
 import os
@@ -13,11 +15,12 @@ import pytest
 import specs
 
 import lstmrt
+from lstmrt import _native
 
 # Counts recorded by scripts/reliability_report.py in docs/reliability.md.
-CYCLES = 10_000  # per test
+CYCLES = 10_000  # per workload
 WARMUP = 500
-STREAM_STEPS = 5  # steps per stream cycle
+STREAM_STEPS = 5  # single steps per stream cycle
 RSS_SLACK = 2 << 20  # bytes: allocator noise; a 300-byte-per-cycle leak over 10 000 cycles is 3 MB
 
 STATM = "/proc/self/statm"
@@ -45,21 +48,19 @@ def small_layers(rng):
     return [specs.lstm(rng, 4, 8, proj_size=3), specs.gru(rng, 3, 5, reset_after=False), specs.dense(rng, 5, 2)]
 
 
-def assert_flat(grown, what):
-    assert grown <= RSS_SLACK, f"{what}: RSS grew by {grown / 1024:.0f} KiB over {CYCLES} cycles"
-
-
-def test_model_create_free_cycles(rng):
+def model_cycle(rng):
+    """Model create / free (weights packed, then released)."""
     layers = small_layers(rng)
 
     def cycle(i):
         m = lstmrt.Model(layers)
         del m
 
-    assert_flat(growth(cycle), "Model create/free")
+    return cycle
 
 
-def test_stream_create_step_free_cycles(rng):
+def stream_cycle(rng):
+    """Stream create, steps (also into out=), copy, state get/set, reset, a batched stream's run, free."""
     m = lstmrt.Model(small_layers(rng))
     xs = rng.standard_normal((STREAM_STEPS, 4)).astype(np.float32)
     xb = rng.standard_normal((3, 7, 4)).astype(np.float32)
@@ -77,11 +78,12 @@ def test_stream_create_step_free_cycles(rng):
         b.run(xb)
         del s, c, b
 
-    assert_flat(growth(cycle), "Stream create/step/copy/run/free")
+    return cycle
 
 
-def test_predict_cycles(rng):
-    """predict allocates its scratch per call (causal and bidirectional paths, lengths and mask)."""
+def predict_cycle(rng):
+    """predict allocates its scratch per call: the bidirectional (whole-sequence) and causal (blocked) paths,
+    with lengths and with a mask."""
     bi = lstmrt.Model([specs.bidirectional("gru", rng, 4, 6, "sum"), specs.dense(rng, 6, 2)])
     causal = lstmrt.Model(small_layers(rng))
     X = rng.standard_normal((3, 11, 4)).astype(np.float32)
@@ -92,10 +94,10 @@ def test_predict_cycles(rng):
         bi.predict(X, lengths=lengths)
         causal.predict(X, mask=mask)
 
-    assert_flat(growth(cycle), "predict")
+    return cycle
 
 
-def test_failing_call_cycles(rng):
+def failing_cycle(rng):
     """Exception paths: a model the C validation refuses (after the binding kept its weight arrays), a stream
     step with a bad token id, a bidirectional model's stream refused by Python and by C."""
     layers = small_layers(rng)
@@ -105,7 +107,6 @@ def test_failing_call_cycles(rng):
     s = tokens.stream()
     bad_token = np.array([9.0], np.float32)
     bi = lstmrt.Model([specs.bidirectional("rnn", rng, 2, 3)])
-    from lstmrt import _native
 
     def cycle(i):
         with pytest.raises(ValueError, match="input_size"):
@@ -117,4 +118,13 @@ def test_failing_call_cycles(rng):
         with pytest.raises(TypeError, match="bidirectional"):  # the C refusal, below the Python check
             _native.Stream(bi._native, 1, False)
 
-    assert_flat(growth(cycle), "failing calls")
+    return cycle
+
+
+WORKLOADS = {"model": model_cycle, "stream": stream_cycle, "predict": predict_cycle, "failing": failing_cycle}
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+def test_cycles_leave_rss_flat(workload, rng):
+    grown = growth(WORKLOADS[workload](rng))
+    assert grown <= RSS_SLACK, f"{workload}: RSS grew by {grown / 1024:.0f} KiB over {CYCLES} cycles"
