@@ -13,7 +13,7 @@ from ..layers import Activation
 from ..model import Model
 from .safetensors import looks_like_safetensors, read_header, read_safetensors
 from .torch_build import ArchitectureError, build_model
-from .torch_tree import activation_name, is_module, select_layers, submodule, units_from_module, \
+from .torch_tree import activation_name, class_name, is_module, select_layers, submodule, units_from_module, \
     units_from_state_dict
 
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -60,29 +60,29 @@ def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
         known = all(u.path.split(".")[0].isdigit() for u in units)  # nn.Sequential indices give the order
         if known:
             units.sort(key=lambda u: [int(p) if p.isdigit() else p for p in u.path.split(".")])
-        note = "numbered modules" if known else "safetensors does not record module order"
-        return _build(units, layers, order_known=known, note=note), info
+        note = "nn.Sequential indices" if known else "the one order whose sizes chain (the file records none)"
+        return _build(units, layers, info, order_known=known, note=note), info
     if fmt == "torchscript":
         _not_applicable(key=key, where="TorchScript archives")
         from .torchscript import read_torchscript
 
         record, forward_order = read_torchscript(path)
         info["content"] = "TorchScript module"
-        return _from_module(record, prefix, layers, forward_order), info
+        return _from_module(record, prefix, layers, forward_order, info), info
     from .torch_file import read_legacy, read_zip
 
     obj = read_zip(path) if fmt == "torch-zip" else read_legacy(path)
     node, info["key"] = _select(obj, key, path)
     if is_module(node):
         info["content"] = "whole module (torch.save(model))"
-        return _from_module(node, prefix, layers, None), info
+        return _from_module(node, prefix, layers, None, info), info
     info["content"] = "state dict"
     if prefix:
         found = {k: v for k, v in node.items() if _under(k, prefix)}
         if not found:
             raise ValueError(f"{path}: no parameter under prefix {prefix!r}; modules: {_top_names(node)}")
         node = _strip(found, prefix)
-    return _build(units_from_state_dict(node), layers, note="state dict order = registration order"), info
+    return _build(units_from_state_dict(node), layers, info, note="state dict order (registration order)"), info
 
 
 def detect_format(path: str) -> str:
@@ -143,22 +143,35 @@ def _top_names(names) -> str:
     return ", ".join(dict.fromkeys(repr(n.split(".")[0]) for n in names)) or "(none)"
 
 
-def _build(units, layers, *, order_known: bool = True, note: str):
+_NO_ACTIVATIONS = "; no activations: names and shapes do not record them (add them with layers=)"
+
+
+def _build(units, layers, info, *, order_known: bool = True, note: str):
     if layers is not None:
+        info["order"] = "as given by layers="
         return build_model(select_layers(units, layers))
+    info["order"] = note + _NO_ACTIVATIONS
     return build_model(units, order_known=order_known, order_note=note)
 
 
-def _from_module(record, prefix, layers, forward_order):
+def _from_module(record, prefix, layers, forward_order, info):
     if prefix:
         try:
             record = submodule(record, prefix)
         except KeyError as exc:
             raise ValueError(f"prefix {prefix!r}: {exc.args[0]}") from None
     if layers is not None:
+        info["order"] = "as given by layers="
         return build_model(select_layers(units_from_module(record), layers))
-    note = "registration order of the module's children (its forward() is not in the file)"
-    return build_model(units_from_module(record, forward_order=forward_order), order_note=note)
+    units = units_from_module(record, forward_order=forward_order)
+    note = "registration order of a user-defined module's children (its forward() is not in the file)"
+    if any(u.guessed_before for u in units[1:]):
+        info["order"] = note
+    else:
+        info["order"] = ("a single module" if len(units) == 1 else "forward() code" if forward_order is not None
+                         and units[0].path.count(".") == 0 and class_name(record)[0] != "Sequential"
+                         else "nn.Sequential order")
+    return build_model(units, order_note=note)
 
 
 # -- checkpoint dicts ----------------------------------------------------------------------------------------------
