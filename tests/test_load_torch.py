@@ -179,6 +179,9 @@ def test_plain_modules_saved_whole(fmt, tmp_path, rng):
     lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True).eval()
     model = lstmrt.load(save(lstm, fmt, tmp_path / "lstm.pt", X))
     assert_close(model.predict(X), reference(lstm, X))
+    time_major = nn.LSTM(3, 4, bidirectional=True).eval()  # lstmrt's input is (B, T, I) whatever batch_first
+    model = lstmrt.load(save(time_major, fmt, tmp_path / "tm.pt", X.transpose(1, 0, 2).copy()))
+    assert_close(model.predict(X), reference(time_major, X.transpose(1, 0, 2).copy()).transpose(1, 0, 2))
     seq = nn.Sequential(nn.Linear(3, 5), nn.ELU(), nn.Linear(5, 2), nn.LogSoftmax(dim=-1)).eval()
     model = lstmrt.load(save(seq, fmt, tmp_path / "seq.pt", X))
     assert_close(model.predict(X), reference(seq, X))
@@ -517,6 +520,8 @@ def test_live_modules(rng):
     decoder = lstmrt.load(module, prefix="decoder", layers=["rnn", "head", "tanh"])
     H = reference(module.encoder, X).astype(np.float32)
     assert_close(decoder.predict(H), reference(module.decoder, H))
+    scripted = script(module)
+    assert_close(lstmrt.load(scripted).predict(X), reference(module, X))  # via its TorchScript archive
     with pytest.raises(ArchitectureError, match=r"does not use parameters encoder\.head\.weight, encoder\.head\.bias, decoder"):
         lstmrt.load(module, layers=["encoder.rnn", "decoder.rnn"])
 

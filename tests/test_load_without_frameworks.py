@@ -107,4 +107,7 @@ def test_keras_file_loads_without_keras(tmp_path):
     X = rng.standard_normal((2, 7, 3)).astype(np.float32)
     expected = np.asarray(model(X))
     model.save(tmp_path / "model.keras")
+    import lstmrt
+
+    assert np.max(np.abs(lstmrt.load(model).predict(X) - expected)) <= ATOL  # a live model: load_keras
     run_child([case(tmp_path, "model.keras", X, expected)])

@@ -4,7 +4,9 @@ files are read without torch."""
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -259,6 +261,19 @@ def _is_keras_model(obj) -> bool:
 
 
 def _load_live(obj, key, prefix, layers):
+    if _is_torch_module(obj) and hasattr(obj, "save") and hasattr(obj, "code"):  # a live TorchScript module
+        _not_applicable(key=key, where="TorchScript modules")
+        import torch  # already loaded: the caller holds a torch object
+
+        from .torchscript import read_torchscript
+
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():  # torch deprecates jit.save; this archive is internal, read right away
+            warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+            torch.jit.save(obj, buffer)
+        record, forward_order = read_torchscript(buffer)
+        info = {"format": "live TorchScript module", "key": None, "prefix": prefix, "content": "TorchScript module"}
+        return _from_module(record, prefix, layers, forward_order, info), info
     if _is_torch_module(obj):
         _not_applicable(key=key, where="live torch modules")
         from .torch_live import _convert, from_torch
