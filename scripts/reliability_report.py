@@ -216,7 +216,7 @@ def check_threads(args, build):
         f"{mod.N_THREADS} threads x {mod.ROUNDS} rounds on a shared model; 2 threads x "
         f"{mod.SHARED_STREAM_CALLS} calls on one stream"
     )
-    details = [f"- `{name}`: {state}" for name, state in cases]
+    details = ["Tests:", ""] + [f"- `{name}`: {state}" for name, state in cases]
     return Result(
         "threads",
         "shared model, one stream from two threads, per-thread errors",
