@@ -179,6 +179,11 @@ def build_model(units: list, *, order_known: bool = True, order_note: str = "reg
     """A Model from units in forward order. order_known=False (safetensors sorts names): the one order whose
     sizes chain is used, and none or several is an error asking for layers=."""
     units = [u for u in units if u.kind not in _NO_OPS]
+    for u in units:
+        if "parametrizations" in u.path.split(".") or {"weight_g", "weight_v", "weight_orig"} & set(u.params):
+            raise ArchitectureError(f"module {u.label}: parametrized weights (weight_norm, spectral_norm) are not "
+                                    "supported; remove the parametrization before saving (torch.nn.utils."
+                                    "parametrize.remove_parametrizations)")
     if not units:
         raise ArchitectureError("the file holds no layer lstmrt can run")
     variants = [_variants(u) for u in units]

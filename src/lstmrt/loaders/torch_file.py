@@ -86,7 +86,8 @@ def _small_pickle(f):
     """A header pickle of plain values (numbers, strings, dicts, lists): no globals allowed at all."""
     start = f.tell()
     for opcode, _arg, _pos in pickletools.genops(f):
-        if opcode.name in ("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"):
+        if opcode.name in ("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD",
+                           "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"):
             raise pickle.UnpicklingError(f"torch legacy header contains opcode {opcode.name}")
         if opcode.name == "STOP":
             break

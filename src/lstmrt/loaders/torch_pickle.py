@@ -35,6 +35,9 @@ _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 _CLASS = re.compile(r"[A-Z]\w*\Z")
 
 
+_HINT = " (for a file of your own: save model.state_dict() or a TorchScript archive instead)"
+
+
 class UnsafePickleError(pickle.UnpicklingError):
     """The file names a global (function, class) that lstmrt will not resolve: loading it could run code."""
 
@@ -77,20 +80,20 @@ class Record:
 class _RecordMeta(type):
     def __call__(cls, *args, **kwargs):  # pickle's REDUCE: a call, which could run code in the real class
         raise UnsafePickleError(f"refusing to call global {cls.qualname}: lstmrt only rebuilds instances of "
-                                "classes as data, it never calls what a file names")
+                                f"classes as data, it never calls what a file names{_HINT}")
 
 
-_record_classes: dict = {}
-
-
-def record_class(module: str, name: str) -> type:
+def record_class(module: str, name: str, cache: dict) -> type:
+    """The record class for module.name, one per load (`cache`): nothing a file does outlives its loading."""
     key = f"{module}.{name}"
-    if key not in _record_classes:
-        _record_classes[key] = _RecordMeta(name, (Record,), {"qualname": key, "__module__": "lstmrt.records"})
-    return _record_classes[key]
+    if key not in cache:
+        cache[key] = _RecordMeta(name, (Record,), {"qualname": key, "__module__": "lstmrt.records"})
+    return cache[key]
 
 
 class StorageType:
+    __slots__ = ("name", "dtype")
+
     def __init__(self, name: str):
         self.name, self.dtype = name, STORAGE_DTYPES[name]
 
@@ -100,6 +103,8 @@ class StorageType:
 
 class Storage:
     """A storage's elements as a 1-D array (None while only the structure is being read)."""
+
+    __slots__ = ("key", "array")
 
     def __init__(self, key: str, array):
         self.key, self.array = key, array
@@ -122,6 +127,8 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     arr = storage.array
     if arr is None:  # structure-only pass (legacy format): bytes come later
         return None
+    if not (isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.flags.c_contiguous):
+        raise pickle.UnpicklingError(f"storage {storage.key!r} was tampered with")  # as_strided needs this
     if 0 in size:
         return np.zeros(size, arr.dtype)
     last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
@@ -145,6 +152,7 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, *state):
 
 
 def _rebuild_from_type_v2(func, new_type, args, state):
+    func = getattr(func, "fn", None)
     if func not in _REBUILDERS:
         raise UnsafePickleError(f"refusing tensor rebuild through {func!r}")
     return func(*args)
@@ -188,7 +196,7 @@ def _reconstructor(cls, base, state):  # copyreg._reconstructor, protocols 0 and
 
 
 def _numpy_reconstruct(cls, shape, dtype):
-    if cls is not np.ndarray:
+    if cls is not np.ndarray or tuple(shape) != (0,):  # what numpy pickles; the data comes with BUILD
         raise UnsafePickleError(f"refusing numpy _reconstruct of {cls!r}")
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
@@ -216,7 +224,7 @@ def _device(*args):
 _SAFE_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice,
-    ("builtins", "complex"): complex, ("builtins", "bytearray"): bytearray, ("builtins", "object"): object,
+    ("builtins", "complex"): complex, ("builtins", "object"): object,
     ("_codecs", "encode"): _latin1_encode,
     ("copyreg", "_reconstructor"): _reconstructor,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
@@ -236,13 +244,28 @@ _SAFE_GLOBALS = {
 _RENAMED_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
-def resolve_global(module: str, name: str):
+class _Call:
+    """An allowlisted function as the file sees it: callable, but with no attributes a BUILD could change."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        object.__setattr__(self, "fn", fn)
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    def __setattr__(self, name, value):
+        raise UnsafePickleError(f"refusing to modify {self.fn.__name__}")
+
+
+def resolve_global(module: str, name: str, classes: dict):
     """What a GLOBAL opcode may stand for here: an allowlisted callable, a storage type, a dtype name, or an inert
-    record class. Everything else raises UnsafePickleError naming the global."""
+    record class (from `classes`, this load's cache). Everything else raises UnsafePickleError naming it."""
     module = _RENAMED_MODULES.get(module, module)
     safe = _SAFE_GLOBALS.get((module, name))
     if safe is not None:
-        return safe
+        return safe if isinstance(safe, type) else _Call(safe)
     if module == "torch" and name in STORAGE_DTYPES:
         return StorageType(name)
     if module == "torch" and name in _TORCH_DTYPES:
@@ -252,9 +275,9 @@ def resolve_global(module: str, name: str):
         ("torch", "Tensor"), ("torch.nn.parameter", "Parameter"))
     class_like = _MODULE.match(module) and (_IDENTIFIER.match(name) if top == "__torch__" else _CLASS.match(name))
     if class_like and (torch_class or top not in _DENIED_MODULES):
-        return record_class(module, name)
+        return record_class(module, name, classes)
     raise UnsafePickleError(f"refusing global {module}.{name}: lstmrt rebuilds only tensors, containers and "
-                            "module records and never imports or calls anything else a file names")
+                            f"module records and never imports or calls anything else a file names{_HINT}")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -265,9 +288,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file, encoding="utf-8")
         self._load_storage = load_storage
         self._storages: dict = {}
+        self._classes: dict = {}
 
     def find_class(self, module, name):
-        return resolve_global(module, name)
+        return resolve_global(module, name, self._classes)
 
     def persistent_load(self, pid):
         pid = tuple(p.decode("ascii") if isinstance(p, bytes) else p for p in pid) if isinstance(pid, tuple) else pid

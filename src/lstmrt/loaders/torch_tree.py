@@ -105,7 +105,10 @@ def units_from_module(record, path: str = "", forward_order=None) -> list:
         return [Unit(path, "unsupported", params, record,
                      reason=f"{where} ({name}) holds parameters of its own ({', '.join(params)}), used by its "
                             "forward() in a way lstmrt cannot see")]
-    join = (lambda child: f"{path}.{child}" if path else child)
+
+    def join(child):
+        return f"{path}.{child}" if path else child
+
     order = forward_order(record) if forward_order and not (torch_nn and name in _CHAINS) else None
     if order is not None:
         units = []
