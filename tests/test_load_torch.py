@@ -530,8 +530,11 @@ def test_live_modules(rng):
     assert_close(decoder.predict(H), reference(module.decoder, H))
     scripted = script(module)
     assert_close(lstmrt.load(scripted).predict(X), reference(module, X))  # via its TorchScript archive
-    with pytest.raises(ArchitectureError, match=r"does not use parameters encoder\.head\.weight, encoder\.head\.bias"):
+    assert_close(lstmrt.load(module).predict(X), reference(module, X))  # user-defined: registration order
+    with pytest.raises(ValueError, match=r"does not use the parameters of module\(s\) 'encoder.head', 'decoder.head'"):
         lstmrt.load(module, layers=["encoder.rnn", "decoder.rnn"])
+    with pytest.raises(ValueError, match=r"key= does not apply to live torch modules"):
+        lstmrt.load(module, key="x")
 
 
 # -- never executing code from a file -----------------------------------------------------------------------------

@@ -11,11 +11,10 @@ import zipfile
 
 import numpy as np
 
-from ..layers import Activation
 from ..model import Model
 from .safetensors import looks_like_safetensors, read_header, read_safetensors
-from .torch_build import ArchitectureError, build_model
-from .torch_tree import activation_name, class_name, is_module, select_layers, submodule, units_from_module, \
+from .torch_build import build_model
+from .torch_tree import LiveRecord, class_name, is_module, select_layers, submodule, units_from_module, \
     units_from_state_dict
 
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -276,13 +275,13 @@ def _load_live(obj, key, prefix, layers):
         return _from_module(record, prefix, layers, forward_order, info), info
     if _is_torch_module(obj):
         _not_applicable(key=key, where="live torch modules")
-        from .torch_live import _convert, from_torch
-
-        module = obj.get_submodule(prefix) if prefix else obj
         info = {"format": "live torch module", "key": None, "prefix": prefix, "content": type(obj).__name__}
-        if layers is None:
-            return from_torch(module), info
-        return Model(_live_layers(module, layers, _convert)), info
+        if prefix is None and layers is None and type(obj).__module__.startswith("torch.nn."):
+            from .torch_live import from_torch
+
+            info["order"] = "the module itself"
+            return from_torch(obj), info
+        return _from_module(LiveRecord(obj), prefix, layers, None, info), info
     if _is_keras_model(obj):
         _not_applicable(key=key, prefix=prefix, where="Keras models")
         from .keras import load_keras
@@ -290,25 +289,3 @@ def _load_live(obj, key, prefix, layers):
         return load_keras(obj, layers=layers), {"format": "live Keras model", "key": None, "prefix": None,
                                                 "content": type(obj).__name__}
     raise TypeError(f"cannot load a {type(obj).__name__}: expected a file path, a torch nn.Module or a Keras model")
-
-
-def _live_layers(module, layers, convert) -> list:
-    specs, used = [], set()
-    for entry in layers:
-        try:
-            sub = module.get_submodule(entry)
-        except AttributeError:
-            act = activation_name(entry)
-            if act is None:
-                names = ", ".join(repr(n) for n, _ in module.named_children())
-                raise ValueError(f"layers: {entry!r} is neither a submodule (children: {names}) nor an "
-                                 "activation name") from None
-            specs.append(Activation(act))
-            continue
-        used.update(f"{entry}.{n}" for n, _ in sub.named_parameters())
-        specs += convert(sub)
-    left = [n for n, _ in module.named_parameters() if n not in used]
-    if left:
-        raise ArchitectureError(f"layers does not use parameters {', '.join(left)}: list their modules, or use "
-                                "prefix= to load only part of the module")
-    return specs

@@ -13,7 +13,7 @@ from ..layers import Activation, Dense, Embedding
 from ..model import Model
 from . import torch_layers
 from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
-from .torch_tree import CELLS, RECURRENT
+from .torch_tree import CELLS, RECURRENT, LiveRecord
 
 _STACK_NAME = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?\Z")
 _CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
@@ -116,7 +116,8 @@ def _variants(unit) -> list:
         return [[]]
     if kind in _ACTIVATIONS:
         try:
-            return [[_activation(unit.record)]]
+            return [[_activation(getattr(unit.record, "module", None) if isinstance(unit.record, LiveRecord)
+                                 else unit.record)]]
         except AttributeError as exc:
             raise ArchitectureError(f"module {unit.label} (nn.{kind}): option missing from the file ({exc})") from None
         except ValueError as exc:

@@ -40,6 +40,20 @@ class Unit:
         return repr(self.path) if self.path else "the root module"
 
 
+class LiveRecord:
+    """A live nn.Module seen through the record interface (qualname, attrs with arrays), so that prefix=,
+    layers= and user-defined containers work on it as on a torch.save(model) file. `module` is the module."""
+
+    def __init__(self, module):
+        self.module = module
+        self.qualname = f"{type(module).__module__}.{type(module).__name__}"
+        self.attrs = dict(vars(module))
+        for group in ("_parameters", "_buffers"):
+            self.attrs[group] = {k: v.detach().cpu().float().numpy() for k, v in getattr(module, group).items()
+                                 if v is not None}
+        self.attrs["_modules"] = {k: LiveRecord(v) for k, v in module._modules.items() if v is not None}
+
+
 def class_name(record) -> tuple:
     """(short class name, whether it is a torch.nn class) of a module record; TorchScript names are unmangled."""
     qual = record.qualname
@@ -60,11 +74,13 @@ def module_parts(record) -> tuple:
         children = {k: v for k, v in (attrs.get("_modules") or {}).items() if v is not None}
     else:  # TorchScript: parameters, buffers and submodules are plain attributes
         params = {k: v for k, v in attrs.items() if is_array(v)}
-        children = {k: v for k, v in attrs.items() if isinstance(v, Record)}
+        children = {k: v for k, v in attrs.items() if isinstance(v, (Record, LiveRecord))}
     return params, children
 
 
 def is_module(value) -> bool:
+    if isinstance(value, LiveRecord):
+        return True
     if not isinstance(value, Record):
         return False
     attrs = value.attrs
