@@ -164,12 +164,13 @@ def _from_module(record, prefix, layers, forward_order, info):
         return build_model(select_layers(units_from_module(record), layers))
     units = units_from_module(record, forward_order=forward_order)
     note = "registration order of a user-defined module's children (its forward() is not in the file)"
+    name, torch_nn = class_name(record)
     if any(u.guessed_before for u in units[1:]):
         info["order"] = note
+    elif torch_nn:
+        info["order"] = "nn.Sequential order" if name == "Sequential" else "a single module"
     else:
-        info["order"] = ("a single module" if len(units) == 1 else "forward() code" if forward_order is not None
-                         and units[0].path.count(".") == 0 and class_name(record)[0] != "Sequential"
-                         else "nn.Sequential order")
+        info["order"] = "forward() code" if forward_order is not None else "a single child module"
     return build_model(units, order_note=note)
 
 
