@@ -26,20 +26,21 @@ INLINE __m256i lane_mask(int64_t n)
 
 /* ---- activations (approx.h) ---- */
 
+/* u = expm1(r) and s = 2^n for z = n ln2 + r, n = round(z / ln2) in [-126, 127] (callers clamp z). The shifter
+ * constant rounds z / ln2 to an integer held in the low mantissa bits, biased by 127: shifted into the exponent
+ * field that is 2^n, no float-int conversion. Estrin's scheme: short dependency chains for small H. */
 INLINE __m256 expm1_reduced(__m256 z, __m256 *s)
 {
-    const __m256 n =
-        _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(LSTMRT_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LSTMRT_LN2_HI), z);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LSTMRT_LN2_LO), r);
-    __m256 p = _mm256_set1_ps(LSTMRT_EXPM1_P4);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LSTMRT_EXPM1_P3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LSTMRT_EXPM1_P2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LSTMRT_EXPM1_P1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(LSTMRT_EXPM1_P0));
-    /* 2^n through the exponent field: callers keep n in [-126, 127] */
-    *s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
-    return _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    const __m256 shifter = _mm256_set1_ps(LSTMRT_EXP_SHIFTER);
+    const __m256 t = _mm256_fmadd_ps(z, _mm256_set1_ps(LSTMRT_LOG2E), shifter);
+    const __m256 n = _mm256_sub_ps(t, shifter);
+    *s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LSTMRT_LN2), z);
+    const __m256 r2 = _mm256_mul_ps(r, r);
+    const __m256 a = _mm256_fmadd_ps(_mm256_set1_ps(LSTMRT_EXPM1_P1), r, _mm256_set1_ps(LSTMRT_EXPM1_P0));
+    const __m256 b = _mm256_fmadd_ps(_mm256_set1_ps(LSTMRT_EXPM1_P3), r, _mm256_set1_ps(LSTMRT_EXPM1_P2));
+    const __m256 p = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(LSTMRT_EXPM1_P4), r2, b), r2, a);
+    return _mm256_fmadd_ps(p, r2, r);
 }
 
 /* 1 / d, correctly rounded: the 12-bit estimate of rcp_ps (less on some cores) plus one Newton step leaves ~2
@@ -53,7 +54,8 @@ INLINE __m256 sigmoid_ps(__m256 x)
     z = _mm256_min_ps(_mm256_set1_ps(LSTMRT_SIGMOID_ZHI), z);
     __m256 s;
     const __m256 u = expm1_reduced(z, &s);
-    const __m256 q = recip(_mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(s, u, s)));
+    /* 1 + exp(z) = 1 + s (1 + u) */
+    const __m256 q = recip(_mm256_fmadd_ps(s, u, _mm256_add_ps(s, _mm256_set1_ps(1.0f))));
     /* exactly 0 far left (and at -inf); NaN compares unordered, so it is kept */
     return _mm256_and_ps(q, _mm256_cmp_ps(x, _mm256_set1_ps(LSTMRT_SIGMOID_ZERO_BELOW), _CMP_NLE_UQ));
 }
@@ -64,7 +66,7 @@ INLINE __m256 tanh_ps(__m256 x)
     const __m256 a = _mm256_min_ps(_mm256_set1_ps(LSTMRT_TANH_CLAMP), _mm256_andnot_ps(sign, x));
     __m256 s;
     const __m256 u = expm1_reduced(_mm256_add_ps(a, a), &s);
-    const __m256 e = _mm256_fmadd_ps(s, u, _mm256_sub_ps(s, _mm256_set1_ps(1.0f)));
+    const __m256 e = _mm256_fmadd_ps(s, u, _mm256_sub_ps(s, _mm256_set1_ps(1.0f))); /* expm1(2|x|) */
     const __m256 t = _mm256_mul_ps(e, recip(_mm256_add_ps(e, _mm256_set1_ps(2.0f))));
     return _mm256_or_ps(t, _mm256_and_ps(sign, x));
 }
@@ -257,13 +259,19 @@ static void f32_gemm__avx2(int64_t m, const float *x, int64_t ldx, const packed_
         gemv(x, w, bias, accumulate, y);
         return;
     }
+    /* Rows in chunks whose x block stays in L2 (~128 KB) while every panel streams past it. */
     const int64_t n = w->rows, k = w->cols;
-    for (int64_t j = 0; j < n; j += P) {
-        const float *wp = w->data + j * k;
-        const float *b = bias ? bias + j : NULL;
-        const __m256i m0 = lane_mask(n - j), m1 = lane_mask(n - j - 8);
-        for (int64_t r = 0; r < m; r += MR)
-            tile_any(m - r < MR ? m - r : MR, k, x + r * ldx, ldx, wp, b, accumulate, y + r * ldy + j, ldy, m0, m1);
+    const int64_t chunk = k > 0 && 32768 / k > MR ? 32768 / k / MR * MR : MR;
+    for (int64_t r0 = 0; r0 < m; r0 += chunk) {
+        const int64_t rows = m - r0 < chunk ? m - r0 : chunk;
+        for (int64_t j = 0; j < n; j += P) {
+            const float *wp = w->data + j * k;
+            const float *b = bias ? bias + j : NULL;
+            const __m256i m0 = lane_mask(n - j), m1 = lane_mask(n - j - 8);
+            for (int64_t r = r0; r < r0 + rows; r += MR)
+                tile_any(r0 + rows - r < MR ? r0 + rows - r : MR, k, x + r * ldx, ldx, wp, b, accumulate,
+                         y + r * ldy + j, ldy, m0, m1);
+        }
     }
 }
 

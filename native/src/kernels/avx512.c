@@ -21,20 +21,21 @@ static __mmask16 lane_mask(int64_t n) { return n >= P ? (__mmask16)0xFFFF : (__m
 
 /* ---- activations (approx.h) ---- */
 
-/* u = expm1(r), s = 2^n for z = n ln2 + r. */
+/* u = expm1(r) and s = 2^n for z = n ln2 + r, n = round(z / ln2) in [-126, 127] (callers clamp z). The shifter
+ * constant rounds z / ln2 to an integer held in the low mantissa bits, biased by 127: shifted into the exponent
+ * field that is 2^n, no float-int conversion. Estrin's scheme: short dependency chains for small H. */
 INLINE __m512 expm1_reduced(__m512 z, __m512 *s)
 {
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(z, _mm512_set1_ps(LSTMRT_LOG2E)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LSTMRT_LN2_HI), z);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LSTMRT_LN2_LO), r);
-    __m512 p = _mm512_set1_ps(LSTMRT_EXPM1_P4);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LSTMRT_EXPM1_P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LSTMRT_EXPM1_P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LSTMRT_EXPM1_P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(LSTMRT_EXPM1_P0));
-    *s = _mm512_scalef_ps(_mm512_set1_ps(1.0f), n);
-    return _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    const __m512 shifter = _mm512_set1_ps(LSTMRT_EXP_SHIFTER);
+    const __m512 t = _mm512_fmadd_ps(z, _mm512_set1_ps(LSTMRT_LOG2E), shifter);
+    const __m512 n = _mm512_sub_ps(t, shifter);
+    *s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
+    const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LSTMRT_LN2), z);
+    const __m512 r2 = _mm512_mul_ps(r, r);
+    const __m512 a = _mm512_fmadd_ps(_mm512_set1_ps(LSTMRT_EXPM1_P1), r, _mm512_set1_ps(LSTMRT_EXPM1_P0));
+    const __m512 b = _mm512_fmadd_ps(_mm512_set1_ps(LSTMRT_EXPM1_P3), r, _mm512_set1_ps(LSTMRT_EXPM1_P2));
+    const __m512 p = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(LSTMRT_EXPM1_P4), r2, b), r2, a);
+    return _mm512_fmadd_ps(p, r2, r);
 }
 
 /* 1 / d for d >= 1 finite: 14-bit estimate + one Newton step (relative error ~2^-23). */
@@ -46,12 +47,13 @@ INLINE __m512 recip(__m512 d)
 
 INLINE __m512 sigmoid_ps(__m512 x)
 {
-    /* max/min return their second operand when either is NaN: x goes second so NaN flows through */
+    /* z = -x clamped; max/min return their second operand when either is NaN: x goes second so NaN flows */
     __m512 z = _mm512_max_ps(_mm512_set1_ps(LSTMRT_SIGMOID_ZLO), _mm512_sub_ps(_mm512_setzero_ps(), x));
     z = _mm512_min_ps(_mm512_set1_ps(LSTMRT_SIGMOID_ZHI), z);
     __m512 s;
     const __m512 u = expm1_reduced(z, &s);
-    const __m512 q = recip(_mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(s, u, s)));
+    /* 1 + exp(z) = 1 + s (1 + u) */
+    const __m512 q = recip(_mm512_fmadd_ps(s, u, _mm512_add_ps(s, _mm512_set1_ps(1.0f))));
     /* exactly 0 far left (and at -inf); NaN compares unordered, so it is kept */
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(LSTMRT_SIGMOID_ZERO_BELOW), _CMP_NLE_UQ), q);
 }
@@ -62,9 +64,11 @@ INLINE __m512 tanh_ps(__m512 x)
     const __m512 a = _mm512_min_ps(_mm512_set1_ps(LSTMRT_TANH_CLAMP), _mm512_andnot_ps(sign, x));
     __m512 s;
     const __m512 u = expm1_reduced(_mm512_add_ps(a, a), &s);
-    const __m512 e = _mm512_fmadd_ps(s, u, _mm512_sub_ps(s, _mm512_set1_ps(1.0f)));
+    const __m512 e = _mm512_fmadd_ps(s, u, _mm512_sub_ps(s, _mm512_set1_ps(1.0f))); /* expm1(2|x|) */
     const __m512 t = _mm512_mul_ps(e, recip(_mm512_add_ps(e, _mm512_set1_ps(2.0f))));
-    return _mm512_or_ps(t, _mm512_and_ps(sign, x));
+    /* t | (x & sign): the sign of x back on |tanh| (ternary-logic truth table 0xF8 = A | (B & C)) */
+    return _mm512_castsi512_ps(
+        _mm512_ternarylogic_epi32(_mm512_castps_si512(t), _mm512_castps_si512(x), _mm512_castps_si512(sign), 0xF8));
 }
 
 static void f32_sigmoid__avx512(float *v, int64_t n)
@@ -242,17 +246,22 @@ static void f32_gemm__avx512(int64_t m, const float *x, int64_t ldx, const packe
         gemv(x, w, bias, accumulate, y);
         return;
     }
+    /* Rows in chunks whose x block stays in L2 (~128 KB) while every panel pair streams past it. */
     const int64_t n = w->rows, k = w->cols;
-    for (int64_t j = 0; j < n; j += 2 * P) {
-        const float *w0 = w->data + j * k;
-        const float *b = bias ? bias + j : NULL;
-        const __mmask16 m0 = lane_mask(n - j), m1 = n - j > P ? lane_mask(n - j - P) : 0;
-        for (int64_t r = 0; r < m; r += MR) {
-            const int64_t mr = m - r < MR ? m - r : MR;
-            if (n - j > P)
-                tile_2(mr, k, x + r * ldx, ldx, w0, b, accumulate, y + r * ldy + j, ldy, m0, m1);
-            else
-                tile_1(mr, k, x + r * ldx, ldx, w0, b, accumulate, y + r * ldy + j, ldy, m0, m1);
+    const int64_t chunk = k > 0 && 32768 / k > MR ? 32768 / k / MR * MR : MR;
+    for (int64_t r0 = 0; r0 < m; r0 += chunk) {
+        const int64_t rows = m - r0 < chunk ? m - r0 : chunk;
+        for (int64_t j = 0; j < n; j += 2 * P) {
+            const float *w0 = w->data + j * k;
+            const float *b = bias ? bias + j : NULL;
+            const __mmask16 m0 = lane_mask(n - j), m1 = n - j > P ? lane_mask(n - j - P) : 0;
+            for (int64_t r = r0; r < r0 + rows; r += MR) {
+                const int64_t mr = r0 + rows - r < MR ? r0 + rows - r : MR;
+                if (n - j > P)
+                    tile_2(mr, k, x + r * ldx, ldx, w0, b, accumulate, y + r * ldy + j, ldy, m0, m1);
+                else
+                    tile_1(mr, k, x + r * ldx, ldx, w0, b, accumulate, y + r * ldy + j, ldy, m0, m1);
+            }
         }
     }
 }
