@@ -484,6 +484,72 @@ def test_parametrized_weights_are_refused(tmp_path):
         lstmrt.load(tmp_path / "wn.pt")
 
 
+class EmbeddingLast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(4, 5, batch_first=True)
+        self.emb = nn.Embedding(10, 4)
+
+    def forward(self, tokens):
+        return self.rnn(self.emb(tokens))[0]
+
+
+class EightHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        for name in "abcdefgh":
+            setattr(self, name, nn.Linear(4, 4))
+
+
+def test_names_and_shapes_errors(tmp_path, rng):
+    torch.save(EmbeddingLast().state_dict(), tmp_path / "late.pt")
+    with pytest.raises(ArchitectureError, match=r"'emb' is an nn.Embedding but is not the first layer.*layers="):
+        lstmrt.load(tmp_path / "late.pt")
+    model = lstmrt.load(tmp_path / "late.pt", layers=["emb", "rnn"])
+    ids = rng.integers(0, 10, size=(2, 5))
+    assert_close(model.predict(ids), reference(load_state(EmbeddingLast(), tmp_path / "late.pt"), ids))
+
+    torch.save(nn.Sequential(nn.Embedding(5, 3)).state_dict(), tmp_path / "alone.pt")
+    with pytest.raises(ArchitectureError, match=r"cannot tell whether '0' is an nn.Embedding or an nn.Linear"):
+        lstmrt.load(tmp_path / "alone.pt")
+
+    state = nn.LSTM(3, 4).state_dict()
+    state["weight_hh_l0_raw"] = state["weight_hh_l0"].clone()  # AWD-LSTM's weight-dropped copy
+    torch.save(state, tmp_path / "raw.pt")
+    with pytest.raises(ArchitectureError, match=r"the root module: unexpected parameter 'weight_hh_l0_raw'"):
+        lstmrt.load(tmp_path / "raw.pt")
+
+    safetensors_torch.save_file(EightHeads().state_dict(), str(tmp_path / "eight.safetensors"))
+    with pytest.raises(ArchitectureError, match=r"does not record the order of its 8 modules.*layers="):
+        lstmrt.load(tmp_path / "eight.safetensors")
+
+
+def load_state(module, path):
+    module.load_state_dict(torch.load(path, weights_only=True))
+    return module.eval()
+
+
+def test_files_that_are_not_torch_checkpoints(tmp_path):
+    with open(tmp_path / "plain.pkl", "wb") as f:
+        pickle.dump({"w": np.ones(2)}, f, protocol=2)
+    with pytest.raises(ValueError, match="a pickle, but not one written by torch.save"):
+        lstmrt.load(tmp_path / "plain.pkl")
+    import tarfile
+
+    (tmp_path / "sys_info").write_text("x")
+    with tarfile.open(tmp_path / "old.tar", "w") as tf:
+        tf.add(tmp_path / "sys_info", arcname="sys_info")
+    with pytest.raises(ValueError, match=r"tar format of PyTorch < 0.4 is not supported"):
+        lstmrt.load(tmp_path / "old.tar")
+    torch.save({"w": torch.ones(3)}, tmp_path / "real.pt")
+    with zipfile.ZipFile(tmp_path / "real.pt") as zin, zipfile.ZipFile(tmp_path / "cut.pt", "w") as zout:
+        for item in zin.infolist():
+            if not item.filename.endswith("/data/0"):
+                zout.writestr(item, zin.read(item.filename))
+    with pytest.raises(pickle.UnpicklingError, match=r"storage '0' is missing from the archive"):
+        lstmrt.load(tmp_path / "cut.pt")
+
+
 # -- format detection ----------------------------------------------------------------------------------------------
 def test_format_from_content_not_extension(tmp_path, rng):
     module = make("tokens")

@@ -52,7 +52,11 @@ def read_legacy(path) -> object:
     """The pre-1.6 stream: magic, protocol, sys_info pickles, the object pickle, the list of storage keys, then
     each storage as int64 element count + raw bytes, in key order."""
     with open(path, "rb") as f:
-        if _small_pickle(f) != _LEGACY_MAGIC:
+        try:
+            magic = _small_pickle(f)
+        except pickle.UnpicklingError:
+            magic = None
+        if magic != _LEGACY_MAGIC:
             raise ValueError(f"{path}: a pickle, but not one written by torch.save (no torch magic number)")
         if _small_pickle(f) != _LEGACY_PROTOCOL:
             raise ValueError(f"{path}: unsupported torch legacy protocol version")
