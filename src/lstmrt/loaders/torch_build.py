@@ -161,18 +161,22 @@ def _chain_problem(units, specs_per_unit) -> str | None:
     return None
 
 
+def _placed(variants) -> list:
+    """Only the first layer can be an Embedding: later units keep their other reading (keeps products small)."""
+    return [v if i == 0 else [c for c in v if not (c and isinstance(c[0], Embedding))] or v
+            for i, v in enumerate(variants)]
+
+
 def _pick(units, variants, order_note: str) -> list:
-    problems, fits = [], []
-    for choice in itertools.product(*variants):
-        problem = _chain_problem(units, choice)
-        (problems if problem else fits).append(problem or choice)
+    fits = [c for c in itertools.product(*_placed(variants)) if _chain_problem(units, c) is None]
     if len(fits) > 1:
         names = ", ".join(u.label for u, v in zip(units, variants) if len(v) > 1)
         raise ArchitectureError(f"cannot tell whether {names} is an nn.Embedding or an nn.Linear(bias=False): "
                                 "both fit; load the whole module (torch.save(model)) or TorchScript instead")
     if not fits:
-        hint = "" if "layers=" in problems[0] else f" ({order_note}; pass layers=[...] to give the forward order)"
-        raise ArchitectureError(problems[0] + hint)
+        problem = _chain_problem(units, [v[0] for v in variants])  # first readings: names an Embedding misplaced
+        hint = "" if "layers=" in problem else f" ({order_note}; pass layers=[...] to give the forward order)"
+        raise ArchitectureError(problem + hint)
     return [s for specs in fits[0] for s in specs]
 
 
@@ -203,7 +207,7 @@ def _pick_order(units, variants) -> list:
     found = []
     for perm in itertools.permutations(range(len(units))):
         order = [units[i] for i in perm]
-        for choice in itertools.product(*(variants[i] for i in perm)):
+        for choice in itertools.product(*_placed([variants[i] for i in perm])):
             if _chain_problem(order, choice) is None:
                 found.append([s for specs in choice for s in specs])
     if len(found) != 1:
