@@ -385,6 +385,12 @@ def test_safetensors_ambiguous_order_asks_for_layers(tmp_path):
         lstmrt.load(tmp_path / "m.safetensors")
 
 
+def test_torch_file_integer_weights_are_refused(tmp_path):
+    torch.save({"head.weight": torch.ones(2, 3, dtype=torch.int32), "head.bias": torch.ones(2)}, tmp_path / "i.pt")
+    with pytest.raises(ArchitectureError, match=r"'head': parameter 'weight' has dtype int32; supported: floating"):
+        lstmrt.load(tmp_path / "i.pt")
+
+
 def test_safetensors_unsupported_dtype(tmp_path):
     safetensors_torch.save_file({"head.weight": torch.ones(2, 2, dtype=torch.int64)}, str(tmp_path / "i.safetensors"))
     with pytest.raises(ValueError, match=r"'head.weight' has dtype I64; supported: F32, F16, BF16, F64"):

@@ -122,6 +122,11 @@ def _variants(unit) -> list:
             raise ArchitectureError(f"module {unit.label} (nn.{kind}): option missing from the file ({exc})") from None
         except ValueError as exc:
             raise ArchitectureError(f"module {unit.label}: {exc}") from None
+    for name, value in params.items():
+        if getattr(value, "dtype", None) is None or value.dtype.kind != "f":
+            raise ArchitectureError(f"module {unit.label}: parameter {name!r} has dtype "
+                                    f"{getattr(value, 'dtype', type(value).__name__)}; supported: floating point "
+                                    "(float32, float16, bfloat16, float64)")
     names = set(params)
     if kind in RECURRENT or (kind is None and "weight_ih_l0" in names):
         return [_recurrent(unit, kind)]
