@@ -101,10 +101,12 @@ def make(name, seed=0):
     return MODELS[name][0]().eval()
 
 
-def example(name, rng, B=2, T=7):
-    if name == "tokens":
-        return rng.integers(0, 11, size=(B, T))
+def features(rng, B=2, T=7):
     return rng.standard_normal((B, T, 3)).astype(np.float32)
+
+
+def example(name, rng):
+    return rng.integers(0, 11, size=(2, 7)) if name == "tokens" else features(rng)
 
 
 def reference(module, X):
@@ -165,7 +167,7 @@ def test_formats_match_torch(name, fmt, tmp_path, rng):
 def test_rnn_relu_nonlinearity_read_from_module_tree(fmt, tmp_path, rng):
     torch.manual_seed(1)
     module = RecurrentHead(nn.RNN(3, 4, num_layers=2, nonlinearity="relu", batch_first=True), nn.Linear(4, 2)).eval()
-    X = example("rnn", rng)
+    X = features(rng)
     model = lstmrt.load(save(module, fmt, tmp_path / "m.pt", X))
     assert model.layers[0].activation == "relu"
     assert_close(model.predict(X), reference(module, X))
@@ -175,7 +177,7 @@ def test_rnn_relu_nonlinearity_read_from_module_tree(fmt, tmp_path, rng):
 def test_plain_modules_saved_whole(fmt, tmp_path, rng):
     """A bare nn.LSTM (output = every step, as torch's output[0]) and a bare nn.Sequential."""
     torch.manual_seed(2)
-    X = example("lstm", rng)
+    X = features(rng)
     lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True).eval()
     model = lstmrt.load(save(lstm, fmt, tmp_path / "lstm.pt", X))
     assert_close(model.predict(X), reference(lstm, X))
@@ -192,7 +194,7 @@ def test_plain_modules_saved_whole(fmt, tmp_path, rng):
 def test_cells_run_over_the_sequence(kind, fmt, tmp_path, rng):
     torch.manual_seed(3)
     cell = getattr(nn, kind)(3, 5).eval()
-    X = example("cell", rng)
+    X = features(rng)
     model = lstmrt.load(save(cell, fmt, tmp_path / "cell.pt", X))
     c64 = copy.deepcopy(cell).double()
     state, outputs = None, []
@@ -230,7 +232,7 @@ def test_state_dict_without_activations_is_a_chain_of_its_layers(tmp_path, rng):
     torch.save(module.state_dict(), tmp_path / "sd.pt")
     model = lstmrt.load(tmp_path / "sd.pt")
     assert [type(s).__name__ for s in model.layers] == ["Bidirectional", "Dense"]
-    X = example("gru-bidir", rng)
+    X = features(rng)
     assert_close(model.predict(X), reference(RecurrentHead(module.rnn, module.head), X))  # no sigmoid
 
 
@@ -248,7 +250,7 @@ def test_registration_order_not_forward_order_asks_for_layers(tmp_path, rng):
         with pytest.raises(ArchitectureError, match=r"expects 3 input features.*outputs 2.*layers="):
             lstmrt.load(path)
         model = lstmrt.load(path, layers=["gru", "head", "relu"])
-        X = example("x", rng)
+        X = features(rng)
         assert_close(model.predict(X), reference(module, X))
 
 
@@ -256,7 +258,7 @@ def test_torchscript_follows_forward_code(tmp_path, rng):
     """Scripted code shows the forward order (head registered first) and the functional relu."""
     torch.manual_seed(6)
     module = HeadFirst().eval()
-    X = example("x", rng)
+    X = features(rng)
     model = lstmrt.load(save(module, "script", tmp_path / "m.pt", X))
     assert [type(s).__name__ for s in model.layers] == ["GRU", "Dense", "Activation"]
     assert_close(model.predict(X), reference(module, X))
@@ -273,7 +275,7 @@ def test_torchscript_forward_that_is_not_a_chain_asks_for_layers(tmp_path, rng):
 def test_nested_user_modules_whole_and_script(tmp_path, rng):
     torch.manual_seed(7)
     module = EncoderDecoder().eval()
-    X = example("x", rng)
+    X = features(rng)
     for fmt in ("whole", "script", "trace"):
         model = lstmrt.load(save(module, fmt, tmp_path / f"m.{fmt}", X))
         assert_close(model.predict(X), reference(module, X))
@@ -292,7 +294,7 @@ def test_key_auto_detected_and_explicit(tmp_path, rng):
     opt.step()  # optimizer moments now hold tensors: they must not count as candidates
     torch.save({"epoch": 3, "model_state": module.state_dict(), "optimizer_state": opt.state_dict()},
                tmp_path / "ck.pt")
-    X = example("x", rng)
+    X = features(rng)
     for key in (None, "model_state"):
         model, info = load_with_info(tmp_path / "ck.pt", key=key, layers=["rnn", "head", "sigmoid"])
         assert info["key"] == "model_state"
@@ -319,7 +321,7 @@ def test_checkpoint_holding_a_whole_module(tmp_path, rng):
     torch.save({"epoch": 1, "model": module}, tmp_path / "ck.pt")
     model, info = load_with_info(tmp_path / "ck.pt")
     assert info["key"] == "model"
-    X = example("x", rng)
+    X = features(rng)
     assert_close(model.predict(X), reference(module, X))
 
 
@@ -327,7 +329,7 @@ def test_checkpoint_holding_a_whole_module(tmp_path, rng):
 def test_prefix_selects_a_submodule(fmt, tmp_path, rng):
     torch.manual_seed(8)
     module = EncoderDecoder().eval()
-    X = example("x", rng)
+    X = features(rng)
     path = save(module, fmt, tmp_path / "m.pt", X)
     lstm = lstmrt.load(path, prefix="decoder.rnn")
     assert [type(s).__name__ for s in lstm.layers] == ["LSTM"]
@@ -371,7 +373,7 @@ def test_safetensors_order_from_sequential_indices(tmp_path, rng):
     torch.manual_seed(9)
     seq = nn.Sequential(*[nn.Linear(3, 3) if i % 2 == 0 else nn.Tanh() for i in range(11)]).eval()
     safetensors_torch.save_file(seq.state_dict(), str(tmp_path / "m.safetensors"))  # "10.weight" sorts before "2"
-    X = example("x", rng)
+    X = features(rng)
     model = lstmrt.load(tmp_path / "m.safetensors", layers=[str(i) if i % 2 == 0 else "tanh" for i in range(11)])
     assert_close(model.predict(X), reference(seq, X))
     with pytest.raises(ArchitectureError, match="both nn.Linear"):
@@ -404,7 +406,7 @@ def test_torch_file_dtypes(dtype, fmt, tmp_path, rng):
     module = make("lstm-2layer-bidir-proj").to(dtype)
     path = save(module, fmt, tmp_path / "m.pt", None)
     layers = MODELS["lstm-2layer-bidir-proj"][1] if fmt in STATE_DICT_FORMATS else None
-    X = example("x", rng)
+    X = features(rng)
     assert_close(lstmrt.load(path, layers=layers).predict(X), reference(module.float(), X))
 
 
@@ -430,7 +432,7 @@ def test_storages_saved_from_cuda_load_on_cpu(fmt, tmp_path, rng, cuda_locations
             raw = zf.read("m/data.pkl")
     assert b"cuda:0" in raw
     layers = MODELS["gru-bidir"][1] if fmt in STATE_DICT_FORMATS else None
-    X = example("x", rng)
+    X = features(rng)
     assert_close(lstmrt.load(path, layers=layers).predict(X), reference(module, X))
 
 
@@ -592,7 +594,7 @@ def test_options_that_do_not_apply(tmp_path):
 # -- live modules -------------------------------------------------------------------------------------------------
 def test_live_modules(rng):
     module = EncoderDecoder().eval()
-    X = example("x", rng)
+    X = features(rng)
     assert_close(lstmrt.load(module.decoder.rnn).predict(X[..., :1].repeat(4, -1)),
                  reference(module.decoder.rnn, X[..., :1].repeat(4, -1)))
     model = lstmrt.load(module, layers=["encoder.rnn", "encoder.head", "decoder.rnn", "decoder.head", "tanh"])
