@@ -137,4 +137,5 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
         }
         in = out;
     }
+    *ws->sweep += (uint64_t)steps;
 }

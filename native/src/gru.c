@@ -34,7 +34,10 @@ void gru_direction(const lstmrt_kernels *k, const layer *L, const packed_directi
         const int64_t ldg = steps * G;
         if (L->linear_before_reset) {
             /* hh = [h W_hr^T, h W_hz^T, h W_hn^T + b_hn] */
-            k->f32_gemm(batch, h, H, &d->w_hh, d->bias_hn, 0, hh, G);
+            if (batch == 1)
+                k->f32_gemv(h, &d->w_hh, NULL, NULL, d->bias_hn, 0, hh, sweep_reverse(ws, s));
+            else
+                k->f32_gemm(batch, h, H, &d->w_hh, d->bias_hn, 0, hh, G);
             for (int64_t b = 0; b < batch; b++) {
                 if (!row_active(active, active_stride, b, t))
                     continue;

@@ -71,6 +71,8 @@ typedef struct workspace {
     float *act_a;  /* batch * steps * max_width: ping */
     float *act_b;  /* batch * steps * max_width: pong */
     float *dirbuf; /* batch * steps * max_width: backward direction before merging */
+    uint64_t *sweep; /* steps run so far with this scratch: one-row products visit the weights backwards on odd
+                        steps, reading first what the previous step read last (cache reuse; f32_gemv) */
 } workspace;
 
 struct lstmrt_stream {

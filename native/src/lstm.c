@@ -45,12 +45,19 @@ void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direct
     float *gates = ws->gates;
     float *cell_out = ws->aux;         /* batch x H: o * act(c), before projection */
     float *tmp = ws->aux + batch * H;  /* batch x H */
-    project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, gates);
+    const int fused = batch == 1 && steps == 1; /* a stream step: both products in one pass over the weights */
+    if (!fused)
+        project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, gates);
 
     for (int64_t s = 0; s < steps; s++) {
         const int64_t t = reverse ? steps - 1 - s : s;
         float *g_t = gates + t * G; /* row b at g_t + b * steps * G */
-        k->f32_gemm(batch, h, Hr, &d->w_hh, NULL, 1, g_t, steps * G);
+        if (fused)
+            k->f32_gemv(x.data, &d->w_ih, h, &d->w_hh, d->bias_x, 0, g_t, sweep_reverse(ws, s));
+        else if (batch == 1)
+            k->f32_gemv(h, &d->w_hh, NULL, NULL, NULL, 1, g_t, sweep_reverse(ws, s));
+        else
+            k->f32_gemm(batch, h, Hr, &d->w_hh, NULL, 1, g_t, steps * G);
         for (int64_t b = 0; b < batch; b++) {
             if (!row_active(active, active_stride, b, t))
                 continue;

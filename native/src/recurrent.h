@@ -22,4 +22,7 @@ static inline void write_skipped_output(const layer *L, const float *h, float *y
         memset(y, 0, (size_t)n * sizeof(float));
 }
 
+/* f32_gemv's visiting order for step s of this call: alternate from step to step (see workspace.sweep). */
+static inline int sweep_reverse(const workspace *ws, int64_t s) { return (int)((*ws->sweep + (uint64_t)s) & 1u); }
+
 #endif

@@ -7,12 +7,19 @@ void rnn_direction(const lstmrt_kernels *k, const layer *L, const packed_directi
 {
     const int64_t H = L->hidden_size;
     float *gates = ws->gates;
-    project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, gates);
+    const int fused = batch == 1 && steps == 1; /* a stream step: both products in one pass over the weights */
+    if (!fused)
+        project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, gates);
     for (int64_t s = 0; s < steps; s++) {
         const int64_t t = reverse ? steps - 1 - s : s;
         float *g_t = gates + t * H;
         const int64_t ldg = steps * H;
-        k->f32_gemm(batch, h, H, &d->w_hh, NULL, 1, g_t, ldg);
+        if (fused)
+            k->f32_gemv(x.data, &d->w_ih, h, &d->w_hh, d->bias_x, 0, g_t, sweep_reverse(ws, s));
+        else if (batch == 1)
+            k->f32_gemv(h, &d->w_hh, NULL, NULL, NULL, 1, g_t, sweep_reverse(ws, s));
+        else
+            k->f32_gemm(batch, h, H, &d->w_hh, NULL, 1, g_t, ldg);
         for (int64_t b = 0; b < batch; b++) {
             float *yb = seq_row(y, b, t);
             if (!row_active(active, active_stride, b, t)) {

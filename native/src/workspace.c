@@ -9,7 +9,7 @@ size_t workspace_floats(const lstmrt_model_t *m, int64_t batch, int64_t steps)
 {
     const size_t rows = (size_t)(batch * steps);
     return round16(rows * (size_t)m->max_gate_width) + round16((size_t)batch * 4 * (size_t)m->max_hidden) +
-           3 * round16(rows * (size_t)m->max_width);
+           3 * round16(rows * (size_t)m->max_width) + 16 /* sweep counter */;
 }
 
 void workspace_bind(workspace *ws, const lstmrt_model_t *m, int64_t batch, int64_t steps, float *base)
@@ -24,4 +24,7 @@ void workspace_bind(workspace *ws, const lstmrt_model_t *m, int64_t batch, int64
     ws->act_b = base;
     base += round16(rows * (size_t)m->max_width);
     ws->dirbuf = base;
+    base += round16(rows * (size_t)m->max_width);
+    ws->sweep = (uint64_t *)base; /* 64-byte aligned, like every buffer here */
+    *ws->sweep = 0;
 }

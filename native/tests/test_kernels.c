@@ -252,6 +252,67 @@ static void test_gemm(const lstmrt_kernels *k, const lstmrt_kernels *ref)
     gemm_case(k, ref, 1, 2048, 512, 1, 0, 0);
 }
 
+/* The one-row step product: against the scalar oracle; both visiting orders bit-identical. */
+static void gemv_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, int64_t n, int64_t k1, int64_t k2,
+                      int use_bias, int accumulate, int special)
+{
+    float *w1 = malloc(sizeof(float) * (size_t)(n * k1 + 1)), *w2 = malloc(sizeof(float) * (size_t)(n * k2 + 1));
+    float *x1 = malloc(sizeof(float) * (size_t)(k1 + 1)), *x2 = malloc(sizeof(float) * (size_t)(k2 + 1));
+    float *bias = malloc(sizeof(float) * (size_t)n);
+    float *y[3];
+    for (int i = 0; i < 3; i++)
+        y[i] = malloc(sizeof(float) * (size_t)(n + 8));
+    fill(w1, n * k1, -1.0f, 1.0f), fill(w2, n * k2, -1.0f, 1.0f), fill(x1, k1, -1.0f, 1.0f);
+    fill(x2, k2, -1.0f, 1.0f), fill(bias, n, -1.0f, 1.0f), fill(y[0], n + 8, -1.0f, 1.0f);
+    memcpy(y[1], y[0], sizeof(float) * (size_t)(n + 8));
+    memcpy(y[2], y[0], sizeof(float) * (size_t)(n + 8));
+    if (special && k2 > 0)
+        x2[k2 / 2] = specials[(n + k1) % NSPECIAL];
+    packed_matrix p1, p2;
+    if (pack_matrix(&p1, w1, n, k1) != LSTMRT_STATUS_OK || pack_matrix(&p2, w2, n, k2) != LSTMRT_STATUS_OK) {
+        check(0, k->name, "pack_matrix");
+        return;
+    }
+    const packed_matrix *pw2 = k2 > 0 ? &p2 : NULL;
+    k->f32_gemv(x1, &p1, x2, pw2, use_bias ? bias : NULL, accumulate, y[0], 0);
+    k->f32_gemv(x1, &p1, x2, pw2, use_bias ? bias : NULL, accumulate, y[1], 1);
+    ref->f32_gemv(x1, &p1, x2, pw2, use_bias ? bias : NULL, accumulate, y[2], 0);
+    int ok = 1, same_order = 1;
+    for (int64_t j = 0; j < n; j++) {
+        double mag = 1.0 + (use_bias ? fabs(bias[j]) : 0.0) + (accumulate ? 1.0 : 0.0);
+        for (int64_t q = 0; q < k1; q++)
+            mag += fabs((double)x1[q] * w1[j * k1 + q]);
+        for (int64_t q = 0; q < k2 && pw2; q++)
+            mag += fabs((double)x2[q] * w2[j * k2 + q]);
+        ok &= same(y[0][j], y[2][j], isfinite(mag) ? GEMM_RTOL * mag : INFINITY);
+        same_order &= memcmp(&y[0][j], &y[1][j], sizeof(float)) == 0;
+    }
+    for (int64_t j = n; j < n + 8; j++)
+        ok &= y[0][j] == y[2][j] && y[1][j] == y[2][j];
+    char what[160];
+    snprintf(what, sizeof what, "gemv n=%lld k1=%lld k2=%lld bias=%d acc=%d special=%d", (long long)n, (long long)k1,
+             (long long)k2, use_bias, accumulate, special);
+    check(ok, k->name, what);
+    snprintf(what, sizeof what, "gemv n=%lld k1=%lld k2=%lld: reverse order bit-identical", (long long)n,
+             (long long)k1, (long long)k2);
+    check(same_order, k->name, what);
+    free_packed_matrix(&p1), free_packed_matrix(&p2);
+    free(w1), free(w2), free(x1), free(x2), free(bias), free(y[0]), free(y[1]), free(y[2]);
+}
+
+static void test_gemv(const lstmrt_kernels *k, const lstmrt_kernels *ref)
+{
+    static const int64_t ns[] = {1, 7, 15, 16, 17, 32, 33, 48, 63, 64, 65, 80, 96, 112, 129, 257};
+    static const int64_t ks[] = {1, 2, 3, 7, 16, 17, 33};
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (size_t b = 0; b < sizeof ks / sizeof ks[0]; b++)
+            for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c += 2) {
+                const int v = (int)(a + b + c);
+                gemv_case(k, ref, ns[a], ks[b], c == 0 ? 0 : ks[c], v & 1, (v >> 1) & 1, (v >> 2) & 1);
+            }
+    gemv_case(k, ref, 2048, 128, 512, 1, 0, 0);
+}
+
 int main(int argc, char **argv)
 {
     verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
@@ -277,6 +338,7 @@ int main(int argc, char **argv)
             test_lstm_cell(k, ref);
             test_gru_cell(k, ref);
             test_gemm(k, ref);
+            test_gemv(k, ref);
         }
         if (ftz)
             lstmrt__fp_leave(saved);

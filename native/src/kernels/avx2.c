@@ -184,71 +184,80 @@ static void tile_any(int64_t mr, int64_t k, const float *x, int64_t ldx, const f
     }
 }
 
-/* m = 1, the per-step recurrent product: two panels (4 ymm) share each broadcast of x, two accumulators per
- * register (even/odd k) give 8 independent FMA chains. */
-static void gemv(const float *x, const packed_matrix *w, const float *bias, int accumulate, float *y)
+/* One row (a step's product): bandwidth-bound on the weights. A unit of two panels (4 ymm) shares each broadcast
+ * of x; two accumulators per register (even/odd k) give 8 independent FMA chains. Units are visited in either
+ * order, each always sums k forwards (x1 then x2): the result does not depend on `reverse`. */
+INLINE void gemv2_part(const float *x, const float *w0, int64_t k, __m256 acc[8])
 {
-    const int64_t n = w->rows, k = w->cols, panels = (n + P - 1) / P, ps = k * P;
-    int64_t p = 0;
-    for (; p + 2 <= panels; p += 2) {
-        const float *w0 = w->data + p * ps;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        int64_t kk = 0;
-        for (; kk + 2 <= k; kk += 2) {
-            const __m256 x0 = _mm256_broadcast_ss(x + kk), x1 = _mm256_broadcast_ss(x + kk + 1);
-            const float *wk = w0 + kk * P;
-            a0 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk), a0);
-            a1 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + 8), a1);
-            a2 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps), a2);
-            a3 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps + 8), a3);
-            b0 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P), b0);
-            b1 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P + 8), b1);
-            b2 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + ps + P), b2);
-            b3 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + ps + P + 8), b3);
-        }
-        if (kk < k) {
-            const __m256 x0 = _mm256_broadcast_ss(x + kk);
-            const float *wk = w0 + kk * P;
-            a0 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk), a0);
-            a1 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + 8), a1);
-            a2 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps), a2);
-            a3 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps + 8), a3);
-        }
-        const int64_t j = p * P;
-        const float *bj = bias ? bias + j : NULL;
-        finish(_mm256_add_ps(a0, b0), bj, accumulate, y + j, lane_mask(n - j));
-        finish(_mm256_add_ps(a1, b1), bj ? bj + 8 : NULL, accumulate, y + j + 8, lane_mask(n - j - 8));
-        finish(_mm256_add_ps(a2, b2), bj ? bj + 16 : NULL, accumulate, y + j + 16, lane_mask(n - j - 16));
-        finish(_mm256_add_ps(a3, b3), bj ? bj + 24 : NULL, accumulate, y + j + 24, lane_mask(n - j - 24));
+    const int64_t ps = k * P;
+    int64_t kk = 0;
+    for (; kk + 2 <= k; kk += 2) {
+        const __m256 x0 = _mm256_broadcast_ss(x + kk), x1 = _mm256_broadcast_ss(x + kk + 1);
+        const float *wk = w0 + kk * P;
+        acc[0] = _mm256_fmadd_ps(x0, _mm256_load_ps(wk), acc[0]);
+        acc[1] = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + 8), acc[1]);
+        acc[2] = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps), acc[2]);
+        acc[3] = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps + 8), acc[3]);
+        acc[4] = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P), acc[4]);
+        acc[5] = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P + 8), acc[5]);
+        acc[6] = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + ps + P), acc[6]);
+        acc[7] = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + ps + P + 8), acc[7]);
     }
-    if (p < panels) {
-        const float *w0 = w->data + p * ps;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-        int64_t kk = 0;
-        for (; kk + 4 <= k; kk += 4) {
-            const float *wk = w0 + kk * P;
-            const __m256 x0 = _mm256_broadcast_ss(x + kk), x1 = _mm256_broadcast_ss(x + kk + 1);
-            const __m256 x2 = _mm256_broadcast_ss(x + kk + 2), x3 = _mm256_broadcast_ss(x + kk + 3);
-            a0 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk), a0);
-            a1 = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + 8), a1);
-            b0 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P), b0);
-            b1 = _mm256_fmadd_ps(x1, _mm256_load_ps(wk + P + 8), b1);
-            c0 = _mm256_fmadd_ps(x2, _mm256_load_ps(wk + 2 * P), c0);
-            c1 = _mm256_fmadd_ps(x2, _mm256_load_ps(wk + 2 * P + 8), c1);
-            d0 = _mm256_fmadd_ps(x3, _mm256_load_ps(wk + 3 * P), d0);
-            d1 = _mm256_fmadd_ps(x3, _mm256_load_ps(wk + 3 * P + 8), d1);
+    if (kk < k) {
+        const __m256 x0 = _mm256_broadcast_ss(x + kk);
+        const float *wk = w0 + kk * P;
+        acc[0] = _mm256_fmadd_ps(x0, _mm256_load_ps(wk), acc[0]);
+        acc[1] = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + 8), acc[1]);
+        acc[2] = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps), acc[2]);
+        acc[3] = _mm256_fmadd_ps(x0, _mm256_load_ps(wk + ps + 8), acc[3]);
+    }
+}
+
+INLINE void gemv1_part(const float *x, const float *w0, int64_t k, __m256 acc[8])
+{
+    int64_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+        const float *wk = w0 + kk * P;
+        for (int f = 0; f < 4; f++) {
+            const __m256 xv = _mm256_broadcast_ss(x + kk + f);
+            acc[2 * f] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + f * P), acc[2 * f]);
+            acc[2 * f + 1] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + f * P + 8), acc[2 * f + 1]);
         }
-        for (; kk < k; kk++) {
-            const __m256 x0 = _mm256_broadcast_ss(x + kk);
-            a0 = _mm256_fmadd_ps(x0, _mm256_load_ps(w0 + kk * P), a0);
-            a1 = _mm256_fmadd_ps(x0, _mm256_load_ps(w0 + kk * P + 8), a1);
+    }
+    for (; kk < k; kk++) {
+        const __m256 xv = _mm256_broadcast_ss(x + kk);
+        acc[0] = _mm256_fmadd_ps(xv, _mm256_load_ps(w0 + kk * P), acc[0]);
+        acc[1] = _mm256_fmadd_ps(xv, _mm256_load_ps(w0 + kk * P + 8), acc[1]);
+    }
+}
+
+static void f32_gemv__avx2(const float *x1, const packed_matrix *w1, const float *x2, const packed_matrix *w2,
+                           const float *bias, int accumulate, float *y, int reverse)
+{
+    const int64_t n = w1->rows, panels = (n + P - 1) / P, pairs = panels / 2, units = pairs + panels % 2;
+    for (int64_t i = 0; i < units; i++) {
+        const int64_t u = reverse ? units - 1 - i : i;
+        __m256 acc[8];
+        for (int q = 0; q < 8; q++)
+            acc[q] = _mm256_setzero_ps();
+        if (u < pairs) {
+            const int64_t p = 2 * u, j = p * P;
+            gemv2_part(x1, w1->data + p * w1->cols * P, w1->cols, acc);
+            if (w2)
+                gemv2_part(x2, w2->data + p * w2->cols * P, w2->cols, acc);
+            for (int q = 0; q < 4; q++)
+                finish(_mm256_add_ps(acc[q], acc[q + 4]), bias ? bias + j + 8 * q : NULL, accumulate, y + j + 8 * q,
+                       lane_mask(n - j - 8 * q));
+        } else {
+            const int64_t p = 2 * pairs, j = p * P;
+            gemv1_part(x1, w1->data + p * w1->cols * P, w1->cols, acc);
+            if (w2)
+                gemv1_part(x2, w2->data + p * w2->cols * P, w2->cols, acc);
+            const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[4], acc[6]));
+            const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[3]), _mm256_add_ps(acc[5], acc[7]));
+            finish(lo, bias ? bias + j : NULL, accumulate, y + j, lane_mask(n - j));
+            finish(hi, bias ? bias + j + 8 : NULL, accumulate, y + j + 8, lane_mask(n - j - 8));
         }
-        const int64_t j = p * P;
-        const float *bj = bias ? bias + j : NULL;
-        finish(_mm256_add_ps(_mm256_add_ps(a0, b0), _mm256_add_ps(c0, d0)), bj, accumulate, y + j,
-               lane_mask(n - j));
-        finish(_mm256_add_ps(_mm256_add_ps(a1, b1), _mm256_add_ps(c1, d1)), bj ? bj + 8 : NULL, accumulate,
-               y + j + 8, lane_mask(n - j - 8));
     }
 }
 
@@ -256,7 +265,7 @@ static void f32_gemm__avx2(int64_t m, const float *x, int64_t ldx, const packed_
                            int accumulate, float *y, int64_t ldy)
 {
     if (m == 1) {
-        gemv(x, w, bias, accumulate, y);
+        f32_gemv__avx2(x, w, NULL, NULL, bias, accumulate, y, 0);
         return;
     }
     /* Rows in chunks whose x block stays in L2 (~128 KB) while every panel streams past it. */
@@ -276,5 +285,5 @@ static void f32_gemm__avx2(int64_t m, const float *x, int64_t ldx, const packed_
 }
 
 const lstmrt_kernels lstmrt_kernels__avx2 = {
-    "avx2", f32_gemm__avx2, f32_sigmoid__avx2, f32_tanh__avx2, f32_lstm_cell__avx2, f32_gru_cell__avx2,
+    "avx2", f32_gemm__avx2, f32_gemv__avx2, f32_sigmoid__avx2, f32_tanh__avx2, f32_lstm_cell__avx2, f32_gru_cell__avx2,
 };

@@ -181,61 +181,76 @@ static void tile_1(int64_t mr, int64_t k, const float *x, int64_t ldx, const flo
     TILE_CASES(1)
 }
 
-/* m = 1, the per-step recurrent product: bandwidth-bound on the weights. Four panels at a time share each
- * broadcast of x; two accumulators per panel (even/odd k) give 8 independent FMA chains, enough to hide the FMA
- * latency on cores with two 512-bit FMA pipes. */
-static void gemv(const float *x, const packed_matrix *w, const float *bias, int accumulate, float *y)
+/* One row (a step's product): bandwidth-bound on the weights. A unit of four panels shares each broadcast of x;
+ * two accumulators per panel (even/odd k) give 8 independent FMA chains, enough to hide the FMA latency on cores
+ * with two 512-bit FMA pipes. Units are visited in either order, each always sums k forwards (x1 then x2): the
+ * result does not depend on `reverse`. */
+INLINE void gemv4_part(const float *x, const float *w0, int64_t k, __m512 acc[8])
 {
-    const int64_t n = w->rows, k = w->cols, panels = (n + P - 1) / P, ps = k * P;
-    int64_t p = 0;
-    for (; p + 4 <= panels; p += 4) {
-        const float *w0 = w->data + p * ps;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        int64_t kk = 0;
-        for (; kk + 2 <= k; kk += 2) {
-            const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
-            const float *wk = w0 + kk * P;
-            a0 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), a0);
-            a1 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), a1);
-            a2 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), a2);
-            a3 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 3 * ps), a3);
-            b0 = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + P), b0);
-            b1 = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + ps + P), b1);
-            b2 = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 2 * ps + P), b2);
-            b3 = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 3 * ps + P), b3);
-        }
-        if (kk < k) {
-            const __m512 x0 = _mm512_set1_ps(x[kk]);
-            const float *wk = w0 + kk * P;
-            a0 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), a0);
-            a1 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), a1);
-            a2 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), a2);
-            a3 = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 3 * ps), a3);
-        }
-        const int64_t j = p * P;
-        finish(_mm512_add_ps(a0, b0), bias ? bias + j : NULL, accumulate, y + j, lane_mask(n - j));
-        finish(_mm512_add_ps(a1, b1), bias ? bias + j + P : NULL, accumulate, y + j + P, lane_mask(n - j - P));
-        finish(_mm512_add_ps(a2, b2), bias ? bias + j + 2 * P : NULL, accumulate, y + j + 2 * P,
-               lane_mask(n - j - 2 * P));
-        finish(_mm512_add_ps(a3, b3), bias ? bias + j + 3 * P : NULL, accumulate, y + j + 3 * P,
-               lane_mask(n - j - 3 * P));
+    const int64_t ps = k * P;
+    int64_t kk = 0;
+    for (; kk + 2 <= k; kk += 2) {
+        const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
+        const float *wk = w0 + kk * P;
+        acc[0] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), acc[0]);
+        acc[1] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), acc[1]);
+        acc[2] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), acc[2]);
+        acc[3] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 3 * ps), acc[3]);
+        acc[4] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + P), acc[4]);
+        acc[5] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + ps + P), acc[5]);
+        acc[6] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 2 * ps + P), acc[6]);
+        acc[7] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 3 * ps + P), acc[7]);
     }
-    for (; p < panels; p++) {
-        const float *w0 = w->data + p * ps;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        int64_t kk = 0;
-        for (; kk + 4 <= k; kk += 4) {
-            const float *wk = w0 + kk * P;
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), _mm512_load_ps(wk), a0);
-            a1 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 1]), _mm512_load_ps(wk + P), a1);
-            a2 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 2]), _mm512_load_ps(wk + 2 * P), a2);
-            a3 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 3]), _mm512_load_ps(wk + 3 * P), a3);
+    if (kk < k) {
+        const __m512 x0 = _mm512_set1_ps(x[kk]);
+        const float *wk = w0 + kk * P;
+        acc[0] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), acc[0]);
+        acc[1] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), acc[1]);
+        acc[2] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), acc[2]);
+        acc[3] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 3 * ps), acc[3]);
+    }
+}
+
+INLINE void gemv1_part(const float *x, const float *w0, int64_t k, __m512 acc[4])
+{
+    int64_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+        const float *wk = w0 + kk * P;
+        acc[0] = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), _mm512_load_ps(wk), acc[0]);
+        acc[1] = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 1]), _mm512_load_ps(wk + P), acc[1]);
+        acc[2] = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 2]), _mm512_load_ps(wk + 2 * P), acc[2]);
+        acc[3] = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 3]), _mm512_load_ps(wk + 3 * P), acc[3]);
+    }
+    for (; kk < k; kk++)
+        acc[0] = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), _mm512_load_ps(w0 + kk * P), acc[0]);
+}
+
+static void f32_gemv__avx512(const float *x1, const packed_matrix *w1, const float *x2, const packed_matrix *w2,
+                             const float *bias, int accumulate, float *y, int reverse)
+{
+    const int64_t n = w1->rows, panels = (n + P - 1) / P, quads = panels / 4, units = quads + panels % 4;
+    for (int64_t i = 0; i < units; i++) {
+        const int64_t u = reverse ? units - 1 - i : i;
+        if (u < quads) {
+            const int64_t p = 4 * u, j = p * P;
+            __m512 acc[8];
+            for (int q = 0; q < 8; q++)
+                acc[q] = _mm512_setzero_ps();
+            gemv4_part(x1, w1->data + p * w1->cols * P, w1->cols, acc);
+            if (w2)
+                gemv4_part(x2, w2->data + p * w2->cols * P, w2->cols, acc);
+            for (int q = 0; q < 4; q++)
+                finish(_mm512_add_ps(acc[q], acc[q + 4]), bias ? bias + j + q * P : NULL, accumulate, y + j + q * P,
+                       lane_mask(n - j - q * P));
+        } else {
+            const int64_t p = 4 * quads + (u - quads), j = p * P;
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            gemv1_part(x1, w1->data + p * w1->cols * P, w1->cols, acc);
+            if (w2)
+                gemv1_part(x2, w2->data + p * w2->cols * P, w2->cols, acc);
+            finish(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])),
+                   bias ? bias + j : NULL, accumulate, y + j, lane_mask(n - j));
         }
-        for (; kk < k; kk++)
-            a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), _mm512_load_ps(w0 + kk * P), a0);
-        const int64_t j = p * P;
-        finish(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), bias ? bias + j : NULL, accumulate,
-               y + j, lane_mask(n - j));
     }
 }
 
@@ -243,7 +258,7 @@ static void f32_gemm__avx512(int64_t m, const float *x, int64_t ldx, const packe
                              int accumulate, float *y, int64_t ldy)
 {
     if (m == 1) {
-        gemv(x, w, bias, accumulate, y);
+        f32_gemv__avx512(x, w, NULL, NULL, bias, accumulate, y, 0);
         return;
     }
     /* Rows in chunks whose x block stays in L2 (~128 KB) while every panel pair streams past it. */
@@ -267,5 +282,5 @@ static void f32_gemm__avx512(int64_t m, const float *x, int64_t ldx, const packe
 }
 
 const lstmrt_kernels lstmrt_kernels__avx512 = {
-    "avx512", f32_gemm__avx512, f32_sigmoid__avx512, f32_tanh__avx512, f32_lstm_cell__avx512, f32_gru_cell__avx512,
+    "avx512", f32_gemm__avx512, f32_gemv__avx512, f32_sigmoid__avx512, f32_tanh__avx512, f32_lstm_cell__avx512, f32_gru_cell__avx512,
 };

@@ -22,6 +22,12 @@ typedef struct lstmrt_kernels {
      * rows of y ldy apart; n = w->rows, k = w->cols. */
     void (*f32_gemm)(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
                      int accumulate, float *y, int64_t ldy);
+    /* The one-row product of a step: y = x1 W1^T (+ x2 W2^T if w2) (+ bias if not NULL) (+ y if accumulate);
+     * W1 and W2 have the same rows (n = w1->rows), k1 = w1->cols, k2 = w2->cols. `reverse` visits the panels
+     * last to first: the result is bit-identical (each output sums its terms in the same order), but the weights
+     * the previous step read last are read first, while still in L1/L2 (docs/kernels.md). */
+    void (*f32_gemv)(const float *x1, const packed_matrix *w1, const float *x2, const packed_matrix *w2,
+                     const float *bias, int accumulate, float *y, int reverse);
     /* In-place element-wise logistic sigmoid and tanh of n floats. */
     void (*f32_sigmoid)(float *v, int64_t n);
     void (*f32_tanh)(float *v, int64_t n);

@@ -194,8 +194,9 @@ static void tile_any(int64_t mr, int64_t k, const float *x, int64_t ldx, const f
     }
 }
 
-/* m = 1: one panel at a time, 4 k-phases x 4 registers = 16 independent FMA chains (enough for cores with four
- * FMA pipes), a single sequential stream through the weights. */
+/* One row (a step's product): one panel at a time, 4 k-phases x 4 registers = 16 independent FMA chains (enough
+ * for cores with four FMA pipes). Panels are visited in either order, each always sums k forwards (x1 then x2):
+ * the result does not depend on `reverse`. */
 #define GEMV_PHASE(f)                                                                                              \
     do {                                                                                                           \
         const float *wk = w0 + (kk + f) * P;                                                                       \
@@ -205,31 +206,38 @@ static void tile_any(int64_t mr, int64_t k, const float *x, int64_t ldx, const f
         a[f][3] = vfmaq_laneq_f32(a[f][3], vld1q_f32(wk + 12), xv, f);                                             \
     } while (0)
 
-static void gemv(const float *x, const packed_matrix *w, const float *bias, int accumulate, float *y)
+INLINE void gemv_part(const float *x, const float *w0, int64_t k, float32x4_t a[4][4])
 {
-    const int64_t n = w->rows, k = w->cols, panels = (n + P - 1) / P;
-    for (int64_t p = 0; p < panels; p++) {
-        const float *w0 = w->data + p * k * P;
+    int64_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+        const float32x4_t xv = vld1q_f32(x + kk);
+        GEMV_PHASE(0);
+        GEMV_PHASE(1);
+        GEMV_PHASE(2);
+        GEMV_PHASE(3);
+    }
+    for (; kk < k; kk++) {
+        const float *wk = w0 + kk * P;
+        for (int q = 0; q < 4; q++)
+            a[0][q] = vfmaq_n_f32(a[0][q], vld1q_f32(wk + 4 * q), x[kk]);
+    }
+}
+
+static void f32_gemv__neon(const float *x1, const packed_matrix *w1, const float *x2, const packed_matrix *w2,
+                           const float *bias, int accumulate, float *y, int reverse)
+{
+    const int64_t n = w1->rows, panels = (n + P - 1) / P;
+    for (int64_t i = 0; i < panels; i++) {
+        const int64_t p = reverse ? panels - 1 - i : i, j = p * P;
         float32x4_t a[4][4];
         for (int f = 0; f < 4; f++)
             a[f][0] = a[f][1] = a[f][2] = a[f][3] = vdupq_n_f32(0.0f);
-        int64_t kk = 0;
-        for (; kk + 4 <= k; kk += 4) {
-            const float32x4_t xv = vld1q_f32(x + kk);
-            GEMV_PHASE(0);
-            GEMV_PHASE(1);
-            GEMV_PHASE(2);
-            GEMV_PHASE(3);
-        }
-        for (; kk < k; kk++) {
-            const float *wk = w0 + kk * P;
-            for (int q = 0; q < 4; q++)
-                a[0][q] = vfmaq_n_f32(a[0][q], vld1q_f32(wk + 4 * q), x[kk]);
-        }
+        gemv_part(x1, w1->data + p * w1->cols * P, w1->cols, a);
+        if (w2)
+            gemv_part(x2, w2->data + p * w2->cols * P, w2->cols, a);
         float32x4_t acc[4];
         for (int q = 0; q < 4; q++)
             acc[q] = vaddq_f32(vaddq_f32(a[0][q], a[1][q]), vaddq_f32(a[2][q], a[3][q]));
-        const int64_t j = p * P;
         finish_row(acc, bias ? bias + j : NULL, accumulate, y + j, n - j < P ? n - j : P);
     }
 }
@@ -238,7 +246,7 @@ static void f32_gemm__neon(int64_t m, const float *x, int64_t ldx, const packed_
                            int accumulate, float *y, int64_t ldy)
 {
     if (m == 1) {
-        gemv(x, w, bias, accumulate, y);
+        f32_gemv__neon(x, w, NULL, NULL, bias, accumulate, y, 0);
         return;
     }
     const int64_t n = w->rows, k = w->cols;
@@ -257,5 +265,5 @@ static void f32_gemm__neon(int64_t m, const float *x, int64_t ldx, const packed_
 }
 
 const lstmrt_kernels lstmrt_kernels__neon = {
-    "neon", f32_gemm__neon, f32_sigmoid__neon, f32_tanh__neon, f32_lstm_cell__neon, f32_gru_cell__neon,
+    "neon", f32_gemm__neon, f32_gemv__neon, f32_sigmoid__neon, f32_tanh__neon, f32_lstm_cell__neon, f32_gru_cell__neon,
 };

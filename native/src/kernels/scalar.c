@@ -42,6 +42,32 @@ static void f32_gemm__scalar(int64_t m, const float *x, int64_t ldx, const packe
     }
 }
 
+/* Per output: x1 terms, then x2 terms, in k order; then bias, then y. `reverse` changes nothing here. */
+static void f32_gemv__scalar(const float *x1, const packed_matrix *w1, const float *x2, const packed_matrix *w2,
+                             const float *bias, int accumulate, float *y, int reverse)
+{
+    (void)reverse;
+    const int64_t n = w1->rows;
+    for (int64_t p0 = 0; p0 < n; p0 += P) {
+        const int64_t nr = n - p0 < P ? n - p0 : P;
+        float acc[P] = {0};
+        for (int part = 0; part < 2; part++) {
+            const packed_matrix *w = part ? w2 : w1;
+            const float *x = part ? x2 : x1;
+            if (!w)
+                continue;
+            const float *restrict panel = w->data + p0 * w->cols;
+            for (int64_t kk = 0; kk < w->cols; kk++)
+                for (int64_t j = 0; j < P; j++)
+                    acc[j] += x[kk] * panel[kk * P + j];
+        }
+        for (int64_t j = 0; j < nr; j++) {
+            const float v = bias ? acc[j] + bias[p0 + j] : acc[j];
+            y[p0 + j] = accumulate ? y[p0 + j] + v : v;
+        }
+    }
+}
+
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static void f32_sigmoid__scalar(float *v, int64_t n)
@@ -77,5 +103,5 @@ static void f32_gru_cell__scalar(const float *x, const float *hh, float *h, int6
 }
 
 const lstmrt_kernels lstmrt_kernels__scalar = {
-    "scalar", f32_gemm__scalar, f32_sigmoid__scalar, f32_tanh__scalar, f32_lstm_cell__scalar, f32_gru_cell__scalar,
+    "scalar", f32_gemm__scalar, f32_gemv__scalar, f32_sigmoid__scalar, f32_tanh__scalar, f32_lstm_cell__scalar, f32_gru_cell__scalar,
 };
