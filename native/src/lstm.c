@@ -36,6 +36,42 @@ static void lstm_cell_general(const lstmrt_kernels *k, const layer *L, const flo
         h[j] = go[j] * tmp[j];
 }
 
+/* The general step of an LSTM direction: the recurrent product (one row: f32_gemv; a stream step also does the
+ * input product there), then a cell per active row, then the projection. g_t: the step's gate rows. */
+static void lstm_products_and_cells(const lstmrt_kernels *k, const layer *L, const packed_direction *d,
+                                    const workspace *ws, int64_t batch, int64_t steps, int64_t s, int64_t t,
+                                    seq_view x, const uint8_t *active, int64_t active_stride, float *g_t, float *h,
+                                    float *c)
+{
+    const int64_t H = L->hidden_size, Hr = L->state_h_size, G = 4 * H;
+    const int projected = L->proj_size > 0, fused = batch == 1 && steps == 1;
+    float *cell_out = ws->aux, *tmp = ws->aux + batch * H;
+    if (fused)
+        k->f32_gemv(x.data, &d->w_ih, h, &d->w_hh, d->bias_x, 0, g_t, sweep_reverse(ws, s));
+    else if (batch == 1)
+        k->f32_gemv(h, &d->w_hh, NULL, NULL, NULL, 1, g_t, sweep_reverse(ws, s));
+    else
+        k->f32_gemm(batch, h, Hr, &d->w_hh, NULL, 1, g_t, steps * G);
+    for (int64_t b = 0; b < batch; b++) {
+        if (!row_active(active, active_stride, b, t))
+            continue;
+        float *g = g_t + b * steps * G, *cb = c + b * H;
+        float *hb = projected ? cell_out + b * H : h + b * Hr;
+        if (L->fused_default)
+            k->f32_lstm_cell(g, cb, hb, H);
+        else
+            lstm_cell_general(k, L, d->peephole, g, cb, hb, tmp + b * H, H);
+    }
+    if (projected) {
+        if (!active)
+            k->f32_gemm(batch, cell_out, H, &d->w_proj, NULL, 0, h, Hr);
+        else
+            for (int64_t b = 0; b < batch; b++)
+                if (row_active(active, active_stride, b, t))
+                    k->f32_gemm(1, cell_out + b * H, H, &d->w_proj, NULL, 0, h + b * Hr, Hr);
+    }
+}
+
 void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
                     int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
                     int64_t active_stride, float *h, float *c, seq_view y)
@@ -46,35 +82,26 @@ void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direct
     float *cell_out = ws->aux;         /* batch x H: o * act(c), before projection */
     float *tmp = ws->aux + batch * H;  /* batch x H */
     const int fused = batch == 1 && steps == 1; /* a stream step: both products in one pass over the weights */
+    /* one row, standard cell: the cell runs inside the product (f32_lstm_step), block by block */
+    const int one_pass = batch == 1 && L->fused_default && H % LSTMRT_PANEL == 0;
     if (!fused)
         project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, gates);
 
     for (int64_t s = 0; s < steps; s++) {
         const int64_t t = reverse ? steps - 1 - s : s;
         float *g_t = gates + t * G; /* row b at g_t + b * steps * G */
-        if (fused)
-            k->f32_gemv(x.data, &d->w_ih, h, &d->w_hh, d->bias_x, 0, g_t, sweep_reverse(ws, s));
-        else if (batch == 1)
-            k->f32_gemv(h, &d->w_hh, NULL, NULL, NULL, 1, g_t, sweep_reverse(ws, s));
-        else
-            k->f32_gemm(batch, h, Hr, &d->w_hh, NULL, 1, g_t, steps * G);
-        for (int64_t b = 0; b < batch; b++) {
-            if (!row_active(active, active_stride, b, t))
-                continue;
-            float *g = g_t + b * steps * G, *cb = c + b * H;
-            float *hb = projected ? cell_out + b * H : h + b * Hr;
-            if (L->fused_default)
-                k->f32_lstm_cell(g, cb, hb, H);
-            else
-                lstm_cell_general(k, L, d->peephole, g, cb, hb, tmp + b * H, H);
-        }
-        if (projected) {
-            if (!active)
-                k->f32_gemm(batch, cell_out, H, &d->w_proj, NULL, 0, h, Hr);
-            else
-                for (int64_t b = 0; b < batch; b++)
-                    if (row_active(active, active_stride, b, t))
-                        k->f32_gemm(1, cell_out + b * H, H, &d->w_proj, NULL, 0, h + b * Hr, Hr);
+        if (one_pass) {
+            if (row_active(active, active_stride, 0, t)) {
+                float *h_new = projected ? cell_out : tmp; /* h is still being read while h_new is written */
+                k->f32_lstm_step(fused ? NULL : g_t, x.data, fused ? &d->w_ih : NULL, fused ? d->bias_x : NULL, h,
+                                 &d->w_hh, c, h_new, sweep_reverse(ws, s));
+                if (projected)
+                    k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, h, Hr);
+                else
+                    memcpy(h, tmp, (size_t)H * sizeof(float));
+            }
+        } else {
+            lstm_products_and_cells(k, L, d, ws, batch, steps, s, t, x, active, active_stride, g_t, h, c);
         }
         for (int64_t b = 0; b < batch; b++) {
             float *yb = seq_row(y, b, t);

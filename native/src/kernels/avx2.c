@@ -261,6 +261,49 @@ static void f32_gemv__avx2(const float *x1, const packed_matrix *w1, const float
     }
 }
 
+/* The four gate panels of hidden block j are H rows apart (H * k floats): 4 panels x 2 halves = 8 FMA chains. */
+INLINE void gates_part(const float *x, const float *w0, int64_t k, int64_t gs, __m256 acc[8])
+{
+    for (int64_t kk = 0; kk < k; kk++) {
+        const __m256 xv = _mm256_broadcast_ss(x + kk);
+        const float *wk = w0 + kk * P;
+        for (int q = 0; q < 4; q++) {
+            acc[2 * q] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + q * gs), acc[2 * q]);
+            acc[2 * q + 1] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + q * gs + 8), acc[2 * q + 1]);
+        }
+    }
+}
+
+static void f32_lstm_step__avx2(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
+                                const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse)
+{
+    const int64_t H = w_hh->rows / 4, blocks = H / P;
+    for (int64_t i = 0; i < blocks; i++) {
+        const int64_t j = (reverse ? blocks - 1 - i : i) * P;
+        __m256 acc[8];
+        for (int q = 0; q < 8; q++)
+            acc[q] = _mm256_setzero_ps();
+        if (w_ih)
+            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc);
+        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc);
+        for (int half = 0; half < 2; half++) {
+            const int64_t jj = j + 8 * half;
+            __m256 pre[4];
+            for (int q = 0; q < 4; q++) {
+                pre[q] = acc[2 * q + half];
+                if (gx)
+                    pre[q] = _mm256_add_ps(pre[q], _mm256_loadu_ps(gx + q * H + jj));
+                if (bias)
+                    pre[q] = _mm256_add_ps(pre[q], _mm256_loadu_ps(bias + q * H + jj));
+            }
+            const __m256 cn = _mm256_fmadd_ps(sigmoid_ps(pre[1]), _mm256_loadu_ps(c + jj),
+                                              _mm256_mul_ps(sigmoid_ps(pre[0]), tanh_ps(pre[2])));
+            _mm256_storeu_ps(c + jj, cn);
+            _mm256_storeu_ps(h_out + jj, _mm256_mul_ps(sigmoid_ps(pre[3]), tanh_ps(cn)));
+        }
+    }
+}
+
 static void f32_gemm__avx2(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
                            int accumulate, float *y, int64_t ldy)
 {
@@ -285,5 +328,12 @@ static void f32_gemm__avx2(int64_t m, const float *x, int64_t ldx, const packed_
 }
 
 const lstmrt_kernels lstmrt_kernels__avx2 = {
-    "avx2", f32_gemm__avx2, f32_gemv__avx2, f32_sigmoid__avx2, f32_tanh__avx2, f32_lstm_cell__avx2, f32_gru_cell__avx2,
+    .name = "avx2",
+    .f32_gemm = f32_gemm__avx2,
+    .f32_gemv = f32_gemv__avx2,
+    .f32_lstm_step = f32_lstm_step__avx2,
+    .f32_sigmoid = f32_sigmoid__avx2,
+    .f32_tanh = f32_tanh__avx2,
+    .f32_lstm_cell = f32_lstm_cell__avx2,
+    .f32_gru_cell = f32_gru_cell__avx2,
 };

@@ -185,9 +185,8 @@ static void tile_1(int64_t mr, int64_t k, const float *x, int64_t ldx, const flo
  * two accumulators per panel (even/odd k) give 8 independent FMA chains, enough to hide the FMA latency on cores
  * with two 512-bit FMA pipes. Units are visited in either order, each always sums k forwards (x1 then x2): the
  * result does not depend on `reverse`. */
-INLINE void gemv4_part(const float *x, const float *w0, int64_t k, __m512 acc[8])
+INLINE void gemv4_part(const float *x, const float *w0, int64_t k, int64_t ps, __m512 acc[8])
 {
-    const int64_t ps = k * P;
     int64_t kk = 0;
     for (; kk + 2 <= k; kk += 2) {
         const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
@@ -236,9 +235,9 @@ static void f32_gemv__avx512(const float *x1, const packed_matrix *w1, const flo
             __m512 acc[8];
             for (int q = 0; q < 8; q++)
                 acc[q] = _mm512_setzero_ps();
-            gemv4_part(x1, w1->data + p * w1->cols * P, w1->cols, acc);
+            gemv4_part(x1, w1->data + p * w1->cols * P, w1->cols, w1->cols * P, acc);
             if (w2)
-                gemv4_part(x2, w2->data + p * w2->cols * P, w2->cols, acc);
+                gemv4_part(x2, w2->data + p * w2->cols * P, w2->cols, w2->cols * P, acc);
             for (int q = 0; q < 4; q++)
                 finish(_mm512_add_ps(acc[q], acc[q + 4]), bias ? bias + j + q * P : NULL, accumulate, y + j + q * P,
                        lane_mask(n - j - q * P));
@@ -251,6 +250,34 @@ static void f32_gemv__avx512(const float *x1, const packed_matrix *w1, const flo
             finish(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])),
                    bias ? bias + j : NULL, accumulate, y + j, lane_mask(n - j));
         }
+    }
+}
+
+/* The four gate panels of hidden block j are H rows apart: H * k floats. */
+static void f32_lstm_step__avx512(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
+                                  const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse)
+{
+    const int64_t H = w_hh->rows / 4, blocks = H / P;
+    for (int64_t i = 0; i < blocks; i++) {
+        const int64_t j = (reverse ? blocks - 1 - i : i) * P;
+        __m512 acc[8];
+        for (int q = 0; q < 8; q++)
+            acc[q] = _mm512_setzero_ps();
+        if (w_ih)
+            gemv4_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc);
+        gemv4_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc);
+        __m512 pre[4];
+        for (int q = 0; q < 4; q++) {
+            pre[q] = _mm512_add_ps(acc[q], acc[q + 4]);
+            if (gx)
+                pre[q] = _mm512_add_ps(pre[q], _mm512_loadu_ps(gx + q * H + j));
+            if (bias)
+                pre[q] = _mm512_add_ps(pre[q], _mm512_loadu_ps(bias + q * H + j));
+        }
+        const __m512 cn = _mm512_fmadd_ps(sigmoid_ps(pre[1]), _mm512_loadu_ps(c + j),
+                                          _mm512_mul_ps(sigmoid_ps(pre[0]), tanh_ps(pre[2])));
+        _mm512_storeu_ps(c + j, cn);
+        _mm512_storeu_ps(h_out + j, _mm512_mul_ps(sigmoid_ps(pre[3]), tanh_ps(cn)));
     }
 }
 
@@ -282,5 +309,12 @@ static void f32_gemm__avx512(int64_t m, const float *x, int64_t ldx, const packe
 }
 
 const lstmrt_kernels lstmrt_kernels__avx512 = {
-    "avx512", f32_gemm__avx512, f32_gemv__avx512, f32_sigmoid__avx512, f32_tanh__avx512, f32_lstm_cell__avx512, f32_gru_cell__avx512,
+    .name = "avx512",
+    .f32_gemm = f32_gemm__avx512,
+    .f32_gemv = f32_gemv__avx512,
+    .f32_lstm_step = f32_lstm_step__avx512,
+    .f32_sigmoid = f32_sigmoid__avx512,
+    .f32_tanh = f32_tanh__avx512,
+    .f32_lstm_cell = f32_lstm_cell__avx512,
+    .f32_gru_cell = f32_gru_cell__avx512,
 };

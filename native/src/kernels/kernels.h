@@ -28,6 +28,14 @@ typedef struct lstmrt_kernels {
      * the previous step read last are read first, while still in L1/L2 (docs/kernels.md). */
     void (*f32_gemv)(const float *x1, const packed_matrix *w1, const float *x2, const packed_matrix *w2,
                      const float *bias, int accumulate, float *y, int reverse);
+    /* One LSTM step of one row, standard cell, with the cell inside the product: for each block of PANEL hidden
+     * units, its four gate panels (i, f, g, o rows of W) are multiplied and the cell applied at once, so the cell
+     * math overlaps the weight stream and no gate vector is stored. Pre-activations = (x W_ih^T if w_ih) +
+     * h W_hh^T (+ gx, the input part already computed, if not NULL) (+ bias if not NULL). Requires
+     * H = w_hh->rows / 4 to be a multiple of PANEL. c (H) updated in place; h_out (H) must not alias h.
+     * reverse: as f32_gemv (blocks last to first, bit-identical result). */
+    void (*f32_lstm_step)(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
+                          const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse);
     /* In-place element-wise logistic sigmoid and tanh of n floats. */
     void (*f32_sigmoid)(float *v, int64_t n);
     void (*f32_tanh)(float *v, int64_t n);

@@ -242,6 +242,48 @@ static void f32_gemv__neon(const float *x1, const packed_matrix *w1, const float
     }
 }
 
+/* The four gate panels of hidden block j are H rows apart (H * k floats): 4 panels x 4 registers = 16 chains. */
+INLINE void gates_part(const float *x, const float *w0, int64_t k, int64_t gs, float32x4_t acc[4][4])
+{
+    for (int64_t kk = 0; kk < k; kk++) {
+        const float xv = x[kk];
+        const float *wk = w0 + kk * P;
+        for (int q = 0; q < 4; q++)
+            for (int r = 0; r < 4; r++)
+                acc[q][r] = vfmaq_n_f32(acc[q][r], vld1q_f32(wk + q * gs + 4 * r), xv);
+    }
+}
+
+static void f32_lstm_step__neon(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
+                                const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse)
+{
+    const int64_t H = w_hh->rows / 4, blocks = H / P;
+    for (int64_t i = 0; i < blocks; i++) {
+        const int64_t j = (reverse ? blocks - 1 - i : i) * P;
+        float32x4_t acc[4][4];
+        for (int q = 0; q < 4; q++)
+            acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = vdupq_n_f32(0.0f);
+        if (w_ih)
+            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc);
+        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc);
+        for (int r = 0; r < 4; r++) {
+            const int64_t jj = j + 4 * r;
+            float32x4_t pre[4];
+            for (int q = 0; q < 4; q++) {
+                pre[q] = acc[q][r];
+                if (gx)
+                    pre[q] = vaddq_f32(pre[q], vld1q_f32(gx + q * H + jj));
+                if (bias)
+                    pre[q] = vaddq_f32(pre[q], vld1q_f32(bias + q * H + jj));
+            }
+            const float32x4_t cn =
+                vfmaq_f32(vmulq_f32(sigmoid_q(pre[0]), tanh_q(pre[2])), sigmoid_q(pre[1]), vld1q_f32(c + jj));
+            vst1q_f32(c + jj, cn);
+            vst1q_f32(h_out + jj, vmulq_f32(sigmoid_q(pre[3]), tanh_q(cn)));
+        }
+    }
+}
+
 static void f32_gemm__neon(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
                            int accumulate, float *y, int64_t ldy)
 {
@@ -265,5 +307,12 @@ static void f32_gemm__neon(int64_t m, const float *x, int64_t ldx, const packed_
 }
 
 const lstmrt_kernels lstmrt_kernels__neon = {
-    "neon", f32_gemm__neon, f32_gemv__neon, f32_sigmoid__neon, f32_tanh__neon, f32_lstm_cell__neon, f32_gru_cell__neon,
+    .name = "neon",
+    .f32_gemm = f32_gemm__neon,
+    .f32_gemv = f32_gemv__neon,
+    .f32_lstm_step = f32_lstm_step__neon,
+    .f32_sigmoid = f32_sigmoid__neon,
+    .f32_tanh = f32_tanh__neon,
+    .f32_lstm_cell = f32_lstm_cell__neon,
+    .f32_gru_cell = f32_gru_cell__neon,
 };

@@ -92,6 +92,39 @@ static void f32_lstm_cell__scalar(const float *g, float *c, float *h, int64_t H)
     }
 }
 
+/* Gate rows read straight from the panels (row r: panel r / P, lane r % P); any H. */
+static float panel_dot(const packed_matrix *w, int64_t row, const float *v)
+{
+    const float *restrict panel = w->data + (row / P) * w->cols * P;
+    const int64_t lane = row % P;
+    float acc = 0.0f;
+    for (int64_t kk = 0; kk < w->cols; kk++)
+        acc += v[kk] * panel[kk * P + lane];
+    return acc;
+}
+
+static void f32_lstm_step__scalar(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
+                                  const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse)
+{
+    (void)reverse;
+    const int64_t H = w_hh->rows / 4;
+    for (int64_t j = 0; j < H; j++) {
+        float pre[4];
+        for (int q = 0; q < 4; q++) {
+            const int64_t row = q * H + j;
+            float acc = (w_ih ? panel_dot(w_ih, row, x) : 0.0f) + panel_dot(w_hh, row, h);
+            if (gx)
+                acc += gx[row];
+            if (bias)
+                acc += bias[row];
+            pre[q] = acc;
+        }
+        const float cn = sigmoidf(pre[1]) * c[j] + sigmoidf(pre[0]) * tanhf(pre[2]);
+        c[j] = cn;
+        h_out[j] = sigmoidf(pre[3]) * tanhf(cn);
+    }
+}
+
 static void f32_gru_cell__scalar(const float *x, const float *hh, float *h, int64_t H)
 {
     for (int64_t j = 0; j < H; j++) {
@@ -103,5 +136,12 @@ static void f32_gru_cell__scalar(const float *x, const float *hh, float *h, int6
 }
 
 const lstmrt_kernels lstmrt_kernels__scalar = {
-    "scalar", f32_gemm__scalar, f32_gemv__scalar, f32_sigmoid__scalar, f32_tanh__scalar, f32_lstm_cell__scalar, f32_gru_cell__scalar,
+    .name = "scalar",
+    .f32_gemm = f32_gemm__scalar,
+    .f32_gemv = f32_gemv__scalar,
+    .f32_lstm_step = f32_lstm_step__scalar,
+    .f32_sigmoid = f32_sigmoid__scalar,
+    .f32_tanh = f32_tanh__scalar,
+    .f32_lstm_cell = f32_lstm_cell__scalar,
+    .f32_gru_cell = f32_gru_cell__scalar,
 };
