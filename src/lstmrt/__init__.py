@@ -6,6 +6,8 @@
 """
 
 from ._version import __version__
+from .errors import ArchitectureError, CorruptFileError, LoadError, ModelTooLargeError, UnsafeFileError, \
+    UnsafePickleError, UnsupportedModelError
 from .layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
 from .loaders.load import load
 from .loaders.torch_live import from_torch
@@ -29,4 +31,6 @@ def cpu_features() -> str:
 __all__ = [
     "__version__", "Model", "Stream", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense", "Activation",
     "Affine", "Embedding", "from_torch", "load", "kernel_tier", "cpu_features",
+    "LoadError", "UnsafeFileError", "UnsafePickleError", "CorruptFileError", "UnsupportedModelError",
+    "ArchitectureError", "ModelTooLargeError",
 ]

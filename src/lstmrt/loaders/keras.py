@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import zipfile
 
+from ..errors import CorruptFileError, LoadError, ModelTooLargeError, UnsupportedModelError
 from . import keras_files, keras_graph
 from .keras_layers import RECURRENT, Context, bidirectional, fail, per_step, recurrent
 from .keras_model import KerasModel
+from .safety import file_errors
 
 
 def load_keras(source, *, layers=None) -> KerasModel:
@@ -17,13 +19,20 @@ def load_keras(source, *, layers=None) -> KerasModel:
     source: a path (or binary file object) to a `.keras`, `.h5`/`.hdf5` or `.weights.h5` file, or a live Keras
     model. layers: the architecture for a weights-only file — `model.to_json()`, its parsed dict, or the path
     of a .json file holding it. The result is a KerasModel (a Model) whose predict() applies the model's Keras
-    masking; see its docstring."""
-    src, f = keras_files.open_source(source, layers)
-    try:
+    masking; see its docstring. What is wrong with a file raises a lstmrt.LoadError (docs/loading.md, Errors)."""
+    if keras_files.is_live_model(source):
+        src, _ = keras_files.open_source(source, layers)
         return _convert(src)
-    finally:
-        if f is not None:
-            f.close()
+    origin = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the Keras file"
+    if layers is not None:  # the caller's architecture: its errors are the caller's (TypeError, OSError, ValueError)
+        layers = keras_files.architecture(layers)
+    with file_errors(origin), keras_files.h5_errors(origin):
+        src, f = keras_files.open_source(source, layers)
+        try:
+            return _convert(src)
+        finally:
+            if f is not None:
+                f.close()
 
 
 def is_keras_file(path) -> bool:
@@ -39,9 +48,10 @@ def is_keras_file(path) -> bool:
             h5py = keras_files.h5py_module()
         except ImportError:
             return True
-        with h5py.File(path, "r") as f:
-            return bool({"model_config", "layer_names"} & set(f.attrs)) or ("layers" in f and "vars" in f)
-    except (OSError, ValueError, TypeError):
+        with h5py.File(path, "r") as f:  # names only: nothing a link points to is opened here
+            names = set(f)
+            return bool({"model_config", "layer_names"} & set(f.attrs)) or ("layers" in names and "vars" in names)
+    except (OSError, ValueError, TypeError, RuntimeError, KeyError):
         return False
 
 
@@ -65,7 +75,8 @@ def _convert(src) -> KerasModel:
     rank = len(shape) if shape else None
     if rank is not None and rank != (2 if tokens else 3):
         want = "(batch, time) token ids" if tokens else "(batch, time, features)"
-        raise ValueError(f"the Keras model's input has shape {tuple(shape)}: lstmrt runs sequence models, {want}")
+        raise UnsupportedModelError(f"the Keras model's input has shape {tuple(shape)}: lstmrt runs sequence "
+                                    f"models, {want}")
     features = None if tokens or not shape else shape[-1]
     specs, mask_value, mask_zero = [], None, False
     reversed_seq = final = False  # sequence currently in reversed time order / a layer returned its last step
@@ -82,7 +93,7 @@ def _convert(src) -> KerasModel:
                 if reversed_seq and (mask_value is not None or mask_zero):
                     raise fail(e, "follows a go_backwards layer in a masked model: Keras passes it a reversed "
                                   "sequence with the mask in forward order, which lstmrt cannot express")
-                weights = src.weights(e)
+                weights = src.weights(e, features)
                 if cls == "Bidirectional":
                     spec = bidirectional(e, cfg, weights, ctx, swap=reversed_seq)
                     seq = spec.forward.return_sequences
@@ -101,15 +112,23 @@ def _convert(src) -> KerasModel:
                     if specs:
                         raise fail(e, "must be the first layer")
                     mask_zero = bool(cfg.get("mask_zero", False))
-                specs += per_step(e, cfg, src.weights(e), ctx, rank, features)
+                specs += per_step(e, cfg, src.weights(e, features), ctx, rank, features)
+        except LoadError:
+            raise
         except (TypeError, ValueError) as exc:
-            if str(exc).startswith("Keras layer"):
-                raise
             raise fail(e, str(exc)) from None
+        except (KeyError, IndexError, AttributeError) as exc:  # a config without the entries Keras writes
+            raise CorruptFileError(f"Keras layer {e.name!r} ({cls}): malformed config ({type(exc).__name__}: "
+                                   f"{exc})") from None
         if specs and specs[-1].output_size is not None:
             features = specs[-1].output_size
     if not specs:
-        raise ValueError("the Keras model contains no layer lstmrt can run")
+        raise UnsupportedModelError("the Keras model contains no layer lstmrt can run")
     first_size = None if specs[0].input_size is not None else (shape[-1] if shape else None)
-    return KerasModel(specs, input_size=first_size, return_sequences=not final, mask_value=mask_value,
-                      mask_zero=mask_zero, reverse_output=reversed_seq)
+    try:
+        return KerasModel(specs, input_size=first_size, return_sequences=not final, mask_value=mask_value,
+                          mask_zero=mask_zero, reverse_output=reversed_seq)
+    except MemoryError:
+        raise ModelTooLargeError("the Keras model's weights do not fit in memory") from None
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedModelError(f"the Keras layers do not form a model lstmrt runs: {exc}") from None

@@ -7,21 +7,34 @@ Containers:
   group model_weights/<layer name> with attr weight_names (the get_weights() order).
 - weights only: Keras 2 `save_weights(".h5")` (root = a model_weights group) or Keras 3 `.weights.h5`
   (groups layers/<class-based name>/vars/<i>); the architecture comes from `layers=`.
+
+Untrusted HDF5 is checked before any weight is read (check_hdf5): no link may lead to another file (HDF5 would
+open it), no dataset may be virtual (its data lives in other files) or stored externally, compressed with a
+filter outside HDF5's built-in set, or declare much more data than it stores. Each weight's declared shape is
+compared with what the layer's config needs, and with the load's memory budget, before it is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
 import os
 import sys
 import zipfile
 
 import numpy as np
 
+from ..errors import CorruptFileError, UnsafeFileError, UnsupportedModelError
 from . import keras_graph, keras_layers
+from .safety import MAX_RATIO, MAX_TEXT_BYTES, SMALL_MEMBER, Budget, max_load_bytes, open_zip, read_member
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# HDF5's built-in filters (deflate, shuffle, fletcher32, szip, nbit, scaleoffset) and LZF (h5py's own). Any other
+# filter id makes libhdf5 search HDF5_PLUGIN_PATH for a shared library to load.
+_BUILTIN_FILTERS = {1, 2, 3, 4, 5, 6, 32000}
+_MAX_GROUP_DEPTH = 8  # a layer's nested weight groups (cell, forward_layer, layer, ...): Keras writes 2 or 3
 
 
 def h5py_module():
@@ -57,13 +70,89 @@ def guess_major(model_cfg: dict) -> int:
 
 
 class Source:
-    """What the converter needs: config, Keras major version, weights(entry) -> list of arrays."""
+    """What the converter needs: config, Keras major version, weights(entry, features) -> list of arrays.
+    `origin`: the file (None for a live model), whose datasets are checked before they are read."""
 
-    def __init__(self, config: dict, major: int, weights):
-        self.config, self.major, self._weights = config, major, weights
+    def __init__(self, config: dict, major: int, weights, origin=None):
+        self.config, self.major, self._weights, self.origin = config, major, weights, origin
+        self.budget = Budget(origin) if origin is not None else None
 
-    def weights(self, entry) -> list:
-        return [np.asarray(w) for w in self._weights(entry)]
+    def weights(self, entry, features=None) -> list:
+        found = self._weights(entry)
+        if self.origin is None:
+            return [np.asarray(w) for w in found]
+        where = f"{self.origin}: Keras layer {entry.name!r} ({entry.class_name})"
+        h5py = h5py_module()
+        for i, d in enumerate(found):
+            if not isinstance(d, h5py.Dataset):
+                raise CorruptFileError(f"{where}: weight {i} is a {type(d).__name__}, not a dataset")
+            if d.dtype.kind not in "fiu" or d.shape is None:
+                raise CorruptFileError(f"{where}: weight {i} holds {d.dtype} {d.shape}, not numbers")
+        expected = keras_layers.weight_shapes(entry.class_name, entry.config, features)
+        if expected is not None and len(expected) == len(found):
+            for i, (d, want) in enumerate(zip(found, expected)):
+                if len(d.shape) != len(want) or any(w is not None and g != w for g, w in zip(d.shape, want)):
+                    want_text = "(" + ", ".join("?" if w is None else str(w) for w in want) + ")"
+                    raise CorruptFileError(f"{where}: weight {i} has shape {d.shape} in the file; the layer's "
+                                           f"config needs {want_text}")
+        arrays = []
+        for i, d in enumerate(found):
+            self.budget.take(math.prod(d.shape), d.dtype.itemsize, f"{where}: weight {i} of shape {d.shape}")
+            arrays.append(np.asarray(d[()]))
+        return arrays
+
+
+@contextlib.contextmanager
+def h5_errors(source):
+    """h5py reports a damaged file (bad B-tree, checksum, truncated data) as OSError or RuntimeError: a
+    CorruptFileError here. A missing or unreadable file stays an OSError."""
+    try:
+        yield
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (OSError, RuntimeError) as exc:
+        raise CorruptFileError(f"{source}: damaged HDF5 data ({exc})") from exc
+
+
+def check_hdf5(f, source) -> None:
+    """Refuse what would make libhdf5 read outside the file or allocate what the file merely declares: external
+    (and user-defined) links, virtual datasets, external raw storage, filters outside the built-in set, and
+    datasets declaring more than MAX_RATIO times the bytes they store. Reads metadata only."""
+    h5py = h5py_module()
+
+    def on_link(name, info):
+        if info.type not in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):
+            what = "another file" if info.type == h5py.h5l.TYPE_EXTERNAL else "a user-defined target"
+            raise UnsafeFileError(f"{source}: HDF5 link {_text(name)!r} points to {what}: lstmrt reads only the "
+                                  "file it was given")
+
+    f.id.links.visit(on_link, info=True)  # H5Lvisit: every link, without following external or soft ones
+
+    def on_object(name, obj):
+        if not isinstance(obj, h5py.Dataset):
+            return None
+        if obj.is_virtual:
+            raise UnsafeFileError(f"{source}: HDF5 dataset {name!r} is virtual (its data lives in other files)")
+        if obj.external:
+            raise UnsafeFileError(f"{source}: HDF5 dataset {name!r} stores its data in external file(s) "
+                                  f"{[e[0] for e in obj.external][:3]}")
+        plist = obj.id.get_create_plist()
+        for i in range(plist.get_nfilters()):
+            code = plist.get_filter(i)[0]
+            if code not in _BUILTIN_FILTERS:
+                raise UnsupportedModelError(f"{source}: HDF5 dataset {name!r} uses filter {code}, not a built-in "
+                                            "one (libhdf5 would look for a plugin library to load)")
+        declared = math.prod(obj.shape or ()) * obj.dtype.itemsize if obj.shape is not None else 0
+        stored = obj.id.get_storage_size()
+        if declared > SMALL_MEMBER and declared > MAX_RATIO * stored:
+            if stored == 0:
+                raise CorruptFileError(f"{source}: HDF5 dataset {name!r} declares shape {obj.shape} "
+                                       f"({declared:,} bytes) but stores no data")
+            raise UnsafeFileError(f"{source}: HDF5 dataset {name!r} would expand {stored:,} stored bytes to "
+                                  f"{declared:,} (over {MAX_RATIO}x): a decompression bomb")
+        return None
+
+    f.visititems(on_object)  # H5Ovisit: objects reachable by hard links, each once
 
 
 class _LegacyWeights:
@@ -75,7 +164,8 @@ class _LegacyWeights:
         missing = [e for e in entries if e.name not in names and e.class_name not in _WEIGHTLESS]
         self.by_order = {}
         if missing:  # weights of another instance of the architecture: Keras 2 matches weighted layers in order
-            stored = [_text(n) for n in group.attrs.get("layer_names", []) if _has_weights(group, _text(n))]
+            stored = [_text(n) for n in _names(group.attrs.get("layer_names", []), "layer_names")
+                      if _has_weights(group, _text(n))]
             cands = [e for e in entries if e.class_name not in _WEIGHTLESS]
             if len(stored) != len(cands):
                 raise ValueError(f"the weights file has no weights for Keras layer {missing[0].name!r} "
@@ -88,14 +178,30 @@ class _LegacyWeights:
         if name not in self.group:
             return []
         g = self.group[name]
-        return [g[_text(n)][()] for n in g.attrs.get("weight_names", [])]
+        if not isinstance(g, h5py_module().Group):
+            raise CorruptFileError(f"the weights of Keras layer {name!r} are not an HDF5 group")
+        names = [_text(n) for n in _names(g.attrs.get("weight_names", []), "weight_names")]
+        missing = [n for n in names if n not in g]
+        if missing:
+            raise CorruptFileError(f"Keras layer {name!r}: weight {missing[0]!r} listed in weight_names is missing")
+        return [g[n] for n in names]
 
 
 _WEIGHTLESS = (*keras_layers.NO_OPS, "Masking", "Activation", *keras_graph.MASK_OPS)
 
 
+def _names(value, what: str) -> list:
+    """An HDF5 attribute holding a list of names (layer_names, weight_names), as Keras writes it."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise CorruptFileError(f"attribute {what} is not a list of names")
+    names = list(value)
+    if not all(isinstance(n, (str, bytes, np.bytes_, np.str_)) for n in names):
+        raise CorruptFileError(f"attribute {what} is not a list of names")
+    return names
+
+
 def _has_weights(group, name) -> bool:
-    return name in group and len(group[name].attrs.get("weight_names", [])) > 0
+    return name in group and len(_names(group[name].attrs.get("weight_names", []), "weight_names")) > 0
 
 
 class _V3Weights:
@@ -109,20 +215,25 @@ class _V3Weights:
 
     def __call__(self, entry):
         path = "layers/" + self.paths[entry.name]
-        return self._collect(self.root[path]) if path in self.root else []
+        return self._collect(self.root[path], 0) if path in self.root else []
 
-    def _collect(self, g) -> list:
+    def _collect(self, g, depth: int) -> list:
+        h5py = h5py_module()
+        if not isinstance(g, h5py.Group) or depth > _MAX_GROUP_DEPTH:
+            raise CorruptFileError(f"Keras weights group {g.name!r} is not a group, or nests too deep")
         out = []
         if "vars" in g:
             v = g["vars"]
-            out += [v[k][()] for k in sorted(v.keys(), key=int)]
+            if not isinstance(v, h5py.Group) or not all(k.isdigit() for k in v.keys()):
+                raise CorruptFileError(f"Keras weights group {v.name!r} is not numbered 0, 1, ...")
+            out += [v[k] for k in sorted(v.keys(), key=int)]
         for child in self._CHILDREN:
             if child in g:
-                out += self._collect(g[child])
+                out += self._collect(g[child], depth + 1)
         return out
 
 
-def _architecture(layers) -> dict:
+def architecture(layers) -> dict:
     """layers=: a model.to_json() string, its parsed dict (or a get_config() dict), or a path to a .json file."""
     if isinstance(layers, dict):
         return layers
@@ -131,46 +242,71 @@ def _architecture(layers) -> dict:
         if text is None:
             with open(layers, encoding="utf-8") as f:
                 text = f.read()
-        return json.loads(text)
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("layers= must hold a JSON object (model.to_json())")
+        return value
     raise TypeError("layers= must be the model architecture: a model.to_json() string, its dict, or a path to a "
                     f".json file; got {type(layers).__name__}")
 
 
-def _from_h5(f, layers) -> Source:
+def _json(text, what: str) -> dict:
+    """A config held in the file: JSON text of an object, else CorruptFileError."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CorruptFileError(f"{what} is not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise CorruptFileError(f"{what} is not a JSON object")
+    return value
+
+
+def _from_h5(f, layers, origin=None) -> Source:
     if "model_config" in f.attrs:
         if layers is not None:
             raise ValueError("this Keras file holds a full model (architecture included): do not pass layers=")
-        config = json.loads(_text(f.attrs["model_config"]))
+        config = _json(_text(f.attrs["model_config"]), "the model_config attribute")
+        if "model_weights" not in f or not isinstance(f["model_weights"], h5py_module().Group):
+            raise CorruptFileError("this Keras file holds a model config but no model_weights group")
         weights_group = f["model_weights"]
         major = _major(_text(f.attrs.get("keras_version", weights_group.attrs.get("keras_version", ""))))
         entries = keras_graph.parse(config)[0]
-        return Source(config, major or guess_major(config), _LegacyWeights(weights_group, entries))
+        return Source(config, major or guess_major(config), _LegacyWeights(weights_group, entries), origin)
     legacy = "layer_names" in f.attrs
     if not legacy and "layers" not in f and "vars" not in f:
-        raise ValueError("this HDF5 file is neither a Keras model nor a Keras weights file")
+        raise UnsupportedModelError("this HDF5 file is neither a Keras model nor a Keras weights file")
     if layers is None:
         raise ValueError("this Keras file holds weights only: pass the architecture as layers= (a model.to_json() "
                          "string, its dict, or a path to a .json file)")
-    config = _architecture(layers)
+    config = architecture(layers)
     major = _major(config.get("keras_version", "")) or _major(_text(f.attrs.get("keras_version", "")))
     entries = keras_graph.parse(config)[0]
     weights = _LegacyWeights(f, entries) if legacy else _V3Weights(f, entries)
-    return Source(config, major or guess_major(config), weights)
+    return Source(config, major or guess_major(config), weights, origin)
 
 
-def _from_zip(z, layers):
+def _from_zip(z, layers, origin):
     names = set(z.namelist())
     if "config.json" not in names or "model.weights.h5" not in names:
-        raise ValueError("this zip is not a .keras archive with config.json and model.weights.h5 (sharded weights "
-                         "are not supported)")
+        raise UnsupportedModelError("this zip is not a .keras archive with config.json and model.weights.h5 "
+                                    "(sharded weights are not supported)")
     if layers is not None:
         raise ValueError("a .keras archive holds the architecture: do not pass layers=")
-    config = json.loads(z.read("config.json"))
-    meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
+    config = _json(read_member(z, "config.json", MAX_TEXT_BYTES, origin), "config.json")
+    meta = _json(read_member(z, "metadata.json", MAX_TEXT_BYTES, origin), "metadata.json") \
+        if "metadata.json" in names else {}
     module = str(config.get("module", ""))
     major = _major(meta.get("keras_version", "")) or (2 if module.startswith("tf_keras") else guess_major(config))
-    f = h5py_module().File(io.BytesIO(z.read("model.weights.h5")), "r")
-    return Source(config, major, _V3Weights(f, keras_graph.parse(config)[0])), f
+    weights = read_member(z, "model.weights.h5", max_load_bytes(), origin)
+    with h5_errors(origin):
+        f = h5py_module().File(io.BytesIO(weights), "r")
+    try:
+        with h5_errors(origin):
+            check_hdf5(f, f"{origin} (model.weights.h5)")
+        return Source(config, major, _V3Weights(f, keras_graph.parse(config)[0]), origin), f
+    except BaseException:
+        f.close()
+        raise
 
 
 def _from_live(model) -> Source:
@@ -203,15 +339,19 @@ def open_source(source, layers=None):
         return _from_live(source), None
     if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
         raise FileNotFoundError(f"no such Keras file: {os.fspath(source)!r}")
+    origin = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the Keras file"
     if zipfile.is_zipfile(source):
-        with zipfile.ZipFile(source) as z:
-            return _from_zip(z, layers)
+        with open_zip(source) as z:
+            return _from_zip(z, layers, origin)
     h5py = h5py_module()
     if hasattr(source, "seek"):
         source.seek(0)
-    f = h5py.File(source, "r")
+    with h5_errors(origin):
+        f = h5py.File(source, "r")
     try:
-        return _from_h5(f, layers), f
+        with h5_errors(origin):
+            check_hdf5(f, origin)
+            return _from_h5(f, layers, origin), f
     except BaseException:
         f.close()
         raise

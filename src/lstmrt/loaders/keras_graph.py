@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..errors import CorruptFileError, UnsupportedModelError
+
 # Keras 3 traces the mask of a Masking layer / Embedding(mask_zero=True) into the functional graph as these
 # operations; they only feed `mask=` arguments, and the loader re-derives that mask from the input itself.
 MASK_OPS = ("NotEqual", "Any")
@@ -39,7 +41,16 @@ def _entry(layer: dict) -> Entry:
 
 
 def parse(model_cfg: dict):
-    """(entries of every layer in config order, the chain's entries from input to output, input shape or None)."""
+    """(entries of every layer in config order, the chain's entries from input to output, input shape or None).
+    A config without the structure Keras writes (missing entries, a list where a dict belongs, a layer named
+    that does not exist) is a CorruptFileError."""
+    try:
+        return _parse(model_cfg)
+    except (KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
+        raise CorruptFileError(f"malformed Keras model config ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _parse(model_cfg: dict):
     cls, cfg = _unwrap(model_cfg)
     if cls == "Sequential":
         layers = cfg if isinstance(cfg, list) else cfg.get("layers", [])  # very old Keras 2: a bare list
@@ -51,16 +62,17 @@ def parse(model_cfg: dict):
         chain = _functional_chain(cfg, layers=cfg["layers"], entries=entries)
         shape = None
     else:
-        raise ValueError(f"Keras model class {cls} is not supported: only Sequential and Functional models "
-                         "(subclassed models have no config to read; rebuild them as Sequential or Functional)")
+        raise UnsupportedModelError(f"Keras model class {cls} is not supported: only Sequential and Functional "
+                                    "models (subclassed models have no config to read; rebuild them as Sequential "
+                                    "or Functional)")
     for e in chain:
         if e.class_name == "InputLayer":
             shape = e.config.get("batch_shape") or e.config.get("batch_input_shape") or shape
         elif shape is None and e.config.get("batch_input_shape"):
             shape = e.config["batch_input_shape"]
         if e.class_name in ("Sequential", "Functional", "Model"):
-            raise ValueError(f"Keras layer {e.name!r} is a nested {e.class_name} model: not supported; "
-                             "build the model as one flat Sequential or Functional model")
+            raise UnsupportedModelError(f"Keras layer {e.name!r} is a nested {e.class_name} model: not supported; "
+                                        "build the model as one flat Sequential or Functional model")
     return entries, chain, (tuple(shape) if shape else None)
 
 
@@ -102,41 +114,41 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
     by_name = {e.name: (layer, e) for layer, e in zip(layers, entries)}
     inputs, outputs = _refs(cfg.get("input_layers")), _refs(cfg.get("output_layers"))
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(f"the Keras model has {len(inputs)} inputs and {len(outputs)} outputs: lstmrt runs "
-                         "models with one input and one output")
+        raise UnsupportedModelError(f"the Keras model has {len(inputs)} inputs and {len(outputs)} outputs: lstmrt "
+                                    "runs models with one input and one output")
     chain, name, tensor = [], outputs[0][0], outputs[0][2]
     while True:
         layer, entry = by_name[name]
+        where = f"Keras layer {name!r} ({entry.class_name})"
         if tensor != 0:
-            raise ValueError(f"the model uses output {tensor} of Keras layer {name!r} ({entry.class_name}), e.g. a "
-                             "state of return_state=True: only a layer's first output (its sequence) is supported")
+            raise UnsupportedModelError(f"the model uses output {tensor} of {where}, e.g. a state of "
+                                        "return_state=True: only a layer's first output (its sequence) is supported")
         chain.append(entry)
         if entry.class_name == "InputLayer":
             break
         nodes = _nodes(layer)
         if len(nodes) != 1:
-            raise ValueError(f"Keras layer {name!r} ({entry.class_name}) is called {len(nodes)} times: shared "
-                             "layers are not supported")
+            raise UnsupportedModelError(f"{where} is called {len(nodes)} times: shared layers are not supported")
         args, kwargs = nodes[0]
         if len(args) != 1:
-            raise ValueError(f"Keras layer {name!r} ({entry.class_name}) takes {len(args)} tensors: lstmrt runs "
-                             "chains of single-input layers")
+            raise UnsupportedModelError(f"{where} takes {len(args)} tensors: lstmrt runs chains of single-input "
+                                        "layers")
         for key, value in kwargs.items():
             if key == "mask" and value is not None:
                 refs = _history(value)
                 if any(by_name[r[0]][1].class_name not in MASK_OPS for r in refs):
-                    raise ValueError(f"Keras layer {name!r} ({entry.class_name}) is called with a custom mask=: "
-                                     "only masks from Masking or Embedding(mask_zero=True) are supported")
+                    raise UnsupportedModelError(f"{where} is called with a custom mask=: only masks from Masking or "
+                                                "Embedding(mask_zero=True) are supported")
                 entry.mask_arg = True
             elif key not in ("training", "mask"):
-                raise ValueError(f"Keras layer {name!r} ({entry.class_name}) is called with {key}=: not supported")
+                raise UnsupportedModelError(f"{where} is called with {key}=: not supported")
         name, tensor = args[0][0], args[0][2]
     chain.reverse()
     on_chain = {e.name for e in chain}
     for e in entries:
         if e.name not in on_chain and e.class_name not in MASK_OPS:
-            raise ValueError(f"Keras layer {e.name!r} ({e.class_name}) is not on the single input-to-output chain: "
-                             "branching models are not supported")
+            raise UnsupportedModelError(f"Keras layer {e.name!r} ({e.class_name}) is not on the single "
+                                        "input-to-output chain: branching models are not supported")
     return chain
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations as acts
+from ..errors import UnsupportedModelError
 from ..layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
 
 NO_OPS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
@@ -36,7 +37,52 @@ class Context:
 
 
 def fail(entry, message: str):
-    return ValueError(f"Keras layer {entry.name!r} ({entry.class_name}): {message}")
+    if message.startswith(f"Keras layer {entry.name!r}"):  # already names the layer (a nested conversion)
+        return UnsupportedModelError(message)
+    return UnsupportedModelError(f"Keras layer {entry.name!r} ({entry.class_name}): {message}")
+
+
+_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1, "CuDNNLSTM": 4, "CuDNNGRU": 3}
+
+
+def _dim(value):
+    return value if type(value) is int and value > 0 else None
+
+
+def weight_shapes(class_name: str, cfg: dict, features=None):
+    """The get_weights() shapes a layer's config implies (None: a size the config does not fix), or None when the
+    config does not pin them down. The loader compares a file's dataset shapes with these before reading them."""
+    if not isinstance(cfg, dict):
+        return None
+    if class_name in _GATES:
+        units, g = _dim(cfg.get("units")), _GATES[class_name]
+        if units is None:
+            return None
+        shapes = [(features, g * units), (units, g * units)]
+        if class_name.startswith("CuDNN"):
+            return shapes + [(2 * g * units,)]
+        if cfg.get("use_bias", True):
+            reset_after = class_name == "GRU" and cfg.get("reset_after", True)
+            shapes.append((2, g * units) if reset_after else (g * units,))
+        return shapes
+    if class_name in ("Bidirectional", "TimeDistributed"):
+        inner = cfg.get("layer")
+        back = cfg.get("backward_layer") or inner
+        if not isinstance(inner, dict) or not isinstance(back, dict):
+            return None
+        fw = weight_shapes(inner.get("class_name"), inner.get("config"), features)
+        if class_name == "TimeDistributed" or fw is None:
+            return fw
+        bw = weight_shapes(back.get("class_name"), back.get("config"), features)
+        return None if bw is None else fw + bw
+    if class_name == "Dense":
+        units = _dim(cfg.get("units"))
+        if units is None:
+            return None
+        return [(features, units)] + ([(units,)] if cfg.get("use_bias", True) else [])
+    if class_name == "Embedding":
+        return [(_dim(cfg.get("input_dim")), _dim(cfg.get("output_dim")))]
+    return None
 
 
 def _expect(entry, weights: list, count: int):

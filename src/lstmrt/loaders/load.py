@@ -9,7 +9,9 @@ import os
 import warnings
 import zipfile
 
+from ..errors import UnsupportedModelError
 from ..model import Model
+from .safety import file_errors, open_zip
 from .safetensors import looks_like_safetensors, read_header, read_safetensors
 from .torch_build import build_model
 from .torch_checkpoint import select_model
@@ -28,7 +30,8 @@ def load(source, *, key=None, prefix=None, layers=None) -> Model:
     or a live torch nn.Module / Keras model. key: where a checkpoint dict nests the state dict (found alone when
     there is one obvious candidate). prefix: only the modules under this dotted path ("decoder.rnn").
     layers: the forward order, as module names of the file and activation names (["gru", "head", "relu"]).
-    See docs/loading.md for what each format provides and what is refused."""
+    See docs/loading.md for what each format provides and what is refused. Whatever is wrong with the file
+    raises a lstmrt.LoadError (UnsafeFileError, CorruptFileError, UnsupportedModelError; section Errors)."""
     return load_with_info(source, key=key, prefix=prefix, layers=layers)[0]
 
 
@@ -39,7 +42,10 @@ def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
     if not isinstance(source, (str, bytes, os.PathLike)):
         return _load_live(source, key, prefix, layers)
     path = os.fspath(source)
-    fmt = detect_format(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    with file_errors(path, reading=True):
+        fmt = detect_format(path)
     info = {"format": FORMATS[fmt], "path": path, "key": None, "prefix": prefix}
     if fmt == "keras":
         _not_applicable(key=key, prefix=prefix, where="Keras files")
@@ -49,39 +55,48 @@ def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
         return load_keras(path, layers=layers), info
     if fmt == "safetensors":
         _not_applicable(key=key, where="safetensors files (they hold one flat set of tensors)")
-        names = list(read_header(path)[0])
+        with file_errors(path, reading=True):
+            names = list(read_header(path)[0])
         wanted = [n for n in names if _under(n, prefix)] if prefix else names
         if not wanted:
             raise ValueError(f"{path}: no tensor under prefix {prefix!r}; modules: {_top_names(names)}")
-        state = _strip(read_safetensors(path, set(wanted)), prefix)
+        with file_errors(path, reading=True):
+            state = _strip(read_safetensors(path, set(wanted)), prefix)
         units = units_from_state_dict(state)
         info["content"] = "tensors (state dict)"
         known = all(u.path.split(".")[0].isdigit() for u in units)  # nn.Sequential indices give the order
         if known:
             units.sort(key=lambda u: [int(p) if p.isdigit() else p for p in u.path.split(".")])
         note = "nn.Sequential indices" if known else "the one order whose sizes chain (the file records none)"
-        return _build(units, layers, info, order_known=known, note=note), info
+        with file_errors(path):
+            return _build(units, layers, info, order_known=known, note=note), info
     if fmt == "torchscript":
         _not_applicable(key=key, where="TorchScript archives")
         from .torchscript import read_torchscript
 
-        record, forward_order = read_torchscript(path)
+        with file_errors(path, reading=True):
+            record, forward_order = read_torchscript(path)
         info["content"] = "TorchScript module"
-        return _from_module(record, prefix, layers, forward_order, info), info
+        with file_errors(path):
+            return _from_module(record, prefix, layers, forward_order, info), info
     from .torch_file import read_legacy, read_zip
 
-    obj = read_zip(path) if fmt == "torch-zip" else read_legacy(path)
-    node, info["key"] = select_model(obj, key, path)
+    with file_errors(path, reading=True):
+        obj = read_zip(path) if fmt == "torch-zip" else read_legacy(path)
+    with file_errors(path, keep=(KeyError,)):  # KeyError: key= names nothing in the file
+        node, info["key"] = select_model(obj, key, path)
     if is_module(node):
         info["content"] = "whole module (torch.save(model))"
-        return _from_module(node, prefix, layers, None, info), info
+        with file_errors(path):
+            return _from_module(node, prefix, layers, None, info), info
     info["content"] = "state dict"
     if prefix:
         found = {k: v for k, v in node.items() if _under(k, prefix)}
         if not found:
             raise ValueError(f"{path}: no parameter under prefix {prefix!r}; modules: {_top_names(node)}")
         node = _strip(found, prefix)
-    return _build(units_from_state_dict(node), layers, info, note="state dict order (registration order)"), info
+    with file_errors(path):
+        return _build(units_from_state_dict(node), layers, info, note="state dict order (registration order)"), info
 
 
 def detect_format(path: str) -> str:
@@ -93,21 +108,21 @@ def detect_format(path: str) -> str:
     if zipfile.is_zipfile(path):
         from .torch_file import archive_root
 
-        with zipfile.ZipFile(path) as zf:
+        with open_zip(path) as zf:
             names = zf.namelist()
         root = archive_root(names)
         if root is None:
-            raise ValueError(f"{path}: a zip archive that is neither a torch.save / TorchScript file (no data.pkl) "
-                             "nor a Keras .keras file (no config.json + model.weights.h5)")
+            raise UnsupportedModelError(f"{path}: a zip archive that is neither a torch.save / TorchScript file (no "
+                                        "data.pkl) nor a Keras .keras file (no config.json + model.weights.h5)")
         return "torchscript" if any(n.startswith(root + "code/") for n in names) else "torch-zip"
     if head[:1] == b"\x80":
-        return "torch-legacy"
+        return "torch-legacy"  # or another pickle, which read_legacy refuses without running it
     if len(head) > 262 and head[257:262] == b"ustar":
-        raise ValueError(f"{path}: a tar archive: the torch.save tar format of PyTorch < 0.4 is not supported; "
-                         "re-save it with a recent PyTorch")
+        raise UnsupportedModelError(f"{path}: a tar archive: the torch.save tar format of PyTorch < 0.4 is not "
+                                    "supported; re-save it with a recent PyTorch")
     if looks_like_safetensors(head, size):
         return "safetensors"
-    raise ValueError(f"{path}: unrecognized file format; supported: " + ", ".join(FORMATS.values()))
+    raise UnsupportedModelError(f"{path}: unrecognized file format; supported: " + ", ".join(FORMATS.values()))
 
 
 def _is_keras(path: str, head: bytes) -> bool:
@@ -117,7 +132,8 @@ def _is_keras(path: str, head: bytes) -> bool:
         if exc.name != __package__ + ".keras":
             raise
         if head.startswith(_HDF5):
-            raise ValueError(f"{path}: an HDF5 (Keras) file, but this lstmrt has no Keras loader") from None
+            raise UnsupportedModelError(f"{path}: an HDF5 (Keras) file, but this lstmrt has no Keras loader") \
+                from None
         return False
     return bool(is_keras_file(path))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 
+from ..errors import ArchitectureError, ModelTooLargeError, UnsupportedModelError
 from ..layers import Activation, Dense, Embedding
 from ..model import Model
 from . import torch_layers
@@ -22,10 +23,6 @@ SUPPORTED = ("nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.L
              "nn.Sequential/ModuleList of those, activations (" + ", ".join(_ACTIVATIONS) + "), "
              + ", ".join(_NO_OPS))
 _MAX_PERMUTED = 7  # orders tried for an unordered file (safetensors): 7! = 5040 cheap size checks
-
-
-class ArchitectureError(ValueError):
-    """The file's parameters do not determine a model lstmrt can build (the message says what to pass)."""
 
 
 def _describe(params: dict) -> str:
@@ -196,12 +193,35 @@ def build_model(units: list, *, order_known: bool = True, order_note: str = "reg
                                     "parametrize.remove_parametrizations)")
     if not units:
         raise ArchitectureError("the file holds no layer lstmrt can run")
-    variants = [_variants(u) for u in units]
+    variants = [_checked_variants(u) for u in units]
     if order_known:
         specs = _pick(units, variants, order_note)
     else:
         specs = _pick_order(units, variants)
-    return Model(specs, return_sequences=True)
+    return native_model(specs, return_sequences=True)
+
+
+def _checked_variants(unit) -> list:
+    """_variants, with a layer spec's own refusal (a bias of the wrong length, an option of the wrong type: what
+    a damaged or hand-made file can hold) reported against the module."""
+    try:
+        return _variants(unit)
+    except ArchitectureError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ArchitectureError(f"module {unit.label}: {exc}") from None
+
+
+def native_model(specs, **options) -> Model:
+    """Model(specs): the C runtime's refusals (sizes past its limits, memory) as load errors."""
+    try:
+        return Model(specs, **options)
+    except MemoryError:
+        raise ModelTooLargeError(f"the model's weights ({sum(s.parameter_count() for s in specs):,} parameters) "
+                                 "do not fit in memory") from None
+    except (ValueError, TypeError) as exc:
+        raise UnsupportedModelError(f"the layers read from the file do not form a model lstmrt runs: {exc}") \
+            from None
 
 
 def _pick_order(units, variants) -> list:

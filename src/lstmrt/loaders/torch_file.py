@@ -5,14 +5,13 @@ modules as inert records (see torch_pickle)."""
 from __future__ import annotations
 
 import io
-import pickle
-import pickletools
+import os
 import struct
 import zipfile
 
-import numpy as np
-
-from .torch_pickle import RestrictedUnpickler, storage_array
+from ..errors import CorruptPickleError, LoadError, UnsupportedModelError
+from .safety import MAX_PICKLE_BYTES, Budget, open_zip, read_member
+from .torch_pickle import PlainUnpickler, RestrictedUnpickler, itemsize, storage_array
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -25,41 +24,51 @@ def archive_root(names) -> str | None:
 
 
 def read_zip(path) -> object:
-    with zipfile.ZipFile(path) as zf:
+    with open_zip(path) as zf:
         root = archive_root(zf.namelist())
         if root is None:
-            raise ValueError(f"{path}: a zip archive without a single data.pkl is not a torch.save file")
-        return unpickle_from_zip(zf, root, "data.pkl")
+            raise UnsupportedModelError(f"{path}: a zip archive without a single data.pkl is not a torch.save file")
+        return unpickle_from_zip(zf, root, "data.pkl", path)
 
 
-def unpickle_from_zip(zf: zipfile.ZipFile, root: str, member: str) -> object:
+def unpickle_from_zip(zf: zipfile.ZipFile, root: str, member: str, source="the archive") -> object:
+    """The object pickled in `root + member`, its storages read from `root + data/<key>`. Each storage's size is
+    checked against the bytes its member holds, and against the load's memory budget, before it is read."""
+    names = set(zf.namelist())
     byteorder = "<"
-    if f"{root}byteorder" in zf.namelist():
-        byteorder = "<" if zf.read(f"{root}byteorder").strip() == b"little" else ">"
+    if f"{root}byteorder" in names:
+        byteorder = "<" if read_member(zf, f"{root}byteorder", 64, source).strip() == b"little" else ">"
+    budget = Budget(source)
 
     def load_storage(key, dtype, numel):
         name = f"{root}data/{key}"
-        try:
-            data = zf.read(name)
-        except KeyError:
-            raise pickle.UnpicklingError(f"storage {key!r} is missing from the archive ({name})") from None
+        if name not in names:
+            raise CorruptPickleError(f"storage {key!r} is missing from the archive ({name})")
+        size = zf.getinfo(name).file_size
+        if size < numel * itemsize(dtype):
+            raise CorruptPickleError(f"storage {key!r} holds {size} bytes, expected {numel * itemsize(dtype)}")
+        budget.take(numel, itemsize(dtype), f"storage {key!r} ({numel:,} elements)")
+        data = read_member(zf, name, 0, source, exact=numel * itemsize(dtype))
         return storage_array(data, dtype, numel, key, byteorder)
 
-    return RestrictedUnpickler(io.BytesIO(zf.read(root + member)), load_storage).load()
+    data = read_member(zf, root + member, MAX_PICKLE_BYTES, source)
+    return RestrictedUnpickler(io.BytesIO(data), load_storage).load()
 
 
 def read_legacy(path) -> object:
     """The pre-1.6 stream: magic, protocol, sys_info pickles, the object pickle, the list of storage keys, then
     each storage as int64 element count + raw bytes, in key order."""
     with open(path, "rb") as f:
+        file_size = os.fstat(f.fileno()).st_size
         try:
             magic = _small_pickle(f)
-        except pickle.UnpicklingError:
+        except LoadError:
             magic = None
-        if magic != _LEGACY_MAGIC:
-            raise ValueError(f"{path}: a pickle, but not one written by torch.save (no torch magic number)")
+        if type(magic) is not int or magic != _LEGACY_MAGIC:
+            raise UnsupportedModelError(f"{path}: a pickle, but not one written by torch.save (no torch magic "
+                                        "number); lstmrt does not unpickle other pickles")
         if _small_pickle(f) != _LEGACY_PROTOCOL:
-            raise ValueError(f"{path}: unsupported torch legacy protocol version")
+            raise UnsupportedModelError(f"{path}: unsupported torch legacy protocol version")
         sys_info = _small_pickle(f)
         byteorder = "<" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else ">"
         start = f.tell()
@@ -72,15 +81,23 @@ def read_legacy(path) -> object:
 
         RestrictedUnpickler(f, note_storage).load()
         keys = _small_pickle(f)
-        if not isinstance(keys, list):
-            raise pickle.UnpicklingError("torch legacy file: the storage key list is missing")
-        arrays = {}
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise CorruptPickleError("torch legacy file: the storage key list is missing")
+        arrays, budget = {}, Budget(path)
         for key in keys:
-            if key not in found:
-                raise pickle.UnpicklingError(f"torch legacy file: storage {key!r} is not referenced")
+            if key not in found or key in arrays:
+                raise CorruptPickleError(f"torch legacy file: storage {key!r} is not referenced, or listed twice")
             dtype, numel = found[key]
-            (count,) = struct.unpack(byteorder + "q", f.read(8))
-            size = 2 if dtype == "bf16" else np.dtype(dtype).itemsize
+            head = f.read(8)
+            if len(head) != 8:
+                raise CorruptPickleError(f"torch legacy file: truncated before storage {key!r}")
+            (count,) = struct.unpack(byteorder + "q", head)
+            size = itemsize(dtype)
+            left = file_size - f.tell()
+            if not numel <= count <= left // size:  # checked before reading: count is the file's word
+                raise CorruptPickleError(f"torch legacy file: storage {key!r} declares {count} elements of "
+                                         f"{size} bytes; the pickle needs {numel}, the file has {left} bytes left")
+            budget.take(count, size, f"storage {key!r} ({count:,} elements)")
             arrays[key] = storage_array(f.read(count * size), dtype, count, key, byteorder)[:numel]
         f.seek(start)
         return RestrictedUnpickler(f, lambda key, dtype, numel: arrays[key]).load()
@@ -88,13 +105,4 @@ def read_legacy(path) -> object:
 
 def _small_pickle(f):
     """A header pickle of plain values (numbers, strings, dicts, lists): no globals allowed at all."""
-    start = f.tell()
-    for opcode, _arg, _pos in pickletools.genops(f):
-        if opcode.name in ("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD",
-                           "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"):
-            raise pickle.UnpicklingError(f"torch legacy header contains opcode {opcode.name}")
-        if opcode.name == "STOP":
-            break
-    end = f.tell()
-    f.seek(start)
-    return pickle.loads(f.read(end - start))
+    return PlainUnpickler(f, encoding="utf-8").load()

@@ -10,6 +10,7 @@ import re
 import numpy as np
 
 from .. import activations as acts
+from ..errors import CorruptFileError, UnsupportedModelError
 from .torch_live import _ACTIVATIONS, _NO_OPS
 from .torch_pickle import Record
 
@@ -66,15 +67,21 @@ def is_array(value) -> bool:
     return isinstance(value, np.ndarray)
 
 
+def _entries(value) -> dict:
+    """A name -> value dict of a pickled module's __dict__ (anything else a damaged file holds there: empty)."""
+    return {k: v for k, v in value.items() if isinstance(k, str)} if isinstance(value, dict) else {}
+
+
 def module_parts(record) -> tuple:
     """(parameters and buffers, child modules) of a module record, both in registration order."""
     attrs = record.attrs
     if "_modules" in attrs or "_parameters" in attrs:  # torch.save(model): the nn.Module __dict__
-        params = {k: v for d in ("_parameters", "_buffers") for k, v in (attrs.get(d) or {}).items() if v is not None}
-        children = {k: v for k, v in (attrs.get("_modules") or {}).items() if v is not None}
+        params = {k: v for d in ("_parameters", "_buffers") for k, v in _entries(attrs.get(d)).items()
+                  if v is not None}
+        children = {k: v for k, v in _entries(attrs.get("_modules")).items() if isinstance(v, (Record, LiveRecord))}
     else:  # TorchScript: parameters, buffers and submodules are plain attributes
-        params = {k: v for k, v in attrs.items() if is_array(v)}
-        children = {k: v for k, v in attrs.items() if isinstance(v, (Record, LiveRecord))}
+        params = {k: v for k, v in _entries(attrs).items() if is_array(v)}
+        children = {k: v for k, v in _entries(attrs).items() if isinstance(v, (Record, LiveRecord))}
     return params, children
 
 
@@ -107,9 +114,30 @@ def units_from_state_dict(state: dict) -> list:
     return [Unit(path, None, params, guessed_before=True) for path, params in groups.items()]
 
 
-def units_from_module(record, path: str = "", forward_order=None) -> list:
+_MAX_DEPTH = 64  # module nesting; torch's own models stay under 10
+_MAX_MODULES = 100_000  # modules visited, counting a shared module each time it is reached
+
+
+def units_from_module(record, path: str = "", forward_order=None, _walk=None) -> list:
     """Leaf units of a module tree. `forward_order(record)` may return the order a user-defined container's
-    forward() applies its children (TorchScript code), as ("child", name) / ("activation", name), or None."""
+    forward() applies its children (TorchScript code), as ("child", name) / ("activation", name), or None.
+    A file's tree may share modules (weight tying) but not contain itself, nest past _MAX_DEPTH, or, through
+    sharing, expand past _MAX_MODULES visits."""
+    walk = _walk if _walk is not None else {"path": [], "visits": 0}
+    if any(r is record for r in walk["path"]):
+        raise CorruptFileError(f"module {path!r} contains itself: the module tree has a cycle")
+    walk["visits"] += 1
+    if len(walk["path"]) >= _MAX_DEPTH or walk["visits"] > _MAX_MODULES:
+        raise UnsupportedModelError(f"the module tree nests deeper than {_MAX_DEPTH} levels or reaches more than "
+                                    f"{_MAX_MODULES:,} modules (at {path!r})")
+    walk["path"].append(record)
+    try:
+        return _units_from_module(record, path, forward_order, walk)
+    finally:
+        walk["path"].pop()
+
+
+def _units_from_module(record, path, forward_order, walk) -> list:
     name, torch_nn = class_name(record)
     params, children = module_parts(record)
     if torch_nn and name in LEAVES:
@@ -130,13 +158,13 @@ def units_from_module(record, path: str = "", forward_order=None) -> list:
         units = []
         for tag, item in order:
             if tag == "child":
-                units += units_from_module(children[item], join(item), forward_order)
+                units += units_from_module(children[item], join(item), forward_order, walk)
             else:
                 units.append(Unit(path, "activation", {}, activation=item))
         return units
     units = []
     for child_name, child in children.items():
-        child_units = units_from_module(child, join(child_name), forward_order)
+        child_units = units_from_module(child, join(child_name), forward_order, walk)
         if child_units and units and not (torch_nn and name in _CHAINS):
             child_units[0] = dataclasses.replace(child_units[0], guessed_before=True)
         units += child_units

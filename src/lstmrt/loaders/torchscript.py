@@ -8,9 +8,17 @@ from __future__ import annotations
 import ast
 import zipfile
 
+from ..errors import UnsupportedModelError
+from .safety import MAX_TEXT_BYTES, open_zip, read_member
 from .torch_file import archive_root, unpickle_from_zip
-from .torch_tree import module_parts
+from .torch_tree import is_module, module_parts
 from .torchscript_forward import ForwardOrder
+
+
+# What parsing or evaluating code from a file may raise when the code is damaged: the class's options are then
+# reported missing, as for code that does not parse. (Deep nesting is a RecursionError or, in the parser, a
+# MemoryError; null bytes a ValueError.)
+_BAD_CODE = (SyntaxError, ValueError, TypeError, RecursionError, MemoryError)
 
 
 class ScriptClass:
@@ -20,16 +28,23 @@ class ScriptClass:
         self.finals, self.forward = {}, None
         for item in node.body:
             if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None \
-                    and "Final" in ast.unparse(item.annotation):
+                    and _mentions_final(item.annotation):
                 try:
                     self.finals[item.target.id] = ast.literal_eval(item.value)
-                except ValueError:  # e.g. a tensor constant (CONSTANTS.c0): not an option lstmrt reads
+                except _BAD_CODE:  # e.g. a tensor constant (CONSTANTS.c0): not an option lstmrt reads
                     pass
             elif isinstance(item, ast.FunctionDef) and item.name == "forward":
                 self.forward = item
 
 
-def read_classes(zf: zipfile.ZipFile, root: str) -> dict:
+def _mentions_final(annotation) -> bool:
+    try:
+        return "Final" in ast.unparse(annotation)
+    except _BAD_CODE:
+        return False
+
+
+def read_classes(zf: zipfile.ZipFile, root: str, source="the archive") -> dict:
     """qualified name (as data.pkl spells it, e.g. __torch__.torch.nn.modules.rnn.LSTM) -> ScriptClass."""
     classes = {}
     for name in zf.namelist():
@@ -37,8 +52,8 @@ def read_classes(zf: zipfile.ZipFile, root: str) -> dict:
             continue
         module = name[len(root + "code/"):-len(".py")].replace("/", ".")
         try:
-            tree = ast.parse(zf.read(name).decode("utf-8"))
-        except (SyntaxError, UnicodeDecodeError):  # options from this file are then reported missing
+            tree = ast.parse(read_member(zf, name, MAX_TEXT_BYTES, source).decode("utf-8"))
+        except (UnicodeDecodeError, *_BAD_CODE):  # options from this file are then reported missing
             continue
         for node in tree.body:
             if isinstance(node, ast.ClassDef):
@@ -48,31 +63,35 @@ def read_classes(zf: zipfile.ZipFile, root: str) -> dict:
 
 def read_torchscript(path):
     """(root module record, ForwardOrder) of a TorchScript archive."""
-    with zipfile.ZipFile(path) as zf:
+    with open_zip(path) as zf:
         root = archive_root(zf.namelist())
         if root is None:
-            raise ValueError(f"{path}: TorchScript archive without data.pkl (saved by PyTorch < 1.4?) is not "
-                             "supported")
-        classes = read_classes(zf, root)
-        record = unpickle_from_zip(zf, root, "data.pkl")
+            raise UnsupportedModelError(f"{path}: TorchScript archive without data.pkl (saved by PyTorch < 1.4?) "
+                                        "is not supported")
+        classes = read_classes(zf, root, path)
+        record = unpickle_from_zip(zf, root, "data.pkl", path)
+    if not is_module(record):
+        raise UnsupportedModelError(f"{path}: the archive's data.pkl holds a {type(record).__name__}, not a module")
     _attach_options(record, classes, set())
     return record, ForwardOrder(classes)
 
 
-def _attach_options(record, classes: dict, seen: set) -> None:
-    if id(record) in seen:
-        return
-    seen.add(id(record))
-    cls = classes.get(record.qualname)
-    attrs = record.attrs
-    if cls is not None:
-        for key, value in cls.finals.items():
-            attrs.setdefault(key, value)
-        if not cls.finals and cls.forward is not None:
-            for key, value in _traced_options(cls.forward).items():
+def _attach_options(root, classes: dict, seen: set) -> None:
+    todo = [root]  # a walk without recursion: a file may nest modules arbitrarily deep
+    while todo:
+        record = todo.pop()
+        if id(record) in seen:
+            continue
+        seen.add(id(record))
+        cls = classes.get(record.qualname)
+        attrs = record.attrs
+        if cls is not None:
+            for key, value in cls.finals.items():
                 attrs.setdefault(key, value)
-    for child in module_parts(record)[1].values():
-        _attach_options(child, classes, seen)
+            if not cls.finals and cls.forward is not None:
+                for key, value in _traced_options(cls.forward).items():
+                    attrs.setdefault(key, value)
+        todo += module_parts(record)[1].values()
 
 
 def _dotted(node) -> str:
@@ -88,7 +107,7 @@ def _dotted(node) -> str:
 def _literal(node, default=None):
     try:
         return ast.literal_eval(node)
-    except ValueError:
+    except _BAD_CODE:
         return default
 
 

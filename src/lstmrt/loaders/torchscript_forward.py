@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ast
 
-from .torch_build import ArchitectureError
+from ..errors import ArchitectureError
 from .torch_tree import CELLS, RECURRENT, class_name, module_parts
 
 _SIMPLE = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "selu": "selu", "silu": "silu", "mish": "mish",
@@ -32,7 +32,7 @@ def _dotted(node) -> str:
 def _const(node, default=None):
     try:
         return ast.literal_eval(node)
-    except ValueError:
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):  # damaged code: not a constant
         return default
 
 
@@ -48,7 +48,10 @@ class ForwardOrder:
             return None
         children = module_parts(record)[1]
         try:
-            return _Walker(cls.forward, children).run()
+            try:
+                return _Walker(cls.forward, children).run()
+            except RecursionError:  # expressions nested deeper than any forward() torch writes
+                raise _Unfollowable("expressions nested too deeply") from None
         except _Unfollowable as exc:
             name = class_name(record)[0]
             raise ArchitectureError(f"cannot follow {name}.forward in the TorchScript code ({exc}); pass "

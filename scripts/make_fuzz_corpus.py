@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Write the fuzzing seed corpus tests/fuzz_corpus/: one small valid file per format lstmrt.load reads, made by
+the real frameworks (torch, Keras 3, tf_keras), and MANIFEST.json describing them.
+
+    python scripts/make_fuzz_corpus.py            # rewrite tests/fuzz_corpus/
+    python scripts/make_fuzz_corpus.py --check    # write to a temporary directory and load every file
+
+Models are tiny (sizes 2-5) so the corpus stays well under 1 MB and a mutated file loads in milliseconds. Keras
+files carry a save date, so regenerated files differ byte-wise from the committed ones; their content does not.
+Every file must load with lstmrt before it is kept (the fuzzer mutates *valid* files)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "fuzz_corpus"
+SEED = 20261121
+
+
+def torch_files(out: Path) -> list:
+    import torch
+    from safetensors.torch import save_file
+    from torch import nn
+
+    class Net(nn.Module):  # pickled by torch.save(model) as a user-defined class (__main__.Net): a record
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 4, batch_first=True)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return torch.tanh(self.head(self.rnn(x)[0]))
+
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(7, 3)
+            self.lstm = nn.LSTM(3, 4, batch_first=True)
+            self.decoder = nn.Linear(4, 7)
+
+        def forward(self, tokens):
+            return self.decoder(self.lstm(self.embedding(tokens))[0])
+
+    torch.manual_seed(SEED)
+    net, tokens = Net().eval(), Tokens().eval()
+    stack = nn.Sequential(nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, batch_first=True)).eval()
+    mlp = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Softmax(dim=-1)).eval()
+    legacy = {"_use_new_zipfile_serialization": False}
+    files = []
+
+    def add(name, fmt, write, **load_args):
+        write(out / name)
+        files.append({"file": name, "format": fmt, "load": load_args})
+
+    add("state_dict.pt", "torch-zip", lambda p: torch.save(net.state_dict(), p))
+    add("state_dict_legacy.pt", "torch-legacy", lambda p: torch.save(net.state_dict(), p, **legacy))
+    add("checkpoint.pt", "torch-zip", lambda p: torch.save(
+        {"epoch": 3, "model_state": tokens.state_dict(), "loss": 0.25, "tag": "best"}, p))
+    add("whole_module.pt", "torch-zip", lambda p: torch.save(stack, p))
+    add("whole_module_legacy.pt", "torch-legacy", lambda p: torch.save(mlp, p, **legacy))
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; its archives are still a format we read
+        warnings.simplefilter("ignore")
+        add("scripted.pt", "torchscript", lambda p: torch.jit.script(net).save(str(p)))
+        add("traced.pt", "torchscript", lambda p: torch.jit.trace(mlp, torch.zeros(1, 2, 3)).save(str(p)))
+    add("state_dict.safetensors", "safetensors", lambda p: save_file(net.state_dict(), str(p)))
+    add("tokens.safetensors", "safetensors", lambda p: save_file(
+        {f"{k}": v for k, v in tokens.state_dict().items()}, str(p)), layers=["embedding", "lstm", "decoder"])
+    return files
+
+
+def keras_files(out: Path) -> list:
+    import keras
+    import tf_keras
+
+    files = []
+
+    def build(K, bidirectional):
+        K.utils.set_random_seed(SEED)
+        L = K.layers
+        rnn = L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum") if bidirectional \
+            else L.LSTM(4, return_sequences=True)
+        return K.Sequential([K.Input((5, 3)), L.Masking(0.0), rnn, L.Dense(2, activation="tanh")])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        k3 = build(keras, bidirectional=False)
+        k3.save(out / "keras3.keras")
+        files.append({"file": "keras3.keras", "format": "keras", "load": {}})
+        k3.save(out / "keras3.h5")
+        files.append({"file": "keras3.h5", "format": "keras", "load": {}})
+        k3.save_weights(out / "keras3.weights.h5")
+        (out / "keras3.json").write_text(k3.to_json())
+        files.append({"file": "keras3.weights.h5", "format": "keras", "load": {"layers": "keras3.json"}})
+        k2 = build(tf_keras, bidirectional=True)
+        k2.save(out / "tf_keras.h5")
+        files.append({"file": "tf_keras.h5", "format": "keras", "load": {}})
+        k2.save_weights(str(out / "tf_keras_weights.h5"))
+        (out / "tf_keras_weights.json").write_text(k2.to_json())
+        files.append({"file": "tf_keras_weights.h5", "format": "keras", "load": {"layers": "tf_keras_weights.json"}})
+    return files
+
+
+def load_args(entry: dict, directory: Path) -> dict:
+    """The keyword arguments for lstmrt.load of a manifest entry (a layers= .json file becomes its dict: the
+    architecture of a Keras weights-only file)."""
+    args = dict(entry["load"])
+    layers = args.get("layers")
+    if isinstance(layers, str) and layers.endswith(".json"):
+        args["layers"] = json.loads((directory / layers).read_text())
+    return args
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="write to a temporary directory and only check")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "src"))
+    import lstmrt
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) if args.check else CORPUS
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.iterdir() if not args.check else ():
+            old.unlink()
+        files = torch_files(out) + keras_files(out)
+        for entry in files:
+            model = lstmrt.load(out / entry["file"], **load_args(entry, out))
+            entry["input_size"], entry["output_size"] = model.input_size, model.output_size
+        (out / "MANIFEST.json").write_text(json.dumps({"seed": SEED, "files": files}, indent=1) + "\n")
+        total = sum(p.stat().st_size for p in out.iterdir())
+        print(f"{len(files)} files, {total / 1024:.0f} KiB in {out}")
+        if total >= 1 << 20:
+            print("corpus is 1 MB or more: make the models smaller", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
