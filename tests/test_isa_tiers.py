@@ -16,8 +16,6 @@ import textwrap
 import pytest
 from conftest import ATOL, CELL_ATOL
 
-import lstmrt
-
 TIER_ORDER = {"x86": ["scalar", "avx2", "avx512"], "arm": ["scalar", "neon"]}
 
 # id -> (kind, input_size, hidden_size, num_layers, proj_size, batch, steps, input scale)
