@@ -79,16 +79,25 @@ static int detect_x86(void)
     const int avx512bw = (ebx7 >> 30) & 1, avx512vl = (ebx7 >> 31) & 1, vnni = (ecx7 >> 11) & 1;
     const int bf16 = (eax71 >> 5) & 1;
     const unsigned long long xcr = osxsave ? xcr0() : 0;
-    const int os_avx = (xcr & 0x6) == 0x6;             /* XMM and YMM state */
+    const int os_avx = (xcr & 0x6) == 0x6;                /* XMM and YMM state */
     const int os_avx512 = os_avx && (xcr & 0xE0) == 0xE0; /* opmask, ZMM_Hi256, Hi16_ZMM state */
 
     const struct {
         int have;
         const char *name;
     } seen[] = {
-        {1, "sse2"},           {avx, "avx"},           {fma, "fma"},           {f16c, "f16c"},
-        {avx2, "avx2"},        {avx512f, "avx512f"},   {avx512dq, "avx512dq"}, {avx512bw, "avx512bw"},
-        {avx512vl, "avx512vl"}, {vnni, "avx512vnni"}, {bf16, "avx512bf16"},   {os_avx, "os-avx"},
+        {1, "sse2"},
+        {avx, "avx"},
+        {fma, "fma"},
+        {f16c, "f16c"},
+        {avx2, "avx2"},
+        {avx512f, "avx512f"},
+        {avx512dq, "avx512dq"},
+        {avx512bw, "avx512bw"},
+        {avx512vl, "avx512vl"},
+        {vnni, "avx512vnni"},
+        {bf16, "avx512bf16"},
+        {os_avx, "os-avx"},
         {os_avx512, "os-avx512"},
     };
     for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++)
@@ -184,7 +193,10 @@ const lstmrt_kernels *lstmrt__kernels(void)
 }
 #endif
 
-const char *lstmrt_kernel_tier(void) { return lstmrt__kernels()->name; }
+const char *lstmrt_kernel_tier(void)
+{
+    return lstmrt__kernels()->name;
+}
 
 const char *lstmrt_cpu_features(void)
 {

@@ -48,10 +48,12 @@ static int same(float a, float b, double atol)
 }
 
 static const float specials[] = {
-    0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-30f, -1e-30f, 1e-40f /* denormal */, -1e-40f, FLT_MIN, -FLT_MIN,
-    FLT_MAX, -FLT_MAX, 1e10f, -1e10f, 87.0f, -87.0f, 87.5f, -87.5f, 88.0f, -88.0f, 88.5f, -88.5f, 89.0f, -89.0f,
-    9.0f, -9.0f, 9.02f, -9.02f, 10.0f, -10.0f, 11.0f, -11.0f, 0.34657359f, -0.34657359f, 0.5f, -0.5f, 1.0f, -1.0f,
-    20.0f, -20.0f, 1e-4f, -1e-4f,
+    0.0f,    -0.0f,       INFINITY,     -INFINITY, NAN,      1e-30f, -1e-30f, 1e-40f /* denormal */,
+    -1e-40f, FLT_MIN,     -FLT_MIN,     FLT_MAX,   -FLT_MAX, 1e10f,  -1e10f,  87.0f,
+    -87.0f,  87.5f,       -87.5f,       88.0f,     -88.0f,   88.5f,  -88.5f,  89.0f,
+    -89.0f,  9.0f,        -9.0f,        9.02f,     -9.02f,   10.0f,  -10.0f,  11.0f,
+    -11.0f,  0.34657359f, -0.34657359f, 0.5f,      -0.5f,    1.0f,   -1.0f,   20.0f,
+    -20.0f,  1e-4f,       -1e-4f,
 };
 #define NSPECIAL ((int)(sizeof specials / sizeof specials[0]))
 
@@ -293,8 +295,8 @@ static void gemv_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, int64_
     snprintf(what, sizeof what, "gemv n=%lld k1=%lld k2=%lld bias=%d acc=%d special=%d", (long long)n, (long long)k1,
              (long long)k2, use_bias, accumulate, special);
     check(ok, k->name, what);
-    snprintf(what, sizeof what, "gemv n=%lld k1=%lld k2=%lld: reverse order bit-identical", (long long)n,
-             (long long)k1, (long long)k2);
+    snprintf(what, sizeof what, "gemv n=%lld k1=%lld k2=%lld: reverse order bit-identical", (long long)n, (long long)k1,
+             (long long)k2);
     check(same_order, k->name, what);
     free_packed_matrix(&p1), free_packed_matrix(&p2);
     free(w1), free(w2), free(x1), free(x2), free(bias), free(y[0]), free(y[1]), free(y[2]);

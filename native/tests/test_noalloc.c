@@ -132,8 +132,8 @@ static void exercise(lstmrt_model_t *m, const char *name, const lstmrt_kernels *
     const long made = allocations - before;
     snprintf(what, sizeof what, "%s [%s] batch=%d: step/run/state calls succeed", name, k->name, batch);
     check(ok, what);
-    snprintf(what, sizeof what, "%s [%s] batch=%d: no allocation after stream_create (saw %ld)", name, k->name,
-             batch, made);
+    snprintf(what, sizeof what, "%s [%s] batch=%d: no allocation after stream_create (saw %ld)", name, k->name, batch,
+             made);
     check(made == 0, what);
 #if defined(HAVE_MXCSR)
     snprintf(what, sizeof what, "%s [%s] batch=%d: MXCSR restored after step/run", name, k->name, batch);

@@ -28,9 +28,9 @@
 #define LSTMRT_EXPM1_P3 8.366513997e-03f
 #define LSTMRT_EXPM1_P4 1.388252247e-03f
 
-#define LSTMRT_SIGMOID_ZLO -87.0f        /* 2^-126: smallest normal scale, exp(-87) = 1.6e-38 */
-#define LSTMRT_SIGMOID_ZHI 88.0f         /* exp(88) = 1.7e38 < FLT_MAX, 1 + it still finite */
+#define LSTMRT_SIGMOID_ZLO -87.0f /* 2^-126: smallest normal scale, exp(-87) = 1.6e-38 */
+#define LSTMRT_SIGMOID_ZHI 88.0f  /* exp(88) = 1.7e38 < FLT_MAX, 1 + it still finite */
 #define LSTMRT_SIGMOID_ZERO_BELOW -88.0f
-#define LSTMRT_TANH_CLAMP 10.0f          /* 1 - tanh(10) = 4e-9 < half an ulp of 1 */
+#define LSTMRT_TANH_CLAMP 10.0f /* 1 - tanh(10) = 4e-9 < half an ulp of 1 */
 
 #endif

@@ -45,7 +45,10 @@ INLINE __m256 expm1_reduced(__m256 z, __m256 *s)
 
 /* 1 / d, correctly rounded: the 12-bit estimate of rcp_ps (less on some cores) plus one Newton step leaves ~2
  * ulp, which would miss the exact limits sigmoid(+inf) = 1 and tanh(+-inf) = +-1. */
-INLINE __m256 recip(__m256 d) { return _mm256_div_ps(_mm256_set1_ps(1.0f), d); }
+INLINE __m256 recip(__m256 d)
+{
+    return _mm256_div_ps(_mm256_set1_ps(1.0f), d);
+}
 
 INLINE __m256 sigmoid_ps(__m256 x)
 {
@@ -152,10 +155,13 @@ INLINE void tile(const int mr, int64_t k, const float *x, int64_t ldx, const flo
                  int accumulate, float *y, int64_t ldy, __m256i m0, __m256i m1)
 {
     __m256 lo[MR], hi[MR];
-    UNROLL for (int r = 0; r < MR; r++) lo[r] = hi[r] = _mm256_setzero_ps();
+    UNROLL
+    for (int r = 0; r < MR; r++)
+        lo[r] = hi[r] = _mm256_setzero_ps();
     for (int64_t kk = 0; kk < k; kk++) {
         const __m256 b0 = _mm256_load_ps(w + kk * P), b1 = _mm256_load_ps(w + kk * P + 8);
-        UNROLL for (int r = 0; r < MR; r++) {
+        UNROLL
+        for (int r = 0; r < MR; r++) {
             if (r < mr) {
                 const __m256 a = _mm256_broadcast_ss(x + r * ldx + kk);
                 lo[r] = _mm256_fmadd_ps(a, b0, lo[r]);
@@ -163,7 +169,8 @@ INLINE void tile(const int mr, int64_t k, const float *x, int64_t ldx, const flo
             }
         }
     }
-    UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL
+    for (int r = 0; r < MR; r++) {
         if (r < mr) {
             finish(lo[r], bias, accumulate, y + r * ldy, m0);
             finish(hi[r], bias ? bias + 8 : NULL, accumulate, y + r * ldy + 8, m1);

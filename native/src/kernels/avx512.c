@@ -17,7 +17,10 @@
 #define UNROLL
 #endif
 
-static __mmask16 lane_mask(int64_t n) { return n >= P ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+static __mmask16 lane_mask(int64_t n)
+{
+    return n >= P ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+}
 
 /* ---- activations (approx.h) ---- */
 
@@ -109,8 +112,8 @@ static void f32_gru_cell__avx512(const float *x, const float *hh, float *h, int6
         const __m512 r = sigmoid_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_maskz_loadu_ps(m, hh + j)));
         const __m512 z =
             sigmoid_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, x + H + j), _mm512_maskz_loadu_ps(m, hh + H + j)));
-        const __m512 n =
-            tanh_ps(_mm512_fmadd_ps(r, _mm512_maskz_loadu_ps(m, hh + 2 * H + j), _mm512_maskz_loadu_ps(m, x + 2 * H + j)));
+        const __m512 n = tanh_ps(
+            _mm512_fmadd_ps(r, _mm512_maskz_loadu_ps(m, hh + 2 * H + j), _mm512_maskz_loadu_ps(m, x + 2 * H + j)));
         const __m512 hv = _mm512_maskz_loadu_ps(m, h + j);
         _mm512_mask_storeu_ps(h + j, m, _mm512_fmadd_ps(z, _mm512_sub_ps(hv, n), n)); /* (1-z) n + z h */
     }
@@ -130,16 +133,19 @@ INLINE void finish(__m512 acc, const float *bias, int accumulate, float *y, __mm
 
 /* mr rows (<= MR) x np panels (1 or 2): one register tile over the whole k. w0: first panel; the second
  * follows k * P floats later. */
-INLINE void tile(const int mr, const int np, int64_t k, const float *x, int64_t ldx, const float *w0,
-                 const float *bias, int accumulate, float *y, int64_t ldy, __mmask16 m0, __mmask16 m1)
+INLINE void tile(const int mr, const int np, int64_t k, const float *x, int64_t ldx, const float *w0, const float *bias,
+                 int accumulate, float *y, int64_t ldy, __mmask16 m0, __mmask16 m1)
 {
     __m512 acc[MR][2];
-    UNROLL for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    UNROLL
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     const float *w1 = w0 + k * P;
     for (int64_t kk = 0; kk < k; kk++) {
         const __m512 b0 = _mm512_load_ps(w0 + kk * P);
         const __m512 b1 = np > 1 ? _mm512_load_ps(w1 + kk * P) : b0;
-        UNROLL for (int r = 0; r < MR; r++) {
+        UNROLL
+        for (int r = 0; r < MR; r++) {
             if (r < mr) {
                 const __m512 a = _mm512_set1_ps(x[r * ldx + kk]);
                 acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
@@ -148,7 +154,8 @@ INLINE void tile(const int mr, const int np, int64_t k, const float *x, int64_t 
             }
         }
     }
-    UNROLL for (int r = 0; r < MR; r++) {
+    UNROLL
+    for (int r = 0; r < MR; r++) {
         if (r < mr) {
             finish(acc[r][0], bias, accumulate, y + r * ldy, m0);
             if (np > 1)
@@ -157,28 +164,30 @@ INLINE void tile(const int mr, const int np, int64_t k, const float *x, int64_t 
     }
 }
 
-#define TILE_CASES(NP)                                                                                             \
-    switch (mr) {                                                                                                  \
-    case 8: tile(8, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
-    case 7: tile(7, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
-    case 6: tile(6, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
-    case 5: tile(5, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
-    case 4: tile(4, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
-    case 3: tile(3, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
-    case 2: tile(2, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
-    default: tile(1, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                  \
-    }
+#define TILE_CASES(NP)                                                                                                 \
+    do {                                                                                                               \
+        switch (mr) {                                                                                                  \
+        case 8: tile(8, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+        case 7: tile(7, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+        case 6: tile(6, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+        case 5: tile(5, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+        case 4: tile(4, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+        case 3: tile(3, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+        case 2: tile(2, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                   \
+        default: tile(1, NP, k, x, ldx, w0, bias, accumulate, y, ldy, m0, m1); break;                                  \
+        }                                                                                                              \
+    } while (0)
 
 static void tile_2(int64_t mr, int64_t k, const float *x, int64_t ldx, const float *w0, const float *bias,
                    int accumulate, float *y, int64_t ldy, __mmask16 m0, __mmask16 m1)
 {
-    TILE_CASES(2)
+    TILE_CASES(2);
 }
 
 static void tile_1(int64_t mr, int64_t k, const float *x, int64_t ldx, const float *w0, const float *bias,
                    int accumulate, float *y, int64_t ldy, __mmask16 m0, __mmask16 m1)
 {
-    TILE_CASES(1)
+    TILE_CASES(1);
 }
 
 /* One row (a step's product): bandwidth-bound on the weights. A unit of four panels shares each broadcast of x;
@@ -247,8 +256,8 @@ static void f32_gemv__avx512(const float *x1, const packed_matrix *w1, const flo
             gemv1_part(x1, w1->data + p * w1->cols * P, w1->cols, acc);
             if (w2)
                 gemv1_part(x2, w2->data + p * w2->cols * P, w2->cols, acc);
-            finish(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])),
-                   bias ? bias + j : NULL, accumulate, y + j, lane_mask(n - j));
+            finish(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])), bias ? bias + j : NULL,
+                   accumulate, y + j, lane_mask(n - j));
         }
     }
 }

@@ -20,8 +20,8 @@ typedef struct lstmrt_kernels {
     const char *name;
     /* y(m x n) = x(m x k) W^T (+ bias (n) if not NULL) (+ y if accumulate). Rows of x are ldx apart,
      * rows of y ldy apart; n = w->rows, k = w->cols. */
-    void (*f32_gemm)(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
-                     int accumulate, float *y, int64_t ldy);
+    void (*f32_gemm)(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias, int accumulate,
+                     float *y, int64_t ldy);
     /* The one-row product of a step: y = x1 W1^T (+ x2 W2^T if w2) (+ bias if not NULL) (+ y if accumulate);
      * W1 and W2 have the same rows (n = w1->rows), k1 = w1->cols, k2 = w2->cols. `reverse` visits the panels
      * last to first: the result is bit-identical (each output sums its terms in the same order), but the weights
@@ -34,8 +34,8 @@ typedef struct lstmrt_kernels {
      * h W_hh^T (+ gx, the input part already computed, if not NULL) (+ bias if not NULL). Requires
      * H = w_hh->rows / 4 to be a multiple of PANEL. c (H) updated in place; h_out (H) must not alias h.
      * reverse: as f32_gemv (blocks last to first, bit-identical result). */
-    void (*f32_lstm_step)(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
-                          const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse);
+    void (*f32_lstm_step)(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias, const float *h,
+                          const packed_matrix *w_hh, float *c, float *h_out, int reverse);
     /* In-place element-wise logistic sigmoid and tanh of n floats. */
     void (*f32_sigmoid)(float *v, int64_t n);
     void (*f32_tanh)(float *v, int64_t n);

@@ -111,8 +111,8 @@ static void f32_lstm_cell__neon(const float *g, float *c, float *h, int64_t H)
     }
 }
 
-INLINE void gru4(const float *xr, const float *xz, const float *xn, const float *hr, const float *hz,
-                 const float *hn, float *h)
+INLINE void gru4(const float *xr, const float *xz, const float *xn, const float *hr, const float *hz, const float *hn,
+                 float *h)
 {
     const float32x4_t r = sigmoid_q(vaddq_f32(vld1q_f32(xr), vld1q_f32(hr)));
     const float32x4_t z = sigmoid_q(vaddq_f32(vld1q_f32(xz), vld1q_f32(hz)));
@@ -164,11 +164,14 @@ INLINE void tile(const int mr, int64_t k, const float *x, int64_t ldx, const flo
                  int accumulate, float *y, int64_t ldy, int64_t nr)
 {
     float32x4_t acc[MR][4];
-    UNROLL for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = vdupq_n_f32(0.0f);
+    UNROLL
+    for (int r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = vdupq_n_f32(0.0f);
     for (int64_t kk = 0; kk < k; kk++) {
         const float *wk = w + kk * P;
         const float32x4_t b0 = vld1q_f32(wk), b1 = vld1q_f32(wk + 4), b2 = vld1q_f32(wk + 8), b3 = vld1q_f32(wk + 12);
-        UNROLL for (int r = 0; r < MR; r++) {
+        UNROLL
+        for (int r = 0; r < MR; r++) {
             if (r < mr) {
                 const float a = x[r * ldx + kk];
                 acc[r][0] = vfmaq_n_f32(acc[r][0], b0, a);
@@ -178,7 +181,10 @@ INLINE void tile(const int mr, int64_t k, const float *x, int64_t ldx, const flo
             }
         }
     }
-    UNROLL for (int r = 0; r < MR; r++) if (r < mr) finish_row(acc[r], bias, accumulate, y + r * ldy, nr);
+    UNROLL
+    for (int r = 0; r < MR; r++)
+        if (r < mr)
+            finish_row(acc[r], bias, accumulate, y + r * ldy, nr);
 }
 
 static void tile_any(int64_t mr, int64_t k, const float *x, int64_t ldx, const float *w, const float *bias,
@@ -197,13 +203,13 @@ static void tile_any(int64_t mr, int64_t k, const float *x, int64_t ldx, const f
 /* One row (a step's product): one panel at a time, 4 k-phases x 4 registers = 16 independent FMA chains (enough
  * for cores with four FMA pipes). Panels are visited in either order, each always sums k forwards (x1 then x2):
  * the result does not depend on `reverse`. */
-#define GEMV_PHASE(f)                                                                                              \
-    do {                                                                                                           \
-        const float *wk = w0 + (kk + f) * P;                                                                       \
-        a[f][0] = vfmaq_laneq_f32(a[f][0], vld1q_f32(wk), xv, f);                                                  \
-        a[f][1] = vfmaq_laneq_f32(a[f][1], vld1q_f32(wk + 4), xv, f);                                              \
-        a[f][2] = vfmaq_laneq_f32(a[f][2], vld1q_f32(wk + 8), xv, f);                                              \
-        a[f][3] = vfmaq_laneq_f32(a[f][3], vld1q_f32(wk + 12), xv, f);                                             \
+#define GEMV_PHASE(f)                                                                                                  \
+    do {                                                                                                               \
+        const float *wk = w0 + (kk + f) * P;                                                                           \
+        a[f][0] = vfmaq_laneq_f32(a[f][0], vld1q_f32(wk), xv, f);                                                      \
+        a[f][1] = vfmaq_laneq_f32(a[f][1], vld1q_f32(wk + 4), xv, f);                                                  \
+        a[f][2] = vfmaq_laneq_f32(a[f][2], vld1q_f32(wk + 8), xv, f);                                                  \
+        a[f][3] = vfmaq_laneq_f32(a[f][3], vld1q_f32(wk + 12), xv, f);                                                 \
     } while (0)
 
 INLINE void gemv_part(const float *x, const float *w0, int64_t k, float32x4_t a[4][4])

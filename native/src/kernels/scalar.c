@@ -37,7 +37,7 @@ static void f32_gemm__scalar(int64_t m, const float *x, int64_t ldx, const packe
                         acc[r][j] += xv * wk[j];
                 }
             }
-            store_tile(y + r0 * ldy + p0, ldy, (const float(*)[P])acc, mr, nr, accumulate);
+            store_tile(y + r0 * ldy + p0, ldy, (const float (*)[P])acc, mr, nr, accumulate);
         }
     }
 }
@@ -68,7 +68,10 @@ static void f32_gemv__scalar(const float *x1, const packed_matrix *w1, const flo
     }
 }
 
-static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+static float sigmoidf(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
 
 static void f32_sigmoid__scalar(float *v, int64_t n)
 {
