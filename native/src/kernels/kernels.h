@@ -7,7 +7,7 @@
 
 /* Weight panels: a (rows x cols) row-major matrix W stored as ceil(rows / LSTMRT_PANEL) panels, panel p holding
  * W[p*PANEL + j][k] at data[(p * cols + k) * PANEL + j], rows past the end zero. A GEMM micro-kernel then reads
- * one contiguous PANEL-wide vector per k. 16 floats = one AVX-512 register, two AVX2 registers. */
+ * one contiguous PANEL-wide vector per k. 16 floats = one AVX-512 register, two AVX2, four NEON registers. */
 #define LSTMRT_PANEL 16
 
 typedef struct packed_matrix {
