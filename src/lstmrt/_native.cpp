@@ -96,49 +96,127 @@ struct Model {
     Model &operator=(const Model &) = delete;
 };
 
-const float *opt_ptr(const py::dict &d, const char *key, std::vector<f32array> &keep)
+// One field of a layer dict: KeyError when missing (pybind11's), TypeError naming the field when it does not
+// convert (pybind11 would raise RuntimeError "Unable to cast").
+template <typename T> T field(const py::dict &d, const char *key, size_t layer)
 {
-    if (!d.contains(key) || d[key].is_none())
+    py::object value = d[key];
+    try {
+        return value.cast<T>();
+    } catch (const py::cast_error &) {
+        throw py::type_error("layer " + std::to_string(layer) + ": field '" + key + "' has the wrong type (" +
+                             std::string(py::str(py::type::of(value).attr("__name__"))) + ")");
+    }
+}
+
+// Elements the C runtime reads through a weight pointer, from the desc's sizes: the C API takes bare pointers,
+// so the binding is the last place that knows the arrays' lengths. -1: a size is not positive or the product
+// overflows; lstmrt_model_create then refuses the desc before reading any weight.
+int64_t elements(std::initializer_list<int64_t> dims)
+{
+    int64_t n = 1;
+    for (int64_t d : dims) {
+        if (d < 1 || n > INT64_MAX / d)
+            return -1;
+        n *= d;
+    }
+    return n;
+}
+
+int64_t required(const lstmrt_layer_desc &L, const char *key)
+{
+    const int64_t I = L.input_size, H = L.hidden_size, P = L.proj_size;
+    const int64_t gates = L.kind == LSTMRT_LAYER_LSTM ? 4 : L.kind == LSTMRT_LAYER_GRU ? 3 : 1;
+    const std::string k = key;
+    switch (L.kind) {
+    case LSTMRT_LAYER_LSTM:
+    case LSTMRT_LAYER_GRU:
+    case LSTMRT_LAYER_RNN:
+        if (k == "weight_ih")
+            return elements({gates, H, I});
+        if (k == "weight_hh")
+            return elements({gates, H, P > 0 ? P : H});
+        if (k == "bias_ih" || k == "bias_hh")
+            return elements({gates, H});
+        if (k == "weight_peephole")
+            return elements({3, H});
+        return elements({P, H}); // weight_proj
+    case LSTMRT_LAYER_DENSE: return k == "weight_ih" ? elements({H, I}) : elements({H});
+    case LSTMRT_LAYER_AFFINE: return elements({I});
+    case LSTMRT_LAYER_EMBEDDING: return elements({L.num_embeddings, H});
+    default: return -1;
+    }
+}
+
+// The weight `key` of direction dict `w` as a float32 C-contiguous array (kept alive in `keep`), its size checked
+// against what the desc makes the C runtime read. NULL when absent.
+const float *weight_ptr(const py::dict &w, const char *key, const lstmrt_layer_desc &L, size_t layer,
+                        std::vector<f32array> &keep)
+{
+    if (!w.contains(key) || w[key].is_none())
         return nullptr;
-    keep.push_back(d[key].cast<f32array>());
+    py::object value = w[key];
+    f32array arr;
+    try {
+        arr = value.cast<f32array>();
+    } catch (const py::cast_error &) {
+        throw py::type_error("layer " + std::to_string(layer) + ": " + key + " must be a float32 array, got " +
+                             std::string(py::str(py::type::of(value).attr("__name__"))));
+    }
+    const int64_t need = required(L, key);
+    if (need >= 0 && arr.size() != need)
+        throw py::value_error("layer " + std::to_string(layer) + ": " + key + " has " + std::to_string(arr.size()) +
+                              " elements but kind " + std::to_string((int)L.kind) + " with input_size " +
+                              std::to_string(L.input_size) + ", hidden_size " + std::to_string(L.hidden_size) +
+                              " needs " + std::to_string(need));
+    keep.push_back(arr);
     return keep.back().data();
 }
 
-// Layers arrive as dicts mirroring lstmrt_layer_desc (built by lstmrt/layers.py).
+// Layers arrive as dicts mirroring lstmrt_layer_desc (built by lstmrt/layers.py). Every field is converted with
+// a precise TypeError, and every weight array's length is checked against the sizes before C reads it.
 Model::Model(const py::list &layers)
 {
     std::vector<f32array> keep;
+    static const char *const kWeights[] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_peephole",
+                                           "weight_proj"};
     for (auto item : layers) {
-        auto d = item.cast<py::dict>();
+        const size_t i = descs.size();
+        if (!py::isinstance<py::dict>(item))
+            throw py::type_error("layer " + std::to_string(i) + ": expected a dict");
+        auto d = py::reinterpret_borrow<py::dict>(item);
         lstmrt_layer_desc L;
         std::memset(&L, 0, sizeof L);
-        L.kind = (lstmrt_layer_kind)d["kind"].cast<int>();
-        L.input_size = d["input_size"].cast<int32_t>();
-        L.hidden_size = d["hidden_size"].cast<int32_t>();
-        L.proj_size = d["proj_size"].cast<int32_t>();
-        L.num_embeddings = d["num_embeddings"].cast<int32_t>();
-        L.num_directions = d["num_directions"].cast<int32_t>();
-        L.merge_mode = (lstmrt_merge_mode)d["merge_mode"].cast<int>();
-        auto acts = d["activations"].cast<std::vector<int>>();
+        L.kind = (lstmrt_layer_kind)field<int>(d, "kind", i);
+        L.input_size = field<int32_t>(d, "input_size", i);
+        L.hidden_size = field<int32_t>(d, "hidden_size", i);
+        L.proj_size = field<int32_t>(d, "proj_size", i);
+        L.num_embeddings = field<int32_t>(d, "num_embeddings", i);
+        L.num_directions = field<int32_t>(d, "num_directions", i);
+        L.merge_mode = (lstmrt_merge_mode)field<int>(d, "merge_mode", i);
+        auto acts = field<std::vector<int>>(d, "activations", i);
         for (size_t a = 0; a < acts.size() && a < 3; a++)
             L.activations[a] = (lstmrt_activation)acts[a];
-        L.cell_clip = d["cell_clip"].cast<float>();
-        L.linear_before_reset = d["linear_before_reset"].cast<int32_t>();
-        L.hold_masked_output = d["hold_masked_output"].cast<int32_t>();
-        L.go_backwards = d["go_backwards"].cast<int32_t>();
-        L.final_only = d["final_only"].cast<int32_t>();
-        auto dirs = d["weights"].cast<py::list>();
+        L.cell_clip = field<float>(d, "cell_clip", i);
+        L.linear_before_reset = field<int32_t>(d, "linear_before_reset", i);
+        L.hold_masked_output = field<int32_t>(d, "hold_masked_output", i);
+        L.go_backwards = field<int32_t>(d, "go_backwards", i);
+        L.final_only = field<int32_t>(d, "final_only", i);
+        auto dirs = field<py::list>(d, "weights", i);
         for (size_t k = 0; k < dirs.size() && k < 2; k++) {
-            auto w = dirs[k].cast<py::dict>();
-            L.weights[k].weight_ih = opt_ptr(w, "weight_ih", keep);
-            L.weights[k].weight_hh = opt_ptr(w, "weight_hh", keep);
-            L.weights[k].bias_ih = opt_ptr(w, "bias_ih", keep);
-            L.weights[k].bias_hh = opt_ptr(w, "bias_hh", keep);
-            L.weights[k].weight_peephole = opt_ptr(w, "weight_peephole", keep);
-            L.weights[k].weight_proj = opt_ptr(w, "weight_proj", keep);
+            if (!py::isinstance<py::dict>(dirs[k]))
+                throw py::type_error("layer " + std::to_string(i) + ": weights must be a list of dicts");
+            auto w = py::reinterpret_borrow<py::dict>(dirs[k]);
+            const float **slots[] = {&L.weights[k].weight_ih,   &L.weights[k].weight_hh,
+                                     &L.weights[k].bias_ih,     &L.weights[k].bias_hh,
+                                     &L.weights[k].weight_peephole, &L.weights[k].weight_proj};
+            for (size_t j = 0; j < 6; j++)
+                *slots[j] = weight_ptr(w, kWeights[j], L, i, keep);
         }
         descs.push_back(L);
     }
+    if (descs.empty())
+        throw py::value_error("a model needs at least one layer");
     check(lstmrt_model_create(descs.data(), (int32_t)descs.size(), &ptr));
     tokens = descs[0].kind == LSTMRT_LAYER_EMBEDDING;
     for (auto &L : descs) // the C model holds its own copies

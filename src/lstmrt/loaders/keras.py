@@ -7,7 +7,7 @@ import os
 import zipfile
 
 from ..errors import CorruptFileError, LoadError, ModelTooLargeError, UnsupportedModelError
-from . import keras_files, keras_graph
+from . import hdf5, keras_files, keras_graph
 from .keras_layers import RECURRENT, Context, bidirectional, fail, per_step, recurrent
 from .keras_model import KerasModel
 from .safety import file_errors
@@ -26,13 +26,9 @@ def load_keras(source, *, layers=None) -> KerasModel:
     origin = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the Keras file"
     if layers is not None:  # the caller's architecture: its errors are the caller's (TypeError, OSError, ValueError)
         layers = keras_files.architecture(layers)
-    with file_errors(origin), keras_files.h5_errors(origin):
-        src, f = keras_files.open_source(source, layers)
-        try:
-            return _convert(src)
-        finally:
-            if f is not None:
-                f.close()
+    with file_errors(origin):
+        src, _ = keras_files.open_source(source, layers)
+        return _convert(src)
 
 
 def is_keras_file(path) -> bool:
@@ -45,13 +41,12 @@ def is_keras_file(path) -> bool:
         if not _has_hdf5_signature(path):
             return False
         try:
-            h5py = keras_files.h5py_module()
+            keras_files.h5py_module()
         except ImportError:
             return True
-        with h5py.File(path, "r") as f:  # names only: nothing a link points to is opened here
-            names = set(f)
-            return bool({"model_config", "layer_names"} & set(f.attrs)) or ("layers" in names and "vars" in names)
-    except (OSError, ValueError, TypeError, RuntimeError, KeyError):
+        f = hdf5.read(path, path, names_only=True)  # root names only, read in lstmrt's HDF5 helper process
+        return bool({"model_config", "layer_names"} & set(f.attrs)) or ("layers" in f and "vars" in f)
+    except (OSError, ValueError, TypeError, NotImplementedError):  # LoadError is a ValueError too
         return False
 
 

@@ -8,16 +8,14 @@ Containers:
 - weights only: Keras 2 `save_weights(".h5")` (root = a model_weights group) or Keras 3 `.weights.h5`
   (groups layers/<class-based name>/vars/<i>); the architecture comes from `layers=`.
 
-Untrusted HDF5 is checked before any weight is read (check_hdf5): no link may lead to another file (HDF5 would
-open it), no dataset may be virtual (its data lives in other files) or stored externally, compressed with a
-filter outside HDF5's built-in set, or declare much more data than it stores. Each weight's declared shape is
-compared with what the layer's config needs, and with the load's memory budget, before it is read.
+HDF5 files are parsed by libhdf5 in a helper process (lstmrt.loaders.hdf5), which first checks them (check_hdf5):
+no link may lead to another file (HDF5 would open it), no dataset may be virtual (its data lives in other files)
+or stored externally, compressed with a filter outside HDF5's built-in set, or declare much more data than it
+stores. Each weight's shape is then compared with what the layer's config needs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -27,7 +25,7 @@ import zipfile
 import numpy as np
 
 from ..errors import CorruptFileError, UnsafeFileError, UnsupportedModelError
-from . import keras_graph, keras_layers
+from . import hdf5, keras_graph, keras_layers
 from .safety import MAX_RATIO, MAX_TEXT_BYTES, SMALL_MEMBER, Budget, max_load_bytes, open_zip, read_member
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -82,9 +80,8 @@ class Source:
         if self.origin is None:
             return [np.asarray(w) for w in found]
         where = f"{self.origin}: Keras layer {entry.name!r} ({entry.class_name})"
-        h5py = h5py_module()
         for i, d in enumerate(found):
-            if not isinstance(d, h5py.Dataset):
+            if not isinstance(d, hdf5.Dataset):
                 raise CorruptFileError(f"{where}: weight {i} is a {type(d).__name__}, not a dataset")
             if d.dtype.kind not in "fiu" or d.shape is None:
                 raise CorruptFileError(f"{where}: weight {i} holds {d.dtype} {d.shape}, not numbers")
@@ -102,57 +99,91 @@ class Source:
         return arrays
 
 
-@contextlib.contextmanager
-def h5_errors(source):
-    """h5py reports a damaged file (bad B-tree, checksum, truncated data) as OSError or RuntimeError: a
-    CorruptFileError here. A missing or unreadable file stays an OSError."""
-    try:
-        yield
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except (OSError, RuntimeError) as exc:
-        raise CorruptFileError(f"{source}: damaged HDF5 data ({exc})") from exc
+def _superblock_lengths(raw) -> int:
+    """Bytes of a "length" field in this file (superblock 'size of lengths'; 8 in every file h5py writes)."""
+    offset = 0
+    while offset + 16 <= len(raw):
+        if raw[offset:offset + 8] == HDF5_SIGNATURE:
+            version = raw[offset + 8]
+            size = raw[offset + 14] if version in (0, 1) else raw[offset + 10]
+            return size if size in (2, 4, 8) else 8
+        offset = 512 if offset == 0 else offset * 2
+    return 8
 
 
-def check_hdf5(f, source) -> None:
+def check_global_heaps(raw, source) -> None:
+    """Walk every global heap collection (GCOL: where variable-length strings such as model_config live) as
+    libhdf5 will, refusing one whose object sizes leave the collection. libhdf5 1.14 walks such a collection
+    with unchecked pointer arithmetic: a damaged size makes it loop forever (or read wild memory) on the first
+    string attribute read. Collections are found by signature plus the header fields that must follow it."""
+    lengths = _superblock_lengths(raw)
+    header = 8 + lengths  # signature, version, 3 reserved bytes, collection size
+    at = raw.find(b"GCOL")
+    while at >= 0:
+        if raw[at + 4:at + 8] == b"\x01\x00\x00\x00" and at + header <= len(raw):
+            size = int.from_bytes(raw[at + 8:at + 8 + lengths], "little")
+            end = at + min(size, len(raw) - at)
+            p = at + header
+            while size >= header and p < end:
+                if p + 8 + lengths > end:
+                    break  # a tail too small for an object header: free space
+                index = int.from_bytes(raw[p:p + 2], "little")
+                object_size = int.from_bytes(raw[p + 8:p + 8 + lengths], "little")
+                need = 8 + lengths + (object_size + 7) // 8 * 8 if index else object_size
+                if need <= 0 or p + need > at + size:
+                    raise CorruptFileError(f"{source}: HDF5 global heap at byte {at} is damaged (object {index} "
+                                           f"claims {object_size:,} bytes)")
+                p += need
+        at = raw.find(b"GCOL", at + 4)
+
+
+def check_hdf5(f, source, raw=None) -> None:
     """Refuse what would make libhdf5 read outside the file or allocate what the file merely declares: external
     (and user-defined) links, virtual datasets, external raw storage, filters outside the built-in set, and
-    datasets declaring more than MAX_RATIO times the bytes they store. Reads metadata only."""
+    datasets declaring more than MAX_RATIO times the bytes they store; and damaged global heaps (`raw`: the
+    file's bytes). Reads metadata only."""
     h5py = h5py_module()
+    if raw is not None:
+        check_global_heaps(raw, source)
 
+    # The visitors return the first problem found (a value stops the visit) instead of raising inside it: an
+    # exception raised in an h5py visitor callback surfaces as a SystemError.
     def on_link(name, info):
         if info.type not in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):
             what = "another file" if info.type == h5py.h5l.TYPE_EXTERNAL else "a user-defined target"
-            raise UnsafeFileError(f"{source}: HDF5 link {_text(name)!r} points to {what}: lstmrt reads only the "
-                                  "file it was given")
-
-    f.id.links.visit(on_link, info=True)  # H5Lvisit: every link, without following external or soft ones
+            return UnsafeFileError(f"{source}: HDF5 link {_text(name)!r} points to {what}: lstmrt reads only the "
+                                   "file it was given")
+        return None
 
     def on_object(name, obj):
         if not isinstance(obj, h5py.Dataset):
             return None
         if obj.is_virtual:
-            raise UnsafeFileError(f"{source}: HDF5 dataset {name!r} is virtual (its data lives in other files)")
+            return UnsafeFileError(f"{source}: HDF5 dataset {name!r} is virtual (its data lives in other files)")
         if obj.external:
-            raise UnsafeFileError(f"{source}: HDF5 dataset {name!r} stores its data in external file(s) "
-                                  f"{[e[0] for e in obj.external][:3]}")
+            return UnsafeFileError(f"{source}: HDF5 dataset {name!r} stores its data in external file(s) "
+                                   f"{[e[0] for e in obj.external][:3]}")
         plist = obj.id.get_create_plist()
         for i in range(plist.get_nfilters()):
             code = plist.get_filter(i)[0]
             if code not in _BUILTIN_FILTERS:
-                raise UnsupportedModelError(f"{source}: HDF5 dataset {name!r} uses filter {code}, not a built-in "
-                                            "one (libhdf5 would look for a plugin library to load)")
-        declared = math.prod(obj.shape or ()) * obj.dtype.itemsize if obj.shape is not None else 0
+                return UnsupportedModelError(f"{source}: HDF5 dataset {name!r} uses filter {code}, not a built-in "
+                                             "one (libhdf5 would look for a plugin library to load)")
+        declared = math.prod(obj.shape) * obj.dtype.itemsize if obj.shape is not None else 0
         stored = obj.id.get_storage_size()
         if declared > SMALL_MEMBER and declared > MAX_RATIO * stored:
             if stored == 0:
-                raise CorruptFileError(f"{source}: HDF5 dataset {name!r} declares shape {obj.shape} "
-                                       f"({declared:,} bytes) but stores no data")
-            raise UnsafeFileError(f"{source}: HDF5 dataset {name!r} would expand {stored:,} stored bytes to "
-                                  f"{declared:,} (over {MAX_RATIO}x): a decompression bomb")
+                return CorruptFileError(f"{source}: HDF5 dataset {name!r} declares shape {obj.shape} "
+                                        f"({declared:,} bytes) but stores no data")
+            return UnsafeFileError(f"{source}: HDF5 dataset {name!r} would expand {stored:,} stored bytes to "
+                                   f"{declared:,} (over {MAX_RATIO}x): a decompression bomb")
         return None
 
-    f.visititems(on_object)  # H5Ovisit: objects reachable by hard links, each once
+    problem = f.id.links.visit(on_link, info=True)  # H5Lvisit: every link, not following external or soft ones
+    if problem is None:
+        problem = f.visititems(on_object)  # H5Ovisit: objects reachable by hard links, each once
+    if problem is not None:
+        raise problem
 
 
 class _LegacyWeights:
@@ -168,7 +199,7 @@ class _LegacyWeights:
                       if _has_weights(group, _text(n))]
             cands = [e for e in entries if e.class_name not in _WEIGHTLESS]
             if len(stored) != len(cands):
-                raise ValueError(f"the weights file has no weights for Keras layer {missing[0].name!r} "
+                raise CorruptFileError(f"the weights file has no weights for Keras layer {missing[0].name!r} "
                                  f"({missing[0].class_name}), and its {len(stored)} weighted layers cannot be "
                                  f"matched in order to the architecture's {len(cands)}")
             self.by_order = {e.name: n for e, n in zip(cands, stored)}
@@ -178,7 +209,7 @@ class _LegacyWeights:
         if name not in self.group:
             return []
         g = self.group[name]
-        if not isinstance(g, h5py_module().Group):
+        if not isinstance(g, hdf5.Group):
             raise CorruptFileError(f"the weights of Keras layer {name!r} are not an HDF5 group")
         names = [_text(n) for n in _names(g.attrs.get("weight_names", []), "weight_names")]
         missing = [n for n in names if n not in g]
@@ -218,13 +249,12 @@ class _V3Weights:
         return self._collect(self.root[path], 0) if path in self.root else []
 
     def _collect(self, g, depth: int) -> list:
-        h5py = h5py_module()
-        if not isinstance(g, h5py.Group) or depth > _MAX_GROUP_DEPTH:
+        if not isinstance(g, hdf5.Group) or depth > _MAX_GROUP_DEPTH:
             raise CorruptFileError(f"Keras weights group {g.name!r} is not a group, or nests too deep")
         out = []
         if "vars" in g:
             v = g["vars"]
-            if not isinstance(v, h5py.Group) or not all(k.isdigit() for k in v.keys()):
+            if not isinstance(v, hdf5.Group) or not all(k.isdigit() for k in v.keys()):
                 raise CorruptFileError(f"Keras weights group {v.name!r} is not numbered 0, 1, ...")
             out += [v[k] for k in sorted(v.keys(), key=int)]
         for child in self._CHILDREN:
@@ -266,7 +296,7 @@ def _from_h5(f, layers, origin=None) -> Source:
         if layers is not None:
             raise ValueError("this Keras file holds a full model (architecture included): do not pass layers=")
         config = _json(_text(f.attrs["model_config"]), "the model_config attribute")
-        if "model_weights" not in f or not isinstance(f["model_weights"], h5py_module().Group):
+        if "model_weights" not in f or not isinstance(f["model_weights"], hdf5.Group):
             raise CorruptFileError("this Keras file holds a model config but no model_weights group")
         weights_group = f["model_weights"]
         major = _major(_text(f.attrs.get("keras_version", weights_group.attrs.get("keras_version", ""))))
@@ -297,16 +327,10 @@ def _from_zip(z, layers, origin):
         if "metadata.json" in names else {}
     module = str(config.get("module", ""))
     major = _major(meta.get("keras_version", "")) or (2 if module.startswith("tf_keras") else guess_major(config))
+    h5py_module()  # the helper reads the file with h5py: say what to install here
     weights = read_member(z, "model.weights.h5", max_load_bytes(), origin)
-    with h5_errors(origin):
-        f = h5py_module().File(io.BytesIO(weights), "r")
-    try:
-        with h5_errors(origin):
-            check_hdf5(f, f"{origin} (model.weights.h5)")
-        return Source(config, major, _V3Weights(f, keras_graph.parse(config)[0]), origin), f
-    except BaseException:
-        f.close()
-        raise
+    f = hdf5.read(weights, f"{origin} (model.weights.h5)", limit=max_load_bytes())
+    return Source(config, major, _V3Weights(f, keras_graph.parse(config)[0]), origin)
 
 
 def _from_live(model) -> Source:
@@ -342,16 +366,10 @@ def open_source(source, layers=None):
     origin = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the Keras file"
     if zipfile.is_zipfile(source):
         with open_zip(source) as z:
-            return _from_zip(z, layers, origin)
-    h5py = h5py_module()
-    if hasattr(source, "seek"):
+            return _from_zip(z, layers, origin), None
+    h5py_module()  # the helper reads the file with h5py: say what to install here
+    if hasattr(source, "read"):
         source.seek(0)
-    with h5_errors(origin):
-        f = h5py.File(source, "r")
-    try:
-        with h5_errors(origin):
-            check_hdf5(f, origin)
-            return _from_h5(f, layers, origin), f
-    except BaseException:
-        f.close()
-        raise
+        source = source.read()
+    f = hdf5.read(source, origin, limit=max_load_bytes())
+    return _from_h5(f, layers, origin), None

@@ -9,7 +9,7 @@ import os
 import warnings
 import zipfile
 
-from ..errors import UnsupportedModelError
+from ..errors import CorruptFileError, UnsupportedModelError
 from ..model import Model
 from .safety import file_errors, open_zip
 from .safetensors import looks_like_safetensors, read_header, read_safetensors
@@ -115,6 +115,8 @@ def detect_format(path: str) -> str:
             raise UnsupportedModelError(f"{path}: a zip archive that is neither a torch.save / TorchScript file (no "
                                         "data.pkl) nor a Keras .keras file (no config.json + model.weights.h5)")
         return "torchscript" if any(n.startswith(root + "code/") for n in names) else "torch-zip"
+    if head.startswith(b"PK\x03\x04"):
+        raise CorruptFileError(f"{path}: a damaged or truncated zip archive (its central directory is missing)")
     if head[:1] == b"\x80":
         return "torch-legacy"  # or another pickle, which read_legacy refuses without running it
     if len(head) > 262 and head[257:262] == b"ustar":
@@ -122,6 +124,9 @@ def detect_format(path: str) -> str:
                                     "supported; re-save it with a recent PyTorch")
     if looks_like_safetensors(head, size):
         return "safetensors"
+    if len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100 << 20:
+        raise CorruptFileError(f"{path}: a safetensors header of {int.from_bytes(head[:8], 'little')} bytes in a "
+                               f"file of {size}: truncated")
     raise UnsupportedModelError(f"{path}: unrecognized file format; supported: " + ", ".join(FORMATS.values()))
 
 
@@ -135,6 +140,8 @@ def _is_keras(path: str, head: bytes) -> bool:
             raise UnsupportedModelError(f"{path}: an HDF5 (Keras) file, but this lstmrt has no Keras loader") \
                 from None
         return False
+    if head.startswith(_HDF5):
+        return True  # the Keras loader says what is wrong with an HDF5 file that is not a readable Keras file
     return bool(is_keras_file(path))
 
 

@@ -92,6 +92,9 @@ def check_zip(zf: zipfile.ZipFile, source) -> None:
         seen.add(name)
         if info.flag_bits & 0x1:
             raise UnsupportedModelError(f"{source}: zip member {name!r} is encrypted")
+        if info.extract_version > zipfile.MAX_EXTRACT_VERSION or info.flag_bits & 0x20:
+            raise UnsupportedModelError(f"{source}: zip member {name!r} needs zip version "
+                                        f"{info.extract_version / 10:.1f} or patched data: not supported")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise UnsupportedModelError(f"{source}: zip member {name!r} uses compression method "
                                         f"{info.compress_type}; supported: stored, deflate")
@@ -109,7 +112,7 @@ def open_zip(source) -> zipfile.ZipFile:
     """A checked zipfile.ZipFile (see check_zip); a damaged archive is a CorruptFileError."""
     try:
         zf = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, EOFError, ValueError, struct.error, OverflowError) as exc:
+    except (zipfile.BadZipFile, EOFError, ValueError, struct.error, OverflowError, NotImplementedError) as exc:
         raise CorruptFileError(f"{source}: damaged zip archive ({exc})") from exc
     try:
         check_zip(zf, source)
@@ -134,7 +137,7 @@ def read_member(zf: zipfile.ZipFile, name: str, limit: int, source, *, exact: in
     try:
         with zf.open(info) as member:
             data = member.read(info.file_size if exact is None else exact)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error, NotImplementedError) as exc:
         raise CorruptFileError(f"{source}: member {name!r} is damaged ({exc})") from exc
     if len(data) != (info.file_size if exact is None else exact):
         raise CorruptFileError(f"{source}: member {name!r} is truncated")

@@ -130,6 +130,9 @@ def _variants(unit) -> list:
     if kind in CELLS or (kind is None and "weight_ih" in names):
         return [_cell(unit, kind)]
     weight = params.get("weight")
+    if kind in ("Embedding", "Linear") and (weight is None or weight.ndim != 2 or set(params) - {"weight", "bias"}):
+        raise ArchitectureError(f"module {unit.label} is an nn.{kind} without a 2-D weight, or with parameters "
+                                f"besides weight and bias ({_describe(params)})")
     if kind == "Embedding" or (kind is None and names == {"weight"} and weight.ndim == 2):
         if _option(unit, "max_norm") is not None:
             raise ArchitectureError(f"module {unit.label}: nn.Embedding(max_norm=...) renormalizes rows at lookup; "

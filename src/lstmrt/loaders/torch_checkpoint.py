@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UnsupportedModelError
 from .torch_tree import is_module
 
 _SEARCH_DEPTH = 3  # how deep a checkpoint dict is searched for its one state dict / module
@@ -56,19 +57,19 @@ def select_model(obj, key, path) -> tuple:
             keys = ", ".join(map(repr, obj)) if isinstance(obj, dict) else "(not a dict)"
             raise KeyError(f"{path}: key {key!r} not found; top-level keys: {keys}") from None
         if not _kind(node, strict=False):
-            raise ValueError(f"{path}: key {key!r} holds {_what(node)}, not a state dict or module")
+            raise UnsupportedModelError(f"{path}: key {key!r} holds {_what(node)}, not a state dict or module")
         return node, key
     if _kind(obj, strict=False):
         return obj, None
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: the file holds {_what(obj)}, not a state dict, checkpoint dict or module")
+        raise UnsupportedModelError(f"{path}: the file holds {_what(obj)}, not a state dict, checkpoint dict or module")
     found = list(_candidates(obj, "", 1))
     if len(found) == 1:
         return found[0][1], found[0][0]
     if not found:
-        raise ValueError(f"{path}: no state dict or module found in this checkpoint (top-level keys: "
+        raise UnsupportedModelError(f"{path}: no state dict or module found in this checkpoint (top-level keys: "
                          f"{', '.join(map(repr, obj))}); pass key= to say where the model's tensors are")
-    raise ValueError(f"{path}: several state dicts or modules in this checkpoint: "
+    raise UnsupportedModelError(f"{path}: several state dicts or modules in this checkpoint: "
                      f"{', '.join(repr(p) for p, _ in found)}; pass key= to choose one")
 
 

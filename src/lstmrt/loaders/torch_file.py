@@ -105,4 +105,4 @@ def read_legacy(path) -> object:
 
 def _small_pickle(f):
     """A header pickle of plain values (numbers, strings, dicts, lists): no globals allowed at all."""
-    return PlainUnpickler(f, encoding="utf-8").load()
+    return PlainUnpickler(f).load()

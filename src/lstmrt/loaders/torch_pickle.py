@@ -135,8 +135,31 @@ def _ints(value, what: str) -> tuple:
 
 
 def _short(value, limit: int = 120) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int past Python's 4300-digit str limit, or deep nesting
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _BoundedReader:
+    """The stream a pickle is read from, refusing reads past its end before they happen: a file's read(n)
+    allocates n bytes first, and n (a BINBYTES8 / BINUNICODE8 / FRAME length) is the file's word."""
+
+    def __init__(self, file):
+        self._file = file
+        here = file.tell()
+        self._end = file.seek(0, 2)
+        file.seek(here)
+
+    def read(self, n=-1):
+        left = self._end - self._file.tell()
+        if n is not None and n > left:
+            raise CorruptPickleError(f"pickle data truncated: an argument of {n:,} bytes with {left:,} left")
+        return self._file.read(n)
+
+    def readline(self):
+        return self._file.readline()
 
 
 class _Loading:
@@ -390,7 +413,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, load_storage):
-        super().__init__(file, encoding="utf-8")
+        super().__init__(_BoundedReader(file), encoding="utf-8")
         self._load_storage = load_storage
         self._storages: dict = {}
         self._classes: dict = {}
@@ -413,11 +436,16 @@ class RestrictedUnpickler(pickle._Unpickler):
     def find_class(self, module, name):
         return resolve_global(module, name, self._classes, self._loading)
 
+    def load_bytearray8(self):  # protocol 5, which torch does not write; it allocates its declared length first
+        raise CorruptPickleError("unsupported opcode BYTEARRAY8 (protocol 5 out-of-band data)")
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
     # -- the opcodes that call or mutate: checked against what they act on --------------------------------------
     def _check_call(self, func, how: str) -> None:
         if isinstance(func, (_Call, _RecordMeta)) or any(func is t for t in _CALLABLE_TYPES):
             return  # a record class refuses the call itself, naming the class
-        raise UnsafePickleError(f"refusing {how} of {_short(_what(func))}: lstmrt calls only its allowlist of "
+        raise UnsafePickleError(f"refusing {how} of {_what(func)[:120]}: lstmrt calls only its allowlist of "
                                 f"tensor rebuilders and containers{_HINT}")
 
     def load_reduce(self):
@@ -433,7 +461,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _check_new(self, cls) -> None:
         if isinstance(cls, _RecordMeta) or any(cls is t for t in _NEWOBJ_TYPES):
             return
-        raise UnsafePickleError(f"refusing to create an instance (NEWOBJ) of {_short(_what(cls))}{_HINT}")
+        raise UnsafePickleError(f"refusing to create an instance (NEWOBJ) of {_what(cls)[:120]}{_HINT}")
 
     def load_newobj(self):
         args = self.stack.pop()
@@ -476,7 +504,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         elif isinstance(inst, (_Call, StorageType)):
             raise UnsafePickleError(f"refusing to modify {inst.fn.__name__ if isinstance(inst, _Call) else inst}")
         else:
-            raise UnsafePickleError(f"refusing to set the state (BUILD) of {_short(_what(inst))}{_HINT}")
+            raise UnsafePickleError(f"refusing to set the state (BUILD) of {_what(inst)[:120]}{_HINT}")
         super().load_build()
 
     dispatch[pickle.BUILD[0]] = load_build
@@ -511,6 +539,12 @@ class RestrictedUnpickler(pickle._Unpickler):
 class PlainUnpickler(pickle._Unpickler):
     """Plain values only (numbers, strings, bytes, containers): every global is refused, so nothing can be
     called. For the header pickles of legacy files (magic number, protocol, sys_info, storage keys)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BYTEARRAY8[0]] = RestrictedUnpickler.load_bytearray8
+
+    def __init__(self, file):
+        super().__init__(_BoundedReader(file), encoding="utf-8")
 
     def find_class(self, module, name):
         raise UnsafePickleError(f"refusing global {_short(module)}.{_short(name)} in a header that holds plain "

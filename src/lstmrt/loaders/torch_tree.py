@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from .. import activations as acts
-from ..errors import CorruptFileError, UnsupportedModelError
+from ..errors import ArchitectureError, CorruptFileError, UnsupportedModelError
 from .torch_live import _ACTIVATIONS, _NO_OPS
 from .torch_pickle import Record
 
@@ -192,18 +192,19 @@ def select_layers(units: list, layers) -> list:
         if matched:
             for u in matched:
                 if id(u) in used:
-                    raise ValueError(f"layers: module {u.path!r} is named twice (by {used[id(u)]!r} and {entry!r})")
+                    raise ArchitectureError(f"layers: module {u.path!r} is named twice (by {used[id(u)]!r} and "
+                                            f"{entry!r})")
                 used[id(u)] = entry
             chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
             continue
         act = activation_name(entry)
         if act is None:
             modules = ", ".join(repr(u.path) for u in units if u.kind != "activation") or "(none)"
-            raise ValueError(f"layers: {entry!r} is neither a module in the file (modules: {modules}) nor an "
+            raise ArchitectureError(f"layers: {entry!r} is neither a module in the file (modules: {modules}) nor an "
                              f"activation (supported: {', '.join(acts.NAMES)})")
         chosen.append(Unit(entry, "activation", {}, activation=act))
     left = [u.path for u in units if u.params and id(u) not in used]
     if left:
-        raise ValueError(f"layers does not use the parameters of module(s) {', '.join(map(repr, left))}: list "
+        raise ArchitectureError(f"layers does not use the parameters of module(s) {', '.join(map(repr, left))}: list "
                          "them, or use prefix= to load only part of the file")
     return chosen
