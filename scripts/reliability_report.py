@@ -6,13 +6,15 @@
     python scripts/reliability_report.py --no-valgrind --valgrind-cycles 20
 
 Checks: the C library's own tests on every kernel tier, the same under ASan + UBSan, valgrind memcheck over
-create/step/run/free cycles, the Python thread tests and the RSS cycle tests (with the measured growth).
+create/step/run/free cycles, the Python thread tests and the RSS cycle tests (with the measured growth), the
+loaders' hostile-file tests and a fuzzing run of the loaders and of native model creation (tests/fuzzing.py;
+--fuzz-seconds sets its length).
 Counts come from the programs' own output and from the constants at the top of the test modules, so the
 document cannot drift from what the tests do.
 
-Sections between <!-- BEGIN name --> and <!-- END name --> markers are owned by other people (the loaders'
-hostile-file and fuzzing checks) and are carried over unchanged from the existing document. To add a check of
-your own, write a function returning a Result and list it in CHECKS (see the marked places below).
+Sections between <!-- BEGIN name --> and <!-- END name --> markers are written by a check's `section` (the
+loaders' hostile files and fuzzing) or, when no check writes them (bugs found), carried over unchanged from the
+existing document. To add a check of your own, write a function returning a Result and list it in CHECKS.
 Exit status 1 when any check failed (the document is still written, with the failure in it).
 """
 
@@ -50,6 +52,7 @@ class Result:
     seconds: float = 0.0
     details: list = field(default_factory=list)  # markdown lines for the section
     log: str = ""  # tail of the output, shown when the check failed
+    section: tuple = ()  # (marked section name, markdown body) this check writes
 
 
 def load_module(path: Path):
@@ -266,9 +269,143 @@ def check_memory(args, build):
     )
 
 
+def _cases_by_test(cases):
+    """{test function: (cases, passed)} from junit (name, state) pairs."""
+    out = {}
+    for name, state in cases:
+        base = name.split("[")[0]
+        n, passed = out.get(base, (0, 0))
+        out[base] = (n + 1, passed + (state == "pass"))
+    return out
+
+
+def check_hostile_files(args, build):
+    mod = load_module(ROOT / "tests" / "test_hostile_files.py")
+    p, secs, c, cases = pytest_counts(["tests/test_hostile_files.py"], Path(build) / "hostile.xml")
+    ok = p.returncode == 0 and c["failures"] == 0 and c["errors"] == 0 and c["tests"] > 0
+    by_test = _cases_by_test(cases)
+    gadgets = len(mod.GADGETS)
+    counts = f"{c['tests']} files ({gadgets} pickle gadgets x 3 containers, zip, HDF5, safetensors, limits)"
+    what = {
+        "test_pickle_gadgets_are_refused_and_nothing_runs": f"{gadgets} pickle payloads x torch zip, legacy, "
+        "TorchScript: " + ", ".join(mod.GADGETS),
+        "test_plain_pickles_are_not_unpickled": "plain pickles (protocol 0 and 2, and one written by pickle "
+        "itself) carrying os.system & co: refused as not torch.save files",
+        "test_zip_member_paths_outside_the_archive": "zip members `../`, `/abs`, `C:/`, `a/../../` in torch zip, "
+        "TorchScript and .keras files",
+        "test_zip_duplicate_names": "a member name given twice (data.pkl, a storage, config.json)",
+        "test_zip_bomb_refused_before_decompressing": "8 MiB of zeros deflated to ~8 KiB as a storage, a .keras "
+        "member and a TorchScript code file: refused from the declared sizes",
+        "test_zip_declared_sizes_past_the_load_limit": "members declaring more than LSTMRT_MAX_LOAD_BYTES",
+        "test_torch_storage_larger_than_its_member": "a storage declaring 10^9 elements over a 144-byte member",
+        "test_torch_tensor_declaring_a_huge_shape_over_a_small_storage": "a (10^9, 10^9) tensor with stride 0",
+        "test_torch_legacy_storage_count_past_the_end": "a legacy storage declaring 2^60 elements",
+        "test_hdf5_hostile_weights": "HDF5 external link, virtual dataset, external raw storage, (10^9, 10^9) "
+        "dataset storing nothing, gzip bomb, weight shape contradicting the config, soft link, hard-link cycle",
+        "test_hdf5_external_link_in_a_keras_archive": "the external link inside a .keras archive",
+        "test_hdf5_damaged_global_heap_does_not_hang": "a global heap object size that makes libhdf5 loop forever",
+        "test_hdf5_file_that_crashes_libhdf5": "bytes on which libhdf5 1.14 segfaults (found by fuzzing)",
+        "test_hdf5_helper_failures_are_corrupt_file_errors": "the HDF5 helper crashing, hanging, exiting",
+        "test_safetensors_bad_offsets_and_shapes": "safetensors spans, overlap, out-of-range and negative "
+        "offsets, (10^9, 10^9) shape, float shape, unknown dtype",
+        "test_safetensors_headers": "header length past the file, non-JSON header, duplicate key, trailing bytes",
+        "test_model_too_large_for_the_limit": "each format under a 256-byte load limit",
+        "test_native_refusal_of_a_huge_model_is_a_load_error": "the C runtime out of memory",
+        "test_exception_hierarchy": "the exception classes",
+        "test_missing_file_stays_an_os_error": "a missing file",
+    }
+    rows = ["| test | what | files | passed |", "|---|---|---|---|"]
+    for name, (n, passed) in by_test.items():
+        rows.append(f"| `{name}` | {what.get(name, '')} | {n} | {passed} |")
+    body = "\n".join([
+        "`tests/test_hostile_files.py`, built from the seed corpus (no torch or Keras needed). Each file must raise "
+        "the documented `lstmrt.LoadError` subclass with the key words of its message (docs/loading.md, Errors); "
+        "code-running payloads `touch` a canary in the test's directory, which must not appear. Declared sizes "
+        "are refused before allocation: the tests would otherwise allocate terabytes.",
+        "",
+        *rows,
+        "",
+        f"Outcome: {c['tests']} files, {c['failures'] + c['errors']} failing.",
+    ])
+    details = ["See the *Loaders: hostile files* section."]
+    return Result("hostile files", "malicious and impossible checkpoint files refused with LoadError", counts, ok,
+                  secs, details, "" if ok else tail(p), section=("loaders-hostile-files", body))
+
+
+def check_fuzzing(args, build):
+    corpus = json.loads((ROOT / "tests" / "fuzz_corpus" / "MANIFEST.json").read_text())
+    runs, ok, total, logs = {}, True, 0.0, []
+    for target, seconds in (("loaders", args.fuzz_seconds), ("native", max(2.0, args.fuzz_seconds * 0.4))):
+        out = Path(build) / f"{target}.json"
+        p, secs = run([sys.executable, "tests/fuzzing.py", target, "--seconds", str(seconds), "--seed",
+                       str(args.fuzz_seed), "--artifacts", str(Path(build) / target), "--out", str(out)])
+        total += secs
+        summary = json.loads(out.read_text()) if p.returncode == 0 and out.exists() else None
+        runs[target] = summary
+        if summary is None or summary["findings"]:
+            ok = False
+            logs.append(tail(p) + ("" if summary is None else json.dumps(summary["findings"], indent=1)))
+    lines = [
+        "`tests/fuzzing.py`, a mutation fuzzer run in a worker process (a crash or hang is reported with its input, "
+        "never kills the runner); pytest: `tests/test_fuzz.py` (20 s + 8 s; `LSTMRT_FUZZ_SECONDS` for longer). "
+        "The worker runs under a 6 GiB address-space limit (a size trusted from a file would fail there, not in "
+        "the OOM killer), a 60 s per-input hang guard, and with warnings as errors.",
+        "",
+        f"**Seed corpus** `tests/fuzz_corpus/` ({len(corpus['files'])} files, "
+        f"{sum(p.stat().st_size for p in (ROOT / 'tests' / 'fuzz_corpus').iterdir()) // 1024} KiB, written by "
+        "`scripts/make_fuzz_corpus.py` with real torch 2.x, Keras 3 and tf_keras): "
+        + ", ".join(f"`{e['file']}` ({e['format']})" for e in corpus["files"]) + ".",
+        "",
+        "**Loaders.** Every seed file must load; then each file cut at ~30 points (systematic truncation); then, "
+        "until the time is up, round-robin over the files, one mutation each: bit flips, byte sets, interesting "
+        "integers over 1-8 bytes, chunk deletion/duplication/insertion, truncation; structure-aware edits that "
+        "keep the container valid so the inner parsers are reached: opcode-level pickle edits (integer and string "
+        "arguments, deleted/duplicated/moved opcodes) in `data.pkl` and legacy streams, zip members mutated and "
+        "re-zipped with good CRCs (also renamed to `../`, duplicated, dropped, recompressed), JSON-aware edits of "
+        "`config.json` and safetensors headers, h5py-level edits (attributes, datasets replaced by other shapes, "
+        "dtypes or huge unwritten ones). Contract: a Model that predicts and steps, or a `LoadError`; "
+        "`UnexpectedContentError` (the backstop), any other exception, a warning, a crash or a hang is a finding.",
+        "",
+        "**Native model creation.** `lstmrt._native.Model(descs)` with descriptor dicts of random valid chains "
+        "mutated (sizes set to 0, -1, 2^24+1, 2^31-1, ...; arrays replaced by shorter, longer, strided, float64, "
+        "int32, 2-D, list, scalar, string ones; weights lists emptied or tripled; fields deleted or retyped; junk "
+        "layers inserted), and `lstmrt.Model` with random specs: a model that predicts (and streams), or a "
+        "ValueError / TypeError / KeyError.",
+        "",
+    ]
+    loaders, native = runs.get("loaders"), runs.get("native")
+    if loaders:
+        lines += [f"Loaders, seed {loaders['seed']}: {loaders['iterations']:,} inputs in {loaders['seconds']} s "
+                  f"({loaders['files']} seed files, {loaders['truncations']} truncations, "
+                  f"{loaders['mutations']:,} mutations), {len(loaders['findings'])} findings.", "",
+                  "| file | inputs | loaded | refused: LoadError subclass (count) | findings |",
+                  "|---|---|---|---|---|"]
+        per_file = {}
+        for key, outcomes in loaders["counts"].items():
+            name = key.split(" ")[0]
+            agg = per_file.setdefault(name, {})
+            for k, v in outcomes.items():
+                agg[k] = agg.get(k, 0) + v
+        for name, agg in per_file.items():
+            n = sum(agg.values())
+            refused = ", ".join(f"{k} {v}" for k, v in sorted(agg.items()) if k not in ("loaded", "FINDING"))
+            lines.append(f"| `{name}` | {n:,} | {agg.get('loaded', 0):,} | {refused} | {agg.get('FINDING', 0)} |")
+        lines.append("")
+    if native:
+        lines += [f"Native, seed {native['seed']}: {native['iterations']:,} inputs in {native['seconds']} s, "
+                  f"{len(native['findings'])} findings: "
+                  + "; ".join(f"{mode}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(o.items()))
+                              for mode, o in native["counts"].items()) + ".", ""]
+    lines.append("Longer runs before this report (same engine, other seeds) are listed under *Bugs found*.")
+    counts = " + ".join(f"{t} {r['iterations']:,} inputs" for t, r in runs.items() if r) or "-"
+    return Result("fuzzing", "mutated checkpoint files and native layer descriptors: no crash, hang or stray "
+                  "exception", counts, ok, total, ["See the *Fuzzing* section."], "\n".join(logs),
+                  section=("fuzzing", "\n".join(lines)))
+
+
 # The checks, in report order. Loaders' hostile-file and fuzzing checks: add their functions here (they may
 # also keep their prose in the marked sections of the document, which this script never overwrites).
-CHECKS = [check_c_tests, check_asan, check_valgrind, check_threads, check_memory]
+CHECKS = [check_c_tests, check_asan, check_valgrind, check_threads, check_memory, check_hostile_files, check_fuzzing]
 
 # Sections maintained by hand (or by other scripts): name -> placeholder used while the section is empty.
 OWNED_SECTIONS = {
@@ -428,6 +565,7 @@ def render(results, owned, meta):
         "make -C native asan                 # the same under ASan + UBSan",
         "make -C native valgrind CYCLES=100  # memcheck over lifetime cycles",
         "pytest tests/test_native_c.py tests/test_native_sanitizers.py tests/test_threads.py tests/test_memory.py",
+        "pytest tests/test_hostile_files.py tests/test_fuzz.py   # LSTMRT_FUZZ_SECONDS=600 for a longer fuzz",
         "python scripts/reliability_report.py  # all of the above, rewrites this file",
         "```",
         "",
@@ -450,6 +588,8 @@ def main(argv=None):
         default=None,
         help="cycles under valgrind (default: the count tests/test_native_sanitizers.py uses)",
     )
+    ap.add_argument("--fuzz-seconds", type=float, default=60.0, help="loader fuzzing time (native: 40%% of it)")
+    ap.add_argument("--fuzz-seed", type=int, default=0, help="seed of the fuzzing run")
     ap.add_argument("--measure-rss", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.measure_rss:
@@ -475,7 +615,9 @@ def main(argv=None):
         "python": platform.python_version(),
     }
     old = DOC.read_text() if DOC.exists() else ""
-    text = render(results, owned_sections(old), meta)
+    owned = owned_sections(old)
+    owned.update(dict(r.section for r in results if r.section))
+    text = render(results, owned, meta)
     if args.print:
         print(text)
     else:

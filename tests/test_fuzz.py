@@ -63,3 +63,38 @@ def test_fuzz_loaders(seed, tmp_path):
 def test_fuzz_native_model_creation(seed, tmp_path):
     summary = run_worker("native", NATIVE_SECONDS, tmp_path)
     assert summary["iterations"] > 0
+
+
+# -- what the native fuzzing relies on: the binding checks each weight array against the desc --------------------
+def _lstm_desc(I=3, H=2):
+    import numpy as np
+
+    import lstmrt
+
+    rng = np.random.default_rng(0)
+    spec = lstmrt.LSTM(rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)))
+    return spec._desc(I)
+
+
+@pytest.mark.parametrize("change, exc, words", [
+    (lambda d: d["weights"][0].update(weight_ih=d["weights"][0]["weight_ih"][:3]), ValueError,
+     r"layer 0: weight_ih has 9 elements but .* needs 24"),
+    (lambda d: d.update(input_size=1000), ValueError, r"weight_ih has 24 elements but .* needs 8000"),
+    (lambda d: d.update(hidden_size=2**24), ValueError, r"weight_ih has 24 elements"),
+    (lambda d: d["weights"][0].update(bias_hh=[0.5] * 7), ValueError, r"bias_hh has 7 elements but .* needs 8"),
+    (lambda d: d["weights"][0].update(weight_hh={}), TypeError, r"weight_hh must be a float32 array"),
+    (lambda d: d["weights"][0].update(weight_hh="weights"), TypeError, r"weight_hh must be a float32 array"),
+    (lambda d: d.update(kind=2**70), TypeError, r"field 'kind' has the wrong type"),
+    (lambda d: d.update(weights=5), TypeError, r"field 'weights' has the wrong type"),
+    (lambda d: d.update(weights=["x"]), TypeError, r"weights must be a list of dicts"),
+    (lambda d: d.pop("hidden_size"), KeyError, "hidden_size"),
+], ids=["short_weight", "input_size_lies", "hidden_size_lies", "short_bias_list", "dict_array", "string_array",
+        "huge_int", "int_weights", "string_direction", "missing_field"])
+def test_binding_checks_every_array_against_the_desc(change, exc, words):
+    from lstmrt import _native
+
+    desc = _lstm_desc()
+    desc["weights"] = [dict(desc["weights"][0])]
+    change(desc)
+    with pytest.raises(exc, match=words):
+        _native.Model([desc])

@@ -98,15 +98,27 @@ struct Model {
 
 // One field of a layer dict: KeyError when missing (pybind11's), TypeError naming the field when it does not
 // convert (pybind11 would raise RuntimeError "Unable to cast").
-template <typename T> T field(const py::dict &d, const char *key, size_t layer)
+std::string type_name(const py::handle &value) { return py::str(py::type::of(value).attr("__name__")); }
+
+// Casting a Python value: pybind11 reports a failure as cast_error (RuntimeError in Python) or, when a Python
+// conversion ran (a list to an array), as that conversion's TypeError/ValueError. Both become `message`.
+template <typename T> T cast_or_type_error(const py::object &value, const std::string &message)
 {
-    py::object value = d[key];
     try {
         return value.cast<T>();
     } catch (const py::cast_error &) {
-        throw py::type_error("layer " + std::to_string(layer) + ": field '" + key + "' has the wrong type (" +
-                             std::string(py::str(py::type::of(value).attr("__name__"))) + ")");
+        throw py::type_error(message + " (got " + type_name(value) + ")");
+    } catch (py::error_already_set &e) {
+        if (!e.matches(PyExc_TypeError) && !e.matches(PyExc_ValueError))
+            throw;
+        throw py::type_error(message + " (got " + type_name(value) + ": " + e.what() + ")");
     }
+}
+
+template <typename T> T field(const py::dict &d, const char *key, size_t layer)
+{
+    return cast_or_type_error<T>(d[key], "layer " + std::to_string(layer) + ": field '" + key +
+                                             "' has the wrong type");
 }
 
 // Elements the C runtime reads through a weight pointer, from the desc's sizes: the C API takes bare pointers,
@@ -155,14 +167,8 @@ const float *weight_ptr(const py::dict &w, const char *key, const lstmrt_layer_d
 {
     if (!w.contains(key) || w[key].is_none())
         return nullptr;
-    py::object value = w[key];
-    f32array arr;
-    try {
-        arr = value.cast<f32array>();
-    } catch (const py::cast_error &) {
-        throw py::type_error("layer " + std::to_string(layer) + ": " + key + " must be a float32 array, got " +
-                             std::string(py::str(py::type::of(value).attr("__name__"))));
-    }
+    f32array arr = cast_or_type_error<f32array>(w[key], "layer " + std::to_string(layer) + ": " + key +
+                                                            " must be a float32 array");
     const int64_t need = required(L, key);
     if (need >= 0 && arr.size() != need)
         throw py::value_error("layer " + std::to_string(layer) + ": " + key + " has " + std::to_string(arr.size()) +
