@@ -356,7 +356,8 @@ def check_fuzzing(args, build):
         "`scripts/make_fuzz_corpus.py` with real torch 2.x, Keras 3 and tf_keras): "
         + ", ".join(f"`{e['file']}` ({e['format']})" for e in corpus["files"]) + ".",
         "",
-        "**Loaders.** Every seed file must load; then each file cut at ~30 points (systematic truncation); then, "
+        "**Loaders.** Every seed file must load; then each file cut at ~30 points (systematic truncation) and "
+        "24 seeded bit-flip variants of each (1 to 8 bits); then, "
         "until the time is up, round-robin over the files, one mutation each: bit flips, byte sets, interesting "
         "integers over 1-8 bytes, chunk deletion/duplication/insertion, truncation; structure-aware edits that "
         "keep the container valid so the inner parsers are reached: opcode-level pickle edits (integer and string "
@@ -376,8 +377,9 @@ def check_fuzzing(args, build):
     loaders, native = runs.get("loaders"), runs.get("native")
     if loaders:
         lines += [f"Loaders, seed {loaders['seed']}: {loaders['iterations']:,} inputs in {loaders['seconds']} s "
-                  f"({loaders['files']} seed files, {loaders['truncations']} truncations, "
-                  f"{loaders['mutations']:,} mutations), {len(loaders['findings'])} findings.", "",
+                  f"({loaders['files']} seed files, {loaders['truncations']} truncations, {loaders['bitflips']} "
+                  f"seeded bit flips, {loaders['mutations']:,} random mutations), {len(loaders['findings'])} "
+                  "findings.", "",
                   "| file | inputs | loaded | refused: LoadError subclass (count) | findings |",
                   "|---|---|---|---|---|"]
         per_file = {}

@@ -37,6 +37,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "fuzz_corpus"
+BITFLIP_SEEDS = 24  # seeded bit-flip variants of every seed file, before the timed random phase
 HANG_SECONDS = 60  # per input: a hang guard, far above any load of a corpus file (milliseconds)
 ADDRESS_SPACE = 6 << 30  # the worker's RLIMIT_AS: a declared size that gets allocated fails here, not in the OOM killer
 INTERESTING = [0, 1, 2, 3, 7, 8, 255, 256, 4096, 65535, 65536, 2**24, 2**24 + 1, 2**31 - 1, 2**31, 2**32 - 1,
@@ -403,16 +404,20 @@ def run_loaders(seconds: float, seed: int, artifacts: Path, only=None) -> dict:
             faulthandler.cancel_dump_traceback_later()
         iterations += 1
 
-    # 1. every seed file must load, 2. systematic truncations, 3. random mutations until the time is up
+    # 1. every seed file must load, 2. systematic truncations and seeded bit flips, 3. random mutations until the
+    # time is up
     for name, fmt, data, args in files:
         run_one(f"{name}#original", fmt, data, args, "original")
-    cut_counts = 0
-    for name, fmt, data, args in files:
+    cut_counts = flip_counts = 0
+    for name, fmt, data, args in files if only is None else ():
         cuts = sorted({0, 1, 7, 8, 9, 16, len(data) - 1, *range(0, len(data), max(1, len(data) // 24))})
         for cut in cuts:
-            if only is None:
-                run_one(f"{name}#truncate-{cut}", fmt, data[:cut], args, "truncate")
-                cut_counts += 1
+            run_one(f"{name}#truncate-{cut}", fmt, data[:cut], args, "truncate")
+            cut_counts += 1
+        for flip_seed in range(BITFLIP_SEEDS):
+            run_one(f"{name}#bitflip-{flip_seed}", fmt, bitflip(data, random.Random(f"flip:{flip_seed}")), args,
+                    "bitflip")
+            flip_counts += 1
     i = 0
     while time.monotonic() - start < seconds or only is not None:
         if only is not None and i > only:
@@ -429,7 +434,7 @@ def run_loaders(seconds: float, seed: int, artifacts: Path, only=None) -> dict:
             run_one(f"{name}#{seed}:{i}", fmt, mutated, args, mname)
         i += 1
     return {"target": "loaders", "seed": seed, "iterations": iterations, "truncations": cut_counts,
-            "mutations": i, "files": len(files), "seconds": round(time.monotonic() - start, 1),
+            "bitflips": flip_counts, "mutations": i, "files": len(files), "seconds": round(time.monotonic() - start, 1),
             "counts": runner.counts, "findings": runner.findings}
 
 

@@ -56,7 +56,7 @@ def test_fuzz_loaders(seed, tmp_path):
     summary = run_worker("loaders", LOADER_SECONDS, tmp_path)
     originals = {k: v for k, v in summary["counts"].items() if k.endswith(" original")}
     assert len(originals) == summary["files"] and all(v == {"loaded": 1} for v in originals.values())
-    assert summary["truncations"] > 0
+    assert summary["truncations"] > 0 and summary["bitflips"] > 0
 
 
 @pytest.mark.parametrize("seed", [SEED], ids=lambda s: f"seed{s}")
@@ -66,14 +66,15 @@ def test_fuzz_native_model_creation(seed, tmp_path):
 
 
 # -- what the native fuzzing relies on: the binding checks each weight array against the desc --------------------
-def _lstm_desc(I=3, H=2):
+def _lstm_desc(input_size=3, hidden_size=2):
     import numpy as np
 
     import lstmrt
 
     rng = np.random.default_rng(0)
-    spec = lstmrt.LSTM(rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)))
-    return spec._desc(I)
+    spec = lstmrt.LSTM(rng.standard_normal((4 * hidden_size, input_size)),
+                       rng.standard_normal((4 * hidden_size, hidden_size)))
+    return spec._desc(input_size)
 
 
 @pytest.mark.parametrize("change, exc, words", [

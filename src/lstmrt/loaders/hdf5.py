@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import json
 import math
+import mmap
 import os
 import struct
 import subprocess
@@ -250,13 +251,16 @@ def _snapshot(request: dict, data: bytes) -> tuple:
     from .keras_files import check_hdf5
 
     origin = request["origin"]
-    raw = data if "path" not in request else None
+    raw = data
     try:
-        if raw is None:
+        if "path" in request:  # libhdf5's own file driver; the bytes (for check_global_heaps) memory-mapped
             with open(request["path"], "rb") as fh:
-                raw = fh.read()
-        f = h5py.File(io.BytesIO(raw), "r")
-    except OSError as exc:
+                raw = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(fh.fileno()).st_size else b""
+            f = h5py.File(request["path"], "r")
+        else:
+            f = h5py.File(io.BytesIO(raw), "r")
+    except (OSError, ValueError, OverflowError) as exc:
+        _close(raw)
         return {"error": "CorruptFileError", "message": f"{origin}: not a readable HDF5 file ({exc})"}, b""
     try:
         with f:
@@ -270,11 +274,19 @@ def _snapshot(request: dict, data: bytes) -> tuple:
             return {"tree": tree}, b"".join(state["blobs"])
     except LoadError as exc:
         return {"error": type(exc).__name__, "message": str(exc)}, b""
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:  # how h5py reports damaged data
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowError) as exc:
+        # how h5py reports damaged data (OverflowError: a corrupt address handed to its file-object driver)
         return {"error": "CorruptFileError", "message": f"{origin}: damaged HDF5 data ({exc})"}, b""
     except Exception as exc:  # noqa: BLE001 - anything else still answers (and names itself for a bug report)
         return {"error": "UnexpectedContentError",
                 "message": f"{origin}: unexpected content ({type(exc).__name__}: {exc})"}, b""
+    finally:
+        _close(raw)
+
+
+def _close(raw) -> None:
+    if isinstance(raw, mmap.mmap):
+        raw.close()
 
 
 def _attr_value(value):
