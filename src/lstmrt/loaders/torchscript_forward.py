@@ -29,6 +29,14 @@ def _dotted(node) -> str:
     return ".".join(reversed(parts))
 
 
+def _code(node) -> str:
+    """The first line of a node's source, for messages (a damaged tree, e.g. `return` without a value, has none)."""
+    try:
+        return (ast.unparse(node).splitlines() or [""])[0]
+    except (AttributeError, TypeError, ValueError, RecursionError):
+        return type(node).__name__
+
+
 def _const(node, default=None):
     try:
         return ast.literal_eval(node)
@@ -75,6 +83,8 @@ class _Walker:
     def run(self) -> list:
         for stmt in self.body:
             if isinstance(stmt, ast.Return):
+                if stmt.value is None:
+                    raise _Unfollowable("forward returns nothing")
                 value = self.eval(stmt.value)
                 if value[0] == "tuple" and value[1] and value[1][0][0] in ("seq", "pair"):
                     value = value[1][0]  # (output, state): lstmrt returns the output, as for nn.LSTM
@@ -83,7 +93,7 @@ class _Walker:
                 continue  # a string constant (docstring)
             if not isinstance(stmt, (ast.Assign, ast.AnnAssign)) or (isinstance(stmt, ast.Assign)
                                                                       and len(stmt.targets) != 1):
-                raise _Unfollowable(f"statement `{ast.unparse(stmt).splitlines()[0]}`")
+                raise _Unfollowable(f"statement `{_code(stmt)}`")
             target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
             value = self.eval(stmt.value)
             if isinstance(target, ast.Name):
@@ -93,7 +103,7 @@ class _Walker:
                 for t, part in zip(target.elts, parts):
                     self.env[t.id] = part
             else:
-                raise _Unfollowable(f"assignment `{ast.unparse(stmt)}`")
+                raise _Unfollowable(f"assignment `{_code(stmt)}`")
         raise _Unfollowable("forward has no return statement")
 
     def unpack(self, value, n, stmt):
@@ -101,7 +111,7 @@ class _Walker:
             return [("seq", value[1])] + [("state",)] * (n - 1)
         if value[0] == "tuple" and len(value[1]) == n:
             return list(value[1])
-        raise _Unfollowable(f"unpacking in `{ast.unparse(stmt)}`")
+        raise _Unfollowable(f"unpacking in `{_code(stmt)}`")
 
     def seq(self, value, what):
         if value[0] in ("seq", "pair"):  # traced code uses a recurrent module's output directly
@@ -128,10 +138,10 @@ class _Walker:
                 return ("seq", value[1])
             if value[0] == "tuple" and isinstance(index, int) and -len(value[1]) <= index < len(value[1]):
                 return value[1][index]
-            raise _Unfollowable(f"indexing `{ast.unparse(node)}`")
+            raise _Unfollowable(f"indexing `{_code(node)}`")
         if isinstance(node, ast.Call):
             return self.call(node)
-        raise _Unfollowable(f"expression `{ast.unparse(node)}`")
+        raise _Unfollowable(f"expression `{_code(node)}`")
 
     def call(self, node):
         func = node.func
@@ -151,7 +161,7 @@ class _Walker:
                 return (kind, items + (("child", target[1]),))
         callee = self.eval(func) if isinstance(func, ast.Name) else ("func", _dotted(func))
         if callee[0] != "func" or not node.args:
-            raise _Unfollowable(f"call `{ast.unparse(node)}`")
+            raise _Unfollowable(f"call `{_code(node)}`")
         op = callee[1].rsplit(".", 1)[-1]
         if not callee[1].startswith(("torch.", "__torch__.torch.nn.functional.")):
             raise _Unfollowable(f"call of {callee[1]}")
@@ -160,7 +170,7 @@ class _Walker:
             return ("seq", items)
         act = self.activation(op, node)
         if act is None:
-            raise _Unfollowable(f"call `{ast.unparse(node)}`")
+            raise _Unfollowable(f"call `{_code(node)}`")
         return ("seq", items + (("activation", act),))
 
     def activation(self, op, node):
