@@ -22,6 +22,9 @@ import atheris
 
 with atheris.instrument_imports(include=["lstmrt"]):
     import lstmrt
+    import lstmrt.loaders.keras  # noqa: F401 - imported lazily by lstmrt.load: instrument them now
+    import lstmrt.loaders.torch_file  # noqa: F401
+    import lstmrt.loaders.torchscript  # noqa: F401
     from lstmrt.errors import LoadError, UnexpectedContentError
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fuzz_corpus"
