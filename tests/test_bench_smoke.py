@@ -1,6 +1,7 @@
 """The comparison script (lstmrt bench / bench/compare.py) in its quickest form: it runs, checks every
 implementation's output against lstmrt's, and produces the table, JSON and ratios. No timing is asserted."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -28,3 +29,64 @@ def test_cli_bench_rejects_bad_sizes():
     out = subprocess.run([sys.executable, "-m", "lstmrt", "bench", "--sizes", "8by32"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "error" in out.stderr
+
+
+def test_cli_quick_run_writes_json_table_plot_and_marks_missing_frameworks(tmp_path, monkeypatch, capsys):
+    """lstmrt + torch; onnxruntime and tensorflow blocked (an import of them raises): their columns are n/a."""
+    pytest.importorskip("torch")
+    from lstmrt import cli
+
+    for name in ("onnxruntime", "onnx", "tensorflow", "ai_edge_litert"):
+        monkeypatch.setitem(sys.modules, name, None)
+    rc = cli.main(["bench", "--quick", "--sizes", "4x8", "--rounds", "1", "--frameworks", "torch,ort,tflite",
+                   "--out", str(tmp_path)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| 4, 8 |" in printed and "n/a" in printed and "targets met" in printed
+
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert set(report["meta"]) >= {"lstmrt", "kernel_tier", "cpu_features", "frameworks", "rounds", "quick",
+                                   "loadavg_before", "floor_model"}
+    (entry,) = report["sizes"]
+    assert entry["floor_us"] > 0 and entry["cache"] == "L1"
+    results = entry["results"]
+    assert set(results) == set(bench_compare.COLUMNS)
+    for key, result in results.items():
+        framework = bench_compare.COLUMNS[key][0]
+        if framework in ("lstmrt", "torch"):
+            assert result["status"] == "ok", key
+            assert result["median_us"] > 0 and len(result["rounds_us"]) == 1
+        else:
+            assert result["status"] == "n/a" and "not" in result["reason"], key
+    assert set(entry["ratios"]) == {"step", "predict", "batched", "stream_batch"}
+    for ratio in entry["ratios"].values():
+        assert set(ratio) == {"name", "vs", "value", "target", "pass"}
+    assert entry["ratios"]["step"]["target"] == 5.0 and entry["ratios"]["step"]["vs"].startswith("torch.")
+    assert (tmp_path / "bench.md").read_text().startswith("lstmrt ")
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "bench.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("text, words", [("8by32", "INPUTxHIDDEN"), ("8x0", "positive"), ("", "bad size")])
+def test_parse_sizes_rejects(text, words):
+    with pytest.raises(ValueError, match=words):
+        bench_compare.parse_sizes(text)
+
+
+def test_unknown_framework_is_refused():
+    with pytest.raises(ValueError, match="unknown framework.*mxnet"):
+        bench_compare.run_comparison([(2, 4)], frameworks=("mxnet",))
+
+
+def test_an_implementation_disagreeing_with_lstmrt_stops_the_run(monkeypatch):
+    """A fast wrong answer must not be timed: the check raises CheckError naming the column."""
+    import numpy as np
+
+    def wrong(w, d):
+        return [bench_compare.Case("torch.lstmcell", lambda n: None,
+                                   lambda: np.zeros((bench_compare.CHECK_STEPS, w.hidden_size)), "step")]
+
+    monkeypatch.setitem(bench_compare.BUILDERS, "torch", wrong)
+    monkeypatch.setattr(bench_compare, "_single_thread_torch", lambda: None)
+    with pytest.raises(bench_compare.CheckError, match="torch.lstmcell vs lstmrt"):
+        bench_compare.run_comparison([(2, 4)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4)

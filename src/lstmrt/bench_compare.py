@@ -26,7 +26,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -126,8 +126,9 @@ def make_weights(input_size: int, hidden_size: int, seed: int = 0) -> Weights:
     return Weights(u(H4, input_size), u(H4, hidden_size), u(H4), u(H4))
 
 
-def reference_lstm(X: np.ndarray, w: Weights) -> np.ndarray:
-    """Float64 NumPy LSTM from the zero state: X (T, I) or (B, T, I) -> h for every step, same leading shape."""
+def reference_lstm(X: np.ndarray, w: Weights, state=None) -> np.ndarray:
+    """Float64 NumPy LSTM: X (T, I) or (B, T, I) -> h for every step, same leading shape. state: (h, c),
+    each (H,) or (B, H); default zeros."""
     X = np.asarray(X, np.float64)
     single = X.ndim == 2
     if single:
@@ -138,6 +139,8 @@ def reference_lstm(X: np.ndarray, w: Weights) -> np.ndarray:
     b = w.b_ih.astype(np.float64) + w.b_hh.astype(np.float64)
     xw = X @ w_ih.T + b                      # (B, T, 4H): the input part of every step at once
     h, c = np.zeros((B, H)), np.zeros((B, H))
+    if state is not None:
+        h, c = (np.broadcast_to(np.asarray(a, np.float64), (B, H)).copy() for a in state)
     out = np.empty((B, T, H))
     for t in range(T):
         z = xw[:, t] + h @ w_hh.T
@@ -239,7 +242,7 @@ def _make_data(input_size, seed, seq_len):
 
 
 def _lstmrt_cases(w: Weights, d: Data, model):
-    I, H = w.input_size, w.hidden_size
+    H = w.hidden_size
     x = np.ascontiguousarray(d.x_check[0])
     out = np.empty(H, np.float32)
     s = model.stream()
@@ -283,10 +286,10 @@ def _lstmrt_cases(w: Weights, d: Data, model):
 
 def _torch_cases(w: Weights, d: Data):
     torch = _import("torch")
-    I, H = w.input_size, w.hidden_size
+    n_in, H = w.input_size, w.hidden_size
     with torch.no_grad():
-        lstm = torch.nn.LSTM(I, H, batch_first=True)
-        cell = torch.nn.LSTMCell(I, H)
+        lstm = torch.nn.LSTM(n_in, H, batch_first=True)
+        cell = torch.nn.LSTMCell(n_in, H)
         for mod, suffix in ((lstm, "_l0"), (cell, "")):
             for name, value in (("weight_ih", w.w_ih), ("weight_hh", w.w_hh), ("bias_ih", w.b_ih),
                                 ("bias_hh", w.b_hh)):
@@ -362,12 +365,12 @@ def _onnx_lstm(w: Weights, seq_len: int, step: bool):
     onnx = _import("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    I, H = w.input_size, w.hidden_size
+    n_in, H = w.input_size, w.hidden_size
     order = np.concatenate([np.arange(k * H, (k + 1) * H) for k in (0, 3, 1, 2)])
     inits = [numpy_helper.from_array(w.w_ih[order][None], "W"), numpy_helper.from_array(w.w_hh[order][None], "R"),
              numpy_helper.from_array(np.concatenate([w.b_ih[order], w.b_hh[order]])[None], "B")]
     f32 = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info("X", f32, [seq_len, 1, I])]
+    inputs = [helper.make_tensor_value_info("X", f32, [seq_len, 1, n_in])]
     if step:
         inputs += [helper.make_tensor_value_info(n, f32, [1, 1, H]) for n in ("initial_h", "initial_c")]
         outputs = [helper.make_tensor_value_info(n, f32, [1, 1, H]) for n in ("Y_h", "Y_c")]
@@ -459,13 +462,13 @@ def _tflite_cases(w: Weights, d: Data):
     if importlib.util.find_spec("tensorflow") is None:
         raise Unavailable("tensorflow not installed")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    I, H = w.input_size, w.hidden_size
+    n_in, H = w.input_size, w.hidden_size
     try:
         with _quiet_fds(), warnings.catch_warnings():
             warnings.simplefilter("ignore")   # TF/Keras deprecation chatter at import and conversion
             tf = _import("tensorflow")
             keras = tf.keras
-            x_in = keras.Input(shape=(1, I), batch_size=1, name="x")
+            x_in = keras.Input(shape=(1, n_in), batch_size=1, name="x")
             h_in = keras.Input(shape=(H,), batch_size=1, name="h")
             c_in = keras.Input(shape=(H,), batch_size=1, name="c")
             # unroll: one step needs no while loop; the converter emits FULLY_CONNECTED + element-wise ops
@@ -492,7 +495,7 @@ def _tflite_cases(w: Weights, d: Data):
     names = sorted(outs)   # output_0 = h, output_1 = c, in the Keras model's output order
     hi, ci = outs[names[0]]["index"], outs[names[1]]["index"]
     xi, h_idx, c_idx = index["x"], index["h"], index["c"]
-    x = np.ascontiguousarray(d.x_check[0].reshape(1, 1, I))
+    x = np.ascontiguousarray(d.x_check[0].reshape(1, 1, n_in))
     state = {"h": np.zeros((1, H), np.float32), "c": np.zeros((1, H), np.float32)}
     set_tensor, get_tensor, invoke = interp.set_tensor, interp.get_tensor, interp.invoke
 
@@ -511,7 +514,7 @@ def _tflite_cases(w: Weights, d: Data):
         state["h"], state["c"] = np.zeros((1, H), np.float32), np.zeros((1, H), np.float32)
         ys = []
         for xt in d.x_check:
-            step_loop(1, np.ascontiguousarray(xt.reshape(1, 1, I)))
+            step_loop(1, np.ascontiguousarray(xt.reshape(1, 1, n_in)))
             ys.append(state["h"][0].copy())
         return np.stack(ys)
 
@@ -662,17 +665,26 @@ def _ratios(entry) -> dict:
 def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=FRAMEWORKS, isa=None,
                    min_time=None, seed=0, log=None) -> dict:
     """Benchmark every size; returns the report (what write_outputs saves as JSON)."""
+    previous_isa = os.environ.get("LSTMRT_ISA")
     if isa:
         # read once, at the first kernel lookup: this works if nothing in the process has run lstmrt yet
         os.environ["LSTMRT_ISA"] = isa
-    import lstmrt
+    try:
+        import lstmrt
+
+        tier = lstmrt.kernel_tier()   # the first lookup, if nothing ran before: fixes the tier
+    finally:
+        if isa:   # the tier is fixed now; leave the environment as we found it
+            if previous_isa is None:
+                del os.environ["LSTMRT_ISA"]
+            else:
+                os.environ["LSTMRT_ISA"] = previous_isa
 
     rounds = rounds or (QUICK_ROUNDS if quick else ROUNDS)
     min_time = min_time or (QUICK_MIN_TIME if quick else MIN_TIME)
     unknown = set(frameworks) - set(FRAMEWORKS)
     if unknown:
         raise ValueError(f"unknown framework(s) {sorted(unknown)}; choose from {', '.join(FRAMEWORKS)}")
-    tier = lstmrt.kernel_tier()
     notes = []
     if isa and tier != isa:
         notes.append(f"requested kernel tier {isa!r} but running {tier!r} (LSTMRT_ISA only lowers the tier, and "
