@@ -398,7 +398,7 @@ def check_fuzzing(args, build):
                   f"{len(native['findings'])} findings: "
                   + "; ".join(f"{mode}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(o.items()))
                               for mode, o in native["counts"].items()) + ".", ""]
-    lines.append("Longer runs before this report (same engine, other seeds) are listed under *Bugs found*.")
+    lines.append("Longer runs (other seeds, atheris) are listed under *Bugs found*.")
     counts = " + ".join(f"{t} {r['iterations']:,} inputs" for t, r in runs.items() if r) or "-"
     return Result("fuzzing", "mutated checkpoint files and native layer descriptors: no crash, hang or stray "
                   "exception", counts, ok, total, ["See the *Fuzzing* section."], "\n".join(logs),
