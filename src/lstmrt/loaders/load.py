@@ -37,8 +37,6 @@ def load(source, *, key=None, prefix=None, layers=None) -> Model:
 
 def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
     """(Model, info) where info describes what was read: format, key and what kind of object."""
-    if layers is not None and (isinstance(layers, str) or not all(isinstance(e, str) for e in layers)):
-        raise TypeError("layers must be a list of module names and activation names (strings)")
     if not isinstance(source, (str, bytes, os.PathLike)):
         return _load_live(source, key, prefix, layers)
     path = os.fspath(source)
@@ -52,7 +50,8 @@ def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
         from .keras import load_keras
 
         info["content"] = "Keras model"
-        return load_keras(path, layers=layers), info
+        return load_keras(path, layers=layers), info  # layers= is the architecture here (load_keras checks it)
+    _check_layer_names(layers)
     if fmt == "safetensors":
         _not_applicable(key=key, where="safetensors files (they hold one flat set of tensors)")
         with file_errors(path, reading=True):
@@ -211,7 +210,15 @@ def _is_keras_model(obj) -> bool:
                for m in _mro_modules(obj))
 
 
+def _check_layer_names(layers):
+    """For PyTorch sources, layers= is the forward order: module and activation names."""
+    if layers is not None and (isinstance(layers, str) or not all(isinstance(e, str) for e in layers)):
+        raise TypeError("layers must be a list of module names and activation names (strings)")
+
+
 def _load_live(obj, key, prefix, layers):
+    if not _is_keras_model(obj):
+        _check_layer_names(layers)
     if _is_torch_module(obj) and hasattr(obj, "save") and hasattr(obj, "code"):  # a live TorchScript module
         _not_applicable(key=key, where="TorchScript modules")
         import torch  # already loaded: the caller holds a torch object
