@@ -12,7 +12,7 @@ from ..errors import UnsupportedModelError
 from .safety import MAX_TEXT_BYTES, open_zip, read_member
 from .torch_file import archive_root, unpickle_from_zip
 from .torch_tree import is_module, module_parts
-from .torchscript_forward import ForwardOrder
+from .torchscript_forward import ForwardOrder, dotted_name
 
 
 # What parsing or evaluating code from a file may raise when the code is damaged: the class's options are then
@@ -94,16 +94,6 @@ def _attach_options(root, classes: dict, seen: set) -> None:
         todo += module_parts(record)[1].values()
 
 
-def _dotted(node) -> str:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return ".".join(reversed(parts))
-
-
 def _literal(node, default=None):
     try:
         return ast.literal_eval(node)
@@ -126,7 +116,7 @@ def _traced_options(forward: ast.FunctionDef) -> dict:
     for node in ast.walk(forward):
         if not isinstance(node, ast.Call):
             continue
-        op = _dotted(node.func)
+        op = dotted_name(node.func)
         if op in ("torch.rnn_relu", "torch.rnn_relu_cell", "torch.rnn_tanh", "torch.rnn_tanh_cell"):
             found.setdefault("nonlinearity", op.split("_")[1])
         for option, where in _OP_OPTIONS.get(op, {}).items():

@@ -19,7 +19,8 @@ class _Unfollowable(Exception):
     pass
 
 
-def _dotted(node) -> str:
+def dotted_name(node) -> str:
+    """`a.b.c` for an attribute chain (used by torchscript.py too)."""
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -131,7 +132,7 @@ class _Walker:
                 and self.env.get(node.value.id) == ("self",):
             return ("module", node.attr) if node.attr in self.children else ("attr", node.attr)
         if isinstance(node, ast.Attribute):
-            return ("func", _dotted(node))
+            return ("func", dotted_name(node))
         if isinstance(node, ast.Subscript):
             value, index = self.eval(node.value), _const(node.slice, "?")
             if value[0] == "pair" and index == 0:
@@ -159,7 +160,7 @@ class _Walker:
                 name, _ = class_name(self.children[target[1]])
                 kind = "pair" if name in RECURRENT or name in CELLS else "seq"
                 return (kind, items + (("child", target[1]),))
-        callee = self.eval(func) if isinstance(func, ast.Name) else ("func", _dotted(func))
+        callee = self.eval(func) if isinstance(func, ast.Name) else ("func", dotted_name(func))
         if callee[0] != "func" or not node.args:
             raise _Unfollowable(f"call `{_code(node)}`")
         op = callee[1].rsplit(".", 1)[-1]
