@@ -19,7 +19,7 @@ from .model import Model
 
 SAMPLE_RATE_HZ = 1000.0
 # Bump when make_signal changes: the shipped npz records the version it was trained on.
-SIGNAL_VERSION = 1
+SIGNAL_VERSION = 2
 # Distinct entropy prefixes keep the demo's signals disjoint from the training and validation signals.
 _SPLITS = {"train": 1, "val": 2, "demo": 3}
 FORMAT_VERSION = 1
@@ -31,7 +31,8 @@ _META_KEYS = ("format_version", "hidden_size", "input_mean", "input_std", "sampl
 def make_signal(num_samples: int, seed: int, split: str = "demo", sample_rate_hz: float = SAMPLE_RATE_HZ):
     """(clean, noisy), float32 arrays of num_samples: a sensor-like signal at sample_rate_hz.
 
-    clean: a few slow sinusoids (0.2-4 Hz) + a smooth random drift + level steps (about one every 3 s);
+    clean: a few slow sinusoids (0.2-4 Hz) + a smooth random drift (< 0.1 Hz) + level steps (about one every
+    3 s), all stationary so any length stays in range;
     noisy: clean + white Gaussian noise (sigma 0.25) + isolated spikes (0.2% of samples, |amplitude| 2-5).
     The same (seed, split) always gives the same signal (NumPy's PCG64 stream)."""
     if split not in _SPLITS:
@@ -48,18 +49,19 @@ def make_signal(num_samples: int, seed: int, split: str = "demo", sample_rate_hz
     phases = rng.uniform(0.0, 2 * np.pi, k)
     clean = (amps[:, None] * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])).sum(axis=0)
 
-    # drift: a random walk (0.3 units per sqrt(second)), smoothed by a 0.2 s Gaussian so it has no kinks
-    walk = np.cumsum(rng.normal(0.0, 0.3 / np.sqrt(sample_rate_hz), n))
-    width = int(0.2 * sample_rate_hz)
-    kernel = np.exp(-0.5 * (np.arange(-2 * width, 2 * width + 1) / (width / 2)) ** 2)
-    padded = np.pad(walk, 2 * width, mode="edge")
-    clean += np.convolve(padded, kernel / kernel.sum(), mode="same")[2 * width:-2 * width]
+    # drift: white noise low-passed in the frequency domain (Gaussian roll-off, 0.1 Hz): smooth, stationary,
+    # bounded however long the signal, unlike a random walk
+    freq = np.fft.rfftfreq(n, 1.0 / sample_rate_hz)
+    gain = np.exp(-0.5 * (freq / 0.1) ** 2)
+    drift = np.fft.irfft(np.fft.rfft(rng.normal(0.0, 1.0, n)) * gain, n)
+    # the filter's power gain (Parseval), not the sample std: short signals keep the same statistics
+    clean += 0.5 * drift / np.sqrt((2.0 * np.sum(gain**2) - gain[0] ** 2) / n)
 
-    # steps: a level change at Poisson times; the filter must follow these quickly yet ignore spikes
-    jumps = np.zeros(n)
-    at = rng.random(n) < 1.0 / (3.0 * sample_rate_hz)
-    jumps[at] = rng.normal(0.0, 0.8, int(at.sum()))
-    clean += np.cumsum(jumps)
+    # steps: at Poisson times (about one every 3 s) the offset jumps to a new level drawn around 0; the
+    # filter must follow these quickly yet ignore spikes
+    at = np.flatnonzero(rng.random(n) < 1.0 / (3.0 * sample_rate_hz))
+    levels = np.concatenate([[0.0], rng.normal(0.0, 0.7, len(at))])
+    clean += levels[np.searchsorted(at, np.arange(n), side="right")]
 
     noisy = clean + rng.normal(0.0, 0.25, n)
     spikes = rng.random(n) < 0.002
@@ -84,6 +86,10 @@ def load_weights(path=None) -> dict:
     if int(arrays["format_version"]) != FORMAT_VERSION:
         raise ValueError(f"{source}: format_version {int(arrays['format_version'])}, this lstmrt reads "
                          f"{FORMAT_VERSION}")
+    if int(arrays["signal_version"]) != SIGNAL_VERSION:
+        # the filter was trained on another generator: its error figures would mean nothing here
+        raise ValueError(f"{source}: trained on signal_version {int(arrays['signal_version'])}, make_signal is "
+                         f"version {SIGNAL_VERSION}; retrain with scripts/train_demo_model.py")
     return arrays
 
 
@@ -109,6 +115,7 @@ class DemoResult:
     filtered: np.ndarray
     step_ns: np.ndarray      # wall time of each s.step call
     sample_rate_hz: float
+    hidden_size: int
 
     @property
     def rmse_before(self) -> float:
@@ -143,7 +150,7 @@ def run(num_samples: int = 10_000, seed: int = 0, weights_path=None) -> DemoResu
         step(x, y)
         step_ns[i] = clock() - t0
         filtered[i] = y[0]
-    return DemoResult(clean, noisy, filtered, step_ns, rate)
+    return DemoResult(clean, noisy, filtered, step_ns, rate, int(weights["hidden_size"]))
 
 
 def plot(result: DemoResult, path) -> None:

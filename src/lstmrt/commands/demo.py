@@ -29,7 +29,8 @@ def run(args) -> int:
     result = demo.run(args.samples, args.seed)
     us = result.step_ns / 1000.0
     seconds = len(result.clean) / result.sample_rate_hz
-    print(f"lstmrt {lstmrt.__version__} demo: LSTM filter (1 -> 32 -> 1), kernel tier {lstmrt.kernel_tier()}")
+    print(f"lstmrt {lstmrt.__version__} demo: LSTM filter (1 -> {result.hidden_size} -> 1), "
+          f"kernel tier {lstmrt.kernel_tier()}")
     print(f"signal: {len(result.clean)} samples at {result.sample_rate_hz:g} Hz ({seconds:g} s), seed {args.seed}, "
           "streamed one sample per step")
     print(f"error before filtering (RMSE noisy vs clean):    {result.rmse_before:.4f}")
