@@ -289,8 +289,9 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
     return LSTMRT_STATUS_OK;
 }
 
-int32_t lstmrt_model_input_size(const lstmrt_model_t *m) { return m->input_size; }
-int32_t lstmrt_model_output_size(const lstmrt_model_t *m) { return m->output_size; }
-int32_t lstmrt_model_is_bidirectional(const lstmrt_model_t *m) { return m->bidirectional; }
-int64_t lstmrt_model_state_size(const lstmrt_model_t *m) { return m->state_size; }
-int64_t lstmrt_model_weight_bytes(const lstmrt_model_t *m) { return m->weight_bytes; }
+/* The getters have no status to return: a NULL model answers 0 rather than crashing. */
+int32_t lstmrt_model_input_size(const lstmrt_model_t *m) { return m ? m->input_size : 0; }
+int32_t lstmrt_model_output_size(const lstmrt_model_t *m) { return m ? m->output_size : 0; }
+int32_t lstmrt_model_is_bidirectional(const lstmrt_model_t *m) { return m ? m->bidirectional : 0; }
+int64_t lstmrt_model_state_size(const lstmrt_model_t *m) { return m ? m->state_size : 0; }
+int64_t lstmrt_model_weight_bytes(const lstmrt_model_t *m) { return m ? m->weight_bytes : 0; }

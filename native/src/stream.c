@@ -46,7 +46,7 @@ void lstmrt_stream_free(lstmrt_stream_t *s)
     free(s);
 }
 
-int32_t lstmrt_stream_batch(const lstmrt_stream_t *s) { return s->batch; }
+int32_t lstmrt_stream_batch(const lstmrt_stream_t *s) { return s ? s->batch : 0; }
 
 lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8_t *active, float *y)
 {
@@ -91,6 +91,7 @@ void lstmrt_stream_reset(lstmrt_stream_t *s)
 
 lstmrt_status lstmrt_stream_get_state(const lstmrt_stream_t *s, float *state)
 {
+    lstmrt__clear_error();
     if (!s || !state)
         return FAIL("stream and state must not be NULL");
     memcpy(state, s->state, (size_t)(s->batch * s->model->state_size) * sizeof(float));
@@ -99,6 +100,7 @@ lstmrt_status lstmrt_stream_get_state(const lstmrt_stream_t *s, float *state)
 
 lstmrt_status lstmrt_stream_set_state(lstmrt_stream_t *s, const float *state)
 {
+    lstmrt__clear_error();
     if (!s || !state)
         return FAIL("stream and state must not be NULL");
     memcpy(s->state, state, (size_t)(s->batch * s->model->state_size) * sizeof(float));
@@ -107,6 +109,7 @@ lstmrt_status lstmrt_stream_set_state(lstmrt_stream_t *s, const float *state)
 
 lstmrt_status lstmrt_stream_copy(const lstmrt_stream_t *s, lstmrt_stream_t **out)
 {
+    lstmrt__clear_error();
     if (!s || !out)
         return FAIL("stream and out must not be NULL");
     lstmrt_status st = lstmrt_stream_create(s->model, s->batch, out);

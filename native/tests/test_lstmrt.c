@@ -1194,7 +1194,9 @@ static void test_stream_errors(void)
     float state[2 * 18], buf[2 * 18];
     CHECK(S == 2 * 18);
     CHECK(lstmrt_stream_run(st, x, 8, y) == LSTMRT_STATUS_OK); /* a state worth protecting */
+    EXPECT_FAIL(lstmrt_stream_get_state(st, NULL), INVALID);
     CHECK(lstmrt_stream_get_state(st, state) == LSTMRT_STATUS_OK);
+    CHECK(lstmrt_last_error()[0] == '\0'); /* a success clears the previous message */
     for (int i = 0; i < 2 * 8 * 4; i++)
         y[i] = before[i] = (float)i + 0.5f;
 
@@ -1269,6 +1271,10 @@ static void test_status_strings(void)
     CHECK(strcmp(lstmrt_status_string((lstmrt_status)1234), "unknown status") == 0);
     CHECK(lstmrt_kernel_tier() != NULL && lstmrt_kernel_tier()[0] != '\0');
     CHECK(lstmrt_cpu_features() != NULL);
+    /* getters have no status: a NULL object answers 0 */
+    CHECK(lstmrt_model_input_size(NULL) == 0 && lstmrt_model_output_size(NULL) == 0);
+    CHECK(lstmrt_model_state_size(NULL) == 0 && lstmrt_model_weight_bytes(NULL) == 0);
+    CHECK(lstmrt_model_is_bidirectional(NULL) == 0 && lstmrt_stream_batch(NULL) == 0);
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
