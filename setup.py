@@ -16,6 +16,8 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).parent
 NATIVE = Path("native")
 C_FLAGS = ["-std=c99", "-O3", "-D_POSIX_C_SOURCE=200112L", "-fvisibility=hidden"]
+if sys.platform != "win32":
+    C_FLAGS.append("-pthread")  # predict_threads.c
 MACHINE = platform.machine().lower()
 X86 = MACHINE in ("x86_64", "amd64", "i686", "x86")
 ARM64 = MACHINE in ("aarch64", "arm64")
@@ -67,6 +69,7 @@ ext = Pybind11Extension(
     include_dirs=[str(NATIVE / "include")],
     cxx_std=17,
     extra_compile_args=["-O2"],
+    extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
     libraries=["m"],
 )
 

@@ -8,8 +8,8 @@
 
 #define FAIL(...) lstmrt__fail(LSTMRT_STATUS_INVALID_ARGUMENT, __VA_ARGS__)
 
-static lstmrt_status check_args(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
-                                const int32_t *lengths, float *y)
+lstmrt_status predict_check_args(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
+                                 const int32_t *lengths, float *y)
 {
     if (!m || !x || !y)
         return FAIL("model, x and y must not be NULL");
@@ -36,7 +36,7 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int6
                                    const int32_t *lengths, const uint8_t *mask, float *y)
 {
     lstmrt__clear_error();
-    lstmrt_status s = check_args(m, x, batch, steps, lengths, y);
+    lstmrt_status s = predict_check_args(m, x, batch, steps, lengths, y);
     if (s != LSTMRT_STATUS_OK || steps == 0)
         return s;
     const int64_t block = needs_whole_sequence(m) ? steps : (steps < block_steps(batch) ? steps : block_steps(batch));

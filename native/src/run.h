@@ -16,4 +16,8 @@ void run_blocks(const lstmrt_model_t *m, const workspace *ws, int64_t block, int
 /* Checks embedding token ids (the only input values that can be invalid) before anything runs. */
 lstmrt_status check_tokens(const lstmrt_model_t *m, const float *x, int64_t rows);
 
+/* predict's argument checks (sizes, lengths, token ids), also run by the threaded predict before it splits. */
+lstmrt_status predict_check_args(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
+                                 const int32_t *lengths, float *y);
+
 #endif

@@ -852,6 +852,9 @@ static void test_wide_batch(void)
             float *yt = new_floats((int64_t)B * O);
             double *ref = new_doubles((int64_t)B * T * O);
             CHECK(lstmrt_model_predict(m, x, B, T, NULL, NULL, want) == LSTMRT_STATUS_OK);
+            /* rows split over threads: the serial result up to summation order (slices block steps differently) */
+            CHECK(lstmrt_model_predict_threads(m, x, B, T, NULL, NULL, got, 4) == LSTMRT_STATUS_OK);
+            CHECK(max_abs_diff(got, want, (int64_t)B * T * O) <= SAME_TOL);
             ref_predict(&s, x, B, T, NULL, NULL, ref);
             CHECK(max_err_ref(want, ref, (int64_t)B * T * O) <= REF_TOL);
             CHECK(lstmrt_stream_run(st, x, T, got) == LSTMRT_STATUS_OK);

@@ -329,7 +329,7 @@ struct Stream {
 };
 
 py::array predict(const std::shared_ptr<Model> &m, const f32array &x, const py::object &lengths,
-                  const py::object &mask)
+                  const py::object &mask, int32_t threads)
 {
     if (x.ndim() != 3 || x.shape(2) != lstmrt_model_input_size(m->ptr))
         throw py::value_error("predict expects a (batch, steps, input_size) float32 array");
@@ -354,7 +354,7 @@ py::array predict(const std::shared_ptr<Model> &m, const f32array &x, const py::
     lstmrt_status s;
     {
         py::gil_scoped_release release; // the model is immutable: safe to share while other threads run
-        s = lstmrt_model_predict(m->ptr, xp, B, T, lp, mp, yp);
+        s = lstmrt_model_predict_threads(m->ptr, xp, B, T, lp, mp, yp, threads);
     }
     check(s);
     return y;
@@ -373,7 +373,8 @@ PYBIND11_MODULE(_native, mod)
         .def_property_readonly("weight_bytes", [](const Model &m) { return lstmrt_model_weight_bytes(m.ptr); })
         .def_property_readonly("bidirectional",
                                [](const Model &m) { return lstmrt_model_is_bidirectional(m.ptr) != 0; })
-        .def("predict", &predict, py::arg("x"), py::arg("lengths") = py::none(), py::arg("mask") = py::none());
+        .def("predict", &predict, py::arg("x"), py::arg("lengths") = py::none(), py::arg("mask") = py::none(),
+             py::arg("threads") = 1);
     py::class_<Stream>(mod, "Stream")
         .def(py::init<std::shared_ptr<Model>, int32_t, bool>())
         .def("step", &Stream::step, py::arg("x"), py::arg("out") = py::none())

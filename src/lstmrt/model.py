@@ -90,13 +90,17 @@ class Model:
         return "\n".join(lines)
 
     # -- inference -----------------------------------------------------------------------------------------
-    def predict(self, X, lengths=None, mask=None):
+    def predict(self, X, lengths=None, mask=None, *, threads=1):
         """X (T, I) -> (T, O) or (B, T, I) -> (B, T, O), each sequence from the zero state.
 
         lengths (B,): steps past a sequence's length are padding: its outputs there are zero and the backward
         direction of a bidirectional layer starts at its own last step. mask (B, T) or (T,): False marks steps
         to skip (Keras masking: state carried through). With return_sequences=False the result is (O,) or
-        (B, O): the output at each sequence's last step. NaN/Inf in X propagate to the outputs they reach."""
+        (B, O): the output at each sequence's last step. NaN/Inf in X propagate to the outputs they reach.
+        threads: split the batch over up to this many threads (at least 8 sequences each); the result equals
+        the one-thread result up to float rounding (summation order may differ)."""
+        if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         X = as_float_array(X, "X", tokens=self._tokens)
         given = X.shape  # messages name the caller's shape, not the one with the added axes
         single = X.ndim == (1 if self._tokens else 2)
@@ -112,7 +116,7 @@ class Model:
             raise ValueError(f"X has shape {describe_shape(given)}: empty batch or sequence")
         lengths = self._check_lengths(lengths, B, T, single)
         mask = self._check_mask(mask, B, T, single)
-        Y = self._native.predict(np.ascontiguousarray(X, dtype=np.float32), lengths, mask)
+        Y = self._native.predict(np.ascontiguousarray(X, dtype=np.float32), lengths, mask, int(min(threads, 64)))
         if not self._return_sequences:
             last = (lengths - 1) if lengths is not None else np.full(B, T - 1)
             Y = Y[np.arange(B), np.maximum(last, 0)]

@@ -84,7 +84,7 @@ class Stream:
         flat = self._native.get_state()
         n = self._native.batch
         out, offset = [], 0
-        for _, names, sizes in self._model._state_layout:
+        for _, _names, sizes in self._model._state_layout:
             parts = []
             for size in sizes:
                 a = flat[offset:offset + n * size].reshape(n, size)

@@ -1,0 +1,76 @@
+/* predict with the batch rows split over threads. Rows are independent sequences, so each thread runs the
+ * ordinary predict on its slice (its own scratch, same kernels). The result matches the serial one up to
+ * rounding: predict blocks steps by batch size, and a different blocking can change a GEMM's summation order. */
+#include <stdlib.h>
+
+#include "run.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define LSTMRT_HAVE_PTHREADS 1
+#endif
+
+/* Below this many rows per thread a thread costs more than it saves. */
+#define MIN_ROWS_PER_THREAD 8
+#define MAX_THREADS 64
+
+typedef struct slice {
+    const lstmrt_model_t *model;
+    const float *x;
+    int64_t batch, steps;
+    const int32_t *lengths;
+    const uint8_t *mask;
+    float *y;
+    lstmrt_status status;
+} slice;
+
+static void *run_slice(void *arg)
+{
+    slice *s = arg;
+    s->status = lstmrt_model_predict(s->model, s->x, s->batch, s->steps, s->lengths, s->mask, s->y);
+    return NULL;
+}
+
+lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
+                                           const int32_t *lengths, const uint8_t *mask, float *y,
+                                           int32_t num_threads)
+{
+    int64_t n = num_threads < 1 ? 1 : (num_threads > MAX_THREADS ? MAX_THREADS : num_threads);
+    if (m && batch / MIN_ROWS_PER_THREAD < n)
+        n = batch / MIN_ROWS_PER_THREAD > 0 ? batch / MIN_ROWS_PER_THREAD : 1;
+#if LSTMRT_HAVE_PTHREADS
+    if (n > 1 && m && x && y && steps > 0) {
+        /* Validate here, where the caller reads the message: workers can then only run out of memory. */
+        lstmrt__clear_error();
+        const lstmrt_status st = predict_check_args(m, x, batch, steps, lengths, y);
+        if (st != LSTMRT_STATUS_OK)
+            return st;
+        slice parts[MAX_THREADS];
+        pthread_t ids[MAX_THREADS];
+        int started[MAX_THREADS] = {0};
+        const int64_t I = m->input_size, O = m->output_size;
+        for (int64_t k = 0, b0 = 0; k < n; k++) {
+            const int64_t rows = batch / n + (k < batch % n);
+            parts[k] = (slice){m, x + b0 * steps * I, rows, steps, lengths ? lengths + b0 : NULL,
+                               mask ? mask + b0 * steps : NULL, y + b0 * steps * O, LSTMRT_STATUS_OK};
+            b0 += rows;
+        }
+        for (int64_t k = 1; k < n; k++) /* slice 0 runs on the calling thread */
+            started[k] = pthread_create(&ids[k], NULL, run_slice, &parts[k]) == 0;
+        run_slice(&parts[0]);
+        for (int64_t k = 1; k < n; k++) {
+            if (started[k])
+                pthread_join(ids[k], NULL);
+            else
+                run_slice(&parts[k]); /* no thread to be had: do it here */
+        }
+        for (int64_t k = 0; k < n; k++)
+            if (parts[k].status != LSTMRT_STATUS_OK)
+                return lstmrt__fail(parts[k].status, "predict of rows in a worker thread failed: %s",
+                                    lstmrt_status_string(parts[k].status));
+        lstmrt__clear_error();
+        return LSTMRT_STATUS_OK;
+    }
+#endif
+    return lstmrt_model_predict(m, x, batch, steps, lengths, mask, y);
+}
