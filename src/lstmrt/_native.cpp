@@ -88,7 +88,6 @@ f32array output_array(const py::object &out, const std::vector<py::ssize_t> &sha
 
 struct Model {
     lstmrt_model_t *ptr = nullptr;
-    std::vector<lstmrt_layer_desc> descs;
     bool tokens = false; // first layer is an embedding: integer inputs are token ids
     explicit Model(const py::list &layers);
     ~Model() { lstmrt_model_free(ptr); }
@@ -183,7 +182,8 @@ const float *weight_ptr(const py::dict &w, const char *key, const lstmrt_layer_d
 // a precise TypeError, and every weight array's length is checked against the sizes before C reads it.
 Model::Model(const py::list &layers)
 {
-    std::vector<f32array> keep;
+    std::vector<f32array> keep; // the arrays stay alive until lstmrt_model_create has copied them
+    std::vector<lstmrt_layer_desc> descs;
     static const char *const kWeights[] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_peephole",
                                            "weight_proj"};
     for (auto item : layers) {
@@ -225,8 +225,6 @@ Model::Model(const py::list &layers)
         throw py::value_error("a model needs at least one layer");
     check(lstmrt_model_create(descs.data(), (int32_t)descs.size(), &ptr));
     tokens = descs[0].kind == LSTMRT_LAYER_EMBEDDING;
-    for (auto &L : descs) // the C model holds its own copies
-        std::memset(L.weights, 0, sizeof L.weights);
 }
 
 struct Stream;

@@ -217,8 +217,8 @@ def _check_layer_names(layers):
 
 
 def _load_live(obj, key, prefix, layers):
-    if not _is_keras_model(obj):
-        _check_layer_names(layers)
+    if _is_torch_module(obj):
+        _check_layer_names(layers)  # a live Keras model gets layers= checked by load_keras
     if _is_torch_module(obj) and hasattr(obj, "save") and hasattr(obj, "code"):  # a live TorchScript module
         _not_applicable(key=key, where="TorchScript modules")
         import torch  # already loaded: the caller holds a torch object
