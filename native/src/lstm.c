@@ -87,6 +87,25 @@ void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direct
     if (!fused)
         project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, gates);
 
+    /* A block of steps of one unprojected row: each step reads the previous h where it was written (the output
+     * row of the step before) and writes the new h straight into its own output row; no copies in the loop. */
+    if (one_pass && !fused && !projected) {
+        const float *h_cur = h;
+        for (int64_t s = 0; s < steps; s++) {
+            const int64_t t = reverse ? steps - 1 - s : s;
+            float *y_t = seq_row(y, 0, t);
+            if (row_active(active, active_stride, 0, t)) {
+                k->f32_lstm_step(gates + t * G, NULL, NULL, NULL, h_cur, &d->w_hh, c, y_t, sweep_reverse(ws, s));
+                h_cur = y_t;
+            } else {
+                write_skipped_output(L, h_cur, y_t, H);
+            }
+        }
+        if (h_cur != h)
+            memcpy(h, h_cur, (size_t)H * sizeof(float));
+        return;
+    }
+
     for (int64_t s = 0; s < steps; s++) {
         const int64_t t = reverse ? steps - 1 - s : s;
         float *g_t = gates + t * G; /* row b at g_t + b * steps * G */
