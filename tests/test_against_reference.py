@@ -352,3 +352,22 @@ def test_deep_mixed_model(rng):
     X = inputs(rng, 3, 33, 4)
     check(layers, X, lengths=np.array([33, 17, 1]))
     check(layers, X, mask=random_mask(rng, 3, 33))
+
+
+# -- one row, H a multiple of 16: the fused one-row step kernels (f32_lstm_step, f32_gru_step) -----------------
+@pytest.mark.parametrize("hold", [False, True])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_one_row_fused_kernels(rng, kind, hold):
+    """Batch 1 and H % 16 == 0 take the fused kernels, which write each h straight into its output row; longer
+    than a predict block (256 steps), both directions, go_backwards, final-only, masks and lengths."""
+    layers = [specs.bidirectional(kind, rng, 3, 16, "concat", hold_masked_output=hold),
+              specs.recurrent(kind, rng, 32, 32, go_backwards=True, hold_masked_output=hold),
+              specs.recurrent(kind, rng, 32, 16, return_sequences=False, hold_masked_output=hold)]
+    X = inputs(rng, 1, 300, 3)
+    check(layers, X)
+    check(layers, X, lengths=np.array([181]))
+    check(layers, X, mask=random_mask(rng, 1, 300))
+    forward = [specs.recurrent(kind, rng, 3, 32), specs.recurrent(kind, rng, 32, 16)]
+    stream = lstmrt.Model(forward).stream()  # a stream step runs both products in one pass over the weights
+    got = np.stack([stream.step(X[0, t]).copy() for t in range(20)])
+    assert_close(got, ref.predict(forward, X[:, :20])[0])

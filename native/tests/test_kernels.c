@@ -375,6 +375,63 @@ static void test_lstm_step(const lstmrt_kernels *k, const lstmrt_kernels *ref)
                 lstm_step_case(k, ref, hs[a], is[b], v & 1, v == 2);
 }
 
+/* The fused one-row GRU step against the scalar oracle; both visiting orders bit-identical. input: 0 = x W_ih^T +
+ * bias_x, 1 = precomputed gx; bias_hn on or off. */
+static void gru_step_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, int64_t H, int64_t I, int input,
+                          int special, int use_bias_hn)
+{
+    const int64_t G = 3 * H;
+    float *wi = malloc(sizeof(float) * (size_t)(G * I)), *wh = malloc(sizeof(float) * (size_t)(G * H));
+    float *x = malloc(sizeof(float) * (size_t)I), *h = malloc(sizeof(float) * (size_t)H);
+    float *gx = malloc(sizeof(float) * (size_t)G), *bias = malloc(sizeof(float) * (size_t)G);
+    float *bias_hn = malloc(sizeof(float) * (size_t)G), *ho[3];
+    for (int i = 0; i < 3; i++)
+        ho[i] = malloc(sizeof(float) * (size_t)(H + 4));
+    fill(wi, G * I, -0.5f, 0.5f), fill(wh, G * H, -0.5f, 0.5f), fill(x, I, -2.0f, 2.0f), fill(h, H, -1.0f, 1.0f);
+    fill(gx, G, -3.0f, 3.0f), fill(bias, G, -1.0f, 1.0f), fill(bias_hn, G, -1.0f, 1.0f);
+    if (special)
+        for (int64_t j = 0; j < G; j += 7)
+            gx[j] = specials[(j / 7) % NSPECIAL];
+    for (int i = 0; i < 3; i++)
+        for (int64_t j = 0; j < H + 4; j++)
+            ho[i][j] = -9.0f;
+    packed_matrix pi, ph;
+    if (pack_matrix(&pi, wi, G, I) != LSTMRT_STATUS_OK || pack_matrix(&ph, wh, G, H) != LSTMRT_STATUS_OK) {
+        check(0, k->name, "pack_matrix");
+        return;
+    }
+    const float *g_in = input ? gx : NULL, *b_in = input ? NULL : bias, *b_hn = use_bias_hn ? bias_hn : NULL;
+    const packed_matrix *w_in = input ? NULL : &pi;
+    k->f32_gru_step(g_in, x, w_in, b_in, h, &ph, b_hn, ho[0], 0);
+    k->f32_gru_step(g_in, x, w_in, b_in, h, &ph, b_hn, ho[1], 1);
+    ref->f32_gru_step(g_in, x, w_in, b_in, h, &ph, b_hn, ho[2], 0);
+    int ok = 1;
+    for (int64_t j = 0; j < H; j++)
+        ok &= same(ho[0][j], ho[2][j], 4e-6);
+    for (int64_t j = H; j < H + 4; j++)
+        ok &= ho[0][j] == -9.0f;
+    char what[160];
+    snprintf(what, sizeof what, "gru_step H=%lld I=%lld input=%s special=%d bias_hn=%d", (long long)H, (long long)I,
+             input ? "gx" : "x", special, use_bias_hn);
+    check(ok, k->name, what);
+    snprintf(what, sizeof what, "gru_step H=%lld I=%lld: reverse order bit-identical", (long long)H, (long long)I);
+    check(memcmp(ho[0], ho[1], sizeof(float) * (size_t)H) == 0, k->name, what);
+    free_packed_matrix(&pi), free_packed_matrix(&ph);
+    free(wi), free(wh), free(x), free(h), free(gx), free(bias), free(bias_hn);
+    for (int i = 0; i < 3; i++)
+        free(ho[i]);
+}
+
+static void test_gru_step(const lstmrt_kernels *k, const lstmrt_kernels *ref)
+{
+    static const int64_t hs[] = {16, 32, 48, 64, 160};
+    static const int64_t is[] = {1, 3, 16, 17};
+    for (size_t a = 0; a < sizeof hs / sizeof hs[0]; a++)
+        for (size_t b = 0; b < sizeof is / sizeof is[0]; b++)
+            for (int v = 0; v < 4; v++)
+                gru_step_case(k, ref, hs[a], is[b], v & 1, v == 2, v != 3);
+}
+
 int main(int argc, char **argv)
 {
     verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
@@ -402,6 +459,7 @@ int main(int argc, char **argv)
             test_gemm(k, ref);
             test_gemv(k, ref);
             test_lstm_step(k, ref);
+            test_gru_step(k, ref);
         }
         if (ftz)
             lstmrt__fp_leave(saved);

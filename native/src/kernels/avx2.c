@@ -311,6 +311,55 @@ static void f32_lstm_step__avx2(const float *gx, const float *x, const packed_ma
     }
 }
 
+/* GRU: the r, z, n panels of a block (H rows apart) x 2 halves into slots (0,1), (2,3) and (n, n+1): the input and
+ * recurrent parts of n go to different slots, since the reset gate multiplies only the recurrent one. */
+INLINE void gru_gates_part(const float *x, const float *w0, int64_t k, int64_t gs, __m256 acc[8], const int n)
+{
+    for (int64_t kk = 0; kk < k; kk++) {
+        const __m256 xv = _mm256_broadcast_ss(x + kk);
+        const float *wk = w0 + kk * P;
+        acc[0] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk), acc[0]);
+        acc[1] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + 8), acc[1]);
+        acc[2] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + gs), acc[2]);
+        acc[3] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + gs + 8), acc[3]);
+        acc[n] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + 2 * gs), acc[n]);
+        acc[n + 1] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + 2 * gs + 8), acc[n + 1]);
+    }
+}
+
+static void f32_gru_step__avx2(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
+                               const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
+                               int reverse)
+{
+    const int64_t H = w_hh->rows / 3, blocks = H / P;
+    for (int64_t i = 0; i < blocks; i++) {
+        const int64_t j = (reverse ? blocks - 1 - i : i) * P;
+        __m256 acc[8];
+        for (int q = 0; q < 8; q++)
+            acc[q] = _mm256_setzero_ps();
+        if (w_ih)
+            gru_gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 4);
+        gru_gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 6);
+        for (int half = 0; half < 2; half++) {
+            const int64_t jj = j + 8 * half;
+            __m256 pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */
+            for (int q = 0; q < 4; q++)
+                pre[q] = acc[2 * q + half];
+            for (int q = 0; q < 3; q++) {
+                if (bias_x)
+                    pre[q] = _mm256_add_ps(pre[q], _mm256_loadu_ps(bias_x + q * H + jj));
+                if (gx)
+                    pre[q] = _mm256_add_ps(pre[q], _mm256_loadu_ps(gx + q * H + jj));
+                if (bias_hn)
+                    pre[q == 2 ? 3 : q] = _mm256_add_ps(pre[q == 2 ? 3 : q], _mm256_loadu_ps(bias_hn + q * H + jj));
+            }
+            const __m256 z = sigmoid_ps(pre[1]);
+            const __m256 n = tanh_ps(_mm256_fmadd_ps(sigmoid_ps(pre[0]), pre[3], pre[2]));
+            _mm256_storeu_ps(h_out + jj, _mm256_fmadd_ps(z, _mm256_sub_ps(_mm256_loadu_ps(h + jj), n), n));
+        }
+    }
+}
+
 static void f32_gemm__avx2(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
                            int accumulate, float *y, int64_t ldy)
 {
@@ -339,6 +388,7 @@ const lstmrt_kernels lstmrt_kernels__avx2 = {
     .f32_gemm = f32_gemm__avx2,
     .f32_gemv = f32_gemv__avx2,
     .f32_lstm_step = f32_lstm_step__avx2,
+    .f32_gru_step = f32_gru_step__avx2,
     .f32_sigmoid = f32_sigmoid__avx2,
     .f32_tanh = f32_tanh__avx2,
     .f32_lstm_cell = f32_lstm_cell__avx2,

@@ -290,6 +290,61 @@ static void f32_lstm_step__avx512(const float *gx, const float *x, const packed_
     }
 }
 
+/* GRU: the r, z, n panels of a block (H rows apart) into accumulator slots 0, 1 and n (+4 for odd k): the input and
+ * the recurrent parts of n go to different slots, since the reset gate multiplies only the recurrent one. */
+INLINE void gemv3_part(const float *x, const float *w0, int64_t k, int64_t ps, __m512 acc[8], const int n)
+{
+    int64_t kk = 0;
+    for (; kk + 2 <= k; kk += 2) {
+        const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
+        const float *wk = w0 + kk * P;
+        acc[0] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), acc[0]);
+        acc[1] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), acc[1]);
+        acc[n] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), acc[n]);
+        acc[4] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + P), acc[4]);
+        acc[5] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + ps + P), acc[5]);
+        acc[n + 4] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 2 * ps + P), acc[n + 4]);
+    }
+    if (kk < k) {
+        const __m512 x0 = _mm512_set1_ps(x[kk]);
+        const float *wk = w0 + kk * P;
+        acc[0] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), acc[0]);
+        acc[1] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), acc[1]);
+        acc[n] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), acc[n]);
+    }
+}
+
+/* The three gate panels of hidden block j are H rows apart: H * k floats. */
+static void f32_gru_step__avx512(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
+                                 const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
+                                 int reverse)
+{
+    const int64_t H = w_hh->rows / 3, blocks = H / P;
+    for (int64_t i = 0; i < blocks; i++) {
+        const int64_t j = (reverse ? blocks - 1 - i : i) * P;
+        __m512 acc[8];
+        for (int q = 0; q < 8; q++)
+            acc[q] = _mm512_setzero_ps();
+        if (w_ih)
+            gemv3_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 2);
+        gemv3_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3);
+        __m512 pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */
+        for (int q = 0; q < 4; q++)
+            pre[q] = _mm512_add_ps(acc[q], acc[q + 4]);
+        for (int q = 0; q < 3; q++) {
+            if (bias_x)
+                pre[q] = _mm512_add_ps(pre[q], _mm512_loadu_ps(bias_x + q * H + j));
+            if (gx)
+                pre[q] = _mm512_add_ps(pre[q], _mm512_loadu_ps(gx + q * H + j));
+            if (bias_hn)
+                pre[q == 2 ? 3 : q] = _mm512_add_ps(pre[q == 2 ? 3 : q], _mm512_loadu_ps(bias_hn + q * H + j));
+        }
+        const __m512 z = sigmoid_ps(pre[1]);
+        const __m512 n = tanh_ps(_mm512_fmadd_ps(sigmoid_ps(pre[0]), pre[3], pre[2]));
+        _mm512_storeu_ps(h_out + j, _mm512_fmadd_ps(z, _mm512_sub_ps(_mm512_loadu_ps(h + j), n), n));
+    }
+}
+
 static void f32_gemm__avx512(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
                              int accumulate, float *y, int64_t ldy)
 {
@@ -322,6 +377,7 @@ const lstmrt_kernels lstmrt_kernels__avx512 = {
     .f32_gemm = f32_gemm__avx512,
     .f32_gemv = f32_gemv__avx512,
     .f32_lstm_step = f32_lstm_step__avx512,
+    .f32_gru_step = f32_gru_step__avx512,
     .f32_sigmoid = f32_sigmoid__avx512,
     .f32_tanh = f32_tanh__avx512,
     .f32_lstm_cell = f32_lstm_cell__avx512,

@@ -290,6 +290,54 @@ static void f32_lstm_step__neon(const float *gx, const float *x, const packed_ma
     }
 }
 
+/* GRU: the r, z, n panels of a block (H rows apart) x 4 registers into slots 0, 1 and n: the input and recurrent
+ * parts of n go to different slots, since the reset gate multiplies only the recurrent one. */
+INLINE void gru_gates_part(const float *x, const float *w0, int64_t k, int64_t gs, float32x4_t acc[4][4], const int n)
+{
+    for (int64_t kk = 0; kk < k; kk++) {
+        const float xv = x[kk];
+        const float *wk = w0 + kk * P;
+        for (int r = 0; r < 4; r++) {
+            acc[0][r] = vfmaq_n_f32(acc[0][r], vld1q_f32(wk + 4 * r), xv);
+            acc[1][r] = vfmaq_n_f32(acc[1][r], vld1q_f32(wk + gs + 4 * r), xv);
+            acc[n][r] = vfmaq_n_f32(acc[n][r], vld1q_f32(wk + 2 * gs + 4 * r), xv);
+        }
+    }
+}
+
+static void f32_gru_step__neon(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
+                               const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
+                               int reverse)
+{
+    const int64_t H = w_hh->rows / 3, blocks = H / P;
+    for (int64_t i = 0; i < blocks; i++) {
+        const int64_t j = (reverse ? blocks - 1 - i : i) * P;
+        float32x4_t acc[4][4];
+        for (int q = 0; q < 4; q++)
+            acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = vdupq_n_f32(0.0f);
+        if (w_ih)
+            gru_gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 2);
+        gru_gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3);
+        for (int r = 0; r < 4; r++) {
+            const int64_t jj = j + 4 * r;
+            float32x4_t pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */
+            for (int q = 0; q < 4; q++)
+                pre[q] = acc[q][r];
+            for (int q = 0; q < 3; q++) {
+                if (bias_x)
+                    pre[q] = vaddq_f32(pre[q], vld1q_f32(bias_x + q * H + jj));
+                if (gx)
+                    pre[q] = vaddq_f32(pre[q], vld1q_f32(gx + q * H + jj));
+                if (bias_hn)
+                    pre[q == 2 ? 3 : q] = vaddq_f32(pre[q == 2 ? 3 : q], vld1q_f32(bias_hn + q * H + jj));
+            }
+            const float32x4_t z = sigmoid_q(pre[1]);
+            const float32x4_t n = tanh_q(vfmaq_f32(pre[2], sigmoid_q(pre[0]), pre[3]));
+            vst1q_f32(h_out + jj, vfmaq_f32(n, z, vsubq_f32(vld1q_f32(h + jj), n)));
+        }
+    }
+}
+
 static void f32_gemm__neon(int64_t m, const float *x, int64_t ldx, const packed_matrix *w, const float *bias,
                            int accumulate, float *y, int64_t ldy)
 {
@@ -317,6 +365,7 @@ const lstmrt_kernels lstmrt_kernels__neon = {
     .f32_gemm = f32_gemm__neon,
     .f32_gemv = f32_gemv__neon,
     .f32_lstm_step = f32_lstm_step__neon,
+    .f32_gru_step = f32_gru_step__neon,
     .f32_sigmoid = f32_sigmoid__neon,
     .f32_tanh = f32_tanh__neon,
     .f32_lstm_cell = f32_lstm_cell__neon,

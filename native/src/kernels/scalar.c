@@ -128,6 +128,26 @@ static void f32_lstm_step__scalar(const float *gx, const float *x, const packed_
     }
 }
 
+static void f32_gru_step__scalar(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
+                                 const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
+                                 int reverse)
+{
+    (void)reverse;
+    const int64_t H = w_hh->rows / 3;
+    for (int64_t j = 0; j < H; j++) {
+        float a[3], b[3];
+        for (int q = 0; q < 3; q++) {
+            const int64_t row = q * H + j;
+            a[q] = (w_ih ? panel_dot(w_ih, row, x) : 0.0f) + (bias_x ? bias_x[row] : 0.0f) + (gx ? gx[row] : 0.0f);
+            b[q] = panel_dot(w_hh, row, h) + (bias_hn ? bias_hn[row] : 0.0f);
+        }
+        const float r = sigmoidf(a[0] + b[0]);
+        const float z = sigmoidf(a[1] + b[1]);
+        const float nn = tanhf(a[2] + r * b[2]);
+        h_out[j] = (1.0f - z) * nn + z * h[j];
+    }
+}
+
 static void f32_gru_cell__scalar(const float *x, const float *hh, float *h, int64_t H)
 {
     for (int64_t j = 0; j < H; j++) {
@@ -143,6 +163,7 @@ const lstmrt_kernels lstmrt_kernels__scalar = {
     .f32_gemm = f32_gemm__scalar,
     .f32_gemv = f32_gemv__scalar,
     .f32_lstm_step = f32_lstm_step__scalar,
+    .f32_gru_step = f32_gru_step__scalar,
     .f32_sigmoid = f32_sigmoid__scalar,
     .f32_tanh = f32_tanh__scalar,
     .f32_lstm_cell = f32_lstm_cell__scalar,
