@@ -58,9 +58,18 @@ def test_cli_quick_run_writes_json_table_plot_and_marks_missing_frameworks(tmp_p
             assert result["median_us"] > 0 and len(result["rounds_us"]) == 1
         else:
             assert result["status"] == "n/a" and "not" in result["reason"], key
-    assert set(entry["ratios"]) == {"step", "predict", "batched", "stream_batch"}
+    assert set(entry["ratios"]) == {"step", "predict", "batched", "stream_batch", "floor"}
     for ratio in entry["ratios"].values():
-        assert set(ratio) == {"name", "vs", "value", "target", "pass"}
+        assert set(ratio) >= {"name", "vs", "value", "target", "pass"}
+    # this machine's floor: measured probes, the step against floor + call
+    machine = report["meta"]["machine_floor"]
+    assert machine["peak_flops"] > 1e8 and 0 < machine["call_us"] < 1e3
+    assert set(machine["bandwidth"]) == {str(4 * 4 * 8 * (4 + 8))} and machine["bandwidth"][str(4 * 4 * 8 * 12)] > 1e8
+    assert 0 < entry["floor_here_us"] < entry["floor_here_plus_call_us"]
+    floor = entry["ratios"]["floor"]
+    assert floor["at_most"] and floor["target"] == 1.2 and floor["pass"] == (floor["value"] <= 1.2)
+    assert floor["value"] == pytest.approx(results["lstmrt.step"]["median_us"] / entry["floor_here_plus_call_us"])
+    assert "within 1.2x:" in printed and "(<=1.2x)" in printed
     assert entry["ratios"]["step"]["target"] == 5.0 and entry["ratios"]["step"]["vs"].startswith("torch.")
     assert (tmp_path / "bench.md").read_text().startswith("lstmrt ")
     if importlib.util.find_spec("matplotlib"):

@@ -171,6 +171,18 @@ lstmrt_status lstmrt_stream_copy(const lstmrt_stream_t *stream, lstmrt_stream_t 
 const char *lstmrt_kernel_tier(void);
 const char *lstmrt_cpu_features(void);
 
+/* Benchmark probes: the floor of a one-row step on this machine (probe.c). A probe holds a buffer of
+ * `stream_bytes` (rounded down to 64) and an L1-resident GEMM tile; the caller times the passes. stream: reads
+ * the whole buffer once per pass; compute: one GEMM of lstmrt_probe_compute_flops FLOPs per pass. Both use the
+ * current kernel tier. A probe is not thread-safe (one per thread). */
+typedef struct lstmrt_probe lstmrt_probe_t;
+lstmrt_status lstmrt_probe_create(int64_t stream_bytes, lstmrt_probe_t **out);
+void lstmrt_probe_free(lstmrt_probe_t *probe);
+int64_t lstmrt_probe_stream_bytes(const lstmrt_probe_t *probe);
+int64_t lstmrt_probe_compute_flops(const lstmrt_probe_t *probe);
+void lstmrt_probe_stream(lstmrt_probe_t *probe, int64_t passes);
+void lstmrt_probe_compute(lstmrt_probe_t *probe, int64_t passes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -375,6 +375,31 @@ static void test_lstm_step(const lstmrt_kernels *k, const lstmrt_kernels *ref)
                 lstm_step_case(k, ref, hs[a], is[b], v & 1, v == 2);
 }
 
+/* f32_sum against the oracle: every size, random values (relative to the sum of magnitudes), special values. */
+static void test_sum(const lstmrt_kernels *k, const lstmrt_kernels *ref)
+{
+    static const int64_t ns[] = {0, 1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1000, 4099};
+    char what[96];
+    float *v = malloc(sizeof(float) * 4099);
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+        const int64_t n = ns[a];
+        double mag = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            v[i] = uniform(-3.0f, 3.0f), mag += fabs(v[i]);
+        snprintf(what, sizeof what, "sum n=%lld", (long long)n);
+        check(same(k->f32_sum(v, n), ref->f32_sum(v, n), 1e-6 * (1.0 + mag)), k->name, what);
+        if (n == 0)
+            continue;
+        v[n / 2] = NAN;
+        snprintf(what, sizeof what, "sum n=%lld with NaN", (long long)n);
+        check(isnan(k->f32_sum(v, n)), k->name, what);
+        v[n / 2] = INFINITY;
+        snprintf(what, sizeof what, "sum n=%lld with +inf", (long long)n);
+        check(k->f32_sum(v, n) == INFINITY, k->name, what);
+    }
+    free(v);
+}
+
 /* The fused one-row GRU step against the scalar oracle; both visiting orders bit-identical. input: 0 = x W_ih^T +
  * bias_x, 1 = precomputed gx; bias_hn on or off. */
 static void gru_step_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, int64_t H, int64_t I, int input,
@@ -460,6 +485,7 @@ int main(int argc, char **argv)
             test_gemv(k, ref);
             test_lstm_step(k, ref);
             test_gru_step(k, ref);
+            test_sum(k, ref);
         }
         if (ftz)
             lstmrt__fp_leave(saved);

@@ -1280,6 +1280,32 @@ static void test_status_strings(void)
     CHECK(lstmrt_model_is_bidirectional(NULL) == 0 && lstmrt_stream_batch(NULL) == 0);
 }
 
+/* The benchmark probes: sizes validated, passes run (their numbers are timed by lstmrt bench, not here). */
+static void test_probes(void)
+{
+    lstmrt_probe_t *p = (lstmrt_probe_t *)&p;
+    EXPECT_FAIL(lstmrt_probe_create(63, &p), INVALID);
+    CHECK(p == NULL);
+    EXPECT_FAIL(lstmrt_probe_create(((int64_t)1 << 34) + 1, &p), INVALID);
+    EXPECT_FAIL(lstmrt_probe_create(-1, &p), INVALID);
+    EXPECT_FAIL(lstmrt_probe_create(4096, NULL), INVALID);
+    static const int64_t sizes[] = {64, 100, 1000, 1 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (!CHECK(lstmrt_probe_create(sizes[i], &p) == LSTMRT_STATUS_OK && p != NULL))
+            continue;
+        CHECK(lstmrt_probe_stream_bytes(p) == sizes[i] / 64 * 64);
+        CHECK(lstmrt_probe_compute_flops(p) > 0);
+        lstmrt_probe_stream(p, 3);
+        lstmrt_probe_compute(p, 3);
+        CHECK(lstmrt_last_error()[0] == '\0');
+        lstmrt_probe_free(p);
+    }
+    lstmrt_probe_free(NULL);
+    lstmrt_probe_stream(NULL, 1);
+    lstmrt_probe_compute(NULL, 1);
+    CHECK(lstmrt_probe_stream_bytes(NULL) == 0 && lstmrt_probe_compute_flops(NULL) == 0);
+}
+
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Cycles: the lifetime workload for valgrind (every allocation and free path, including failing calls)          */
 
@@ -1390,6 +1416,7 @@ int main(int argc, char **argv)
     RUN(test_out_of_memory);
     RUN(test_predict_errors);
     RUN(test_stream_errors);
+    RUN(test_probes);
     printf("checks: %ld\n", checks_run);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
     return cases_failed == 0 ? 0 : 1;

@@ -358,6 +358,23 @@ py::array predict(const std::shared_ptr<Model> &m, const f32array &x, const py::
     return y;
 }
 
+// Benchmark probes (lstmrt bench times their passes): one object per thread, the GIL released meanwhile.
+struct Probe {
+    lstmrt_probe_t *ptr = nullptr;
+    explicit Probe(int64_t stream_bytes) { check(lstmrt_probe_create(stream_bytes, &ptr)); }
+    ~Probe() { lstmrt_probe_free(ptr); }
+    Probe(const Probe &) = delete;
+    Probe &operator=(const Probe &) = delete;
+
+    template <void (*pass)(lstmrt_probe_t *, int64_t)> void run(int64_t passes)
+    {
+        if (passes < 0)
+            throw py::value_error("passes must be >= 0, got " + std::to_string(passes));
+        py::gil_scoped_release release;
+        pass(ptr, passes);
+    }
+};
+
 } // namespace
 
 PYBIND11_MODULE(_native, mod)
@@ -393,6 +410,12 @@ PYBIND11_MODULE(_native, mod)
         .def_property_readonly("x_shape", [](const Stream &s) { return py::tuple(py::cast(s.x_shape)); })
         .def_property_readonly("y_shape", [](const Stream &s) { return py::tuple(py::cast(s.y_shape)); })
         .def_property_readonly("batch", [](const Stream &s) { return s.batch; });
+    py::class_<Probe>(mod, "Probe")
+        .def(py::init<int64_t>(), py::arg("stream_bytes"))
+        .def("stream", &Probe::run<lstmrt_probe_stream>, py::arg("passes"))
+        .def("compute", &Probe::run<lstmrt_probe_compute>, py::arg("passes"))
+        .def_property_readonly("stream_bytes", [](const Probe &p) { return lstmrt_probe_stream_bytes(p.ptr); })
+        .def_property_readonly("compute_flops", [](const Probe &p) { return lstmrt_probe_compute_flops(p.ptr); });
     mod.def("kernel_tier", []() { return std::string(lstmrt_kernel_tier()); });
     mod.def("cpu_features", []() { return std::string(lstmrt_cpu_features()); });
     mod.attr("ACTIVATION_COUNT") = (int)LSTMRT_ACT_COUNT;

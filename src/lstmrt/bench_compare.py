@@ -30,6 +30,8 @@ from typing import Callable
 
 import numpy as np
 
+from lstmrt import bench_floor
+
 # --- what is measured -------------------------------------------------------------------------------------
 DEFAULT_SIZES = ((8, 32), (16, 64), (32, 128), (64, 256), (128, 512))  # (input_size, hidden_size)
 SEQ_LEN = 1000          # whole-sequence runs: B=1, T=1000, reported per step
@@ -57,6 +59,9 @@ STEP_TARGETS = ((32, 5.0), (64, 3.0), (128, 2.0), (math.inf, 1.25))   # (largest
 PREDICT_TARGETS = ((64, 2.0), (math.inf, 1.2))
 BATCHED_TARGET = {256: 1.0}      # hidden_size -> ratio vs torch, B=64 T=100
 STREAM_BATCH_TARGET = {64: 8.0}  # hidden_size -> single step / per-stream cost of stream(batch=64)
+# The issue's reading of the step targets: "within 1.2x of the floor plus the call", here with this machine's
+# floor measured by bench_floor (the peers' ratios above assume the issue's Zen 5).
+FLOOR_TARGET = 1.2
 
 # Columns: key -> (framework, label, unit). "step" results are µs per step; "call" results µs per call.
 COLUMNS = {
@@ -574,7 +579,8 @@ def _summary(samples):
 
 
 # --- one size ---------------------------------------------------------------------------------------------
-def bench_size(input_size, hidden_size, *, frameworks, rounds, min_time, seed=0, seq_len=SEQ_LEN, log=None):
+def bench_size(input_size, hidden_size, *, frameworks, rounds, min_time, seed=0, seq_len=SEQ_LEN, log=None,
+               machine=None):
     import lstmrt
 
     w = make_weights(input_size, hidden_size, seed)
@@ -613,7 +619,7 @@ def bench_size(input_size, hidden_size, *, frameworks, rounds, min_time, seed=0,
         results[case.key] = {"status": "ok", "unit": COLUMNS[case.key][2], **_summary(case.samples),
                              "calls_per_round": case.calls}
     entry = {"input_size": input_size, "hidden_size": hidden_size, **floor_us(input_size, hidden_size),
-             "results": results}
+             **(bench_floor.floor_us(machine, input_size, hidden_size) if machine else {}), "results": results}
     entry["ratios"] = _ratios(entry)
     return entry
 
@@ -648,7 +654,12 @@ def _ratios(entry) -> dict:
     step_us, step_key = fastest(FRAMEWORK_STEP_KEYS)
     seq_us, seq_key = fastest(FRAMEWORK_SEQ_KEYS)
     single, batched = _median(res, "lstmrt.step"), _median(res, "lstmrt.stream_b64")
+    bound = entry.get("floor_here_plus_call_us")
+    over_floor = single / bound if single and bound else None
     return {
+        "floor": {"name": "stream.step / (this machine's floor + call), at most", "vs": None, "value": over_floor,
+                  "target": FLOOR_TARGET if over_floor else None, "at_most": True,
+                  "pass": None if over_floor is None else over_floor <= FLOOR_TARGET},
         "step": ratio("stream.step vs fastest framework step", step_key, step_us, single,
                       _target(STEP_TARGETS, H)),
         "predict": ratio(f"predict T={SEQ_LEN} vs faster of torch/ORT whole sequence", seq_key, seq_us,
@@ -691,13 +702,17 @@ def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=
                      "is read once per process)")
     torch_threads = _single_thread_torch() if "torch" in frameworks else None
     load_before = _loadavg()
+    if log:
+        log("this machine's floor (bandwidth and FMA probes) ...")
+    machine = bench_floor.measure([bench_floor.step_weight_bytes(i, h) for i, h in sizes], rounds=rounds,
+                                  min_time=min_time)
     entries = []
     try:
         for input_size, hidden_size in sizes:
             if log:
                 log(f"I={input_size} H={hidden_size} ...")
             entries.append(bench_size(input_size, hidden_size, frameworks=frameworks, rounds=rounds,
-                                      min_time=min_time, seed=seed, log=log))
+                                      min_time=min_time, seed=seed, log=log, machine=machine))
     finally:
         if torch_threads is not None:
             sys.modules["torch"].set_num_threads(torch_threads)
@@ -709,6 +724,8 @@ def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=
             "threads": 1, "rounds": rounds, "min_time_s": min_time, "quick": bool(quick), "seed": seed,
             "seq_len": SEQ_LEN, "batch": BATCH, "batch_seq_len": BATCH_SEQ_LEN, "stream_batch": STREAM_BATCH,
             "loadavg_before": load_before, "loadavg_after": _loadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "machine_floor": {"peak_flops": machine["peak_flops"], "call_us": machine["call_s"] * 1e6,
+                              "bandwidth": {str(b): bw for b, bw in machine["bandwidth"].items()}},
             "floor_model": {"peak_flops": PEAK_FLOPS,
                             "cache_levels": [[lv[0] if lv[0] != math.inf else None, lv[1], lv[2]]
                                              for lv in CACHE_LEVELS]},
@@ -764,7 +781,8 @@ def _fmt_ratio(r):
     text = f"{r['value']:.2f}x"
     if r["target"] is None:
         return text
-    return f"{text} (>={r['target']:g}x) {'PASS' if r['pass'] else 'MISS'}"
+    sign = "<=" if r.get("at_most") else ">="
+    return f"{text} ({sign}{r['target']:g}x) {'PASS' if r['pass'] else 'MISS'}"
 
 
 def _row(cells):
@@ -783,14 +801,18 @@ def format_report(report) -> str:
     lines += [f"note: {n}" for n in meta["notes"]]
     lines += ["", f"Single LSTM layer, batch 1, state carried: median us per step (whole sequence: T={SEQ_LEN})", ""]
     step_cols = list(FRAMEWORK_STEP_KEYS)
-    header = ["I, H"] + [COLUMNS[k][1] for k in step_cols] + ["torch / ORT whole sequence", "floor",
-                                                                "lstmrt stream.step", f"lstmrt predict T={SEQ_LEN}"]
+    header = ["I, H"] + [COLUMNS[k][1] for k in step_cols] + ["torch / ORT whole sequence", "floor (Zen 5 model)",
+                                                                "floor here + call", "lstmrt stream.step",
+                                                                f"lstmrt predict T={SEQ_LEN}"]
     lines += [_row(header), _row(["---"] * len(header))]
     for e in entries:
         res = e["results"]
         seq = " / ".join(_fmt(_median(res, k)) for k in FRAMEWORK_SEQ_KEYS)
         cells = [f"{e['input_size']}, {e['hidden_size']}"] + [_fmt(_median(res, k)) for k in step_cols]
-        cells += [seq, _fmt(e["floor_us"]), _fmt(_median(res, "lstmrt.step")), _fmt(_median(res, "lstmrt.predict"))]
+        here = e.get("floor_here_us")
+        here = f"{_fmt(here)} + {_fmt(e['floor_here_plus_call_us'] - here)}" if here else "n/a"
+        cells += [seq, _fmt(e["floor_us"]), here, _fmt(_median(res, "lstmrt.step")),
+                  _fmt(_median(res, "lstmrt.predict"))]
         lines.append(_row(cells))
 
     lines += ["", f"Batched: predict B={BATCH} T={BATCH_SEQ_LEN} (ms per call); stream(batch={STREAM_BATCH}).step "
@@ -807,7 +829,7 @@ def format_report(report) -> str:
                            _fmt(per_stream / STREAM_BATCH if per_stream else None)]))
 
     lines += ["", "Ratios vs targets (competitor time / lstmrt time; the competitor in brackets)", ""]
-    names = ("step", "predict", "batched", "stream_batch")
+    names = ("step", "predict", "batched", "stream_batch")  # the issue's targets; "floor" is reported below
     header = ["I, H", "stream.step vs fastest framework step", f"predict T={SEQ_LEN} vs faster whole sequence",
               f"B={BATCH} T={BATCH_SEQ_LEN} vs torch", f"stream(batch={STREAM_BATCH}) per stream vs single step"]
     lines += [_row(header), _row(["---"] * len(header))]
@@ -826,6 +848,16 @@ def format_report(report) -> str:
         lines.append(_row(cells))
     lines += ["", f"targets met: {passed} of {total} measured"
               + (" (numbers from a busy machine are indicative only)" if _busy(meta) else "")]
+    machine = meta.get("machine_floor")
+    if machine:
+        floors = [e["ratios"]["floor"] for e in entries if e["ratios"]["floor"]["value"] is not None]
+        lines += ["", f"This machine's floor (bench_floor, {meta['kernel_tier']} probes, best of rounds): FMA peak "
+                      f"{machine['peak_flops'] / 1e9:.0f} GFLOP/s, step call {machine['call_us']:.2f} us, read "
+                      "bandwidth at the weights' size " + ", ".join(
+                          f"{int(b) // 1024} KB {bw / 1e9:.0f} GB/s" for b, bw in machine["bandwidth"].items()),
+                  "stream.step / (floor here + call), the issue's \"within 1.2x of the floor plus the call\": "
+                  + ", ".join(f"{e['hidden_size']}: {_fmt_ratio(e['ratios']['floor'])}" for e in entries),
+                  f"within 1.2x: {sum(bool(r['pass']) for r in floors)} of {len(floors)} sizes"]
     return "\n".join(lines)
 
 
@@ -854,7 +886,10 @@ def plot_report(report, path) -> bool:
         ax.plot(hs, [y if y else float("nan") for y in ys], marker="o", label=COLUMNS[key][1],
                 linestyle="--" if "seq" in key or "predict" in key else "-", linewidth=2.5 if mine else 1.2,
                 color="black" if key == "lstmrt.step" else None)
-    ax.plot(hs, [e["floor_us"] for e in entries], linestyle=":", color="gray", label="floor")
+    ax.plot(hs, [e["floor_us"] for e in entries], linestyle=":", color="gray", label="floor (Zen 5 model)")
+    if all(e.get("floor_here_plus_call_us") for e in entries):
+        ax.plot(hs, [e["floor_here_plus_call_us"] for e in entries], linestyle="-.", color="gray",
+                label="floor here + call (measured)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(hs, [str(h) for h in hs])

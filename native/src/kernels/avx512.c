@@ -74,6 +74,23 @@ INLINE __m512 tanh_ps(__m512 x)
         _mm512_ternarylogic_epi32(_mm512_castps_si512(t), _mm512_castps_si512(x), _mm512_castps_si512(sign), 0xF8));
 }
 
+/* Eight independent accumulators: enough loads in flight to reach the cache's bandwidth. */
+static float f32_sum__avx512(const float *v, int64_t n)
+{
+    __m512 a[8];
+    for (int q = 0; q < 8; q++)
+        a[q] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 * P <= n; i += 8 * P)
+        for (int q = 0; q < 8; q++)
+            a[q] = _mm512_add_ps(a[q], _mm512_loadu_ps(v + i + q * P));
+    for (; i < n; i += P)
+        a[0] = _mm512_add_ps(a[0], _mm512_maskz_loadu_ps(lane_mask(n - i), v + i));
+    for (int q = 1; q < 8; q++)
+        a[0] = _mm512_add_ps(a[0], a[q]);
+    return _mm512_reduce_add_ps(a[0]);
+}
+
 static void f32_sigmoid__avx512(float *v, int64_t n)
 {
     for (int64_t i = 0; i < n; i += P) {
@@ -378,6 +395,7 @@ const lstmrt_kernels lstmrt_kernels__avx512 = {
     .f32_gemv = f32_gemv__avx512,
     .f32_lstm_step = f32_lstm_step__avx512,
     .f32_gru_step = f32_gru_step__avx512,
+    .f32_sum = f32_sum__avx512,
     .f32_sigmoid = f32_sigmoid__avx512,
     .f32_tanh = f32_tanh__avx512,
     .f32_lstm_cell = f32_lstm_cell__avx512,

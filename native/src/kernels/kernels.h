@@ -44,6 +44,8 @@ typedef struct lstmrt_kernels {
      * alias h. reverse: as f32_gemv (blocks last to first, bit-identical result). */
     void (*f32_gru_step)(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
                          const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out, int reverse);
+    /* Sum of n floats, any order: a pure read stream (probe.c measures the cache bandwidth with it). */
+    float (*f32_sum)(const float *v, int64_t n);
     /* In-place element-wise logistic sigmoid and tanh of n floats. */
     void (*f32_sigmoid)(float *v, int64_t n);
     void (*f32_tanh)(float *v, int64_t n);

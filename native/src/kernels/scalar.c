@@ -73,6 +73,21 @@ static float sigmoidf(float x)
     return 1.0f / (1.0f + expf(-x));
 }
 
+static float f32_sum__scalar(const float *v, int64_t n)
+{
+    float acc[P] = {0};
+    int64_t i = 0;
+    for (; i + P <= n; i += P)
+        for (int j = 0; j < P; j++)
+            acc[j] += v[i + j];
+    for (; i < n; i++)
+        acc[0] += v[i];
+    float total = 0.0f;
+    for (int j = 0; j < P; j++)
+        total += acc[j];
+    return total;
+}
+
 static void f32_sigmoid__scalar(float *v, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -164,6 +179,7 @@ const lstmrt_kernels lstmrt_kernels__scalar = {
     .f32_gemv = f32_gemv__scalar,
     .f32_lstm_step = f32_lstm_step__scalar,
     .f32_gru_step = f32_gru_step__scalar,
+    .f32_sum = f32_sum__scalar,
     .f32_sigmoid = f32_sigmoid__scalar,
     .f32_tanh = f32_tanh__scalar,
     .f32_lstm_cell = f32_lstm_cell__scalar,
