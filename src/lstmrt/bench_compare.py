@@ -781,6 +781,8 @@ def _fmt_ratio(r):
     text = f"{r['value']:.2f}x"
     if r["target"] is None:
         return text
+    if f"{r['value']:.2f}" == f"{r['target']:.2f}":   # 1.197 would print as the target it misses
+        text = f"{r['value']:.3f}x"
     sign = "<=" if r.get("at_most") else ">="
     return f"{text} ({sign}{r['target']:g}x) {'PASS' if r['pass'] else 'MISS'}"
 
