@@ -17,7 +17,7 @@ def _bind_step(native):
     """The fastest available step callable for a native stream."""
     if StepFunction is None:
         return native.step
-    return StepFunction(native, native.x_shape, native.y_shape)
+    return StepFunction(native, native.x_shape, native.y_shape).step  # a METH_FASTCALL method: no argument tuple
 
 
 class Stream:
