@@ -47,13 +47,13 @@ typedef enum lstmrt_activation {
     LSTMRT_ACT_SELU,
     LSTMRT_ACT_EXPONENTIAL,
     LSTMRT_ACT_RELU6,
-    LSTMRT_ACT_SILU,            /* a.k.a. swish: x * sigmoid(x) */
-    LSTMRT_ACT_GELU,            /* exact (erf) form */
-    LSTMRT_ACT_GELU_TANH,       /* tanh approximation */
-    LSTMRT_ACT_HARD_SILU,       /* x * relu6(x + 3) / 6 */
+    LSTMRT_ACT_SILU,      /* a.k.a. swish: x * sigmoid(x) */
+    LSTMRT_ACT_GELU,      /* exact (erf) form */
+    LSTMRT_ACT_GELU_TANH, /* tanh approximation */
+    LSTMRT_ACT_HARD_SILU, /* x * relu6(x + 3) / 6 */
     LSTMRT_ACT_MISH,
-    LSTMRT_ACT_SOFTMAX,         /* over the feature axis; Dense/Activation layers only */
-    LSTMRT_ACT_LOG_SOFTMAX,     /* over the feature axis; Dense/Activation layers only */
+    LSTMRT_ACT_SOFTMAX,     /* over the feature axis; Dense/Activation layers only */
+    LSTMRT_ACT_LOG_SOFTMAX, /* over the feature axis; Dense/Activation layers only */
     LSTMRT_ACT_COUNT
 } lstmrt_activation;
 
@@ -97,14 +97,14 @@ typedef struct lstmrt_layer_desc {
     lstmrt_merge_mode merge_mode;
     /* LSTM: [gate f, candidate g, output h]; GRU: [gate f, candidate g]; RNN, dense, activation: [0]. */
     lstmrt_activation activations[3];
-    float cell_clip;           /* LSTM: > 0 clips the gate pre-activations to [-clip, clip] (ONNX) */
-    int32_t linear_before_reset; /* GRU: 1 = r * (W_hn h + b_hn) (PyTorch, Keras reset_after=True);
-                                    0 = W_hn (r * h) + b_hn (Keras reset_after=False) */
-    int32_t hold_masked_output;  /* recurrent: at a masked step, repeat the previous output instead of 0 */
-    int32_t go_backwards;        /* recurrent, one direction: process the sequence last step first (Keras);
-                                    outputs stay aligned with their input step. Not streamable. */
-    int32_t final_only;          /* recurrent, predict only: every step outputs the layer's final output (each
-                                    direction's h after its last step): Keras return_sequences=False. */
+    float cell_clip;                     /* LSTM: > 0 clips the gate pre-activations to [-clip, clip] (ONNX) */
+    int32_t linear_before_reset;         /* GRU: 1 = r * (W_hn h + b_hn) (PyTorch, Keras reset_after=True);
+                                            0 = W_hn (r * h) + b_hn (Keras reset_after=False) */
+    int32_t hold_masked_output;          /* recurrent: at a masked step, repeat the previous output instead of 0 */
+    int32_t go_backwards;                /* recurrent, one direction: process the sequence last step first (Keras);
+                                            outputs stay aligned with their input step. Not streamable. */
+    int32_t final_only;                  /* recurrent, predict only: every step outputs the layer's final output (each
+                                            direction's h after its last step): Keras return_sequences=False. */
     lstmrt_direction_weights weights[2]; /* [forward, backward] */
 } lstmrt_layer_desc;
 
@@ -138,9 +138,8 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *model, const float *x, 
 /* predict with the batch rows split over up to num_threads threads (POSIX builds; elsewhere, or with fewer
  * than 8 rows per thread, the calling thread does it all). Results equal lstmrt_model_predict's up to float
  * rounding: a slice of rows may block its steps differently, which can change a sum's order. */
-lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *model, const float *x, int64_t batch,
-                                           int64_t steps, const int32_t *lengths, const uint8_t *mask, float *y,
-                                           int32_t num_threads);
+lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *model, const float *x, int64_t batch, int64_t steps,
+                                           const int32_t *lengths, const uint8_t *mask, float *y, int32_t num_threads);
 
 /* A stream for `batch` independent sequences, zero state. Fails with UNSUPPORTED for bidirectional (or
  * go_backwards) models. final_only is ignored: a step's output is the one for the sequence ending there.

@@ -5,9 +5,18 @@
 
 #include "internal.h"
 
-static float clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
-static float relu6f(float v) { return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v); }
-static float softplusf(float v) { return (v > 0.0f ? v : 0.0f) + log1pf(expf(-fabsf(v))); }
+static float clamp01(float v)
+{
+    return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+}
+static float relu6f(float v)
+{
+    return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+}
+static float softplusf(float v)
+{
+    return (v > 0.0f ? v : 0.0f) + log1pf(expf(-fabsf(v)));
+}
 
 static float activate(lstmrt_activation a, float v)
 {
@@ -27,8 +36,7 @@ static float activate(lstmrt_activation a, float v)
     case LSTMRT_ACT_RELU6: return relu6f(v);
     case LSTMRT_ACT_SILU: return v / (1.0f + expf(-v));
     case LSTMRT_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    case LSTMRT_ACT_GELU_TANH:
-        return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+    case LSTMRT_ACT_GELU_TANH: return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
     case LSTMRT_ACT_HARD_SILU: return v * relu6f(v + 3.0f) / 6.0f;
     case LSTMRT_ACT_MISH: return v * tanhf(softplusf(v));
     default: return v; /* softmax variants are row-wise, handled by the caller; validated at creation */
@@ -76,8 +84,10 @@ void apply_activation(const lstmrt_kernels *k, lstmrt_activation a, float *v, in
 const char *activation_name(lstmrt_activation a)
 {
     static const char *names[LSTMRT_ACT_COUNT] = {
-        "sigmoid", "tanh", "relu", "linear", "hard_sigmoid", "hard_sigmoid_v3", "elu", "softsign", "softplus",
-        "selu", "exponential", "relu6", "silu", "gelu", "gelu_tanh", "hard_silu", "mish", "softmax", "log_softmax",
+        "sigmoid",         "tanh",  "relu",     "linear",      "hard_sigmoid",
+        "hard_sigmoid_v3", "elu",   "softsign", "softplus",    "selu",
+        "exponential",     "relu6", "silu",     "gelu",        "gelu_tanh",
+        "hard_silu",       "mish",  "softmax",  "log_softmax",
     };
     return (a >= 0 && a < LSTMRT_ACT_COUNT) ? names[a] : "unknown";
 }

@@ -21,9 +21,15 @@ lstmrt_status lstmrt__fail(lstmrt_status status, const char *fmt, ...)
     return status;
 }
 
-void lstmrt__clear_error(void) { last_error[0] = '\0'; }
+void lstmrt__clear_error(void)
+{
+    last_error[0] = '\0';
+}
 
-const char *lstmrt_last_error(void) { return last_error; }
+const char *lstmrt_last_error(void)
+{
+    return last_error;
+}
 
 const char *lstmrt_status_string(lstmrt_status status)
 {

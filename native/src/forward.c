@@ -41,8 +41,7 @@ static void run_direction(const lstmrt_kernels *k, const layer *L, int dir, cons
     float *h = state;
     switch (L->kind) {
     case LSTMRT_LAYER_LSTM:
-        lstm_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h,
-                       h + batch * L->state_h_size, y);
+        lstm_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h, h + batch * L->state_h_size, y);
         break;
     case LSTMRT_LAYER_GRU: gru_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h, y); break;
     default: rnn_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h, y); break;
@@ -80,9 +79,9 @@ static void broadcast_final(const layer *L, int64_t batch, int64_t steps, const 
             memcpy(seq_row(y, b, t), state + b * n, (size_t)n * sizeof(float));
 }
 
-static void run_recurrent(const lstmrt_kernels *k, const layer *L, const workspace *ws, int64_t batch,
-                          int64_t steps, seq_view x, const uint8_t *active, int64_t active_stride, float *state,
-                          seq_view y, int whole_sequence)
+static void run_recurrent(const lstmrt_kernels *k, const layer *L, const workspace *ws, int64_t batch, int64_t steps,
+                          seq_view x, const uint8_t *active, int64_t active_stride, float *state, seq_view y,
+                          int whole_sequence)
 {
     const int final_only = L->final_only && whole_sequence;
     if (L->num_directions == 1) {

@@ -3,8 +3,7 @@
  * then the n rows multiply r * h — a second product that depends on r, so it cannot be merged. */
 #include "recurrent.h"
 
-static void gru_cell_general(const lstmrt_kernels *k, const layer *L, float *xg, const float *hh, float *h,
-                             int64_t H)
+static void gru_cell_general(const lstmrt_kernels *k, const layer *L, float *xg, const float *hh, float *h, int64_t H)
 {
     /* xg = input part [r z n] (3H, biased), hh = recurrent part [r z n] (3H, n biased) */
     for (int64_t j = 0; j < 2 * H; j++)
@@ -55,8 +54,8 @@ static void gru_one_row(const lstmrt_kernels *k, const layer *L, const packed_di
 }
 
 void gru_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
-                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
-                   int64_t active_stride, float *h, seq_view y)
+                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
+                   float *h, seq_view y)
 {
     const int64_t H = L->hidden_size, G = 3 * H;
     float *gates = ws->gates;

@@ -2,8 +2,8 @@
 #ifndef LSTMRT_INTERNAL_H
 #define LSTMRT_INTERNAL_H
 
-#include "lstmrt.h"
 #include "kernels/kernels.h"
+#include "lstmrt.h"
 
 /* Sizes are bounded so that every product of two of them fits comfortably in int64 and a float index. */
 #define LSTMRT_MAX_DIM (1 << 24)
@@ -17,23 +17,23 @@ typedef struct seq_view {
 
 /* One direction of a recurrent layer, packed for the kernels. */
 typedef struct packed_direction {
-    packed_matrix w_ih;    /* (G*H) x I */
-    packed_matrix w_hh;    /* (G*H) x Hr; for a GRU with linear_before_reset == 0: only the r,z rows */
-    packed_matrix w_hn;    /* GRU with linear_before_reset == 0: the n rows, H x H */
-    packed_matrix w_proj;  /* LSTM projection, P x H */
-    float *bias_x;         /* (G*H): every bias that can be added before the recurrent product */
-    float *bias_hn;        /* GRU: b_hn (H), added after the recurrent product */
-    float *peephole;       /* LSTM: (3, H) or NULL */
+    packed_matrix w_ih;   /* (G*H) x I */
+    packed_matrix w_hh;   /* (G*H) x Hr; for a GRU with linear_before_reset == 0: only the r,z rows */
+    packed_matrix w_hn;   /* GRU with linear_before_reset == 0: the n rows, H x H */
+    packed_matrix w_proj; /* LSTM projection, P x H */
+    float *bias_x;        /* (G*H): every bias that can be added before the recurrent product */
+    float *bias_hn;       /* GRU: b_hn (H), added after the recurrent product */
+    float *peephole;      /* LSTM: (3, H) or NULL */
 } packed_direction;
 
 typedef struct layer {
     lstmrt_layer_kind kind;
     int32_t input_size;
     int32_t hidden_size;
-    int32_t proj_size;     /* LSTM projection P, 0 = none */
-    int32_t state_h_size;  /* Hr: P if projected else H */
+    int32_t proj_size;    /* LSTM projection P, 0 = none */
+    int32_t state_h_size; /* Hr: P if projected else H */
     int32_t output_size;
-    int32_t gates;         /* G: 4 LSTM, 3 GRU, 1 RNN */
+    int32_t gates; /* G: 4 LSTM, 3 GRU, 1 RNN */
     int32_t num_directions;
     int32_t num_embeddings;
     lstmrt_merge_mode merge_mode;
@@ -43,11 +43,11 @@ typedef struct layer {
     int32_t hold_masked_output;
     int32_t go_backwards;
     int32_t final_only;
-    int32_t fused_default;   /* LSTM/GRU with standard activations, no clip, no peephole: fused kernel */
+    int32_t fused_default; /* LSTM/GRU with standard activations, no clip, no peephole: fused kernel */
     packed_direction dir[2];
-    packed_matrix dense;     /* dense: O x I */
-    float *vec_a;            /* dense bias (O) | affine scale (I) | embedding table (V x E) */
-    float *vec_b;            /* affine shift (I) */
+    packed_matrix dense; /* dense: O x I */
+    float *vec_a;        /* dense bias (O) | affine scale (I) | embedding table (V x E) */
+    float *vec_b;        /* affine shift (I) */
 } layer;
 
 struct lstmrt_model {
@@ -55,22 +55,22 @@ struct lstmrt_model {
     layer *layers;
     int32_t input_size;
     int32_t output_size;
-    int32_t max_width;       /* widest activation row between layers */
-    int32_t max_gate_width;  /* widest G*H */
-    int32_t max_hidden;      /* widest H */
+    int32_t max_width;      /* widest activation row between layers */
+    int32_t max_gate_width; /* widest G*H */
+    int32_t max_hidden;     /* widest H */
     int32_t bidirectional;
-    int64_t state_size;      /* floats of state per sequence */
+    int64_t state_size; /* floats of state per sequence */
     int64_t weight_bytes;
     const lstmrt_kernels *kernels;
 };
 
 /* Scratch for running `steps` steps of `batch` rows through the model. */
 typedef struct workspace {
-    float *gates;  /* batch * steps * max_gate_width */
-    float *aux;    /* batch * max(3H, Hr, H) * 2: recurrent products, candidates */
-    float *act_a;  /* batch * steps * max_width: ping */
-    float *act_b;  /* batch * steps * max_width: pong */
-    float *dirbuf; /* batch * steps * max_width: backward direction before merging */
+    float *gates;    /* batch * steps * max_gate_width */
+    float *aux;      /* batch * max(3H, Hr, H) * 2: recurrent products, candidates */
+    float *act_a;    /* batch * steps * max_width: ping */
+    float *act_b;    /* batch * steps * max_width: pong */
+    float *dirbuf;   /* batch * steps * max_width: backward direction before merging */
     uint64_t *sweep; /* steps run so far with this scratch: one-row products visit the weights backwards on odd
                         steps, reading first what the previous step read last (cache reuse; f32_gemv) */
 } workspace;
@@ -78,10 +78,10 @@ typedef struct workspace {
 struct lstmrt_stream {
     const lstmrt_model_t *model;
     int32_t batch;
-    int64_t chunk;   /* steps the workspace holds */
-    float *state;    /* batch * state_size */
+    int64_t chunk; /* steps the workspace holds */
+    float *state;  /* batch * state_size */
     workspace ws;
-    void *block;     /* one allocation behind state and the workspace */
+    void *block; /* one allocation behind state and the workspace */
 };
 
 /* error.c */
@@ -113,18 +113,18 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
 /* lstm.c, gru.c, rnn.c: one direction of a recurrent layer over a sequence (forward or reverse in time).
  * h, c: state (batch x Hr, batch x H); y: where outputs go (Hr features). */
 void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
-                    int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
-                    int64_t active_stride, float *h, float *c, seq_view y);
+                    int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
+                    float *h, float *c, seq_view y);
 void gru_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
-                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
-                   int64_t active_stride, float *h, seq_view y);
+                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
+                   float *h, seq_view y);
 void rnn_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
-                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
-                   int64_t active_stride, float *h, seq_view y);
+                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
+                   float *h, seq_view y);
 
 /* Input projection for every step: gates(b, t) = x(b, t) W_ih^T + bias_x, gates batch-major and dense. */
-void project_inputs(const lstmrt_kernels *k, const packed_matrix *w, const float *bias, int64_t batch,
-                    int64_t steps, seq_view x, float *gates);
+void project_inputs(const lstmrt_kernels *k, const packed_matrix *w, const float *bias, int64_t batch, int64_t steps,
+                    seq_view x, float *gates);
 
 /* dispatch.c */
 const lstmrt_kernels *lstmrt__kernels(void);

@@ -9,8 +9,8 @@ static void clip_values(float *v, int64_t n, float clip)
 }
 
 /* Any activations, peepholes (ONNX: i and f see c(t-1), o sees c(t)), clip of the gate pre-activations. */
-static void lstm_cell_general(const lstmrt_kernels *k, const layer *L, const float *peep, float *g, float *c,
-                              float *h, float *tmp, int64_t H)
+static void lstm_cell_general(const lstmrt_kernels *k, const layer *L, const float *peep, float *g, float *c, float *h,
+                              float *tmp, int64_t H)
 {
     float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
     if (peep)
@@ -39,9 +39,8 @@ static void lstm_cell_general(const lstmrt_kernels *k, const layer *L, const flo
 /* The general step of an LSTM direction: the recurrent product (one row: f32_gemv; a stream step also does the
  * input product there), then a cell per active row, then the projection. g_t: the step's gate rows. */
 static void lstm_products_and_cells(const lstmrt_kernels *k, const layer *L, const packed_direction *d,
-                                    const workspace *ws, int64_t batch, int64_t steps, int64_t s, int64_t t,
-                                    seq_view x, const uint8_t *active, int64_t active_stride, float *g_t, float *h,
-                                    float *c)
+                                    const workspace *ws, int64_t batch, int64_t steps, int64_t s, int64_t t, seq_view x,
+                                    const uint8_t *active, int64_t active_stride, float *g_t, float *h, float *c)
 {
     const int64_t H = L->hidden_size, Hr = L->state_h_size, G = 4 * H;
     const int projected = L->proj_size > 0, fused = batch == 1 && steps == 1;
@@ -73,14 +72,14 @@ static void lstm_products_and_cells(const lstmrt_kernels *k, const layer *L, con
 }
 
 void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
-                    int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
-                    int64_t active_stride, float *h, float *c, seq_view y)
+                    int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
+                    float *h, float *c, seq_view y)
 {
     const int64_t H = L->hidden_size, Hr = L->state_h_size, G = 4 * H;
     const int projected = L->proj_size > 0;
     float *gates = ws->gates;
-    float *cell_out = ws->aux;         /* batch x H: o * act(c), before projection */
-    float *tmp = ws->aux + batch * H;  /* batch x H */
+    float *cell_out = ws->aux;                  /* batch x H: o * act(c), before projection */
+    float *tmp = ws->aux + batch * H;           /* batch x H */
     const int fused = batch == 1 && steps == 1; /* a stream step: both products in one pass over the weights */
     /* one row, standard cell: the cell runs inside the product (f32_lstm_step), block by block */
     const int one_pass = batch == 1 && L->fused_default && H % LSTMRT_PANEL == 0;

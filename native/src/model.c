@@ -13,9 +13,15 @@ static int is_recurrent(lstmrt_layer_kind k)
     return k == LSTMRT_LAYER_LSTM || k == LSTMRT_LAYER_GRU || k == LSTMRT_LAYER_RNN;
 }
 
-static int gate_count(lstmrt_layer_kind k) { return k == LSTMRT_LAYER_LSTM ? 4 : k == LSTMRT_LAYER_GRU ? 3 : 1; }
+static int gate_count(lstmrt_layer_kind k)
+{
+    return k == LSTMRT_LAYER_LSTM ? 4 : k == LSTMRT_LAYER_GRU ? 3 : 1;
+}
 
-static int dim_ok(int64_t v) { return v >= 1 && v <= LSTMRT_MAX_DIM; }
+static int dim_ok(int64_t v)
+{
+    return v >= 1 && v <= LSTMRT_MAX_DIM;
+}
 
 static int activation_ok(lstmrt_activation a, int allow_softmax)
 {
@@ -124,17 +130,17 @@ static void free_layer(layer *L)
     lstmrt__aligned_free(L->vec_b);
 }
 
-#define PACK(dst, src, r, c)                                                                                       \
-    do {                                                                                                           \
-        lstmrt_status s_ = pack_matrix(dst, src, r, c);                                                          \
-        if (s_ != LSTMRT_STATUS_OK)                                                                               \
-            return s_;                                                                                             \
-        *bytes += (int64_t)(((r) + LSTMRT_PANEL - 1) / LSTMRT_PANEL) * LSTMRT_PANEL * (c) * 4;                   \
+#define PACK(dst, src, r, c)                                                                                           \
+    do {                                                                                                               \
+        lstmrt_status s_ = pack_matrix(dst, src, r, c);                                                                \
+        if (s_ != LSTMRT_STATUS_OK)                                                                                    \
+            return s_;                                                                                                 \
+        *bytes += (int64_t)(((r) + LSTMRT_PANEL - 1) / LSTMRT_PANEL) * LSTMRT_PANEL * (c) * 4;                         \
     } while (0)
-#define ALLOC(dst, src, n)                                                                                         \
-    do {                                                                                                           \
-        if (!((dst) = copy_floats(src, n, bytes)))                                                                 \
-            return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate %lld floats", (long long)(n));      \
+#define ALLOC(dst, src, n)                                                                                             \
+    do {                                                                                                               \
+        if (!((dst) = copy_floats(src, n, bytes)))                                                                     \
+            return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate %lld floats", (long long)(n));           \
     } while (0)
 
 static lstmrt_status pack_direction(const lstmrt_layer_desc *d, const lstmrt_direction_weights *w, layer *L,
@@ -177,8 +183,8 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
 {
     L->kind = d->kind;
     L->input_size = d->input_size;
-    L->hidden_size = d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE ? d->input_size
-                                                                                          : d->hidden_size;
+    L->hidden_size =
+        d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE ? d->input_size : d->hidden_size;
     L->proj_size = d->proj_size;
     L->state_h_size = d->proj_size > 0 ? d->proj_size : L->hidden_size;
     L->output_size = layer_output_size(d);
@@ -251,8 +257,8 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
         if (s != LSTMRT_STATUS_OK)
             return s;
         if (l > 0 && layers[l].input_size != layer_output_size(&layers[l - 1]))
-            return FAIL("layer %d: input_size %d but layer %d outputs %d features", l, layers[l].input_size,
-                        l - 1, layer_output_size(&layers[l - 1]));
+            return FAIL("layer %d: input_size %d but layer %d outputs %d features", l, layers[l].input_size, l - 1,
+                        layer_output_size(&layers[l - 1]));
     }
     lstmrt_model_t *m = calloc(1, sizeof *m);
     if (!m || !(m->layers = calloc((size_t)num_layers, sizeof(layer)))) {
@@ -279,8 +285,8 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
         if (L->hidden_size > m->max_hidden && L->kind <= LSTMRT_LAYER_RNN)
             m->max_hidden = L->hidden_size;
         if (L->kind <= LSTMRT_LAYER_RNN) {
-            m->state_size += (int64_t)L->num_directions *
-                             (L->state_h_size + (L->kind == LSTMRT_LAYER_LSTM ? L->hidden_size : 0));
+            m->state_size +=
+                (int64_t)L->num_directions * (L->state_h_size + (L->kind == LSTMRT_LAYER_LSTM ? L->hidden_size : 0));
             m->bidirectional |= L->num_directions == 2 || L->go_backwards;
         }
     }
@@ -290,8 +296,23 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
 }
 
 /* The getters have no status to return: a NULL model answers 0 rather than crashing. */
-int32_t lstmrt_model_input_size(const lstmrt_model_t *m) { return m ? m->input_size : 0; }
-int32_t lstmrt_model_output_size(const lstmrt_model_t *m) { return m ? m->output_size : 0; }
-int32_t lstmrt_model_is_bidirectional(const lstmrt_model_t *m) { return m ? m->bidirectional : 0; }
-int64_t lstmrt_model_state_size(const lstmrt_model_t *m) { return m ? m->state_size : 0; }
-int64_t lstmrt_model_weight_bytes(const lstmrt_model_t *m) { return m ? m->weight_bytes : 0; }
+int32_t lstmrt_model_input_size(const lstmrt_model_t *m)
+{
+    return m ? m->input_size : 0;
+}
+int32_t lstmrt_model_output_size(const lstmrt_model_t *m)
+{
+    return m ? m->output_size : 0;
+}
+int32_t lstmrt_model_is_bidirectional(const lstmrt_model_t *m)
+{
+    return m ? m->bidirectional : 0;
+}
+int64_t lstmrt_model_state_size(const lstmrt_model_t *m)
+{
+    return m ? m->state_size : 0;
+}
+int64_t lstmrt_model_weight_bytes(const lstmrt_model_t *m)
+{
+    return m ? m->weight_bytes : 0;
+}

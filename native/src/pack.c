@@ -11,8 +11,8 @@ lstmrt_status pack_matrix(packed_matrix *dst, const float *w, int64_t rows, int6
     dst->cols = cols;
     dst->data = lstmrt__aligned_alloc((floats ? floats : 1) * sizeof(float));
     if (!dst->data)
-        return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate %lld x %lld packed weights",
-                            (long long)rows, (long long)cols);
+        return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate %lld x %lld packed weights", (long long)rows,
+                            (long long)cols);
     memset(dst->data, 0, floats * sizeof(float));
     for (int64_t r = 0; r < rows; r++) {
         float *panel = dst->data + (r / LSTMRT_PANEL) * cols * LSTMRT_PANEL;

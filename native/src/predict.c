@@ -44,7 +44,8 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int6
      * computed modulo 2^64 it can come out small, be allocated, and be overrun. Estimated in double (the factor
      * 2 margin dwarfs its rounding); 80 floats cover the 16-float rounding of the five buffers. */
     const double need = ((double)batch * (double)block * (m->max_gate_width + 3.0 * m->max_width) +
-                         (double)batch * (4.0 * m->max_hidden + (double)m->state_size) + 80.0) * sizeof(float) +
+                         (double)batch * (4.0 * m->max_hidden + (double)m->state_size) + 80.0) *
+                            sizeof(float) +
                         (double)batch * (double)steps;
     if (need > (double)(SIZE_MAX / 2))
         return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "scratch for %lld x %lld steps exceeds the address space",

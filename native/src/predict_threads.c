@@ -32,8 +32,7 @@ static void *run_slice(void *arg)
 }
 
 lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
-                                           const int32_t *lengths, const uint8_t *mask, float *y,
-                                           int32_t num_threads)
+                                           const int32_t *lengths, const uint8_t *mask, float *y, int32_t num_threads)
 {
     int64_t n = num_threads < 1 ? 1 : (num_threads > MAX_THREADS ? MAX_THREADS : num_threads);
     if (m && batch / MIN_ROWS_PER_THREAD < n)
@@ -51,8 +50,14 @@ lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *m, const float 
         const int64_t I = m->input_size, O = m->output_size;
         for (int64_t k = 0, b0 = 0; k < n; k++) {
             const int64_t rows = batch / n + (k < batch % n);
-            parts[k] = (slice){m, x + b0 * steps * I, rows, steps, lengths ? lengths + b0 : NULL,
-                               mask ? mask + b0 * steps : NULL, y + b0 * steps * O, LSTMRT_STATUS_OK};
+            parts[k] = (slice){m,
+                               x + b0 * steps * I,
+                               rows,
+                               steps,
+                               lengths ? lengths + b0 : NULL,
+                               mask ? mask + b0 * steps : NULL,
+                               y + b0 * steps * O,
+                               LSTMRT_STATUS_OK};
             b0 += rows;
         }
         for (int64_t k = 1; k < n; k++) /* slice 0 runs on the calling thread */

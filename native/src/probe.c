@@ -12,7 +12,7 @@
 
 struct lstmrt_probe {
     const lstmrt_kernels *k;
-    float *stream;         /* stream_floats, read once per stream pass */
+    float *stream; /* stream_floats, read once per stream pass */
     int64_t stream_floats;
     packed_matrix compute; /* COMPUTE_N x COMPUTE_K */
     float *x;              /* COMPUTE_M x COMPUTE_K */
@@ -57,8 +57,7 @@ lstmrt_status lstmrt_probe_create(int64_t stream_bytes, lstmrt_probe_t **out)
         p->x = lstmrt__aligned_alloc((size_t)(COMPUTE_M * COMPUTE_K) * sizeof(float));
         p->y = lstmrt__aligned_alloc((size_t)(COMPUTE_M * COMPUTE_N) * sizeof(float));
         if (!p->stream || !p->x || !p->y) {
-            s = lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "probe: cannot allocate %lld bytes",
-                             (long long)stream_bytes);
+            s = lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "probe: cannot allocate %lld bytes", (long long)stream_bytes);
         } else {
             fill(p->stream, p->stream_floats);
             fill(p->x, COMPUTE_M * COMPUTE_K);

@@ -2,8 +2,8 @@
  * recurrence, so only the (small) recurrent product remains inside the time loop. */
 #include "recurrent.h"
 
-void project_inputs(const lstmrt_kernels *k, const packed_matrix *w, const float *bias, int64_t batch,
-                    int64_t steps, seq_view x, float *gates)
+void project_inputs(const lstmrt_kernels *k, const packed_matrix *w, const float *bias, int64_t batch, int64_t steps,
+                    seq_view x, float *gates)
 {
     const int64_t gw = w->rows;
     if (x.batch_stride == steps * x.time_stride || batch == 1) {

@@ -6,7 +6,10 @@
 
 #include "internal.h"
 
-static inline float *seq_row(seq_view v, int64_t b, int64_t t) { return v.data + b * v.batch_stride + t * v.time_stride; }
+static inline float *seq_row(seq_view v, int64_t b, int64_t t)
+{
+    return v.data + b * v.batch_stride + t * v.time_stride;
+}
 
 static inline int row_active(const uint8_t *active, int64_t stride, int64_t b, int64_t t)
 {
@@ -23,6 +26,9 @@ static inline void write_skipped_output(const layer *L, const float *h, float *y
 }
 
 /* f32_gemv's visiting order for step s of this call: alternate from step to step (see workspace.sweep). */
-static inline int sweep_reverse(const workspace *ws, int64_t s) { return (int)((*ws->sweep + (uint64_t)s) & 1u); }
+static inline int sweep_reverse(const workspace *ws, int64_t s)
+{
+    return (int)((*ws->sweep + (uint64_t)s) & 1u);
+}
 
 #endif

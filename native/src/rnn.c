@@ -2,8 +2,8 @@
 #include "recurrent.h"
 
 void rnn_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
-                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active,
-                   int64_t active_stride, float *h, seq_view y)
+                   int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
+                   float *h, seq_view y)
 {
     const int64_t H = L->hidden_size;
     float *gates = ws->gates;

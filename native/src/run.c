@@ -8,9 +8,8 @@ int64_t block_steps(int64_t batch)
     return batch >= target_rows ? 1 : target_rows / batch;
 }
 
-void run_blocks(const lstmrt_model_t *m, const workspace *ws, int64_t block, int64_t batch, int64_t steps,
-                seq_view x, const uint8_t *active, int64_t active_stride, float *state, seq_view y,
-                int whole_sequence)
+void run_blocks(const lstmrt_model_t *m, const workspace *ws, int64_t block, int64_t batch, int64_t steps, seq_view x,
+                const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence)
 {
     for (int64_t t0 = 0; t0 < steps; t0 += block) {
         const int64_t n = steps - t0 < block ? steps - t0 : block;
@@ -28,7 +27,7 @@ lstmrt_status check_tokens(const lstmrt_model_t *m, const float *x, int64_t rows
     for (int64_t r = 0; r < rows; r++)
         if (!(x[r] >= 0.0f && x[r] < v && x[r] == floorf(x[r])))
             return lstmrt__fail(LSTMRT_STATUS_INVALID_ARGUMENT,
-                                "token id %g at position %lld is not an integer in [0, %d)", (double)x[r],
-                                (long long)r, m->layers[0].num_embeddings);
+                                "token id %g at position %lld is not an integer in [0, %d)", (double)x[r], (long long)r,
+                                m->layers[0].num_embeddings);
     return LSTMRT_STATUS_OK;
 }

@@ -9,9 +9,8 @@
 int64_t block_steps(int64_t batch);
 
 /* forward_layers over `steps` steps in blocks of at most `block` steps. */
-void run_blocks(const lstmrt_model_t *m, const workspace *ws, int64_t block, int64_t batch, int64_t steps,
-                seq_view x, const uint8_t *active, int64_t active_stride, float *state, seq_view y,
-                int whole_sequence);
+void run_blocks(const lstmrt_model_t *m, const workspace *ws, int64_t block, int64_t batch, int64_t steps, seq_view x,
+                const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence);
 
 /* Checks embedding token ids (the only input values that can be invalid) before anything runs. */
 lstmrt_status check_tokens(const lstmrt_model_t *m, const float *x, int64_t rows);

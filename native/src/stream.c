@@ -46,7 +46,10 @@ void lstmrt_stream_free(lstmrt_stream_t *s)
     free(s);
 }
 
-int32_t lstmrt_stream_batch(const lstmrt_stream_t *s) { return s ? s->batch : 0; }
+int32_t lstmrt_stream_batch(const lstmrt_stream_t *s)
+{
+    return s ? s->batch : 0;
+}
 
 lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8_t *active, float *y)
 {

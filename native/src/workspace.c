@@ -3,7 +3,10 @@
 #include "internal.h"
 
 /* Each buffer is rounded up to 16 floats so every one starts 64-byte aligned. */
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
 
 size_t workspace_floats(const lstmrt_model_t *m, int64_t batch, int64_t steps)
 {

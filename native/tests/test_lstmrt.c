@@ -95,12 +95,21 @@ static void arena_reset(void)
     while (arena_len > 0)
         free(arena[--arena_len]);
 }
-static float *new_floats(int64_t n) { return arena_alloc((size_t)n * sizeof(float)); }
-static double *new_doubles(int64_t n) { return arena_alloc((size_t)n * sizeof(double)); }
+static float *new_floats(int64_t n)
+{
+    return arena_alloc((size_t)n * sizeof(float));
+}
+static double *new_doubles(int64_t n)
+{
+    return arena_alloc((size_t)n * sizeof(double));
+}
 
 /* xorshift64*: fixed seeds, identical on every platform. */
 static uint64_t rng_state = 1;
-static void rng_seed(uint64_t s) { rng_state = s * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull; }
+static void rng_seed(uint64_t s)
+{
+    rng_state = s * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+}
 static double rng_unit(void)
 {
     rng_state ^= rng_state >> 12;
@@ -126,7 +135,10 @@ static double max_abs_diff(const float *a, const float *b, int64_t n)
     }
     return worst;
 }
-static int same_bits(const float *a, const float *b, int64_t n) { return memcmp(a, b, (size_t)n * sizeof(float)) == 0; }
+static int same_bits(const float *a, const float *b, int64_t n)
+{
+    return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
+}
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Model specs: layer descriptors with random weights                                                           */
@@ -140,9 +152,18 @@ typedef struct spec {
     double scale; /* weight range: scale / sqrt(fan-in) */
 } spec;
 
-static int gate_count(lstmrt_layer_kind k) { return k == LSTMRT_LAYER_LSTM ? 4 : k == LSTMRT_LAYER_GRU ? 3 : 1; }
-static int is_recurrent(lstmrt_layer_kind k) { return k <= LSTMRT_LAYER_RNN; }
-static int state_h(const lstmrt_layer_desc *d) { return d->proj_size > 0 ? d->proj_size : d->hidden_size; }
+static int gate_count(lstmrt_layer_kind k)
+{
+    return k == LSTMRT_LAYER_LSTM ? 4 : k == LSTMRT_LAYER_GRU ? 3 : 1;
+}
+static int is_recurrent(lstmrt_layer_kind k)
+{
+    return k <= LSTMRT_LAYER_RNN;
+}
+static int state_h(const lstmrt_layer_desc *d)
+{
+    return d->proj_size > 0 ? d->proj_size : d->hidden_size;
+}
 
 static int layer_out(const lstmrt_layer_desc *d)
 {
@@ -164,8 +185,8 @@ static lstmrt_layer_desc *push(spec *s, lstmrt_layer_kind kind, int in, int hidd
     d->hidden_size = hidden;
     d->num_directions = 1;
     d->activations[0] = kind == LSTMRT_LAYER_RNN ? LSTMRT_ACT_TANH
-                        : is_recurrent(kind)      ? LSTMRT_ACT_SIGMOID
-                                                  : LSTMRT_ACT_LINEAR;
+                        : is_recurrent(kind)     ? LSTMRT_ACT_SIGMOID
+                                                 : LSTMRT_ACT_LINEAR;
     d->activations[1] = LSTMRT_ACT_TANH;
     d->activations[2] = LSTMRT_ACT_TANH;
     d->linear_before_reset = kind == LSTMRT_LAYER_GRU;
@@ -218,7 +239,10 @@ static void make_spec(int which, spec *s)
     lstmrt_layer_desc *d;
     const char *name = "?";
     switch (which) {
-    case 0: name = "lstm 7-17"; push(s, LSTMRT_LAYER_LSTM, 7, 17); break;
+    case 0:
+        name = "lstm 7-17";
+        push(s, LSTMRT_LAYER_LSTM, 7, 17);
+        break;
     case 1:
         name = "lstm 7-17 proj 5";
         push(s, LSTMRT_LAYER_LSTM, 7, 17)->proj_size = 5;
@@ -242,7 +266,10 @@ static void make_spec(int which, spec *s)
         d->activations[2] = LSTMRT_ACT_SOFTSIGN;
         d->hold_masked_output = 1;
         break;
-    case 5: name = "gru 7-17 reset after"; push(s, LSTMRT_LAYER_GRU, 7, 17); break;
+    case 5:
+        name = "gru 7-17 reset after";
+        push(s, LSTMRT_LAYER_GRU, 7, 17);
+        break;
     case 6:
         name = "gru 7-17 reset before";
         push(s, LSTMRT_LAYER_GRU, 7, 17)->linear_before_reset = 0;
@@ -261,7 +288,10 @@ static void make_spec(int which, spec *s)
         d->hold_masked_output = 1;
         s->no_bias[0] = 1;
         break;
-    case 9: name = "rnn 7-33 tanh"; push(s, LSTMRT_LAYER_RNN, 7, 33); break;
+    case 9:
+        name = "rnn 7-33 tanh";
+        push(s, LSTMRT_LAYER_RNN, 7, 33);
+        break;
     case 10:
         name = "rnn 1-1 relu, no bias";
         push(s, LSTMRT_LAYER_RNN, 1, 1)->activations[0] = LSTMRT_ACT_RELU;
@@ -336,9 +366,18 @@ static void make_spec(int which, spec *s)
     add_weights(s);
 }
 
-static int spec_is_tokens(const spec *s) { return s->layers[0].kind == LSTMRT_LAYER_EMBEDDING; }
-static int spec_in(const spec *s) { return s->layers[0].input_size; }
-static int spec_out(const spec *s) { return layer_out(&s->layers[s->n - 1]); }
+static int spec_is_tokens(const spec *s)
+{
+    return s->layers[0].kind == LSTMRT_LAYER_EMBEDDING;
+}
+static int spec_in(const spec *s)
+{
+    return s->layers[0].input_size;
+}
+static int spec_out(const spec *s)
+{
+    return layer_out(&s->layers[s->n - 1]);
+}
 
 /* Inputs: uniform [-1, 1], or token ids for an embedding. */
 static float *make_inputs(const spec *s, int64_t batch, int64_t steps)
@@ -400,8 +439,14 @@ static double dot(const float *w, const double *x, int n)
         s += (double)w[k] * x[k];
     return s;
 }
-static double bias_at(const float *b, int j) { return b ? (double)b[j] : 0.0; }
-static double clipped(double v, double clip) { return clip > 0.0 ? fmax(-clip, fmin(clip, v)) : v; }
+static double bias_at(const float *b, int j)
+{
+    return b ? (double)b[j] : 0.0;
+}
+static double clipped(double v, double clip)
+{
+    return clip > 0.0 ? fmax(-clip, fmin(clip, v)) : v;
+}
 
 /* One direction over one sequence: x (T x I), y (T x Hr). Inactive steps carry the state. */
 static void ref_direction(const lstmrt_layer_desc *d, int dir, int reverse, int T, const double *x,
@@ -453,8 +498,8 @@ static void ref_direction(const lstmrt_layer_desc *d, int dir, int reverse, int 
                 rh[j] = g[j] * h[j];
             for (int j = 0; j < H; j++) {
                 const float *w_hn = w->weight_hh + (int64_t)(2 * H + j) * H;
-                const double hn = d->linear_before_reset ? g[j] * gh[2 * H + j]
-                                                         : dot(w_hn, rh, H) + bias_at(w->bias_hh, 2 * H + j);
+                const double hn =
+                    d->linear_before_reset ? g[j] * gh[2 * H + j] : dot(w_hn, rh, H) + bias_at(w->bias_hh, 2 * H + j);
                 m[j] = ref_act(d->activations[1], g[2 * H + j] + hn);
             }
             for (int j = 0; j < H; j++)
@@ -613,7 +658,9 @@ static void test_predict_vs_reference(void)
             const int32_t *lengths = variant == 0 ? NULL : variant == 1 ? lengths_a : lengths_b;
             const uint8_t *mk = variant == 2 ? mask : NULL;
             snprintf(context, sizeof context, "%s, %s", s.name,
-                     variant == 0 ? "plain" : variant == 1 ? "lengths" : "lengths+mask");
+                     variant == 0   ? "plain"
+                     : variant == 1 ? "lengths"
+                                    : "lengths+mask");
             CHECK(lstmrt_model_predict(m, x, PB, PT, lengths, mk, y) == LSTMRT_STATUS_OK);
             ref_predict(&s, x, PB, PT, lengths, mk, want);
             const double err = max_err_ref(y, want, ny);
@@ -632,8 +679,8 @@ static void test_predict_vs_reference(void)
         for (int l = 0; l < s.n; l++)
             for (int dir = 0; dir < s.layers[l].num_directions; dir++) {
                 const lstmrt_direction_weights *w = &s.layers[l].weights[dir];
-                const float *all[6] = {w->weight_ih, w->weight_hh, w->bias_ih, w->bias_hh, w->weight_peephole,
-                                       w->weight_proj};
+                const float *all[6] = {w->weight_ih, w->weight_hh,       w->bias_ih,
+                                       w->bias_hh,   w->weight_peephole, w->weight_proj};
                 for (int k = 0; k < 6; k++)
                     if (all[k]) /* arena memory: ours to overwrite */
                         memset((void *)(uintptr_t)all[k], 0x7f, sizeof(float));
@@ -668,8 +715,8 @@ static void stream_invariants(const spec *s, lstmrt_model_t *m, lstmrt_model_t *
             return;
         CHECK(lstmrt_stream_batch(single[b]) == 1);
         for (int t = 0; t < PT; t++)
-            CHECK(lstmrt_stream_step(single[b], x + ((int64_t)b * PT + t) * I, NULL,
-                                     got + ((int64_t)b * PT + t) * O) == LSTMRT_STATUS_OK);
+            CHECK(lstmrt_stream_step(single[b], x + ((int64_t)b * PT + t) * I, NULL, got + ((int64_t)b * PT + t) * O) ==
+                  LSTMRT_STATUS_OK);
     }
     CHECK(max_abs_diff(got, want, (int64_t)PB * PT * O) <= SAME_TOL);
 
@@ -957,8 +1004,8 @@ static void test_special_values(void)
         CHECK(lstmrt_model_predict(m, x, B, T, NULL, NULL, clean) == LSTMRT_STATUS_OK);
         x[(5 * I) + I - 1] = NAN; /* sequence 0, step 5 */
         CHECK(lstmrt_model_predict(m, x, B, T, NULL, NULL, y) == LSTMRT_STATUS_OK);
-        CHECK(same_bits(y, clean, 5 * O));                          /* before the NaN */
-        CHECK(isnan(y[5 * O]) && isnan(y[(T - 1) * O + O - 1]));    /* it reaches the rest of sequence 0 */
+        CHECK(same_bits(y, clean, 5 * O));                           /* before the NaN */
+        CHECK(isnan(y[5 * O]) && isnan(y[(T - 1) * O + O - 1]));     /* it reaches the rest of sequence 0 */
         CHECK(same_bits(y + T * O, clean + T * O, (B - 1) * T * O)); /* and nothing else */
         for (int64_t i = 0; i < (int64_t)B * T * I; i++)
             x[i] = (i % 3 == 0 ? -1e30f : i % 3 == 1 ? 1e30f : -0.0f);
@@ -979,7 +1026,7 @@ static void test_special_values(void)
 static void test_model_create_errors(void)
 {
     spec ok;
-    make_spec(0, &ok); /* lstm 7-17 */
+    make_spec(0, &ok);                         /* lstm 7-17 */
     lstmrt_model_t *m = (lstmrt_model_t *)&ok; /* poison: must be overwritten with NULL */
     snprintf(context, sizeof context, "model_create");
     EXPECT_FAIL(lstmrt_model_create(ok.layers, 1, NULL), INVALID);
@@ -1020,13 +1067,36 @@ static void test_model_create_errors(void)
             d->go_backwards = 1;
             break;
         case 19: d->num_directions = 2; break; /* backward weights missing */
-        case 20: d->kind = LSTMRT_LAYER_GRU; d->linear_before_reset = 2; break;
-        case 21: d->kind = LSTMRT_LAYER_GRU; d->proj_size = 2; d->weights[0].weight_proj = dummy; break;
-        case 22: d->kind = LSTMRT_LAYER_DENSE; d->num_directions = 2; break;
-        case 23: d->kind = LSTMRT_LAYER_DENSE; d->weights[0].weight_ih = NULL; break;
-        case 24: d->kind = LSTMRT_LAYER_DENSE; d->activations[0] = (lstmrt_activation)77; break;
-        case 25: d->kind = LSTMRT_LAYER_ACTIVATION; d->activations[0] = LSTMRT_ACT_COUNT; break;
-        case 26: d->kind = LSTMRT_LAYER_EMBEDDING; d->input_size = 1; d->num_embeddings = 0; break;
+        case 20:
+            d->kind = LSTMRT_LAYER_GRU;
+            d->linear_before_reset = 2;
+            break;
+        case 21:
+            d->kind = LSTMRT_LAYER_GRU;
+            d->proj_size = 2;
+            d->weights[0].weight_proj = dummy;
+            break;
+        case 22:
+            d->kind = LSTMRT_LAYER_DENSE;
+            d->num_directions = 2;
+            break;
+        case 23:
+            d->kind = LSTMRT_LAYER_DENSE;
+            d->weights[0].weight_ih = NULL;
+            break;
+        case 24:
+            d->kind = LSTMRT_LAYER_DENSE;
+            d->activations[0] = (lstmrt_activation)77;
+            break;
+        case 25:
+            d->kind = LSTMRT_LAYER_ACTIVATION;
+            d->activations[0] = LSTMRT_ACT_COUNT;
+            break;
+        case 26:
+            d->kind = LSTMRT_LAYER_EMBEDDING;
+            d->input_size = 1;
+            d->num_embeddings = 0;
+            break;
         }
         snprintf(context, sizeof context, "model_create broken field case %d", c);
         m = (lstmrt_model_t *)&ok;
@@ -1265,8 +1335,8 @@ static void test_stream_errors(void)
 
 static void test_status_strings(void)
 {
-    static const lstmrt_status all[] = {LSTMRT_STATUS_OK, LSTMRT_STATUS_INVALID_ARGUMENT,
-                                        LSTMRT_STATUS_OUT_OF_MEMORY, LSTMRT_STATUS_UNSUPPORTED};
+    static const lstmrt_status all[] = {LSTMRT_STATUS_OK, LSTMRT_STATUS_INVALID_ARGUMENT, LSTMRT_STATUS_OUT_OF_MEMORY,
+                                        LSTMRT_STATUS_UNSUPPORTED};
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) {
         const char *text = lstmrt_status_string(all[k]);
         CHECK(text != NULL && text[0] != '\0' && strcmp(text, "unknown status") != 0);

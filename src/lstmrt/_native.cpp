@@ -17,7 +17,8 @@ extern "C" {
 namespace py = pybind11;
 using f32array = py::array_t<float, py::array::c_style>;
 
-namespace {
+namespace
+{
 
 // Inputs this long run with the GIL released; shorter ones are faster without the release/acquire pair.
 constexpr int64_t kReleaseGilFloats = 4096;
@@ -97,7 +98,10 @@ struct Model {
 
 // One field of a layer dict: KeyError when missing (pybind11's), TypeError naming the field when it does not
 // convert (pybind11 would raise RuntimeError "Unable to cast").
-std::string type_name(const py::handle &value) { return py::str(py::type::of(value).attr("__name__")); }
+std::string type_name(const py::handle &value)
+{
+    return py::str(py::type::of(value).attr("__name__"));
+}
 
 // Casting a Python value: pybind11 reports a failure as cast_error (RuntimeError in Python) or, when a Python
 // conversion ran (a list to an array), as that conversion's TypeError/ValueError. Both become `message`.
@@ -116,8 +120,7 @@ template <typename T> T cast_or_type_error(const py::object &value, const std::s
 
 template <typename T> T field(const py::dict &d, const char *key, size_t layer)
 {
-    return cast_or_type_error<T>(d[key], "layer " + std::to_string(layer) + ": field '" + key +
-                                             "' has the wrong type");
+    return cast_or_type_error<T>(d[key], "layer " + std::to_string(layer) + ": field '" + key + "' has the wrong type");
 }
 
 // Elements the C runtime reads through a weight pointer, from the desc's sizes: the C API takes bare pointers,
@@ -184,8 +187,8 @@ Model::Model(const py::list &layers)
 {
     std::vector<f32array> keep; // the arrays stay alive until lstmrt_model_create has copied them
     std::vector<lstmrt_layer_desc> descs;
-    static const char *const kWeights[] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_peephole",
-                                           "weight_proj"};
+    static const char *const kWeights[] = {"weight_ih", "weight_hh",       "bias_ih",
+                                           "bias_hh",   "weight_peephole", "weight_proj"};
     for (auto item : layers) {
         const size_t i = descs.size();
         if (!py::isinstance<py::dict>(item))
@@ -213,9 +216,8 @@ Model::Model(const py::list &layers)
             if (!py::isinstance<py::dict>(dirs[k]))
                 throw py::type_error("layer " + std::to_string(i) + ": weights must be a list of dicts");
             auto w = py::reinterpret_borrow<py::dict>(dirs[k]);
-            const float **slots[] = {&L.weights[k].weight_ih,   &L.weights[k].weight_hh,
-                                     &L.weights[k].bias_ih,     &L.weights[k].bias_hh,
-                                     &L.weights[k].weight_peephole, &L.weights[k].weight_proj};
+            const float **slots[] = {&L.weights[k].weight_ih, &L.weights[k].weight_hh,       &L.weights[k].bias_ih,
+                                     &L.weights[k].bias_hh,   &L.weights[k].weight_peephole, &L.weights[k].weight_proj};
             for (size_t j = 0; j < 6; j++)
                 *slots[j] = weight_ptr(w, kWeights[j], L, i, keep);
         }
@@ -291,10 +293,10 @@ struct Stream {
     py::array run(const py::handle &x, py::ssize_t steps)
     {
         const py::ssize_t I = x_shape.back(), O = y_shape.back();
-        std::vector<py::ssize_t> xs = batched ? std::vector<py::ssize_t>{batch, steps, I}
-                                              : std::vector<py::ssize_t>{steps, I};
-        std::vector<py::ssize_t> ys = batched ? std::vector<py::ssize_t>{batch, steps, O}
-                                              : std::vector<py::ssize_t>{steps, O};
+        std::vector<py::ssize_t> xs =
+            batched ? std::vector<py::ssize_t>{batch, steps, I} : std::vector<py::ssize_t>{steps, I};
+        std::vector<py::ssize_t> ys =
+            batched ? std::vector<py::ssize_t>{batch, steps, O} : std::vector<py::ssize_t>{steps, O};
         BusyGuard guard(busy);
         f32array xa = input_array(x, xs, "X", model->tokens);
         f32array ya(ys);
@@ -326,8 +328,8 @@ struct Stream {
     }
 };
 
-py::array predict(const std::shared_ptr<Model> &m, const f32array &x, const py::object &lengths,
-                  const py::object &mask, int32_t threads)
+py::array predict(const std::shared_ptr<Model> &m, const f32array &x, const py::object &lengths, const py::object &mask,
+                  int32_t threads)
 {
     if (x.ndim() != 3 || x.shape(2) != lstmrt_model_input_size(m->ptr))
         throw py::value_error("predict expects a (batch, steps, input_size) float32 array");
