@@ -71,56 +71,65 @@ static void lstm_products_and_cells(const lstmrt_kernels *k, const layer *L, con
     }
 }
 
+/* One row, standard cell, H a multiple of PANEL: the cell runs inside the product (f32_lstm_step), block by block.
+ * A stream step (one step) does both products in one pass over the weights; a block of steps projects the inputs
+ * first, then each step reads the previous h where it was written (the output row of the step before) and writes
+ * the new one (projected, if so) into its own row. Same shape as gru_one_row. */
+static void lstm_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
+                         int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
+                         float *h, float *c, seq_view y)
+{
+    const int64_t H = L->hidden_size, Hr = L->state_h_size, G = 4 * H;
+    const int projected = L->proj_size > 0;
+    float *cell_out = ws->aux; /* o * tanh(c), before the projection */
+    if (steps == 1) {
+        if (!row_active(active, active_stride, 0, 0)) {
+            write_skipped_output(L, h, y.data, Hr);
+            return;
+        }
+        /* h is read until the last block is done: the new h goes to scratch first */
+        k->f32_lstm_step(NULL, x.data, &d->w_ih, d->bias_x, h, &d->w_hh, c, cell_out, sweep_reverse(ws, 0));
+        if (projected)
+            k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, h, Hr);
+        else
+            memcpy(h, cell_out, (size_t)H * sizeof(float));
+        memcpy(y.data, h, (size_t)Hr * sizeof(float));
+        return;
+    }
+    project_inputs(k, &d->w_ih, d->bias_x, 1, steps, x, ws->gates);
+    const float *h_cur = h;
+    for (int64_t s = 0; s < steps; s++) {
+        const int64_t t = reverse ? steps - 1 - s : s;
+        float *y_t = seq_row(y, 0, t);
+        if (row_active(active, active_stride, 0, t)) {
+            k->f32_lstm_step(ws->gates + t * G, NULL, NULL, NULL, h_cur, &d->w_hh, c, projected ? cell_out : y_t,
+                             sweep_reverse(ws, s));
+            if (projected)
+                k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, y_t, Hr);
+            h_cur = y_t;
+        } else {
+            write_skipped_output(L, h_cur, y_t, Hr);
+        }
+    }
+    if (h_cur != h)
+        memcpy(h, h_cur, (size_t)Hr * sizeof(float));
+}
+
 void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
                     int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
                     float *h, float *c, seq_view y)
 {
-    const int64_t H = L->hidden_size, Hr = L->state_h_size, G = 4 * H;
-    const int projected = L->proj_size > 0;
-    float *gates = ws->gates;
-    float *cell_out = ws->aux;                  /* batch x H: o * act(c), before projection */
-    float *tmp = ws->aux + batch * H;           /* batch x H */
-    const int fused = batch == 1 && steps == 1; /* a stream step: both products in one pass over the weights */
-    /* one row, standard cell: the cell runs inside the product (f32_lstm_step), block by block */
-    const int one_pass = batch == 1 && L->fused_default && H % LSTMRT_PANEL == 0;
-    if (!fused)
-        project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, gates);
-
-    /* A block of steps of one unprojected row: each step reads the previous h where it was written (the output
-     * row of the step before) and writes the new h straight into its own output row; no copies in the loop. */
-    if (one_pass && !fused && !projected) {
-        const float *h_cur = h;
-        for (int64_t s = 0; s < steps; s++) {
-            const int64_t t = reverse ? steps - 1 - s : s;
-            float *y_t = seq_row(y, 0, t);
-            if (row_active(active, active_stride, 0, t)) {
-                k->f32_lstm_step(gates + t * G, NULL, NULL, NULL, h_cur, &d->w_hh, c, y_t, sweep_reverse(ws, s));
-                h_cur = y_t;
-            } else {
-                write_skipped_output(L, h_cur, y_t, H);
-            }
-        }
-        if (h_cur != h)
-            memcpy(h, h_cur, (size_t)H * sizeof(float));
+    const int64_t Hr = L->state_h_size, G = 4 * L->hidden_size;
+    if (batch == 1 && L->fused_default && L->hidden_size % LSTMRT_PANEL == 0) {
+        lstm_one_row(k, L, d, ws, steps, reverse, x, active, active_stride, h, c, y);
         return;
     }
-
+    if (!(batch == 1 && steps == 1)) /* a stream step does its input product inside the recurrent one */
+        project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, ws->gates);
     for (int64_t s = 0; s < steps; s++) {
         const int64_t t = reverse ? steps - 1 - s : s;
-        float *g_t = gates + t * G; /* row b at g_t + b * steps * G */
-        if (one_pass) {
-            if (row_active(active, active_stride, 0, t)) {
-                float *h_new = projected ? cell_out : tmp; /* h is still being read while h_new is written */
-                k->f32_lstm_step(fused ? NULL : g_t, x.data, fused ? &d->w_ih : NULL, fused ? d->bias_x : NULL, h,
-                                 &d->w_hh, c, h_new, sweep_reverse(ws, s));
-                if (projected)
-                    k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, h, Hr);
-                else
-                    memcpy(h, tmp, (size_t)H * sizeof(float));
-            }
-        } else {
-            lstm_products_and_cells(k, L, d, ws, batch, steps, s, t, x, active, active_stride, g_t, h, c);
-        }
+        float *g_t = ws->gates + t * G; /* row b at g_t + b * steps * G */
+        lstm_products_and_cells(k, L, d, ws, batch, steps, s, t, x, active, active_stride, g_t, h, c);
         for (int64_t b = 0; b < batch; b++) {
             float *yb = seq_row(y, b, t);
             if (row_active(active, active_stride, b, t))
