@@ -76,8 +76,8 @@ static void lstm_products_and_cells(const lstmrt_kernels *k, const layer *L, con
  * first, then each step reads the previous h where it was written (the output row of the step before) and writes
  * the new one (projected, if so) into its own row. Same shape as gru_one_row. */
 static void lstm_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
-                         int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
-                         float *h, float *c, seq_view y)
+                         int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride, float *h,
+                         float *c, seq_view y)
 {
     const int64_t H = L->hidden_size, Hr = L->state_h_size, G = 4 * H;
     const int projected = L->proj_size > 0;
