@@ -287,15 +287,19 @@ static void f32_gemv__avx2(const float *x1, const packed_matrix *w1, const float
     }
 }
 
-/* The four gate panels of hidden block j are H rows apart (H * k floats): 4 panels x 2 halves = 8 FMA chains. */
-INLINE void gates_part(const float *x, const float *w0, int64_t k, int64_t gs, __m256 acc[8])
+/* The gate panels of hidden block j are H rows apart (gs = H * k floats): 4 panels x 2 halves = 8 FMA chains. Panel q
+ * goes to slots (2q, 2q + 1), the last one to (last, last + 1): a GRU keeps the input and recurrent parts of n
+ * apart, since the reset gate multiplies only the recurrent one. */
+INLINE void gates_part(const float *x, const float *w0, int64_t k, int64_t gs, __m256 acc[8], const int panels,
+                       const int last)
 {
     for (int64_t kk = 0; kk < k; kk++) {
         const __m256 xv = _mm256_broadcast_ss(x + kk);
         const float *wk = w0 + kk * P;
-        for (int q = 0; q < 4; q++) {
-            acc[2 * q] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + q * gs), acc[2 * q]);
-            acc[2 * q + 1] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + q * gs + 8), acc[2 * q + 1]);
+        for (int q = 0; q < panels; q++) {
+            const int a = q == panels - 1 ? last : 2 * q;
+            acc[a] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + q * gs), acc[a]);
+            acc[a + 1] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + q * gs + 8), acc[a + 1]);
         }
     }
 }
@@ -310,8 +314,8 @@ static void f32_lstm_step__avx2(const float *gx, const float *x, const packed_ma
         for (int q = 0; q < 8; q++)
             acc[q] = _mm256_setzero_ps();
         if (w_ih)
-            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc);
-        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc);
+            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 4, 6);
+        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 4, 6);
         for (int half = 0; half < 2; half++) {
             const int64_t jj = j + 8 * half;
             __m256 pre[4];
@@ -330,22 +334,6 @@ static void f32_lstm_step__avx2(const float *gx, const float *x, const packed_ma
     }
 }
 
-/* GRU: the r, z, n panels of a block (H rows apart) x 2 halves into slots (0,1), (2,3) and (n, n+1): the input and
- * recurrent parts of n go to different slots, since the reset gate multiplies only the recurrent one. */
-INLINE void gru_gates_part(const float *x, const float *w0, int64_t k, int64_t gs, __m256 acc[8], const int n)
-{
-    for (int64_t kk = 0; kk < k; kk++) {
-        const __m256 xv = _mm256_broadcast_ss(x + kk);
-        const float *wk = w0 + kk * P;
-        acc[0] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk), acc[0]);
-        acc[1] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + 8), acc[1]);
-        acc[2] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + gs), acc[2]);
-        acc[3] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + gs + 8), acc[3]);
-        acc[n] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + 2 * gs), acc[n]);
-        acc[n + 1] = _mm256_fmadd_ps(xv, _mm256_load_ps(wk + 2 * gs + 8), acc[n + 1]);
-    }
-}
-
 static void f32_gru_step__avx2(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
                                const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
                                int reverse)
@@ -357,8 +345,8 @@ static void f32_gru_step__avx2(const float *gx, const float *x, const packed_mat
         for (int q = 0; q < 8; q++)
             acc[q] = _mm256_setzero_ps();
         if (w_ih)
-            gru_gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 4);
-        gru_gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 6);
+            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 3, 4);
+        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3, 6);
         for (int half = 0; half < 2; half++) {
             const int64_t jj = j + 8 * half;
             __m256 pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */

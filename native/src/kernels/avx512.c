@@ -207,32 +207,37 @@ static void tile_1(int64_t mr, int64_t k, const float *x, int64_t ldx, const flo
     TILE_CASES(1);
 }
 
-/* One row (a step's product): bandwidth-bound on the weights. A unit of four panels shares each broadcast of x;
- * two accumulators per panel (even/odd k) give 8 independent FMA chains, enough to hide the FMA latency on cores
- * with two 512-bit FMA pipes. Units are visited in either order, each always sums k forwards (x1 then x2): the
- * result does not depend on `reverse`. */
-INLINE void gemv4_part(const float *x, const float *w0, int64_t k, int64_t ps, __m512 acc[8])
+/* One row (a step's product): bandwidth-bound on the weights. A unit of `panels` panels (ps floats apart) shares each
+ * broadcast of x; two accumulators per panel (even/odd k: acc[q], acc[q + 4]) give up to 8 independent FMA chains,
+ * enough to hide the FMA latency on cores with two 512-bit FMA pipes. The last panel goes to slot `last` (a GRU
+ * keeps the input and recurrent parts of n apart); the others to their own index. Units are visited in either
+ * order, each always sums k forwards (x1 then x2): the result does not depend on `reverse`. */
+INLINE void panels_part(const float *x, const float *w0, int64_t k, int64_t ps, __m512 acc[8], const int panels,
+                        const int last)
 {
     int64_t kk = 0;
     for (; kk + 2 <= k; kk += 2) {
         const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
         const float *wk = w0 + kk * P;
-        acc[0] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), acc[0]);
-        acc[1] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), acc[1]);
-        acc[2] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), acc[2]);
-        acc[3] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 3 * ps), acc[3]);
-        acc[4] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + P), acc[4]);
-        acc[5] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + ps + P), acc[5]);
-        acc[6] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 2 * ps + P), acc[6]);
-        acc[7] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 3 * ps + P), acc[7]);
+        UNROLL
+        for (int q = 0; q < panels; q++) {
+            const int a = q == panels - 1 ? last : q;
+            acc[a] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + q * ps), acc[a]);
+        }
+        UNROLL
+        for (int q = 0; q < panels; q++) {
+            const int a = q == panels - 1 ? last : q;
+            acc[a + 4] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + q * ps + P), acc[a + 4]);
+        }
     }
     if (kk < k) {
         const __m512 x0 = _mm512_set1_ps(x[kk]);
         const float *wk = w0 + kk * P;
-        acc[0] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), acc[0]);
-        acc[1] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), acc[1]);
-        acc[2] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), acc[2]);
-        acc[3] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 3 * ps), acc[3]);
+        UNROLL
+        for (int q = 0; q < panels; q++) {
+            const int a = q == panels - 1 ? last : q;
+            acc[a] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + q * ps), acc[a]);
+        }
     }
 }
 
@@ -261,9 +266,9 @@ static void f32_gemv__avx512(const float *x1, const packed_matrix *w1, const flo
             __m512 acc[8];
             for (int q = 0; q < 8; q++)
                 acc[q] = _mm512_setzero_ps();
-            gemv4_part(x1, w1->data + p * w1->cols * P, w1->cols, w1->cols * P, acc);
+            panels_part(x1, w1->data + p * w1->cols * P, w1->cols, w1->cols * P, acc, 4, 3);
             if (w2)
-                gemv4_part(x2, w2->data + p * w2->cols * P, w2->cols, w2->cols * P, acc);
+                panels_part(x2, w2->data + p * w2->cols * P, w2->cols, w2->cols * P, acc, 4, 3);
             for (int q = 0; q < 4; q++)
                 finish(_mm512_add_ps(acc[q], acc[q + 4]), bias ? bias + j + q * P : NULL, accumulate, y + j + q * P,
                        lane_mask(n - j - q * P));
@@ -290,8 +295,8 @@ static void f32_lstm_step__avx512(const float *gx, const float *x, const packed_
         for (int q = 0; q < 8; q++)
             acc[q] = _mm512_setzero_ps();
         if (w_ih)
-            gemv4_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc);
-        gemv4_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc);
+            panels_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 4, 3);
+        panels_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 4, 3);
         __m512 pre[4];
         for (int q = 0; q < 4; q++) {
             pre[q] = _mm512_add_ps(acc[q], acc[q + 4]);
@@ -307,31 +312,8 @@ static void f32_lstm_step__avx512(const float *gx, const float *x, const packed_
     }
 }
 
-/* GRU: the r, z, n panels of a block (H rows apart) into accumulator slots 0, 1 and n (+4 for odd k): the input and
- * the recurrent parts of n go to different slots, since the reset gate multiplies only the recurrent one. */
-INLINE void gemv3_part(const float *x, const float *w0, int64_t k, int64_t ps, __m512 acc[8], const int n)
-{
-    int64_t kk = 0;
-    for (; kk + 2 <= k; kk += 2) {
-        const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
-        const float *wk = w0 + kk * P;
-        acc[0] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), acc[0]);
-        acc[1] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), acc[1]);
-        acc[n] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), acc[n]);
-        acc[4] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + P), acc[4]);
-        acc[5] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + ps + P), acc[5]);
-        acc[n + 4] = _mm512_fmadd_ps(x1, _mm512_load_ps(wk + 2 * ps + P), acc[n + 4]);
-    }
-    if (kk < k) {
-        const __m512 x0 = _mm512_set1_ps(x[kk]);
-        const float *wk = w0 + kk * P;
-        acc[0] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk), acc[0]);
-        acc[1] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + ps), acc[1]);
-        acc[n] = _mm512_fmadd_ps(x0, _mm512_load_ps(wk + 2 * ps), acc[n]);
-    }
-}
-
-/* The three gate panels of hidden block j are H rows apart: H * k floats. */
+/* The three gate panels of hidden block j are H rows apart: H * k floats. Slots r, z, n input part, n recurrent part:
+ * the reset gate multiplies only the recurrent one. */
 static void f32_gru_step__avx512(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
                                  const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
                                  int reverse)
@@ -343,8 +325,8 @@ static void f32_gru_step__avx512(const float *gx, const float *x, const packed_m
         for (int q = 0; q < 8; q++)
             acc[q] = _mm512_setzero_ps();
         if (w_ih)
-            gemv3_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 2);
-        gemv3_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3);
+            panels_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 3, 2);
+        panels_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3, 3);
         __m512 pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */
         for (int q = 0; q < 4; q++)
             pre[q] = _mm512_add_ps(acc[q], acc[q + 4]);

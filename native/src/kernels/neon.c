@@ -266,15 +266,20 @@ static void f32_gemv__neon(const float *x1, const packed_matrix *w1, const float
     }
 }
 
-/* The four gate panels of hidden block j are H rows apart (H * k floats): 4 panels x 4 registers = 16 chains. */
-INLINE void gates_part(const float *x, const float *w0, int64_t k, int64_t gs, float32x4_t acc[4][4])
+/* The gate panels of hidden block j are H rows apart (gs = H * k floats): 4 panels x 4 registers = 16 chains. Panel
+ * q goes to acc[q], the last one to acc[last]: a GRU keeps the input and recurrent parts of n apart, since the reset
+ * gate multiplies only the recurrent one. */
+INLINE void gates_part(const float *x, const float *w0, int64_t k, int64_t gs, float32x4_t acc[4][4], const int panels,
+                       const int last)
 {
     for (int64_t kk = 0; kk < k; kk++) {
         const float xv = x[kk];
         const float *wk = w0 + kk * P;
-        for (int q = 0; q < 4; q++)
+        for (int q = 0; q < panels; q++) {
+            const int a = q == panels - 1 ? last : q;
             for (int r = 0; r < 4; r++)
-                acc[q][r] = vfmaq_n_f32(acc[q][r], vld1q_f32(wk + q * gs + 4 * r), xv);
+                acc[a][r] = vfmaq_n_f32(acc[a][r], vld1q_f32(wk + q * gs + 4 * r), xv);
+        }
     }
 }
 
@@ -288,8 +293,8 @@ static void f32_lstm_step__neon(const float *gx, const float *x, const packed_ma
         for (int q = 0; q < 4; q++)
             acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = vdupq_n_f32(0.0f);
         if (w_ih)
-            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc);
-        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc);
+            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 4, 3);
+        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 4, 3);
         for (int r = 0; r < 4; r++) {
             const int64_t jj = j + 4 * r;
             float32x4_t pre[4];
@@ -308,21 +313,6 @@ static void f32_lstm_step__neon(const float *gx, const float *x, const packed_ma
     }
 }
 
-/* GRU: the r, z, n panels of a block (H rows apart) x 4 registers into slots 0, 1 and n: the input and recurrent
- * parts of n go to different slots, since the reset gate multiplies only the recurrent one. */
-INLINE void gru_gates_part(const float *x, const float *w0, int64_t k, int64_t gs, float32x4_t acc[4][4], const int n)
-{
-    for (int64_t kk = 0; kk < k; kk++) {
-        const float xv = x[kk];
-        const float *wk = w0 + kk * P;
-        for (int r = 0; r < 4; r++) {
-            acc[0][r] = vfmaq_n_f32(acc[0][r], vld1q_f32(wk + 4 * r), xv);
-            acc[1][r] = vfmaq_n_f32(acc[1][r], vld1q_f32(wk + gs + 4 * r), xv);
-            acc[n][r] = vfmaq_n_f32(acc[n][r], vld1q_f32(wk + 2 * gs + 4 * r), xv);
-        }
-    }
-}
-
 static void f32_gru_step__neon(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
                                const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
                                int reverse)
@@ -334,8 +324,8 @@ static void f32_gru_step__neon(const float *gx, const float *x, const packed_mat
         for (int q = 0; q < 4; q++)
             acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = vdupq_n_f32(0.0f);
         if (w_ih)
-            gru_gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 2);
-        gru_gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3);
+            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 3, 2);
+        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3, 3);
         for (int r = 0; r < 4; r++) {
             const int64_t jj = j + 4 * r;
             float32x4_t pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */
