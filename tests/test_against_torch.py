@@ -46,6 +46,16 @@ def check_final_state(model, X, state64, lstm):
             assert_cell_close(got[1], state64[1].numpy()[layer], what=f"c_n layer {layer}")
 
 
+def check_recurrent_module(rng, module, B, T, *, lstm):
+    """predict against torch in float64; for one direction also the final state after streaming."""
+    model = lstmrt.from_torch(module)
+    X = inputs(rng, B, T, module.input_size)
+    y64, state64 = torch_run(module, X)
+    assert_close(model.predict(X), y64)
+    if not module.bidirectional:
+        check_final_state(model, X, state64, lstm=lstm)
+
+
 # (input_size, hidden_size, num_layers, bidirectional, proj_size, bias, batch, steps)
 LSTM_CASES = [
     (1, 1, 1, False, 0, True, 1, 500),
@@ -64,12 +74,7 @@ LSTM_CASES = [
 def test_lstm(rng, input_size, hidden_size, layers, bidir, proj, bias, B, T):
     module = torch.nn.LSTM(input_size, hidden_size, num_layers=layers, bidirectional=bidir, proj_size=proj, bias=bias,
                            batch_first=True)
-    model = lstmrt.from_torch(module)
-    X = inputs(rng, B, T, input_size)
-    y64, state64 = torch_run(module, X)
-    assert_close(model.predict(X), y64)
-    if not bidir:
-        check_final_state(model, X, state64, lstm=True)
+    check_recurrent_module(rng, module, B, T, lstm=True)
 
 
 # (input_size, hidden_size, num_layers, bidirectional, bias, batch, steps)
@@ -85,12 +90,7 @@ GRU_CASES = [
 @pytest.mark.parametrize("input_size,hidden_size,layers,bidir,bias,B,T", GRU_CASES)
 def test_gru(rng, input_size, hidden_size, layers, bidir, bias, B, T):
     module = torch.nn.GRU(input_size, hidden_size, num_layers=layers, bidirectional=bidir, bias=bias, batch_first=True)
-    model = lstmrt.from_torch(module)
-    X = inputs(rng, B, T, input_size)
-    y64, h_n = torch_run(module, X)
-    assert_close(model.predict(X), y64)
-    if not bidir:
-        check_final_state(model, X, h_n, lstm=False)
+    check_recurrent_module(rng, module, B, T, lstm=False)
 
 
 # (nonlinearity, input_size, hidden_size, num_layers, bidirectional, batch, steps)
@@ -107,12 +107,7 @@ RNN_CASES = [
 def test_rnn(rng, nonlinearity, input_size, hidden_size, layers, bidir, B, T):
     module = torch.nn.RNN(input_size, hidden_size, num_layers=layers, nonlinearity=nonlinearity, bidirectional=bidir,
                           batch_first=True)
-    model = lstmrt.from_torch(module)
-    X = inputs(rng, B, T, input_size)
-    y64, h_n = torch_run(module, X)
-    assert_close(model.predict(X), y64)
-    if not bidir:
-        check_final_state(model, X, h_n, lstm=False)
+    check_recurrent_module(rng, module, B, T, lstm=False)
 
 
 # -- cells: one stream step = one cell call ---------------------------------------------------------------------
