@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from lstmrt import bench_floor
+from lstmrt.bench_timing import calibrate, time_calls
 
 # --- what is measured -------------------------------------------------------------------------------------
 DEFAULT_SIZES = ((8, 32), (16, 64), (32, 128), (64, 256), (128, 512))  # (input_size, hidden_size)
@@ -42,7 +43,6 @@ FRAMEWORKS = ("torch", "onnxruntime", "tflite")
 
 ROUNDS, QUICK_ROUNDS = 15, 3
 MIN_TIME, QUICK_MIN_TIME = 0.02, 0.002   # seconds per timed batch of calls
-MAX_CALLS = 1 << 20
 
 # fp32 implementations with different summation orders; outputs are bounded by 1 (h = o * tanh(c))
 CHECK_ATOL = 1e-4
@@ -539,33 +539,16 @@ def framework_versions() -> dict:
 
 
 # --- timing -----------------------------------------------------------------------------------------------
-def _time(loop, n) -> float:
-    t0 = time.perf_counter_ns()
-    loop(n)
-    return (time.perf_counter_ns() - t0) * 1e-9
-
-
-def _calibrate(case: Case, min_time: float):
-    case.loop(1)   # the first call allocates, builds caches, picks algorithms (torch, ORT) ...
-    n = 1
-    while True:
-        t = _time(case.loop, n)
-        if t >= min_time or n >= MAX_CALLS:
-            break
-        n = min(MAX_CALLS, max(2 * n, int(n * 1.2 * min_time / max(t, 1e-9))))
-    case.calls = n
-
-
 def _measure(cases, rounds, min_time):
     for case in cases:
-        _calibrate(case, min_time)
+        case.calls = calibrate(case.loop, min_time)
     gc_was_enabled = gc.isenabled()
     gc.disable()   # a collection inside one timed batch would skew that column only
     try:
         for r in range(rounds):
             k = r % len(cases)
             for case in cases[k:] + cases[:k]:   # rotate the order: no column always runs first
-                case.samples.append(_time(case.loop, case.calls) / (case.calls * case.steps_per_call))
+                case.samples.append(time_calls(case.loop, case.calls) / (case.calls * case.steps_per_call))
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -12,9 +12,9 @@ Each is the best of `rounds` timed batches: a floor is what the machine can do, 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+
+from lstmrt.bench_timing import calibrate, time_calls
 
 
 def step_weight_bytes(input_size: int, hidden_size: int) -> int:
@@ -27,21 +27,8 @@ def step_flops(input_size: int, hidden_size: int) -> int:
 
 def _best_per_call(loop, rounds: int, min_time: float) -> float:
     """Seconds per call: calls batched to take min_time, best of `rounds` batches."""
-    loop(1)
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        loop(n)
-        t = time.perf_counter() - t0
-        if t >= min_time or n >= 1 << 24:
-            break
-        n = max(2 * n, int(n * 1.2 * min_time / max(t, 1e-9)))
-    best = t / n
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        loop(n)
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
+    n = calibrate(loop, min_time, max_calls=1 << 24)
+    return min(time_calls(loop, n) for _ in range(max(1, rounds))) / n
 
 
 def measure(byte_sizes, *, rounds: int = 5, min_time: float = 0.02) -> dict:
