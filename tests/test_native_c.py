@@ -17,3 +17,22 @@ def test_c_library_tests_pass(tmp_path):
                             timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "0 failed" in result.stdout
+
+
+def _can_build_32bit() -> bool:
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        return False
+    probe = subprocess.run(["cc", "-m32", "-x", "c", "-", "-o", "/dev/null"], input="int main(void){return 0;}",
+                           capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_build_32bit(), reason="needs a 32-bit C toolchain (Debian: gcc-multilib)")
+def test_c_library_tests_pass_32bit(tmp_path):
+    """The same tests in a 32-bit build (x86 -m32: a 32-bit size_t, as on small ARM boards): every byte count
+    computed from sizes a caller chooses must fail cleanly instead of wrapping to a small block."""
+    build = tmp_path / "build32"
+    result = subprocess.run(["make", "-C", str(NATIVE), "CC=cc -m32", f"BUILD={build}", "test"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "0 failed" in result.stdout

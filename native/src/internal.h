@@ -90,6 +90,7 @@ void lstmrt__clear_error(void);
 
 /* memory.c: 64-byte aligned blocks */
 void *lstmrt__aligned_alloc(size_t bytes);
+float *lstmrt__alloc_floats(int64_t n); /* NULL if n floats do not fit in size_t */
 void lstmrt__aligned_free(void *p);
 
 /* pack.c */
@@ -103,6 +104,7 @@ const char *activation_name(lstmrt_activation a);
 
 /* workspace.c */
 size_t workspace_floats(const lstmrt_model_t *m, int64_t batch, int64_t steps);
+int scratch_fits(const lstmrt_model_t *m, int64_t batch, int64_t steps, double extra_bytes);
 void workspace_bind(workspace *ws, const lstmrt_model_t *m, int64_t batch, int64_t steps, float *base);
 
 /* forward.c: run all layers over `steps` steps. x, y batch-major views. state may be updated in place.

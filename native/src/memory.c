@@ -20,6 +20,15 @@ void *lstmrt__aligned_alloc(size_t bytes)
     return (void *)aligned;
 }
 
+/* A count of floats is an int64 product of sizes; on a 32-bit target its byte count can exceed size_t, and cast
+ * down it would wrap to a small block that the caller then overruns. Such a count fails like malloc. */
+float *lstmrt__alloc_floats(int64_t n)
+{
+    if (n < 0 || (uint64_t)n > (SIZE_MAX - ALIGNMENT - sizeof(void *)) / sizeof(float))
+        return NULL;
+    return lstmrt__aligned_alloc((size_t)n * sizeof(float));
+}
+
 void lstmrt__aligned_free(void *p)
 {
     if (p)

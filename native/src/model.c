@@ -102,7 +102,7 @@ static int32_t layer_output_size(const lstmrt_layer_desc *d)
 
 static float *copy_floats(const float *src, int64_t n, int64_t *bytes)
 {
-    float *dst = lstmrt__aligned_alloc((size_t)n * sizeof(float));
+    float *dst = lstmrt__alloc_floats(n);
     if (dst) {
         if (src)
             memcpy(dst, src, (size_t)n * sizeof(float));

@@ -6,14 +6,14 @@
 lstmrt_status pack_matrix(packed_matrix *dst, const float *w, int64_t rows, int64_t cols)
 {
     const int64_t panels = (rows + LSTMRT_PANEL - 1) / LSTMRT_PANEL;
-    const size_t floats = (size_t)(panels * cols * LSTMRT_PANEL);
+    const int64_t floats = panels * cols * LSTMRT_PANEL;
     dst->rows = rows;
     dst->cols = cols;
-    dst->data = lstmrt__aligned_alloc((floats ? floats : 1) * sizeof(float));
+    dst->data = lstmrt__alloc_floats(floats ? floats : 1);
     if (!dst->data)
         return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate %lld x %lld packed weights", (long long)rows,
                             (long long)cols);
-    memset(dst->data, 0, floats * sizeof(float));
+    memset(dst->data, 0, (size_t)floats * sizeof(float));
     for (int64_t r = 0; r < rows; r++) {
         float *panel = dst->data + (r / LSTMRT_PANEL) * cols * LSTMRT_PANEL;
         const int64_t j = r % LSTMRT_PANEL;

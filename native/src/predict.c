@@ -40,14 +40,8 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int6
     if (s != LSTMRT_STATUS_OK || steps == 0)
         return s;
     const int64_t block = needs_whole_sequence(m) ? steps : (steps < block_steps(batch) ? steps : block_steps(batch));
-    /* Scratch grows with batch x block x the widest layer: a byte count beyond size_t must fail here, because
-     * computed modulo 2^64 it can come out small, be allocated, and be overrun. Estimated in double (the factor
-     * 2 margin dwarfs its rounding); 80 floats cover the 16-float rounding of the five buffers. */
-    const double need = ((double)batch * (double)block * (m->max_gate_width + 3.0 * m->max_width) +
-                         (double)batch * (4.0 * m->max_hidden + (double)m->state_size) + 80.0) *
-                            sizeof(float) +
-                        (double)batch * (double)steps;
-    if (need > (double)(SIZE_MAX / 2))
+    /* Scratch grows with batch x block x the widest layer, plus a byte per step for lengths / mask */
+    if (!scratch_fits(m, batch, block, (double)batch * (double)steps))
         return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "scratch for %lld x %lld steps exceeds the address space",
                             (long long)batch, (long long)steps);
     const size_t ws_floats = workspace_floats(m, batch, block);

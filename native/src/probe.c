@@ -28,7 +28,7 @@ static void fill(float *v, int64_t n)
 
 static lstmrt_status pack_filled(packed_matrix *m, int64_t rows, int64_t cols)
 {
-    float *w = lstmrt__aligned_alloc((size_t)(rows * cols) * sizeof(float));
+    float *w = lstmrt__alloc_floats(rows * cols);
     if (!w)
         return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "probe: cannot allocate %lld floats",
                             (long long)(rows * cols));
@@ -53,9 +53,9 @@ lstmrt_status lstmrt_probe_create(int64_t stream_bytes, lstmrt_probe_t **out)
     p->stream_floats = stream_bytes / 64 * 16; /* whole cache lines */
     lstmrt_status s = pack_filled(&p->compute, COMPUTE_N, COMPUTE_K);
     if (s == LSTMRT_STATUS_OK) {
-        p->stream = lstmrt__aligned_alloc((size_t)p->stream_floats * sizeof(float));
-        p->x = lstmrt__aligned_alloc((size_t)(COMPUTE_M * COMPUTE_K) * sizeof(float));
-        p->y = lstmrt__aligned_alloc((size_t)(COMPUTE_M * COMPUTE_N) * sizeof(float));
+        p->stream = lstmrt__alloc_floats(p->stream_floats);
+        p->x = lstmrt__alloc_floats(COMPUTE_M * COMPUTE_K);
+        p->y = lstmrt__alloc_floats(COMPUTE_M * COMPUTE_N);
         if (!p->stream || !p->x || !p->y) {
             s = lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "probe: cannot allocate %lld bytes", (long long)stream_bytes);
         } else {

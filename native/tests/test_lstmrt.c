@@ -1188,6 +1188,22 @@ static void test_out_of_memory(void)
         CHECK(y[0] == 5.0f);
     }
     lstmrt_model_free(m);
+
+    /* On a 32-bit target, sizes a caller can ask for wrap size_t: Dense 1 -> 1024 -> 1 streamed with batch 2^20
+     * needs 12.9 GB of scratch, 20 MB modulo 2^32. (On 64-bit the same stream is merely large.) */
+    if (sizeof(size_t) < 8) {
+        memset(&s, 0, sizeof s);
+        push(&s, LSTMRT_LAYER_DENSE, 1, 1024)->weights[0].weight_ih = new_floats(1024);
+        push(&s, LSTMRT_LAYER_DENSE, 1024, 1)->weights[0].weight_ih = new_floats(1024);
+        snprintf(context, sizeof context, "stream scratch size wraps around (32-bit)");
+        m = create_model(&s);
+        if (m) {
+            lstmrt_stream_t *st = (lstmrt_stream_t *)&s;
+            EXPECT_FAIL(lstmrt_stream_create(m, 1 << 20, &st), LSTMRT_STATUS_OUT_OF_MEMORY);
+            CHECK(st == NULL);
+        }
+        lstmrt_model_free(m);
+    }
     arena_reset();
 }
 
