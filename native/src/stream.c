@@ -19,10 +19,7 @@ lstmrt_status lstmrt_stream_create(const lstmrt_model_t *m, int32_t batch, lstmr
         return lstmrt__fail(LSTMRT_STATUS_UNSUPPORTED, "the model has a bidirectional (or go_backwards) layer: it "
                                                        "needs the future, so it cannot be streamed; use predict");
     if (!scratch_fits(m, batch, block_steps(batch), 0.0))
-        return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY,
-                            "a stream of batch %d needs more scratch than the address "
-                            "space holds",
-                            batch);
+        return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "a stream of batch %d needs more scratch than fits", batch);
     lstmrt_stream_t *s = calloc(1, sizeof *s);
     if (!s)
         return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate a stream");
