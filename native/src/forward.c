@@ -11,6 +11,17 @@ static void run_dense(const lstmrt_kernels *k, const layer *L, int64_t batch, in
     }
 }
 
+/* The ids were validated before the call, but Python releases the GIL around long calls, so another thread may
+ * rewrite x meanwhile: a changed id gives a zero row (as Keras does for masked ids), never a read out of bounds. */
+static void embed(const layer *L, float id, float *y)
+{
+    const int64_t n = L->output_size;
+    if (id >= 0.0f && id < (float)L->num_embeddings)
+        memcpy(y, L->vec_a + (int64_t)id * n, (size_t)n * sizeof(float));
+    else
+        memset(y, 0, (size_t)n * sizeof(float));
+}
+
 static void run_elementwise(const lstmrt_kernels *k, const layer *L, int64_t batch, int64_t steps, seq_view x,
                             seq_view y)
 {
@@ -22,8 +33,8 @@ static void run_elementwise(const lstmrt_kernels *k, const layer *L, int64_t bat
             if (L->kind == LSTMRT_LAYER_AFFINE)
                 for (int64_t j = 0; j < n; j++)
                     yr[j] = xr[j] * L->vec_a[j] + L->vec_b[j];
-            else if (L->kind == LSTMRT_LAYER_EMBEDDING) /* ids were validated before the call */
-                memcpy(yr, L->vec_a + (int64_t)xr[0] * n, (size_t)n * sizeof(float));
+            else if (L->kind == LSTMRT_LAYER_EMBEDDING)
+                embed(L, xr[0], yr);
             else
                 memcpy(yr, xr, (size_t)n * sizeof(float));
         }

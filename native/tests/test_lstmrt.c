@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h" /* one test drives forward_layers directly */
 #include "lstmrt.h"
 
 /* float32 runtime vs float64 reference, sizes up to 33 and 300 steps: the engine issue's contract. */
@@ -1207,6 +1208,37 @@ static void test_out_of_memory(void)
     arena_reset();
 }
 
+/* Token ids are validated before a call runs, but another thread may rewrite x while the call runs (Python
+ * releases the GIL): the lookup itself must stay in bounds. forward_layers is driven directly with ids that the
+ * public entry points would refuse. */
+static void test_embedding_id_changed_during_call(void)
+{
+    spec s;
+    memset(&s, 0, sizeof s);
+    lstmrt_layer_desc *e = push(&s, LSTMRT_LAYER_EMBEDDING, 1, 3);
+    e->num_embeddings = 4;
+    float *table = new_floats(12);
+    for (int i = 0; i < 12; i++)
+        table[i] = (float)(i + 1);
+    e->weights[0].weight_ih = table;
+    snprintf(context, sizeof context, "embedding id changed during a call");
+    lstmrt_model_t *m = create_model(&s);
+    lstmrt_stream_t *st = NULL;
+    if (m && CHECK(lstmrt_stream_create(m, 1, &st) == LSTMRT_STATUS_OK)) {
+        const float ids[] = {2.0f, 4.0f, -1.0f, 1e6f, -1e30f, NAN, INFINITY};
+        for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+            float x[1] = {ids[i]}, y[3] = {-7.0f, -7.0f, -7.0f};
+            seq_view xv = {x, 1, 1}, yv = {y, 3, 3};
+            forward_layers(m, &st->ws, 1, 1, xv, NULL, 1, st->state, yv, 0);
+            for (int j = 0; j < 3; j++)
+                CHECK(y[j] == (i == 0 ? table[6 + j] : 0.0f));
+        }
+    }
+    lstmrt_stream_free(st);
+    lstmrt_model_free(m);
+    arena_reset();
+}
+
 static void test_predict_errors(void)
 {
     spec s;
@@ -1500,6 +1532,7 @@ int main(int argc, char **argv)
     RUN(test_special_values);
     RUN(test_model_create_errors);
     RUN(test_out_of_memory);
+    RUN(test_embedding_id_changed_during_call);
     RUN(test_predict_errors);
     RUN(test_stream_errors);
     RUN(test_probes);
