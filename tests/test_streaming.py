@@ -189,6 +189,30 @@ def test_step_writes_into_out(rng, batch):
         assert np.array_equal(buf, twin.step(x))
 
 
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("overlap", ["same array", "shifted view"])
+def test_step_out_may_share_memory_with_x(rng, batch, overlap):
+    """step(x, out=x) works as NumPy's ufuncs do: a Dense layer alone reads x while it writes y, so without a copy
+    its later output blocks would read outputs already written (wrong by ~40 here before the fix)."""
+    n = 40  # more than one 16-wide output block
+    model = lstmrt.Model([lstmrt.Dense(rng.standard_normal((n, n)).astype(np.float32),
+                                       rng.standard_normal(n).astype(np.float32))])
+    s, twin = model.stream(batch=batch), model.stream(batch=batch)
+    shape = (n,) if batch is None else (batch, n)
+    for _ in range(2):
+        x = inputs(rng, *shape)
+        expected = twin.step(x)
+        if overlap == "same array":
+            out = x.copy()
+            xin = out
+        else:
+            buf = np.zeros(int(np.prod(shape)) + 8, np.float32)
+            xin, out = buf[:x.size].reshape(shape), buf[8:].reshape(shape)
+            xin[...] = x
+        assert s.step(xin, out=out) is out
+        np.testing.assert_array_equal(out, expected)
+
+
 @pytest.mark.parametrize("which", ["bidirectional", "go_backwards"])
 def test_bidirectional_model_cannot_stream(rng, which):
     if which == "bidirectional":

@@ -87,6 +87,18 @@ f32array output_array(const py::object &out, const std::vector<py::ssize_t> &sha
     return a;
 }
 
+// out may be x itself, or share memory with it (step(x, out=x)); a layer that writes y while it still reads x
+// (a Dense head alone, say) would then read its own outputs. Such an x is copied first, as NumPy's ufuncs do.
+f32array unaliased_input(f32array x, const f32array &y)
+{
+    const char *xb = reinterpret_cast<const char *>(x.data()), *yb = reinterpret_cast<const char *>(y.data());
+    if (xb >= yb + y.nbytes() || yb >= xb + x.nbytes())
+        return x;
+    f32array copy(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    std::memcpy(copy.mutable_data(), x.data(), (size_t)x.nbytes());
+    return copy;
+}
+
 struct Model {
     lstmrt_model_t *ptr = nullptr;
     bool tokens = false; // first layer is an embedding: integer inputs are token ids
@@ -277,6 +289,7 @@ struct Stream {
         BusyGuard guard(busy);
         f32array xa = input_array(x, x_shape, "x", model->tokens);
         f32array ya = output_array(out, y_shape);
+        xa = unaliased_input(xa, ya);
         float *y = ya.mutable_data();
         const float *xp = xa.data();
         lstmrt_status s;

@@ -31,6 +31,12 @@ cdef inline bint exact_f32(object a, int ndim, cnp.npy_intp *shape):
     return True
 
 
+cdef inline bint overlap(cnp.ndarray a, cnp.npy_intp a_bytes, cnp.ndarray b, cnp.npy_intp b_bytes):
+    cdef const char *pa = <const char *>cnp.PyArray_DATA(a)
+    cdef const char *pb = <const char *>cnp.PyArray_DATA(b)
+    return pa < pb + b_bytes and pb < pa + a_bytes
+
+
 cdef class StepFunction:
     """step(x, out=None) of one native stream."""
 
@@ -42,6 +48,7 @@ cdef class StepFunction:
     cdef int ndim
     cdef cnp.npy_intp x_shape[2]
     cdef cnp.npy_intp y_shape[2]
+    cdef cnp.npy_intp x_bytes, y_bytes  # of an exact float32 x and out (shapes fixed per stream)
 
     def __cinit__(self, native, tuple x_shape, tuple y_shape):
         stream, busy, fn = native._handles()
@@ -51,17 +58,21 @@ cdef class StepFunction:
         self.native = native
         self.slow = native.step
         self.ndim = len(x_shape)
+        self.x_bytes = self.y_bytes = 4
         for i in range(self.ndim):
             self.x_shape[i] = x_shape[i]
             self.y_shape[i] = y_shape[i]
+            self.x_bytes *= x_shape[i]
+            self.y_bytes *= y_shape[i]
 
     def step(self, x, out=None):
         if self.busy[0] or not exact_f32(x, self.ndim, self.x_shape):
             return self.slow(x, out)
         if out is None:
             out = cnp.PyArray_EMPTY(self.ndim, self.y_shape, cnp.NPY_FLOAT32, 0)
-        elif not exact_f32(out, self.ndim, self.y_shape) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
-            return self.slow(x, out)
+        elif (not exact_f32(out, self.ndim, self.y_shape) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)
+              or overlap(<cnp.ndarray>x, self.x_bytes, <cnp.ndarray>out, self.y_bytes)):
+            return self.slow(x, out)  # the binding copies an x that shares memory with out
         if self.fn(self.stream, <const float *>cnp.PyArray_DATA(<cnp.ndarray>x), NULL,
                    <float *>cnp.PyArray_DATA(<cnp.ndarray>out)) != 0:
             return self.slow(x, out)  # a C-side refusal (token id): the binding re-checks and raises
