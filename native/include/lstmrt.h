@@ -148,8 +148,9 @@ lstmrt_status lstmrt_stream_create(const lstmrt_model_t *model, int32_t batch, l
 void lstmrt_stream_free(lstmrt_stream_t *stream);
 int32_t lstmrt_stream_batch(const lstmrt_stream_t *stream);
 
-/* One step. x: (batch, input_size); y: (batch, output_size). active (batch) optional: 0 skips that row
- * (state carried; its output is 0, or the previous output for hold_masked_output layers). No allocation. */
+/* One step. x: (batch, input_size); y: (batch, output_size). active (batch) optional: 0 skips that row in the
+ * recurrent layers (state carried; such a layer outputs 0, or its previous output with hold_masked_output) while
+ * the layers after them still apply, as with Keras masking: a Dense head then outputs act(bias). No allocation. */
 lstmrt_status lstmrt_stream_step(lstmrt_stream_t *stream, const float *x, const uint8_t *active, float *y);
 
 /* `steps` steps, state carried. x: (batch, steps, input_size); y: (batch, steps, output_size). */

@@ -41,7 +41,8 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
     if ((int)d->merge_mode < 0 || d->merge_mode > LSTMRT_MERGE_AVE)
         return FAIL("layer %d: unknown merge mode %d", index, (int)d->merge_mode);
     if (d->proj_size != 0 && (d->kind != LSTMRT_LAYER_LSTM || !dim_ok(d->proj_size)))
-        return FAIL("layer %d: proj_size %d (only an LSTM has a projection, size >= 1)", index, d->proj_size);
+        return FAIL("layer %d: proj_size %d (only an LSTM has a projection, size in [1, %d])", index, d->proj_size,
+                    LSTMRT_MAX_DIM);
     if (d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE) {
         if (d->kind == LSTMRT_LAYER_ACTIVATION && !activation_ok(d->activations[0], 1))
             return FAIL("layer %d: unknown activation %d", index, (int)d->activations[0]);
@@ -53,7 +54,7 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
         if (index != 0)
             return FAIL("layer %d: an embedding must be the first layer", index);
         if (d->input_size != 1 || !dim_ok(d->num_embeddings))
-            return FAIL("layer %d: embedding needs input_size 1 and num_embeddings >= 1", index);
+            return FAIL("layer %d: embedding needs input_size 1 and num_embeddings in [1, %d]", index, LSTMRT_MAX_DIM);
         if (!d->weights[0].weight_ih)
             return FAIL("layer %d: embedding table is NULL", index);
         return LSTMRT_STATUS_OK;
@@ -250,7 +251,9 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
     if (!out)
         return FAIL("out is NULL");
     *out = NULL;
-    if (!layers || num_layers < 1 || num_layers > 4096)
+    if (!layers)
+        return FAIL("layers is NULL");
+    if (num_layers < 1 || num_layers > 4096)
         return FAIL("need between 1 and 4096 layers, got %d", num_layers);
     for (int32_t l = 0; l < num_layers; l++) {
         lstmrt_status s = validate_layer(&layers[l], l);

@@ -71,7 +71,8 @@ lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *m, const float 
         }
         for (int64_t k = 0; k < n; k++)
             if (parts[k].status != LSTMRT_STATUS_OK)
-                return lstmrt__fail(parts[k].status, "predict of rows in a worker thread failed: %s",
+                return lstmrt__fail(parts[k].status, "predict of slice %lld of %lld (%lld rows) failed: %s",
+                                    (long long)k, (long long)n, (long long)parts[k].batch,
                                     lstmrt_status_string(parts[k].status));
         lstmrt__clear_error();
         return LSTMRT_STATUS_OK;

@@ -1032,6 +1032,7 @@ static void test_model_create_errors(void)
     snprintf(context, sizeof context, "model_create");
     EXPECT_FAIL(lstmrt_model_create(ok.layers, 1, NULL), INVALID);
     EXPECT_FAIL(lstmrt_model_create(NULL, 1, &m), INVALID);
+    CHECK(strstr(lstmrt_last_error(), "layers is NULL") != NULL);
     CHECK(m == NULL);
     EXPECT_FAIL(lstmrt_model_create(ok.layers, 0, &m), INVALID);
     EXPECT_FAIL(lstmrt_model_create(ok.layers, -3, &m), INVALID);
