@@ -209,6 +209,19 @@ def test_zip_duplicate_names(base, member, tmp_path, recwarn):
         lstmrt.load(path)
 
 
+@pytest.mark.parametrize("field, value", [("class_name", {"class_name": "LSTM"}), ("class_name", 7),
+                                          ("name", ["lstm"]), ("config", {"name": {"a": 1}})])
+def test_keras_layer_names_that_are_not_strings(field, value, tmp_path):
+    """Found by the fuzzer (seed 31): a layer's class_name mutated into a dict reached a regex as a TypeError."""
+    with zipfile.ZipFile(CORPUS / "keras3.keras") as zf:
+        config = json.loads(zf.read("config.json"))
+    layer = config["config"]["layers"][2]  # the LSTM
+    layer[field] = value
+    path = replace_member(CORPUS / "keras3.keras", tmp_path / "model.keras", "config.json", json.dumps(config).encode())
+    with pytest.raises(CorruptFileError, match="must be strings"):
+        lstmrt.load(path)
+
+
 @pytest.mark.parametrize("base, member", [("state_dict.pt", "state_dict/data/0"), ("keras3.keras", "extra.bin"),
                                           ("scripted.pt", "scripted/code/__torch__/bomb.py")])
 def test_zip_bomb_refused_before_decompressing(base, member, tmp_path):

@@ -37,6 +37,9 @@ def _entry(layer: dict) -> Entry:
     cls = layer.get("class_name", "?")
     cfg = layer.get("config") or {}
     name = layer.get("name") or (cfg.get("name") if isinstance(cfg, dict) else None) or cls
+    if not isinstance(cls, str) or not isinstance(name, str):  # both become names and dict keys later
+        raise TypeError(f"a layer's class_name and name must be strings, not {type(cls).__name__} and "
+                        f"{type(name).__name__}")
     return Entry(cls, cfg if isinstance(cfg, dict) else {}, name)
 
 
