@@ -23,6 +23,7 @@ import argparse
 import faulthandler
 import io
 import json
+import os
 import pickletools
 import random
 import struct
@@ -39,6 +40,9 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "fuzz_corpus"
 BITFLIP_SEEDS = 24  # seeded bit-flip variants of every seed file, before the timed random phase
 HANG_SECONDS = 60  # per input: a hang guard, far above any load of a corpus file (milliseconds)
+# libhdf5 can loop forever on a damaged file; the loader's answer is its helper-process timeout (then a
+# CorruptFileError). Its default (300 s) is above the hang guard, so the worker shortens it (seen with seed 31).
+HDF5_TIMEOUT_SECONDS = HANG_SECONDS / 4
 ADDRESS_SPACE = 6 << 30  # the worker's RLIMIT_AS: a declared size that gets allocated fails here, not in the OOM killer
 INTERESTING = [0, 1, 2, 3, 7, 8, 255, 256, 4096, 65535, 65536, 2**24, 2**24 + 1, 2**31 - 1, 2**31, 2**32 - 1,
                2**32, 2**48, 2**62, 2**63 - 1, 10**9, 10**12, 10**18, -1, -2, -(2**31), -(2**63)]
@@ -616,6 +620,7 @@ def main(argv=None) -> int:
     except (ImportError, ValueError, OSError):  # pragma: no cover - not on every platform
         pass
     faulthandler.enable()
+    os.environ["LSTMRT_HDF5_TIMEOUT"] = str(HDF5_TIMEOUT_SECONDS)
     run = run_loaders if args.target == "loaders" else run_native
     summary = run(args.seconds, args.seed, args.artifacts, args.only)
     args.out.write_text(json.dumps(summary, indent=1))
