@@ -375,6 +375,18 @@ def test_hdf5_damaged_global_heap_does_not_hang(tmp_path):
         lstmrt.load(tmp_path / "m.h5")
 
 
+def test_hdf5_global_heap_with_damaged_reserved_bytes_does_not_hang(tmp_path, monkeypatch):
+    """Found by the fuzzer (seed 31): a reserved byte and the collection size of the first global heap changed;
+    libhdf5 ignores the reserved bytes and loops forever on the size. The check must still walk that heap."""
+    monkeypatch.setenv("LSTMRT_HDF5_TIMEOUT", "10")  # were the check to miss it: fail in seconds, not minutes
+    raw = bytearray((CORPUS / "keras3.weights.h5").read_bytes())
+    at = _first_global_heap_object(raw) - 16
+    raw[at + 7] = raw[at + 8] = 0xFF  # last reserved byte; low byte of the collection size
+    (tmp_path / "m.weights.h5").write_bytes(raw)
+    with pytest.raises(CorruptFileError, match="global heap"):
+        hdf5.read(tmp_path / "m.weights.h5", "m.weights.h5")
+
+
 def test_hdf5_file_that_crashes_libhdf5(tmp_path):
     """Bytes found by the fuzzer: libhdf5 1.14 segfaults reading this model_config attribute. The crash happens in
     lstmrt's helper process and is a CorruptFileError here (with a libhdf5 that does not crash, also one)."""

@@ -115,12 +115,14 @@ def check_global_heaps(raw, source) -> None:
     """Walk every global heap collection (GCOL: where variable-length strings such as model_config live) as
     libhdf5 will, refusing one whose object sizes leave the collection. libhdf5 1.14 walks such a collection
     with unchecked pointer arithmetic: a damaged size makes it loop forever (or read wild memory) on the first
-    string attribute read. Collections are found by signature plus the header fields that must follow it."""
+    string attribute read. Collections are found as libhdf5 checks them: signature and version 1; the reserved
+    bytes after the version are not looked at (a collection with damaged reserved bytes was skipped here and
+    then hung libhdf5: found by the fuzzer)."""
     lengths = _superblock_lengths(raw)
     header = 8 + lengths  # signature, version, 3 reserved bytes, collection size
     at = raw.find(b"GCOL")
     while at >= 0:
-        if raw[at + 4:at + 8] == b"\x01\x00\x00\x00" and at + header <= len(raw):
+        if raw[at + 4] == 1 and at + header <= len(raw):
             size = int.from_bytes(raw[at + 8:at + 8 + lengths], "little")
             end = at + min(size, len(raw) - at)
             p = at + header
