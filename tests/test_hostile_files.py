@@ -9,6 +9,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -413,6 +414,42 @@ def test_hdf5_helper_failures_are_corrupt_file_errors(script, words, monkeypatch
     with pytest.raises(CorruptFileError, match=words):
         hdf5.read(CORPUS / "keras3.h5", "keras3.h5")
     helper.close()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's new parent may be slow to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses a FIFO and /proc")
+def test_hdf5_helper_ends_when_its_caller_dies_mid_request(tmp_path):
+    """Seen in a fuzz run: the caller died while libhdf5 looped in the helper, and the orphaned helper burned a core
+    until stopped by hand. Here the helper blocks opening a FIFO (no writer ever comes) and its caller is killed;
+    the helper must end by itself soon after the request's timeout."""
+    fifo = tmp_path / "never.h5"
+    os.mkfifo(fifo)
+    script = ("import sys; from lstmrt.loaders import hdf5\n"
+              "hdf5._HELPER._start(); print(hdf5._HELPER._proc.pid, flush=True)\n"
+              "hdf5.read(sys.argv[1], 'never.h5')\n")
+    caller = subprocess.Popen([sys.executable, "-c", script, str(fifo)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, LSTMRT_HDF5_TIMEOUT="2"))
+    helper = int(caller.stdout.readline())
+    try:
+        time.sleep(0.5)  # the request is on its way; the caller would kill the helper itself at 2 s
+        caller.kill()
+        caller.wait()
+        deadline = time.monotonic() + 30
+        while _running(helper) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _running(helper), "the orphaned HDF5 helper is still running 30 s after its caller died"
+    finally:
+        caller.stdout.close()
+        if _running(helper):
+            os.kill(helper, 9)
 
 
 # -- safetensors ----------------------------------------------------------------------------------------------------

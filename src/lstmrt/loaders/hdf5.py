@@ -6,7 +6,9 @@ not die or hang on a downloaded file, so lstmrt never parses a file with libhdf5
 process (started on first use, reused, restarted after a failure) opens the file with h5py, refuses what
 must not be followed (check_hdf5: external links, virtual and external datasets, plugin filters, sizes declared
 beyond the data, damaged global heaps), and sends back the groups, attributes and numeric datasets as plain
-JSON + raw bytes (never a pickle). A crash or a hang of the helper is a CorruptFileError naming the file.
+JSON + raw bytes (never a pickle). A crash or a hang of the helper is a CorruptFileError naming the file. A
+helper whose caller died in the middle of a request (so nobody will kill it) ends by itself shortly after the
+request's timeout (POSIX: an alarm signal, which ends the process even inside a libhdf5 loop).
 
 LSTMRT_HDF5_IN_PROCESS=1 parses in the calling process instead (faster; only for files you trust: a damaged file
 can then crash the process). LSTMRT_HDF5_TIMEOUT (seconds, default 300) bounds one file's parse."""
@@ -18,6 +20,7 @@ import json
 import math
 import mmap
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -187,6 +190,7 @@ class _Helper:
 
     def ask(self, request: dict, data: bytes, origin) -> tuple:
         timeout = float(os.environ.get(TIMEOUT_ENV) or _DEFAULT_TIMEOUT)
+        request = dict(request, timeout=timeout)  # the helper's own deadline, should this process die
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._start()
@@ -230,12 +234,20 @@ def _serve() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     inp = sys.stdin.buffer
+    alarm = getattr(signal, "alarm", None)  # POSIX; SIGALRM's default action ends the process
+    if alarm:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
     while True:
         request = _receive(inp)
         data = _receive(inp)
         if request is None or data is None:
             return
-        header, blob = _snapshot(json.loads(request), data)
+        request = json.loads(request)
+        if alarm:  # the caller kills a late helper at `timeout`; this only fires if the caller is gone
+            alarm(math.ceil(float(request.get("timeout") or _DEFAULT_TIMEOUT)) + 2)
+        header, blob = _snapshot(request, data)
+        if alarm:
+            alarm(0)
         _send(out, json.dumps(header).encode())
         _send(out, blob)
         out.flush()
