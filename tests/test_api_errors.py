@@ -144,6 +144,8 @@ def test_failed_step_leaves_state_unchanged(model, rng, batch, x, exc, words):
     (np.zeros((1, 2), F32), ValueError, r"out has shape \(1, 2\), expected \(2,\)"),
     (np.zeros(4, F32)[::2], ValueError, "out must be C-contiguous"),
     ([0.0, 0.0], TypeError, "out must be a NumPy float32 array, got list"),
+    (np.zeros(2, ">f4"), TypeError, "out has dtype >f4; expected float32"),
+    (np.zeros(9, np.uint8)[1:].view(F32), ValueError, "out must be aligned"),
 ])
 def test_bad_out_buffer_leaves_state_unchanged(model, rng, out, exc, words):
     s = advanced(model, rng)
@@ -163,12 +165,53 @@ def test_read_only_out_buffer(model, rng):
     assert_unchanged(s, before)
 
 
+def misaligned(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of the float32 array `a` one byte off its alignment."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    out = buf[1:].view(F32).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out
+
+
 def test_step_converts_lists_other_floats_and_strided_inputs(model, rng):
     x = rng.standard_normal(3).astype(F32)
     s = advanced(model, rng)
     want = s.copy().step(x)
     for variant in (x.tolist(), x.astype(np.float64), np.repeat(x, 2)[::2]):
         assert np.array_equal(s.copy().step(variant), want)
+
+
+@pytest.mark.parametrize("batch", [None, 2])
+def test_byte_swapped_and_misaligned_float32_inputs(model, rng, batch):
+    """A '>f4' array is NPY_FLOAT32 too: the step's fast path took it as is, read swapped bytes (silently wrong
+    outputs, NaN in the state). Such inputs, and misaligned ones, are converted like any other layout."""
+    lead = () if batch is None else (batch,)
+    x, X = rng.standard_normal(lead + (3,)).astype(F32), rng.standard_normal(lead + (6, 3)).astype(F32)
+    s = advanced(model, rng, batch)
+    want_step, want_run = s.copy().step(x), s.copy().run(X)
+    want_predict = model.predict(X)
+    for convert in (lambda a: a.astype(">f4"), misaligned):
+        assert np.array_equal(s.copy().step(convert(x)), want_step)
+        assert np.array_equal(s.copy().run(convert(X)), want_run)
+        assert np.array_equal(model.predict(convert(X)), want_predict)
+
+
+def test_token_step_takes_ids_as_run_does(tokens, rng):
+    """Token ids step without their feature axis, like Stream.run and predict take them: an int, a 0-d array or
+    (1,) for one stream, (N,) or (N, 1) for N streams."""
+    ids = rng.integers(0, 7, size=(2, 4))
+    want = tokens.stream(batch=2).run(ids)
+    for shape in ((2,), (2, 1)):
+        s = tokens.stream(batch=2)
+        got = np.stack([s.step(ids[:, t].reshape(shape)).copy() for t in range(4)], axis=1)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)  # step and run may take other kernels
+    for form in (int, np.int64, np.array, lambda v: np.array([v])):
+        s = tokens.stream()
+        got = np.stack([s.step(form(int(v))).copy() for v in ids[0]])
+        np.testing.assert_allclose(got, want[0], rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match="got bool"):
+        tokens.stream().step(True)
 
 
 @pytest.mark.parametrize("batch,X,exc,words", [
@@ -246,9 +289,9 @@ def test_bad_batched_state_assignment(model, rng):
     assert_unchanged(s, before)  # the valid first entry was not applied either
 
 
-@pytest.mark.parametrize("batch", [0, -1, 1.5, True, "2"])
+@pytest.mark.parametrize("batch", [0, -1, 1.5, True, "2", 2**24 + 1, 2**31, 2**64])
 def test_bad_stream_batch(model, batch):
-    with pytest.raises(ValueError, match="batch must be a positive integer or None"):
+    with pytest.raises(ValueError, match=r"batch must be an integer in \[1, 16777216\] or None"):
         model.stream(batch=batch)
 
 

@@ -85,6 +85,10 @@ def test_run_bidirectional_and_tokens(tmp_path, rng):
 
 def test_run_errors(causal, tmp_path):
     path, _ = causal
+    for shape in ((0, 3), (2, 0, 3)):
+        np.save(tmp_path / "empty.npy", np.zeros(shape, np.float32))
+        with pytest.raises(SystemExit, match=r"empty.npy has no steps"):
+            main(["run", str(path), str(tmp_path / "empty.npy"), "-o", str(tmp_path / "y.npy")])
     np.save(tmp_path / "x.npy", np.zeros((2, 3, 3), np.float32))
     with pytest.raises(SystemExit, match=r"output must be a .npy or .csv file, got '.*y.txt'"):
         main(["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.txt")])

@@ -226,6 +226,15 @@ def test_hard_sigmoid_follows_the_writer(built, version):
     assert model.layers[0].activations[0] == want
 
 
+@pytest.mark.parametrize("case", ["masked", "bidirectional"])
+def test_keras_models_take_the_threads_argument(built, case):
+    """A loaded Keras model is a Model subclass (it applies Keras masking): predict(threads=) must still work."""
+    sources, X, expected = built("keras3", case)
+    model = load_keras(sources["keras"][0])
+    X16 = np.concatenate([X] * (16 // len(X) + 1))[:16]  # enough rows for two threads (8 each)
+    assert_close(model.predict(X16, threads=2), model.predict(X16), what=case)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_weights_only_architecture_forms(built, version, tmp_path):
     """layers= as the to_json() string, its dict, or a .json file path."""

@@ -141,6 +141,22 @@ def test_state_accepts_other_float_dtypes(rng):
     assert all(np.array_equal(a, b.astype(np.float32)) for e, f in zip(s.state, values) for a, b in zip(e, f))
 
 
+def test_copy_module_copies_the_state(rng):
+    """copy.copy and copy.deepcopy of a stream give an independent stream (copy.copy shared the native one);
+    the model, immutable, is shared."""
+    import copy
+
+    model = stacked_model(rng)
+    s = model.stream()
+    s.run(inputs(rng, 5, 3))
+    before = [a.copy() for e in s.state for a in e]
+    for c in (copy.copy(s), copy.deepcopy(s)):
+        c.run(inputs(rng, 4, 3))
+        assert all(np.array_equal(a, b) for a, b in zip(before, (a for e in s.state for a in e)))
+        assert c.model is model
+    assert copy.deepcopy(model) is model
+
+
 def test_copies_are_independent(rng):
     model = stacked_model(rng)
     s = model.stream()

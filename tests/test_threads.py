@@ -1,6 +1,7 @@
 """Threads: a Model is immutable and shareable, a Stream belongs to one thread at a time.
 
-predict and Stream.run release the GIL (and Stream.step does for inputs of >= 4096 floats), so these tests
+predict and Stream.run release the GIL (and Stream.step does for long steps: batch x weight bytes >= 1 MB, or
+inputs of >= 4096 floats), so these tests
 really run the C code concurrently. Results must be bitwise those of a serial run: nothing in the runtime may
 depend on another thread's calls. One stream used from two threads at once must either work or raise
 RuntimeError (the binding's busy flag), never corrupt its state or crash."""
@@ -20,7 +21,7 @@ N_THREADS = 4  # threads sharing one model
 ROUNDS = 3  # times each thread repeats its whole workload
 SHARED_STREAM_CALLS = 24  # calls per thread on the one shared stream
 MAX_ATTEMPTS = 20  # tries per call there before giving it up
-BATCH_RELEASE = 256  # a batched step of 256 x 16 floats releases the GIL in the binding
+BATCH_RELEASE = 256  # a batched step of 256 x 16 floats releases the GIL
 INPUT = 16
 
 
@@ -216,6 +217,39 @@ def test_one_stream_two_threads_never_corrupts(rng, fast_switching):
     fresh = m.stream(batch=BATCH_RELEASE)
     fresh.state = s.state
     assert same(s.run(x), fresh.run(x))
+
+
+@pytest.mark.parametrize("batch", [None, 64])
+def test_long_steps_release_the_gil(rng, batch):
+    """A step over 1 MB or more of weights (x batch) releases the GIL, like predict and run: the Cython fast path
+    held it for every step, whatever its size. Seen from another thread: while one thread steps, a call on the
+    same stream finds it busy, which it can only do while the step's C code runs without the GIL."""
+    m = lstmrt.Model([specs.lstm(rng, 64, 256)])  # 1.25 MB of weights: ~10 us a step
+    s = m.stream(batch=batch)
+    x = inputs(rng, *((64,) if batch is None else (batch, 64)))
+    stop, seen = threading.Event(), []
+
+    def stepper():
+        while not stop.is_set():
+            try:
+                s.step(x)
+            except RuntimeError:  # the main thread's call held the stream: the same effect, seen from here
+                pass
+
+    t = threading.Thread(target=stepper)
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not seen and time.monotonic() < deadline:
+            try:
+                s.step(x)
+            except RuntimeError as exc:
+                assert "in use by another thread" in str(exc)
+                seen.append(exc)
+    finally:
+        stop.set()
+        t.join()
+    assert seen, "no step ever ran without the GIL"
 
 
 def test_copy_of_busy_stream_refused_or_consistent(rng, fast_switching):

@@ -31,10 +31,15 @@ def as_float_array(obj, name: str, *, tokens: bool = False) -> np.ndarray:
 
 
 def coerce_input(obj, shape: tuple, name: str, tokens: bool = False) -> np.ndarray:
+    if tokens and isinstance(obj, (int, np.integer)) and not isinstance(obj, bool):
+        obj = np.asarray(obj)  # one token id
     arr = as_float_array(obj, name, tokens=tokens)
-    if arr.shape != tuple(shape):
+    shape = tuple(shape)
+    if tokens and shape[-1] == 1 and arr.shape == shape[:-1]:
+        arr = arr[..., None]  # token ids without their feature axis, as Stream.run and predict take them
+    if arr.shape != shape:
         raise ValueError(f"{name} has shape {describe_shape(arr.shape)}, expected {describe_shape(shape)}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.require(arr, np.float32, "CA")  # native byte order, C-contiguous, aligned
 
 
 def reject_output(out, shape: tuple) -> None:
@@ -47,4 +52,6 @@ def reject_output(out, shape: tuple) -> None:
         raise ValueError(f"out has shape {describe_shape(out.shape)}, expected {describe_shape(shape)}")
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous (it is written in place)")
+    if not out.flags.aligned:
+        raise ValueError("out must be aligned (it is written in place)")
     raise ValueError("out is not usable")

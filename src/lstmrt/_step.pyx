@@ -6,7 +6,8 @@ large share of a small model's step. So only this call lives here; it calls the 
 pybind11 binding hands over, and everything else — conversion of unusual inputs, precise error messages — stays
 on the binding's slow path. Stream.step is the bound `step` method, not the object's __call__: a def method is
 called with METH_FASTCALL, while tp_call builds an argument tuple each time (~20 ns of a 0.14 us step at I=1,
-H=16)."""
+H=16). A long step (the binding's rule: batch x weights >= 1 MB) runs with the GIL released, the stream marked
+busy meanwhile exactly as the binding marks it."""
 
 cimport numpy as cnp
 from libc.stdint cimport uint8_t, uintptr_t
@@ -21,6 +22,8 @@ cdef inline bint exact_f32(object a, int ndim, cnp.npy_intp *shape):
         return False
     cdef cnp.ndarray arr = <cnp.ndarray>a
     if cnp.PyArray_TYPE(arr) != cnp.NPY_FLOAT32 or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        return False
+    if not cnp.PyArray_ISNOTSWAPPED(arr) or not cnp.PyArray_ISALIGNED(arr):  # a '>f4' is NPY_FLOAT32 too
         return False
     if cnp.PyArray_NDIM(arr) != ndim:
         return False
@@ -41,8 +44,9 @@ cdef class StepFunction:
     """step(x, out=None) of one native stream."""
 
     cdef void *stream
-    cdef const unsigned char *busy  # a C++ bool
+    cdef unsigned char *busy  # the binding's busy flag (a C++ bool), read and written with the GIL held
     cdef step_fn fn
+    cdef bint long_step       # a step long enough to release the GIL for (the binding decides)
     cdef object slow          # the binding's step: converts, validates and raises precisely
     cdef object native        # keeps the native stream (and so the model) alive
     cdef int ndim
@@ -51,9 +55,10 @@ cdef class StepFunction:
     cdef cnp.npy_intp x_bytes, y_bytes  # of an exact float32 x and out (shapes fixed per stream)
 
     def __cinit__(self, native, tuple x_shape, tuple y_shape):
-        stream, busy, fn = native._handles()
+        stream, busy, fn, long_step = native._handles()
+        self.long_step = long_step
         self.stream = <void *><uintptr_t>stream
-        self.busy = <const unsigned char *><uintptr_t>busy
+        self.busy = <unsigned char *><uintptr_t>busy
         self.fn = <step_fn><uintptr_t>fn
         self.native = native
         self.slow = native.step
@@ -73,7 +78,16 @@ cdef class StepFunction:
         elif (not exact_f32(out, self.ndim, self.y_shape) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)
               or overlap(<cnp.ndarray>x, self.x_bytes, <cnp.ndarray>out, self.y_bytes)):
             return self.slow(x, out)  # the binding copies an x that shares memory with out
-        if self.fn(self.stream, <const float *>cnp.PyArray_DATA(<cnp.ndarray>x), NULL,
-                   <float *>cnp.PyArray_DATA(<cnp.ndarray>out)) != 0:
+        cdef const float *xp = <const float *>cnp.PyArray_DATA(<cnp.ndarray>x)
+        cdef float *yp = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        cdef int status
+        if self.long_step:  # as the binding does: busy while the GIL is released, so no other call can race
+            self.busy[0] = 1
+            with nogil:
+                status = self.fn(self.stream, xp, NULL, yp)
+            self.busy[0] = 0
+        else:
+            status = self.fn(self.stream, xp, NULL, yp)
+        if status != 0:
             return self.slow(x, out)  # a C-side refusal (token id): the binding re-checks and raises
         return out

@@ -50,6 +50,9 @@ class Model:
                 for _ in range(2 if isinstance(spec, Bidirectional) else 1):
                     self._state_layout.append((i, cell.state_names, cell.state_sizes))
 
+    def __deepcopy__(self, memo):  # immutable (the weights live in the C model): a deep copy can be itself
+        return self
+
     # -- description ---------------------------------------------------------------------------------------
     @property
     def input_size(self) -> int:
@@ -116,7 +119,7 @@ class Model:
             raise ValueError(f"X has shape {describe_shape(given)}: empty batch or sequence")
         lengths = self._check_lengths(lengths, B, T, single)
         mask = self._check_mask(mask, B, T, single)
-        Y = self._native.predict(np.ascontiguousarray(X, dtype=np.float32), lengths, mask, int(min(threads, 64)))
+        Y = self._native.predict(np.require(X, np.float32, "CA"), lengths, mask, int(min(threads, 64)))
         if not self._return_sequences:
             last = (lengths - 1) if lengths is not None else np.full(B, T - 1)
             Y = Y[np.arange(B), np.maximum(last, 0)]

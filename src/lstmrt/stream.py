@@ -13,6 +13,9 @@ except ImportError:  # pragma: no cover - only when built without Cython
     StepFunction = None
 
 
+MAX_BATCH = 1 << 24  # the C library's limit (lstmrt_stream_create)
+
+
 def _bind_step(native):
     """The fastest available step callable for a native stream."""
     if StepFunction is None:
@@ -25,8 +28,9 @@ class Stream:
     `out=`. A failed call (bad shape, dtype, token) raises and leaves the state exactly as it was."""
 
     def __init__(self, model, batch=None):
-        if batch is not None and (not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1):
-            raise ValueError(f"batch must be a positive integer or None, got {batch!r}")
+        if batch is not None and (not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or
+                                  not 1 <= batch <= MAX_BATCH):
+            raise ValueError(f"batch must be an integer in [1, {MAX_BATCH}] or None, got {batch!r}")
         if model.bidirectional:
             raise ValueError("this model has a bidirectional (or go_backwards) layer: it needs the whole "
                              "sequence, so it cannot be streamed step by step; use model.predict(X)")
@@ -63,7 +67,7 @@ class Stream:
         steps = X.shape[-2]
         if steps == 0:
             return np.zeros(lead + (0, m.output_size), dtype=np.float32)
-        return self._native.run(np.ascontiguousarray(X, dtype=np.float32), steps)
+        return self._native.run(np.require(X, np.float32, "CA"), steps)
 
     def reset(self):
         """Back to the zero state."""
@@ -76,6 +80,12 @@ class Stream:
         other._native = self._native.copy()
         other.step = _bind_step(other._native)
         return other
+
+    def __copy__(self):  # a stream's value is its state: copy.copy(s) must not share it
+        return self.copy()
+
+    def __deepcopy__(self, memo):  # the model is immutable and shared, as copy() does
+        return self.copy()
 
     @property
     def state(self):

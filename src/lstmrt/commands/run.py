@@ -37,6 +37,8 @@ def run(args) -> int:
         X = X[:, None]
     batched = X.ndim == (2 if tokens else 3)
     steps = X.shape[1] if batched else X.shape[0]
+    if steps == 0 or (batched and X.shape[0] == 0):
+        raise SystemExit(f"lstmrt run: {args.input} has no steps (shape {X.shape})")
     show = args.progress if args.progress is not None else (sys.stderr.isatty() and steps > args.chunk)
     bar = _Progress(steps, show)
     if model.bidirectional:  # needs the whole sequence

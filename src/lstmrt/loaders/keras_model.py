@@ -36,10 +36,10 @@ class KerasModel(Model):
         keep = np.any(X != self.mask_value, axis=-1)
         return np.where(keep[..., None], X, 0).astype(X.dtype, copy=False), keep
 
-    def predict(self, X, lengths=None, mask=None):
+    def predict(self, X, lengths=None, mask=None, *, threads=1):
         if mask is None:
             X, mask = self.keras_mask(X)
-        Y = super().predict(X, lengths, mask)
+        Y = super().predict(X, lengths, mask, threads=threads)
         if self.reverse_output and self.return_sequences:
             Y = np.ascontiguousarray(Y[..., ::-1, :])
         return Y
