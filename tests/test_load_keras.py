@@ -364,6 +364,15 @@ def test_refuses_unsupported_models(version, build, words):
         assert word in str(info.value)
 
 
+def test_refuses_a_bidirectional_whose_forward_half_runs_backwards(tmp_path):
+    """tf_keras builds Bidirectional(LSTM(go_backwards=True)) (Keras 3 refuses it): refused, and documented."""
+    K = framework("tf_keras")
+    model = K.Sequential([K.Input((T, 3)), K.layers.Bidirectional(K.layers.LSTM(4, go_backwards=True))])
+    model.save(str(tmp_path / "b.h5"))
+    with pytest.raises(ValueError, match="forward layer with go_backwards=True"):
+        load_keras(str(tmp_path / "b.h5"))
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_refuses_branches_and_states(version):
     K = framework(version)

@@ -387,6 +387,44 @@ def test_safetensors_ambiguous_order_asks_for_layers(tmp_path):
         lstmrt.load(tmp_path / "m.safetensors")
 
 
+def test_safetensors_unknown_order_with_two_linears_is_never_guessed(tmp_path, rng):
+    """Found by differential testing: rnn -> fc1 -> fc2 was dropped from the candidate orders (two nn.Linear
+    meet), and the one other order whose sizes chain (fc2 -> rnn -> fc1: 17 -> 4 -> 31 -> 17) was loaded as the
+    model, silently. Both orders chain: that is an ArchitectureError asking for layers=."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.fc1, self.fc2 = nn.GRU(4, 31, batch_first=True), nn.Linear(31, 17), nn.Linear(17, 4)
+
+        def forward(self, x):
+            return self.fc2(self.fc1(self.rnn(x)[0]))
+
+    torch.manual_seed(3)
+    net = Net().eval()
+    safetensors_torch.save_file(net.state_dict(), str(tmp_path / "m.safetensors"))
+    with pytest.raises(ArchitectureError, match=r"several orders of 'fc1', 'fc2', 'rnn' chain their sizes"):
+        lstmrt.load(tmp_path / "m.safetensors")
+    X = rng.standard_normal((2, 6, 4)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(X)).numpy()
+    assert_close(lstmrt.load(tmp_path / "m.safetensors", layers=["rnn", "fc1", "fc2"]).predict(X), want)
+
+
+def test_safetensors_whose_first_byte_is_the_pickle_opcode(tmp_path, rng):
+    """Found by differential testing: a safetensors header length whose low byte is 0x80 (1 file in 256) made
+    the file's first byte the pickle PROTO opcode, and it was refused as a foreign pickle."""
+    module = make("tokens")
+    path = tmp_path / "m.safetensors"
+    for pad in range(256):  # metadata padding moves the header length through every low byte
+        safetensors_torch.save_file(module.state_dict(), str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    X = example("tokens", rng)
+    assert_close(lstmrt.load(path).predict(X), reference(module, X))
+
+
 def test_torch_file_integer_weights_are_refused(tmp_path):
     torch.save({"head.weight": torch.ones(2, 3, dtype=torch.int32), "head.bias": torch.ones(2)}, tmp_path / "i.pt")
     with pytest.raises(ArchitectureError, match=r"'head': parameter 'weight' has dtype int32; supported: floating"):

@@ -116,16 +116,18 @@ def detect_format(path: str) -> str:
         return "torchscript" if any(n.startswith(root + "code/") for n in names) else "torch-zip"
     if head.startswith(b"PK\x03\x04"):
         raise CorruptFileError(f"{path}: a damaged or truncated zip archive (its central directory is missing)")
-    if head[:1] == b"\x80":
-        return "torch-legacy"  # or another pickle, which read_legacy refuses without running it
-    if len(head) > 262 and head[257:262] == b"ustar":
-        raise UnsupportedModelError(f"{path}: a tar archive: the torch.save tar format of PyTorch < 0.4 is not "
-                                    "supported; re-save it with a recent PyTorch")
+    # safetensors before pickles: its first byte is the low byte of the header length, 0x80 for 1 file in 256
+    # (the pickle protocol opcode); a pickle cannot pass this test ('{' at byte 8 after a plausible length)
     if looks_like_safetensors(head, size):
         return "safetensors"
     if len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100 << 20:
         raise CorruptFileError(f"{path}: a safetensors header of {int.from_bytes(head[:8], 'little')} bytes in a "
                                f"file of {size}: truncated")
+    if head[:1] == b"\x80":
+        return "torch-legacy"  # or another pickle, which read_legacy refuses without running it
+    if len(head) > 262 and head[257:262] == b"ustar":
+        raise UnsupportedModelError(f"{path}: a tar archive: the torch.save tar format of PyTorch < 0.4 is not "
+                                    "supported; re-save it with a recent PyTorch")
     raise UnsupportedModelError(f"{path}: unrecognized file format; supported: " + ", ".join(FORMATS.values()))
 
 

@@ -145,13 +145,15 @@ def _variants(unit) -> list:
     raise ArchitectureError(f"module {unit.label} ({_describe(params)}) is {what}; supported: {SUPPORTED}")
 
 
-def _chain_problem(units, specs_per_unit) -> str | None:
-    """Why this order/choice cannot be the network, or None. The first message is the most useful one."""
+def _chain_problem(units, specs_per_unit, *, linear_pairs: bool = True) -> str | None:
+    """Why this order/choice cannot be the network, or None. The first message is the most useful one.
+    linear_pairs=False: only whether the sizes chain (two nn.Linear meeting in a guessed order still can)."""
     size, prev = None, None
     for unit, specs in zip(units, specs_per_unit):
         if not specs:
             continue
-        if prev is not None and unit.guessed_before and isinstance(prev[1][-1], Dense) and isinstance(specs[0], Dense):
+        if linear_pairs and prev is not None and unit.guessed_before and isinstance(prev[1][-1], Dense) and \
+                isinstance(specs[0], Dense):
             return (f"modules {prev[0].label} and {unit.label} are both nn.Linear: any activation between them is not "
                     "recorded in this file, so lstmrt will not guess; pass layers=[...] naming the modules and "
                     f"activations in forward order, e.g. [{prev[0].path!r}, 'relu', {unit.path!r}]")
@@ -232,14 +234,20 @@ def _pick_order(units, variants) -> list:
     if len(units) > _MAX_PERMUTED:
         raise ArchitectureError(f"this file does not record the order of its {len(units)} modules ({labels}); "
                                 "pass layers=[...] in forward order")
+    # Candidates are the orders whose sizes chain. One where two nn.Linear meet is a candidate too (it may be the
+    # network, with an unrecorded activation between them): left out, a wrong order that chains would be used.
     found = []
     for perm in itertools.permutations(range(len(units))):
         order = [units[i] for i in perm]
         for choice in itertools.product(*_placed([variants[i] for i in perm])):
-            if _chain_problem(order, choice) is None:
-                found.append([s for specs in choice for s in specs])
+            if _chain_problem(order, choice, linear_pairs=False) is None:
+                found.append((order, choice))
     if len(found) != 1:
         why = "no order of" if not found else "several orders of"
         raise ArchitectureError(f"this file does not record the order of its modules, and {why} {labels} chain "
                                 "their sizes; pass layers=[...] naming the modules (and activations) in forward order")
-    return found[0]
+    order, choice = found[0]
+    problem = _chain_problem(order, choice)  # the one order, but with two nn.Linear meeting: asks for layers=
+    if problem is not None:
+        raise ArchitectureError(problem)
+    return [s for specs in choice for s in specs]
