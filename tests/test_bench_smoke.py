@@ -99,3 +99,14 @@ def test_an_implementation_disagreeing_with_lstmrt_stops_the_run(monkeypatch):
     monkeypatch.setattr(bench_compare, "_single_thread_torch", lambda: None)
     with pytest.raises(bench_compare.CheckError, match="torch.lstmcell vs lstmrt"):
         bench_compare.run_comparison([(2, 4)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4)
+
+
+@pytest.mark.parametrize("value, target, passed, words", [
+    (1.995, 2.0, False, "1.995x (>=2x) MISS (on the line)"),   # rounds onto its target: three decimals
+    (2.03, 2.0, True, "2.03x (>=2x) PASS (on the line)"),
+    (1.5, 2.0, False, "1.50x (>=2x) MISS"),
+    (2.5, 2.0, True, "2.50x (>=2x) PASS"),
+])
+def test_ratio_verdicts_flag_results_within_the_run_to_run_spread(value, target, passed, words):
+    text = bench_compare._fmt_ratio({"value": value, "target": target, "pass": passed})
+    assert text == words

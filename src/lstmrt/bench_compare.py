@@ -58,6 +58,7 @@ CACHE_LEVELS = ((48 * 1024, 512e9, "L1"), (1024 * 1024, 256e9, "L2"), (math.inf,
 STEP_TARGETS = ((32, 5.0), (64, 3.0), (128, 2.0), (math.inf, 1.25))   # (largest hidden_size, ratio)
 PREDICT_TARGETS = ((64, 2.0), (math.inf, 1.2))
 BATCHED_TARGET = {256: 1.0}      # hidden_size -> ratio vs torch, B=64 T=100
+ON_THE_LINE = 0.02  # a ratio this close to its target can flip between runs (rounds spread by ~2%)
 STREAM_BATCH_TARGET = {64: 8.0}  # hidden_size -> single step / per-stream cost of stream(batch=64)
 # The issue's reading of the step targets: "within 1.2x of the floor plus the call", here with this machine's
 # floor measured by bench_floor (the peers' ratios above assume the issue's Zen 5).
@@ -474,13 +475,12 @@ def _tflite_cases(w: Weights, d: Data):
             tf = _import("tensorflow")
             keras = tf.keras
             x_in = keras.Input(shape=(1, n_in), batch_size=1, name="x")
-            h_in = keras.Input(shape=(H,), batch_size=1, name="h")
-            c_in = keras.Input(shape=(H,), batch_size=1, name="c")
-            # unroll: one step needs no while loop; the converter emits FULLY_CONNECTED + element-wise ops
-            layer = keras.layers.LSTM(H, activation="tanh", recurrent_activation="sigmoid", return_state=True,
+            # stateful: TFLite keeps h and c in resource variables, so a step is set x, invoke, get h (state passed
+            # in and out through Python cost ~1 us more a step); unroll: one step needs no while loop, the
+            # converter emits FULLY_CONNECTED + element-wise ops
+            layer = keras.layers.LSTM(H, activation="tanh", recurrent_activation="sigmoid", stateful=True,
                                       unroll=True)
-            _, h_out, c_out = layer(x_in, initial_state=[h_in, c_in])
-            model = keras.Model([x_in, h_in, c_in], [h_out, c_out])
+            model = keras.Model(x_in, layer(x_in))
             layer.set_weights([w.w_ih.T, w.w_hh.T, w.b_ih + w.b_hh])   # Keras gates i, f, c, o = PyTorch's
             blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
             try:
@@ -493,34 +493,24 @@ def _tflite_cases(w: Weights, d: Data):
         raise
     except Exception as exc:
         raise Unavailable(f"TFLite conversion failed: {type(exc).__name__}: {exc}") from None
-    index = {det["name"].split(":")[0].removeprefix("serving_default_"): det["index"]
-             for det in interp.get_input_details()}
-    sig = interp.get_signature_runner()
-    outs = sig.get_output_details()
-    names = sorted(outs)   # output_0 = h, output_1 = c, in the Keras model's output order
-    hi, ci = outs[names[0]]["index"], outs[names[1]]["index"]
-    xi, h_idx, c_idx = index["x"], index["h"], index["c"]
+    (xi,) = [det["index"] for det in interp.get_input_details()]
+    (hi,) = [det["index"] for det in interp.get_output_details()]
     x = np.ascontiguousarray(d.x_check[0].reshape(1, 1, n_in))
-    state = {"h": np.zeros((1, H), np.float32), "c": np.zeros((1, H), np.float32)}
     set_tensor, get_tensor, invoke = interp.set_tensor, interp.get_tensor, interp.invoke
 
     def step_loop(n, xv=x):
-        h, c = state["h"], state["c"]
         for _ in range(n):
             set_tensor(xi, xv)
-            set_tensor(h_idx, h)
-            set_tensor(c_idx, c)
             invoke()
-            h = get_tensor(hi)
-            c = get_tensor(ci)
-        state["h"], state["c"] = h, c
+            get_tensor(hi)   # a step's output reaches the caller, as it does for every other case
 
     def step_check():
-        state["h"], state["c"] = np.zeros((1, H), np.float32), np.zeros((1, H), np.float32)
+        interp.reset_all_variables()   # the zero state
         ys = []
         for xt in d.x_check:
-            step_loop(1, np.ascontiguousarray(xt.reshape(1, 1, n_in)))
-            ys.append(state["h"][0].copy())
+            set_tensor(xi, np.ascontiguousarray(xt.reshape(1, 1, n_in)))
+            invoke()
+            ys.append(get_tensor(hi).reshape(-1).copy())
         return np.stack(ys)
 
     return [Case("tflite.step", step_loop, step_check, "step")]
@@ -572,7 +562,8 @@ def bench_size(input_size, hidden_size, *, frameworks, rounds, min_time, seed=0,
     expected = {"step": model.predict(d.x_check), "seq": model.predict(d.x_seq),
                 "batch": model.predict(d.x_batch), "stream_batch": model.predict(d.x_stream_batch)}
     # lstmrt against the float64 oracle, then every other implementation against lstmrt
-    for what, X in (("step", d.x_check), ("seq", d.x_seq), ("batch", d.x_batch)):
+    for what, X in (("step", d.x_check), ("seq", d.x_seq), ("batch", d.x_batch),
+                    ("stream_batch", d.x_stream_batch)):
         _assert_close(expected[what], reference_lstm(X, w), REFERENCE_ATOL,
                       f"lstmrt predict ({what}) vs float64 reference at I={input_size} H={hidden_size}")
 
@@ -767,7 +758,10 @@ def _fmt_ratio(r):
     if f"{r['value']:.2f}" == f"{r['target']:.2f}":   # 1.197 would print as the target it misses
         text = f"{r['value']:.3f}x"
     sign = "<=" if r.get("at_most") else ">="
-    return f"{text} ({sign}{r['target']:g}x) {'PASS' if r['pass'] else 'MISS'}"
+    verdict = "PASS" if r["pass"] else "MISS"
+    if abs(r["value"] / r["target"] - 1) < ON_THE_LINE:
+        verdict += " (on the line)"
+    return f"{text} ({sign}{r['target']:g}x) {verdict}"
 
 
 def _row(cells):
