@@ -508,7 +508,7 @@ def test_safetensors_headers(tmp_path):
 @pytest.mark.parametrize("name", ["state_dict.pt", "state_dict_legacy.pt", "state_dict.safetensors", "keras3.h5"])
 def test_model_too_large_for_the_limit(name, monkeypatch):
     monkeypatch.setenv("LSTMRT_MAX_LOAD_BYTES", "256")
-    with pytest.raises(ModelTooLargeError, match="LSTMRT_MAX_LOAD_BYTES"):
+    with pytest.raises(ModelTooLargeError, match=r"load limit of 256 bytes \(set (by )?LSTMRT_MAX_LOAD_BYTES"):
         lstmrt.load(CORPUS / name)
 
 
@@ -533,6 +533,9 @@ def test_exception_hierarchy():
     assert issubclass(ArchitectureError, UnsupportedModelError)
     assert issubclass(ModelTooLargeError, UnsupportedModelError)
     assert issubclass(UnexpectedContentError, CorruptFileError)
+    for name in ("LoadError", "UnsafeFileError", "UnsafePickleError", "CorruptFileError", "CorruptPickleError",
+                 "UnsupportedModelError", "ArchitectureError", "ModelTooLargeError", "UnexpectedContentError"):
+        assert getattr(lstmrt, name) is getattr(lstmrt.errors, name) and name in lstmrt.__all__  # as documented
     from lstmrt.loaders.torch_build import ArchitectureError as old_place
     from lstmrt.loaders.torch_pickle import UnsafePickleError as old_pickle_place
 

@@ -500,12 +500,34 @@ def test_unsupported_layer_is_named(fmt, tmp_path):
     (nn.Sequential(nn.Linear(3, 3), nn.ELU(alpha=0.5)), r"module '1': nn.ELU\(alpha=0.5\) is not supported"),
     (nn.Sequential(nn.Embedding(5, 3, max_norm=1.0), nn.Linear(3, 2)), r"'0': nn.Embedding\(max_norm=...\)"),
     (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), r"nn.Softmax\(dim=0\) is not supported"),
-], ids=["leaky_relu", "elu_alpha", "embedding_max_norm", "softmax_dim0"])
+    (nn.Sequential(nn.Linear(3, 3), nn.Softmax()), r"nn.Softmax\(dim=None\) is not supported"),
+], ids=["leaky_relu", "elu_alpha", "embedding_max_norm", "softmax_dim0", "softmax_implicit_dim"])
 @pytest.mark.parametrize("fmt", ["whole", "script"])
 def test_unsupported_options_are_named(module, words, fmt, tmp_path):
     path = save(module.eval(), fmt, tmp_path / "m.pt", None)
     with pytest.raises(ArchitectureError, match=words):
         lstmrt.load(path)
+
+
+@pytest.mark.parametrize("module, words", [
+    (nn.Sequential(nn.Embedding(5, 3, max_norm=0.5), nn.Linear(3, 2)), r"nn.Embedding\(max_norm=...\)"),
+    (nn.Sequential(nn.Linear(3, 3), nn.Softmax()), r"nn.Softmax\(dim=None\) is not supported"),
+], ids=["embedding_max_norm", "softmax_implicit_dim"])
+@pytest.mark.parametrize("how", ["from_torch", "load"])
+def test_live_modules_refuse_what_files_refuse(module, words, how):
+    """Found by a docs review: live modules took both (torch's outputs differed by ~0.5) while files refused them."""
+    with pytest.raises(ValueError, match=words):
+        (lstmrt.from_torch if how == "from_torch" else lstmrt.load)(module.eval())
+
+
+def test_live_module_list_is_read_as_a_module_tree(rng):
+    """A live nn.ModuleList loads like a saved one (registration order); it went to from_torch, which refused it."""
+    torch.manual_seed(4)
+    modules = nn.ModuleList([nn.LSTM(3, 5, batch_first=True), nn.Linear(5, 2)]).eval()
+    X = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = modules[1](modules[0](torch.from_numpy(X))[0]).numpy()
+    assert_close(lstmrt.load(modules).predict(X), want)
 
 
 def test_user_module_with_its_own_parameters_is_refused(tmp_path):

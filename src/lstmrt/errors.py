@@ -53,4 +53,5 @@ class ArchitectureError(UnsupportedModelError):
 
 
 class ModelTooLargeError(UnsupportedModelError):
-    """The file's tensors would need more memory than the load limit allows (see lstmrt.loaders.limits)."""
+    """The file's tensors would need more memory than the load limit allows (LSTMRT_MAX_LOAD_BYTES; see
+    lstmrt.loaders.safety)."""

@@ -237,7 +237,8 @@ def _load_live(obj, key, prefix, layers):
     if _is_torch_module(obj):
         _not_applicable(key=key, where="live torch modules")
         info = {"format": "live torch module", "key": None, "prefix": prefix, "content": type(obj).__name__}
-        if prefix is None and layers is None and type(obj).__module__.startswith("torch.nn."):
+        if prefix is None and layers is None and type(obj).__module__.startswith("torch.nn.") and \
+                type(obj).__name__ not in ("ModuleList", "ModuleDict"):  # containers: read as a module tree
             from .torch_live import from_torch
 
             info["order"] = "the module itself"

@@ -51,6 +51,12 @@ def max_load_bytes() -> int:
         return _FALLBACK_LIMIT
 
 
+def _limit_origin() -> str:
+    if os.environ.get(LIMIT_ENV):
+        return f"set by {LIMIT_ENV}"
+    return f"a quarter of the available memory; set {LIMIT_ENV} to change it"
+
+
 class Budget:
     """Tensor bytes one load has committed to read, checked against max_load_bytes() before each allocation."""
 
@@ -63,7 +69,7 @@ class Budget:
         if self.used > self.limit:
             raise ModelTooLargeError(
                 f"{self.source}: {what} brings the tensors to {_size(self.used)}, over the load limit of "
-                f"{_size(self.limit)} (a quarter of the available memory; set {LIMIT_ENV} to change it)")
+                f"{_size(self.limit)} ({_limit_origin()})")
 
 
 def _size(n: int) -> str:

@@ -30,7 +30,8 @@ def _activation(module):
         raise ValueError("nn.Softplus with beta != 1 or threshold != 20 is not supported")
     if name == "GELU" and module.approximate == "tanh":
         act = "gelu_tanh"
-    if name in ("Softmax", "LogSoftmax") and module.dim not in (-1, 2, None):
+    if name in ("Softmax", "LogSoftmax") and module.dim not in (-1, 2):
+        # dim=None is torch's deprecated implicit dim: over a (B, T, F) input that is dim 0, the batch axis
         raise ValueError(f"nn.{name}(dim={module.dim}) is not supported: only the feature axis (dim=-1)")
     return Activation(act)
 
@@ -49,6 +50,8 @@ def _convert(module) -> list:
     if name == "Linear":
         return [torch_layers.linear_layer(_params(module))]
     if name == "Embedding":
+        if module.max_norm is not None:  # as the file loaders refuse it: a lookup that rewrites the table
+            raise ValueError("nn.Embedding(max_norm=...) renormalizes rows at lookup; not supported")
         return [torch_layers.embedding_layer(_params(module))]
     if name in _ACTIVATIONS:
         return [_activation(module)]
