@@ -136,8 +136,8 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *model, const float *x, 
                                    const int32_t *lengths, const uint8_t *mask, float *y);
 
 /* predict with the batch rows split over up to num_threads threads, at least 8 rows each (fewer threads when
- * the batch is small; POSIX builds: elsewhere the calling thread does it all). Results equal lstmrt_model_predict's up to float
- * rounding: a slice of rows may block its steps differently, which can change a sum's order. */
+ * the batch is small; POSIX builds: elsewhere the calling thread does it all). Results equal lstmrt_model_predict's up
+ * to float rounding: a slice of rows may block its steps differently, which can change a sum's order. */
 lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *model, const float *x, int64_t batch, int64_t steps,
                                            const int32_t *lengths, const uint8_t *mask, float *y, int32_t num_threads);
 
