@@ -139,7 +139,7 @@ def c_suite(target, build, label, what, extra_args=()):
 
 
 def check_c_tests(args, build):
-    return c_suite("test", build, "C tests", "native/tests/test_lstmrt.c, plain -O2 build")
+    return c_suite("test", build, "C tests", "native/tests/test_lstmrt.c, the Makefile's -O3 build")
 
 
 def check_asan(args, build):
