@@ -18,6 +18,7 @@ NATIVE = Path("native")
 C_FLAGS = ["-std=c99", "-O3", "-D_POSIX_C_SOURCE=200112L", "-fvisibility=hidden"]
 if sys.platform != "win32":
     C_FLAGS.append("-pthread")  # predict_threads.c
+MSVC_C_FLAGS = ["/O2"]  # MSVC takes none of the GCC-style flags above (untested: no Windows CI yet)
 MACHINE = platform.machine().lower()
 X86 = MACHINE in ("x86_64", "amd64", "i686", "x86")
 ARM64 = MACHINE in ("aarch64", "arm64")
@@ -54,11 +55,12 @@ class BuildNative(build_ext):
         macros = isa_macros()
         core = sorted(str(p.relative_to(ROOT)) for p in (ROOT / NATIVE / "src").glob("*.c"))
         core.append(str(NATIVE / "src/kernels/scalar.c"))
+        flags = MSVC_C_FLAGS if cc.compiler_type == "msvc" else C_FLAGS
         objects = cc.compile(core, output_dir=self.build_temp, include_dirs=include, macros=macros,
-                             extra_postargs=C_FLAGS, depends=[str(p) for p in (ROOT / NATIVE).rglob("*.h")])
-        for isa, flags in isa_sources().items():
+                             extra_postargs=flags, depends=[str(p) for p in (ROOT / NATIVE).rglob("*.h")])
+        for isa, isa_flags in isa_sources().items():  # none on Windows (isa_sources): the scalar tier
             objects += cc.compile([str(NATIVE / "src/kernels" / f"{isa}.c")], output_dir=self.build_temp,
-                                  include_dirs=include, macros=macros, extra_postargs=C_FLAGS + flags)
+                                  include_dirs=include, macros=macros, extra_postargs=C_FLAGS + isa_flags)
         ext.extra_objects = objects + list(ext.extra_objects or [])
         super().build_extension(ext)
 
@@ -70,7 +72,7 @@ ext = Pybind11Extension(
     cxx_std=17,
     extra_compile_args=["-O2"],
     extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
-    libraries=["m"],
+    libraries=[] if sys.platform == "win32" else ["m"],  # the C runtime holds libm on Windows
 )
 
 # The per-step hot path (see src/lstmrt/_step.pyx for why it is Cython). It calls the C core through a
