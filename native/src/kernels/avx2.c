@@ -304,6 +304,17 @@ INLINE void gates_part(const float *x, const float *w0, int64_t k, int64_t gs, _
     }
 }
 
+/* Hidden block j's products into fresh accumulators: x W_ih^T (if w_ih) then h W_hh^T (gates_part's slots). */
+INLINE void block_products(const float *x, const packed_matrix *w_ih, const float *h, const packed_matrix *w_hh,
+                           int64_t j, int64_t H, __m256 acc[8], const int panels, const int last_ih, const int last_hh)
+{
+    for (int q = 0; q < 8; q++)
+        acc[q] = _mm256_setzero_ps();
+    if (w_ih)
+        gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, panels, last_ih);
+    gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, panels, last_hh);
+}
+
 static void f32_lstm_step__avx2(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
                                 const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse)
 {
@@ -311,11 +322,7 @@ static void f32_lstm_step__avx2(const float *gx, const float *x, const packed_ma
     for (int64_t i = 0; i < blocks; i++) {
         const int64_t j = (reverse ? blocks - 1 - i : i) * P;
         __m256 acc[8];
-        for (int q = 0; q < 8; q++)
-            acc[q] = _mm256_setzero_ps();
-        if (w_ih)
-            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 4, 6);
-        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 4, 6);
+        block_products(x, w_ih, h, w_hh, j, H, acc, 4, 6, 6);
         for (int half = 0; half < 2; half++) {
             const int64_t jj = j + 8 * half;
             __m256 pre[4];
@@ -342,11 +349,7 @@ static void f32_gru_step__avx2(const float *gx, const float *x, const packed_mat
     for (int64_t i = 0; i < blocks; i++) {
         const int64_t j = (reverse ? blocks - 1 - i : i) * P;
         __m256 acc[8];
-        for (int q = 0; q < 8; q++)
-            acc[q] = _mm256_setzero_ps();
-        if (w_ih)
-            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 3, 4);
-        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3, 6);
+        block_products(x, w_ih, h, w_hh, j, H, acc, 3, 4, 6);
         for (int half = 0; half < 2; half++) {
             const int64_t jj = j + 8 * half;
             __m256 pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */

@@ -284,7 +284,19 @@ static void f32_gemv__avx512(const float *x1, const packed_matrix *w1, const flo
     }
 }
 
-/* The four gate panels of hidden block j are H rows apart: H * k floats. */
+/* Hidden block j's products into fresh accumulators: x W_ih^T (if w_ih) then h W_hh^T, over its `panels` gate
+ * panels (H rows apart: H * k floats). The last panel's input part goes to slot last_ih, its recurrent part to
+ * last_hh: a GRU keeps the two parts of n apart, since the reset gate multiplies only the recurrent one. */
+INLINE void block_products(const float *x, const packed_matrix *w_ih, const float *h, const packed_matrix *w_hh,
+                           int64_t j, int64_t H, __m512 acc[8], const int panels, const int last_ih, const int last_hh)
+{
+    for (int q = 0; q < 8; q++)
+        acc[q] = _mm512_setzero_ps();
+    if (w_ih)
+        panels_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, panels, last_ih);
+    panels_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, panels, last_hh);
+}
+
 static void f32_lstm_step__avx512(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
                                   const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse)
 {
@@ -292,11 +304,7 @@ static void f32_lstm_step__avx512(const float *gx, const float *x, const packed_
     for (int64_t i = 0; i < blocks; i++) {
         const int64_t j = (reverse ? blocks - 1 - i : i) * P;
         __m512 acc[8];
-        for (int q = 0; q < 8; q++)
-            acc[q] = _mm512_setzero_ps();
-        if (w_ih)
-            panels_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 4, 3);
-        panels_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 4, 3);
+        block_products(x, w_ih, h, w_hh, j, H, acc, 4, 3, 3);
         __m512 pre[4];
         for (int q = 0; q < 4; q++) {
             pre[q] = _mm512_add_ps(acc[q], acc[q + 4]);
@@ -312,8 +320,7 @@ static void f32_lstm_step__avx512(const float *gx, const float *x, const packed_
     }
 }
 
-/* The three gate panels of hidden block j are H rows apart: H * k floats. Slots r, z, n input part, n recurrent part:
- * the reset gate multiplies only the recurrent one. */
+/* Slots r, z, n input part, n recurrent part: the reset gate multiplies only the recurrent one. */
 static void f32_gru_step__avx512(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
                                  const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
                                  int reverse)
@@ -322,11 +329,7 @@ static void f32_gru_step__avx512(const float *gx, const float *x, const packed_m
     for (int64_t i = 0; i < blocks; i++) {
         const int64_t j = (reverse ? blocks - 1 - i : i) * P;
         __m512 acc[8];
-        for (int q = 0; q < 8; q++)
-            acc[q] = _mm512_setzero_ps();
-        if (w_ih)
-            panels_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 3, 2);
-        panels_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3, 3);
+        block_products(x, w_ih, h, w_hh, j, H, acc, 3, 2, 3);
         __m512 pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */
         for (int q = 0; q < 4; q++)
             pre[q] = _mm512_add_ps(acc[q], acc[q + 4]);

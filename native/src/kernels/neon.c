@@ -283,6 +283,18 @@ INLINE void gates_part(const float *x, const float *w0, int64_t k, int64_t gs, f
     }
 }
 
+/* Hidden block j's products into fresh accumulators: x W_ih^T (if w_ih) then h W_hh^T (gates_part's slots). */
+INLINE void block_products(const float *x, const packed_matrix *w_ih, const float *h, const packed_matrix *w_hh,
+                           int64_t j, int64_t H, float32x4_t acc[4][4], const int panels, const int last_ih,
+                           const int last_hh)
+{
+    for (int q = 0; q < 4; q++)
+        acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = vdupq_n_f32(0.0f);
+    if (w_ih)
+        gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, panels, last_ih);
+    gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, panels, last_hh);
+}
+
 static void f32_lstm_step__neon(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
                                 const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse)
 {
@@ -290,11 +302,7 @@ static void f32_lstm_step__neon(const float *gx, const float *x, const packed_ma
     for (int64_t i = 0; i < blocks; i++) {
         const int64_t j = (reverse ? blocks - 1 - i : i) * P;
         float32x4_t acc[4][4];
-        for (int q = 0; q < 4; q++)
-            acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = vdupq_n_f32(0.0f);
-        if (w_ih)
-            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 4, 3);
-        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 4, 3);
+        block_products(x, w_ih, h, w_hh, j, H, acc, 4, 3, 3);
         for (int r = 0; r < 4; r++) {
             const int64_t jj = j + 4 * r;
             float32x4_t pre[4];
@@ -321,11 +329,7 @@ static void f32_gru_step__neon(const float *gx, const float *x, const packed_mat
     for (int64_t i = 0; i < blocks; i++) {
         const int64_t j = (reverse ? blocks - 1 - i : i) * P;
         float32x4_t acc[4][4];
-        for (int q = 0; q < 4; q++)
-            acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = vdupq_n_f32(0.0f);
-        if (w_ih)
-            gates_part(x, w_ih->data + j * w_ih->cols, w_ih->cols, H * w_ih->cols, acc, 3, 2);
-        gates_part(h, w_hh->data + j * w_hh->cols, w_hh->cols, H * w_hh->cols, acc, 3, 3);
+        block_products(x, w_ih, h, w_hh, j, H, acc, 3, 2, 3);
         for (int r = 0; r < 4; r++) {
             const int64_t jj = j + 4 * r;
             float32x4_t pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */
