@@ -315,54 +315,91 @@ static void test_gemv(const lstmrt_kernels *k, const lstmrt_kernels *ref)
     gemv_case(k, ref, 2048, 128, 512, 1, 0, 0);
 }
 
+/* The inputs of a fused step case: G x I and G x H weights, packed; x, h, gx (special values at every 7th gate if
+ * asked), bias and a second bias (GRU b_hn); three output rows of H + 4, the 4 past H a sentinel no kernel may
+ * touch. ok: packing succeeded. */
+typedef struct step_inputs {
+    packed_matrix wi, wh;
+    float *x, *h, *gx, *bias, *bias2, *out[3];
+    int ok;
+} step_inputs;
+
+static step_inputs make_step_inputs(int64_t G, int64_t H, int64_t I, int special)
+{
+    step_inputs s;
+    float *wi = malloc(sizeof(float) * (size_t)(G * I)), *wh = malloc(sizeof(float) * (size_t)(G * H));
+    s.x = malloc(sizeof(float) * (size_t)I), s.h = malloc(sizeof(float) * (size_t)H);
+    s.gx = malloc(sizeof(float) * (size_t)G), s.bias = malloc(sizeof(float) * (size_t)G);
+    s.bias2 = malloc(sizeof(float) * (size_t)G);
+    fill(wi, G * I, -0.5f, 0.5f), fill(wh, G * H, -0.5f, 0.5f), fill(s.x, I, -2.0f, 2.0f), fill(s.h, H, -1.0f, 1.0f);
+    fill(s.gx, G, -3.0f, 3.0f), fill(s.bias, G, -1.0f, 1.0f), fill(s.bias2, G, -1.0f, 1.0f);
+    if (special)
+        for (int64_t j = 0; j < G; j += 7)
+            s.gx[j] = specials[(j / 7) % NSPECIAL];
+    for (int i = 0; i < 3; i++) {
+        s.out[i] = malloc(sizeof(float) * (size_t)(H + 4));
+        for (int64_t j = 0; j < H + 4; j++)
+            s.out[i][j] = -9.0f;
+    }
+    s.ok = pack_matrix(&s.wi, wi, G, I) == LSTMRT_STATUS_OK && pack_matrix(&s.wh, wh, G, H) == LSTMRT_STATUS_OK;
+    free(wi), free(wh);
+    return s;
+}
+
+static void free_step_inputs(step_inputs *s)
+{
+    free_packed_matrix(&s->wi), free_packed_matrix(&s->wh);
+    free(s->x), free(s->h), free(s->gx), free(s->bias), free(s->bias2);
+    for (int i = 0; i < 3; i++)
+        free(s->out[i]);
+}
+
+/* The output rows: equal to the oracle's within tol, nothing written past H. */
+static int outputs_match(const step_inputs *s, int64_t H)
+{
+    int ok = 1;
+    for (int64_t j = 0; j < H; j++)
+        ok &= same(s->out[0][j], s->out[2][j], 4e-6);
+    for (int64_t j = H; j < H + 4; j++)
+        ok &= s->out[0][j] == -9.0f;
+    return ok;
+}
+
 /* The fused one-row LSTM step against the scalar oracle (which reads gate rows straight from the panels);
  * both visiting orders bit-identical. input: 0 = x W_ih^T + bias, 1 = precomputed gx. */
 static void lstm_step_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, int64_t H, int64_t I, int input,
                            int special)
 {
-    const int64_t G = 4 * H;
-    float *wi = malloc(sizeof(float) * (size_t)(G * I)), *wh = malloc(sizeof(float) * (size_t)(G * H));
-    float *x = malloc(sizeof(float) * (size_t)I), *h = malloc(sizeof(float) * (size_t)H);
-    float *gx = malloc(sizeof(float) * (size_t)G), *bias = malloc(sizeof(float) * (size_t)G);
-    float *c[3], *ho[3];
+    step_inputs s = make_step_inputs(4 * H, H, I, special);
+    float *c[3];
     for (int i = 0; i < 3; i++)
-        c[i] = malloc(sizeof(float) * (size_t)H), ho[i] = malloc(sizeof(float) * (size_t)(H + 4));
-    fill(wi, G * I, -0.5f, 0.5f), fill(wh, G * H, -0.5f, 0.5f), fill(x, I, -2.0f, 2.0f), fill(h, H, -1.0f, 1.0f);
-    fill(gx, G, -3.0f, 3.0f), fill(bias, G, -1.0f, 1.0f), fill(c[0], H, -4.0f, 4.0f);
-    if (special)
-        for (int64_t j = 0; j < G; j += 7)
-            gx[j] = specials[(j / 7) % NSPECIAL];
+        c[i] = malloc(sizeof(float) * (size_t)H);
+    fill(c[0], H, -4.0f, 4.0f);
     for (int i = 1; i < 3; i++)
         memcpy(c[i], c[0], sizeof(float) * (size_t)H);
-    for (int i = 0; i < 3; i++)
-        for (int64_t j = 0; j < H + 4; j++)
-            ho[i][j] = -9.0f;
-    packed_matrix pi, ph;
-    if (pack_matrix(&pi, wi, G, I) != LSTMRT_STATUS_OK || pack_matrix(&ph, wh, G, H) != LSTMRT_STATUS_OK) {
+    if (!s.ok) {
         check(0, k->name, "pack_matrix");
-        return;
+    } else {
+        const float *g_in = input ? s.gx : NULL, *b_in = input ? NULL : s.bias;
+        const packed_matrix *w_in = input ? NULL : &s.wi;
+        k->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[0], s.out[0], 0);
+        k->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[1], s.out[1], 1);
+        ref->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[2], s.out[2], 0);
+        int ok = outputs_match(&s, H);
+        for (int64_t j = 0; j < H; j++)
+            ok &= same(c[0][j], c[2][j], 4e-6 * (1.0 + fabs(c[2][j])));
+        char what[160];
+        snprintf(what, sizeof what, "lstm_step H=%lld I=%lld input=%s special=%d", (long long)H, (long long)I,
+                 input ? "gx" : "x", special);
+        check(ok, k->name, what);
+        snprintf(what, sizeof what, "lstm_step H=%lld I=%lld: reverse order bit-identical", (long long)H, (long long)I);
+        check(memcmp(c[0], c[1], sizeof(float) * (size_t)H) == 0 &&
+                  memcmp(s.out[0], s.out[1], sizeof(float) * (size_t)H) == 0,
+              k->name, what);
     }
-    const float *g_in = input ? gx : NULL, *b_in = input ? NULL : bias;
-    const packed_matrix *w_in = input ? NULL : &pi;
-    k->f32_lstm_step(g_in, x, w_in, b_in, h, &ph, c[0], ho[0], 0);
-    k->f32_lstm_step(g_in, x, w_in, b_in, h, &ph, c[1], ho[1], 1);
-    ref->f32_lstm_step(g_in, x, w_in, b_in, h, &ph, c[2], ho[2], 0);
-    int ok = 1;
-    for (int64_t j = 0; j < H; j++)
-        ok &= same(c[0][j], c[2][j], 4e-6 * (1.0 + fabs(c[2][j]))) && same(ho[0][j], ho[2][j], 4e-6);
-    for (int64_t j = H; j < H + 4; j++)
-        ok &= ho[0][j] == -9.0f;
-    char what[160];
-    snprintf(what, sizeof what, "lstm_step H=%lld I=%lld input=%s special=%d", (long long)H, (long long)I,
-             input ? "gx" : "x", special);
-    check(ok, k->name, what);
-    snprintf(what, sizeof what, "lstm_step H=%lld I=%lld: reverse order bit-identical", (long long)H, (long long)I);
-    check(memcmp(c[0], c[1], sizeof(float) * (size_t)H) == 0 && memcmp(ho[0], ho[1], sizeof(float) * (size_t)H) == 0,
-          k->name, what);
-    free_packed_matrix(&pi), free_packed_matrix(&ph);
-    free(wi), free(wh), free(x), free(h), free(gx), free(bias);
+    free_step_inputs(&s);
     for (int i = 0; i < 3; i++)
-        free(c[i]), free(ho[i]);
+        free(c[i]);
 }
 
 static void test_lstm_step(const lstmrt_kernels *k, const lstmrt_kernels *ref)
@@ -405,46 +442,23 @@ static void test_sum(const lstmrt_kernels *k, const lstmrt_kernels *ref)
 static void gru_step_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, int64_t H, int64_t I, int input,
                           int special, int use_bias_hn)
 {
-    const int64_t G = 3 * H;
-    float *wi = malloc(sizeof(float) * (size_t)(G * I)), *wh = malloc(sizeof(float) * (size_t)(G * H));
-    float *x = malloc(sizeof(float) * (size_t)I), *h = malloc(sizeof(float) * (size_t)H);
-    float *gx = malloc(sizeof(float) * (size_t)G), *bias = malloc(sizeof(float) * (size_t)G);
-    float *bias_hn = malloc(sizeof(float) * (size_t)G), *ho[3];
-    for (int i = 0; i < 3; i++)
-        ho[i] = malloc(sizeof(float) * (size_t)(H + 4));
-    fill(wi, G * I, -0.5f, 0.5f), fill(wh, G * H, -0.5f, 0.5f), fill(x, I, -2.0f, 2.0f), fill(h, H, -1.0f, 1.0f);
-    fill(gx, G, -3.0f, 3.0f), fill(bias, G, -1.0f, 1.0f), fill(bias_hn, G, -1.0f, 1.0f);
-    if (special)
-        for (int64_t j = 0; j < G; j += 7)
-            gx[j] = specials[(j / 7) % NSPECIAL];
-    for (int i = 0; i < 3; i++)
-        for (int64_t j = 0; j < H + 4; j++)
-            ho[i][j] = -9.0f;
-    packed_matrix pi, ph;
-    if (pack_matrix(&pi, wi, G, I) != LSTMRT_STATUS_OK || pack_matrix(&ph, wh, G, H) != LSTMRT_STATUS_OK) {
+    step_inputs s = make_step_inputs(3 * H, H, I, special);
+    if (!s.ok) {
         check(0, k->name, "pack_matrix");
-        return;
+    } else {
+        const float *g_in = input ? s.gx : NULL, *b_in = input ? NULL : s.bias, *b_hn = use_bias_hn ? s.bias2 : NULL;
+        const packed_matrix *w_in = input ? NULL : &s.wi;
+        k->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[0], 0);
+        k->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[1], 1);
+        ref->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[2], 0);
+        char what[160];
+        snprintf(what, sizeof what, "gru_step H=%lld I=%lld input=%s special=%d bias_hn=%d", (long long)H, (long long)I,
+                 input ? "gx" : "x", special, use_bias_hn);
+        check(outputs_match(&s, H), k->name, what);
+        snprintf(what, sizeof what, "gru_step H=%lld I=%lld: reverse order bit-identical", (long long)H, (long long)I);
+        check(memcmp(s.out[0], s.out[1], sizeof(float) * (size_t)H) == 0, k->name, what);
     }
-    const float *g_in = input ? gx : NULL, *b_in = input ? NULL : bias, *b_hn = use_bias_hn ? bias_hn : NULL;
-    const packed_matrix *w_in = input ? NULL : &pi;
-    k->f32_gru_step(g_in, x, w_in, b_in, h, &ph, b_hn, ho[0], 0);
-    k->f32_gru_step(g_in, x, w_in, b_in, h, &ph, b_hn, ho[1], 1);
-    ref->f32_gru_step(g_in, x, w_in, b_in, h, &ph, b_hn, ho[2], 0);
-    int ok = 1;
-    for (int64_t j = 0; j < H; j++)
-        ok &= same(ho[0][j], ho[2][j], 4e-6);
-    for (int64_t j = H; j < H + 4; j++)
-        ok &= ho[0][j] == -9.0f;
-    char what[160];
-    snprintf(what, sizeof what, "gru_step H=%lld I=%lld input=%s special=%d bias_hn=%d", (long long)H, (long long)I,
-             input ? "gx" : "x", special, use_bias_hn);
-    check(ok, k->name, what);
-    snprintf(what, sizeof what, "gru_step H=%lld I=%lld: reverse order bit-identical", (long long)H, (long long)I);
-    check(memcmp(ho[0], ho[1], sizeof(float) * (size_t)H) == 0, k->name, what);
-    free_packed_matrix(&pi), free_packed_matrix(&ph);
-    free(wi), free(wh), free(x), free(h), free(gx), free(bias), free(bias_hn);
-    for (int i = 0; i < 3; i++)
-        free(ho[i]);
+    free_step_inputs(&s);
 }
 
 static void test_gru_step(const lstmrt_kernels *k, const lstmrt_kernels *ref)

@@ -424,7 +424,7 @@ PYBIND11_MODULE(_native, mod)
         .def("set_state", &Stream::set_state)
         .def("copy", [](Stream &s) { return new Stream(s); })
         // for lstmrt._step (the Cython hot path): stream pointer, busy flag, step function as integers, and
-        // whether a step is long enough to release the GIL (those calls go through step() above)
+        // whether a step is long enough to release the GIL (the Cython step then marks the stream busy, as step())
         .def("_handles",
              [](Stream &s) {
                  return py::make_tuple((uintptr_t)s.ptr, (uintptr_t)&s.busy, (uintptr_t)&lstmrt_stream_step,
