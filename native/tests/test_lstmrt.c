@@ -17,6 +17,7 @@
 
 #include "internal.h" /* one test drives forward_layers directly */
 #include "lstmrt.h"
+#include "recurrent.h" /* the sweep policy */
 
 /* float32 runtime vs float64 reference, sizes up to 33 and 300 steps: the engine issue's contract. */
 #define REF_TOL 1e-5
@@ -1240,6 +1241,25 @@ static void test_embedding_id_changed_during_call(void)
     arena_reset();
 }
 
+/* One-row products sweep forwards while the weights they read fit in L1, and alternate above (recurrent.h). */
+static void test_sweep_policy(void)
+{
+    snprintf(context, sizeof context, "sweep policy");
+    packed_matrix small = {4 * 32, 32, NULL}, padded = {4 * 32 + 1, 48, NULL};
+    CHECK(packed_bytes(&small) == 16 * 1024);               /* an H = 32 LSTM's W_hh */
+    CHECK(packed_bytes(&padded) == (4 * 32 + 16) * 48 * 4); /* rows padded to whole panels */
+    uint64_t counter = 0;
+    workspace ws;
+    memset(&ws, 0, sizeof ws);
+    ws.sweep = &counter;
+    for (counter = 0; counter < 3; counter++)
+        for (int64_t s = 0; s < 4; s++) {
+            CHECK(sweep_reverse(&ws, s, packed_bytes(&small)) == 0);
+            CHECK(sweep_reverse(&ws, s, LSTMRT_L1_RESIDENT_BYTES) == 0);
+            CHECK(sweep_reverse(&ws, s, LSTMRT_L1_RESIDENT_BYTES + 1) == (int)((counter + (uint64_t)s) & 1u));
+        }
+}
+
 static void test_predict_errors(void)
 {
     spec s;
@@ -1534,6 +1554,7 @@ int main(int argc, char **argv)
     RUN(test_model_create_errors);
     RUN(test_out_of_memory);
     RUN(test_embedding_id_changed_during_call);
+    RUN(test_sweep_policy);
     RUN(test_predict_errors);
     RUN(test_stream_errors);
     RUN(test_probes);
