@@ -783,3 +783,11 @@ def test_corrupt_tensor_layout_is_refused(tmp_path):
     replace_data_pkl(tmp_path / "real.pt", tmp_path / "bad.pt", bad)
     with pytest.raises(pickle.UnpicklingError, match=r"reaches element 17 of storage '0' which has 4"):
         lstmrt.load(tmp_path / "bad.pt", key="w")
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_legacy_file_with_an_old_pickle_protocol_is_named(protocol, tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save(nn.LSTM(3, 4).state_dict(), path, pickle_protocol=protocol, _use_new_zipfile_serialization=False)
+    with pytest.raises(lstmrt.UnsupportedModelError, match="pickle protocol 0 or 1"):
+        lstmrt.load(str(path))

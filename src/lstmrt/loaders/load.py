@@ -98,6 +98,10 @@ def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
         return _build(units_from_state_dict(node), layers, info, note="state dict order (registration order)"), info
 
 
+# torch's legacy format opens with its magic number pickled; under protocols 0 and 1 that is a text LONG opcode
+LEGACY_MAGIC_PROTOCOL_0_1 = b"L119547037146038801333356L\n"
+
+
 def detect_format(path: str) -> str:
     with open(path, "rb") as f:
         head = f.read(512)
@@ -125,6 +129,9 @@ def detect_format(path: str) -> str:
                                f"file of {size}: truncated")
     if head[:1] == b"\x80":
         return "torch-legacy"  # or another pickle, which read_legacy refuses without running it
+    if head.startswith(LEGACY_MAGIC_PROTOCOL_0_1):
+        raise UnsupportedModelError(f"{path}: a legacy (non-zip) torch.save file written with pickle protocol 0 or "
+                                    "1; only protocols 2 and up are read: re-save it with torch.save's defaults")
     if len(head) > 262 and head[257:262] == b"ustar":
         raise UnsupportedModelError(f"{path}: a tar archive: the torch.save tar format of PyTorch < 0.4 is not "
                                     "supported; re-save it with a recent PyTorch")
