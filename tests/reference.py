@@ -147,8 +147,10 @@ def zero_cell_state(spec, batch: int) -> tuple:
 
 
 # -- sequences (section 5) -------------------------------------------------------------------------------------
-def direction(spec, X, active, reverse: bool, state: tuple, final_only: bool):
-    """One direction over (B, T, I): inactive rows carry state and output 0 (or h with hold_masked_output)."""
+def direction(spec, X, active, reverse: bool, state: tuple, final_only: bool, ends=None):
+    """One direction over (B, T, I): inactive rows carry state and output 0 (or h with hold_masked_output).
+    final_only: every step gets the output of the last step run within each sequence's length (ends, (B,); T
+    when None): step ends - 1, or step 0 in reverse; the zero state for an empty sequence."""
     B, T, _ = X.shape
     Y = np.zeros((B, T, spec.output_size))
     order = range(T - 1, -1, -1) if reverse else range(T)
@@ -159,7 +161,10 @@ def direction(spec, X, active, reverse: bool, state: tuple, final_only: bool):
         held = state[0] if spec.hold_masked_output else 0.0
         Y[:, t] = np.where(keep, state[0], held)
     if final_only:
-        Y[:] = state[0][:, None, :]
+        ends = np.full(B, T) if ends is None else np.asarray(ends)
+        last = np.where(ends == 0, -1, 0 if reverse else ends - 1)
+        final = np.where((last >= 0)[:, None], Y[np.arange(B), np.maximum(last, 0)], state[0])
+        Y[:] = final[:, None, :]
     return Y, state
 
 
@@ -173,15 +178,15 @@ def merge(mode: str, yf, yb):
     return 0.5 * (yf + yb)
 
 
-def recurrent_layer(spec, X, active, states: list, whole_sequence: bool):
+def recurrent_layer(spec, X, active, states: list, whole_sequence: bool, ends=None):
     """Returns outputs and the new state tuples of each direction."""
     if isinstance(spec, Bidirectional):
         final = whole_sequence and not spec.forward.return_sequences
-        yf, sf = direction(spec.forward, X, active, False, states[0], final)
-        yb, sb = direction(spec.backward, X, active, True, states[1], final)
+        yf, sf = direction(spec.forward, X, active, False, states[0], final, ends)
+        yb, sb = direction(spec.backward, X, active, True, states[1], final, ends)
         return merge(spec.merge_mode, yf, yb), [sf, sb]
     final = whole_sequence and not spec.return_sequences
-    y, s = direction(spec, X, active, spec.go_backwards, states[0], final)
+    y, s = direction(spec, X, active, spec.go_backwards, states[0], final, ends)
     return y, [s]
 
 
@@ -208,13 +213,13 @@ def _cells(spec) -> list:
     return [spec.forward, spec.backward] if isinstance(spec, Bidirectional) else [spec]
 
 
-def _forward(layers, X, active, states, whole_sequence):
+def _forward(layers, X, active, states, whole_sequence, ends=None):
     new_states = []
     k = 0
     for spec in layers:
         if _is_recurrent(spec):
             n = len(_cells(spec))
-            X, s = recurrent_layer(spec, X, active, states[k:k + n], whole_sequence)
+            X, s = recurrent_layer(spec, X, active, states[k:k + n], whole_sequence, ends)
             new_states += s
             k += n
         else:
@@ -242,7 +247,7 @@ def predict(layers, X, lengths=None, mask=None, return_sequences=True):
         active &= np.arange(T)[None, :] < np.asarray(lengths)[:, None]
     if mask is not None:
         active &= np.asarray(mask, bool)
-    Y, _ = _forward(layers, X, active, zero_state(layers, B), True)
+    Y, _ = _forward(layers, X, active, zero_state(layers, B), True, lengths)
     if lengths is not None:
         Y[np.arange(T)[None, :] >= np.asarray(lengths)[:, None]] = 0.0
     if return_sequences:

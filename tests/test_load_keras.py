@@ -151,6 +151,32 @@ def case_masked_last(K, rng):
     return model, X
 
 
+def case_zero_output_last(K, rng):
+    """zero_output_for_mask with return_sequences=False: a sequence whose last step is masked outputs 0 (Keras's
+    last_output), which the Dense head then maps to its bias."""
+    L = K.layers
+    model = K.Sequential([K.Input((T, 2)), L.Masking(0.0), L.LSTM(4, return_sequences=True, zero_output_for_mask=True),
+                          L.GRU(3, zero_output_for_mask=True), L.Dense(2)])
+    return model, masked_input(rng, 2)
+
+
+def case_zero_output_backwards_last(K, rng):
+    """The same for layers that run backwards: their last step is step 0 (masked in the third sequence)."""
+    L = K.layers
+    inp = K.Input((T, 2))
+    x = L.Masking(0.0)(inp)
+    x = L.Bidirectional(L.LSTM(3, zero_output_for_mask=True), merge_mode="sum")(x)
+    model = K.Model(inp, L.Dense(2)(x))
+    return model, masked_input(rng, 2)
+
+
+def case_zero_output_go_backwards_last(K, rng):
+    L = K.layers
+    model = K.Sequential([K.Input((T, 2)), L.Masking(0.0),
+                          L.SimpleRNN(3, go_backwards=True, zero_output_for_mask=True), L.Dense(2)])
+    return model, masked_input(rng, 2)
+
+
 def case_embedding(K, rng):
     """Embedding(mask_zero=True) feeding a functional chain with return_state (only the sequence is used)."""
     L = K.layers
@@ -165,7 +191,9 @@ def case_embedding(K, rng):
 
 
 CASES = {f.__name__[5:]: f for f in (case_stack, case_last, case_constants, case_bidirectional, case_backwards,
-                                     case_backwards_last, case_masked, case_masked_last, case_embedding)}
+                                     case_backwards_last, case_masked, case_masked_last, case_zero_output_last,
+                                     case_zero_output_backwards_last, case_zero_output_go_backwards_last,
+                                     case_embedding)}
 
 
 def randomize(model, rng):

@@ -103,8 +103,10 @@ typedef struct lstmrt_layer_desc {
     int32_t hold_masked_output;          /* recurrent: at a masked step, repeat the previous output instead of 0 */
     int32_t go_backwards;                /* recurrent, one direction: process the sequence last step first (Keras);
                                             outputs stay aligned with their input step. Not streamable. */
-    int32_t final_only;                  /* recurrent, predict only: every step outputs the layer's final output (each
-                                            direction's h after its last step): Keras return_sequences=False. */
+    int32_t final_only;                  /* recurrent, predict only: every step outputs the layer's final output,
+                                            Keras return_sequences=False: each direction's output at the last step
+                                            it ran within the sequence's length (0 there if masked and not
+                                            hold_masked_output), as Keras's last_output. */
     lstmrt_direction_weights weights[2]; /* [forward, backward] */
 } lstmrt_layer_desc;
 

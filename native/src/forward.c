@@ -81,50 +81,53 @@ static void merge_directions(const layer *L, int64_t batch, int64_t steps, seq_v
         }
 }
 
-/* Keras return_sequences=False: every step gets the direction's final output, its h after the last step. */
-static void broadcast_final(const layer *L, int64_t batch, int64_t steps, const float *state, seq_view y)
+/* Keras return_sequences=False: every step gets the direction's last output (Keras's last_output), the output of
+ * the last step it ran within the sequence's length: the step at length - 1, or step 0 when it runs backwards. That
+ * is its h after that step; if the step was masked, 0 (zero_output_for_mask) or the h carried through it, as
+ * written there. A sequence of length 0 gets the zero state. */
+static void broadcast_final(const layer *L, int reverse, int64_t batch, int64_t steps, const int32_t *lengths,
+                            const float *state, seq_view y)
 {
     const int64_t n = L->state_h_size;
-    for (int64_t b = 0; b < batch; b++)
+    for (int64_t b = 0; b < batch; b++) {
+        const int64_t length = lengths ? lengths[b] : steps;
+        const int64_t last = length == 0 ? -1 : (reverse ? 0 : length - 1);
+        const float *src = last < 0 ? state + b * n : seq_row(y, b, last);
         for (int64_t t = 0; t < steps; t++)
-            memcpy(seq_row(y, b, t), state + b * n, (size_t)n * sizeof(float));
+            if (t != last)
+                memcpy(seq_row(y, b, t), src, (size_t)n * sizeof(float));
+    }
 }
 
 static void run_recurrent(const lstmrt_kernels *k, const layer *L, const workspace *ws, int64_t batch, int64_t steps,
                           seq_view x, const uint8_t *active, int64_t active_stride, float *state, seq_view y,
-                          int whole_sequence)
+                          int whole_sequence, const int32_t *lengths)
 {
     const int final_only = L->final_only && whole_sequence;
     if (L->num_directions == 1) {
         run_direction(k, L, 0, ws, batch, steps, x, active, active_stride, state, y);
         if (final_only)
-            broadcast_final(L, batch, steps, state, y);
+            broadcast_final(L, L->go_backwards, batch, steps, lengths, state, y);
         return;
     }
     const int64_t Hr = L->state_h_size;
     float *state_bw = state + direction_state_floats(L, batch);
-    if (L->merge_mode == LSTMRT_MERGE_CONCAT) {
-        seq_view bw = {y.data + Hr, y.batch_stride, y.time_stride};
-        run_direction(k, L, 0, ws, batch, steps, x, active, active_stride, state, y);
-        run_direction(k, L, 1, ws, batch, steps, x, active, active_stride, state_bw, bw);
-        if (final_only) {
-            broadcast_final(L, batch, steps, state, y);
-            broadcast_final(L, batch, steps, state_bw, bw);
-        }
-        return;
-    }
     seq_view bw = {ws->dirbuf, steps * Hr, Hr};
+    if (L->merge_mode == LSTMRT_MERGE_CONCAT)
+        bw = (seq_view){y.data + Hr, y.batch_stride, y.time_stride};
     run_direction(k, L, 0, ws, batch, steps, x, active, active_stride, state, y);
     run_direction(k, L, 1, ws, batch, steps, x, active, active_stride, state_bw, bw);
     if (final_only) {
-        broadcast_final(L, batch, steps, state, y);
-        broadcast_final(L, batch, steps, state_bw, bw);
+        broadcast_final(L, 0, batch, steps, lengths, state, y);
+        broadcast_final(L, 1, batch, steps, lengths, state_bw, bw);
     }
-    merge_directions(L, batch, steps, y, bw);
+    if (L->merge_mode != LSTMRT_MERGE_CONCAT)
+        merge_directions(L, batch, steps, y, bw);
 }
 
 void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch, int64_t steps, seq_view x,
-                    const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence)
+                    const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence,
+                    const int32_t *lengths)
 {
     const lstmrt_kernels *k = m->kernels;
     seq_view in = x;
@@ -139,7 +142,7 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
         case LSTMRT_LAYER_LSTM:
         case LSTMRT_LAYER_GRU:
         case LSTMRT_LAYER_RNN:
-            run_recurrent(k, L, ws, batch, steps, in, active, active_stride, state, out, whole_sequence);
+            run_recurrent(k, L, ws, batch, steps, in, active, active_stride, state, out, whole_sequence, lengths);
             state += L->num_directions * direction_state_floats(L, batch);
             break;
         case LSTMRT_LAYER_DENSE: run_dense(k, L, batch, steps, in, out); break;

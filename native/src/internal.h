@@ -108,9 +108,11 @@ int scratch_fits(const lstmrt_model_t *m, int64_t batch, int64_t steps, double e
 void workspace_bind(workspace *ws, const lstmrt_model_t *m, int64_t batch, int64_t steps, float *base);
 
 /* forward.c: run all layers over `steps` steps. x, y batch-major views. state may be updated in place.
- * active (batch x steps, batch-major) or NULL. reverse_ok: bidirectional layers allowed (whole sequence). */
+ * active (batch x steps, batch-major) or NULL. whole_sequence: these are all the steps (predict), so final_only
+ * layers apply; lengths (batch) or NULL then says where each sequence ends (its last output is at length - 1). */
 void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch, int64_t steps, seq_view x,
-                    const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence);
+                    const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence,
+                    const int32_t *lengths);
 
 /* lstm.c, gru.c, rnn.c: one direction of a recurrent layer over a sequence (forward or reverse in time).
  * h, c: state (batch x Hr, batch x H); y: where outputs go (Hr features). */

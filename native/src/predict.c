@@ -65,7 +65,7 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int6
     const int64_t I = m->input_size, O = m->output_size;
     seq_view xv = {(float *)x, steps * I, I}, yv = {y, steps * O, O};
     const unsigned fp = lstmrt__fp_enter();
-    run_blocks(m, &ws, block, batch, steps, xv, active, steps, state, yv, 1);
+    run_blocks(m, &ws, block, batch, steps, xv, active, steps, state, yv, 1, lengths);
     lstmrt__fp_leave(fp);
     if (lengths)
         for (int64_t b = 0; b < batch; b++)

@@ -9,13 +9,15 @@ int64_t block_steps(int64_t batch)
 }
 
 void run_blocks(const lstmrt_model_t *m, const workspace *ws, int64_t block, int64_t batch, int64_t steps, seq_view x,
-                const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence)
+                const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence,
+                const int32_t *lengths)
 {
     for (int64_t t0 = 0; t0 < steps; t0 += block) {
         const int64_t n = steps - t0 < block ? steps - t0 : block;
         seq_view xb = {x.data + t0 * x.time_stride, x.batch_stride, x.time_stride};
         seq_view yb = {y.data + t0 * y.time_stride, y.batch_stride, y.time_stride};
-        forward_layers(m, ws, batch, n, xb, active ? active + t0 : NULL, active_stride, state, yb, whole_sequence);
+        forward_layers(m, ws, batch, n, xb, active ? active + t0 : NULL, active_stride, state, yb, whole_sequence,
+                       lengths);
     }
 }
 

@@ -8,9 +8,10 @@
  * bounded; a block is still long enough for the input projection to be an efficient GEMM. */
 int64_t block_steps(int64_t batch);
 
-/* forward_layers over `steps` steps in blocks of at most `block` steps. */
+/* forward_layers over `steps` steps in blocks of at most `block` steps (whole_sequence: one block). */
 void run_blocks(const lstmrt_model_t *m, const workspace *ws, int64_t block, int64_t batch, int64_t steps, seq_view x,
-                const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence);
+                const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence,
+                const int32_t *lengths);
 
 /* Checks embedding token ids (the only input values that can be invalid) before anything runs. */
 lstmrt_status check_tokens(const lstmrt_model_t *m, const float *x, int64_t rows);

@@ -64,7 +64,7 @@ lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8
         return st;
     seq_view xv = {(float *)x, m->input_size, m->input_size}, yv = {y, m->output_size, m->output_size};
     const unsigned fp = lstmrt__fp_enter();
-    forward_layers(m, &s->ws, s->batch, 1, xv, active, 1, s->state, yv, 0);
+    forward_layers(m, &s->ws, s->batch, 1, xv, active, 1, s->state, yv, 0, NULL);
     lstmrt__fp_leave(fp);
     return LSTMRT_STATUS_OK;
 }
@@ -83,7 +83,7 @@ lstmrt_status lstmrt_stream_run(lstmrt_stream_t *s, const float *x, int64_t step
     const int64_t I = m->input_size, O = m->output_size;
     seq_view xv = {(float *)x, steps * I, I}, yv = {y, steps * O, O};
     const unsigned fp = lstmrt__fp_enter();
-    run_blocks(m, &s->ws, s->chunk, s->batch, steps, xv, NULL, 0, s->state, yv, 0);
+    run_blocks(m, &s->ws, s->chunk, s->batch, steps, xv, NULL, 0, s->state, yv, 0, NULL);
     lstmrt__fp_leave(fp);
     return LSTMRT_STATUS_OK;
 }

@@ -450,8 +450,9 @@ static double clipped(double v, double clip)
     return clip > 0.0 ? fmax(-clip, fmin(clip, v)) : v;
 }
 
-/* One direction over one sequence: x (T x I), y (T x Hr). Inactive steps carry the state. */
-static void ref_direction(const lstmrt_layer_desc *d, int dir, int reverse, int T, const double *x,
+/* One direction over one sequence: x (T x I), y (T x Hr). Inactive steps carry the state. The sequence's own
+ * steps are the first `end` (its length; the rest is padding). */
+static void ref_direction(const lstmrt_layer_desc *d, int dir, int reverse, int T, int end, const double *x,
                           const uint8_t *active, double *y)
 {
     const lstmrt_direction_weights *w = &d->weights[dir];
@@ -512,13 +513,16 @@ static void ref_direction(const lstmrt_layer_desc *d, int dir, int reverse, int 
         }
         memcpy(yt, h, (size_t)Hr * sizeof(double));
     }
-    if (d->final_only)
+    if (d->final_only) { /* Keras's last_output: the output of the last step run (masked: 0 or the held h) */
+        double *last = new_doubles(Hr);
+        memcpy(last, end == 0 ? h : y + (int64_t)(reverse ? 0 : end - 1) * Hr, (size_t)Hr * sizeof(double));
         for (int t = 0; t < T; t++)
-            memcpy(y + (int64_t)t * Hr, h, (size_t)Hr * sizeof(double));
+            memcpy(y + (int64_t)t * Hr, last, (size_t)Hr * sizeof(double));
+    }
 }
 
 /* One layer over one sequence: x (T x I), y (T x O). */
-static void ref_layer(const lstmrt_layer_desc *d, int T, const double *x, const uint8_t *active, double *y)
+static void ref_layer(const lstmrt_layer_desc *d, int T, int end, const double *x, const uint8_t *active, double *y)
 {
     const int I = d->input_size, O = layer_out(d);
     const lstmrt_direction_weights *w = &d->weights[0];
@@ -550,12 +554,12 @@ static void ref_layer(const lstmrt_layer_desc *d, int T, const double *x, const 
     }
     const int Hr = state_h(d);
     if (d->num_directions == 1) {
-        ref_direction(d, 0, d->go_backwards, T, x, active, y);
+        ref_direction(d, 0, d->go_backwards, T, end, x, active, y);
         return;
     }
     double *fw = new_doubles((int64_t)T * Hr), *bw = new_doubles((int64_t)T * Hr);
-    ref_direction(d, 0, 0, T, x, active, fw);
-    ref_direction(d, 1, 1, T, x, active, bw);
+    ref_direction(d, 0, 0, T, end, x, active, fw);
+    ref_direction(d, 1, 1, T, end, x, active, bw);
     for (int t = 0; t < T; t++)
         for (int j = 0; j < Hr; j++) {
             const double f = fw[t * Hr + j], b = bw[t * Hr + j];
@@ -585,7 +589,7 @@ static void ref_predict(const spec *s, const float *x, int batch, int steps, con
             in[i] = x[(int64_t)b * steps * I + i];
         for (int l = 0; l < s->n; l++) {
             double *out = new_doubles((int64_t)steps * layer_out(&s->layers[l]));
-            ref_layer(&s->layers[l], steps, in, active, out);
+            ref_layer(&s->layers[l], steps, lengths ? lengths[b] : steps, in, active, out);
             in = out;
         }
         for (int t = 0; t < steps; t++)
@@ -1231,7 +1235,7 @@ static void test_embedding_id_changed_during_call(void)
         for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
             float x[1] = {ids[i]}, y[3] = {-7.0f, -7.0f, -7.0f};
             seq_view xv = {x, 1, 1}, yv = {y, 3, 3};
-            forward_layers(m, &st->ws, 1, 1, xv, NULL, 1, st->state, yv, 0);
+            forward_layers(m, &st->ws, 1, 1, xv, NULL, 1, st->state, yv, 0, NULL);
             for (int j = 0; j < 3; j++)
                 CHECK(y[j] == (i == 0 ? table[6 + j] : 0.0f));
         }
