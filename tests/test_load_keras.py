@@ -274,6 +274,15 @@ def test_weights_only_architecture_forms(built, version, tmp_path):
         assert_close(load_keras(path, layers=layers).predict(X), expected)
 
 
+def test_keras_model_pickles_with_its_masking(built):
+    import pickle
+
+    sources, X, expected = built("keras3", "masked")
+    copy = pickle.loads(pickle.dumps(load_keras(sources["keras"][0])))
+    assert copy.mask_value == 0.0 and copy.reverse_output
+    assert_close(copy.predict(X), expected)
+
+
 def test_explicit_mask_overrides_the_derived_one(built):
     sources, X, expected = built("keras3", "masked")
     model = load_keras(sources["keras"][0])

@@ -157,6 +157,22 @@ def test_copy_module_copies_the_state(rng):
     assert copy.deepcopy(model) is model
 
 
+def test_model_pickles_for_other_processes(rng):
+    """A model crosses process boundaries (multiprocessing, caches): pickle keeps its layers and options and the
+    copy packs them again, with the same results."""
+    import pickle
+
+    for model in (stacked_model(rng), token_model(rng),
+                  lstmrt.Model([specs.lstm(rng, 3, 4)], return_sequences=False),
+                  lstmrt.Model([lstmrt.Activation("tanh"), specs.gru(rng, 3, 4)], input_size=3)):
+        copy = pickle.loads(pickle.dumps(model))
+        assert type(copy) is type(model) and copy is not model
+        assert (copy.input_size, copy.output_size, copy.return_sequences) == (
+            model.input_size, model.output_size, model.return_sequences)
+        X = rng.integers(0, 7, (2, 9)) if copy._tokens else inputs(rng, 2, 9, model.input_size)
+        assert np.array_equal(copy.predict(X), model.predict(X))
+
+
 def test_copies_are_independent(rng):
     model = stacked_model(rng)
     s = model.stream()

@@ -53,6 +53,14 @@ class Model:
     def __deepcopy__(self, memo):  # immutable (the weights live in the C model): a deep copy can be itself
         return self
 
+    def __reduce__(self):
+        """Pickling (multiprocessing, caches) keeps the layer specs and options; unpickling packs them again."""
+        return _rebuild, (type(self), self._layers, self._options())
+
+    def _options(self) -> dict:
+        """The keyword arguments that rebuild this model from its layers (subclasses add theirs)."""
+        return {"input_size": self._input_size, "return_sequences": self._return_sequences}
+
     # -- description ---------------------------------------------------------------------------------------
     @property
     def input_size(self) -> int:
@@ -161,3 +169,6 @@ class Model:
 
         return Stream(self, batch)
 
+
+def _rebuild(cls, layers, options):
+    return cls(layers, **options)
