@@ -791,3 +791,49 @@ def test_legacy_file_with_an_old_pickle_protocol_is_named(protocol, tmp_path):
     torch.save(nn.LSTM(3, 4).state_dict(), path, pickle_protocol=protocol, _use_new_zipfile_serialization=False)
     with pytest.raises(lstmrt.UnsupportedModelError, match="pickle protocol 0 or 1"):
         lstmrt.load(str(path))
+
+
+class _ReversedWithTanh(nn.Module):
+    """Registered Linear first, run last, with a functional tanh: registration order alone reads it wrongly."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.lstm = nn.LSTM(6, 6, batch_first=True)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.fc(torch.tanh(out))
+
+
+class _LastStep(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 5, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.fc(out[:, -1, :])
+
+
+def test_live_user_module_follows_its_forward_code(rng):
+    """A live user module is scripted and read like TorchScript: its forward order and functional activation
+    (registration order gave Linear -> LSTM without the tanh: error 0.8)."""
+    torch.manual_seed(0)
+    net = _ReversedWithTanh().eval()
+    X = rng.standard_normal((2, 7, 6)).astype(np.float32)
+    model, info = load_with_info(net)
+    assert info["order"] == "forward() code"
+    with torch.no_grad():
+        assert_close(model.predict(X), net(torch.from_numpy(X)).numpy())
+
+
+def test_live_user_module_the_reader_refuses_falls_back_to_registration_order(rng):
+    torch.manual_seed(0)
+    net = _LastStep().eval()
+    X = rng.standard_normal((2, 7, 3)).astype(np.float32)
+    model, info = load_with_info(net)
+    assert info["order"].startswith("registration order")
+    with torch.no_grad():
+        assert_close(model.predict(X)[:, -1], net(torch.from_numpy(X)).numpy())

@@ -225,6 +225,29 @@ def _check_layer_names(layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
 
 
+def _scripted_forward(module, prefix, info):
+    """A live user module's own forward() order and functional activations: script it (the caller's object, so no
+    untrusted code) and read it as a TorchScript module. None when it does not script or its forward uses
+    something that reader refuses: the caller then falls back to registration order, as before."""
+    import torch
+
+    from .torch_build import ArchitectureError
+    from .torchscript import read_torchscript
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            buffer = io.BytesIO()
+            torch.jit.save(torch.jit.script(module), buffer)
+    except Exception:  # noqa: BLE001 - any scripting failure (type errors, unsupported Python) means: not usable
+        return None
+    try:
+        record, forward_order = read_torchscript(buffer)
+        return _from_module(record, prefix, None, forward_order, info)
+    except (ArchitectureError, UnsupportedModelError, ValueError):
+        return None
+
+
 def _load_live(obj, key, prefix, layers):
     if _is_torch_module(obj):
         _check_layer_names(layers)  # a live Keras model gets layers= checked by load_keras
@@ -250,6 +273,10 @@ def _load_live(obj, key, prefix, layers):
 
             info["order"] = "the module itself"
             return from_torch(obj), info
+        if layers is None:
+            scripted = _scripted_forward(obj, prefix, info)
+            if scripted is not None:
+                return scripted, info
         return _from_module(LiveRecord(obj), prefix, layers, None, info), info
     if _is_keras_model(obj):
         _not_applicable(key=key, prefix=prefix, where="Keras models")
