@@ -29,7 +29,7 @@ static void gru_one_row(const lstmrt_kernels *k, const layer *L, const packed_di
         float *h_new = ws->aux; /* h is read until the last block is done */
         if (row_active(active, active_stride, 0, 0)) {
             k->f32_gru_step(NULL, x.data, &d->w_ih, d->bias_x, h, &d->w_hh, d->bias_hn, h_new,
-                            sweep_reverse(ws, 0, packed_bytes(&d->w_ih) + packed_bytes(&d->w_hh)));
+                            sweep_reverse(ws, 0, d, 1));
             memcpy(h, h_new, (size_t)H * sizeof(float));
             memcpy(y.data, h, (size_t)H * sizeof(float));
         } else {
@@ -44,7 +44,7 @@ static void gru_one_row(const lstmrt_kernels *k, const layer *L, const packed_di
         float *y_t = seq_row(y, 0, t);
         if (row_active(active, active_stride, 0, t)) {
             k->f32_gru_step(ws->gates + t * G, NULL, NULL, NULL, h_cur, &d->w_hh, d->bias_hn, y_t,
-                            sweep_reverse(ws, s, packed_bytes(&d->w_hh)));
+                            sweep_reverse(ws, s, d, 0));
             h_cur = y_t;
         } else {
             write_skipped_output(L, h_cur, y_t, H);
@@ -76,7 +76,7 @@ void gru_direction(const lstmrt_kernels *k, const layer *L, const packed_directi
         if (L->linear_before_reset) {
             /* hh = [h W_hr^T, h W_hz^T, h W_hn^T + b_hn] */
             if (batch == 1)
-                k->f32_gemv(h, &d->w_hh, NULL, NULL, d->bias_hn, 0, hh, sweep_reverse(ws, s, packed_bytes(&d->w_hh)));
+                k->f32_gemv(h, &d->w_hh, NULL, NULL, d->bias_hn, 0, hh, sweep_reverse(ws, s, d, 0));
             else
                 k->f32_gemm(batch, h, H, &d->w_hh, d->bias_hn, 0, hh, G);
             for (int64_t b = 0; b < batch; b++) {

@@ -94,6 +94,11 @@ float *lstmrt__alloc_floats(int64_t n); /* NULL if n floats do not fit in size_t
 void lstmrt__aligned_free(void *p);
 
 /* pack.c */
+/* Floats a packed (rows x cols) matrix holds: whole panels of rows (kernels/kernels.h). */
+static inline int64_t packed_floats(int64_t rows, int64_t cols)
+{
+    return (rows + LSTMRT_PANEL - 1) / LSTMRT_PANEL * LSTMRT_PANEL * cols;
+}
 lstmrt_status pack_matrix(packed_matrix *dst, const float *w, int64_t rows, int64_t cols);
 void free_packed_matrix(packed_matrix *m);
 

@@ -46,10 +46,9 @@ static void lstm_products_and_cells(const lstmrt_kernels *k, const layer *L, con
     const int projected = L->proj_size > 0, fused = batch == 1 && steps == 1;
     float *cell_out = ws->aux, *tmp = ws->aux + batch * H;
     if (fused)
-        k->f32_gemv(x.data, &d->w_ih, h, &d->w_hh, d->bias_x, 0, g_t,
-                    sweep_reverse(ws, s, packed_bytes(&d->w_ih) + packed_bytes(&d->w_hh)));
+        k->f32_gemv(x.data, &d->w_ih, h, &d->w_hh, d->bias_x, 0, g_t, sweep_reverse(ws, s, d, 1));
     else if (batch == 1)
-        k->f32_gemv(h, &d->w_hh, NULL, NULL, NULL, 1, g_t, sweep_reverse(ws, s, packed_bytes(&d->w_hh)));
+        k->f32_gemv(h, &d->w_hh, NULL, NULL, NULL, 1, g_t, sweep_reverse(ws, s, d, 0));
     else
         k->f32_gemm(batch, h, Hr, &d->w_hh, NULL, 1, g_t, steps * G);
     for (int64_t b = 0; b < batch; b++) {
@@ -89,8 +88,7 @@ static void lstm_one_row(const lstmrt_kernels *k, const layer *L, const packed_d
             return;
         }
         /* h is read until the last block is done: the new h goes to scratch first */
-        k->f32_lstm_step(NULL, x.data, &d->w_ih, d->bias_x, h, &d->w_hh, c, cell_out,
-                         sweep_reverse(ws, 0, packed_bytes(&d->w_ih) + packed_bytes(&d->w_hh)));
+        k->f32_lstm_step(NULL, x.data, &d->w_ih, d->bias_x, h, &d->w_hh, c, cell_out, sweep_reverse(ws, 0, d, 1));
         if (projected)
             k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, h, Hr);
         else
@@ -105,7 +103,7 @@ static void lstm_one_row(const lstmrt_kernels *k, const layer *L, const packed_d
         float *y_t = seq_row(y, 0, t);
         if (row_active(active, active_stride, 0, t)) {
             k->f32_lstm_step(ws->gates + t * G, NULL, NULL, NULL, h_cur, &d->w_hh, c, projected ? cell_out : y_t,
-                             sweep_reverse(ws, s, packed_bytes(&d->w_hh)));
+                             sweep_reverse(ws, s, d, 0));
             if (projected)
                 k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, y_t, Hr);
             h_cur = y_t;

@@ -136,7 +136,7 @@ static void free_layer(layer *L)
         lstmrt_status s_ = pack_matrix(dst, src, r, c);                                                                \
         if (s_ != LSTMRT_STATUS_OK)                                                                                    \
             return s_;                                                                                                 \
-        *bytes += (int64_t)(((r) + LSTMRT_PANEL - 1) / LSTMRT_PANEL) * LSTMRT_PANEL * (c) * 4;                         \
+        *bytes += packed_floats(r, c) * (int64_t)sizeof(float);                                                        \
     } while (0)
 #define ALLOC(dst, src, n)                                                                                             \
     do {                                                                                                               \

@@ -5,8 +5,7 @@
 
 lstmrt_status pack_matrix(packed_matrix *dst, const float *w, int64_t rows, int64_t cols)
 {
-    const int64_t panels = (rows + LSTMRT_PANEL - 1) / LSTMRT_PANEL;
-    const int64_t floats = panels * cols * LSTMRT_PANEL;
+    const int64_t floats = packed_floats(rows, cols);
     dst->rows = rows;
     dst->cols = cols;
     dst->data = lstmrt__alloc_floats(floats ? floats : 1);

@@ -32,13 +32,15 @@ static inline void write_skipped_output(const layer *L, const float *h, float *y
 
 static inline int64_t packed_bytes(const packed_matrix *w)
 {
-    return (w->rows + LSTMRT_PANEL - 1) / LSTMRT_PANEL * LSTMRT_PANEL * w->cols * (int64_t)sizeof(float);
+    return packed_floats(w->rows, w->cols) * (int64_t)sizeof(float);
 }
 
-/* The one-row kernels' visiting order for step s of this call, whose products read `weight_bytes`: forwards while
- * those fit in L1, otherwise alternating from step to step (see workspace.sweep). */
-static inline int sweep_reverse(const workspace *ws, int64_t s, int64_t weight_bytes)
+/* The one-row kernels' visiting order for step s of this call, whose products read W_hh (and W_ih too when
+ * with_input: a stream step): forwards while those weights fit in L1, otherwise alternating from step to step
+ * (see workspace.sweep). */
+static inline int sweep_reverse(const workspace *ws, int64_t s, const packed_direction *d, int with_input)
 {
+    const int64_t weight_bytes = packed_bytes(&d->w_hh) + (with_input ? packed_bytes(&d->w_ih) : 0);
     if (weight_bytes <= LSTMRT_L1_RESIDENT_BYTES)
         return 0;
     return (int)((*ws->sweep + (uint64_t)s) & 1u);

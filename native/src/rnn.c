@@ -15,10 +15,9 @@ void rnn_direction(const lstmrt_kernels *k, const layer *L, const packed_directi
         float *g_t = gates + t * H;
         const int64_t ldg = steps * H;
         if (fused)
-            k->f32_gemv(x.data, &d->w_ih, h, &d->w_hh, d->bias_x, 0, g_t,
-                        sweep_reverse(ws, s, packed_bytes(&d->w_ih) + packed_bytes(&d->w_hh)));
+            k->f32_gemv(x.data, &d->w_ih, h, &d->w_hh, d->bias_x, 0, g_t, sweep_reverse(ws, s, d, 1));
         else if (batch == 1)
-            k->f32_gemv(h, &d->w_hh, NULL, NULL, NULL, 1, g_t, sweep_reverse(ws, s, packed_bytes(&d->w_hh)));
+            k->f32_gemv(h, &d->w_hh, NULL, NULL, NULL, 1, g_t, sweep_reverse(ws, s, d, 0));
         else
             k->f32_gemm(batch, h, H, &d->w_hh, NULL, 1, g_t, ldg);
         for (int64_t b = 0; b < batch; b++) {

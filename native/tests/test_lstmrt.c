@@ -1252,15 +1252,22 @@ static void test_sweep_policy(void)
     packed_matrix small = {4 * 32, 32, NULL}, padded = {4 * 32 + 1, 48, NULL};
     CHECK(packed_bytes(&small) == 16 * 1024);               /* an H = 32 LSTM's W_hh */
     CHECK(packed_bytes(&padded) == (4 * 32 + 16) * 48 * 4); /* rows padded to whole panels */
+    /* I=8, H=32 LSTM: 16 + 4 KB; W_hh of exactly the limit (24 KB), then with its input weights; H=64: 64 KB */
+    packed_direction h32 = {.w_ih = {4 * 32, 8, NULL}, .w_hh = small};
+    packed_direction edge = {.w_ih = {4 * 32, 8, NULL}, .w_hh = {4 * 32, 48, NULL}};
+    packed_direction h64 = {.w_ih = {4 * 64, 16, NULL}, .w_hh = {4 * 64, 64, NULL}};
+    CHECK(packed_bytes(&edge.w_hh) == LSTMRT_L1_RESIDENT_BYTES);
     uint64_t counter = 0;
     workspace ws;
     memset(&ws, 0, sizeof ws);
     ws.sweep = &counter;
     for (counter = 0; counter < 3; counter++)
         for (int64_t s = 0; s < 4; s++) {
-            CHECK(sweep_reverse(&ws, s, packed_bytes(&small)) == 0);
-            CHECK(sweep_reverse(&ws, s, LSTMRT_L1_RESIDENT_BYTES) == 0);
-            CHECK(sweep_reverse(&ws, s, LSTMRT_L1_RESIDENT_BYTES + 1) == (int)((counter + (uint64_t)s) & 1u));
+            const int alternate = (int)((counter + (uint64_t)s) & 1u);
+            CHECK(sweep_reverse(&ws, s, &h32, 0) == 0 && sweep_reverse(&ws, s, &h32, 1) == 0);
+            CHECK(sweep_reverse(&ws, s, &edge, 0) == 0);
+            CHECK(sweep_reverse(&ws, s, &edge, 1) == alternate);
+            CHECK(sweep_reverse(&ws, s, &h64, 0) == alternate && sweep_reverse(&ws, s, &h64, 1) == alternate);
         }
 }
 
