@@ -154,7 +154,7 @@ def test_copy_module_copies_the_state(rng):
         c.run(inputs(rng, 4, 3))
         assert all(np.array_equal(a, b) for a, b in zip(before, (a for e in s.state for a in e)))
         assert c.model is model
-    assert copy.deepcopy(model) is model
+    assert copy.deepcopy(model) is model and copy.copy(model) is model
 
 
 def test_model_pickles_for_other_processes(rng):

@@ -50,7 +50,10 @@ class Model:
                 for _ in range(2 if isinstance(spec, Bidirectional) else 1):
                     self._state_layout.append((i, cell.state_names, cell.state_sizes))
 
-    def __deepcopy__(self, memo):  # immutable (the weights live in the C model): a deep copy can be itself
+    def __copy__(self):  # immutable (the weights live in the C model): a copy can be itself
+        return self
+
+    def __deepcopy__(self, memo):
         return self
 
     def __reduce__(self):

@@ -225,6 +225,19 @@ def _check_layer_names(layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
 
 
+def _read_scripted(scripted) -> tuple:
+    """(root record, ForwardOrder) of a live TorchScript module, through the archive torch.jit.save writes."""
+    import torch  # already loaded: the caller holds a torch object
+
+    from .torchscript import read_torchscript
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # torch deprecates jit.save; this archive is internal, read right away
+        warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
+        torch.jit.save(scripted, buffer)
+    return read_torchscript(buffer)
+
+
 def _scripted_forward(module, prefix, info):
     """A live user module's own forward() order and functional activations: script it (the caller's object, so no
     untrusted code) and read it as a TorchScript module. None when it does not script or its forward uses
@@ -232,17 +245,15 @@ def _scripted_forward(module, prefix, info):
     import torch
 
     from .torch_build import ArchitectureError
-    from .torchscript import read_torchscript
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            buffer = io.BytesIO()
-            torch.jit.save(torch.jit.script(module), buffer)
+            scripted = torch.jit.script(module)
     except Exception:  # noqa: BLE001 - any scripting failure (type errors, unsupported Python) means: not usable
         return None
     try:
-        record, forward_order = read_torchscript(buffer)
+        record, forward_order = _read_scripted(scripted)
         return _from_module(record, prefix, None, forward_order, info)
     except (ArchitectureError, UnsupportedModelError, ValueError):
         return None
@@ -253,15 +264,7 @@ def _load_live(obj, key, prefix, layers):
         _check_layer_names(layers)  # a live Keras model gets layers= checked by load_keras
     if _is_torch_module(obj) and hasattr(obj, "save") and hasattr(obj, "code"):  # a live TorchScript module
         _not_applicable(key=key, where="TorchScript modules")
-        import torch  # already loaded: the caller holds a torch object
-
-        from .torchscript import read_torchscript
-
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():  # torch deprecates jit.save; this archive is internal, read right away
-            warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
-            torch.jit.save(obj, buffer)
-        record, forward_order = read_torchscript(buffer)
+        record, forward_order = _read_scripted(obj)
         info = {"format": "live TorchScript module", "key": None, "prefix": prefix, "content": "TorchScript module"}
         return _from_module(record, prefix, layers, forward_order, info), info
     if _is_torch_module(obj):
