@@ -139,7 +139,10 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *model, const float *x, 
 
 /* predict with the batch rows split over up to num_threads threads, at least 8 rows each (fewer threads when
  * the batch is small; POSIX builds: elsewhere the calling thread does it all). Results equal lstmrt_model_predict's up
- * to float rounding: a slice of rows may block its steps differently, which can change a sum's order. */
+ * to float rounding: a slice of rows may block its steps differently, which can change a sum's order.
+ * A single sequence (batch 1) of at least 64 steps instead shares every step of its LSTM/GRU layers of at least
+ * 48 KB of recurrent weights between num_threads threads, each computing a slice of the hidden units: then the
+ * result is bit-identical to lstmrt_model_predict's. */
 lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *model, const float *x, int64_t batch, int64_t steps,
                                            const int32_t *lengths, const uint8_t *mask, float *y, int32_t num_threads);
 
@@ -149,6 +152,15 @@ lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *model, const fl
 lstmrt_status lstmrt_stream_create(const lstmrt_model_t *model, int32_t batch, lstmrt_stream_t **out);
 void lstmrt_stream_free(lstmrt_stream_t *stream);
 int32_t lstmrt_stream_batch(const lstmrt_stream_t *stream);
+
+/* Share each step of a batch-1 stream between `threads` threads (1..64; 1: the caller alone, the default), as
+ * lstmrt_model_predict_threads does for one sequence: bit-identical results. Only batch 1 and models with a layer
+ * that gains use them; otherwise the stream stays single-threaded and this still succeeds (see
+ * lstmrt_stream_threads). The workers poll for ~50 µs after a step, so a stream stepped in a loop never waits
+ * for one to wake, then sleep. Not for a stream stepped from several threads at once. */
+lstmrt_status lstmrt_stream_set_threads(lstmrt_stream_t *stream, int32_t threads);
+/* Threads that share each step: 1, or the count set_threads started. */
+int32_t lstmrt_stream_threads(const lstmrt_stream_t *stream);
 
 /* One step. x: (batch, input_size); y: (batch, output_size). active (batch) optional: 0 skips that row in the
  * recurrent layers (state carried; such a layer outputs 0, or its previous output with hold_masked_output) while
@@ -166,7 +178,7 @@ void lstmrt_stream_reset(lstmrt_stream_t *stream);
 lstmrt_status lstmrt_stream_get_state(const lstmrt_stream_t *stream, float *state);
 lstmrt_status lstmrt_stream_set_state(lstmrt_stream_t *stream, const float *state);
 
-/* An independent stream with the same model and a copy of the state. */
+/* An independent stream with the same model, a copy of the state and the same threads. */
 lstmrt_status lstmrt_stream_copy(const lstmrt_stream_t *stream, lstmrt_stream_t **out);
 
 /* Kernel tier in use ("scalar", "avx2", "avx512", "neon") and the CPU features seen (space-separated). */

@@ -25,11 +25,13 @@ static void gru_one_row(const lstmrt_kernels *k, const layer *L, const packed_di
                         seq_view y)
 {
     const int64_t H = L->hidden_size, G = 3 * H;
+    if (team_one_row(k, L, d, ws, steps, reverse, x, active, active_stride, h, NULL, y))
+        return;
     if (steps == 1) {
         float *h_new = ws->aux; /* h is read until the last block is done */
         if (row_active(active, active_stride, 0, 0)) {
             k->f32_gru_step(NULL, x.data, &d->w_ih, d->bias_x, h, &d->w_hh, d->bias_hn, h_new,
-                            sweep_reverse(ws, 0, d, 1));
+                            sweep_reverse(ws, 0, d, 1), 0, H);
             memcpy(h, h_new, (size_t)H * sizeof(float));
             memcpy(y.data, h, (size_t)H * sizeof(float));
         } else {
@@ -44,7 +46,7 @@ static void gru_one_row(const lstmrt_kernels *k, const layer *L, const packed_di
         float *y_t = seq_row(y, 0, t);
         if (row_active(active, active_stride, 0, t)) {
             k->f32_gru_step(ws->gates + t * G, NULL, NULL, NULL, h_cur, &d->w_hh, d->bias_hn, y_t,
-                            sweep_reverse(ws, s, d, 0));
+                            sweep_reverse(ws, s, d, 0), 0, H);
             h_cur = y_t;
         } else {
             write_skipped_output(L, h_cur, y_t, H);

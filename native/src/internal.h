@@ -66,13 +66,14 @@ struct lstmrt_model {
 
 /* Scratch for running `steps` steps of `batch` rows through the model. */
 typedef struct workspace {
-    float *gates;    /* batch * steps * max_gate_width */
-    float *aux;      /* batch * max(3H, Hr, H) * 2: recurrent products, candidates */
-    float *act_a;    /* batch * steps * max_width: ping */
-    float *act_b;    /* batch * steps * max_width: pong */
-    float *dirbuf;   /* batch * steps * max_width: backward direction before merging */
-    uint64_t *sweep; /* steps run so far with this scratch: one-row products visit the weights backwards on odd
-                        steps, reading first what the previous step read last (cache reuse; f32_gemv) */
+    float *gates;      /* batch * steps * max_gate_width */
+    float *aux;        /* batch * max(3H, Hr, H) * 2: recurrent products, candidates */
+    float *act_a;      /* batch * steps * max_width: ping */
+    float *act_b;      /* batch * steps * max_width: pong */
+    float *dirbuf;     /* batch * steps * max_width: backward direction before merging */
+    uint64_t *sweep;   /* steps run so far with this scratch: one-row products visit the weights backwards on odd
+                          steps, reading first what the previous step read last (cache reuse; f32_gemv) */
+    struct team *team; /* threads that split one-row steps (team.h), or NULL: run alone */
 } workspace;
 
 struct lstmrt_stream {
@@ -80,8 +81,8 @@ struct lstmrt_stream {
     int32_t batch;
     int64_t chunk; /* steps the workspace holds */
     float *state;  /* batch * state_size */
-    workspace ws;
-    void *block; /* one allocation behind state and the workspace */
+    workspace ws;  /* ws.team: threads sharing each step (lstmrt_stream_set_threads), owned by the stream */
+    void *block;   /* one allocation behind state and the workspace */
 };
 
 /* error.c */
@@ -121,6 +122,13 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
 
 /* lstm.c, gru.c, rnn.c: one direction of a recurrent layer over a sequence (forward or reverse in time).
  * h, c: state (batch x Hr, batch x H); y: where outputs go (Hr features). */
+/* team_steps.c: the one-row steps of a fused LSTM (G = 4) or GRU (G = 3) direction, H a multiple of PANEL,
+ * shared by ws->team when it has one and the layer is big enough to gain; returns 0 without doing anything
+ * otherwise. Arguments as the directions below; c only for an LSTM. */
+int team_gains(const lstmrt_model_t *m); /* some layer would use a team at batch 1 */
+int team_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws, int64_t steps,
+                 int reverse, seq_view x, const uint8_t *active, int64_t active_stride, float *h, float *c, seq_view y);
+
 void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
                     int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
                     float *h, float *c, seq_view y);

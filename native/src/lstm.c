@@ -82,13 +82,15 @@ static void lstm_one_row(const lstmrt_kernels *k, const layer *L, const packed_d
     const int64_t H = L->hidden_size, Hr = L->state_h_size, G = 4 * H;
     const int projected = L->proj_size > 0;
     float *cell_out = ws->aux; /* o * tanh(c), before the projection */
+    if (team_one_row(k, L, d, ws, steps, reverse, x, active, active_stride, h, c, y))
+        return;
     if (steps == 1) {
         if (!row_active(active, active_stride, 0, 0)) {
             write_skipped_output(L, h, y.data, Hr);
             return;
         }
         /* h is read until the last block is done: the new h goes to scratch first */
-        k->f32_lstm_step(NULL, x.data, &d->w_ih, d->bias_x, h, &d->w_hh, c, cell_out, sweep_reverse(ws, 0, d, 1));
+        k->f32_lstm_step(NULL, x.data, &d->w_ih, d->bias_x, h, &d->w_hh, c, cell_out, sweep_reverse(ws, 0, d, 1), 0, H);
         if (projected)
             k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, h, Hr);
         else
@@ -103,7 +105,7 @@ static void lstm_one_row(const lstmrt_kernels *k, const layer *L, const packed_d
         float *y_t = seq_row(y, 0, t);
         if (row_active(active, active_stride, 0, t)) {
             k->f32_lstm_step(ws->gates + t * G, NULL, NULL, NULL, h_cur, &d->w_hh, c, projected ? cell_out : y_t,
-                             sweep_reverse(ws, s, d, 0));
+                             sweep_reverse(ws, s, d, 0), 0, H);
             if (projected)
                 k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, y_t, Hr);
             h_cur = y_t;

@@ -35,6 +35,12 @@ static int needs_whole_sequence(const lstmrt_model_t *m)
 lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
                                    const int32_t *lengths, const uint8_t *mask, float *y)
 {
+    return predict_in_team(m, x, batch, steps, lengths, mask, y, NULL);
+}
+
+lstmrt_status predict_in_team(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
+                              const int32_t *lengths, const uint8_t *mask, float *y, struct team *team)
+{
     lstmrt__clear_error();
     lstmrt_status s = predict_check_args(m, x, batch, steps, lengths, y);
     if (s != LSTMRT_STATUS_OK || steps == 0)
@@ -53,6 +59,7 @@ lstmrt_status lstmrt_model_predict(const lstmrt_model_t *m, const float *x, int6
                             (long long)batch, (long long)steps);
     workspace ws;
     workspace_bind(&ws, m, batch, block, mem);
+    ws.team = team;
     float *state = mem + ws_floats;
     memset(state, 0, state_floats * sizeof(float));
     uint8_t *active = NULL;

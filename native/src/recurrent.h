@@ -36,14 +36,20 @@ static inline int64_t packed_bytes(const packed_matrix *w)
 }
 
 /* The one-row kernels' visiting order for step s of this call, whose products read W_hh (and W_ih too when
- * with_input: a stream step): forwards while those weights fit in L1, otherwise alternating from step to step
- * (see workspace.sweep). */
-static inline int sweep_reverse(const workspace *ws, int64_t s, const packed_direction *d, int with_input)
+ * with_input: a stream step), each of `members` threads of a team a share of them: forwards while a share fits in
+ * L1, otherwise alternating from step to step (see workspace.sweep). */
+static inline int sweep_reverse_share(const workspace *ws, int64_t s, const packed_direction *d, int with_input,
+                                      int members)
 {
-    const int64_t weight_bytes = packed_bytes(&d->w_hh) + (with_input ? packed_bytes(&d->w_ih) : 0);
+    const int64_t weight_bytes = (packed_bytes(&d->w_hh) + (with_input ? packed_bytes(&d->w_ih) : 0)) / members;
     if (weight_bytes <= LSTMRT_L1_RESIDENT_BYTES)
         return 0;
     return (int)((*ws->sweep + (uint64_t)s) & 1u);
+}
+
+static inline int sweep_reverse(const workspace *ws, int64_t s, const packed_direction *d, int with_input)
+{
+    return sweep_reverse_share(ws, s, d, with_input, 1);
 }
 
 #endif

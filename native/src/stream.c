@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "team.h"
 
 #define FAIL(...) lstmrt__fail(LSTMRT_STATUS_INVALID_ARGUMENT, __VA_ARGS__)
 
@@ -44,6 +45,7 @@ void lstmrt_stream_free(lstmrt_stream_t *s)
 {
     if (!s)
         return;
+    team_destroy(s->ws.team);
     lstmrt__aligned_free(s->block);
     free(s);
 }
@@ -51,6 +53,30 @@ void lstmrt_stream_free(lstmrt_stream_t *s)
 int32_t lstmrt_stream_batch(const lstmrt_stream_t *s)
 {
     return s ? s->batch : 0;
+}
+
+lstmrt_status lstmrt_stream_set_threads(lstmrt_stream_t *s, int32_t threads)
+{
+    lstmrt__clear_error();
+    if (!s)
+        return FAIL("stream must not be NULL");
+    if (threads < 1 || threads > 64)
+        return FAIL("threads %d out of range [1, 64]", threads);
+    if (team_members(s->ws.team) == threads)
+        return LSTMRT_STATUS_OK;
+    team_destroy(s->ws.team);
+    s->ws.team = NULL;
+    if (threads == 1 || s->batch != 1 || !team_gains(s->model))
+        return LSTMRT_STATUS_OK;
+    s->ws.team = team_create(threads);
+    if (!s->ws.team)
+        return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot start %d threads for the stream", threads - 1);
+    return LSTMRT_STATUS_OK;
+}
+
+int32_t lstmrt_stream_threads(const lstmrt_stream_t *s)
+{
+    return team_members(s ? s->ws.team : NULL);
 }
 
 lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8_t *active, float *y)
@@ -119,6 +145,12 @@ lstmrt_status lstmrt_stream_copy(const lstmrt_stream_t *s, lstmrt_stream_t **out
         return FAIL("stream and out must not be NULL");
     lstmrt_status st = lstmrt_stream_create(s->model, s->batch, out);
     if (st == LSTMRT_STATUS_OK)
-        memcpy((*out)->state, s->state, (size_t)(s->batch * s->model->state_size) * sizeof(float));
+        st = lstmrt_stream_set_threads(*out, lstmrt_stream_threads(s));
+    if (st != LSTMRT_STATUS_OK) {
+        lstmrt_stream_free(*out);
+        *out = NULL;
+        return st;
+    }
+    memcpy((*out)->state, s->state, (size_t)(s->batch * s->model->state_size) * sizeof(float));
     return st;
 }

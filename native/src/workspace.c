@@ -43,4 +43,5 @@ void workspace_bind(workspace *ws, const lstmrt_model_t *m, int64_t batch, int64
     base += round16(rows * (size_t)m->max_width);
     ws->sweep = (uint64_t *)base; /* 64-byte aligned, like every buffer here */
     *ws->sweep = 0;
+    ws->team = NULL;
 }

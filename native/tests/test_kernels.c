@@ -355,6 +355,15 @@ static void free_step_inputs(step_inputs *s)
 }
 
 /* The output rows: equal to the oracle's within tol, nothing written past H. */
+/* A step over a range of units leaves the outputs below it as make_step_inputs set them. */
+static int untouched_below(const float *out, int64_t n)
+{
+    int ok = 1;
+    for (int64_t j = 0; j < n; j++)
+        ok &= out[j] == -9.0f;
+    return ok;
+}
+
 static int outputs_match(const step_inputs *s, int64_t H)
 {
     int ok = 1;
@@ -382,9 +391,12 @@ static void lstm_step_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, i
     } else {
         const float *g_in = input ? s.gx : NULL, *b_in = input ? NULL : s.bias;
         const packed_matrix *w_in = input ? NULL : &s.wi;
-        k->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[0], s.out[0], 0);
-        k->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[1], s.out[1], 1);
-        ref->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[2], s.out[2], 0);
+        const int64_t split = H / 2 / LSTMRT_PANEL * LSTMRT_PANEL; /* out[1]: two unit ranges, as a team splits */
+        k->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[0], s.out[0], 0, 0, H);
+        k->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[1], s.out[1], 1, split, H);
+        const int untouched = untouched_below(s.out[1], split);
+        k->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[1], s.out[1], 1, 0, split);
+        ref->f32_lstm_step(g_in, s.x, w_in, b_in, s.h, &s.wh, c[2], s.out[2], 0, 0, H);
         int ok = outputs_match(&s, H);
         for (int64_t j = 0; j < H; j++)
             ok &= same(c[0][j], c[2][j], 4e-6 * (1.0 + fabs(c[2][j])));
@@ -392,8 +404,9 @@ static void lstm_step_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, i
         snprintf(what, sizeof what, "lstm_step H=%lld I=%lld input=%s special=%d", (long long)H, (long long)I,
                  input ? "gx" : "x", special);
         check(ok, k->name, what);
-        snprintf(what, sizeof what, "lstm_step H=%lld I=%lld: reverse order bit-identical", (long long)H, (long long)I);
-        check(memcmp(c[0], c[1], sizeof(float) * (size_t)H) == 0 &&
+        snprintf(what, sizeof what, "lstm_step H=%lld I=%lld: reverse order, split at %lld, bit-identical",
+                 (long long)H, (long long)I, (long long)split);
+        check(untouched && memcmp(c[0], c[1], sizeof(float) * (size_t)H) == 0 &&
                   memcmp(s.out[0], s.out[1], sizeof(float) * (size_t)H) == 0,
               k->name, what);
     }
@@ -448,15 +461,19 @@ static void gru_step_case(const lstmrt_kernels *k, const lstmrt_kernels *ref, in
     } else {
         const float *g_in = input ? s.gx : NULL, *b_in = input ? NULL : s.bias, *b_hn = use_bias_hn ? s.bias2 : NULL;
         const packed_matrix *w_in = input ? NULL : &s.wi;
-        k->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[0], 0);
-        k->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[1], 1);
-        ref->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[2], 0);
+        const int64_t split = H / 2 / LSTMRT_PANEL * LSTMRT_PANEL;
+        k->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[0], 0, 0, H);
+        k->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[1], 1, split, H);
+        const int untouched = untouched_below(s.out[1], split);
+        k->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[1], 1, 0, split);
+        ref->f32_gru_step(g_in, s.x, w_in, b_in, s.h, &s.wh, b_hn, s.out[2], 0, 0, H);
         char what[160];
         snprintf(what, sizeof what, "gru_step H=%lld I=%lld input=%s special=%d bias_hn=%d", (long long)H, (long long)I,
                  input ? "gx" : "x", special, use_bias_hn);
         check(outputs_match(&s, H), k->name, what);
-        snprintf(what, sizeof what, "gru_step H=%lld I=%lld: reverse order bit-identical", (long long)H, (long long)I);
-        check(memcmp(s.out[0], s.out[1], sizeof(float) * (size_t)H) == 0, k->name, what);
+        snprintf(what, sizeof what, "gru_step H=%lld I=%lld: reverse order, split at %lld, bit-identical", (long long)H,
+                 (long long)I, (long long)split);
+        check(untouched && memcmp(s.out[0], s.out[1], sizeof(float) * (size_t)H) == 0, k->name, what);
     }
     free_step_inputs(&s);
 }

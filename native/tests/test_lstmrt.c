@@ -18,6 +18,7 @@
 #include "internal.h" /* one test drives forward_layers directly */
 #include "lstmrt.h"
 #include "recurrent.h" /* the sweep policy */
+#include "team.h"      /* teams: the barrier itself */
 
 /* float32 runtime vs float64 reference, sizes up to 33 and 300 steps: the engine issue's contract. */
 #define REF_TOL 1e-5
@@ -1271,6 +1272,128 @@ static void test_sweep_policy(void)
         }
 }
 
+/* Each member writes its slot, meets the others, checks every slot, meets again: 500 rounds. */
+typedef struct barrier_job {
+    team *t;
+    int slots[8];
+    int errors[8];
+} barrier_job;
+
+static void barrier_member(void *arg, int member, int members)
+{
+    barrier_job *j = arg;
+    for (int round = 1; round <= 500; round++) {
+        j->slots[member] = round;
+        team_barrier(j->t, member);
+        for (int m = 0; m < members; m++)
+            j->errors[member] += j->slots[m] != round;
+        team_barrier(j->t, member);
+    }
+}
+
+/* Teams (team.h): the barrier; shares that cover the units; predict and streams at batch 1 with a team give
+ * bit-identical results (steps skipped by a mask or active flags included), and only layers that gain use one. */
+static void test_teams(void)
+{
+    snprintf(context, sizeof context, "team of 3: barrier");
+    barrier_job job = {team_create(3), {0}, {0}};
+    if (CHECK(job.t != NULL && team_members(job.t) == 3 && team_alive(job.t))) {
+        team_run(job.t, barrier_member, &job);
+        team_run(job.t, barrier_member, &job); /* a second job on the same workers */
+        CHECK(job.errors[0] == 0 && job.errors[1] == 0 && job.errors[2] == 0);
+    }
+    team_destroy(job.t);
+    CHECK(team_create(1) == NULL && team_members(NULL) == 1 && !team_alive(NULL));
+
+    snprintf(context, sizeof context, "team_share");
+    for (int members = 1; members <= 5; members++) {
+        int64_t next = 0, j0, j1;
+        for (int m = 0; m < members; m++) {
+            team_share(112, 16, m, members, &j0, &j1);
+            CHECK(j0 == next && j1 >= j0 && j1 % 16 == 0);
+            next = j1;
+        }
+        CHECK(next == 112);
+    }
+
+    /* LSTM 16-64 (64 KB of W_hh) and GRU 64-64 (48 KB) take a team; LSTM 64-32 (16 KB) does not */
+    spec s;
+    memset(&s, 0, sizeof s);
+    s.scale = 1.5;
+    rng_seed(77);
+    push(&s, LSTMRT_LAYER_LSTM, 16, 64);
+    push(&s, LSTMRT_LAYER_GRU, 64, 64);
+    push(&s, LSTMRT_LAYER_LSTM, 64, 32);
+    push(&s, LSTMRT_LAYER_DENSE, 32, 5);
+    add_weights(&s);
+    snprintf(s.name, sizeof s.name, "lstm 16-64 + gru 64-64 + lstm 64-32 + dense 32-5");
+    snprintf(context, sizeof context, "%s", s.name);
+    lstmrt_model_t *m = create_model(&s);
+    if (!m)
+        return;
+    enum { T = 300, I = 16, O = 5 };
+    float *x = make_inputs(&s, 1, T), *want = new_floats(T * O), *got = new_floats(T * O);
+    uint8_t *mask = arena_alloc(T);
+    for (int t = 0; t < T; t++)
+        mask[t] = (uint8_t)(t % 7 != 3);
+    for (int masked = 0; masked < 2; masked++)
+        for (int threads = 2; threads <= 3; threads++) {
+            CHECK(lstmrt_model_predict(m, x, 1, T, NULL, masked ? mask : NULL, want) == LSTMRT_STATUS_OK);
+            memset(got, 0, T * O * sizeof(float));
+            CHECK(lstmrt_model_predict_threads(m, x, 1, T, NULL, masked ? mask : NULL, got, threads) ==
+                  LSTMRT_STATUS_OK);
+            CHECK(memcmp(got, want, T * O * sizeof(float)) == 0);
+        }
+
+    lstmrt_stream_t *alone = NULL, *shared = NULL, *copy = NULL;
+    if (CHECK(lstmrt_stream_create(m, 1, &alone) == LSTMRT_STATUS_OK &&
+              lstmrt_stream_create(m, 1, &shared) == LSTMRT_STATUS_OK)) {
+        CHECK(lstmrt_stream_threads(shared) == 1);
+        CHECK(lstmrt_stream_set_threads(shared, 0) == LSTMRT_STATUS_INVALID_ARGUMENT);
+        CHECK(lstmrt_stream_set_threads(shared, 65) == LSTMRT_STATUS_INVALID_ARGUMENT);
+        CHECK(lstmrt_stream_set_threads(shared, 2) == LSTMRT_STATUS_OK && lstmrt_stream_threads(shared) == 2);
+        float *ya = new_floats(O), *yb = new_floats(O);
+        int same = 1;
+        for (int t = 0; t < 40; t++) {
+            const uint8_t active = (uint8_t)(t % 5 != 2);
+            CHECK(lstmrt_stream_step(alone, x + t * I, &active, ya) == LSTMRT_STATUS_OK);
+            CHECK(lstmrt_stream_step(shared, x + t * I, &active, yb) == LSTMRT_STATUS_OK);
+            same &= memcmp(ya, yb, O * sizeof(float)) == 0;
+        }
+        CHECK(same);
+        CHECK(lstmrt_stream_copy(shared, &copy) == LSTMRT_STATUS_OK && lstmrt_stream_threads(copy) == 2);
+        CHECK(lstmrt_stream_run(alone, x, T, want) == LSTMRT_STATUS_OK);
+        CHECK(lstmrt_stream_run(copy, x, T, got) == LSTMRT_STATUS_OK);
+        CHECK(memcmp(got, want, T * O * sizeof(float)) == 0);
+        CHECK(lstmrt_stream_set_threads(shared, 3) == LSTMRT_STATUS_OK && lstmrt_stream_threads(shared) == 3);
+        CHECK(lstmrt_stream_run(shared, x, T, got) == LSTMRT_STATUS_OK);
+        CHECK(memcmp(got, want, T * O * sizeof(float)) == 0);
+        CHECK(lstmrt_stream_set_threads(shared, 1) == LSTMRT_STATUS_OK && lstmrt_stream_threads(shared) == 1);
+    }
+    lstmrt_stream_free(copy);
+    lstmrt_stream_free(shared);
+    lstmrt_stream_free(alone);
+
+    /* no team for a batch of 2, nor for a model whose layers are all small */
+    lstmrt_stream_t *two = NULL;
+    if (CHECK(lstmrt_stream_create(m, 2, &two) == LSTMRT_STATUS_OK))
+        CHECK(lstmrt_stream_set_threads(two, 2) == LSTMRT_STATUS_OK && lstmrt_stream_threads(two) == 1);
+    lstmrt_stream_free(two);
+    lstmrt_model_free(m);
+    spec small;
+    memset(&small, 0, sizeof small);
+    small.scale = 1.5;
+    push(&small, LSTMRT_LAYER_LSTM, 8, 32);
+    add_weights(&small);
+    lstmrt_model_t *sm = create_model(&small);
+    lstmrt_stream_t *st = NULL;
+    if (sm && CHECK(lstmrt_stream_create(sm, 1, &st) == LSTMRT_STATUS_OK))
+        CHECK(lstmrt_stream_set_threads(st, 2) == LSTMRT_STATUS_OK && lstmrt_stream_threads(st) == 1);
+    lstmrt_stream_free(st);
+    lstmrt_model_free(sm);
+    arena_reset();
+}
+
 static void test_predict_errors(void)
 {
     spec s;
@@ -1566,6 +1689,7 @@ int main(int argc, char **argv)
     RUN(test_out_of_memory);
     RUN(test_embedding_id_changed_during_call);
     RUN(test_sweep_policy);
+    RUN(test_teams);
     RUN(test_predict_errors);
     RUN(test_stream_errors);
     RUN(test_probes);

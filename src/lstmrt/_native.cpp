@@ -432,7 +432,13 @@ PYBIND11_MODULE(_native, mod)
              })
         .def_property_readonly("x_shape", [](const Stream &s) { return py::tuple(py::cast(s.x_shape)); })
         .def_property_readonly("y_shape", [](const Stream &s) { return py::tuple(py::cast(s.y_shape)); })
-        .def_property_readonly("batch", [](const Stream &s) { return s.batch; });
+        .def_property_readonly("batch", [](const Stream &s) { return s.batch; })
+        .def("set_threads",
+             [](Stream &s, int32_t threads) {
+                 BusyGuard guard(s.busy);
+                 check(lstmrt_stream_set_threads(s.ptr, threads));
+             })
+        .def_property_readonly("threads", [](const Stream &s) { return lstmrt_stream_threads(s.ptr); });
     py::class_<Probe>(mod, "Probe")
         .def(py::init<int64_t>(), py::arg("stream_bytes"))
         .def("stream", &Probe::run<lstmrt_probe_stream>, py::arg("passes"))

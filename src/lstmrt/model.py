@@ -112,7 +112,8 @@ class Model:
         to skip (Keras masking: state carried through). With return_sequences=False the result is (O,) or
         (B, O): the output at each sequence's last step. NaN/Inf in X propagate to the outputs they reach.
         threads: split the batch over up to this many threads (at least 8 sequences each); the result equals
-        the one-thread result up to float rounding (summation order may differ)."""
+        the one-thread result up to float rounding (summation order may differ). A single sequence of at least
+        64 steps instead shares each step between the threads, as Model.stream(threads=) does: bit-identical."""
         if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         X = as_float_array(X, "X", tokens=self._tokens)
@@ -165,12 +166,17 @@ class Model:
                              f"of {arr.dtype}")
         return np.ascontiguousarray(arr != 0, dtype=np.uint8)
 
-    def stream(self, batch=None):
+    def stream(self, batch=None, *, threads=1):
         """A stream from the zero state: step(x) with x (I,) -> (O,); with batch=N, N independent streams
-        stepped together: x (N, I) -> (N, O). Each thread should use its own streams."""
+        stepped together: x (N, I) -> (N, O). Each thread should use its own streams.
+
+        threads: share each step of a single stream between this many threads, each computing a slice of the
+        hidden units of its LSTM/GRU layers (those of at least 48 KB of recurrent weights, e.g. LSTM H >= 64):
+        bit-identical results, ~1.7x faster per step at H = 128 on two cores. The workers poll for ~50 µs after
+        each step (a stream stepped in a loop never waits for them to wake), then sleep."""
         from .stream import Stream
 
-        return Stream(self, batch)
+        return Stream(self, batch, threads)
 
 
 def _rebuild(cls, layers, options):

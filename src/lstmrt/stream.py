@@ -13,7 +13,8 @@ except ImportError:  # pragma: no cover - only when built without Cython
     StepFunction = None
 
 
-MAX_BATCH = 1 << 24  # the C library's limit (lstmrt_stream_create)
+MAX_BATCH = 1 << 24  # the C library's limits (lstmrt_stream_create, lstmrt_stream_set_threads)
+MAX_THREADS = 64
 
 
 def _bind_step(native):
@@ -27,22 +28,32 @@ class Stream:
     """Created by Model.stream(). Holds state and scratch allocated once; step() never allocates when given
     `out=`. A failed call (bad shape, dtype, token) raises and leaves the state exactly as it was."""
 
-    def __init__(self, model, batch=None):
+    def __init__(self, model, batch=None, threads=1):
         if batch is not None and (not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or
                                   not 1 <= batch <= MAX_BATCH):
             raise ValueError(f"batch must be an integer in [1, {MAX_BATCH}] or None, got {batch!r}")
+        if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+            raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r}")
         if model.bidirectional:
             raise ValueError("this model has a bidirectional (or go_backwards) layer: it needs the whole "
                              "sequence, so it cannot be streamed step by step; use model.predict(X)")
         self._model = model
         self._batched = batch is not None
         self._native = _native.Stream(model._native, int(batch or 1), self._batched)
+        if threads > 1:
+            self._native.set_threads(int(threads))
         # The hot path: a callable bound on the instance, so a call costs no Python frame.
         self.step = _bind_step(self._native)
 
     def step(self, x, out=None):  # noqa: F811 - documentation; instances use the callable bound above
         """x (I,) -> (O,) or, batched, (N, I) -> (N, O). out: a float32 C-contiguous array to write into."""
         return self._native.step(x, out)
+
+    @property
+    def threads(self):
+        """Threads sharing each step: the count asked for when the stream has one sequence and a layer that gains
+        (an LSTM/GRU of at least 48 KB of recurrent weights), else 1."""
+        return self._native.threads
 
     @property
     def model(self):
@@ -125,4 +136,6 @@ class Stream:
 
     def __repr__(self):
         kind = f"batch={self._native.batch}" if self._batched else "single"
+        if self.threads > 1:
+            kind += f", threads={self.threads}"
         return f"<lstmrt.Stream {kind}, {self._model.input_size} -> {self._model.output_size}>"

@@ -298,11 +298,12 @@ INLINE void block_products(const float *x, const packed_matrix *w_ih, const floa
 }
 
 static void f32_lstm_step__avx512(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
-                                  const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse)
+                                  const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse,
+                                  int64_t j0, int64_t j1)
 {
-    const int64_t H = w_hh->rows / 4, blocks = H / P;
+    const int64_t H = w_hh->rows / 4, blocks = (j1 - j0) / P;
     for (int64_t i = 0; i < blocks; i++) {
-        const int64_t j = (reverse ? blocks - 1 - i : i) * P;
+        const int64_t j = j0 + (reverse ? blocks - 1 - i : i) * P;
         __m512 acc[8];
         block_products(x, w_ih, h, w_hh, j, H, acc, 4, 3, 3);
         __m512 pre[4];
@@ -323,11 +324,11 @@ static void f32_lstm_step__avx512(const float *gx, const float *x, const packed_
 /* Slots r, z, n input part, n recurrent part: the reset gate multiplies only the recurrent one. */
 static void f32_gru_step__avx512(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
                                  const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
-                                 int reverse)
+                                 int reverse, int64_t j0, int64_t j1)
 {
-    const int64_t H = w_hh->rows / 3, blocks = H / P;
+    const int64_t H = w_hh->rows / 3, blocks = (j1 - j0) / P;
     for (int64_t i = 0; i < blocks; i++) {
-        const int64_t j = (reverse ? blocks - 1 - i : i) * P;
+        const int64_t j = j0 + (reverse ? blocks - 1 - i : i) * P;
         __m512 acc[8];
         block_products(x, w_ih, h, w_hh, j, H, acc, 3, 2, 3);
         __m512 pre[4]; /* r, z (input + recurrent), n input part, n recurrent part */

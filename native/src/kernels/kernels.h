@@ -33,17 +33,19 @@ typedef struct lstmrt_kernels {
      * math overlaps the weight stream and no gate vector is stored. Pre-activations = (x W_ih^T if w_ih) +
      * h W_hh^T (+ gx, the input part already computed, if not NULL) (+ bias if not NULL). Requires
      * H = w_hh->rows / 4 to be a multiple of PANEL. c (H) updated in place; h_out (H) must not alias h.
-     * reverse: as f32_gemv (blocks last to first, bit-identical result). */
+     * reverse: as f32_gemv (blocks last to first, bit-identical result). Only hidden units [j0, j1) are computed
+     * (multiples of PANEL; 0, H for all): threads of a team split a step's blocks, each reading the whole h. */
     void (*f32_lstm_step)(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias, const float *h,
-                          const packed_matrix *w_hh, float *c, float *h_out, int reverse);
+                          const packed_matrix *w_hh, float *c, float *h_out, int reverse, int64_t j0, int64_t j1);
     /* One GRU step of one row (linear_before_reset, sigmoid/tanh), the cell inside the product like f32_lstm_step:
      * per block of PANEL hidden units, its r, z, n panels (rows 0, H, 2H of each W) are multiplied and the cell
      * applied at once. Input parts a = (x W_ih^T if w_ih) (+ bias_x if not NULL) (+ gx, already computed, if not NULL);
      * recurrent parts b = h W_hh^T (+ bias_hn, 3H, if not NULL). r = sigmoid(a_r + b_r), z = sigmoid(a_z + b_z),
      * n = tanh(a_n + r * b_n), h_out = (1 - z) n + z h. H = w_hh->rows / 3 a multiple of PANEL; h_out must not
-     * alias h. reverse: as f32_gemv (blocks last to first, bit-identical result). */
+     * alias h. reverse, j0, j1: as f32_lstm_step. */
     void (*f32_gru_step)(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
-                         const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out, int reverse);
+                         const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out, int reverse,
+                         int64_t j0, int64_t j1);
     /* Sum of n floats, any order: a pure read stream (probe.c measures the cache bandwidth with it). */
     float (*f32_sum)(const float *v, int64_t n);
     /* In-place element-wise logistic sigmoid and tanh of n floats. */

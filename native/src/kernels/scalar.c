@@ -122,11 +122,12 @@ static float panel_dot(const packed_matrix *w, int64_t row, const float *v)
 }
 
 static void f32_lstm_step__scalar(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias,
-                                  const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse)
+                                  const float *h, const packed_matrix *w_hh, float *c, float *h_out, int reverse,
+                                  int64_t j0, int64_t j1)
 {
     (void)reverse;
     const int64_t H = w_hh->rows / 4;
-    for (int64_t j = 0; j < H; j++) {
+    for (int64_t j = j0; j < j1; j++) {
         float pre[4];
         for (int q = 0; q < 4; q++) {
             const int64_t row = q * H + j;
@@ -145,11 +146,11 @@ static void f32_lstm_step__scalar(const float *gx, const float *x, const packed_
 
 static void f32_gru_step__scalar(const float *gx, const float *x, const packed_matrix *w_ih, const float *bias_x,
                                  const float *h, const packed_matrix *w_hh, const float *bias_hn, float *h_out,
-                                 int reverse)
+                                 int reverse, int64_t j0, int64_t j1)
 {
     (void)reverse;
     const int64_t H = w_hh->rows / 3;
-    for (int64_t j = 0; j < H; j++) {
+    for (int64_t j = j0; j < j1; j++) {
         float a[3], b[3];
         for (int q = 0; q < 3; q++) {
             const int64_t row = q * H + j;

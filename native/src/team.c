@@ -1,0 +1,270 @@
+/* Teams of threads for one sequence (team.h). Jobs are handed over by a generation counter and barriers are
+ * per-member arrival counters, each on its own cache line: a handover between two cores costs one line
+ * transfer (~30 ns here), which is what makes a barrier per step affordable from H = 64 up. */
+#include "team.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+#define LSTMRT_HAVE_TEAMS 1
+#endif
+
+void team_share(int64_t n, int64_t unit, int member, int members, int64_t *j0, int64_t *j1)
+{
+    const int64_t blocks = n / unit;
+    *j0 = blocks * member / members * unit;
+    *j1 = blocks * (member + 1) / members * unit;
+}
+
+#if LSTMRT_HAVE_TEAMS
+
+#define MAX_MEMBERS 64
+/* After a job a worker keeps polling this long for the next one before it sleeps: a stream stepped in a loop
+ * then never waits for a wake-up, and an idle one stops burning its core soon after. */
+#define IDLE_SPIN_NS 50000
+/* Spins between looks at the clock, and before a barrier wait starts yielding the core (more threads than
+ * cores: the member being waited for may need this one's core to finish). */
+#define SPINS_PER_CLOCK 256
+#define SPINS_BEFORE_YIELD (1 << 16)
+
+typedef struct counter {
+    uint64_t value;
+    char pad[64 - sizeof(uint64_t)];
+} counter;
+
+/* Bumped in the child of a fork: a team's workers do not exist there, so the team must not be run or joined. */
+static unsigned forks;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void count_fork(void)
+{
+    __atomic_add_fetch(&forks, 1, __ATOMIC_RELAXED);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, count_fork);
+}
+
+struct team {
+    counter generation; /* jobs started */
+    counter done;       /* worker completions, over all jobs */
+    counter sleepers;   /* workers blocked on wake */
+    counter arrive[MAX_MEMBERS];
+    team_job fn;
+    void *arg;
+    int members;
+    int stop;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t workers[MAX_MEMBERS];
+    int started;   /* workers created */
+    unsigned born; /* forks at creation */
+};
+
+typedef struct worker_arg {
+    team *t;
+    int member;
+} worker_arg;
+
+static inline uint64_t load(const counter *c)
+{
+    return __atomic_load_n(&c->value, __ATOMIC_ACQUIRE);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Waits until c reaches at least target (by polling: a handover costs a cache line, not a system call). */
+static void wait_for(const counter *c, uint64_t target)
+{
+    for (uint64_t spins = 0; load(c) < target; spins++) {
+        cpu_relax();
+        if (spins >= SPINS_BEFORE_YIELD)
+            sched_yield();
+    }
+}
+
+static uint64_t next_job(team *t, uint64_t seen)
+{
+    const int64_t deadline = now_ns() + IDLE_SPIN_NS;
+    for (int spins = 0; load(&t->generation) == seen; spins++) {
+        cpu_relax();
+        if (spins % SPINS_PER_CLOCK == 0 && now_ns() > deadline)
+            break;
+    }
+    if (load(&t->generation) == seen) {
+        /* Sleep. run() bumps the generation, then looks at sleepers; this adds itself to sleepers, then looks at
+         * the generation (both sequentially consistent): one of the two sees the other, so no wake-up is lost. */
+        pthread_mutex_lock(&t->lock);
+        __atomic_add_fetch(&t->sleepers.value, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&t->generation.value, __ATOMIC_SEQ_CST) == seen)
+            pthread_cond_wait(&t->wake, &t->lock);
+        __atomic_sub_fetch(&t->sleepers.value, 1, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&t->lock);
+    }
+    return load(&t->generation);
+}
+
+static void *worker_main(void *p)
+{
+    worker_arg a = *(worker_arg *)p;
+    free(p);
+    team *t = a.t;
+    (void)lstmrt__fp_enter(); /* flush-to-zero is per thread: this one only ever runs kernels */
+    for (uint64_t seen = 0;;) {
+        seen = next_job(t, seen);
+        if (__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE))
+            return NULL;
+        t->fn(t->arg, a.member, t->members);
+        __atomic_add_fetch(&t->done.value, 1, __ATOMIC_RELEASE);
+    }
+}
+
+team *team_create(int members)
+{
+    if (members < 2 || members > MAX_MEMBERS)
+        return NULL;
+    team *t = lstmrt__aligned_alloc(sizeof *t);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->members = members;
+    pthread_once(&fork_watch, watch_forks);
+    t->born = __atomic_load_n(&forks, __ATOMIC_RELAXED);
+    if (pthread_mutex_init(&t->lock, NULL) != 0) {
+        lstmrt__aligned_free(t);
+        return NULL;
+    }
+    if (pthread_cond_init(&t->wake, NULL) != 0) {
+        pthread_mutex_destroy(&t->lock);
+        lstmrt__aligned_free(t);
+        return NULL;
+    }
+    for (int m = 1; m < members; m++) {
+        worker_arg *a = malloc(sizeof *a);
+        if (!a)
+            break;
+        *a = (worker_arg){t, m};
+        if (pthread_create(&t->workers[m], NULL, worker_main, a) != 0) {
+            free(a);
+            break;
+        }
+        t->started++;
+    }
+    if (t->started != members - 1) { /* all or nothing: a job's shares assume every member runs */
+        team_destroy(t);
+        return NULL;
+    }
+    return t;
+}
+
+int team_alive(const team *t)
+{
+    return t && t->born == __atomic_load_n(&forks, __ATOMIC_RELAXED);
+}
+
+void team_destroy(team *t)
+{
+    if (!t)
+        return;
+    if (!team_alive(t)) { /* a forked child: no workers to stop, and the lock may have been held at the fork */
+        lstmrt__aligned_free(t);
+        return;
+    }
+    __atomic_store_n(&t->stop, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&t->generation.value, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&t->lock);
+    pthread_cond_broadcast(&t->wake);
+    pthread_mutex_unlock(&t->lock);
+    for (int m = 1; m <= t->started; m++)
+        pthread_join(t->workers[m], NULL);
+    pthread_cond_destroy(&t->wake);
+    pthread_mutex_destroy(&t->lock);
+    lstmrt__aligned_free(t);
+}
+
+int team_members(const team *t)
+{
+    return t ? t->members : 1;
+}
+
+void team_run(team *t, team_job fn, void *arg)
+{
+    const uint64_t target = load(&t->done) + (uint64_t)(t->members - 1);
+    t->fn = fn;
+    t->arg = arg;
+    __atomic_add_fetch(&t->generation.value, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&t->sleepers.value, __ATOMIC_SEQ_CST) > 0) {
+        pthread_mutex_lock(&t->lock);
+        pthread_cond_broadcast(&t->wake);
+        pthread_mutex_unlock(&t->lock);
+    }
+    fn(arg, 0, t->members);
+    wait_for(&t->done, target);
+}
+
+void team_barrier(team *t, int member)
+{
+    const uint64_t mine = __atomic_add_fetch(&t->arrive[member].value, 1, __ATOMIC_RELEASE);
+    for (int m = 0; m < t->members; m++)
+        if (m != member)
+            wait_for(&t->arrive[m], mine);
+}
+
+#else /* no POSIX threads: every caller runs alone */
+
+int team_alive(const team *t)
+{
+    (void)t;
+    return 0;
+}
+
+team *team_create(int members)
+{
+    (void)members;
+    return NULL;
+}
+
+void team_destroy(team *t)
+{
+    (void)t;
+}
+
+int team_members(const team *t)
+{
+    (void)t;
+    return 1;
+}
+
+void team_run(team *t, team_job fn, void *arg)
+{
+    (void)t;
+    fn(arg, 0, 1);
+}
+
+void team_barrier(team *t, int member)
+{
+    (void)t, (void)member;
+}
+
+#endif
