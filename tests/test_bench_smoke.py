@@ -25,6 +25,21 @@ def test_quick_comparison_with_torch_produces_table_and_json(tmp_path):
     assert saved["meta"]["threads"] == 1
 
 
+def test_comparison_with_two_threads_each(tmp_path):
+    """--threads 2: lstmrt's teams and torch's threads run side by side (H = 64 is big enough for a team)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    report = bench_compare.run_comparison([(16, 64)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4,
+                                          threads=2)
+    assert torch.get_num_threads() == before
+    assert report["meta"]["threads"] == 2 and report["meta"]["machine_floor"] is None
+    text = bench_compare.format_report(report)
+    assert "2 threads each" in text and "This machine's floor" not in text
+    assert report["sizes"][0]["ratios"]["step"]["value"] is not None
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        bench_compare.run_comparison([(3, 16)], quick=True, frameworks=(), threads=0)
+
+
 def test_cli_bench_rejects_bad_sizes():
     out = subprocess.run([sys.executable, "-m", "lstmrt", "bench", "--sizes", "8by32"], capture_output=True,
                          text=True, timeout=60)
@@ -91,12 +106,12 @@ def test_an_implementation_disagreeing_with_lstmrt_stops_the_run(monkeypatch):
     """A fast wrong answer must not be timed: the check raises CheckError naming the column."""
     import numpy as np
 
-    def wrong(w, d):
+    def wrong(w, d, threads=1):
         return [bench_compare.Case("torch.lstmcell", lambda n: None,
                                    lambda: np.zeros((bench_compare.CHECK_STEPS, w.hidden_size)), "step")]
 
     monkeypatch.setitem(bench_compare.BUILDERS, "torch", wrong)
-    monkeypatch.setattr(bench_compare, "_single_thread_torch", lambda: None)
+    monkeypatch.setattr(bench_compare, "_set_torch_threads", lambda n: None)
     with pytest.raises(bench_compare.CheckError, match="torch.lstmcell vs lstmrt"):
         bench_compare.run_comparison([(2, 4)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4)
 

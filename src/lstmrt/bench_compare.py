@@ -247,11 +247,11 @@ def _make_data(input_size, seed, seq_len):
                 x(STREAM_BATCH, CHECK_STEPS, input_size))
 
 
-def _lstmrt_cases(w: Weights, d: Data, model):
+def _lstmrt_cases(w: Weights, d: Data, model, threads=1):
     H = w.hidden_size
     x = np.ascontiguousarray(d.x_check[0])
     out = np.empty(H, np.float32)
-    s = model.stream()
+    s = model.stream(threads=threads)
 
     def step_loop(n):
         step = s.step   # the fast path: float32 C-contiguous x, preallocated out
@@ -259,12 +259,12 @@ def _lstmrt_cases(w: Weights, d: Data, model):
             step(x, out)
 
     def step_check():
-        fresh = model.stream()
+        fresh = model.stream(threads=threads)
         return np.stack([fresh.step(np.ascontiguousarray(xt), np.empty(H, np.float32)) for xt in d.x_check])
 
     xb = np.ascontiguousarray(d.x_stream_batch[:, 0])
     outb = np.empty((STREAM_BATCH, H), np.float32)
-    sb = model.stream(batch=STREAM_BATCH)
+    sb = model.stream(batch=STREAM_BATCH, threads=threads)
 
     def stream_batch_loop(n):
         step = sb.step
@@ -272,25 +272,27 @@ def _lstmrt_cases(w: Weights, d: Data, model):
             step(xb, outb)
 
     def stream_batch_check():
-        fresh = model.stream(batch=STREAM_BATCH)
+        fresh = model.stream(batch=STREAM_BATCH, threads=threads)
         ys = [fresh.step(np.ascontiguousarray(d.x_stream_batch[:, t])).copy() for t in range(CHECK_STEPS)]
         return np.stack(ys, axis=1)
 
     def predict_loop(n, X):
         predict = model.predict
         for _ in range(n):
-            predict(X)
+            predict(X, threads=threads)
 
     return [
         Case("lstmrt.step", step_loop, step_check, "step"),
-        Case("lstmrt.predict", lambda n: predict_loop(n, d.x_seq), lambda: model.predict(d.x_seq), "seq",
+        Case("lstmrt.predict", lambda n: predict_loop(n, d.x_seq), lambda: model.predict(d.x_seq, threads=threads),
+             "seq",
              steps_per_call=len(d.x_seq)),
-        Case("lstmrt.predict_b64", lambda n: predict_loop(n, d.x_batch), lambda: model.predict(d.x_batch), "batch"),
+        Case("lstmrt.predict_b64", lambda n: predict_loop(n, d.x_batch),
+             lambda: model.predict(d.x_batch, threads=threads), "batch"),
         Case("lstmrt.stream_b64", stream_batch_loop, stream_batch_check, "stream_batch"),
     ]
 
 
-def _torch_cases(w: Weights, d: Data):
+def _torch_cases(w: Weights, d: Data, threads=1):  # torch's threads: set by run_comparison
     torch = _import("torch")
     n_in, H = w.input_size, w.hidden_size
     with torch.no_grad():
@@ -392,13 +394,13 @@ def _onnx_lstm(w: Weights, seq_len: int, step: bool):
     return model.SerializeToString()
 
 
-def _onnxruntime_cases(w: Weights, d: Data):
+def _onnxruntime_cases(w: Weights, d: Data, threads=1):
     ort = _import("onnxruntime")
     H = w.hidden_size
 
     def session(blob):
         so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
+        so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -464,7 +466,7 @@ def _onnxruntime_cases(w: Weights, d: Data):
             Case("onnxruntime.sequence", seq_loop, seq_check, "seq", steps_per_call=xs.shape[0])]
 
 
-def _tflite_cases(w: Weights, d: Data):
+def _tflite_cases(w: Weights, d: Data, threads=1):
     if importlib.util.find_spec("tensorflow") is None:
         raise Unavailable("tensorflow not installed")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -487,7 +489,7 @@ def _tflite_cases(w: Weights, d: Data):
                 from ai_edge_litert.interpreter import Interpreter
             except ImportError:
                 Interpreter = tf.lite.Interpreter   # deprecated in favour of ai_edge_litert, same engine
-            interp = Interpreter(model_content=blob, num_threads=1)
+            interp = Interpreter(model_content=blob, num_threads=threads)
             interp.allocate_tensors()
     except Unavailable:
         raise
@@ -553,7 +555,7 @@ def _summary(samples):
 
 # --- one size ---------------------------------------------------------------------------------------------
 def bench_size(input_size, hidden_size, *, frameworks, rounds, min_time, seed=0, seq_len=SEQ_LEN, log=None,
-               machine=None):
+               machine=None, threads=1):
     import lstmrt
 
     w = make_weights(input_size, hidden_size, seed)
@@ -570,7 +572,7 @@ def bench_size(input_size, hidden_size, *, frameworks, rounds, min_time, seed=0,
     results, cases = {}, []
     for fw in ("lstmrt",) + tuple(frameworks):
         try:
-            built = _lstmrt_cases(w, d, model) if fw == "lstmrt" else BUILDERS[fw](w, d)
+            built = _lstmrt_cases(w, d, model, threads) if fw == "lstmrt" else BUILDERS[fw](w, d, threads)
         except Unavailable as exc:
             reason = str(exc)
             if log:
@@ -648,8 +650,10 @@ def _ratios(entry) -> dict:
 
 # --- the whole run ----------------------------------------------------------------------------------------
 def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=FRAMEWORKS, isa=None,
-                   min_time=None, seed=0, log=None) -> dict:
-    """Benchmark every size; returns the report (what write_outputs saves as JSON)."""
+                   min_time=None, seed=0, log=None, threads=1) -> dict:
+    """Benchmark every size; returns the report (what write_outputs saves as JSON). threads: what every
+    implementation may use (torch.set_num_threads, ORT intra-op threads, the TFLite interpreter's, lstmrt's
+    predict/stream threads=); this machine's one-core floor is measured only for threads=1."""
     previous_isa = os.environ.get("LSTMRT_ISA")
     if isa:
         # read once, at the first kernel lookup: this works if nothing in the process has run lstmrt yet
@@ -674,19 +678,21 @@ def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=
     if isa and tier != isa:
         notes.append(f"requested kernel tier {isa!r} but running {tier!r} (LSTMRT_ISA only lowers the tier, and "
                      "is read once per process)")
-    torch_threads = _single_thread_torch() if "torch" in frameworks else None
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    torch_threads = _set_torch_threads(threads) if "torch" in frameworks else None
     load_before = _loadavg()
     if log:
         log("this machine's floor (bandwidth and FMA probes) ...")
-    machine = bench_floor.measure([bench_floor.step_weight_bytes(i, h) for i, h in sizes], rounds=rounds,
-                                  min_time=min_time)
+    machine = None if threads > 1 else bench_floor.measure(
+        [bench_floor.step_weight_bytes(i, h) for i, h in sizes], rounds=rounds, min_time=min_time)
     entries = []
     try:
         for input_size, hidden_size in sizes:
             if log:
                 log(f"I={input_size} H={hidden_size} ...")
             entries.append(bench_size(input_size, hidden_size, frameworks=frameworks, rounds=rounds,
-                                      min_time=min_time, seed=seed, log=log, machine=machine))
+                                      min_time=min_time, seed=seed, log=log, machine=machine, threads=threads))
     finally:
         if torch_threads is not None:
             sys.modules["torch"].set_num_threads(torch_threads)
@@ -695,11 +701,11 @@ def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=
             "lstmrt": lstmrt.__version__, "kernel_tier": tier, "cpu_features": lstmrt.cpu_features(),
             "requested_isa": isa, "frameworks": framework_versions(), "numpy": np.__version__,
             "python": platform.python_version(), "machine": platform.machine(), "cpu": _cpu_name(),
-            "threads": 1, "rounds": rounds, "min_time_s": min_time, "quick": bool(quick), "seed": seed,
+            "threads": threads, "rounds": rounds, "min_time_s": min_time, "quick": bool(quick), "seed": seed,
             "seq_len": SEQ_LEN, "batch": BATCH, "batch_seq_len": BATCH_SEQ_LEN, "stream_batch": STREAM_BATCH,
             "loadavg_before": load_before, "loadavg_after": _loadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "machine_floor": {"peak_flops": machine["peak_flops"], "call_us": machine["call_s"] * 1e6,
-                              "bandwidth": {str(b): bw for b, bw in machine["bandwidth"].items()}},
+            "machine_floor": machine and {"peak_flops": machine["peak_flops"], "call_us": machine["call_s"] * 1e6,
+                                          "bandwidth": {str(b): bw for b, bw in machine["bandwidth"].items()}},
             "floor_model": {"peak_flops": PEAK_FLOPS,
                             "cache_levels": [[lv[0] if lv[0] != math.inf else None, lv[1], lv[2]]
                                              for lv in CACHE_LEVELS]},
@@ -709,13 +715,13 @@ def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=
     }
 
 
-def _single_thread_torch():
+def _set_torch_threads(n):
     try:
         torch = importlib.import_module("torch")
     except ImportError:
         return None
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     return previous
 
 
@@ -774,7 +780,7 @@ def format_report(report) -> str:
     lines = [
         f"lstmrt {meta['lstmrt']}, kernel tier {meta['kernel_tier']} | {fw or 'no frameworks'} | "
         f"numpy {meta['numpy']} | {meta['cpu'] or meta['machine']}",
-        f"1 thread each; median of {meta['rounds']} interleaved rounds ({'quick' if meta['quick'] else 'full'}); "
+        f"{meta.get('threads', 1)} thread{'s' if meta.get('threads', 1) > 1 else ''} each; median of {meta['rounds']} interleaved rounds ({'quick' if meta['quick'] else 'full'}); "
         f"load average before/after: {meta['loadavg_before']} / {meta['loadavg_after']}",
     ]
     lines += [f"note: {n}" for n in meta["notes"]]
@@ -917,6 +923,8 @@ def add_arguments(parser):
     parser.add_argument("--out", default=os.path.join("bench", "results"), metavar="DIR",
                         help="where to write bench.json, bench.md and bench.png (default: bench/results)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads every implementation may use (default 1: the issue's one thread each)")
 
 
 def run_from_args(args) -> int:
@@ -927,7 +935,8 @@ def run_from_args(args) -> int:
         if args.rounds is not None and args.rounds < 1:
             raise ValueError("--rounds must be at least 1")
         report = run_comparison(sizes, rounds=args.rounds, quick=args.quick, frameworks=frameworks, isa=args.isa,
-                                seed=args.seed, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                                seed=args.seed, threads=args.threads,
+                                log=lambda msg: print(msg, file=sys.stderr, flush=True))
     except (ValueError, CheckError) as exc:
         print(f"lstmrt bench: error: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, CheckError) else 2
