@@ -73,13 +73,31 @@ def test_stream_steps_shared_by_threads(rng):
     assert_close(np.concatenate([steps_alone, rest]), _torch_predict(net, X), atol=1e-5)
 
 
+def test_batch_rows_shared_by_threads(rng):
+    """Up to 15 rows (fewer than predict's slices of 8) and batched streams: members take rows, bit-identical."""
+    net, model = _pair(torch.nn.GRU, 16, 64)
+    X = rng.standard_normal((6, 300, 16)).astype(np.float32)
+    alone = model.predict(X)
+    assert np.array_equal(model.predict(X, threads=2), alone)
+    assert np.array_equal(model.predict(X, threads=3), alone)
+    shared, single = model.stream(batch=6, threads=2), model.stream(batch=6)
+    assert shared.threads == 2
+    ys = np.stack([shared.step(X[:, t]) for t in range(50)], axis=1)
+    assert np.array_equal(ys, np.stack([single.step(X[:, t]) for t in range(50)], axis=1))
+    assert np.array_equal(ys, alone[:, :50])
+    assert_close(alone[0], _torch_predict(net, X[0]), atol=1e-5)
+
+
 def test_only_layers_that_gain_take_a_team(rng):
     _, small = _pair(torch.nn.LSTM, 8, 32)  # 16 KB of W_hh: a barrier per step costs more than it saves
     assert small.stream(threads=2).threads == 1
     _, big = _pair(torch.nn.LSTM, 16, 64)
     assert big.stream(threads=4).threads == 4
-    assert big.stream(batch=2, threads=2).threads == 1  # teams share one row's step; batches are GEMMs
-    assert big.stream(batch=1, threads=2).threads == 2
+    assert big.stream(batch=1, threads=2).threads == 2  # the hidden units of one row
+    assert big.stream(batch=2, threads=2).threads == 1  # rows are shared from 4 (two each)
+    assert big.stream(batch=4, threads=2).threads == 2
+    assert small.stream(batch=3, threads=2).threads == 1  # and from 64 KB of weights read per step
+    assert small.stream(batch=4, threads=2).threads == 2
 
 
 @pytest.mark.parametrize("bad", [0, -1, 65, 1.5, True, "2", None])

@@ -1,6 +1,8 @@
 /* Runs the chain of layers over a block of steps. Intermediate activations ping-pong between two workspace
- * buffers; the last layer writes straight into the caller's output. Recurrent state is updated in place. */
+ * buffers; the last layer writes straight into the caller's output. Recurrent state is updated in place. A
+ * workspace's team (team.h) shares the rows of a batch, or the hidden units of a single row's steps. */
 #include "recurrent.h"
+#include "team.h"
 
 static void run_dense(const lstmrt_kernels *k, const layer *L, int64_t batch, int64_t steps, seq_view x, seq_view y)
 {
@@ -43,25 +45,76 @@ static void run_elementwise(const lstmrt_kernels *k, const layer *L, int64_t bat
             apply_activation(k, L->act[0], seq_row(y, b, 0), steps, n, y.time_stride);
 }
 
+static int64_t direction_state_floats(const layer *L, int64_t batch)
+{
+    return batch * (L->state_h_size + (L->kind == LSTMRT_LAYER_LSTM ? L->hidden_size : 0));
+}
+
+/* One direction over rows [b0, b1) of the batch: their inputs, outputs and state (h rows, then c rows of the whole
+ * batch), and their own slices of the scratch, so that members of a team can run disjoint rows at once. A slice
+ * of fewer rows than the batch runs without the team. */
+static void direction_rows(const lstmrt_kernels *k, const layer *L, int dir, const workspace *ws, int64_t batch,
+                           int64_t b0, int64_t b1, int64_t steps, seq_view x, const uint8_t *active,
+                           int64_t active_stride, float *state, seq_view y)
+{
+    const packed_direction *d = &L->dir[dir];
+    const int reverse = dir == 1 || L->go_backwards;
+    const int64_t n = b1 - b0, H = L->hidden_size, Hr = L->state_h_size;
+    workspace rows = *ws;
+    rows.gates = ws->gates + b0 * steps * L->gates * H;
+    rows.aux = ws->aux + b0 * 4 * H; /* the directions use at most 4H floats of aux per row */
+    rows.team = n == batch ? ws->team : NULL;
+    const seq_view xr = {x.data + b0 * x.batch_stride, x.batch_stride, x.time_stride};
+    const seq_view yr = {y.data + b0 * y.batch_stride, y.batch_stride, y.time_stride};
+    const uint8_t *ar = active ? active + b0 * active_stride : NULL;
+    float *h = state + b0 * Hr;
+    switch (L->kind) {
+    case LSTMRT_LAYER_LSTM:
+        lstm_direction(k, L, d, &rows, n, steps, reverse, xr, ar, active_stride, h, state + batch * Hr + b0 * H, yr);
+        break;
+    case LSTMRT_LAYER_GRU: gru_direction(k, L, d, &rows, n, steps, reverse, xr, ar, active_stride, h, yr); break;
+    default: rnn_direction(k, L, d, &rows, n, steps, reverse, xr, ar, active_stride, h, yr); break;
+    }
+}
+
+typedef struct rows_job {
+    const lstmrt_kernels *k;
+    const layer *L;
+    int dir;
+    const workspace *ws;
+    int64_t batch, steps;
+    seq_view x;
+    const uint8_t *active;
+    int64_t active_stride;
+    float *state;
+    seq_view y;
+} rows_job;
+
+/* Shares of at least two rows: a single row would take the one-row kernels, whose sums round differently from the
+ * batch's GEMM, and the result must not depend on the team. */
+static void rows_member(void *arg, int member, int members)
+{
+    const rows_job *J = arg;
+    const int used = J->batch / 2 < members ? (int)(J->batch / 2) : members;
+    int64_t b0 = 0, b1 = 0;
+    if (member < used)
+        team_share(J->batch, 1, member, used, &b0, &b1);
+    if (b1 > b0)
+        direction_rows(J->k, J->L, J->dir, J->ws, J->batch, b0, b1, J->steps, J->x, J->active, J->active_stride,
+                       J->state, J->y);
+}
+
+/* Rows are independent sequences: with a team, each member runs its share of them, no barrier needed. */
 static void run_direction(const lstmrt_kernels *k, const layer *L, int dir, const workspace *ws, int64_t batch,
                           int64_t steps, seq_view x, const uint8_t *active, int64_t active_stride, float *state,
                           seq_view y)
 {
-    const packed_direction *d = &L->dir[dir];
-    const int reverse = dir == 1 || L->go_backwards;
-    float *h = state;
-    switch (L->kind) {
-    case LSTMRT_LAYER_LSTM:
-        lstm_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h, h + batch * L->state_h_size, y);
-        break;
-    case LSTMRT_LAYER_GRU: gru_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h, y); break;
-    default: rnn_direction(k, L, d, ws, batch, steps, reverse, x, active, active_stride, h, y); break;
+    if (batch > 1 && team_alive(ws->team) && team_rows_gain(L, batch)) {
+        rows_job job = {k, L, dir, ws, batch, steps, x, active, active_stride, state, y};
+        team_run(ws->team, rows_member, &job);
+        return;
     }
-}
-
-static int64_t direction_state_floats(const layer *L, int64_t batch)
-{
-    return batch * (L->state_h_size + (L->kind == LSTMRT_LAYER_LSTM ? L->hidden_size : 0));
+    direction_rows(k, L, dir, ws, batch, 0, batch, steps, x, active, active_stride, state, y);
 }
 
 static void merge_directions(const layer *L, int64_t batch, int64_t steps, seq_view fw, seq_view bw)

@@ -1,7 +1,8 @@
 /* predict with the batch rows split over threads. Rows are independent sequences, so each thread runs the
  * ordinary predict on its slice (its own scratch, same kernels). The result matches the serial one up to
  * rounding: predict blocks steps by batch size, and a different blocking can change a GEMM's summation order.
- * A single sequence instead splits the hidden units of every step over a team (team.h): bit-identical. */
+ * Fewer than 16 rows instead share each step with a team (team.h): the hidden units of a single sequence's
+ * steps, or the rows of a small batch; bit-identical. */
 #include <stdlib.h>
 
 #include "run.h"
@@ -15,15 +16,17 @@
 /* Below this many rows per thread a thread costs more than it saves. */
 #define MIN_ROWS_PER_THREAD 8
 #define MAX_THREADS 64
-/* One sequence shares its steps with a team (team.h) from this length: starting the workers costs ~50 µs. */
-#define MIN_STEPS_FOR_TEAM 64
+/* A team (team.h) is started for a call that reads at least this many weight bytes in the layers it shares
+ * (steps x their bytes per step): starting and joining the workers costs ~60-80 µs, about what 32 MB of
+ * L2-resident weights take to read (I = 16, H = 64: ~500 steps; H = 128: ~130). */
+#define MIN_TEAM_WORK_BYTES ((double)32 * 1024 * 1024)
 
-/* batch 1: the hidden units of each step split over a team of n threads. */
-static lstmrt_status predict_one_sequence(const lstmrt_model_t *m, const float *x, int64_t steps,
-                                          const int32_t *lengths, const uint8_t *mask, float *y, int n)
+/* Too few rows for slices: a team of n threads shares the hidden units of each step (batch 1) or the rows. */
+static lstmrt_status predict_few_rows(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
+                                      const int32_t *lengths, const uint8_t *mask, float *y, int n)
 {
     team *t = team_create(n);
-    const lstmrt_status s = predict_in_team(m, x, 1, steps, lengths, mask, y, t); /* t NULL: alone */
+    const lstmrt_status s = predict_in_team(m, x, batch, steps, lengths, mask, y, t); /* t NULL: alone */
     team_destroy(t);
     return s;
 }
@@ -52,9 +55,10 @@ lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *m, const float 
     if (m && batch / MIN_ROWS_PER_THREAD < n)
         n = batch / MIN_ROWS_PER_THREAD > 0 ? batch / MIN_ROWS_PER_THREAD : 1;
 #if LSTMRT_HAVE_PTHREADS
-    if (batch == 1 && num_threads > 1 && m && x && y && steps >= MIN_STEPS_FOR_TEAM && team_gains(m))
-        return predict_one_sequence(m, x, steps, lengths, mask, y,
-                                    (int)(num_threads < MAX_THREADS ? num_threads : MAX_THREADS));
+    if (n == 1 && num_threads > 1 && m && x && y && batch >= 1 &&
+        (double)steps * (double)team_shared_bytes(m, batch) >= MIN_TEAM_WORK_BYTES)
+        return predict_few_rows(m, x, batch, steps, lengths, mask, y,
+                                (int)(num_threads < MAX_THREADS ? num_threads : MAX_THREADS));
     if (n > 1 && m && x && y && steps > 0) {
         /* Validate here, where the caller reads the message: workers can then only run out of memory. */
         lstmrt__clear_error();

@@ -66,7 +66,7 @@ lstmrt_status lstmrt_stream_set_threads(lstmrt_stream_t *s, int32_t threads)
         return LSTMRT_STATUS_OK;
     team_destroy(s->ws.team);
     s->ws.team = NULL;
-    if (threads == 1 || s->batch != 1 || !team_gains(s->model))
+    if (threads == 1 || team_shared_bytes(s->model, s->batch) == 0)
         return LSTMRT_STATUS_OK;
     s->ws.team = team_create(threads);
     if (!s->ws.team)

@@ -1,6 +1,9 @@
 /* Teams of threads for one sequence (team.h). Jobs are handed over by a generation counter and barriers are
  * per-member arrival counters, each on its own cache line: a handover between two cores costs one line
  * transfer (~30 ns here), which is what makes a barrier per step affordable from H = 64 up. */
+#if defined(__linux__)
+#define _GNU_SOURCE /* sched_getcpu, sched_setaffinity: see move_off */
+#endif
 #include "team.h"
 
 #include <stdlib.h>
@@ -28,10 +31,10 @@ void team_share(int64_t n, int64_t unit, int member, int members, int64_t *j0, i
 /* After a job a worker keeps polling this long for the next one before it sleeps: a stream stepped in a loop
  * then never waits for a wake-up, and an idle one stops burning its core soon after. */
 #define IDLE_SPIN_NS 50000
-/* Spins between looks at the clock, and before a barrier wait starts yielding the core (more threads than
- * cores: the member being waited for may need this one's core to finish). */
+/* Spins between looks at the clock, and before a wait starts yielding the core: when two members share a core
+ * (more threads than cores, or the scheduler put them together), the one being waited for needs it to finish. */
 #define SPINS_PER_CLOCK 256
-#define SPINS_BEFORE_YIELD (1 << 16)
+#define SPINS_BEFORE_YIELD 256
 
 typedef struct counter {
     uint64_t value;
@@ -64,8 +67,9 @@ struct team {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_t workers[MAX_MEMBERS];
-    int started;   /* workers created */
-    unsigned born; /* forks at creation */
+    int master_cpu; /* where the caller ran at creation or at the last wake-up, or -1 */
+    int started;    /* workers created */
+    unsigned born;  /* forks at creation */
 };
 
 typedef struct worker_arg {
@@ -104,6 +108,35 @@ static void wait_for(const counter *c, uint64_t target)
     }
 }
 
+static int current_cpu(void)
+{
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+}
+
+/* Linux starts a new thread, and may wake a sleeping one, on the CPU of the thread that made it runnable: the
+ * caller's. Two members on one core turn every barrier into a context switch (a step took 25 us instead of 0.3)
+ * until the load balancer separates them, milliseconds later. So a worker that finds itself on the caller's CPU
+ * moves off it: it forbids that CPU (the kernel migrates it at once), then allows every CPU again, where it stays.
+ * Nothing stays pinned. */
+static void move_off(int cpu)
+{
+#if defined(__linux__)
+    cpu_set_t allowed, others;
+    if (cpu < 0 || current_cpu() != cpu || sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+        return;
+    others = allowed;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) > 0 && sched_setaffinity(0, sizeof others, &others) == 0)
+        sched_setaffinity(0, sizeof allowed, &allowed);
+#else
+    (void)cpu;
+#endif
+}
+
 static uint64_t next_job(team *t, uint64_t seen)
 {
     const int64_t deadline = now_ns() + IDLE_SPIN_NS;
@@ -121,6 +154,7 @@ static uint64_t next_job(team *t, uint64_t seen)
             pthread_cond_wait(&t->wake, &t->lock);
         __atomic_sub_fetch(&t->sleepers.value, 1, __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&t->lock);
+        move_off(__atomic_load_n(&t->master_cpu, __ATOMIC_RELAXED));
     }
     return load(&t->generation);
 }
@@ -131,6 +165,7 @@ static void *worker_main(void *p)
     free(p);
     team *t = a.t;
     (void)lstmrt__fp_enter(); /* flush-to-zero is per thread: this one only ever runs kernels */
+    move_off(__atomic_load_n(&t->master_cpu, __ATOMIC_RELAXED));
     for (uint64_t seen = 0;;) {
         seen = next_job(t, seen);
         if (__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE))
@@ -149,6 +184,7 @@ team *team_create(int members)
         return NULL;
     memset(t, 0, sizeof *t);
     t->members = members;
+    t->master_cpu = current_cpu();
     pthread_once(&fork_watch, watch_forks);
     t->born = __atomic_load_n(&forks, __ATOMIC_RELAXED);
     if (pthread_mutex_init(&t->lock, NULL) != 0) {
@@ -215,6 +251,7 @@ void team_run(team *t, team_job fn, void *arg)
     t->arg = arg;
     __atomic_add_fetch(&t->generation.value, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&t->sleepers.value, __ATOMIC_SEQ_CST) > 0) {
+        __atomic_store_n(&t->master_cpu, current_cpu(), __ATOMIC_RELAXED);
         pthread_mutex_lock(&t->lock);
         pthread_cond_broadcast(&t->wake);
         pthread_mutex_unlock(&t->lock);

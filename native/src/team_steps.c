@@ -1,5 +1,5 @@
-/* One-row steps of a fused LSTM or GRU direction shared by a team (team.h): member m owns the hidden units
- * team_share gives it, projects the inputs of its own gate rows, and runs the step kernel over its blocks only,
+/* When a team (team.h) pays, and one-row steps of a fused LSTM or GRU direction shared by it: member m owns the hidden
+ * units team_share gives it, projects the inputs of its own gate rows, and runs the step kernel over its blocks only,
  * reading the whole previous h; a barrier after each step publishes the new h to all. Every output is computed
  * by the same kernel arithmetic as alone, so the result is bit-identical to a run without a team (tested). */
 #include "recurrent.h"
@@ -8,6 +8,9 @@
 /* Below this many bytes of W_hh a step is too short for a barrier to pay (LSTM H = 64 is 64 KB: -30% per step with
  * two members; H = 32, 16 KB, gains nothing; docs/kernels.md, "Teams"). */
 #define TEAM_MIN_WEIGHT_BYTES ((int64_t)48 * 1024)
+/* Rows of a batch split between members when the step reads at least this many weight bytes in all (rows x W_hh):
+ * each member then reads all of W_hh for fewer rows. */
+#define TEAM_MIN_ROWS_WEIGHT_BYTES ((int64_t)64 * 1024)
 
 /* Whether a one-row step of this (fused, whole-panel: the callers' condition) layer is worth a team. */
 static int layer_splits(const layer *L)
@@ -90,14 +93,22 @@ static void one_row_member(void *arg, int member, int members)
         J->h_end = h_cur;
 }
 
-int team_gains(const lstmrt_model_t *m)
+int team_rows_gain(const layer *L, int64_t batch)
 {
+    return batch >= 4 && batch * packed_bytes(&L->dir[0].w_hh) >= TEAM_MIN_ROWS_WEIGHT_BYTES;
+}
+
+int64_t team_shared_bytes(const lstmrt_model_t *m, int64_t batch)
+{
+    int64_t bytes = 0;
     for (int32_t l = 0; l < m->num_layers; l++) {
         const layer *L = &m->layers[l];
-        if ((L->kind == LSTMRT_LAYER_LSTM || L->kind == LSTMRT_LAYER_GRU) && layer_splits(L))
-            return 1;
+        if (L->kind != LSTMRT_LAYER_LSTM && L->kind != LSTMRT_LAYER_GRU && L->kind != LSTMRT_LAYER_RNN)
+            continue;
+        if (batch > 1 ? team_rows_gain(L, batch) : L->kind != LSTMRT_LAYER_RNN && layer_splits(L))
+            bytes += L->num_directions * batch * packed_bytes(&L->dir[0].w_hh);
     }
-    return 0;
+    return bytes;
 }
 
 int team_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws, int64_t steps,

@@ -1291,8 +1291,9 @@ static void barrier_member(void *arg, int member, int members)
     }
 }
 
-/* Teams (team.h): the barrier; shares that cover the units; predict and streams at batch 1 with a team give
- * bit-identical results (steps skipped by a mask or active flags included), and only layers that gain use one. */
+/* Teams (team.h): the barrier; shares that cover the units; predict and streams with a team, at batch 1 (units
+ * shared) and 5 (rows shared), give bit-identical results (steps skipped by a mask or active flags included), and
+ * only layers that gain use one. */
 static void test_teams(void)
 {
     snprintf(context, sizeof context, "team of 3: barrier");
@@ -1374,11 +1375,33 @@ static void test_teams(void)
     lstmrt_stream_free(shared);
     lstmrt_stream_free(alone);
 
-    /* no team for a batch of 2, nor for a model whose layers are all small */
-    lstmrt_stream_t *two = NULL;
-    if (CHECK(lstmrt_stream_create(m, 2, &two) == LSTMRT_STATUS_OK))
-        CHECK(lstmrt_stream_set_threads(two, 2) == LSTMRT_STATUS_OK && lstmrt_stream_threads(two) == 1);
-    lstmrt_stream_free(two);
+    /* a batch of 5: members share the rows (no barrier: rows never meet), predict and stream alike */
+    enum { B = 5 };
+    float *xb = make_inputs(&s, B, T), *wantb = new_floats(B * T * O), *gotb = new_floats(B * T * O);
+    CHECK(lstmrt_model_predict(m, xb, B, T, NULL, NULL, wantb) == LSTMRT_STATUS_OK);
+    CHECK(lstmrt_model_predict_threads(m, xb, B, T, NULL, NULL, gotb, 2) == LSTMRT_STATUS_OK);
+    CHECK(memcmp(gotb, wantb, B * T * O * sizeof(float)) == 0);
+    lstmrt_stream_t *five = NULL, *five_alone = NULL;
+    if (CHECK(lstmrt_stream_create(m, B, &five) == LSTMRT_STATUS_OK &&
+              lstmrt_stream_create(m, B, &five_alone) == LSTMRT_STATUS_OK)) {
+        CHECK(lstmrt_stream_set_threads(five, 3) == LSTMRT_STATUS_OK && lstmrt_stream_threads(five) == 3);
+        float *xt = new_floats(B * I), *ya = new_floats(B * O), *yb = new_floats(B * O);
+        const uint8_t active[B] = {1, 0, 1, 1, 0};
+        int same = 1;
+        for (int t = 0; t < 30; t++) {
+            for (int b = 0; b < B; b++)
+                memcpy(xt + b * I, xb + ((int64_t)b * T + t) * I, I * sizeof(float));
+            CHECK(lstmrt_stream_step(five_alone, xt, t % 4 == 1 ? active : NULL, ya) == LSTMRT_STATUS_OK);
+            CHECK(lstmrt_stream_step(five, xt, t % 4 == 1 ? active : NULL, yb) == LSTMRT_STATUS_OK);
+            same &= memcmp(ya, yb, B * O * sizeof(float)) == 0;
+        }
+        CHECK(same);
+        CHECK(lstmrt_stream_run(five_alone, xb, T, wantb) == LSTMRT_STATUS_OK);
+        CHECK(lstmrt_stream_run(five, xb, T, gotb) == LSTMRT_STATUS_OK);
+        CHECK(memcmp(gotb, wantb, B * T * O * sizeof(float)) == 0);
+    }
+    lstmrt_stream_free(five);
+    lstmrt_stream_free(five_alone);
     lstmrt_model_free(m);
     spec small;
     memset(&small, 0, sizeof small);
@@ -1386,10 +1409,15 @@ static void test_teams(void)
     push(&small, LSTMRT_LAYER_LSTM, 8, 32);
     add_weights(&small);
     lstmrt_model_t *sm = create_model(&small);
-    lstmrt_stream_t *st = NULL;
-    if (sm && CHECK(lstmrt_stream_create(sm, 1, &st) == LSTMRT_STATUS_OK))
-        CHECK(lstmrt_stream_set_threads(st, 2) == LSTMRT_STATUS_OK && lstmrt_stream_threads(st) == 1);
-    lstmrt_stream_free(st);
+    /* 16 KB of W_hh: too little for one row's units; rows take a team from 64 KB of weights read per step */
+    for (int32_t batch = 1; sm && batch <= 4; batch++) {
+        lstmrt_stream_t *st = NULL;
+        snprintf(context, sizeof context, "lstm 8-32, batch %d", batch);
+        if (CHECK(lstmrt_stream_create(sm, batch, &st) == LSTMRT_STATUS_OK))
+            CHECK(lstmrt_stream_set_threads(st, 2) == LSTMRT_STATUS_OK &&
+                  lstmrt_stream_threads(st) == (batch == 4 ? 2 : 1));
+        lstmrt_stream_free(st);
+    }
     lstmrt_model_free(sm);
     arena_reset();
 }

@@ -195,7 +195,8 @@ int main(void)
         for (int t = 0; t < tiers; t++) {
             for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++)
                 exercise(m, models[i].name, tables[t], batches[b], 1);
-            exercise(m, models[i].name, tables[t], 1, 2); /* models[5]'s GRU (48 KB of W_hh) takes the team */
+            exercise(m, models[i].name, tables[t], 1, 2);  /* models[5]'s GRU (48 KB of W_hh) shares its units */
+            exercise(m, models[i].name, tables[t], 64, 2); /* every model shares the rows */
         }
         lstmrt_model_free(m);
         for (int l = 0; l < models[i].n; l++)
