@@ -770,6 +770,11 @@ def _fmt_ratio(r):
     return f"{text} ({sign}{r['target']:g}x) {verdict}"
 
 
+def threads_text(meta):
+    n = meta.get("threads", 1)
+    return f"{n} thread{'s' if n > 1 else ''}"
+
+
 def _row(cells):
     return "| " + " | ".join(cells) + " |"
 
@@ -780,7 +785,8 @@ def format_report(report) -> str:
     lines = [
         f"lstmrt {meta['lstmrt']}, kernel tier {meta['kernel_tier']} | {fw or 'no frameworks'} | "
         f"numpy {meta['numpy']} | {meta['cpu'] or meta['machine']}",
-        f"{meta.get('threads', 1)} thread{'s' if meta.get('threads', 1) > 1 else ''} each; median of {meta['rounds']} interleaved rounds ({'quick' if meta['quick'] else 'full'}); "
+        f"{threads_text(meta)} each; median of {meta['rounds']} interleaved rounds "
+        f"({'quick' if meta['quick'] else 'full'}); "
         f"load average before/after: {meta['loadavg_before']} / {meta['loadavg_after']}",
     ]
     lines += [f"note: {n}" for n in meta["notes"]]
