@@ -8,6 +8,10 @@
 /* Below this many bytes of W_hh a step is too short for a barrier to pay (LSTM H = 64 is 64 KB: -30% per step with
  * two members; H = 32, 16 KB, gains nothing; docs/kernels.md, "Teams"). */
 #define TEAM_MIN_WEIGHT_BYTES ((int64_t)48 * 1024)
+/* A stream step (one step) hands its share to the members by a job instead of a barrier, and the new h goes back
+ * through scratch: that costs ~0.3 µs more, so single steps use the team from this many bytes of W_ih + W_hh
+ * (I = 16, H = 64, 80 KB: 0.78 -> 0.89 µs; I = 32, H = 128, 320 KB: 3.21 -> 2.07 µs). */
+#define TEAM_MIN_STEP_BYTES ((int64_t)128 * 1024)
 /* Rows of a batch split between members when the step reads at least this many weight bytes in all (rows x W_hh):
  * each member then reads all of W_hh for fewer rows. */
 #define TEAM_MIN_ROWS_WEIGHT_BYTES ((int64_t)64 * 1024)
@@ -115,6 +119,8 @@ int team_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction
                  int reverse, seq_view x, const uint8_t *active, int64_t active_stride, float *h, float *c, seq_view y)
 {
     if (!team_alive(ws->team) || !layer_splits(L))
+        return 0;
+    if (steps == 1 && packed_bytes(&d->w_hh) + packed_bytes(&d->w_ih) < TEAM_MIN_STEP_BYTES)
         return 0;
     const int64_t H = L->hidden_size;
     one_row_job J = {k, L, d, ws, steps, reverse, x, active, active_stride, h, c, y, ws->aux, NULL};

@@ -682,7 +682,7 @@ def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=
         raise ValueError("threads must be at least 1")
     torch_threads = _set_torch_threads(threads) if "torch" in frameworks else None
     load_before = _loadavg()
-    if log:
+    if log and threads == 1:
         log("this machine's floor (bandwidth and FMA probes) ...")
     machine = None if threads > 1 else bench_floor.measure(
         [bench_floor.step_weight_bytes(i, h) for i, h in sizes], rounds=rounds, min_time=min_time)

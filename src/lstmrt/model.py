@@ -170,10 +170,11 @@ class Model:
         """A stream from the zero state: step(x) with x (I,) -> (O,); with batch=N, N independent streams
         stepped together: x (N, I) -> (N, O). Each thread should use its own streams.
 
-        threads: share each step of a single stream between this many threads, each computing a slice of the
-        hidden units of its LSTM/GRU layers (those of at least 48 KB of recurrent weights, e.g. LSTM H >= 64):
-        bit-identical results, ~1.7x faster per step at H = 128 on two cores. The workers poll for ~50 µs after
-        each step (a stream stepped in a loop never waits for them to wake), then sleep."""
+        threads: share the steps of a single stream between this many threads, each computing a slice of the
+        hidden units of its LSTM/GRU layers (step() from 128 KB of weights, e.g. LSTM I=32, H=128; run() from
+        48 KB of recurrent weights), or, with batch >= 4, a share of the rows: bit-identical results, ~1.5x
+        faster per step at H = 128 on two cores. The workers poll for ~50 µs after each step (a stream stepped
+        in a loop never waits for them to wake), then sleep. `stream.threads` says whether a team was started."""
         from .stream import Stream
 
         return Stream(self, batch, threads)
