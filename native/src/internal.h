@@ -120,17 +120,18 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
                     const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence,
                     const int32_t *lengths);
 
-/* lstm.c, gru.c, rnn.c: one direction of a recurrent layer over a sequence (forward or reverse in time).
- * h, c: state (batch x Hr, batch x H); y: where outputs go (Hr features). */
-/* team_steps.c: the one-row steps of a fused LSTM (G = 4) or GRU (G = 3) direction, H a multiple of PANEL,
- * shared by ws->team when it has one and the layer is big enough to gain; returns 0 without doing anything
- * otherwise. Arguments as the directions below; c only for an LSTM. */
-/* Weight bytes a step of `batch` rows reads in the layers that would share it with a team (0: none would). */
+/* team_steps.c. Weight bytes a step of `batch` rows reads in the layers that would share it with a team (0: none
+ * would); whether the rows of this layer's batch are worth sharing (batch >= 4). */
 int64_t team_shared_bytes(const lstmrt_model_t *m, int64_t batch);
-int team_rows_gain(const layer *L, int64_t batch); /* rows of this layer's batch worth sharing (>= 4) */
+int team_rows_gain(const layer *L, int64_t batch);
+/* The one-row steps of a fused LSTM (G = 4) or GRU (G = 3) direction, H a multiple of PANEL, shared by ws->team
+ * when it has one and the layer is big enough to gain; returns 0 without doing anything otherwise. Arguments as
+ * the directions below; c only for an LSTM. */
 int team_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws, int64_t steps,
                  int reverse, seq_view x, const uint8_t *active, int64_t active_stride, float *h, float *c, seq_view y);
 
+/* lstm.c, gru.c, rnn.c: one direction of a recurrent layer over a sequence (forward or reverse in time).
+ * h, c: state (batch x Hr, batch x H); y: where outputs go (Hr features). */
 void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
                     int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
                     float *h, float *c, seq_view y);

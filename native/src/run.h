@@ -20,7 +20,8 @@ lstmrt_status check_tokens(const lstmrt_model_t *m, const float *x, int64_t rows
 lstmrt_status predict_check_args(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
                                  const int32_t *lengths, float *y);
 
-/* lstmrt_model_predict with one-row steps shared by a team (team.h; NULL: alone). */
+/* lstmrt_model_predict with its steps shared by a team (team.h; NULL: alone): the hidden units of one row, or
+ * the rows of a batch. */
 lstmrt_status predict_in_team(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
                               const int32_t *lengths, const uint8_t *mask, float *y, struct team *team);
 

@@ -1,12 +1,12 @@
-/* When a team (team.h) pays, and one-row steps of a fused LSTM or GRU direction shared by it: member m owns the hidden
- * units team_share gives it, projects the inputs of its own gate rows, and runs the step kernel over its blocks only,
- * reading the whole previous h; a barrier after each step publishes the new h to all. Every output is computed
- * by the same kernel arithmetic as alone, so the result is bit-identical to a run without a team (tested). */
+/* When a team (team.h) is worth using, and the one-row steps of a fused LSTM or GRU direction shared by it: member m
+ * owns the hidden units team_share gives it, projects the inputs of its own gate rows, and runs the step kernel over
+ * its blocks only, reading the whole previous h; a barrier after each step publishes the new h to all. Every output
+ * is computed by the same kernel arithmetic as alone, so the result is bit-identical to a run without a team. */
 #include "recurrent.h"
 #include "team.h"
 
-/* Below this many bytes of W_hh a step is too short for a barrier to pay (LSTM H = 64 is 64 KB: -30% per step with
- * two members; H = 32, 16 KB, gains nothing; docs/kernels.md, "Teams"). */
+/* Below this many bytes of W_hh a step is too short for a barrier to pay (LSTM I = 16, H = 64, 64 KB: predict
+ * T = 1000 1.17x faster with two members; H = 32, 16 KB, gains nothing; docs/kernels.md, "Teams"). */
 #define TEAM_MIN_WEIGHT_BYTES ((int64_t)48 * 1024)
 /* A stream step (one step) hands its share to the members by a job instead of a barrier, and the new h goes back
  * through scratch: that costs ~0.3 µs more, so single steps use the team from this many bytes of W_ih + W_hh
