@@ -2,9 +2,11 @@
 (Model.predict(threads=) at batch 1, Model.stream(threads=)). Bit-identical to one thread, and within the
 contract of real torch; only layers big enough to gain take a team; a forked child runs without it."""
 
+import concurrent.futures
 import copy
 import gc
 import multiprocessing
+import time
 
 import numpy as np
 import pytest
@@ -139,3 +141,55 @@ def test_forked_child_steps_without_the_workers(rng):
     assert twin_threads == 2
     assert np.array_equal(twin_y, stream.copy().step(X[0]))
     assert queue.get(timeout=10) == "freed"
+
+
+def test_stream_steps_after_pauses_are_bit_identical(rng):
+    """Workers sleep ~50 us after the last call; a step after a pause runs alone rather than wait ~100 us for them,
+    steps that follow in quick succession wake them. Whichever way a step runs, its result is the same."""
+    _, model = _pair(torch.nn.LSTM, 32, 128)
+    X = rng.standard_normal((60, 32)).astype(np.float32)
+    shared = model.stream(threads=2)
+    ys = []
+    for t, x in enumerate(X):
+        if t % 10 == 0:
+            time.sleep(0.003)
+        ys.append(shared.step(x))
+    alone = model.stream()
+    assert np.array_equal(np.stack(ys), np.stack([alone.step(x) for x in X]))
+
+
+def test_predict_from_several_threads_at_once(rng):
+    """The model keeps one team for predict; a call that finds it in use by another thread starts its own (for a
+    long call) or runs alone (a short one)."""
+    _, model = _pair(torch.nn.LSTM, 32, 128)
+    X = rng.standard_normal((400, 32)).astype(np.float32)
+    want_long, want_short = model.predict(X), model.predict(X[:20])
+
+    def calls(_):
+        return [(np.array_equal(model.predict(X, threads=2), want_long),
+                 np.array_equal(model.predict(X[:20], threads=2), want_short)) for _ in range(5)]
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = [r for rs in pool.map(calls, range(3)) for r in rs]
+    assert all(long and short for long, short in results)
+
+
+def test_forked_child_predicts_without_the_kept_workers(rng):
+    _, model = _pair(torch.nn.GRU, 32, 128)
+    X = rng.standard_normal((300, 32)).astype(np.float32)
+    want = model.predict(X, threads=2)  # starts the model's team in the parent
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child():
+        # the child's own team replaces the inherited one (a bool: a large array would fill the queue's pipe)
+        queue.put(bool(np.array_equal(model.predict(X, threads=2), want)))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    proc.join(120)
+    if proc.exitcode is None:
+        proc.kill()
+    assert proc.exitcode == 0, "the forked child hung or failed"
+    assert queue.get(timeout=10) is True
+    assert np.array_equal(model.predict(X, threads=2), want)

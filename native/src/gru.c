@@ -17,45 +17,6 @@ static void gru_cell_general(const lstmrt_kernels *k, const layer *L, float *xg,
         h[j] = (1.0f - xg[H + j]) * n[j] + xg[H + j] * h[j];
 }
 
-/* One row, linear_before_reset, standard activations, H a multiple of PANEL. A stream step (one step) does both
- * products in one pass over the weights; a block of steps projects the inputs first, then each step reads the
- * previous h where it was written (the output row of the step before) and writes the new one into its own row. */
-static void gru_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
-                        int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride, float *h,
-                        seq_view y)
-{
-    const int64_t H = L->hidden_size, G = 3 * H;
-    if (team_one_row(k, L, d, ws, steps, reverse, x, active, active_stride, h, NULL, y))
-        return;
-    if (steps == 1) {
-        float *h_new = ws->aux; /* h is read until the last block is done */
-        if (row_active(active, active_stride, 0, 0)) {
-            k->f32_gru_step(NULL, x.data, &d->w_ih, d->bias_x, h, &d->w_hh, d->bias_hn, h_new,
-                            sweep_reverse(ws, 0, d, 1), 0, H);
-            memcpy(h, h_new, (size_t)H * sizeof(float));
-            memcpy(y.data, h, (size_t)H * sizeof(float));
-        } else {
-            write_skipped_output(L, h, y.data, H);
-        }
-        return;
-    }
-    project_inputs(k, &d->w_ih, d->bias_x, 1, steps, x, ws->gates);
-    const float *h_cur = h;
-    for (int64_t s = 0; s < steps; s++) {
-        const int64_t t = reverse ? steps - 1 - s : s;
-        float *y_t = seq_row(y, 0, t);
-        if (row_active(active, active_stride, 0, t)) {
-            k->f32_gru_step(ws->gates + t * G, NULL, NULL, NULL, h_cur, &d->w_hh, d->bias_hn, y_t,
-                            sweep_reverse(ws, s, d, 0), 0, H);
-            h_cur = y_t;
-        } else {
-            write_skipped_output(L, h_cur, y_t, H);
-        }
-    }
-    if (h_cur != h)
-        memcpy(h, h_cur, (size_t)H * sizeof(float));
-}
-
 void gru_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
                    int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
                    float *h, seq_view y)
@@ -64,9 +25,8 @@ void gru_direction(const lstmrt_kernels *k, const layer *L, const packed_directi
     float *gates = ws->gates;
     float *hh = ws->aux;             /* batch x 3H: recurrent part */
     float *rh = ws->aux + batch * G; /* batch x H: r * h (reset before) */
-    /* one row, standard cell: the cell runs inside the product (f32_gru_step), block by block */
     if (batch == 1 && L->fused_default && H % LSTMRT_PANEL == 0) {
-        gru_one_row(k, L, d, ws, steps, reverse, x, active, active_stride, h, y);
+        fused_one_row(k, L, d, ws, steps, reverse, x, active, active_stride, h, NULL, y); /* one_row.c */
         return;
     }
     project_inputs(k, &d->w_ih, d->bias_x, batch, steps, x, gates);

@@ -62,6 +62,7 @@ struct lstmrt_model {
     int64_t state_size; /* floats of state per sequence */
     int64_t weight_bytes;
     const lstmrt_kernels *kernels;
+    struct team_slot *predict_team; /* team.h: the threads predict keeps for sequences too few to slice */
 };
 
 /* Scratch for running `steps` steps of `batch` rows through the model. */
@@ -79,10 +80,11 @@ typedef struct workspace {
 struct lstmrt_stream {
     const lstmrt_model_t *model;
     int32_t batch;
-    int64_t chunk; /* steps the workspace holds */
-    float *state;  /* batch * state_size */
-    workspace ws;  /* ws.team: threads sharing each step (lstmrt_stream_set_threads), owned by the stream */
-    void *block;   /* one allocation behind state and the workspace */
+    int64_t chunk;      /* steps the workspace holds */
+    float *state;       /* batch * state_size */
+    workspace ws;       /* ws.team: threads sharing each step (lstmrt_stream_set_threads), owned by the stream */
+    int64_t team_bytes; /* with a team: team_shared_bytes(model, batch) */
+    void *block;        /* one allocation behind state and the workspace */
 };
 
 /* error.c */
@@ -120,15 +122,21 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
                     const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence,
                     const int32_t *lengths);
 
-/* team_steps.c. Weight bytes a step of `batch` rows reads in the layers that would share it with a team (0: none
- * would); whether the rows of this layer's batch are worth sharing (batch >= 4). */
+/* team_policy.c. Weight bytes a step of `batch` rows reads in the layers that would share it with a team (0: none
+ * would); whether the rows of this layer's batch are worth sharing (batch >= 4); whether the one-row steps of this
+ * direction are (fused, big enough; a single step needs more); whether a call of `steps` steps that reads
+ * shared_bytes per step should take a team whose workers are awake or not (waking them costs ~100 µs). */
 int64_t team_shared_bytes(const lstmrt_model_t *m, int64_t batch);
 int team_rows_gain(const layer *L, int64_t batch);
-/* The one-row steps of a fused LSTM (G = 4) or GRU (G = 3) direction, H a multiple of PANEL, shared by ws->team
- * when it has one and the layer is big enough to gain; returns 0 without doing anything otherwise. Arguments as
- * the directions below; c only for an LSTM. */
-int team_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws, int64_t steps,
-                 int reverse, seq_view x, const uint8_t *active, int64_t active_stride, float *h, float *c, seq_view y);
+int team_splits_steps(const layer *L, const packed_direction *d, int64_t steps);
+int team_worth(int64_t shared_bytes, int64_t steps, int awake);
+
+/* one_row.c. The steps of a fused LSTM (G = 4, c its cell state) or GRU (G = 3, c NULL) direction at batch 1, H a
+ * multiple of PANEL: the cell inside the product. Shared by ws->team when it has one and the layer is big enough to
+ * gain. Arguments as the directions below. */
+void fused_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
+                   int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride, float *h,
+                   float *c, seq_view y);
 
 /* lstm.c, gru.c, rnn.c: one direction of a recurrent layer over a sequence (forward or reverse in time).
  * h, c: state (batch x Hr, batch x H); y: where outputs go (Hr features). */

@@ -1,5 +1,6 @@
 /* LSTM driver: per step, the recurrent product (one GEMM over the batch rows) then the gate kernel per row.
- * Standard cells (sigmoid/tanh/tanh, no peephole, no clip) use the fused kernel; others the general path. */
+ * Standard cells (sigmoid/tanh/tanh, no peephole, no clip) use the fused kernel (one row: one_row.c); others the
+ * general path. */
 #include "recurrent.h"
 
 static void clip_values(float *v, int64_t n, float clip)
@@ -71,59 +72,13 @@ static void lstm_products_and_cells(const lstmrt_kernels *k, const layer *L, con
     }
 }
 
-/* One row, standard cell, H a multiple of PANEL: the cell runs inside the product (f32_lstm_step), block by block.
- * A stream step (one step) does both products in one pass over the weights; a block of steps projects the inputs
- * first, then each step reads the previous h where it was written (the output row of the step before) and writes
- * the new one (projected, if so) into its own row. Same shape as gru_one_row. */
-static void lstm_one_row(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
-                         int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride, float *h,
-                         float *c, seq_view y)
-{
-    const int64_t H = L->hidden_size, Hr = L->state_h_size, G = 4 * H;
-    const int projected = L->proj_size > 0;
-    float *cell_out = ws->aux; /* o * tanh(c), before the projection */
-    if (team_one_row(k, L, d, ws, steps, reverse, x, active, active_stride, h, c, y))
-        return;
-    if (steps == 1) {
-        if (!row_active(active, active_stride, 0, 0)) {
-            write_skipped_output(L, h, y.data, Hr);
-            return;
-        }
-        /* h is read until the last block is done: the new h goes to scratch first */
-        k->f32_lstm_step(NULL, x.data, &d->w_ih, d->bias_x, h, &d->w_hh, c, cell_out, sweep_reverse(ws, 0, d, 1), 0, H);
-        if (projected)
-            k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, h, Hr);
-        else
-            memcpy(h, cell_out, (size_t)H * sizeof(float));
-        memcpy(y.data, h, (size_t)Hr * sizeof(float));
-        return;
-    }
-    project_inputs(k, &d->w_ih, d->bias_x, 1, steps, x, ws->gates);
-    const float *h_cur = h;
-    for (int64_t s = 0; s < steps; s++) {
-        const int64_t t = reverse ? steps - 1 - s : s;
-        float *y_t = seq_row(y, 0, t);
-        if (row_active(active, active_stride, 0, t)) {
-            k->f32_lstm_step(ws->gates + t * G, NULL, NULL, NULL, h_cur, &d->w_hh, c, projected ? cell_out : y_t,
-                             sweep_reverse(ws, s, d, 0), 0, H);
-            if (projected)
-                k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, y_t, Hr);
-            h_cur = y_t;
-        } else {
-            write_skipped_output(L, h_cur, y_t, Hr);
-        }
-    }
-    if (h_cur != h)
-        memcpy(h, h_cur, (size_t)Hr * sizeof(float));
-}
-
 void lstm_direction(const lstmrt_kernels *k, const layer *L, const packed_direction *d, const workspace *ws,
                     int64_t batch, int64_t steps, int reverse, seq_view x, const uint8_t *active, int64_t active_stride,
                     float *h, float *c, seq_view y)
 {
     const int64_t Hr = L->state_h_size, G = 4 * L->hidden_size;
     if (batch == 1 && L->fused_default && L->hidden_size % LSTMRT_PANEL == 0) {
-        lstm_one_row(k, L, d, ws, steps, reverse, x, active, active_stride, h, c, y);
+        fused_one_row(k, L, d, ws, steps, reverse, x, active, active_stride, h, c, y); /* one_row.c */
         return;
     }
     if (!(batch == 1 && steps == 1)) /* a stream step does its input product inside the recurrent one */

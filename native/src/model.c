@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "team.h"
 
 #define FAIL(...) lstmrt__fail(LSTMRT_STATUS_INVALID_ARGUMENT, __VA_ARGS__)
 
@@ -242,6 +243,8 @@ void lstmrt_model_free(lstmrt_model_t *m)
         for (int32_t l = 0; l < m->num_layers; l++)
             free_layer(&m->layers[l]);
     free(m->layers);
+    team_slot_clear(m->predict_team);
+    free(m->predict_team);
     free(m);
 }
 
@@ -264,7 +267,10 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
                         layer_output_size(&layers[l - 1]));
     }
     lstmrt_model_t *m = calloc(1, sizeof *m);
-    if (!m || !(m->layers = calloc((size_t)num_layers, sizeof(layer)))) {
+    if (!m || !(m->layers = calloc((size_t)num_layers, sizeof(layer))) ||
+        !(m->predict_team = calloc(1, sizeof(team_slot)))) {
+        if (m)
+            free(m->layers);
         free(m);
         return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate the model");
     }

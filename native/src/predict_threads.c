@@ -16,18 +16,19 @@
 /* Below this many rows per thread a thread costs more than it saves. */
 #define MIN_ROWS_PER_THREAD 8
 #define MAX_THREADS 64
-/* A team (team.h) is started for a call that reads at least this many weight bytes in the layers it shares
- * (steps x their bytes per step): starting and joining the workers costs ~60-80 µs, about what 32 MB of
- * L2-resident weights take to read (I = 16, H = 64: ~500 steps; H = 128: ~130). */
-#define MIN_TEAM_WORK_BYTES ((double)32 * 1024 * 1024)
-
-/* Too few rows for slices: a team of n threads shares the hidden units of each step (batch 1) or the rows. */
+/* Too few rows for slices: a team of n threads shares the hidden units of each step (batch 1) or the rows. The
+ * model keeps one team for this; the first call starts it (60-80 µs). A call uses it when its workers are awake
+ * (calls in quick succession) or when it is long enough to repay waking them (team_worth); a call that finds the
+ * kept team in use by another thread starts its own only if it is that long. shared: team_shared_bytes. */
 static lstmrt_status predict_few_rows(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
-                                      const int32_t *lengths, const uint8_t *mask, float *y, int n)
+                                      const int32_t *lengths, const uint8_t *mask, float *y, int n, int64_t shared)
 {
-    team *t = team_create(n);
-    const lstmrt_status s = predict_in_team(m, x, batch, steps, lengths, mask, y, t); /* t NULL: alone */
-    team_destroy(t);
+    int kept;
+    team *t = team_slot_acquire(m->predict_team, n, team_worth(shared, steps, 0), &kept);
+    const int use = t && team_worth(shared, steps, team_check_in(t));
+    const lstmrt_status s = predict_in_team(m, x, batch, steps, lengths, mask, y, use ? t : NULL);
+    team_check_out(t);
+    team_slot_release(m->predict_team, t, kept);
     return s;
 }
 
@@ -55,10 +56,10 @@ lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *m, const float 
     if (m && batch / MIN_ROWS_PER_THREAD < n)
         n = batch / MIN_ROWS_PER_THREAD > 0 ? batch / MIN_ROWS_PER_THREAD : 1;
 #if LSTMRT_HAVE_PTHREADS
-    if (n == 1 && num_threads > 1 && m && x && y && batch >= 1 &&
-        (double)steps * (double)team_shared_bytes(m, batch) >= MIN_TEAM_WORK_BYTES)
+    const int64_t shared = n == 1 && num_threads > 1 && m && x && y && batch >= 1 ? team_shared_bytes(m, batch) : 0;
+    if (shared > 0 && steps > 0)
         return predict_few_rows(m, x, batch, steps, lengths, mask, y,
-                                (int)(num_threads < MAX_THREADS ? num_threads : MAX_THREADS));
+                                (int)(num_threads < MAX_THREADS ? num_threads : MAX_THREADS), shared);
     if (n > 1 && m && x && y && steps > 0) {
         /* Validate here, where the caller reads the message: workers can then only run out of memory. */
         lstmrt__clear_error();

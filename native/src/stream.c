@@ -69,6 +69,7 @@ lstmrt_status lstmrt_stream_set_threads(lstmrt_stream_t *s, int32_t threads)
     if (threads == 1 || team_shared_bytes(s->model, s->batch) == 0)
         return LSTMRT_STATUS_OK;
     s->ws.team = team_create(threads);
+    s->team_bytes = team_shared_bytes(s->model, s->batch);
     if (!s->ws.team)
         return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot start %d threads for the stream", threads - 1);
     return LSTMRT_STATUS_OK;
@@ -77,6 +78,22 @@ lstmrt_status lstmrt_stream_set_threads(lstmrt_stream_t *s, int32_t threads)
 int32_t lstmrt_stream_threads(const lstmrt_stream_t *s)
 {
     return team_members(s ? s->ws.team : NULL);
+}
+
+/* The workspace for a call of `steps` steps: with the stream's team only when it is worth it now (team_worth: a
+ * team whose workers sleep repays waking them only on long calls). Pair with end_call. */
+static workspace begin_call(const lstmrt_stream_t *s, int64_t steps)
+{
+    workspace ws = s->ws;
+    if (ws.team && !team_worth(s->team_bytes, steps, team_check_in(ws.team)))
+        ws.team = NULL;
+    return ws;
+}
+
+static void end_call(const lstmrt_stream_t *s)
+{
+    if (s->ws.team)
+        team_check_out(s->ws.team);
 }
 
 lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8_t *active, float *y)
@@ -90,7 +107,9 @@ lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8
         return st;
     seq_view xv = {(float *)x, m->input_size, m->input_size}, yv = {y, m->output_size, m->output_size};
     const unsigned fp = lstmrt__fp_enter();
-    forward_layers(m, &s->ws, s->batch, 1, xv, active, 1, s->state, yv, 0, NULL);
+    const workspace ws = begin_call(s, 1);
+    forward_layers(m, &ws, s->batch, 1, xv, active, 1, s->state, yv, 0, NULL);
+    end_call(s);
     lstmrt__fp_leave(fp);
     return LSTMRT_STATUS_OK;
 }
@@ -109,7 +128,9 @@ lstmrt_status lstmrt_stream_run(lstmrt_stream_t *s, const float *x, int64_t step
     const int64_t I = m->input_size, O = m->output_size;
     seq_view xv = {(float *)x, steps * I, I}, yv = {y, steps * O, O};
     const unsigned fp = lstmrt__fp_enter();
-    run_blocks(m, &s->ws, s->chunk, s->batch, steps, xv, NULL, 0, s->state, yv, 0, NULL);
+    const workspace ws = begin_call(s, steps);
+    run_blocks(m, &ws, s->chunk, s->batch, steps, xv, NULL, 0, s->state, yv, 0, NULL);
+    end_call(s);
     lstmrt__fp_leave(fp);
     return LSTMRT_STATUS_OK;
 }

@@ -60,6 +60,10 @@ struct team {
     counter done;       /* worker completions, over all jobs */
     counter sleepers;   /* workers blocked on wake */
     counter arrive[MAX_MEMBERS];
+    uint64_t alarms;     /* team_check_in's wake-ups without a job (under lock) */
+    int unwoken;         /* sleepers no broadcast has reached yet (under lock) */
+    int in_call;         /* a caller has checked in and not yet out */
+    int64_t checked_out; /* when the last call that checked in ended (team_check_out), in ns */
     team_job fn;
     void *arg;
     int members;
@@ -137,26 +141,58 @@ static void move_off(int cpu)
 #endif
 }
 
+/* Whether a worker that has polled since `since` should stop and sleep: after IDLE_SPIN_NS, unless a caller that
+ * checked in is still in its call or checked out less than that ago (its next call may well bring a job). */
+static int idle_too_long(const team *t, int64_t since)
+{
+    const int64_t now = now_ns();
+    if (now - since < IDLE_SPIN_NS || __atomic_load_n(&t->in_call, __ATOMIC_RELAXED))
+        return 0;
+    return now - __atomic_load_n(&t->checked_out, __ATOMIC_RELAXED) >= IDLE_SPIN_NS;
+}
+
 static uint64_t next_job(team *t, uint64_t seen)
 {
-    const int64_t deadline = now_ns() + IDLE_SPIN_NS;
-    for (int spins = 0; load(&t->generation) == seen; spins++) {
-        cpu_relax();
-        if (spins % SPINS_PER_CLOCK == 0 && now_ns() > deadline)
-            break;
-    }
-    if (load(&t->generation) == seen) {
+    for (;;) {
+        const int64_t since = now_ns();
+        for (int spins = 0; load(&t->generation) == seen; spins++) {
+            cpu_relax();
+            if (spins % SPINS_PER_CLOCK != 0)
+                continue;
+            if (idle_too_long(t, since))
+                break;
+            /* polling through a caller's call: never on the caller's core, where it would take half its time */
+            move_off(__atomic_load_n(&t->master_cpu, __ATOMIC_RELAXED));
+        }
+        if (load(&t->generation) != seen)
+            return load(&t->generation);
         /* Sleep. run() bumps the generation, then looks at sleepers; this adds itself to sleepers, then looks at
-         * the generation (both sequentially consistent): one of the two sees the other, so no wake-up is lost. */
+         * the generation (both sequentially consistent): one of the two sees the other, so no wake-up is lost.
+         * A wake-up without a job (an alarm) means jobs are coming: spin again. */
         pthread_mutex_lock(&t->lock);
         __atomic_add_fetch(&t->sleepers.value, 1, __ATOMIC_SEQ_CST);
-        while (__atomic_load_n(&t->generation.value, __ATOMIC_SEQ_CST) == seen)
+        t->unwoken++;
+        const uint64_t alarms = t->alarms;
+        while (__atomic_load_n(&t->generation.value, __ATOMIC_SEQ_CST) == seen && t->alarms == alarms)
             pthread_cond_wait(&t->wake, &t->lock);
         __atomic_sub_fetch(&t->sleepers.value, 1, __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&t->lock);
         move_off(__atomic_load_n(&t->master_cpu, __ATOMIC_RELAXED));
     }
-    return load(&t->generation);
+}
+
+/* Wakes every sleeping worker that no broadcast has reached yet (a broadcast costs the caller ~12 µs in a VM
+ * when a worker sleeps, so it is sent once per sleep). alarm: without a job. */
+static void wake_sleepers(team *t, int alarm)
+{
+    __atomic_store_n(&t->master_cpu, current_cpu(), __ATOMIC_RELAXED);
+    pthread_mutex_lock(&t->lock);
+    if (t->unwoken > 0) {
+        t->unwoken = 0;
+        t->alarms += (uint64_t)alarm;
+        pthread_cond_broadcast(&t->wake);
+    }
+    pthread_mutex_unlock(&t->lock);
 }
 
 static void *worker_main(void *p)
@@ -250,14 +286,43 @@ void team_run(team *t, team_job fn, void *arg)
     t->fn = fn;
     t->arg = arg;
     __atomic_add_fetch(&t->generation.value, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&t->sleepers.value, __ATOMIC_SEQ_CST) > 0) {
-        __atomic_store_n(&t->master_cpu, current_cpu(), __ATOMIC_RELAXED);
-        pthread_mutex_lock(&t->lock);
-        pthread_cond_broadcast(&t->wake);
-        pthread_mutex_unlock(&t->lock);
-    }
+    if (__atomic_load_n(&t->sleepers.value, __ATOMIC_SEQ_CST) > 0)
+        wake_sleepers(t, 0);
     fn(arg, 0, t->members);
     wait_for(&t->done, target);
+}
+
+uint64_t team_jobs(const team *t)
+{
+    return t ? load(&t->generation) : 0;
+}
+
+int team_awake(const team *t)
+{
+    return team_alive(t) && __atomic_load_n(&t->sleepers.value, __ATOMIC_SEQ_CST) == 0;
+}
+
+int team_check_in(team *t)
+{
+    if (!team_alive(t))
+        return 0;
+    __atomic_store_n(&t->in_call, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->master_cpu, current_cpu(), __ATOMIC_RELAXED);
+    if (team_awake(t))
+        return 1;
+    /* calls are coming faster than the workers wait for them: wake them (they then poll until this call is over,
+     * and a while after) for the next ones */
+    if (now_ns() - __atomic_load_n(&t->checked_out, __ATOMIC_RELAXED) < IDLE_SPIN_NS)
+        wake_sleepers(t, 1);
+    return 0;
+}
+
+void team_check_out(team *t)
+{
+    if (!team_alive(t))
+        return;
+    __atomic_store_n(&t->checked_out, now_ns(), __ATOMIC_RELAXED);
+    __atomic_store_n(&t->in_call, 0, __ATOMIC_RELAXED);
 }
 
 void team_barrier(team *t, int member)
@@ -297,6 +362,29 @@ void team_run(team *t, team_job fn, void *arg)
 {
     (void)t;
     fn(arg, 0, 1);
+}
+
+uint64_t team_jobs(const team *t)
+{
+    (void)t;
+    return 0;
+}
+
+int team_awake(const team *t)
+{
+    (void)t;
+    return 0;
+}
+
+int team_check_in(team *t)
+{
+    (void)t;
+    return 0;
+}
+
+void team_check_out(team *t)
+{
+    (void)t;
 }
 
 void team_barrier(team *t, int member)

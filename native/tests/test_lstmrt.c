@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h" /* one test drives forward_layers directly */
 #include "lstmrt.h"
@@ -1423,6 +1424,108 @@ static void test_teams(void)
     arena_reset();
 }
 
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Polls until the team's workers are asleep (they sleep ~50 µs after the last call; 2 s allows for a loaded
+ * machine). Returns whether they are. */
+static int wait_until_asleep(const team *t)
+{
+    const struct timespec tick = {0, 1000000};
+    for (const double end = seconds_now() + 2.0; team_awake(t) && seconds_now() < end;)
+        nanosleep(&tick, NULL);
+    return !team_awake(t);
+}
+
+/* A call never waits ~100 µs for sleeping workers unless it is long enough to repay it: a sporadic stream step
+ * runs alone and leaves them asleep, steps in quick succession wake them for the steps that follow, and predict
+ * keeps one team per model. Results are bit-identical whichever way a step ran. */
+static void test_team_wake(void)
+{
+    spec s;
+    memset(&s, 0, sizeof s);
+    s.scale = 1.5;
+    rng_seed(78);
+    push(&s, LSTMRT_LAYER_GRU, 64, 128); /* 192 KB of W_hh, 288 KB with W_ih: single steps take the team */
+    push(&s, LSTMRT_LAYER_DENSE, 128, 3);
+    add_weights(&s);
+    snprintf(s.name, sizeof s.name, "gru 64-128 + dense 128-3: waking a team");
+    snprintf(context, sizeof context, "%s", s.name);
+    lstmrt_model_t *m = create_model(&s);
+    if (!m)
+        return;
+    enum { T = 400, I = 64, O = 3 };
+    float *x = make_inputs(&s, 1, T), *want = new_floats(T * O), *got = new_floats(T * O);
+    /* The shared stream is stepped on its own (under emulation, a step of another stream in between would take
+     * longer than the workers wait); the stream without a team repeats its steps afterwards. */
+    enum { MAX_STEPS = 100000 };
+    lstmrt_stream_t *alone = NULL, *shared = NULL;
+    float *ys = new_floats((int64_t)MAX_STEPS * O), *ya = new_floats(O);
+    int steps = 0;
+    if (CHECK(lstmrt_stream_create(m, 1, &alone) == LSTMRT_STATUS_OK &&
+              lstmrt_stream_create(m, 1, &shared) == LSTMRT_STATUS_OK &&
+              lstmrt_stream_set_threads(shared, 2) == LSTMRT_STATUS_OK)) {
+        team *t = shared->ws.team;
+#define STEP_SHARED()                                                                                                  \
+    do {                                                                                                               \
+        CHECK(lstmrt_stream_step(shared, x + steps % T * I, NULL, ys + (int64_t)steps * O) == LSTMRT_STATUS_OK);       \
+        steps++;                                                                                                       \
+    } while (0)
+        /* steps in quick succession: the workers are awake, or soon woken (~100 µs; 2 s for a loaded machine) */
+        for (const double end = seconds_now() + 2.0; !team_awake(t) && seconds_now() < end && steps < MAX_STEPS / 4;)
+            STEP_SHARED();
+        const uint64_t awake = team_jobs(t);
+        for (int i = 0; i < 20; i++)
+            STEP_SHARED();
+        CHECK(team_jobs(t) > awake); /* and they share the steps */
+        if (CHECK(wait_until_asleep(t))) {
+            const uint64_t asleep = team_jobs(t);
+            STEP_SHARED(); /* a sporadic step: alone, and it does not wake them */
+            CHECK(team_jobs(t) == asleep && !team_awake(t));
+            for (const double end = seconds_now() + 2.0;
+                 !team_awake(t) && seconds_now() < end && steps < MAX_STEPS - 20;)
+                STEP_SHARED();
+            CHECK(team_awake(t));
+            const uint64_t woken = team_jobs(t);
+            for (int i = 0; i < 20; i++)
+                STEP_SHARED();
+            CHECK(team_jobs(t) > woken);
+        }
+#undef STEP_SHARED
+        int same = 1;
+        for (int i = 0; i < steps; i++) {
+            CHECK(lstmrt_stream_step(alone, x + i % T * I, NULL, ya) == LSTMRT_STATUS_OK);
+            same &= memcmp(ya, ys + (int64_t)i * O, O * sizeof(float)) == 0;
+        }
+        CHECK(same);
+    }
+    lstmrt_stream_free(shared);
+    lstmrt_stream_free(alone);
+
+    /* predict keeps a team per model: short calls use it only while its workers are awake */
+    CHECK(lstmrt_model_predict(m, x, 1, T, NULL, NULL, want) == LSTMRT_STATUS_OK);
+    CHECK(lstmrt_model_predict_threads(m, x, 1, T, NULL, NULL, got, 2) == LSTMRT_STATUS_OK); /* 77 MB: repays */
+    CHECK(memcmp(got, want, T * O * sizeof(float)) == 0);
+    team *kept = m->predict_team->team;
+    if (CHECK(kept != NULL && team_members(kept) == 2) && CHECK(wait_until_asleep(kept))) {
+        const uint64_t asleep = team_jobs(kept);
+        CHECK(lstmrt_model_predict_threads(m, x, 1, 10, NULL, NULL, got, 2) == LSTMRT_STATUS_OK); /* 2 MB */
+        CHECK(team_jobs(kept) == asleep && m->predict_team->team == kept);
+        CHECK(memcmp(got, want, 10 * O * sizeof(float)) == 0);
+        CHECK(lstmrt_model_predict_threads(m, x, 1, T, NULL, NULL, got, 2) == LSTMRT_STATUS_OK);
+        CHECK(team_jobs(kept) > asleep && m->predict_team->team == kept);
+        CHECK(memcmp(got, want, T * O * sizeof(float)) == 0);
+    }
+    CHECK(lstmrt_model_predict_threads(m, x, 1, T, NULL, NULL, got, 3) == LSTMRT_STATUS_OK); /* another size */
+    CHECK(team_members(m->predict_team->team) == 3 && memcmp(got, want, T * O * sizeof(float)) == 0);
+    lstmrt_model_free(m);
+    arena_reset();
+}
+
 static void test_predict_errors(void)
 {
     spec s;
@@ -1719,6 +1822,7 @@ int main(int argc, char **argv)
     RUN(test_embedding_id_changed_during_call);
     RUN(test_sweep_policy);
     RUN(test_teams);
+    RUN(test_team_wake);
     RUN(test_predict_errors);
     RUN(test_stream_errors);
     RUN(test_probes);
