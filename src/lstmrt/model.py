@@ -112,8 +112,10 @@ class Model:
         to skip (Keras masking: state carried through). With return_sequences=False the result is (O,) or
         (B, O): the output at each sequence's last step. NaN/Inf in X propagate to the outputs they reach.
         threads: split the batch over up to this many threads (at least 8 sequences each); the result equals
-        the one-thread result up to float rounding (summation order may differ). A single sequence of at least
-        64 steps instead shares each step between the threads, as Model.stream(threads=) does: bit-identical."""
+        the one-thread result up to float rounding (summation order may differ). Fewer than 16 sequences instead
+        share each step between the threads, as Model.stream(threads=) does: bit-identical. The model keeps
+        those threads (started by the first such call); a call right after another finds them awake, and a
+        short call after a pause runs alone rather than wait ~100 µs for them to wake."""
         if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         X = as_float_array(X, "X", tokens=self._tokens)
@@ -173,8 +175,9 @@ class Model:
         threads: share the steps of a single stream between this many threads, each computing a slice of the
         hidden units of its LSTM/GRU layers (step() from 128 KB of weights, e.g. LSTM I=32, H=128; run() from
         48 KB of recurrent weights), or, with batch >= 4, a share of the rows: bit-identical results, ~1.5x
-        faster per step at H = 128 on two cores. The workers poll for ~50 µs after each step (a stream stepped
-        in a loop never waits for them to wake), then sleep. `stream.threads` says whether a team was started."""
+        faster per step at H = 128 on two cores. The workers poll for ~50 µs after each step, then sleep; a step
+        after a longer pause runs alone rather than wait ~100 µs for them to wake, and steps in quick succession
+        wake them again. `stream.threads` says whether a team was started."""
         from .stream import Stream
 
         return Stream(self, batch, threads)
