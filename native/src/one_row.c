@@ -109,8 +109,10 @@ void fused_one_row(const lstmrt_kernels *k, const layer *L, const packed_directi
         return;
     }
     one_row_job J = {k, L, d, ws, steps, reverse, x, active, active_stride, h, c, y, ws->aux, NULL};
-    if (team_alive(ws->team) && team_splits_steps(L, d, steps))
+    if (ws->team && team_splits_steps(L, d, steps) && team_alive(ws->team))
         team_run(ws->team, one_row_member, &J);
+    else if (steps == 1) /* the stream step alone, without the member's bookkeeping (~10 ns of a 270 ns step) */
+        step_units(&J, NULL, x.data, h, J.h_new, sweep_reverse(ws, 0, d, 1), 0, H);
     else
         one_row_member(&J, 0, 1);
     if (steps == 1) {

@@ -80,14 +80,16 @@ int32_t lstmrt_stream_threads(const lstmrt_stream_t *s)
     return team_members(s ? s->ws.team : NULL);
 }
 
-/* The workspace for a call of `steps` steps: with the stream's team only when it is worth it now (team_worth: a
- * team whose workers sleep repays waking them only on long calls). Pair with end_call. */
-static workspace begin_call(const lstmrt_stream_t *s, int64_t steps)
+/* The workspace for a call of `steps` steps: the stream's, without its team unless that is worth it now
+ * (team_worth: a team whose workers sleep repays waking them only on long calls; then *alone is used). Pair with
+ * end_call. */
+static const workspace *begin_call(const lstmrt_stream_t *s, int64_t steps, workspace *alone)
 {
-    workspace ws = s->ws;
-    if (ws.team && !team_worth(s->team_bytes, steps, team_check_in(ws.team)))
-        ws.team = NULL;
-    return ws;
+    if (!s->ws.team || team_worth(s->team_bytes, steps, team_check_in(s->ws.team)))
+        return &s->ws;
+    *alone = s->ws;
+    alone->team = NULL;
+    return alone;
 }
 
 static void end_call(const lstmrt_stream_t *s)
@@ -107,8 +109,8 @@ lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8
         return st;
     seq_view xv = {(float *)x, m->input_size, m->input_size}, yv = {y, m->output_size, m->output_size};
     const unsigned fp = lstmrt__fp_enter();
-    const workspace ws = begin_call(s, 1);
-    forward_layers(m, &ws, s->batch, 1, xv, active, 1, s->state, yv, 0, NULL);
+    workspace alone;
+    forward_layers(m, begin_call(s, 1, &alone), s->batch, 1, xv, active, 1, s->state, yv, 0, NULL);
     end_call(s);
     lstmrt__fp_leave(fp);
     return LSTMRT_STATUS_OK;
@@ -128,8 +130,8 @@ lstmrt_status lstmrt_stream_run(lstmrt_stream_t *s, const float *x, int64_t step
     const int64_t I = m->input_size, O = m->output_size;
     seq_view xv = {(float *)x, steps * I, I}, yv = {y, steps * O, O};
     const unsigned fp = lstmrt__fp_enter();
-    const workspace ws = begin_call(s, steps);
-    run_blocks(m, &ws, s->chunk, s->batch, steps, xv, NULL, 0, s->state, yv, 0, NULL);
+    workspace alone;
+    run_blocks(m, begin_call(s, steps, &alone), s->chunk, s->batch, steps, xv, NULL, 0, s->state, yv, 0, NULL);
     end_call(s);
     lstmrt__fp_leave(fp);
     return LSTMRT_STATUS_OK;
