@@ -29,6 +29,17 @@ def _torch_predict(net, X):
         return copy.deepcopy(net).double()(torch.from_numpy(X.astype(np.float64))[None])[0][0].numpy()
 
 
+def _run_forked(child):
+    """Runs child() in a forked process (which inherits the parent's models, streams and teams, but none of their
+    worker threads) and asserts that it finished."""
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(120)
+    if proc.exitcode is None:
+        proc.kill()
+    assert proc.exitcode == 0, "the forked child hung or failed"
+
+
 CASES = [
     ("lstm 2 layers H=64", torch.nn.LSTM, 16, 64, {"num_layers": 2}),
     ("lstm H=128", torch.nn.LSTM, 32, 128, {}),
@@ -116,8 +127,7 @@ def test_forked_child_steps_without_the_workers(rng):
     holder = [model.stream(threads=2)]
     for x in X[:10]:
         holder[0].step(x)
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
+    queue = multiprocessing.get_context("fork").Queue()
 
     def child():
         inherited = holder.pop()
@@ -128,12 +138,7 @@ def test_forked_child_steps_without_the_workers(rng):
         gc.collect()
         queue.put("freed")
 
-    proc = ctx.Process(target=child)
-    proc.start()
-    proc.join(120)
-    if proc.exitcode is None:
-        proc.kill()
-    assert proc.exitcode == 0, "the forked child hung or failed"
+    _run_forked(child)
     stream = holder[0]
     ys, twin_threads, twin_y = queue.get(timeout=10)
     want = np.stack([stream.step(x) for x in X[10:]])
@@ -178,18 +183,12 @@ def test_forked_child_predicts_without_the_kept_workers(rng):
     _, model = _pair(torch.nn.GRU, 32, 128)
     X = rng.standard_normal((300, 32)).astype(np.float32)
     want = model.predict(X, threads=2)  # starts the model's team in the parent
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
+    queue = multiprocessing.get_context("fork").Queue()
 
     def child():
         # the child's own team replaces the inherited one (a bool: a large array would fill the queue's pipe)
         queue.put(bool(np.array_equal(model.predict(X, threads=2), want)))
 
-    proc = ctx.Process(target=child)
-    proc.start()
-    proc.join(120)
-    if proc.exitcode is None:
-        proc.kill()
-    assert proc.exitcode == 0, "the forked child hung or failed"
+    _run_forked(child)
     assert queue.get(timeout=10) is True
     assert np.array_equal(model.predict(X, threads=2), want)
