@@ -6,7 +6,7 @@ checks its own result against the float64 NumPy reference after timing (not time
 import numpy as np
 import pytest
 
-from lstmrt import bench_compare as bc
+from lstmrt import bench_spec as bc
 
 SHAPES = bc.DEFAULT_SIZES
 SEED = 0

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 
-from lstmrt import bench_compare as bc
+from lstmrt import bench_spec as bc
 
 pytestmark = pytest.mark.benchmark(max_time=0.3, min_rounds=3)
 SEQUENCES = {"T": (1, bc.SEQ_LEN), "batched": (bc.BATCH, bc.BATCH_SEQ_LEN)}   # name -> (B, T)

@@ -6,7 +6,7 @@ reference. Run: python -m pytest bench/test_bench_step.py  (add --benchmark-max-
 import numpy as np
 import pytest
 
-from lstmrt import bench_compare as bc
+from lstmrt import bench_spec as bc
 
 STREAMS = bc.STREAM_BATCH
 pytestmark = pytest.mark.benchmark(max_time=0.2, min_rounds=5)

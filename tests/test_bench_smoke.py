@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lstmrt import bench_compare
+from lstmrt import bench_compare, bench_peers, bench_report, bench_spec
 
 
 def test_quick_comparison_with_torch_produces_table_and_json(tmp_path):
@@ -16,9 +16,9 @@ def test_quick_comparison_with_torch_produces_table_and_json(tmp_path):
     report = bench_compare.run_comparison([(3, 16)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4)
     entry = report["sizes"][0]
     assert (entry["input_size"], entry["hidden_size"]) == (3, 16)
-    text = bench_compare.format_report(report)
+    text = bench_report.format_report(report)
     assert "lstmrt stream.step" in text and "torch nn.LSTM step" in text and "Ratios vs targets" in text
-    paths = bench_compare.write_outputs(report, text, tmp_path)
+    paths = bench_report.write_outputs(report, text, tmp_path)
     with open(paths["json"]) as f:
         saved = json.load(f)
     assert saved["meta"]["kernel_tier"] == report["meta"]["kernel_tier"]
@@ -33,7 +33,7 @@ def test_comparison_with_two_threads_each(tmp_path):
                                           threads=2)
     assert torch.get_num_threads() == before
     assert report["meta"]["threads"] == 2 and report["meta"]["machine_floor"] is None
-    text = bench_compare.format_report(report)
+    text = bench_report.format_report(report)
     assert "2 threads each" in text and "This machine's floor" not in text
     assert report["sizes"][0]["ratios"]["step"]["value"] is not None
     with pytest.raises(ValueError, match="threads must be at least 1"):
@@ -65,9 +65,9 @@ def test_cli_quick_run_writes_json_table_plot_and_marks_missing_frameworks(tmp_p
     (entry,) = report["sizes"]
     assert entry["floor_us"] > 0 and entry["cache"] == "L1"
     results = entry["results"]
-    assert set(results) == set(bench_compare.COLUMNS)
+    assert set(results) == set(bench_spec.COLUMNS)
     for key, result in results.items():
-        framework = bench_compare.COLUMNS[key][0]
+        framework = bench_spec.COLUMNS[key][0]
         if framework in ("lstmrt", "torch"):
             assert result["status"] == "ok", key
             assert result["median_us"] > 0 and len(result["rounds_us"]) == 1
@@ -94,7 +94,7 @@ def test_cli_quick_run_writes_json_table_plot_and_marks_missing_frameworks(tmp_p
 @pytest.mark.parametrize("text, words", [("8by32", "INPUTxHIDDEN"), ("8x0", "positive"), ("", "bad size")])
 def test_parse_sizes_rejects(text, words):
     with pytest.raises(ValueError, match=words):
-        bench_compare.parse_sizes(text)
+        bench_spec.parse_sizes(text)
 
 
 def test_unknown_framework_is_refused():
@@ -107,12 +107,12 @@ def test_an_implementation_disagreeing_with_lstmrt_stops_the_run(monkeypatch):
     import numpy as np
 
     def wrong(w, d, threads=1):
-        return [bench_compare.Case("torch.lstmcell", lambda n: None,
-                                   lambda: np.zeros((bench_compare.CHECK_STEPS, w.hidden_size)), "step")]
+        return [bench_spec.Case("torch.lstmcell", lambda n: None,
+                                   lambda: np.zeros((bench_spec.CHECK_STEPS, w.hidden_size)), "step")]
 
-    monkeypatch.setitem(bench_compare.BUILDERS, "torch", wrong)
-    monkeypatch.setattr(bench_compare, "_set_torch_threads", lambda n: None)
-    with pytest.raises(bench_compare.CheckError, match="torch.lstmcell vs lstmrt"):
+    monkeypatch.setitem(bench_peers.BUILDERS, "torch", wrong)
+    monkeypatch.setattr(bench_peers, "set_torch_threads", lambda n: None)
+    with pytest.raises(bench_spec.CheckError, match="torch.lstmcell vs lstmrt"):
         bench_compare.run_comparison([(2, 4)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4)
 
 
@@ -123,5 +123,5 @@ def test_an_implementation_disagreeing_with_lstmrt_stops_the_run(monkeypatch):
     (2.5, 2.0, True, "2.50x (>=2x) PASS"),
 ])
 def test_ratio_verdicts_flag_results_within_the_run_to_run_spread(value, target, passed, words):
-    text = bench_compare._fmt_ratio({"value": value, "target": target, "pass": passed})
+    text = bench_report._fmt_ratio({"value": value, "target": target, "pass": passed})
     assert text == words
