@@ -28,17 +28,16 @@ typedef struct one_row_job {
     const float *h_end; /* several steps: where the last new h is (member 0 sets it) */
 } one_row_job;
 
-static void step_units(const one_row_job *J, const float *gx, const float *x, const float *h, float *h_out, int reverse,
-                       int64_t j0, int64_t j1)
+static void step_units(const lstmrt_kernels *k, const layer *L, const packed_direction *d, float *c, const float *gx,
+                       const float *x, const float *h, float *h_out, int reverse, int64_t j0, int64_t j1)
 {
-    const packed_direction *d = J->d;
     const int with_input = x != NULL;
-    if (J->L->kind == LSTMRT_LAYER_LSTM)
-        J->k->f32_lstm_step(gx, x, with_input ? &d->w_ih : NULL, with_input ? d->bias_x : NULL, h, &d->w_hh, J->c,
-                            h_out, reverse, j0, j1);
+    if (L->kind == LSTMRT_LAYER_LSTM)
+        k->f32_lstm_step(gx, x, with_input ? &d->w_ih : NULL, with_input ? d->bias_x : NULL, h, &d->w_hh, c, h_out,
+                         reverse, j0, j1);
     else
-        J->k->f32_gru_step(gx, x, with_input ? &d->w_ih : NULL, with_input ? d->bias_x : NULL, h, &d->w_hh, d->bias_hn,
-                           h_out, reverse, j0, j1);
+        k->f32_gru_step(gx, x, with_input ? &d->w_ih : NULL, with_input ? d->bias_x : NULL, h, &d->w_hh, d->bias_hn,
+                        h_out, reverse, j0, j1);
 }
 
 /* gates(t, q*H + j) for the units j in [j0, j1) of every gate q. Alone: one GEMM over all gate rows. In a team: a
@@ -68,10 +67,10 @@ static void one_row_member(void *arg, int member, int members)
     int64_t j0 = 0, j1 = H;
     if (members > 1)
         team_share(H, LSTMRT_PANEL, member, members, &j0, &j1);
-    if (j1 == j0 && J->steps == 1)
-        return;
     if (J->steps == 1) {
-        step_units(J, NULL, J->x.data, J->h, J->h_new, sweep_reverse_share(J->ws, 0, d, 1, members), j0, j1);
+        if (j1 > j0)
+            step_units(J->k, J->L, d, J->c, NULL, J->x.data, J->h, J->h_new,
+                       sweep_reverse_share(J->ws, 0, d, 1, members), j0, j1);
         return;
     }
     const int64_t out0 = projected ? 0 : j0, out1 = projected ? Hr : j1; /* this member's share of each h */
@@ -84,7 +83,7 @@ static void one_row_member(void *arg, int member, int members)
         float *y_t = seq_row(J->y, 0, t);
         if (row_active(J->active, J->active_stride, 0, t)) {
             if (j1 > j0)
-                step_units(J, J->ws->gates + t * G, NULL, h_cur, projected ? cell_out : y_t,
+                step_units(J->k, J->L, d, J->c, J->ws->gates + t * G, NULL, h_cur, projected ? cell_out : y_t,
                            sweep_reverse_share(J->ws, s, d, 0, members), j0, j1);
             if (projected)
                 J->k->f32_gemm(1, cell_out, H, &d->w_proj, NULL, 0, y_t, Hr);
@@ -108,18 +107,19 @@ void fused_one_row(const lstmrt_kernels *k, const layer *L, const packed_directi
         write_skipped_output(L, h, y.data, Hr);
         return;
     }
-    one_row_job J = {k, L, d, ws, steps, reverse, x, active, active_stride, h, c, y, ws->aux, NULL};
+    float *h_new = ws->aux; /* one step: h is read until the last block is done */
+    one_row_job J = {k, L, d, ws, steps, reverse, x, active, active_stride, h, c, y, h_new, NULL};
     if (ws->team && team_splits_steps(L, d, steps) && team_alive(ws->team))
         team_run(ws->team, one_row_member, &J);
-    else if (steps == 1) /* the stream step alone, without the member's bookkeeping (~10 ns of a 270 ns step) */
-        step_units(&J, NULL, x.data, h, J.h_new, sweep_reverse(ws, 0, d, 1), 0, H);
+    else if (steps == 1) /* a stream step alone, the hot path of small models: no job to fill in */
+        step_units(k, L, d, c, NULL, x.data, h, h_new, sweep_reverse(ws, 0, d, 1), 0, H);
     else
         one_row_member(&J, 0, 1);
     if (steps == 1) {
         if (L->proj_size > 0)
-            k->f32_gemm(1, J.h_new, H, &d->w_proj, NULL, 0, h, Hr);
+            k->f32_gemm(1, h_new, H, &d->w_proj, NULL, 0, h, Hr);
         else
-            memcpy(h, J.h_new, (size_t)H * sizeof(float));
+            memcpy(h, h_new, (size_t)H * sizeof(float));
         memcpy(y.data, h, (size_t)Hr * sizeof(float));
     } else if (J.h_end != h) {
         memcpy(h, J.h_end, (size_t)Hr * sizeof(float));

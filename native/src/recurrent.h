@@ -41,8 +41,8 @@ static inline int64_t packed_bytes(const packed_matrix *w)
 static inline int sweep_reverse_share(const workspace *ws, int64_t s, const packed_direction *d, int with_input,
                                       int members)
 {
-    const int64_t weight_bytes = (packed_bytes(&d->w_hh) + (with_input ? packed_bytes(&d->w_ih) : 0)) / members;
-    if (weight_bytes <= LSTMRT_L1_RESIDENT_BYTES)
+    const int64_t weight_bytes = packed_bytes(&d->w_hh) + (with_input ? packed_bytes(&d->w_ih) : 0);
+    if (weight_bytes <= LSTMRT_L1_RESIDENT_BYTES * members) /* no division: this sits before every step */
         return 0;
     return (int)((*ws->sweep + (uint64_t)s) & 1u);
 }

@@ -66,12 +66,13 @@ lstmrt_status lstmrt_stream_set_threads(lstmrt_stream_t *s, int32_t threads)
         return LSTMRT_STATUS_OK;
     team_destroy(s->ws.team);
     s->ws.team = NULL;
-    if (threads == 1 || team_shared_bytes(s->model, s->batch) == 0)
+    const int64_t shared = team_shared_bytes(s->model, s->batch);
+    if (threads == 1 || shared == 0)
         return LSTMRT_STATUS_OK;
     s->ws.team = team_create(threads);
-    s->team_bytes = team_shared_bytes(s->model, s->batch);
     if (!s->ws.team)
         return lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot start %d threads for the stream", threads - 1);
+    s->team_bytes = shared;
     return LSTMRT_STATUS_OK;
 }
 

@@ -71,7 +71,7 @@ struct team {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_t workers[MAX_MEMBERS];
-    int master_cpu; /* where the caller ran at creation or at the last wake-up, or -1 */
+    int master_cpu; /* where the caller ran when it last checked in or woke the workers, or -1 */
     int started;    /* workers created */
     unsigned born;  /* forks at creation */
 };
@@ -308,7 +308,7 @@ int team_check_in(team *t)
         return 0;
     __atomic_store_n(&t->in_call, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&t->master_cpu, current_cpu(), __ATOMIC_RELAXED);
-    if (team_awake(t))
+    if (__atomic_load_n(&t->sleepers.value, __ATOMIC_SEQ_CST) == 0)
         return 1;
     /* calls are coming faster than the workers wait for them: wake them (they then poll until this call is over,
      * and a while after) for the next ones */

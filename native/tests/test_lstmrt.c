@@ -232,14 +232,28 @@ static void add_weights(spec *s)
     }
 }
 
+/* An empty spec at the catalogue's weight scale, its random numbers from `seed`. */
+static void blank_spec(spec *s, uint64_t seed)
+{
+    memset(s, 0, sizeof *s);
+    s->scale = 1.5;
+    rng_seed(seed);
+}
+
+/* A spec made by a test rather than by make_spec: it names itself and the checks that follow (context). */
+static void start_spec(spec *s, uint64_t seed, const char *name)
+{
+    blank_spec(s, seed);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(context, sizeof context, "%s", name);
+}
+
 enum { NUM_SPECS = 21 };
 
 /* The catalogue: every layer kind and option, at awkward sizes (1, 7, 17, 33). */
 static void make_spec(int which, spec *s)
 {
-    memset(s, 0, sizeof *s);
-    s->scale = 1.5;
-    rng_seed(1000 + (uint64_t)which);
+    blank_spec(s, 1000 + (uint64_t)which);
     lstmrt_layer_desc *d;
     const char *name = "?";
     switch (which) {
@@ -966,13 +980,9 @@ static void test_lengths_match_unpadded(void)
 static void test_final_only_long_sequence(void)
 {
     spec s;
-    memset(&s, 0, sizeof s);
-    s.scale = 1.5;
-    rng_seed(77);
-    snprintf(s.name, sizeof s.name, "lstm 4-5 final only");
+    start_spec(&s, 77, "lstm 4-5 final only");
     push(&s, LSTMRT_LAYER_LSTM, 4, 5)->final_only = 1;
     add_weights(&s);
-    snprintf(context, sizeof context, "%s", s.name);
     lstmrt_model_t *m = create_model(&s);
     lstmrt_stream_t *st = NULL;
     enum { T = 600, B = 2 };
@@ -1321,16 +1331,12 @@ static void test_teams(void)
     /* LSTM 16-64 (64 KB of W_hh) and GRU 64-128 (192 KB) take a team, the GRU in stream steps too (from 128 KB
      * of W_ih + W_hh); LSTM 128-32 (16 KB) does not */
     spec s;
-    memset(&s, 0, sizeof s);
-    s.scale = 1.5;
-    rng_seed(77);
+    start_spec(&s, 77, "lstm 16-64 + gru 64-128 + lstm 128-32 + dense 32-5");
     push(&s, LSTMRT_LAYER_LSTM, 16, 64);
     push(&s, LSTMRT_LAYER_GRU, 64, 128);
     push(&s, LSTMRT_LAYER_LSTM, 128, 32);
     push(&s, LSTMRT_LAYER_DENSE, 32, 5);
     add_weights(&s);
-    snprintf(s.name, sizeof s.name, "lstm 16-64 + gru 64-128 + lstm 128-32 + dense 32-5");
-    snprintf(context, sizeof context, "%s", s.name);
     lstmrt_model_t *m = create_model(&s);
     if (!m)
         return;
@@ -1406,8 +1412,7 @@ static void test_teams(void)
     lstmrt_stream_free(five_alone);
     lstmrt_model_free(m);
     spec small;
-    memset(&small, 0, sizeof small);
-    small.scale = 1.5;
+    blank_spec(&small, 79);
     push(&small, LSTMRT_LAYER_LSTM, 8, 32);
     add_weights(&small);
     lstmrt_model_t *sm = create_model(&small);
@@ -1447,14 +1452,10 @@ static int wait_until_asleep(const team *t)
 static void test_team_wake(void)
 {
     spec s;
-    memset(&s, 0, sizeof s);
-    s.scale = 1.5;
-    rng_seed(78);
+    start_spec(&s, 78, "gru 64-128 + dense 128-3: waking a team");
     push(&s, LSTMRT_LAYER_GRU, 64, 128); /* 192 KB of W_hh, 288 KB with W_ih: single steps take the team */
     push(&s, LSTMRT_LAYER_DENSE, 128, 3);
     add_weights(&s);
-    snprintf(s.name, sizeof s.name, "gru 64-128 + dense 128-3: waking a team");
-    snprintf(context, sizeof context, "%s", s.name);
     lstmrt_model_t *m = create_model(&s);
     if (!m)
         return;
