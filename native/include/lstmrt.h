@@ -26,6 +26,10 @@ extern "C" {
 #define LSTMRT_VERSION_MINOR 1
 #define LSTMRT_VERSION_PATCH 0
 
+/* Limits: sequences stepped together in one stream, threads sharing a stream or a predict call. */
+#define LSTMRT_MAX_STREAM_BATCH (1 << 24)
+#define LSTMRT_MAX_THREADS 64
+
 typedef enum lstmrt_status {
     LSTMRT_STATUS_OK = 0,
     LSTMRT_STATUS_INVALID_ARGUMENT = 1, /* a size, pointer or option is wrong */
@@ -153,7 +157,7 @@ lstmrt_status lstmrt_stream_create(const lstmrt_model_t *model, int32_t batch, l
 void lstmrt_stream_free(lstmrt_stream_t *stream);
 int32_t lstmrt_stream_batch(const lstmrt_stream_t *stream);
 
-/* Share the steps of a stream between `threads` threads (1..64; 1: the caller alone, the default), as
+/* Share the steps of a stream between `threads` threads (1..LSTMRT_MAX_THREADS; 1: the caller alone, the default), as
  * lstmrt_model_predict_threads does for few rows: bit-identical results. Batch 1 shares the hidden units of LSTM/GRU
  * layers (a step from 128 KB of W_ih + W_hh, a run from 48 KB of W_hh), batch 4 or more the rows (from 64 KB of
  * weights read per step); without such a layer the stream stays single-threaded and this still succeeds (see

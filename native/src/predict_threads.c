@@ -15,7 +15,7 @@
 
 /* Below this many rows per thread a thread costs more than it saves. */
 #define MIN_ROWS_PER_THREAD 8
-#define MAX_THREADS 64
+#define MAX_THREADS LSTMRT_MAX_THREADS
 /* Too few rows for slices: a team of n threads shares the hidden units of each step (batch 1) or the rows. The
  * model keeps one team for this; the first call starts it (60-80 µs). A call uses it when its workers are awake
  * (calls in quick succession) or when it is long enough to repay waking them (team_worth); a call that finds the

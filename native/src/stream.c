@@ -14,8 +14,8 @@ lstmrt_status lstmrt_stream_create(const lstmrt_model_t *m, int32_t batch, lstmr
     if (!m || !out)
         return FAIL("model and out must not be NULL");
     *out = NULL;
-    if (batch < 1 || batch > (1 << 24))
-        return FAIL("stream batch %d out of range [1, %d]", batch, 1 << 24);
+    if (batch < 1 || batch > LSTMRT_MAX_STREAM_BATCH)
+        return FAIL("stream batch %d out of range [1, %d]", batch, LSTMRT_MAX_STREAM_BATCH);
     if (m->bidirectional)
         return lstmrt__fail(LSTMRT_STATUS_UNSUPPORTED, "the model has a bidirectional (or go_backwards) layer: it "
                                                        "needs the future, so it cannot be streamed; use predict");
@@ -60,8 +60,8 @@ lstmrt_status lstmrt_stream_set_threads(lstmrt_stream_t *s, int32_t threads)
     lstmrt__clear_error();
     if (!s)
         return FAIL("stream must not be NULL");
-    if (threads < 1 || threads > 64)
-        return FAIL("threads %d out of range [1, 64]", threads);
+    if (threads < 1 || threads > LSTMRT_MAX_THREADS)
+        return FAIL("threads %d out of range [1, %d]", threads, LSTMRT_MAX_THREADS);
     if (team_members(s->ws.team) == threads)
         return LSTMRT_STATUS_OK;
     team_destroy(s->ws.team);

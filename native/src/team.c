@@ -27,7 +27,7 @@ void team_share(int64_t n, int64_t unit, int member, int members, int64_t *j0, i
 
 #if LSTMRT_HAVE_TEAMS
 
-#define MAX_MEMBERS 64
+#define MAX_MEMBERS LSTMRT_MAX_THREADS
 /* After a job a worker keeps polling this long for the next one before it sleeps: a stream stepped in a loop
  * then never waits for a wake-up, and an idle one stops burning its core soon after. */
 #define IDLE_SPIN_NS 50000

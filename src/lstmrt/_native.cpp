@@ -448,4 +448,6 @@ PYBIND11_MODULE(_native, mod)
     mod.def("kernel_tier", []() { return std::string(lstmrt_kernel_tier()); });
     mod.def("cpu_features", []() { return std::string(lstmrt_cpu_features()); });
     mod.attr("ACTIVATION_COUNT") = (int)LSTMRT_ACT_COUNT;
+    mod.attr("MAX_STREAM_BATCH") = (int)LSTMRT_MAX_STREAM_BATCH;
+    mod.attr("MAX_THREADS") = (int)LSTMRT_MAX_THREADS;
 }

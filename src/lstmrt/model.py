@@ -133,7 +133,7 @@ class Model:
             raise ValueError(f"X has shape {describe_shape(given)}: empty batch or sequence")
         lengths = self._check_lengths(lengths, B, T, single)
         mask = self._check_mask(mask, B, T, single)
-        Y = self._native.predict(np.require(X, np.float32, "CA"), lengths, mask, int(min(threads, 64)))
+        Y = self._native.predict(np.require(X, np.float32, "CA"), lengths, mask, int(min(threads, _native.MAX_THREADS)))
         if not self._return_sequences:
             last = (lengths - 1) if lengths is not None else np.full(B, T - 1)
             Y = Y[np.arange(B), np.maximum(last, 0)]

@@ -13,8 +13,8 @@ except ImportError:  # pragma: no cover - only when built without Cython
     StepFunction = None
 
 
-MAX_BATCH = 1 << 24  # the C library's limits (lstmrt_stream_create, lstmrt_stream_set_threads)
-MAX_THREADS = 64
+MAX_BATCH = _native.MAX_STREAM_BATCH  # the C library's limits (lstmrt.h)
+MAX_THREADS = _native.MAX_THREADS
 
 
 def _bind_step(native):
