@@ -139,7 +139,7 @@ def c_suite(target, build, label, what, extra_args=()):
 
 
 def check_c_tests(args, build):
-    return c_suite("test", build, "C tests", "native/tests/test_lstmrt.c, the Makefile's -O3 build")
+    return c_suite("test", build, "C tests", "native/tests (test_lstmrt), the Makefile's -O3 build")
 
 
 def check_asan(args, build):
@@ -463,8 +463,9 @@ def render(results, owned, meta):
     lines += [
         "## C library tests",
         "",
-        "`native/tests/test_lstmrt.c`, no Python, no framework: `make -C native test` "
-        "(`BUILD=<dir>` keeps objects out of the source tree). A float64 reference inside the test implements "
+        "`native/tests/test_lstmrt.c` (the runner; the cases by topic in `native/tests/test_*.c`), no Python, "
+        "no framework: `make -C native test` (`BUILD=<dir>` keeps objects out of the source tree). A float64 "
+        "reference (`native/tests/reference.c`) implements "
         "LSTM (projection, peephole, cell clip, non-default activations), GRU (reset after and before), "
         "SimpleRNN, Dense (softmax, log-softmax), Activation, Affine, Embedding and bidirectional merges "
         "(concat, sum, mul, ave) from the equations; 21 model specs at awkward sizes (1, 3, 5, 7, 16, 17, 33).",

@@ -1,0 +1,261 @@
+/* Model specs (spec.h): layer descriptors with random weights, the catalogue of every layer kind, inputs. */
+#include "spec.h"
+
+int gate_count(lstmrt_layer_kind k)
+{
+    return k == LSTMRT_LAYER_LSTM ? 4 : k == LSTMRT_LAYER_GRU ? 3 : 1;
+}
+int is_recurrent(lstmrt_layer_kind k)
+{
+    return k <= LSTMRT_LAYER_RNN;
+}
+int state_h(const lstmrt_layer_desc *d)
+{
+    return d->proj_size > 0 ? d->proj_size : d->hidden_size;
+}
+
+int layer_out(const lstmrt_layer_desc *d)
+{
+    switch (d->kind) {
+    case LSTMRT_LAYER_ACTIVATION:
+    case LSTMRT_LAYER_AFFINE: return d->input_size;
+    case LSTMRT_LAYER_DENSE:
+    case LSTMRT_LAYER_EMBEDDING: return d->hidden_size;
+    default: return d->num_directions == 2 && d->merge_mode == LSTMRT_MERGE_CONCAT ? 2 * state_h(d) : state_h(d);
+    }
+}
+
+lstmrt_layer_desc *push(spec *s, lstmrt_layer_kind kind, int in, int hidden)
+{
+    lstmrt_layer_desc *d = &s->layers[s->n++];
+    memset(d, 0, sizeof *d);
+    d->kind = kind;
+    d->input_size = in;
+    d->hidden_size = hidden;
+    d->num_directions = 1;
+    d->activations[0] = kind == LSTMRT_LAYER_RNN ? LSTMRT_ACT_TANH
+                        : is_recurrent(kind)     ? LSTMRT_ACT_SIGMOID
+                                                 : LSTMRT_ACT_LINEAR;
+    d->activations[1] = LSTMRT_ACT_TANH;
+    d->activations[2] = LSTMRT_ACT_TANH;
+    d->linear_before_reset = kind == LSTMRT_LAYER_GRU;
+    return d;
+}
+
+/* Random weights for every layer, once the options that shape them (directions, projection) are set. */
+void add_weights(spec *s)
+{
+    for (int l = 0; l < s->n; l++) {
+        lstmrt_layer_desc *d = &s->layers[l];
+        const int I = d->input_size, H = d->hidden_size, Hr = state_h(d), G = gate_count(d->kind) * H;
+        const int bias = !s->no_bias[l];
+        for (int dir = 0; dir < d->num_directions; dir++) {
+            lstmrt_direction_weights *w = &d->weights[dir];
+            const double a = s->scale / sqrt((double)(I + (is_recurrent(d->kind) ? Hr : 0)));
+            switch (d->kind) {
+            case LSTMRT_LAYER_DENSE:
+                w->weight_ih = random_floats((int64_t)H * I, a);
+                w->bias_ih = bias ? random_floats(H, 0.5) : NULL;
+                break;
+            case LSTMRT_LAYER_AFFINE:
+                w->weight_ih = random_floats(I, 2.0);
+                w->bias_ih = random_floats(I, 1.0);
+                break;
+            case LSTMRT_LAYER_EMBEDDING: w->weight_ih = random_floats((int64_t)d->num_embeddings * H, 1.0); break;
+            case LSTMRT_LAYER_ACTIVATION: break;
+            default:
+                w->weight_ih = random_floats((int64_t)G * I, a);
+                w->weight_hh = random_floats((int64_t)G * Hr, a);
+                w->bias_ih = bias ? random_floats(G, 0.5) : NULL;
+                w->bias_hh = bias ? random_floats(G, 0.5) : NULL;
+                if (d->kind == LSTMRT_LAYER_LSTM && s->peephole[l])
+                    w->weight_peephole = random_floats(3 * H, 0.5);
+                if (d->proj_size > 0)
+                    w->weight_proj = random_floats((int64_t)d->proj_size * H, 1.0 / sqrt((double)H));
+            }
+        }
+    }
+}
+
+/* An empty spec at the catalogue's weight scale, its random numbers from `seed`. */
+void blank_spec(spec *s, uint64_t seed)
+{
+    memset(s, 0, sizeof *s);
+    s->scale = 1.5;
+    rng_seed(seed);
+}
+
+/* A spec made by a test rather than by make_spec: it names itself and the checks that follow (context). */
+void start_spec(spec *s, uint64_t seed, const char *name)
+{
+    blank_spec(s, seed);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(context, sizeof context, "%s", name);
+}
+
+/* The catalogue: every layer kind and option, at awkward sizes (1, 7, 17, 33). */
+void make_spec(int which, spec *s)
+{
+    blank_spec(s, 1000 + (uint64_t)which);
+    lstmrt_layer_desc *d;
+    const char *name = "?";
+    switch (which) {
+    case 0:
+        name = "lstm 7-17";
+        push(s, LSTMRT_LAYER_LSTM, 7, 17);
+        break;
+    case 1:
+        name = "lstm 7-17 proj 5";
+        push(s, LSTMRT_LAYER_LSTM, 7, 17)->proj_size = 5;
+        break;
+    case 2:
+        name = "lstm 5-7 peephole";
+        push(s, LSTMRT_LAYER_LSTM, 5, 7);
+        s->peephole[0] = 1;
+        break;
+    case 3:
+        name = "lstm 4-6 clip 0.5 + peephole";
+        push(s, LSTMRT_LAYER_LSTM, 4, 6)->cell_clip = 0.5f;
+        s->peephole[0] = 1;
+        s->scale = 4.0; /* pre-activations well beyond the clip */
+        break;
+    case 4:
+        name = "lstm 3-8 hard_sigmoid/elu/softsign, hold masked";
+        d = push(s, LSTMRT_LAYER_LSTM, 3, 8);
+        d->activations[0] = LSTMRT_ACT_HARD_SIGMOID;
+        d->activations[1] = LSTMRT_ACT_ELU;
+        d->activations[2] = LSTMRT_ACT_SOFTSIGN;
+        d->hold_masked_output = 1;
+        break;
+    case 5:
+        name = "gru 7-17 reset after";
+        push(s, LSTMRT_LAYER_GRU, 7, 17);
+        break;
+    case 6:
+        name = "gru 7-17 reset before";
+        push(s, LSTMRT_LAYER_GRU, 7, 17)->linear_before_reset = 0;
+        break;
+    case 7:
+        name = "gru 1-1 reset after, hard_sigmoid/relu";
+        d = push(s, LSTMRT_LAYER_GRU, 1, 1);
+        d->activations[0] = LSTMRT_ACT_HARD_SIGMOID;
+        d->activations[1] = LSTMRT_ACT_RELU;
+        break;
+    case 8:
+        name = "gru 6-5 reset before, softsign, hold masked, no bias";
+        d = push(s, LSTMRT_LAYER_GRU, 6, 5);
+        d->linear_before_reset = 0;
+        d->activations[1] = LSTMRT_ACT_SOFTSIGN;
+        d->hold_masked_output = 1;
+        s->no_bias[0] = 1;
+        break;
+    case 9:
+        name = "rnn 7-33 tanh";
+        push(s, LSTMRT_LAYER_RNN, 7, 33);
+        break;
+    case 10:
+        name = "rnn 1-1 relu, no bias";
+        push(s, LSTMRT_LAYER_RNN, 1, 1)->activations[0] = LSTMRT_ACT_RELU;
+        s->no_bias[0] = 1;
+        break;
+    case 11:
+        name = "dense 7-5 relu + dense 5-3 softmax (no bias)";
+        push(s, LSTMRT_LAYER_DENSE, 7, 5)->activations[0] = LSTMRT_ACT_RELU;
+        push(s, LSTMRT_LAYER_DENSE, 5, 3)->activations[0] = LSTMRT_ACT_SOFTMAX;
+        s->no_bias[1] = 1;
+        break;
+    case 12:
+        name = "bi-lstm 6-7 concat + dense 14-2";
+        push(s, LSTMRT_LAYER_LSTM, 6, 7)->num_directions = 2;
+        push(s, LSTMRT_LAYER_DENSE, 14, 2);
+        break;
+    case 13:
+        name = "bi-gru 5-9 sum, reset before";
+        d = push(s, LSTMRT_LAYER_GRU, 5, 9);
+        d->num_directions = 2;
+        d->merge_mode = LSTMRT_MERGE_SUM;
+        d->linear_before_reset = 0;
+        break;
+    case 14:
+        name = "bi-lstm 3-6 proj 4 mul + bi-rnn 4-5 ave";
+        d = push(s, LSTMRT_LAYER_LSTM, 3, 6);
+        d->num_directions = 2;
+        d->merge_mode = LSTMRT_MERGE_MUL;
+        d->proj_size = 4;
+        d = push(s, LSTMRT_LAYER_RNN, 4, 5);
+        d->num_directions = 2;
+        d->merge_mode = LSTMRT_MERGE_AVE;
+        break;
+    case 15:
+        name = "embedding 11x6 + lstm 6-9 + dense 9-4 log_softmax";
+        push(s, LSTMRT_LAYER_EMBEDDING, 1, 6)->num_embeddings = 11;
+        push(s, LSTMRT_LAYER_LSTM, 6, 9);
+        push(s, LSTMRT_LAYER_DENSE, 9, 4)->activations[0] = LSTMRT_ACT_LOG_SOFTMAX;
+        break;
+    case 16:
+        name = "affine 7 + gru 7-16 + activation tanh + rnn 16-3";
+        push(s, LSTMRT_LAYER_AFFINE, 7, 0);
+        push(s, LSTMRT_LAYER_GRU, 7, 16);
+        push(s, LSTMRT_LAYER_ACTIVATION, 16, 0)->activations[0] = LSTMRT_ACT_TANH;
+        push(s, LSTMRT_LAYER_RNN, 16, 3);
+        break;
+    case 17:
+        name = "lstm 3-33 proj 17 + lstm 17-33 + dense 33-1";
+        push(s, LSTMRT_LAYER_LSTM, 3, 33)->proj_size = 17;
+        push(s, LSTMRT_LAYER_LSTM, 17, 33);
+        push(s, LSTMRT_LAYER_DENSE, 33, 1);
+        break;
+    case 18:
+        name = "gru 5-8 go_backwards + lstm 8-6 final only";
+        push(s, LSTMRT_LAYER_GRU, 5, 8)->go_backwards = 1;
+        push(s, LSTMRT_LAYER_LSTM, 8, 6)->final_only = 1;
+        break;
+    case 19:
+        name = "lstm 4-5 final only + gru 5-3"; /* causal: predict runs it in blocks */
+        push(s, LSTMRT_LAYER_LSTM, 4, 5)->final_only = 1;
+        push(s, LSTMRT_LAYER_GRU, 5, 3);
+        break;
+    case 20:
+        name = "bi-lstm 4-5 concat final only + dense 10-3";
+        d = push(s, LSTMRT_LAYER_LSTM, 4, 5);
+        d->num_directions = 2;
+        d->final_only = 1;
+        push(s, LSTMRT_LAYER_DENSE, 10, 3);
+        break;
+    }
+    snprintf(s->name, sizeof s->name, "%s", name);
+    add_weights(s);
+}
+
+int spec_is_tokens(const spec *s)
+{
+    return s->layers[0].kind == LSTMRT_LAYER_EMBEDDING;
+}
+int spec_in(const spec *s)
+{
+    return s->layers[0].input_size;
+}
+int spec_out(const spec *s)
+{
+    return layer_out(&s->layers[s->n - 1]);
+}
+
+/* Inputs: uniform [-1, 1], or token ids for an embedding. */
+float *make_inputs(const spec *s, int64_t batch, int64_t steps)
+{
+    const int64_t n = batch * steps * spec_in(s);
+    float *x = new_floats(n);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = spec_is_tokens(s) ? (float)(int)(rng_unit() * s->layers[0].num_embeddings)
+                                 : (float)(2.0 * rng_unit() - 1.0);
+    return x;
+}
+
+lstmrt_model_t *create_model(const spec *s)
+{
+    lstmrt_model_t *m = NULL;
+    const lstmrt_status st = lstmrt_model_create(s->layers, s->n, &m);
+    if (!CHECK(st == LSTMRT_STATUS_OK && m != NULL))
+        printf("  model_create(%s): %s\n", s->name, lstmrt_last_error());
+    return st == LSTMRT_STATUS_OK ? m : NULL;
+}
