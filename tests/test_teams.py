@@ -113,6 +113,15 @@ def test_only_layers_that_gain_take_a_team(rng):
     assert small.stream(batch=4, threads=2).threads == 2
 
 
+@pytest.mark.parametrize("H, kwargs, splits", [(112, {}, True), (100, {}, False), (128, {"proj_size": 64}, False)])
+def test_hidden_units_split_only_in_fused_layers(rng, H, kwargs, splits):
+    """The split is in whole 16-unit blocks of the fused kernels (README, Model.stream): H = 100 or a projection
+    leaves a single stream on one thread, and a batch of 4 shares its rows all the same."""
+    _, model = _pair(torch.nn.LSTM, 64, H, **kwargs)
+    assert model.stream(threads=2).threads == (2 if splits else 1)
+    assert model.stream(batch=4, threads=2).threads == 2
+
+
 @pytest.mark.parametrize("bad", [0, -1, 65, 1.5, True, "2", None])
 def test_stream_threads_must_be_an_integer_in_range(rng, bad):
     _, model = _pair(torch.nn.LSTM, 16, 64)

@@ -160,8 +160,9 @@ int32_t lstmrt_stream_batch(const lstmrt_stream_t *stream);
 /* Share the steps of a stream between `threads` threads (1..LSTMRT_MAX_THREADS; 1: the caller alone, the default), as
  * lstmrt_model_predict_threads does for few rows: bit-identical results. Batch 1 shares the hidden units of LSTM/GRU
  * layers (a step from 128 KB of W_ih + W_hh, a run from 48 KB of W_hh), batch 4 or more the rows (from 64 KB of
- * weights read per step); without such a layer the stream stays single-threaded and this still succeeds (see
- * lstmrt_stream_threads). The workers poll for ~50 µs after a step, so a stream stepped in a loop never waits
+ * weights read per step). Hidden units are split in whole blocks of the fused kernels: H a multiple of 16, no
+ * projection, peephole or cell clip, default activations, GRU reset-after. Without such a layer the stream stays
+ * single-threaded and this still succeeds (see lstmrt_stream_threads). The workers poll for ~50 µs after a step, so a stream stepped in a loop never waits
  * for one to wake, then sleep. Not for a stream stepped from several threads at once. */
 lstmrt_status lstmrt_stream_set_threads(lstmrt_stream_t *stream, int32_t threads);
 /* Threads that share each step: 1, or the count set_threads started. */

@@ -172,12 +172,14 @@ class Model:
         """A stream from the zero state: step(x) with x (I,) -> (O,); with batch=N, N independent streams
         stepped together: x (N, I) -> (N, O). Each thread should use its own streams.
 
-        threads: share the steps of a single stream between this many threads, each computing a slice of the
-        hidden units of its LSTM/GRU layers (step() from 128 KB of weights, e.g. LSTM I=32, H=128; run() from
-        48 KB of recurrent weights), or, with batch >= 4, a share of the rows: bit-identical results, ~1.5x
-        faster per step at H = 128 on two cores. The workers poll for ~50 µs after each step, then sleep; a step
-        after a longer pause runs alone rather than wait ~100 µs for them to wake, and steps in quick succession
-        wake them again. `stream.threads` says whether a team was started."""
+        threads: share the steps of a single stream between this many threads, each computing a slice of the hidden
+        units of its LSTM/GRU layers (step() from 128 KB of weights, e.g. LSTM I=32, H=128; run() from 48 KB of
+        recurrent weights), or, with batch >= 4, a share of the rows: bit-identical results, ~1.5x faster per step
+        at H = 128 on two cores. Hidden units are split only in layers the fused kernels run: hidden size a multiple
+        of 16, no projection, peephole or cell clip, default activations, a GRU in reset-after form. The workers
+        poll for ~50 µs after each step, then sleep; a step after a longer pause runs alone rather than wait ~100 µs
+        for them to wake, and steps in quick succession wake them again. `stream.threads` says whether a team was
+        started."""
         from .stream import Stream
 
         return Stream(self, batch, threads)
