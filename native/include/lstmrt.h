@@ -162,8 +162,9 @@ int32_t lstmrt_stream_batch(const lstmrt_stream_t *stream);
  * layers (a step from 128 KB of W_ih + W_hh, a run from 48 KB of W_hh), batch 4 or more the rows (from 64 KB of
  * weights read per step). Hidden units are split in whole blocks of the fused kernels: H a multiple of 16, no
  * projection, peephole or cell clip, default activations, GRU reset-after. Without such a layer the stream stays
- * single-threaded and this still succeeds (see lstmrt_stream_threads). The workers poll for ~50 µs after a step, so a stream stepped in a loop never waits
- * for one to wake, then sleep. Not for a stream stepped from several threads at once. */
+ * single-threaded and this still succeeds (see lstmrt_stream_threads). The workers poll for ~50 µs after a step, so a
+ * stream stepped in a loop never waits for one to wake, then sleep. Not for a stream stepped from several threads at
+ * once. */
 lstmrt_status lstmrt_stream_set_threads(lstmrt_stream_t *stream, int32_t threads);
 /* Threads that share each step: 1, or the count set_threads started. */
 int32_t lstmrt_stream_threads(const lstmrt_stream_t *stream);
