@@ -101,6 +101,9 @@ static void test_activation(const lstmrt_kernels *k, const lstmrt_kernels *ref, 
     enum { N = 1 << 16 };
     static float buf[N];
     double worst = 0.0, worst_at = 0.0;
+    int in_range = 1; /* as libm's: |tanh| <= 1, 0 <= sigmoid <= 1, even where a rounding step would leave them */
+    float outside_at = 0.0f;
+    const float lowest = is_tanh ? -1.0f : 0.0f;
     for (int pass = 0; pass < 40; pass++) {
         for (int i = 0; i < N; i++) {
             const double t = (pass * (double)N + i) / (40.0 * N);
@@ -111,6 +114,10 @@ static void test_activation(const lstmrt_kernels *k, const lstmrt_kernels *ref, 
         fk(buf, N);
         for (int i = 0; i < N; i++) {
             const double exact = is_tanh ? tanh((double)x[i]) : 1.0 / (1.0 + exp(-(double)x[i]));
+            if (!(buf[i] >= lowest && buf[i] <= 1.0f) && in_range) {
+                in_range = 0;
+                outside_at = x[i];
+            }
             const double e = fabs(buf[i] - exact);
             if (e > worst) {
                 worst = e;
@@ -120,6 +127,8 @@ static void test_activation(const lstmrt_kernels *k, const lstmrt_kernels *ref, 
     }
     snprintf(what, sizeof what, "%s max abs error %.3g (at x = %.9g) <= %.0e", name, worst, worst_at, ACT_ATOL);
     check(worst <= ACT_ATOL, k->name, what);
+    snprintf(what, sizeof what, "%s stays in [%g, 1] (first outside at x = %.9g)", name, lowest, outside_at);
+    check(in_range, k->name, what);
     if (verbose)
         printf("  [%s] %s\n", k->name, what);
 }

@@ -68,7 +68,9 @@ INLINE __m512 tanh_ps(__m512 x)
     __m512 s;
     const __m512 u = expm1_reduced(_mm512_add_ps(a, a), &s);
     const __m512 e = _mm512_fmadd_ps(s, u, _mm512_sub_ps(s, _mm512_set1_ps(1.0f))); /* expm1(2|x|) */
-    const __m512 t = _mm512_mul_ps(e, recip(_mm512_add_ps(e, _mm512_set1_ps(2.0f))));
+    /* rcp14 + one Newton step can land one ulp above 1 near the clamp; t second so NaN flows */
+    const __m512 t =
+        _mm512_min_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(e, recip(_mm512_add_ps(e, _mm512_set1_ps(2.0f)))));
     /* t | (x & sign): the sign of x back on |tanh| (ternary-logic truth table 0xF8 = A | (B & C)) */
     return _mm512_castsi512_ps(
         _mm512_ternarylogic_epi32(_mm512_castps_si512(t), _mm512_castps_si512(x), _mm512_castps_si512(sign), 0xF8));
