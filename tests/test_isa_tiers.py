@@ -147,3 +147,20 @@ def test_cpu_features_listed():
         assert {"avx512f", "avx512bw", "avx512vl", "os-avx512"} <= set(features), features
     if TIERS[-1] == "neon":
         assert "asimd" in features
+
+
+def _info_with_isa(value):
+    env = {k: v for k, v in os.environ.items() if k != "LSTMRT_ISA"}
+    env["LSTMRT_ISA"] = value
+    return subprocess.run([sys.executable, "-m", "lstmrt", "info"], capture_output=True, text=True, env=env,
+                          check=True).stdout
+
+
+def test_info_says_what_lstmrt_isa_did():
+    """The C library ignores a value it cannot use without a word; `lstmrt info` says so (a misspelt AVX2 would
+    otherwise look as if it had worked)."""
+    assert "LSTMRT_ISA='AVX2' is not a tier name" in _info_with_isa("AVX2")
+    out = _info_with_isa(TIERS[0])
+    assert f"kernel tier in use: {TIERS[0]}" in out and f"LSTMRT_ISA='{TIERS[0]}': in use" in out
+    foreign = "neon" if TIERS[-1] != "neon" else "avx512"
+    assert f"LSTMRT_ISA='{foreign}' names no tier this build can lower to" in _info_with_isa(foreign)
