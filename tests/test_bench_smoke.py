@@ -3,12 +3,15 @@ implementation's output against lstmrt's, and produces the table, JSON and ratio
 
 import importlib.util
 import json
+import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from lstmrt import bench_compare, bench_peers, bench_report, bench_spec
+from lstmrt import bench_compare, bench_peers, bench_report, bench_spec, bench_workers
 
 
 def test_quick_comparison_with_torch_produces_table_and_json(tmp_path):
@@ -26,7 +29,7 @@ def test_quick_comparison_with_torch_produces_table_and_json(tmp_path):
 
 
 def test_comparison_with_two_threads_each(tmp_path):
-    """--threads 2: lstmrt's teams and torch's threads run side by side (H = 64 is big enough for a team)."""
+    """--threads 2: lstmrt's teams and torch's threads, each in a worker process (H = 64 is big enough for a team)."""
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
     report = bench_compare.run_comparison([(16, 64)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4,
@@ -38,6 +41,67 @@ def test_comparison_with_two_threads_each(tmp_path):
     assert report["sizes"][0]["ratios"]["step"]["value"] is not None
     with pytest.raises(ValueError, match="threads must be at least 1"):
         bench_compare.run_comparison([(3, 16)], quick=True, frameworks=(), threads=0)
+
+
+def test_more_than_one_thread_times_each_framework_in_a_worker_process_of_its_own():
+    pytest.importorskip("torch")
+    report = bench_compare.run_comparison([(4, 16)], quick=True, frameworks=("torch",), rounds=2, min_time=1e-4,
+                                          threads=2)
+    meta = report["meta"]
+    assert meta["isolation"] == "process per framework" and set(meta["settle_ms"]) == {"lstmrt", "torch"}
+    assert meta["frameworks"]["torch"]   # the version, as reported by the torch worker
+    results = report["sizes"][0]["results"]
+    for key, (framework, _, _) in bench_spec.COLUMNS.items():
+        if framework in ("lstmrt", "torch"):
+            assert results[key]["status"] == "ok" and len(results[key]["rounds_us"]) == 2, key
+            assert results[key]["median_us"] > 0, key
+    assert "worker process of its own" in bench_report.format_report(report)
+    assert not multiprocessing.active_children()   # the workers are stopped
+
+
+def test_one_thread_stays_in_one_process(monkeypatch):
+    monkeypatch.setattr(bench_workers, "Workers", None)   # would fail if used
+    report = bench_compare.run_comparison([(2, 4)], quick=True, frameworks=(), rounds=1, min_time=1e-4)
+    assert report["meta"]["isolation"] == "one process" and report["meta"]["settle_ms"] is None
+    assert "worker process" not in bench_report.format_report(report)
+
+
+def test_a_framework_missing_in_its_worker_is_na(tmp_path, monkeypatch):
+    """An onnxruntime that fails to import (a stub first on sys.path, which spawned workers inherit): n/a."""
+    (tmp_path / "onnxruntime.py").write_text("raise ImportError('blocked by the test')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    report = bench_compare.run_comparison([(2, 4)], quick=True, frameworks=("onnxruntime",), rounds=1,
+                                          min_time=1e-4, threads=2)
+    results = report["sizes"][0]["results"]
+    for key in ("onnxruntime.step", "onnxruntime.sequence"):
+        assert results[key]["status"] == "n/a" and "blocked by the test" in results[key]["reason"], key
+    assert results["lstmrt.step"]["status"] == "ok"
+    assert set(report["meta"]["settle_ms"] or {}) <= {"lstmrt"}
+
+
+def _expected(input_size, hidden_size, wrong=False):
+    w, d = bench_spec.make_weights(input_size, hidden_size), bench_spec.make_data(input_size, 0, bench_spec.SEQ_LEN)
+    model = bench_peers.lstmrt_model(w)
+    return {what: model.predict(X) * (0 if wrong else 1) for what, X in (
+        ("step", d.x_check), ("seq", d.x_seq), ("batch", d.x_batch), ("stream_batch", d.x_stream_batch))}
+
+
+def test_a_check_failing_in_a_worker_raises_check_error_in_the_parent():
+    with bench_workers.Workers(("lstmrt",), threads=2) as workers:
+        with pytest.raises(bench_spec.CheckError, match="lstmrt.step vs lstmrt"):
+            workers.measure_size(2, 4, seed=0, seq_len=bench_spec.SEQ_LEN, expected=_expected(2, 4, wrong=True),
+                                 rounds=1, min_time=1e-4)
+    assert not multiprocessing.active_children()
+
+
+def test_a_worker_that_dies_raises_worker_error_not_a_hang():
+    with bench_workers.Workers(("lstmrt",), threads=2) as workers:
+        (worker,) = workers._workers
+        os.kill(worker.process.pid, signal.SIGKILL)
+        with pytest.raises(bench_workers.WorkerError, match="lstmrt worker exited"):
+            workers.measure_size(2, 4, seed=0, seq_len=bench_spec.SEQ_LEN, expected=_expected(2, 4), rounds=1,
+                                 min_time=1e-4)
+    assert not multiprocessing.active_children()
 
 
 def test_cli_bench_rejects_bad_sizes():

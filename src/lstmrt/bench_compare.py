@@ -1,11 +1,13 @@
-"""Compare lstmrt with PyTorch, ONNX Runtime and TFLite on one LSTM layer, measured in the same process.
+"""Compare lstmrt with PyTorch, ONNX Runtime and TFLite on one LSTM layer.
 
 Used by `lstmrt bench` and `bench/compare.py`. Every implementation (bench_peers) gets the same weights
 (bench_spec) and the same number of threads, and is checked against lstmrt's output before it is timed; lstmrt
 itself is checked against a float64 NumPy reference. Timing is interleaved: each round runs every implementation
 once (a batch of calls sized to take `min_time`), in rotated order, so that a burst of load from other processes
-hits all columns alike; the reported number is the median over rounds. bench_report reads the result against the
-issue's targets and writes it out.
+hits all columns alike; the reported number is the median over rounds. With one thread everything runs in this
+process; with more, each framework runs in a worker process of its own (bench_workers), so that no case shares the
+cores with another framework's spinning thread pool. bench_report reads the result against the issue's targets
+and writes it out.
 
 Nothing heavy is imported at module level: the CLI imports this module to build its parser.
 """
@@ -13,7 +15,7 @@ Nothing heavy is imported at module level: the CLI imports this module to build 
 from __future__ import annotations
 
 import argparse
-import gc
+import contextlib
 import math
 import os
 import platform
@@ -23,11 +25,10 @@ import time
 
 import numpy as np
 
-from lstmrt import bench_floor, bench_peers
+from lstmrt import bench_floor, bench_peers, bench_workers
 from lstmrt.bench_report import format_report, ratios, write_outputs
 from lstmrt.bench_spec import (
     CACHE_LEVELS,
-    CHECK_ATOL,
     CheckError,
     COLUMNS,
     DEFAULT_SIZES,
@@ -50,22 +51,16 @@ from lstmrt.bench_spec import (
     parse_sizes,
     reference_lstm,
 )
-from lstmrt.bench_timing import calibrate, time_calls
+from lstmrt.bench_timing import calibrate, interleave, time_calls
+
+ISOLATION = {False: "one process", True: "process per framework"}
+
 
 # --- timing -----------------------------------------------------------------------------------------------
 def _measure(cases, rounds, min_time):
     for case in cases:
         case.calls = calibrate(case.loop, min_time)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()   # a collection inside one timed batch would skew that column only
-    try:
-        for r in range(rounds):
-            k = r % len(cases)
-            for case in cases[k:] + cases[:k]:   # rotate the order: no column always runs first
-                case.samples.append(time_calls(case.loop, case.calls) / (case.calls * case.steps_per_call))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    interleave(cases, rounds, lambda case: time_calls(case.loop, case.calls))
 
 
 def _summary(samples):
@@ -77,12 +72,12 @@ def _summary(samples):
 
 # --- one size ---------------------------------------------------------------------------------------------
 def bench_size(input_size, hidden_size, *, frameworks, rounds, min_time, seed=0, seq_len=SEQ_LEN, log=None,
-               machine=None, threads=1):
-    import lstmrt
-
+               machine=None, threads=1, workers=None):
+    """One size: lstmrt checked against the float64 reference, every implementation against lstmrt, then timed.
+    workers: a bench_workers.Workers for these frameworks, to run each in its own process; None: this process."""
     w = make_weights(input_size, hidden_size, seed)
     d = make_data(input_size, seed, seq_len)
-    model = lstmrt.Model([lstmrt.LSTM(w.w_ih, w.w_hh, w.b_ih, w.b_hh)])
+    model = bench_peers.lstmrt_model(w)
     expected = {"step": model.predict(d.x_check), "seq": model.predict(d.x_seq),
                 "batch": model.predict(d.x_batch), "stream_batch": model.predict(d.x_stream_batch)}
     # lstmrt against the float64 oracle, then every other implementation against lstmrt
@@ -91,29 +86,30 @@ def bench_size(input_size, hidden_size, *, frameworks, rounds, min_time, seed=0,
         assert_close(expected[what], reference_lstm(X, w), REFERENCE_ATOL,
                       f"lstmrt predict ({what}) vs float64 reference at I={input_size} H={hidden_size}")
 
-    results, cases = {}, []
-    for fw in ("lstmrt",) + tuple(frameworks):
-        try:
-            built = (bench_peers.lstmrt_cases(w, d, model, threads) if fw == "lstmrt"
-                     else bench_peers.BUILDERS[fw](w, d, threads))
-        except Unavailable as exc:
-            reason = str(exc)
-            if log:
-                log(f"  {fw}: n/a ({reason})")
-            for key, (owner, _, _) in COLUMNS.items():
-                if owner == fw:
-                    results[key] = {"status": "n/a", "reason": reason}
-            continue
-        for case in built:
-            got = case.check()
-            assert_close(got, expected[case.expected], CHECK_ATOL,
-                          f"{case.key} vs lstmrt ({case.expected}) at I={input_size} H={hidden_size}")
-            cases.append(case)
-    for key, (owner, _, _) in COLUMNS.items():
-        if owner not in ("lstmrt",) + tuple(frameworks):
-            results.setdefault(key, {"status": "n/a", "reason": "not selected"})
+    results, selected = {}, ("lstmrt",) + tuple(frameworks)
 
-    _measure(cases, rounds, min_time)
+    def unavailable(fw, reason):
+        if log:
+            log(f"  {fw}: n/a ({reason})")
+        results.update({key: {"status": "n/a", "reason": reason} for key, (owner, _, _) in COLUMNS.items()
+                        if owner == fw})
+
+    if workers is not None:
+        cases, missing = workers.measure_size(input_size, hidden_size, seed=seed, seq_len=seq_len,
+                                              expected=expected, rounds=rounds, min_time=min_time)
+        for fw, reason in missing.items():
+            unavailable(fw, reason)
+    else:
+        cases = []
+        for fw in selected:
+            try:
+                cases += bench_peers.build_checked(fw, w, d, threads, expected, model=model)
+            except Unavailable as exc:
+                unavailable(fw, str(exc))
+        _measure(cases, rounds, min_time)
+    for key, (owner, _, _) in COLUMNS.items():
+        if owner not in selected:
+            results.setdefault(key, {"status": "n/a", "reason": "not selected"})
     for case in cases:
         results[case.key] = {"status": "ok", "unit": COLUMNS[case.key][2], **_summary(case.samples),
                              "calls_per_round": case.calls}
@@ -128,7 +124,9 @@ def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=
                    min_time=None, seed=0, log=None, threads=1) -> dict:
     """Benchmark every size; returns the report (what write_outputs saves as JSON). threads: what every
     implementation may use (torch.set_num_threads, ORT intra-op threads, the TFLite interpreter's, lstmrt's
-    predict/stream threads=); this machine's one-core floor is measured only for threads=1."""
+    predict/stream threads=); this machine's one-core floor is measured only for threads=1. With threads > 1 each
+    framework runs in a worker process (bench_workers, started with "spawn": a script calling this needs the usual
+    `if __name__ == "__main__":` guard)."""
     previous_isa = os.environ.get("LSTMRT_ISA")
     if isa:
         # read once, at the first kernel lookup: this works if nothing in the process has run lstmrt yet
@@ -155,7 +153,8 @@ def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=
                      "is read once per process)")
     if threads < 1:
         raise ValueError("threads must be at least 1")
-    torch_threads = bench_peers.set_torch_threads(threads) if "torch" in frameworks else None
+    isolated = threads > 1   # every thread pool in its own process (bench_workers)
+    torch_threads = bench_peers.set_torch_threads(threads) if "torch" in frameworks and not isolated else None
     load_before = _loadavg()
     if log and threads == 1:
         log("this machine's floor (bandwidth and FMA probes) ...")
@@ -163,20 +162,28 @@ def run_comparison(sizes=DEFAULT_SIZES, *, rounds=None, quick=False, frameworks=
         [bench_floor.step_weight_bytes(i, h) for i, h in sizes], rounds=rounds, min_time=min_time)
     entries = []
     try:
-        for input_size, hidden_size in sizes:
-            if log:
-                log(f"I={input_size} H={hidden_size} ...")
-            entries.append(bench_size(input_size, hidden_size, frameworks=frameworks, rounds=rounds,
-                                      min_time=min_time, seed=seed, log=log, machine=machine, threads=threads))
+        with (bench_workers.Workers(("lstmrt",) + tuple(frameworks), threads, tier) if isolated
+              else contextlib.nullcontext()) as workers:
+            for input_size, hidden_size in sizes:
+                if log:
+                    log(f"I={input_size} H={hidden_size} ...")
+                entries.append(bench_size(input_size, hidden_size, frameworks=frameworks, rounds=rounds,
+                                          min_time=min_time, seed=seed, log=log, machine=machine, threads=threads,
+                                          workers=workers))
     finally:
         if torch_threads is not None:
             sys.modules["torch"].set_num_threads(torch_threads)
+    versions = bench_peers.framework_versions()
+    if workers is not None:
+        versions = {name: v or workers.versions.get(name) for name, v in versions.items()}
     return {
         "meta": {
             "lstmrt": lstmrt.__version__, "kernel_tier": tier, "cpu_features": lstmrt.cpu_features(),
-            "requested_isa": isa, "frameworks": bench_peers.framework_versions(), "numpy": np.__version__,
+            "requested_isa": isa, "frameworks": versions, "numpy": np.__version__,
             "python": platform.python_version(), "machine": platform.machine(), "cpu": _cpu_name(),
-            "threads": threads, "rounds": rounds, "min_time_s": min_time, "quick": bool(quick), "seed": seed,
+            "threads": threads, "isolation": ISOLATION[isolated],
+            "settle_ms": workers.settle_summary() if workers is not None else None,
+            "rounds": rounds, "min_time_s": min_time, "quick": bool(quick), "seed": seed,
             "seq_len": SEQ_LEN, "batch": BATCH, "batch_seq_len": BATCH_SEQ_LEN, "stream_batch": STREAM_BATCH,
             "loadavg_before": load_before, "loadavg_after": _loadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "machine_floor": machine and {"peak_flops": machine["peak_flops"], "call_us": machine["call_s"] * 1e6,

@@ -15,12 +15,14 @@ import warnings
 import numpy as np
 
 from lstmrt.bench_spec import (
+    CHECK_ATOL,
     CHECK_STEPS,
     STREAM_BATCH,
     Case,
     Data,
     Unavailable,
     Weights,
+    assert_close,
 )
 
 # --- quieting native libraries (TensorFlow logs from C++ straight to the file descriptors) ----------------
@@ -333,6 +335,25 @@ def _tflite_cases(w: Weights, d: Data, threads=1):
 
 
 BUILDERS = {"torch": _torch_cases, "onnxruntime": _onnxruntime_cases, "tflite": _tflite_cases}
+
+
+def lstmrt_model(w: Weights):
+    import lstmrt
+
+    return lstmrt.Model([lstmrt.LSTM(w.w_ih, w.w_hh, w.b_ih, w.b_hh)])
+
+
+def build_checked(framework, w: Weights, d: Data, threads, expected, model=None):
+    """framework's Cases, each checked against lstmrt's outputs (expected: step, seq, batch, stream_batch) before
+    anything is timed. Raises Unavailable, or CheckError naming the column. model: lstmrt's, if already built."""
+    if framework == "lstmrt":
+        built = lstmrt_cases(w, d, model or lstmrt_model(w), threads)
+    else:
+        built = BUILDERS[framework](w, d, threads)
+    for case in built:
+        assert_close(case.check(), expected[case.expected], CHECK_ATOL,
+                     f"{case.key} vs lstmrt ({case.expected}) at I={w.input_size} H={w.hidden_size}")
+    return built
 
 
 def framework_versions() -> dict:

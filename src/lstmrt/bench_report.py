@@ -96,6 +96,15 @@ def threads_text(meta):
     return f"{n} thread{'s' if n > 1 else ''}"
 
 
+def isolation_text(meta):
+    waits = meta.get("settle_ms") or {}
+    text = "each framework timed in a worker process of its own"
+    if waits:
+        text += ("; before another worker's batch its threads were left to go idle (median settle wait: "
+                 + ", ".join(f"{fw} {w['median_ms']:.3g} ms" for fw, w in waits.items()) + ")")
+    return text
+
+
 def _row(cells):
     return "| " + " | ".join(cells) + " |"
 
@@ -110,6 +119,7 @@ def format_report(report) -> str:
         f"({'quick' if meta['quick'] else 'full'}); "
         f"load average before/after: {meta['loadavg_before']} / {meta['loadavg_after']}",
     ]
+    lines += [isolation_text(meta)] if meta.get("isolation") == "process per framework" else []
     lines += [f"note: {n}" for n in meta["notes"]]
     lines += ["", f"Single LSTM layer, batch 1, state carried: median us per step (whole sequence: T={SEQ_LEN})", ""]
     step_cols = list(FRAMEWORK_STEP_KEYS)
