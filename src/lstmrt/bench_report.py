@@ -218,7 +218,9 @@ def plot_report(report, path) -> bool:
     ax.set_xlabel("hidden_size (input_size as in the table)")
     ax.set_ylabel("µs per step (median)")
     meta = report["meta"]
-    ax.set_title(f"One LSTM layer, batch 1 — lstmrt {meta['lstmrt']} ({meta['kernel_tier']}), 1 thread")
+    threads = meta.get("threads", 1)
+    ax.set_title(f"One LSTM layer, batch 1 — lstmrt {meta['lstmrt']} ({meta['kernel_tier']}), "
+                 f"{threads} thread{'s' if threads > 1 else ''}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
