@@ -1,5 +1,7 @@
 """`lstmrt inspect` and `lstmrt run` on real torch files."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -33,11 +35,18 @@ def test_inspect_prints_format_layers_and_parameter_count(causal, tmp_path, caps
     assert "whole module (torch.save(model)) under key 'head'" in out and "Activation('tanh')" in out
 
 
-def test_inspect_reports_load_errors_without_traceback(causal, tmp_path):
-    with pytest.raises(SystemExit, match=r"lstmrt inspect: .*several state dicts or modules.*'model_state', 'head'"):
-        main(["inspect", str(tmp_path / "ck.pt")])
-    with pytest.raises(SystemExit, match=r"lstmrt inspect: layers: 'nope' is neither a module"):
-        main(["inspect", str(causal[0]), "--layers", "nope"])
+def refused(capsys, argv) -> str:
+    """stderr of a command that must fail with status 2 and a message, no traceback."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lstmrt {argv[0]}: ") and "Traceback" not in err
+    return err
+
+
+def test_inspect_reports_load_errors_without_traceback(causal, tmp_path, capsys):
+    err = refused(capsys, ["inspect", str(tmp_path / "ck.pt")])
+    assert re.search(r"several state dicts or modules.*'model_state', 'head'", err)
+    assert "layers: 'nope' is neither a module" in refused(capsys, ["inspect", str(causal[0]), "--layers", "nope"])
 
 
 def test_run_streams_npy_and_matches_predict(causal, tmp_path, capsys, rng):
@@ -83,14 +92,14 @@ def test_run_bidirectional_and_tokens(tmp_path, rng):
     assert_close(np.load(tmp_path / "y.npy"), lstmrt.load(tmp_path / "tok.pt").predict(ids))
 
 
-def test_run_errors(causal, tmp_path):
+def test_run_errors(causal, tmp_path, capsys):
     path, _ = causal
     for shape in ((0, 3), (2, 0, 3)):
         np.save(tmp_path / "empty.npy", np.zeros(shape, np.float32))
-        with pytest.raises(SystemExit, match=r"empty.npy has no steps"):
-            main(["run", str(path), str(tmp_path / "empty.npy"), "-o", str(tmp_path / "y.npy")])
+        assert "empty.npy has no steps" in refused(capsys, ["run", str(path), str(tmp_path / "empty.npy"), "-o",
+                                                             str(tmp_path / "y.npy")])
     np.save(tmp_path / "x.npy", np.zeros((2, 3, 3), np.float32))
-    with pytest.raises(SystemExit, match=r"output must be a .npy or .csv file, got '.*y.txt'"):
-        main(["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.txt")])
-    with pytest.raises(SystemExit, match=r"a batch of sequences \(2, 3, 5\) does not fit a .csv"):
-        main(["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.csv")])
+    err = refused(capsys, ["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.txt")])
+    assert re.search(r"output must be a .npy or .csv file, got '.*y.txt'", err)
+    err = refused(capsys, ["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.csv")])
+    assert "a batch of sequences (2, 3, 5) does not fit a .csv" in err

@@ -1,11 +1,14 @@
 """The `lstmrt` command line. Each subcommand lives in lstmrt/commands/<name>.py with
-`add_arguments(parser)` and `run(args) -> int`; this file only wires them up."""
+`add_arguments(parser)` and `run(args) -> int`; this file only wires them up. A subcommand reports bad input by
+raising CommandError: the message goes to stderr and the exit status is 2, as for a bad command line."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from .commands._errors import CommandError
 
 # name -> one-line help; the module lstmrt.commands.<name> implements it
 COMMANDS = {
@@ -34,7 +37,11 @@ def main(argv=None) -> int:
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     args = parser.parse_args(argv)
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except CommandError as exc:
+        print(f"lstmrt {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

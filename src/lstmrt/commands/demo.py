@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import sys
+import os
 
 import numpy as np
+
+from ._errors import CommandError
 
 
 def add_arguments(parser):
@@ -17,15 +19,7 @@ def run(args) -> int:
     import lstmrt
     from lstmrt import demo
 
-    if args.samples < 1:
-        print("lstmrt demo: --samples must be >= 1", file=sys.stderr)
-        return 2
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print("lstmrt demo: --plot needs matplotlib (pip install 'lstmrt[plot]')", file=sys.stderr)
-            return 2
+    _check_options(args)
     result = demo.run(args.samples, args.seed)
     us = result.step_ns / 1000.0
     seconds = len(result.clean) / result.sample_rate_hz
@@ -40,6 +34,31 @@ def run(args) -> int:
           f"max {us.max():.1f} us")
     print(f"real-time factor: {result.real_time_factor:,.0f}x (seconds of signal filtered per second of compute)")
     if args.plot:
-        demo.plot(result, args.plot)
+        try:
+            demo.plot(result, args.plot)
+        except (OSError, ValueError) as exc:  # e.g. an image format matplotlib does not write
+            raise CommandError(f"--plot {args.plot}: {exc}") from None
         print(f"plot saved to {args.plot}")
     return 0
+
+
+def _check_options(args) -> None:
+    """Everything that can be refused is refused before the run, not after it."""
+    if args.samples < 1:
+        raise CommandError("--samples must be >= 1")
+    if args.seed < 0:
+        raise CommandError(f"--seed must be >= 0 (NumPy seeds are non-negative), got {args.seed}")
+    if not args.plot:
+        return
+    folder = os.path.dirname(os.path.abspath(args.plot))
+    if not os.path.isdir(folder):
+        raise CommandError(f"--plot {args.plot}: the directory {folder} does not exist")
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise CommandError("--plot needs matplotlib (pip install 'lstmrt[plot]')") from None
+    ext = os.path.splitext(args.plot)[1][1:].lower()  # none: matplotlib writes its default, PNG
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if ext and ext not in formats:
+        raise CommandError(f"--plot {args.plot}: matplotlib does not write .{ext} files; use one of "
+                           f"{', '.join(sorted(formats))}")

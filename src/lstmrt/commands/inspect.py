@@ -9,7 +9,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    model, info = load_from_args(args, "inspect")
+    model, info = load_from_args(args)
     where = [info.get("content", "")]
     if info.get("key"):
         where.append(f"under key {info['key']!r}")

@@ -50,6 +50,20 @@ def is_keras_file(path) -> bool:
         return False
 
 
+def keras_file_kind(path) -> str | None:
+    """"model" for a file that holds the architecture (a .keras archive, a full .h5 model), "weights" for a
+    weights-only file (load_keras needs layers=), None for a file that is neither. Needs h5py for HDF5 files."""
+    if zipfile.is_zipfile(path):
+        return "model" if is_keras_file(path) else None
+    if not _has_hdf5_signature(path):
+        return None
+    keras_files.h5py_module()  # raises ImportError saying what to install
+    f = hdf5.read(path, path, names_only=True)
+    if "model_config" in f.attrs:
+        return "model"
+    return "weights" if "layer_names" in f.attrs or ("layers" in f and "vars" in f) else None
+
+
 def _has_hdf5_signature(path) -> bool:
     """The HDF5 superblock sits at offset 0, 512, 1024, 2048, ... (after an optional user block)."""
     size = os.path.getsize(path)
