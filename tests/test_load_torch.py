@@ -1,6 +1,7 @@
 """lstmrt.load on real PyTorch files (torch.save zip and legacy, whole pickled modules, TorchScript scripted and
 traced, safetensors), written by torch in tmp_path and compared with the same module in float64."""
 
+import contextlib
 import copy
 import io
 import os
@@ -16,6 +17,7 @@ from conftest import assert_close
 from torch import nn
 
 import lstmrt
+from lstmrt.errors import LayerOrderWarning
 from lstmrt.loaders.load import load_with_info
 from lstmrt.loaders.torch_build import ArchitectureError
 from lstmrt.loaders.torch_pickle import UnsafePickleError
@@ -150,6 +152,16 @@ def save(module, fmt, path, X):
     return str(path)
 
 
+def unread_forward(fmt, module=None, name=None):
+    """What loading a torch.save(model) file of a user-defined class gives, besides the model: a warning that its
+    forward() is not in the file (its modules in registration order, its functional ops unseen)."""
+    name = name or type(module).__name__
+    if not fmt.startswith("whole") or type(module).__module__.startswith("torch.nn."):
+        return contextlib.nullcontext()
+    return pytest.warns(LayerOrderWarning, match=rf"the forward\(\) of {name} is not in the file: .*registration "
+                                                 r"order.*functional ops.*not applied.*layers=")
+
+
 # -- every format x every model ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", list(MODELS))
@@ -158,7 +170,8 @@ def test_formats_match_torch(name, fmt, tmp_path, rng):
     X = example(name, rng)
     path = save(module, fmt, tmp_path / f"model.{fmt}", X)
     layers = MODELS[name][1] if fmt in STATE_DICT_FORMATS else None
-    model = lstmrt.load(path, layers=layers)
+    with unread_forward(fmt, module):
+        model = lstmrt.load(path, layers=layers)
     assert_close(model.predict(X), reference(module, X))
     assert_close(model.predict(X[0]), reference(module, X[:1])[0])
 
@@ -168,7 +181,8 @@ def test_rnn_relu_nonlinearity_read_from_module_tree(fmt, tmp_path, rng):
     torch.manual_seed(1)
     module = RecurrentHead(nn.RNN(3, 4, num_layers=2, nonlinearity="relu", batch_first=True), nn.Linear(4, 2)).eval()
     X = features(rng)
-    model = lstmrt.load(save(module, fmt, tmp_path / "m.pt", X))
+    with unread_forward(fmt, module):
+        model = lstmrt.load(save(module, fmt, tmp_path / "m.pt", X))
     assert model.layers[0].activation == "relu"
     assert_close(model.predict(X), reference(module, X))
 
@@ -277,7 +291,8 @@ def test_nested_user_modules_whole_and_script(tmp_path, rng):
     module = EncoderDecoder().eval()
     X = features(rng)
     for fmt in ("whole", "script", "trace"):
-        model = lstmrt.load(save(module, fmt, tmp_path / f"m.{fmt}", X))
+        with unread_forward(fmt, module, name="EncoderDecoder, RecurrentHead"):
+            model = lstmrt.load(save(module, fmt, tmp_path / f"m.{fmt}", X))
         assert_close(model.predict(X), reference(module, X))
 
 
@@ -319,7 +334,8 @@ def test_key_dotted_path_and_errors(tmp_path):
 def test_checkpoint_holding_a_whole_module(tmp_path, rng):
     module = make("lstm-2layer-bidir-proj")
     torch.save({"epoch": 1, "model": module}, tmp_path / "ck.pt")
-    model, info = load_with_info(tmp_path / "ck.pt")
+    with unread_forward("whole", module):
+        model, info = load_with_info(tmp_path / "ck.pt")
     assert info["key"] == "model"
     X = features(rng)
     assert_close(model.predict(X), reference(module, X))
@@ -335,7 +351,8 @@ def test_prefix_selects_a_submodule(fmt, tmp_path, rng):
     assert [type(s).__name__ for s in lstm.layers] == ["LSTM"]
     assert_close(lstm.predict(X[..., :1].repeat(4, -1)), reference(module.decoder.rnn, X[..., :1].repeat(4, -1)))
     layers = ["rnn", "head", "tanh"] if fmt in STATE_DICT_FORMATS else None
-    decoder = lstmrt.load(path, prefix="decoder", layers=layers)
+    with unread_forward(fmt, module.decoder):
+        decoder = lstmrt.load(path, prefix="decoder", layers=layers)
     H = reference(module.encoder, X).astype(np.float32)
     assert_close(decoder.predict(H), reference(module.decoder, H))
     with pytest.raises(ValueError, match=r"prefix 'decoder.gru'|no parameter under prefix 'decoder.gru'"
@@ -445,7 +462,9 @@ def test_torch_file_dtypes(dtype, fmt, tmp_path, rng):
     path = save(module, fmt, tmp_path / "m.pt", None)
     layers = MODELS["lstm-2layer-bidir-proj"][1] if fmt in STATE_DICT_FORMATS else None
     X = features(rng)
-    assert_close(lstmrt.load(path, layers=layers).predict(X), reference(module.float(), X))
+    with unread_forward(fmt, module):
+        model = lstmrt.load(path, layers=layers)
+    assert_close(model.predict(X), reference(module.float(), X))
 
 
 @pytest.fixture
@@ -471,7 +490,9 @@ def test_storages_saved_from_cuda_load_on_cpu(fmt, tmp_path, rng, cuda_locations
     assert b"cuda:0" in raw
     layers = MODELS["gru-bidir"][1] if fmt in STATE_DICT_FORMATS else None
     X = features(rng)
-    assert_close(lstmrt.load(path, layers=layers).predict(X), reference(module, X))
+    with unread_forward(fmt, module):
+        model = lstmrt.load(path, layers=layers)
+    assert_close(model.predict(X), reference(module, X))
 
 
 # -- unsupported content: errors naming the layer, its class and what is supported ----------------------------------
@@ -627,7 +648,8 @@ def test_format_from_content_not_extension(tmp_path, rng):
     script(module).save(str(tmp_path / "model.safetensors"))
     for name, fmt in [("weights.h5", "torch.save file (zip)"), ("model.pt", "safetensors file"),
                       ("model.safetensors", "TorchScript archive")]:
-        model, info = load_with_info(tmp_path / name)
+        with unread_forward("whole" if name == "weights.h5" else "", module):
+            model, info = load_with_info(tmp_path / name)
         assert info["format"] == fmt
         assert_close(model.predict(X), reference(module, X))
     (tmp_path / "notes.txt").write_text("hello")
@@ -664,7 +686,7 @@ def test_live_modules(rng):
     assert_close(decoder.predict(H), reference(module.decoder, H))
     scripted = script(module)
     assert_close(lstmrt.load(scripted).predict(X), reference(module, X))  # via its TorchScript archive
-    assert_close(lstmrt.load(module).predict(X), reference(module, X))  # user-defined: registration order
+    assert_close(lstmrt.load(module).predict(X), reference(module, X))  # user-defined: scripted, forward read
     with pytest.raises(ValueError, match=r"does not use the parameters of module\(s\) 'encoder.head', 'decoder.head'"):
         lstmrt.load(module, layers=["encoder.rnn", "decoder.rnn"])
     with pytest.raises(ValueError, match=r"key= does not apply to live torch modules"):
@@ -829,11 +851,15 @@ def test_live_user_module_follows_its_forward_code(rng):
         assert_close(model.predict(X), net(torch.from_numpy(X)).numpy())
 
 
-def test_live_user_module_the_reader_refuses_falls_back_to_registration_order(rng):
+def test_live_user_module_the_reader_refuses_asks_for_layers(rng):
+    """As its TorchScript file does (it fell back to registration order, silently: right here only because
+    lstmrt returns every step, wrong for any op the reader refuses)."""
     torch.manual_seed(0)
     net = _LastStep().eval()
     X = rng.standard_normal((2, 7, 3)).astype(np.float32)
-    model, info = load_with_info(net)
-    assert info["order"].startswith("registration order")
+    with pytest.raises(ArchitectureError, match=r"cannot follow _LastStep.forward .*slice.*pass layers="):
+        lstmrt.load(net)
+    model, info = load_with_info(net, layers=["lstm", "fc"])
+    assert info["order"] == "as given by layers="
     with torch.no_grad():
         assert_close(model.predict(X)[:, -1], net(torch.from_numpy(X)).numpy())

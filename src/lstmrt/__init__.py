@@ -6,8 +6,8 @@
 """
 
 from ._version import __version__
-from .errors import ArchitectureError, CorruptFileError, CorruptPickleError, LoadError, ModelTooLargeError, \
-    UnexpectedContentError, UnsafeFileError, UnsafePickleError, UnsupportedModelError
+from .errors import ArchitectureError, CorruptFileError, CorruptPickleError, LayerOrderWarning, LoadError, \
+    ModelTooLargeError, UnexpectedContentError, UnsafeFileError, UnsafePickleError, UnsupportedModelError
 from .layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
 from .loaders.load import load
 from .loaders.torch_live import from_torch
@@ -32,5 +32,5 @@ __all__ = [
     "__version__", "Model", "Stream", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense", "Activation",
     "Affine", "Embedding", "from_torch", "load", "kernel_tier", "cpu_features",
     "LoadError", "UnsafeFileError", "UnsafePickleError", "CorruptFileError", "UnsupportedModelError",
-    "ArchitectureError", "ModelTooLargeError", "CorruptPickleError", "UnexpectedContentError",
+    "ArchitectureError", "ModelTooLargeError", "CorruptPickleError", "UnexpectedContentError", "LayerOrderWarning",
 ]

@@ -10,7 +10,9 @@
         └── ModelTooLargeError           the weights would not fit the memory limit (LSTMRT_MAX_LOAD_BYTES)
 
 Errors of the call itself stay ordinary: a missing file is an OSError, a bad argument a TypeError/ValueError
-(and key= naming nothing a KeyError)."""
+(and key= naming nothing a KeyError).
+
+    LayerOrderWarning(UserWarning)       a user-defined module's forward() was not read: registration order used"""
 
 from __future__ import annotations
 
@@ -55,3 +57,9 @@ class ArchitectureError(UnsupportedModelError):
 class ModelTooLargeError(UnsupportedModelError):
     """The file's tensors would need more memory than the load limit allows (LSTMRT_MAX_LOAD_BYTES; see
     lstmrt.loaders.safety)."""
+
+
+class LayerOrderWarning(UserWarning):
+    """A user-defined torch module's forward() could not be read (a torch.save(model) file stores no code; a live
+    module that neither scripts nor traces): its modules were taken in registration order, and functional ops in
+    its forward() (F.relu, torch.softmax, slicing) are not applied. Pass layers=[...] to state the forward order."""

@@ -19,14 +19,37 @@ def add_load_arguments(parser):
 
 
 def load_from_args(args):
-    """(Model, info) for the parsed options; a file or option lstmrt cannot use raises CommandError (no traceback)."""
+    """(Model, info) for the parsed options; a file or option lstmrt cannot use raises CommandError (no traceback).
+    lstmrt's load warnings (LayerOrderWarning) go to stderr as one line each, like its errors."""
+    import warnings
+
+    from ..errors import LayerOrderWarning
     from ..loaders.load import load_with_info
 
     try:
         layers = _layers_option(args)
-        return load_with_info(args.file, key=args.key, prefix=args.prefix, layers=layers)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LayerOrderWarning)
+            loaded = load_with_info(args.file, key=args.key, prefix=args.prefix, layers=layers)
     except LOAD_ERRORS as exc:
         raise CommandError(describe(exc)) from None
+    _report(caught, getattr(args, "command", "load"))
+    return loaded
+
+
+def _report(caught, command: str) -> None:
+    """Python's own display would point at lstmrt's __main__; anything but lstmrt's warnings is warned again as it
+    came."""
+    import sys
+    import warnings
+
+    from ..errors import LayerOrderWarning
+
+    for w in caught:
+        if issubclass(w.category, LayerOrderWarning):
+            print(f"lstmrt {command}: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _layers_option(args):

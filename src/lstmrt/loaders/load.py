@@ -4,19 +4,21 @@ files are read without torch."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 import warnings
 import zipfile
 
-from ..errors import CorruptFileError, UnsupportedModelError
+from ..errors import CorruptFileError, LayerOrderWarning, UnsupportedModelError
 from ..model import Model
 from .safety import file_errors, open_zip
 from .safetensors import looks_like_safetensors, read_header, read_safetensors
 from .torch_build import build_model
 from .torch_checkpoint import select_model
-from .torch_tree import LiveRecord, class_name, is_module, select_layers, submodule, units_from_module, \
-    units_from_state_dict
+from .torch_tree import CELLS, RECURRENT, LiveRecord, class_name, is_module, select_layers, submodule, \
+    units_from_module, units_from_state_dict
 
 _HDF5 = b"\x89HDF\r\n\x1a\n"
 FORMATS = {
@@ -184,7 +186,9 @@ def _build(units, layers, info, *, order_known: bool = True, note: str):
     return build_model(units, order_known=order_known, order_note=note)
 
 
-def _from_module(record, prefix, layers, forward_order, info):
+def _from_module(record, prefix, layers, forward_order, info, *, unread_why=None):
+    """A Model from a module tree. unread_why: why a user-defined module's forward() could not be read, for the
+    LayerOrderWarning given when one was not (default: it is not in the file, or not in its TorchScript code)."""
     if prefix:
         try:
             record = submodule(record, prefix)
@@ -193,16 +197,39 @@ def _from_module(record, prefix, layers, forward_order, info):
     if layers is not None:
         info["order"] = "as given by layers="
         return build_model(select_layers(units_from_module(record), layers))
-    units = units_from_module(record, forward_order=forward_order)
-    note = "registration order of a user-defined module's children (its forward() is not in the file)"
+    unread = []
+    units = units_from_module(record, forward_order=forward_order, unread=unread)
+    why = unread_why or ("is not in the file" if forward_order is None else "is not in its TorchScript code")
+    note = f"registration order of a user-defined module's children (its forward() {why})"
     name, torch_nn = class_name(record)
     if any(u.guessed_before for u in units[1:]):
-        info["order"] = note
+        info["order"] = note if unread else "registration order of an nn.ModuleList/ModuleDict"
     elif torch_nn:
         info["order"] = "nn.Sequential order" if name == "Sequential" else "a single module"
     else:
         info["order"] = "forward() code" if forward_order is not None else "a single child module"
-    return build_model(units, order_note=note)
+    model = build_model(units, order_note=info["order"])  # named by a size mismatch: where the order came from
+    if unread:  # after the build: a model that fails to build already says to pass layers=
+        _warn_unread_forward(unread, why)
+    return model
+
+
+def _warn_unread_forward(classes: list, why: str) -> None:
+    # A functional op in a forward() lstmrt cannot read (F.relu, torch.softmax, slicing) is simply not applied:
+    # the model loads and gives wrong numbers. Nothing in the Model shows it, so say it.
+    names = ", ".join(dict.fromkeys(classes))
+    warnings.warn(f"the forward() of {names} {why}: its modules are taken in registration order and functional ops "
+                  "in forward() (F.relu, torch.tanh, slicing, ...) are not applied. Pass layers=[...] naming the "
+                  "modules and activations in forward order, or load it as TorchScript (torch.jit.script, or "
+                  "torch.jit.trace with an example input)", LayerOrderWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel of the caller's first frame outside lstmrt: the warning points at their load() call."""
+    level, frame = 2, sys._getframe(2)  # 1 is the function that calls warnings.warn
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "lstmrt":
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 # -- live models -------------------------------------------------------------------------------------------------
@@ -238,25 +265,96 @@ def _read_scripted(scripted) -> tuple:
     return read_torchscript(buffer)
 
 
-def _scripted_forward(module, prefix, info):
-    """A live user module's own forward() order and functional activations: script it (the caller's object, so no
-    untrusted code) and read it as a TorchScript module. None when it does not script or its forward uses
-    something that reader refuses: the caller then falls back to registration order, as before."""
-    import torch
+def _load_live_forward(module, prefix, info):
+    """A live user module read through its own forward(): compiled to TorchScript and read like a TorchScript
+    file, whose reader raises an ArchitectureError asking for layers= when the forward is not a plain chain of
+    its modules and activations. Only a forward that neither scripts nor traces is read in registration order."""
+    compiled, why_not = _compile_forward(module)
+    if compiled is None:
+        return _from_module(LiveRecord(module), prefix, None, None, info, unread_why=f"could not be read ({why_not})")
+    record, forward_order = _read_scripted(compiled)
+    return _from_module(record, prefix, None, forward_order, info)
 
-    from .torch_build import ArchitectureError
+
+def _compile_forward(module) -> tuple:
+    """(TorchScript module, None), or (None, why not). torch.jit.script reads the forward's source; a forward
+    without source (a class made by exec) or with Python that TorchScript lacks is traced instead."""
+    scripted, script_failure = _script(module)
+    if scripted is not None:
+        return scripted, None
+    traced, trace_failure = _trace(module)
+    if traced is not None:
+        return traced, None
+    return None, f"torch.jit.script: {script_failure}; torch.jit.trace: {trace_failure}"
+
+
+def _script(module) -> tuple:
+    import torch  # already loaded: the caller holds a torch object
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scripted = torch.jit.script(module)
-    except Exception:  # noqa: BLE001 - any scripting failure (type errors, unsupported Python) means: not usable
-        return None
+            return torch.jit.script(module), None
+    except Exception as exc:  # noqa: BLE001 - any scripting failure (no source, unsupported Python) means: trace
+        return None, _first_line(exc)
+
+
+def _trace(module) -> tuple:
+    """torch.jit.trace of the module on a small example input. Tracing runs the caller's own live object, as
+    their code would (nothing from a file), in eval mode and without gradients. A trace warned to depend on
+    tensor values in the user's code (a branch, a .item()) records one path only: it is not used."""
+    import torch
+
+    example = _example_input(module)
+    if example is None:
+        return None, "no nn.LSTM/GRU/RNN, cell, nn.Linear or nn.Embedding gives the input size"
     try:
-        record, forward_order = _read_scripted(scripted)
-        return _from_module(record, prefix, None, forward_order, info)
-    except (ArchitectureError, UnsupportedModelError, ValueError):
+        with _eval_mode(module), torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            traced = torch.jit.trace(module, example, check_trace=False)
+    except Exception as exc:  # noqa: BLE001 - forward() wants other inputs, or fails on this one
+        return None, _first_line(exc)
+    torch_files = os.path.dirname(torch.__file__) + os.sep  # torch's own modules warn too, harmlessly
+    for w in caught:
+        if issubclass(w.category, torch.jit.TracerWarning) and not w.filename.startswith(torch_files):
+            return None, f"{str(w.message).split('.')[0]} at {w.filename}:{w.lineno}, so the trace may hold one path"
+    return traced, None
+
+
+def _example_input(module):
+    """Zeros of shape (2 sequences, 3 steps, input size) in the dtype and device of the first layer in
+    registration order, steps first if the first recurrent module is not batch_first; token ids (2, 3) when
+    that layer is an nn.Embedding. None without such a layer."""
+    import torch
+
+    layers = [m for m in module.modules() if type(m).__module__.startswith("torch.nn.")]
+    first = next((m for m in layers if type(m).__name__ in (*RECURRENT, *CELLS, "Linear", "Embedding")), None)
+    weight = next(first.parameters(), None) if first is not None else None
+    if weight is None:
         return None
+    if type(first).__name__ == "Embedding":
+        return torch.zeros((2, 3), dtype=torch.long, device=weight.device)
+    size = first.in_features if type(first).__name__ == "Linear" else first.input_size
+    rnn = next((m for m in layers if type(m).__name__ in RECURRENT), None)
+    shape = (3, 2, size) if rnn is not None and not rnn.batch_first else (2, 3, size)
+    return torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+
+
+@contextlib.contextmanager
+def _eval_mode(module):
+    """The module in eval mode (dropout off, no batch-norm statistics updated), its own modes restored after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _first_line(exc: Exception) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
 
 
 def _load_live(obj, key, prefix, layers):
@@ -277,9 +375,7 @@ def _load_live(obj, key, prefix, layers):
             info["order"] = "the module itself"
             return from_torch(obj), info
         if layers is None:
-            scripted = _scripted_forward(obj, prefix, info)
-            if scripted is not None:
-                return scripted, info
+            return _load_live_forward(obj, prefix, info), info
         return _from_module(LiveRecord(obj), prefix, layers, None, info), info
     if _is_keras_model(obj):
         _not_applicable(key=key, prefix=prefix, where="Keras models")

@@ -148,7 +148,7 @@ def _variants(unit) -> list:
 def _chain_problem(units, specs_per_unit, *, linear_pairs: bool = True) -> str | None:
     """Why this order/choice cannot be the network, or None. The first message is the most useful one.
     linear_pairs=False: only whether the sizes chain (two nn.Linear meeting in a guessed order still can)."""
-    size, prev = None, None
+    size, source, prev = None, None, None  # source: the unit whose output is `size`
     for unit, specs in zip(units, specs_per_unit):
         if not specs:
             continue
@@ -162,8 +162,9 @@ def _chain_problem(units, specs_per_unit, *, linear_pairs: bool = True) -> str |
                 return f"module {unit.label} is an nn.Embedding but is not the first layer"
             if size is not None and spec.input_size is not None and spec.input_size != size:
                 return (f"module {unit.label} ({type(spec).__name__}) expects {spec.input_size} input features but "
-                        f"{prev[0].label} outputs {size}")
-            size = spec.output_size if spec.output_size is not None else size
+                        f"{source.label} outputs {size}")
+            if spec.output_size is not None:
+                size, source = spec.output_size, unit
         prev = (unit, specs)
     return None
 
@@ -210,11 +211,24 @@ def _checked_variants(unit) -> list:
     """_variants, with a layer spec's own refusal (a bias of the wrong length, an option of the wrong type: what
     a damaged or hand-made file can hold) reported against the module."""
     try:
-        return _variants(unit)
+        variants = _variants(unit)
     except ArchitectureError:
         raise
     except (ValueError, TypeError) as exc:
         raise ArchitectureError(f"module {unit.label}: {exc}") from None
+    for specs in variants:
+        _check_stack(unit, specs)
+    return variants
+
+
+def _check_stack(unit, specs) -> None:
+    """The layers of one stacked module must chain. A damaged or hand-edited state dict can say otherwise
+    (weight_ih_l1 with the wrong number of columns), and no forward order or layers= can fix that."""
+    for k in range(1, len(specs)):
+        expects, outputs = specs[k].input_size, specs[k - 1].output_size
+        if expects is not None and outputs is not None and expects != outputs:
+            raise ArchitectureError(f"module {unit.label}: layer {k} expects {expects} input features but layer "
+                                    f"{k - 1} outputs {outputs}")
 
 
 def native_model(specs, **options) -> Model:

@@ -118,12 +118,13 @@ _MAX_DEPTH = 64  # module nesting; torch's own models stay under 10
 _MAX_MODULES = 100_000  # modules visited, counting a shared module each time it is reached
 
 
-def units_from_module(record, path: str = "", forward_order=None, _walk=None) -> list:
+def units_from_module(record, path: str = "", forward_order=None, _walk=None, *, unread=None) -> list:
     """Leaf units of a module tree. `forward_order(record)` may return the order a user-defined container's
     forward() applies its children (TorchScript code), as ("child", name) / ("activation", name), or None.
     A file's tree may share modules (weight tying) but not contain itself, nest past _MAX_DEPTH, or, through
-    sharing, expand past _MAX_MODULES visits."""
-    walk = _walk if _walk is not None else {"path": [], "visits": 0}
+    sharing, expand past _MAX_MODULES visits. `unread`, a list, receives the class names of the user-defined
+    modules whose forward() was not read: their children are in registration order, their functional ops unseen."""
+    walk = _walk if _walk is not None else {"path": [], "visits": 0, "unread": unread if unread is not None else []}
     if any(r is record for r in walk["path"]):
         raise CorruptFileError(f"module {path!r} contains itself: the module tree has a cycle")
     walk["visits"] += 1
@@ -154,6 +155,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
         return f"{path}.{child}" if path else child
 
     order = forward_order(record) if forward_order and not (torch_nn and name in _CHAINS) else None
+    if order is None and not torch_nn:
+        walk["unread"].append(name)
     if order is not None:
         units = []
         for tag, item in order:

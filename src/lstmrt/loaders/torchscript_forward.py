@@ -170,8 +170,9 @@ class _Walker:
         if op in _NO_OPS:
             return ("seq", items)
         act = self.activation(op, node)
-        if act is None:
-            raise _Unfollowable(f"call `{_code(node)}`")
+        if act is None:  # scripted code calls torch.nn.functional through a local name (_0): say which
+            named = "" if isinstance(func, ast.Attribute) else f" of {callee[1].replace('__torch__.', '', 1)}"
+            raise _Unfollowable(f"call `{_code(node)}`{named}")
         return ("seq", items + (("activation", act),))
 
     def activation(self, op, node):
