@@ -302,6 +302,11 @@ def check_hostile_files(args, build):
         "test_torch_legacy_storage_count_past_the_end": "a legacy storage declaring 2^60 elements",
         "test_hdf5_hostile_weights": "HDF5 external link, virtual dataset, external raw storage, (10^9, 10^9) "
         "dataset storing nothing, gzip bomb, weight shape contradicting the config, soft link, hard-link cycle",
+        "test_keras_config_sizes_that_are_not_positive_integers": "Keras config sizes -3, 0, \"4\", 4.0, true, "
+        "null (LSTM, Dense, a Bidirectional's GRU; .keras and .h5)",
+        "test_keras_config_without_sizes_takes_them_from_the_weights": "an absent units: sizes from the weights",
+        "test_keras_integer_weights_are_refused": "int/uint weight datasets in .keras, .weights.h5, Keras 3 and "
+        "tf_keras .h5",
         "test_hdf5_external_link_in_a_keras_archive": "the external link inside a .keras archive",
         "test_hdf5_damaged_global_heap_does_not_hang": "a global heap object size that makes libhdf5 loop forever",
         "test_hdf5_file_that_crashes_libhdf5": "bytes on which libhdf5 1.14 segfaults (found by fuzzing)",

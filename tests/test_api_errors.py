@@ -107,14 +107,60 @@ def test_predict_rejects_bad_masks(model, rng, mask, words):
 
 
 @pytest.mark.parametrize("ids,words", [
-    (np.array([[1, 2, 7]]), r"token id 7 at position 2 is not an integer in \[0, 7\)"),
-    (np.array([[1, -1, 2]]), r"token id -1 at position 1"),
-    (np.array([[1.0, 2.5]]), r"token id 2.5 .* not an integer"),
-    (np.array([[np.nan, 1.0]]), r"token id nan"),
+    (np.array([[1, 2, 7]]), r"^token id 7 at row 0, step 2 is outside \[0, 6\]$"),
+    (np.array([[1, -1, 2]]), r"^token id -1 at row 0, step 1 is outside \[0, 6\]$"),
+    (np.array([[1.0, 2.5]]), r"^token id 2.5 at row 0, step 1 is not an integer in \[0, 6\]$"),
+    (np.array([[np.nan, 1.0]]), r"^token id nan at row 0, step 0 is not an integer in \[0, 6\]$"),
+    (np.array([1.0, np.inf]), r"^token id inf at step 1 is outside \[0, 6\]$"),
+    (np.array([1, 2, 7]), r"^token id 7 at step 2 is outside \[0, 6\]$"),  # one sequence: its steps
 ])
 def test_predict_rejects_bad_token_ids(tokens, ids, words):
     with pytest.raises(ValueError, match=words):
         tokens.predict(ids)
+
+
+def _ids(shape, at, value, dtype=np.int64):
+    ids = np.ones(shape, dtype)
+    ids[at] = value
+    return ids
+
+
+# An integer id is shown exactly as given (the C runtime sees float32: 2**40 as 1.09951e+12), at its row and step.
+BIG, U64_MAX = 2**40, np.iinfo(np.uint64).max
+TOKEN_MESSAGES = [
+    ("predict", None, _ids((2, 5), (1, 3), BIG), "token id 1099511627776 at row 1, step 3 is outside [0, 6]"),
+    ("predict", None, _ids((2, 5), (1, 3), U64_MAX, np.uint64),
+     "token id 18446744073709551615 at row 1, step 3 is outside [0, 6]"),
+    ("predict", None, _ids((2, 5, 1), (0, 4, 0), -(2**62)),
+     "token id -4611686018427387904 at row 0, step 4 is outside [0, 6]"),
+    ("predict", None, _ids(5, 3, BIG, np.float64), "token id 1099511627776.0 at step 3 is outside [0, 6]"),
+    ("run", None, _ids(5, 3, BIG), "token id 1099511627776 at step 3 is outside [0, 6]"),
+    ("run", 2, _ids((2, 5), (1, 3), U64_MAX, np.uint64),
+     "token id 18446744073709551615 at row 1, step 3 is outside [0, 6]"),
+    ("run", 2, _ids((2, 5, 1), (1, 4, 0), 7.5, np.float32),
+     "token id 7.5 at row 1, step 4 is not an integer in [0, 6]"),
+    ("step", None, BIG, "token id 1099511627776 is outside [0, 6]"),  # a Python int
+    ("step", None, np.array([U64_MAX], np.uint64), "token id 18446744073709551615 is outside [0, 6]"),
+    ("step", 2, _ids(2, 1, BIG), "token id 1099511627776 at row 1 is outside [0, 6]"),
+    ("step", 2, _ids((2, 1), (1, 0), 7, np.float32), "token id 7.0 at row 1 is outside [0, 6]"),  # the fast path
+]
+
+
+@pytest.mark.parametrize("call,batch,ids,message", TOKEN_MESSAGES,
+                         ids=[f"{c}-{b}-{np.shape(i)}-{np.asarray(i).dtype}" for c, b, i, _ in TOKEN_MESSAGES])
+def test_bad_token_message_names_the_id_as_given_and_where(tokens, rng, call, batch, ids, message):
+    if call == "predict":
+        with pytest.raises(ValueError) as info:
+            tokens.predict(ids)
+    else:
+        s = advanced(tokens, rng, batch)
+        before = snapshot(s)
+        with pytest.raises(ValueError) as info:
+            getattr(s, call)(ids)
+        assert_unchanged(s, before)
+    assert str(info.value) == message
+    exc = info.value  # no "during handling of the above exception" with the runtime's message
+    assert exc.__cause__ is None and (exc.__context__ is None or exc.__suppress_context__)
 
 
 # -- stream calls leave the state unchanged when they fail ------------------------------------------------------
@@ -243,7 +289,8 @@ def test_bad_token_leaves_state_unchanged(tokens, rng, call):
     """The C runtime checks every token before the first step: a bad id late in a run changes nothing."""
     s = advanced(tokens, rng, 2)
     before = snapshot(s)
-    with pytest.raises(ValueError, match=r"token id 9 .* not an integer in \[0, 7\)"):
+    where = "row 1" if call == "step" else "row 1, step 3"
+    with pytest.raises(ValueError, match=rf"^token id 9 at {where} is outside \[0, 6\]$"):
         if call == "step":
             s.step(np.array([[3], [9]]))
         else:

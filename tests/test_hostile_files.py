@@ -223,6 +223,58 @@ def test_keras_layer_names_that_are_not_strings(field, value, tmp_path):
         lstmrt.load(path)
 
 
+def keras_config_copy(tmp_path: Path, name: str, edit) -> Path:
+    """A copy of the corpus Keras model `name` (.keras or .h5) whose model config is edited by `edit(config)`."""
+    if name.endswith(".keras"):
+        with zipfile.ZipFile(CORPUS / name) as zf:
+            config = json.loads(zf.read("config.json"))
+        edit(config)
+        return replace_member(CORPUS / name, tmp_path / name, "config.json", json.dumps(config).encode())
+    path = tmp_path / name
+    path.write_bytes((CORPUS / name).read_bytes())
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        edit(config)
+        f.attrs["model_config"] = json.dumps(config)
+    return path
+
+
+def _set(index: int, *keys, value):
+    """An edit setting config.layers[index].config[keys...] = value."""
+    def edit(config):
+        cfg = config["config"]["layers"][index]["config"]
+        for key in keys[:-1]:
+            cfg = cfg[key]
+        cfg[keys[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize("name, index, keys, value, words", [
+    ("keras3.keras", 2, ("units",), -3, r"Keras layer 'lstm' \(LSTM\): config units=-3 is not a positive integer"),
+    ("keras3.keras", 2, ("units",), 0, r"'lstm' \(LSTM\): config units=0 is not"),
+    ("keras3.keras", 2, ("units",), "4", r"'lstm' \(LSTM\): config units='4' is not a positive integer"),
+    ("keras3.keras", 2, ("units",), 4.0, r"'lstm' \(LSTM\): config units=4.0 is not"),
+    ("keras3.keras", 2, ("units",), True, r"'lstm' \(LSTM\): config units=True is not"),  # a bool is no size
+    ("keras3.keras", 2, ("units",), None, r"'lstm' \(LSTM\): config units=None is not"),
+    ("keras3.keras", 3, ("units",), "2", r"Keras layer 'dense' \(Dense\): config units='2' is not"),
+    ("keras3.h5", 2, ("units",), -4, r"keras3.h5: Keras layer 'lstm' \(LSTM\): config units=-4 is not"),
+    ("tf_keras.h5", 2, ("layer", "config", "units"), "3",
+     r"Keras layer 'bidirectional' \(Bidirectional\): config layer.config.units='3' is not a positive integer"),
+], ids=["negative", "zero", "string", "float", "bool", "null", "dense-string", "h5-negative", "bidirectional"])
+def test_keras_config_sizes_that_are_not_positive_integers(name, index, keys, value, words, tmp_path):
+    """The weights fix the sizes, but a config Keras itself would refuse to load contradicts the file."""
+    path = keras_config_copy(tmp_path, name, _set(index, *keys, value=value))
+    with pytest.raises(CorruptFileError, match=words):
+        lstmrt.load(path)
+
+
+def test_keras_config_without_sizes_takes_them_from_the_weights(tmp_path):
+    """An absent size is not a contradiction: the weights' shapes are used, as before."""
+    path = keras_config_copy(tmp_path, "keras3.keras", lambda c: c["config"]["layers"][2]["config"].pop("units"))
+    X = np.linspace(-1, 1, 15, dtype=np.float32).reshape(1, 5, 3)
+    assert np.array_equal(lstmrt.load(path).predict(X), lstmrt.load(CORPUS / "keras3.keras").predict(X))
+
+
 @pytest.mark.parametrize("base, member", [("state_dict.pt", "state_dict/data/0"), ("keras3.keras", "extra.bin"),
                                           ("scripted.pt", "scripted/code/__torch__/bomb.py")])
 def test_zip_bomb_refused_before_decompressing(base, member, tmp_path):
@@ -350,6 +402,48 @@ def _hard_link_cycle(f, tmp):
 def test_hdf5_hostile_weights(edit, exc, words, tmp_path):
     path, architecture = keras_weights_copy(tmp_path, edit)
     with pytest.raises(exc, match=words):
+        lstmrt.load(path, layers=architecture)
+
+
+def _as_dtype(dataset: str, dtype):
+    def edit(f):
+        data = f[dataset][()]
+        del f[dataset]
+        f[dataset] = data.astype(dtype)
+    return edit
+
+
+def keras_model_copy(tmp_path: Path, name: str, edit) -> Path:
+    """A copy of the corpus Keras model `name` (.keras, .h5 or .weights.h5) whose HDF5 weights are edited by
+    `edit(h5py.File)` (in a .keras archive: its model.weights.h5)."""
+    if name.endswith(".keras"):
+        weights, _ = keras_weights_copy(tmp_path, lambda f, tmp: edit(f))
+        return replace_member(CORPUS / name, tmp_path / name, "model.weights.h5", weights.read_bytes())
+    path = tmp_path / name
+    path.write_bytes((CORPUS / name).read_bytes())
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return path
+
+
+@pytest.mark.parametrize("name, dataset, dtype, words", [
+    ("keras3.keras", "layers/lstm/cell/vars/0", np.int32,
+     r"Keras layer 'lstm' \(LSTM\): weight 0 \(HDF5 dataset '/layers/lstm/cell/vars/0'\) has dtype int32; "
+     r"supported: floating point"),
+    ("keras3.weights.h5", "layers/dense/vars/1", np.uint8,
+     r"Keras layer 'dense' \(Dense\): weight 1 \(HDF5 dataset '/layers/dense/vars/1'\) has dtype uint8"),
+    ("keras3.h5", "model_weights/lstm/sequential/lstm/lstm_cell/recurrent_kernel", np.int64,
+     r"'lstm' \(LSTM\): weight 1 \(HDF5 dataset '/model_weights/lstm/sequential/lstm/lstm_cell/recurrent_kernel'"
+     r"\) has dtype int64; supported: floating point"),
+    ("tf_keras.h5", "model_weights/bidirectional/bidirectional/backward_gru/gru_cell/bias:0", np.int16,
+     r"'bidirectional' \(Bidirectional\): weight 5 \(HDF5 dataset '.*backward_gru/gru_cell/bias:0'\) has dtype "
+     r"int16"),
+], ids=["keras-int32", "weights-uint8", "h5-int64", "tf_keras-int16"])
+def test_keras_integer_weights_are_refused(name, dataset, dtype, words, tmp_path):
+    """The same policy as for torch files: weights lstmrt computes with must be floating point."""
+    path = keras_model_copy(tmp_path, name, _as_dtype(dataset, dtype))
+    architecture = json.loads((CORPUS / "keras3.json").read_text()) if name.endswith(".weights.h5") else None
+    with pytest.raises(UnsupportedModelError, match=words):
         lstmrt.load(path, layers=architecture)
 
 

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from conftest import ATOL, assert_close  # noqa: E402
 
+from lstmrt import UnsupportedModelError  # noqa: E402
 from lstmrt.loaders.keras import is_keras_file, load_keras  # noqa: E402
 
 pytest.importorskip("h5py")
@@ -408,6 +409,17 @@ def test_refuses_a_bidirectional_whose_forward_half_runs_backwards(tmp_path):
     model.save(str(tmp_path / "b.h5"))
     with pytest.raises(ValueError, match="forward layer with go_backwards=True"):
         load_keras(str(tmp_path / "b.h5"))
+
+
+def test_refuses_a_quantized_dense_by_its_integer_kernel(tmp_path):
+    """Keras 3's int8 quantization stores the kernel as int8 (and adds a scale): refused as an integer weight."""
+    K = framework("keras3")
+    model = K.Sequential([K.Input((T, 3)), K.layers.LSTM(4, return_sequences=True), K.layers.Dense(2, name="head")])
+    model.layers[-1].quantize("int8")
+    model.save(str(tmp_path / "q.keras"))
+    with pytest.raises(UnsupportedModelError, match=r"Keras layer 'head' \(Dense\): weight 0 \(HDF5 dataset "
+                       r"'/layers/dense/vars/0'\) has dtype int8; supported: floating point .* not integer"):
+        load_keras(str(tmp_path / "q.keras"))
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -287,19 +287,20 @@ def test_copy_of_busy_stream_refused_or_consistent(rng, fast_switching):
 
 
 def test_error_messages_are_per_thread(rng, fast_switching):
-    """C error messages are thread-local: concurrent failing calls (GIL released) each report their own."""
+    """C error messages are thread-local: concurrent failing calls (GIL released) each report their own. The
+    binding's calls are used: Stream.run and Model.predict name a bad token from the caller's array instead."""
     m = lstmrt.Model([lstmrt.Embedding(rng.standard_normal((7, 4))), specs.gru(rng, 4, 5)])
     positions = [3, 11, 29, 47]
 
     def target(i):
         s = m.stream()
-        tokens = np.zeros(60, np.float32)
+        tokens = np.zeros((60, 1), np.float32)
         tokens[positions[i]] = 99.0  # out of range: found by the C check, with the GIL released
         for _ in range(50):
-            with pytest.raises(ValueError, match=f"position {positions[i]}\\b"):
-                s.run(tokens)
-            with pytest.raises(ValueError, match=f"position {positions[i]}\\b"):
-                m.predict(tokens)
+            with pytest.raises(ValueError, match=f"row 0, step {positions[i]} is outside"):
+                s._native.run(tokens, 60)
+            with pytest.raises(ValueError, match=f"row 0, step {positions[i]} is outside"):
+                m._native.predict(tokens[None])
         assert states_same(s.state, m.stream().state)  # refused calls left the zero state alone
 
     run_threads(target, len(positions))

@@ -19,7 +19,7 @@ lstmrt_status predict_check_args(const lstmrt_model_t *m, const float *x, int64_
         for (int64_t b = 0; b < batch; b++)
             if (lengths[b] < 0 || lengths[b] > steps)
                 return FAIL("lengths[%lld] = %d is outside [0, %lld]", (long long)b, lengths[b], (long long)steps);
-    return check_tokens(m, x, m->layers[0].kind == LSTMRT_LAYER_EMBEDDING ? batch * steps : 0);
+    return check_tokens(m, x, batch, steps);
 }
 
 /* Bidirectional and go_backwards layers read the future; a final_only layer writes its last h to every step.

@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdio.h>
 
 #include "run.h"
 
@@ -21,15 +22,21 @@ void run_blocks(const lstmrt_model_t *m, const workspace *ws, int64_t block, int
     }
 }
 
-lstmrt_status check_tokens(const lstmrt_model_t *m, const float *x, int64_t rows)
+lstmrt_status check_tokens(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps)
 {
     if (m->layers[0].kind != LSTMRT_LAYER_EMBEDDING)
         return LSTMRT_STATUS_OK;
     const float v = (float)m->layers[0].num_embeddings;
-    for (int64_t r = 0; r < rows; r++)
-        if (!(x[r] >= 0.0f && x[r] < v && x[r] == floorf(x[r])))
-            return lstmrt__fail(LSTMRT_STATUS_INVALID_ARGUMENT,
-                                "token id %g at position %lld is not an integer in [0, %d)", (double)x[r], (long long)r,
-                                m->layers[0].num_embeddings);
+    for (int64_t r = 0; r < batch * steps; r++) {
+        if (x[r] >= 0.0f && x[r] < v && x[r] == floorf(x[r]))
+            continue;
+        /* An integral float prints exactly (%g would show 2^40 as 1.09951e+12); others with float32 precision. */
+        const int integral = x[r] == floorf(x[r]);
+        char id[48]; /* FLT_MAX has 39 digits */
+        snprintf(id, sizeof id, integral ? "%.0f" : "%.9g", (double)x[r]);
+        return lstmrt__fail(LSTMRT_STATUS_INVALID_ARGUMENT, "token id %s at row %lld, step %lld %s [0, %d]", id,
+                            (long long)(r / steps), (long long)(r % steps),
+                            integral ? "is outside" : "is not an integer in", m->layers[0].num_embeddings - 1);
+    }
     return LSTMRT_STATUS_OK;
 }

@@ -13,8 +13,9 @@ void run_blocks(const lstmrt_model_t *m, const workspace *ws, int64_t block, int
                 const uint8_t *active, int64_t active_stride, float *state, seq_view y, int whole_sequence,
                 const int32_t *lengths);
 
-/* Checks embedding token ids (the only input values that can be invalid) before anything runs. */
-lstmrt_status check_tokens(const lstmrt_model_t *m, const float *x, int64_t rows);
+/* Checks embedding token ids (the only input values that can be invalid) before anything runs: x holds `batch`
+ * rows of `steps` ids; the message names the first bad id by row and step. */
+lstmrt_status check_tokens(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps);
 
 /* predict's argument checks (sizes, lengths, token ids), also run by the threaded predict before it splits. */
 lstmrt_status predict_check_args(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,

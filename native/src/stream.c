@@ -105,7 +105,7 @@ lstmrt_status lstmrt_stream_step(lstmrt_stream_t *s, const float *x, const uint8
     if (!s || !x || !y)
         return FAIL("stream, x and y must not be NULL");
     const lstmrt_model_t *m = s->model;
-    lstmrt_status st = check_tokens(m, x, s->batch);
+    lstmrt_status st = check_tokens(m, x, s->batch, 1);
     if (st != LSTMRT_STATUS_OK)
         return st;
     seq_view xv = {(float *)x, m->input_size, m->input_size}, yv = {y, m->output_size, m->output_size};
@@ -125,7 +125,7 @@ lstmrt_status lstmrt_stream_run(lstmrt_stream_t *s, const float *x, int64_t step
     if (steps < 0)
         return FAIL("steps %lld < 0", (long long)steps);
     const lstmrt_model_t *m = s->model;
-    lstmrt_status st = check_tokens(m, x, s->batch * steps);
+    lstmrt_status st = check_tokens(m, x, s->batch, steps);
     if (st != LSTMRT_STATUS_OK)
         return st;
     const int64_t I = m->input_size, O = m->output_size;

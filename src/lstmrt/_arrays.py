@@ -42,6 +42,31 @@ def coerce_input(obj, shape: tuple, name: str, tokens: bool = False) -> np.ndarr
     return np.require(arr, np.float32, "CA")  # native byte order, C-contiguous, aligned
 
 
+def token_problem(ids, axes: tuple, num_embeddings: int) -> str | None:
+    """The message for the first invalid token id of `ids` (in C order), or None. Called only after the C runtime
+    refused ids: it checks them as float32, where an integer id such as 2**40 is already rounded, and its position
+    is an index into its own buffer. Here an integer id is shown exactly as given and a float one in its dtype,
+    at its position in the caller's array: `axes` names its leading axes ("row", "step"; a trailing feature axis
+    of size 1 may follow). Float ids are judged as float32, as the runtime judges them."""
+    ids = np.asarray(ids)
+    ids = ids.reshape(ids.shape[:len(axes)])
+    if ids.dtype.kind in "iu":
+        integral = np.ones(ids.shape, bool)
+        bad = (ids < 0) | (ids >= num_embeddings)
+    else:
+        f = ids.astype(np.float32)
+        integral = f == np.floor(f)
+        bad = ~((f >= 0) & (f < np.float32(num_embeddings)) & integral)
+    if not bad.any():
+        return None
+    k = int(np.argmax(bad.ravel()))
+    value = ids.ravel()[k]
+    shown = str(int(value)) if ids.dtype.kind in "iu" else str(value)
+    where = ", ".join(f"{name} {int(i)}" for name, i in zip(axes, np.unravel_index(k, ids.shape)))
+    why = "is outside" if integral.ravel()[k] else "is not an integer in"
+    return f"token id {shown}{' at ' + where if where else ''} {why} [0, {num_embeddings - 1}]"
+
+
 def reject_output(out, shape: tuple) -> None:
     """Raise the precise error for an `out=` buffer that is not float32 C-contiguous of the right shape."""
     if not isinstance(out, np.ndarray):

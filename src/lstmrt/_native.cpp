@@ -74,6 +74,16 @@ f32array input_array(const py::handle &obj, const std::vector<py::ssize_t> &shap
     return coerce_input(obj, shape, name, tokens);
 }
 
+// After the C runtime refused token ids: it saw them as float32 (2^40 given as an int64 arrives rounded) and
+// names a position in its own buffer, so lstmrt._arrays.token_problem names the id as the caller gave it and
+// where it is in the caller's array. Only on this error path: a valid step pays nothing.
+void refuse_tokens(const py::handle &ids, const py::tuple &axes, int32_t num_embeddings)
+{
+    py::object problem = py::module_::import("lstmrt._arrays").attr("token_problem")(ids, axes, num_embeddings);
+    if (!problem.is_none())
+        throw py::value_error(problem.cast<std::string>());
+}
+
 f32array output_array(const py::object &out, const std::vector<py::ssize_t> &shape)
 {
     if (out.is_none())
@@ -105,6 +115,7 @@ f32array unaliased_input(f32array x, const f32array &y)
 struct Model {
     lstmrt_model_t *ptr = nullptr;
     bool tokens = false; // first layer is an embedding: integer inputs are token ids
+    int32_t num_embeddings = 0;
     explicit Model(const py::list &layers);
     ~Model() { lstmrt_model_free(ptr); }
     Model(const Model &) = delete;
@@ -242,6 +253,7 @@ Model::Model(const py::list &layers)
         throw py::value_error("a model needs at least one layer");
     check(lstmrt_model_create(descs.data(), (int32_t)descs.size(), &ptr));
     tokens = descs[0].kind == LSTMRT_LAYER_EMBEDDING;
+    num_embeddings = descs[0].num_embeddings;
 }
 
 struct Stream;
@@ -305,6 +317,8 @@ struct Stream {
         } else {
             s = lstmrt_stream_step(ptr, xp, nullptr, y);
         }
+        if (s != LSTMRT_STATUS_OK && model->tokens)
+            refuse_tokens(x, batched ? py::make_tuple("row") : py::tuple(), model->num_embeddings);
         check(s);
         return ya;
     }

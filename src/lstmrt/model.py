@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _native
-from ._arrays import as_float_array, describe_shape
+from ._arrays import as_float_array, describe_shape, token_problem
 from .layers import Bidirectional, Embedding, Layer, is_recurrent
 
 
@@ -119,7 +119,7 @@ class Model:
         if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         X = as_float_array(X, "X", tokens=self._tokens)
-        given = X.shape  # messages name the caller's shape, not the one with the added axes
+        ids, given = X, X.shape  # messages name the caller's array, not the one with the added axes
         single = X.ndim == (1 if self._tokens else 2)
         if self._tokens and X.ndim in (1, 2):
             X = X[..., None]
@@ -133,7 +133,15 @@ class Model:
             raise ValueError(f"X has shape {describe_shape(given)}: empty batch or sequence")
         lengths = self._check_lengths(lengths, B, T, single)
         mask = self._check_mask(mask, B, T, single)
-        Y = self._native.predict(np.require(X, np.float32, "CA"), lengths, mask, int(min(threads, _native.MAX_THREADS)))
+        try:
+            Y = self._native.predict(np.require(X, np.float32, "CA"), lengths, mask,
+                                     int(min(threads, _native.MAX_THREADS)))
+        except ValueError:
+            problem = self._tokens and token_problem(ids, ("step",) if single else ("row", "step"),
+                                                     self._layers[0].num_embeddings)
+            if problem:  # the runtime's message shows the id as float32
+                raise ValueError(problem) from None
+            raise
         if not self._return_sequences:
             last = (lengths - 1) if lengths is not None else np.full(B, T - 1)
             Y = Y[np.arange(B), np.maximum(last, 0)]

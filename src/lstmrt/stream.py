@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _native
-from ._arrays import as_float_array, describe_shape
+from ._arrays import as_float_array, describe_shape, token_problem
 
 try:  # the Cython hot path (lstmrt/_step.pyx); the binding's own step works without it
     from ._step import StepFunction
@@ -78,7 +78,14 @@ class Stream:
         steps = X.shape[-2]
         if steps == 0:
             return np.zeros(lead + (0, m.output_size), dtype=np.float32)
-        return self._native.run(np.require(X, np.float32, "CA"), steps)
+        try:
+            return self._native.run(np.require(X, np.float32, "CA"), steps)
+        except ValueError:
+            problem = m._tokens and token_problem(X, ("row", "step") if self._batched else ("step",),
+                                                  m.layers[0].num_embeddings)
+            if problem:  # the runtime's message shows the id as float32 and a flat position
+                raise ValueError(problem) from None
+            raise
 
     def reset(self):
         """Back to the zero state."""

@@ -11,7 +11,8 @@ Containers:
 HDF5 files are parsed by libhdf5 in a helper process (lstmrt.loaders.hdf5), which first checks them (check_hdf5):
 no link may lead to another file (HDF5 would open it), no dataset may be virtual (its data lives in other files)
 or stored externally, compressed with a filter outside HDF5's built-in set, or declare much more data than it
-stores. Each weight's shape is then compared with what the layer's config needs.
+stores. Each weight's shape is then compared with what the layer's config needs, and its dtype must be
+floating point (as for torch files).
 """
 
 from __future__ import annotations
@@ -85,7 +86,12 @@ class Source:
                 raise CorruptFileError(f"{where}: weight {i} is a {type(d).__name__}, not a dataset")
             if d.dtype.kind not in "fiu" or d.shape is None:
                 raise CorruptFileError(f"{where}: weight {i} holds {d.dtype} {d.shape}, not numbers")
-        expected = keras_layers.weight_shapes(entry.class_name, entry.config, features)
+            if d.dtype.kind != "f" and i not in keras_layers.INTEGER_WEIGHTS.get(entry.class_name, ()):
+                # as for torch files; in a Keras file an integer weight is a quantized layer's (or damage)
+                raise UnsupportedModelError(f"{where}: weight {i} (HDF5 dataset {d.name!r}) has dtype {d.dtype}; "
+                                            "supported: floating point (float16, float32, float64), not integer "
+                                            "(quantized) weights")
+        expected = keras_layers.weight_shapes(entry.class_name, entry.config, features, where)
         if expected is not None and len(expected) == len(found):
             for i, (d, want) in enumerate(zip(found, expected)):
                 if len(d.shape) != len(want) or any(w is not None and g != w for g, w in zip(d.shape, want)):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations as acts
-from ..errors import UnsupportedModelError
+from ..errors import CorruptFileError, UnsupportedModelError
 from ..layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
 
 NO_OPS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
@@ -45,17 +45,33 @@ def fail(entry, message: str):
 _GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1, "CuDNNLSTM": 4, "CuDNNGRU": 3}
 
 
-def _dim(value):
-    return value if type(value) is int and value > 0 else None
+def _dim(cfg: dict, key: str, where: str, prefix: str):
+    """A layer size from its config: None when absent (the weights then fix it), else an int > 0. Keras refuses
+    any other value when it loads the file (-3, "17", 17.0, null, and true, although a bool is an int in Python),
+    so a file holding one contradicts itself."""
+    if key not in cfg:
+        return None
+    value = cfg[key]
+    if type(value) is not int or value < 1:
+        raise CorruptFileError(f"{where}: config {prefix}{key}={value!r} is not a positive integer (Keras requires "
+                               "one)")
+    return value
 
 
-def weight_shapes(class_name: str, cfg: dict, features=None):
+# get_weights() indices that Keras stores as integers: Normalization's sample count (int64), which lstmrt does
+# not use. Every other weight is computed with, so it must be floating point.
+INTEGER_WEIGHTS = {"Normalization": (2,)}
+
+
+def weight_shapes(class_name: str, cfg: dict, features=None, where: str = "Keras layer", prefix: str = ""):
     """The get_weights() shapes a layer's config implies (None: a size the config does not fix), or None when the
-    config does not pin them down. The loader compares a file's dataset shapes with these before reading them."""
+    config does not pin them down. The loader compares a file's dataset shapes with these before reading them.
+    A size present in the config but not a positive integer is a CorruptFileError naming `where` and the key
+    (`prefix`: the path of a wrapped layer's config)."""
     if not isinstance(cfg, dict):
         return None
     if class_name in _GATES:
-        units, g = _dim(cfg.get("units")), _GATES[class_name]
+        units, g = _dim(cfg, "units", where, prefix), _GATES[class_name]
         if units is None:
             return None
         shapes = [(features, g * units), (units, g * units)]
@@ -70,18 +86,19 @@ def weight_shapes(class_name: str, cfg: dict, features=None):
         back = cfg.get("backward_layer") or inner
         if not isinstance(inner, dict) or not isinstance(back, dict):
             return None
-        fw = weight_shapes(inner.get("class_name"), inner.get("config"), features)
+        fw = weight_shapes(inner.get("class_name"), inner.get("config"), features, where, f"{prefix}layer.config.")
         if class_name == "TimeDistributed" or fw is None:
             return fw
-        bw = weight_shapes(back.get("class_name"), back.get("config"), features)
+        back_prefix = f"{prefix}backward_layer.config." if cfg.get("backward_layer") else f"{prefix}layer.config."
+        bw = weight_shapes(back.get("class_name"), back.get("config"), features, where, back_prefix)
         return None if bw is None else fw + bw
     if class_name == "Dense":
-        units = _dim(cfg.get("units"))
+        units = _dim(cfg, "units", where, prefix)
         if units is None:
             return None
         return [(features, units)] + ([(units,)] if cfg.get("use_bias", True) else [])
     if class_name == "Embedding":
-        return [(_dim(cfg.get("input_dim")), _dim(cfg.get("output_dim")))]
+        return [(_dim(cfg, "input_dim", where, prefix), _dim(cfg, "output_dim", where, prefix))]
     return None
 
 
