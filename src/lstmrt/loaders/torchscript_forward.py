@@ -166,6 +166,10 @@ class _Walker:
         op = callee[1].rsplit(".", 1)[-1]
         if not callee[1].startswith(("torch.", "__torch__.torch.nn.functional.")):
             raise _Unfollowable(f"call of {callee[1]}")
+        if op in ("slice", "select"):  # y[:, -1]: the commonest one, with what to do about it
+            raise _Unfollowable(f"call `{_code(node)}`: indexing, such as taking the last step with y[:, -1]; "
+                                "with layers=[...] lstmrt returns every step's output, the last of which is this "
+                                "module's, and a stream gives it step by step")
         items = self.seq(self.eval(node.args[0]), f"the input of {callee[1]}")[1]
         if op in _NO_OPS:
             return ("seq", items)
