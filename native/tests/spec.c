@@ -259,3 +259,10 @@ lstmrt_model_t *create_model(const spec *s)
         printf("  model_create(%s): %s\n", s->name, lstmrt_last_error());
     return st == LSTMRT_STATUS_OK ? m : NULL;
 }
+
+lstmrt_model_t *open_spec(int which, spec *s)
+{
+    make_spec(which, s);
+    snprintf(context, sizeof context, "%s", s->name);
+    return create_model(s);
+}

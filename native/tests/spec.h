@@ -34,5 +34,7 @@ int spec_in(const spec *s);
 int spec_out(const spec *s);
 float *make_inputs(const spec *s, int64_t batch, int64_t steps);
 lstmrt_model_t *create_model(const spec *s); /* a failure is a failed check, and NULL */
+/* make_spec, its name as the check context, create_model: how a case over the specs takes each one. */
+lstmrt_model_t *open_spec(int which, spec *s);
 
 #endif

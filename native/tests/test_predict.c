@@ -7,9 +7,7 @@ void test_model_properties(void)
 {
     for (int which = 0; which < NUM_SPECS; which++) {
         spec s;
-        make_spec(which, &s);
-        snprintf(context, sizeof context, "%s", s.name);
-        lstmrt_model_t *m = create_model(&s);
+        lstmrt_model_t *m = open_spec(which, &s);
         if (m) {
             int64_t state = 0;
             int bidi = 0;
@@ -141,9 +139,7 @@ void test_lengths_match_unpadded(void)
     static const int32_t lengths[3] = {T, 23, 1};
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
         spec s;
-        make_spec(models[k], &s);
-        snprintf(context, sizeof context, "%s", s.name);
-        lstmrt_model_t *m = create_model(&s);
+        lstmrt_model_t *m = open_spec(models[k], &s);
         if (!m)
             continue;
         const int I = spec_in(&s), O = spec_out(&s);
@@ -200,9 +196,7 @@ void test_special_values(void)
     enum { B = 3, T = 20 };
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
         spec s;
-        make_spec(models[k], &s);
-        snprintf(context, sizeof context, "%s", s.name);
-        lstmrt_model_t *m = create_model(&s);
+        lstmrt_model_t *m = open_spec(models[k], &s);
         if (!m)
             continue;
         const int I = spec_in(&s), O = spec_out(&s);
