@@ -67,6 +67,14 @@ def token_problem(ids, axes: tuple, num_embeddings: int) -> str | None:
     return f"token id {shown}{' at ' + where if where else ''} {why} [0, {num_embeddings - 1}]"
 
 
+def raise_token_problem(ids, axes: tuple, num_embeddings: int) -> None:
+    """Inside `except ValueError` after the runtime refused a call: raise token_problem's message in place of the
+    runtime's (which shows the id as float32), if the ids are what was wrong; else return, and the caller re-raises."""
+    problem = token_problem(ids, axes, num_embeddings)
+    if problem:
+        raise ValueError(problem) from None
+
+
 def reject_output(out, shape: tuple) -> None:
     """Raise the precise error for an `out=` buffer that is not float32 C-contiguous of the right shape."""
     if not isinstance(out, np.ndarray):

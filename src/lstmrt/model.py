@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _native
-from ._arrays import as_float_array, describe_shape, token_problem
+from ._arrays import as_float_array, describe_shape, raise_token_problem
 from .layers import Bidirectional, Embedding, Layer, is_recurrent
 
 
@@ -137,10 +137,8 @@ class Model:
             Y = self._native.predict(np.require(X, np.float32, "CA"), lengths, mask,
                                      int(min(threads, _native.MAX_THREADS)))
         except ValueError:
-            problem = self._tokens and token_problem(ids, ("step",) if single else ("row", "step"),
-                                                     self._layers[0].num_embeddings)
-            if problem:  # the runtime's message shows the id as float32
-                raise ValueError(problem) from None
+            if self._tokens:
+                raise_token_problem(ids, ("step",) if single else ("row", "step"), self._layers[0].num_embeddings)
             raise
         if not self._return_sequences:
             last = (lengths - 1) if lengths is not None else np.full(B, T - 1)

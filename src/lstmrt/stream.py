@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _native
-from ._arrays import as_float_array, describe_shape, token_problem
+from ._arrays import as_float_array, describe_shape, raise_token_problem
 
 try:  # the Cython hot path (lstmrt/_step.pyx); the binding's own step works without it
     from ._step import StepFunction
@@ -81,10 +81,8 @@ class Stream:
         try:
             return self._native.run(np.require(X, np.float32, "CA"), steps)
         except ValueError:
-            problem = m._tokens and token_problem(X, ("row", "step") if self._batched else ("step",),
-                                                  m.layers[0].num_embeddings)
-            if problem:  # the runtime's message shows the id as float32 and a flat position
-                raise ValueError(problem) from None
+            if m._tokens:
+                raise_token_problem(X, ("row", "step") if self._batched else ("step",), m.layers[0].num_embeddings)
             raise
 
     def reset(self):
