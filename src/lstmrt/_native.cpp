@@ -442,7 +442,7 @@ PYBIND11_MODULE(_native, mod)
         .def("_handles",
              [](Stream &s) {
                  return py::make_tuple((uintptr_t)s.ptr, (uintptr_t)&s.busy, (uintptr_t)&lstmrt_stream_step,
-                                       s.long_step);
+                                       s.long_step, s.model->tokens ? s.model->num_embeddings : 0);
              })
         .def_property_readonly("x_shape", [](const Stream &s) { return py::tuple(py::cast(s.x_shape)); })
         .def_property_readonly("y_shape", [](const Stream &s) { return py::tuple(py::cast(s.y_shape)); })

@@ -7,12 +7,23 @@ pybind11 binding hands over, and everything else — conversion of unusual input
 on the binding's slow path. Stream.step is the bound `step` method, not the object's __call__: a def method is
 called with METH_FASTCALL, while tp_call builds an argument tuple each time (~20 ns of a 0.14 us step at I=1,
 H=16). A long step (the binding's rule: batch x weights >= 1 MB) runs with the GIL released, the stream marked
-busy meanwhile exactly as the binding marks it."""
+busy meanwhile exactly as the binding marks it.
+
+A token model (first layer an embedding) also takes integer ids here, without the binding's conversion through
+Python (~3 us against ~0.3): a Python or NumPy int, or a native-order, C-contiguous integer array shaped as the
+binding takes it. Each id is checked in its own integer type, where it is exact, and written as float32 into a
+buffer the stream owns; any id outside [0, V) goes to the binding, which raises the message naming it.
+V <= 2^24 (the runtime's dimension limit), so every valid id is exact in float32."""
 
 cimport numpy as cnp
-from libc.stdint cimport uint8_t, uintptr_t
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
 cnp.import_array()
+
+import numpy
+
+cdef object np_integer = numpy.integer
 
 ctypedef int (*step_fn)(void *stream, const float *x, const uint8_t *active, float *y) noexcept nogil
 
@@ -34,6 +45,51 @@ cdef inline bint exact_f32(object a, int ndim, cnp.npy_intp *shape):
     return True
 
 
+ctypedef fused token_id:
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+
+cdef inline bint ids_as_f32(const token_id *ids, cnp.npy_intp n, int64_t vocabulary, float *dst) noexcept:
+    """False, with dst partly written, if any id is outside [0, vocabulary)."""
+    cdef cnp.npy_intp i
+    for i in range(n):
+        if ids[i] < 0 or <uint64_t>ids[i] >= <uint64_t>vocabulary:
+            return False
+        dst[i] = <float>ids[i]
+    return True
+
+
+cdef bint integer_ids_as_f32(cnp.ndarray a, int64_t vocabulary, float *dst):
+    """An integer array's ids into dst; False when its dtype is not one of these or an id is out of range."""
+    cdef const void *p = cnp.PyArray_DATA(a)
+    cdef cnp.npy_intp n = cnp.PyArray_SIZE(a)
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_INT64 or (t == cnp.NPY_LONGLONG and sizeof(long long) == 8):
+        return ids_as_f32(<const int64_t *>p, n, vocabulary, dst)
+    if t == cnp.NPY_INT32 or (t == cnp.NPY_LONG and sizeof(long) == 4):
+        return ids_as_f32(<const int32_t *>p, n, vocabulary, dst)
+    if t == cnp.NPY_UINT64 or (t == cnp.NPY_ULONGLONG and sizeof(long long) == 8):
+        return ids_as_f32(<const uint64_t *>p, n, vocabulary, dst)
+    if t == cnp.NPY_UINT32 or (t == cnp.NPY_ULONG and sizeof(long) == 4):
+        return ids_as_f32(<const uint32_t *>p, n, vocabulary, dst)
+    if t == cnp.NPY_INT16:
+        return ids_as_f32(<const int16_t *>p, n, vocabulary, dst)
+    if t == cnp.NPY_UINT16:
+        return ids_as_f32(<const uint16_t *>p, n, vocabulary, dst)
+    if t == cnp.NPY_INT8:
+        return ids_as_f32(<const int8_t *>p, n, vocabulary, dst)
+    if t == cnp.NPY_UINT8:
+        return ids_as_f32(<const uint8_t *>p, n, vocabulary, dst)
+    return False
+
+
 cdef inline bint overlap(cnp.ndarray a, cnp.npy_intp a_bytes, cnp.ndarray b, cnp.npy_intp b_bytes):
     cdef const char *pa = <const char *>cnp.PyArray_DATA(a)
     cdef const char *pb = <const char *>cnp.PyArray_DATA(b)
@@ -53,9 +109,11 @@ cdef class StepFunction:
     cdef cnp.npy_intp x_shape[2]
     cdef cnp.npy_intp y_shape[2]
     cdef cnp.npy_intp x_bytes, y_bytes  # of an exact float32 x and out (shapes fixed per stream)
+    cdef int64_t vocabulary   # V of a token model's embedding, else 0
+    cdef cnp.ndarray ids      # a token model's ids as float32, shaped as x (written only with the GIL held)
 
     def __cinit__(self, native, tuple x_shape, tuple y_shape):
-        stream, busy, fn, long_step = native._handles()
+        stream, busy, fn, long_step, vocabulary = native._handles()
         self.long_step = long_step
         self.stream = <void *><uintptr_t>stream
         self.busy = <unsigned char *><uintptr_t>busy
@@ -69,16 +127,55 @@ cdef class StepFunction:
             self.y_shape[i] = y_shape[i]
             self.x_bytes *= x_shape[i]
             self.y_bytes *= y_shape[i]
+        self.vocabulary = vocabulary
+        if vocabulary:
+            self.ids = cnp.PyArray_EMPTY(self.ndim, self.x_shape, cnp.NPY_FLOAT32, 0)
+
+    cdef bint ids_in_buffer(self, object x) except -1:
+        """Integer token ids x, all in [0, V), written into self.ids; False (nothing to rely on written) otherwise.
+        Taken as the binding takes them: a scalar for one stream, or an array shaped as x with or without its
+        trailing feature axis of 1."""
+        cdef float *dst = <float *>cnp.PyArray_DATA(self.ids)
+        cdef long long v
+        cdef int overflow = 0
+        cdef int i, nd
+        cdef cnp.ndarray a
+        if cnp.PyArray_Check(x):
+            a = <cnp.ndarray>x
+            if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a) or not cnp.PyArray_ISALIGNED(a):
+                return False
+            nd = cnp.PyArray_NDIM(a)
+            if nd != self.ndim and nd != self.ndim - 1:
+                return False
+            for i in range(nd):
+                if cnp.PyArray_DIM(a, i) != self.x_shape[i]:
+                    return False
+            return integer_ids_as_f32(a, self.vocabulary, dst)
+        if self.ndim != 1 or not (PyLong_CheckExact(x) or isinstance(x, np_integer)):  # bool is neither
+            return False
+        v = PyLong_AsLongLongAndOverflow(x, &overflow)
+        if overflow or v < 0 or v >= self.vocabulary:
+            return False
+        dst[0] = <float>v
+        return True
 
     def step(self, x, out=None):
-        if self.busy[0] or not exact_f32(x, self.ndim, self.x_shape):
+        cdef const float *xp
+        cdef bint given_f32
+        if self.busy[0]:
+            return self.slow(x, out)
+        given_f32 = exact_f32(x, self.ndim, self.x_shape)
+        if given_f32:
+            xp = <const float *>cnp.PyArray_DATA(<cnp.ndarray>x)
+        elif self.vocabulary and self.ids_in_buffer(x):
+            xp = <const float *>cnp.PyArray_DATA(self.ids)  # private: out cannot overlap it
+        else:
             return self.slow(x, out)
         if out is None:
             out = cnp.PyArray_EMPTY(self.ndim, self.y_shape, cnp.NPY_FLOAT32, 0)
         elif (not exact_f32(out, self.ndim, self.y_shape) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out)
-              or overlap(<cnp.ndarray>x, self.x_bytes, <cnp.ndarray>out, self.y_bytes)):
+              or (given_f32 and overlap(<cnp.ndarray>x, self.x_bytes, <cnp.ndarray>out, self.y_bytes))):
             return self.slow(x, out)  # the binding copies an x that shares memory with out
-        cdef const float *xp = <const float *>cnp.PyArray_DATA(<cnp.ndarray>x)
         cdef float *yp = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
         cdef int status
         if self.long_step:  # as the binding does: busy while the GIL is released, so no other call can race
@@ -89,5 +186,5 @@ cdef class StepFunction:
         else:
             status = self.fn(self.stream, xp, NULL, yp)
         if status != 0:
-            return self.slow(x, out)  # a C-side refusal (token id): the binding re-checks and raises
+            return self.slow(x, out)  # a C-side refusal (a float token id): the binding re-checks and raises
         return out

@@ -46,7 +46,9 @@ class Stream:
         self.step = _bind_step(self._native)
 
     def step(self, x, out=None):  # noqa: F811 - documentation; instances use the callable bound above
-        """x (I,) -> (O,) or, batched, (N, I) -> (N, O). out: a float32 C-contiguous array to write into."""
+        """x (I,) -> (O,) or, batched, (N, I) -> (N, O). out: a float32 C-contiguous array to write into.
+        A token model takes an id as an int or a 0-d / (1,) integer array, and N streams' ids as (N,) or (N, 1);
+        float32 and contiguous integer ids are the fast path."""
         return self._native.step(x, out)
 
     @property
