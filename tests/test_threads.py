@@ -219,14 +219,20 @@ def test_one_stream_two_threads_never_corrupts(rng, fast_switching):
     assert same(s.run(x), fresh.run(x))
 
 
-@pytest.mark.parametrize("batch", [None, 64])
-def test_long_steps_release_the_gil(rng, batch):
+@pytest.mark.parametrize("batch,ids", [(None, False), (64, False), (None, True)],
+                         ids=["single", "batch64", "integer-token-ids"])
+def test_long_steps_release_the_gil(rng, batch, ids):
     """A step over 1 MB or more of weights (x batch) releases the GIL, like predict and run: the Cython fast path
     held it for every step, whatever its size. Seen from another thread: while one thread steps, a call on the
-    same stream finds it busy, which it can only do while the step's C code runs without the GIL."""
-    m = lstmrt.Model([specs.lstm(rng, 64, 256)])  # 1.25 MB of weights: ~10 us a step
+    same stream finds it busy, which it can only do while the step's C code runs without the GIL. A token model's
+    integer ids take a fast path of their own, which must do the same."""
+    if ids:
+        m = lstmrt.Model([lstmrt.Embedding(rng.standard_normal((7, 64))), specs.lstm(rng, 64, 256)])
+        x = np.array([3])
+    else:
+        m = lstmrt.Model([specs.lstm(rng, 64, 256)])  # 1.25 MB of weights: ~10 us a step
+        x = inputs(rng, *((64,) if batch is None else (batch, 64)))
     s = m.stream(batch=batch)
-    x = inputs(rng, *((64,) if batch is None else (batch, 64)))
     stop, seen = threading.Event(), []
 
     def stepper():

@@ -2,8 +2,6 @@
 steps exactly as float32 ids do, without a conversion through Python (no allocation when out= is given), and a
 bad id still gets the message naming it, with the state unchanged."""
 
-import threading
-import time
 import tracemalloc
 
 import numpy as np
@@ -125,33 +123,3 @@ def test_strided_and_byteswapped_ids_step_as_contiguous_ones(tokens, rng):
         s = tokens.stream(batch=3)
         got = np.stack([s.step(convert(ids[:, t])).copy() for t in range(4)], axis=1)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)  # step and run may take other kernels
-
-
-def test_long_integer_id_step_releases_the_gil(rng):
-    """A long step (>= 1 MB of weights) with integer ids runs without the GIL, the stream marked busy, as a float
-    step does: another thread's call on the stream meanwhile is refused."""
-    m = lstmrt.Model([lstmrt.Embedding(rng.standard_normal((VOCABULARY, 64))), specs.lstm(rng, 64, 256)])
-    s = m.stream()
-    stop, seen = threading.Event(), []
-
-    def stepper():
-        while not stop.is_set():
-            try:
-                s.step(3)
-            except RuntimeError:
-                pass
-
-    t = threading.Thread(target=stepper)
-    t.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not seen and time.monotonic() < deadline:
-            try:
-                s.step(np.array([2]))
-            except RuntimeError as exc:
-                assert "in use by another thread" in str(exc)
-                seen.append(exc)
-    finally:
-        stop.set()
-        t.join()
-    assert seen, "no integer-id step ever ran without the GIL"
