@@ -574,6 +574,7 @@ def render(results, owned, meta):
         "make -C native asan                 # the same under ASan + UBSan",
         "make -C native valgrind CYCLES=100  # memcheck over lifetime cycles",
         'make -C native CC="cc -m32" BUILD=build32 test  # a 32-bit size_t (Debian: gcc-multilib)',
+        'pytest tests/test_native_c.py -k compiles   # clang for macOS and Windows, -Werror (pip install ziglang)',
         "pytest tests/test_native_c.py tests/test_native_sanitizers.py tests/test_threads.py tests/test_memory.py",
         "pytest tests/test_hostile_files.py tests/test_fuzz.py   # LSTMRT_FUZZ_SECONDS=600 for a longer fuzz",
         "python scripts/reliability_report.py  # all of the above, rewrites this file",

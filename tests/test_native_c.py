@@ -4,6 +4,7 @@ CI runs it with the Python tests."""
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,32 @@ def test_c_library_tests_pass_aarch64(tmp_path):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "kernel tier: neon" in result.stdout
     assert "test_kernels: " in result.stdout and not re.search(r"\b[1-9]\d* failed", result.stdout)
+
+
+def _zig_cc() -> list[str] | None:
+    """Zig's bundled clang (pip install ziglang): a C cross compiler for macOS and Windows, with their headers."""
+    try:
+        import ziglang  # noqa: F401
+    except ImportError:
+        return None
+    return [sys.executable, "-m", "ziglang", "cc"]
+
+
+# The platforms a laptop user builds on that this machine cannot run: Apple silicon and Intel Macs (clang, NEON or
+# AVX), Windows (MinGW: the setup.py build there compiles the portable files only, with MSVC).
+ZIG_TARGETS = ["aarch64-macos", "x86_64-macos", "x86_64-windows-gnu"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None or _zig_cc() is None,
+                    reason="needs make and zig's clang (pip install ziglang)")
+@pytest.mark.parametrize("target", ZIG_TARGETS)
+def test_c_library_compiles_without_warnings_for(target, tmp_path):
+    """Every file of the C library compiles with clang for target, warnings as errors (objects only: linking
+    needs the target's SDK)."""
+    cc = " ".join(_zig_cc() + ["-target", target])
+    result = subprocess.run(["make", "-C", str(NATIVE), "objects", f"CC={cc}", f"ARCH={target}",
+                             "CFLAGS=-O2 -Werror", f"BUILD={tmp_path / target}"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    kernels = {p.name for p in (tmp_path / target).glob("*.o")}
+    assert ("neon.o" in kernels) == target.startswith("aarch64") and "scalar.o" in kernels

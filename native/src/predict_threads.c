@@ -16,6 +16,7 @@
 /* Below this many rows per thread a thread costs more than it saves. */
 #define MIN_ROWS_PER_THREAD 8
 #define MAX_THREADS LSTMRT_MAX_THREADS
+#if LSTMRT_HAVE_PTHREADS
 /* Too few rows for slices: a team of n threads shares the hidden units of each step (batch 1) or the rows. The
  * model keeps one team for this; the first call starts it (60-80 µs). A call uses it when its workers are awake
  * (calls in quick succession) or when it is long enough to repay waking them (team_worth); a call that finds the
@@ -48,6 +49,7 @@ static void *run_slice(void *arg)
     s->status = lstmrt_model_predict(s->model, s->x, s->batch, s->steps, s->lengths, s->mask, s->y);
     return NULL;
 }
+#endif
 
 lstmrt_status lstmrt_model_predict_threads(const lstmrt_model_t *m, const float *x, int64_t batch, int64_t steps,
                                            const int32_t *lengths, const uint8_t *mask, float *y, int32_t num_threads)
