@@ -411,15 +411,52 @@ def test_refuses_a_bidirectional_whose_forward_half_runs_backwards(tmp_path):
         load_keras(str(tmp_path / "b.h5"))
 
 
-def test_refuses_a_quantized_dense_by_its_integer_kernel(tmp_path):
-    """Keras 3's int8 quantization stores the kernel as int8 (and adds a scale): refused as an integer weight."""
+@pytest.mark.parametrize("mode", ["int8", "int4", "float8"])
+def test_refuses_a_layer_quantized_by_keras(tmp_path, mode):
+    """Keras 3's quantize() stores integer or scaled weights under a quantized dtype policy: refused up front,
+    naming the layer and the mode (float8 used to fail as "expected 2 weight arrays, found 8")."""
     K = framework("keras3")
     model = K.Sequential([K.Input((T, 3)), K.layers.LSTM(4, return_sequences=True), K.layers.Dense(2, name="head")])
-    model.layers[-1].quantize("int8")
+    model.layers[-1].quantize(mode)
     model.save(str(tmp_path / "q.keras"))
-    with pytest.raises(UnsupportedModelError, match=r"Keras layer 'head' \(Dense\): weight 0 \(HDF5 dataset "
-                       r"'/layers/dense/vars/0'\) has dtype int8; supported: floating point .* not integer"):
+    with pytest.raises(UnsupportedModelError, match=rf"Keras layer 'head' \(Dense\): is quantized by Keras \(dtype "
+                       rf"policy '{mode}.*'\); lstmrt runs float weights"):
         load_keras(str(tmp_path / "q.keras"))
+    with pytest.raises(UnsupportedModelError, match="is quantized by Keras"):
+        load_keras(model)
+
+
+def test_refuses_a_quantized_embedding(tmp_path):
+    K = framework("keras3")
+    model = K.Sequential([K.Input((T,), dtype="int32"), K.layers.Embedding(10, 4, name="emb"), K.layers.LSTM(3)])
+    model.layers[0].quantize("int8")
+    model.save(str(tmp_path / "q.keras"))
+    with pytest.raises(UnsupportedModelError, match=r"'emb' \(Embedding\): is quantized by Keras \(dtype policy "
+                       r"'int8'\)"):
+        load_keras(str(tmp_path / "q.keras"))
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_runs_a_mixed_precision_model_in_float32(tmp_path, policy):
+    """Mixed precision keeps float32 variables: lstmrt equals the same weights under the float32 policy, and Keras'
+    own mixed-precision outputs within their float16/bfloat16 rounding."""
+    K = framework("keras3")
+    L = K.layers
+
+    def build():
+        return K.Sequential([K.Input((None, 3)), L.LSTM(16, return_sequences=True), L.GRU(8), L.Dense(4)])
+    K.mixed_precision.set_global_policy(policy)
+    try:
+        mixed = build()
+    finally:
+        K.mixed_precision.set_global_policy("float32")
+    plain = build()
+    plain.set_weights(mixed.get_weights())
+    mixed.save(str(tmp_path / "m.keras"))
+    X = np.random.default_rng(SEED).standard_normal((B, 40, 3)).astype(np.float32)
+    got = load_keras(str(tmp_path / "m.keras")).predict(X)
+    assert_close(got, np.asarray(plain(X)), ATOL)
+    assert_close(got, np.asarray(mixed(X)).astype(np.float32), 5e-3)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -8,7 +8,7 @@ import zipfile
 
 from ..errors import CorruptFileError, LoadError, ModelTooLargeError, UnsupportedModelError
 from . import hdf5, keras_files, keras_graph
-from .keras_layers import RECURRENT, Context, bidirectional, fail, per_step, recurrent
+from .keras_layers import RECURRENT, Context, bidirectional, fail, per_step, recurrent, refuse_quantized
 from .keras_model import KerasModel
 from .safety import file_errors
 
@@ -92,6 +92,7 @@ def _convert(src) -> KerasModel:
     for e in chain:
         cls, cfg = e.class_name, e.config
         try:
+            refuse_quantized(e, cfg)
             if cls == "Masking":
                 if specs or mask_value is not None:
                     raise fail(e, "must come before every other layer (only the input and no-op layers may "

@@ -7,6 +7,8 @@ cuDNN reads it: the (I, H) block's memory is the (H, I) matrix, and the recurren
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .. import activations as acts
@@ -207,8 +209,8 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
     if cls == "Activation":
         return [Activation(ctx.act(cfg.get("activation"), where))]
     if cls == "Dense":
-        if cfg.get("lora_rank") or str(_dtype_name(cfg)).startswith("int"):
-            raise fail(entry, "LoRA and quantized Dense layers are not supported")
+        if cfg.get("lora_rank"):
+            raise fail(entry, "LoRA Dense layers are not supported (merge the LoRA weights into the kernel first)")
         use_bias = cfg.get("use_bias", True)
         _expect(entry, weights, 2 if use_bias else 1)
         return [Dense(weights[0].T, weights[1] if use_bias else None, activation=ctx.act(cfg.get("activation"), where))]
@@ -220,9 +222,26 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
     raise fail(entry, f"not supported; supported layers: {SUPPORTED}")
 
 
-def _dtype_name(cfg: dict):
-    d = cfg.get("dtype")
-    return (d.get("config") or {}).get("name", "") if isinstance(d, dict) else (d or "")
+def refuse_quantized(entry, cfg: dict) -> None:
+    """Keras 3's model.quantize() (int8, int4, float8, gptq) stores integer or scaled weights that lstmrt does not
+    run: refused up front, naming the mode, rather than at the first weight that does not fit a float layer.
+    Mixed precision (mixed_float16 / mixed_bfloat16) keeps float32 variables and is run in float32."""
+    for c in (cfg, (cfg.get("layer") or {}).get("config") or {}):  # TimeDistributed's inner layer
+        mode = _quantization_mode(c.get("dtype"))
+        if mode:
+            raise fail(entry, f"is quantized by Keras (dtype policy {mode!r}); lstmrt runs float weights: load the "
+                              "model as saved before model.quantize()")
+
+
+def _quantization_mode(policy):
+    """The quantization mode of a Keras dtype policy (a dict in Keras 3 files, a name in older ones), or None."""
+    if isinstance(policy, dict):
+        c = policy.get("config") or {}
+        if c.get("mode") or any(k in str(policy.get("class_name", "")) for k in ("Quantized", "Int4", "Float8")):
+            return str(c.get("mode") or policy.get("class_name"))
+        policy = c.get("name", "")
+    name = str(policy or "")
+    return name if re.match(r"(int[48]|float8|gptq)(_|/|$)", name) else None
 
 
 def _normalization(entry, cfg: dict, weights: list, input_rank, features):
