@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported by either Keras
 
 import json  # noqa: E402
+import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -485,6 +486,31 @@ def test_refuses_wrong_architecture_arguments(built, tmp_path):
         load_keras(weights, layers=[1, 2])
     with pytest.raises(FileNotFoundError, match="no such Keras file"):
         load_keras(tmp_path / "missing.keras")
+
+
+def test_refuses_tensorflow_formats_saying_how_to_resave(tmp_path, rng, capsys):
+    """tf_keras writes a SavedModel directory (model.save) or a TensorFlow checkpoint (save_weights) when the name
+    has no .keras/.h5 extension. lstmrt.load said 'Is a directory' / 'No such file' for the name the user gave and
+    'unrecognized file format' for the files inside; now what they are and how to re-save, in load and the CLI."""
+    import lstmrt
+    from lstmrt.cli import main
+
+    K = framework("tf_keras")
+    model = K.Sequential([K.Input((None, 3)), K.layers.LSTM(4), K.layers.Dense(1)])
+    randomize(model, rng)
+    model.save(tmp_path / "forecaster")
+    model.save_weights(tmp_path / "ckpt")
+    cases = {"forecaster": "a TensorFlow SavedModel directory", "forecaster/saved_model.pb": "SavedModel's graph",
+             "ckpt": r"prefix of a TensorFlow checkpoint \(ckpt.index, .data-\*\)", "ckpt.index": "checkpoint's index"}
+    for name, what in cases.items():
+        with pytest.raises(UnsupportedModelError, match=what + r".*model.save\('model.keras'\).*to_json"):
+            lstmrt.load(tmp_path / name)
+        assert main(["inspect", str(tmp_path / name)]) == 2
+        assert re.search(what, capsys.readouterr().err)
+    with pytest.raises(FileNotFoundError):  # other missing paths and directories stay OSErrors
+        lstmrt.load(tmp_path / "missing")
+    with pytest.raises(IsADirectoryError):
+        lstmrt.load(tmp_path / "forecaster" / "variables")
 
 
 def test_missing_h5py_is_explained(built, monkeypatch):

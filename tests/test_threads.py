@@ -219,16 +219,19 @@ def test_one_stream_two_threads_never_corrupts(rng, fast_switching):
     assert same(s.run(x), fresh.run(x))
 
 
-@pytest.mark.parametrize("batch,ids", [(None, False), (64, False), (None, True)],
-                         ids=["single", "batch64", "integer-token-ids"])
-def test_long_steps_release_the_gil(rng, batch, ids):
+@pytest.mark.parametrize("batch,form", [(None, "array"), (64, "array"), (None, "ids"), (None, "sample")],
+                         ids=["single", "batch64", "integer-token-ids", "float-sample"])
+def test_long_steps_release_the_gil(rng, batch, form):
     """A step over 1 MB or more of weights (x batch) releases the GIL, like predict and run: the Cython fast path
     held it for every step, whatever its size. Seen from another thread: while one thread steps, a call on the
     same stream finds it busy, which it can only do while the step's C code runs without the GIL. A token model's
-    integer ids take a fast path of their own, which must do the same."""
-    if ids:
+    integer ids and a one-feature model's float sample take fast paths of their own, which must do the same."""
+    if form == "ids":
         m = lstmrt.Model([lstmrt.Embedding(rng.standard_normal((7, 64))), specs.lstm(rng, 64, 256)])
         x = np.array([3])
+    elif form == "sample":
+        m = lstmrt.Model([specs.lstm(rng, 1, 512)])  # 4.2 MB of weights
+        x = 0.5
     else:
         m = lstmrt.Model([specs.lstm(rng, 64, 256)])  # 1.25 MB of weights: ~10 us a step
         x = inputs(rng, *((64,) if batch is None else (batch, 64)))

@@ -97,9 +97,11 @@ typedef struct lstmrt_layer_desc {
     int32_t hidden_size;    /* H for recurrent layers; features out for dense/embedding */
     int32_t proj_size;      /* LSTM projection P (0 = none) */
     int32_t num_embeddings; /* embedding only: V */
-    int32_t num_directions; /* 1, or 2 for bidirectional (recurrent layers only) */
+    int32_t num_directions; /* 1 for every layer (dense, activation, ... too: 0 is refused); 2 for a
+                               bidirectional recurrent layer */
     lstmrt_merge_mode merge_mode;
-    /* LSTM: [gate f, candidate g, output h]; GRU: [gate f, candidate g]; RNN, dense, activation: [0]. */
+    /* LSTM: [gate f, candidate g, output h]; GRU: [gate f, candidate g]; RNN, dense, activation: [0].
+       Every slot used must be set: 0 is LSTMRT_ACT_SIGMOID, so a zeroed dense layer is a sigmoid one. */
     lstmrt_activation activations[3];
     float cell_clip;                     /* LSTM: > 0 clips the gate pre-activations to [-clip, clip] (ONNX) */
     int32_t linear_before_reset;         /* GRU: 1 = r * (W_hn h + b_hn) (PyTorch, Keras reset_after=True);

@@ -31,12 +31,16 @@ def as_float_array(obj, name: str, *, tokens: bool = False) -> np.ndarray:
 
 
 def coerce_input(obj, shape: tuple, name: str, tokens: bool = False) -> np.ndarray:
-    if tokens and isinstance(obj, (int, np.integer)) and not isinstance(obj, bool):
-        obj = np.asarray(obj)  # one token id
+    """A step's input as float32 C-contiguous of exactly `shape`, or the precise error. A model with one input
+    feature (a sensor sample, a token id) also takes it without the feature axis: a scalar for one stream, (N,)
+    for N streams."""
+    scalar = (isinstance(obj, (int, np.integer)) and not isinstance(obj, bool)) if tokens else isinstance(obj, float)
+    if scalar:  # one token id, or one sample (NumPy scalars have __array__ already)
+        obj = np.asarray(obj)
     arr = as_float_array(obj, name, tokens=tokens)
     shape = tuple(shape)
-    if tokens and shape[-1] == 1 and arr.shape == shape[:-1]:
-        arr = arr[..., None]  # token ids without their feature axis, as Stream.run and predict take them
+    if shape[-1] == 1 and arr.shape == shape[:-1]:
+        arr = arr[..., None]
     if arr.shape != shape:
         raise ValueError(f"{name} has shape {describe_shape(arr.shape)}, expected {describe_shape(shape)}")
     return np.require(arr, np.float32, "CA")  # native byte order, C-contiguous, aligned

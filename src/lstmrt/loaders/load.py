@@ -5,6 +5,7 @@ files are read without torch."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import sys
@@ -105,6 +106,8 @@ LEGACY_MAGIC_PROTOCOL_0_1 = b"L119547037146038801333356L\n"
 
 
 def detect_format(path: str) -> str:
+    if not os.path.isfile(path):  # before open() says only "Is a directory" / "No such file"
+        _refuse_tensorflow(path)
     with open(path, "rb") as f:
         head = f.read(512)
         size = os.fstat(f.fileno()).st_size
@@ -137,7 +140,28 @@ def detect_format(path: str) -> str:
     if len(head) > 262 and head[257:262] == b"ustar":
         raise UnsupportedModelError(f"{path}: a tar archive: the torch.save tar format of PyTorch < 0.4 is not "
                                     "supported; re-save it with a recent PyTorch")
+    _refuse_tensorflow(path)
     raise UnsupportedModelError(f"{path}: unrecognized file format; supported: " + ", ".join(FORMATS.values()))
+
+
+def _refuse_tensorflow(path: str) -> None:
+    """Raise for TensorFlow's own formats, which tf.keras / tf_keras write when the name given to model.save or
+    save_weights has no .keras/.h5 extension (their default in TF 2.x): say what they are and how to re-save."""
+    what = None
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            what = "a TensorFlow SavedModel directory"
+    elif os.path.basename(path) == "saved_model.pb":
+        what = "a TensorFlow SavedModel's graph"
+    elif not os.path.exists(path) and os.path.isfile(path + ".index"):
+        what = f"the prefix of a TensorFlow checkpoint ({os.path.basename(path)}.index, .data-*)"
+    elif path.endswith(".index") and glob.glob(glob.escape(path[:-len(".index")]) + ".data-*"):
+        what = "a TensorFlow checkpoint's index"
+    if what:
+        raise UnsupportedModelError(
+            f"{path}: {what}; lstmrt reads Keras files, not TensorFlow's: load the model in Keras and save it with "
+            "model.save('model.keras') (or 'model.h5'), or its weights with save_weights('model.weights.h5') and "
+            "the architecture with model.to_json()")
 
 
 def _is_keras(path: str, head: bytes) -> bool:
