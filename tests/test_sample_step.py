@@ -68,6 +68,16 @@ def test_n_streams_step_one_sample_each_as_n(net, rng):
     assert_close(got[..., 0], torch_outputs(net, X))
 
 
+def test_run_takes_samples_without_the_feature_axis(net, rng):
+    """As step: a stream's run of a one-feature model takes (T,) samples, or (N, T) for N streams."""
+    X = rng.standard_normal((3, STEPS)).astype(np.float32)
+    model = lstmrt.load(net)
+    assert_close(model.stream().run(X[0])[:, 0], torch_outputs(net, X[:1])[0])
+    assert_close(model.stream(batch=3).run(X)[..., 0], torch_outputs(net, X))
+    with pytest.raises(ValueError, match=r"X has shape \(3, 12\), expected \(T, 1\)"):
+        model.stream().run(X)  # one stream: (N, T) is not its shape
+
+
 def test_float_sample_step_without_allocating(net):
     """With out= given, stepping a Python float allocates no more than a call of a function that does nothing:
     the sample is written into a float the stream owns, not converted to a new array by the binding."""

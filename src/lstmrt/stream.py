@@ -68,11 +68,12 @@ class Stream:
         return self._native.batch if self._batched else None
 
     def run(self, X):
-        """A chunk of steps, state carried: X (T, I) -> (T, O); batched (N, T, I) -> (N, T, O)."""
+        """A chunk of steps, state carried: X (T, I) -> (T, O); batched (N, T, I) -> (N, T, O). A model with one
+        input feature also takes X without that axis: (T,) or, batched, (N, T)."""
         m = self._model
         X = as_float_array(X, "X", tokens=m._tokens)
-        if m._tokens and X.ndim == (1 if not self._batched else 2):
-            X = X[..., None]
+        if m.input_size == 1 and X.ndim == (1 if not self._batched else 2):
+            X = X[..., None]  # one feature (token ids, a sensor's samples) without its axis, as step takes it
         want_ndim = 3 if self._batched else 2
         lead = (self._native.batch,) if self._batched else ()
         if X.ndim != want_ndim or X.shape[:len(lead)] != lead or X.shape[-1] != m.input_size:
