@@ -83,26 +83,27 @@ def test_predict_converts_lists_and_non_contiguous_arrays(model, rng):
     assert np.array_equal(model.predict(X[::-1])[::-1], want)
 
 
-@pytest.mark.parametrize("lengths,words", [
-    ([1, 7], r"lengths must lie in \[0, 6\].*max 7"),
-    ([-1, 3], r"lengths must lie in \[0, 6\].*min -1"),
-    ([3], r"lengths must be 2 integer\(s\) \(one per sequence\), got \(1,\)"),
-    ([1, 2, 3], r"lengths must be 2 integer\(s\)"),
-    (np.array([1.0, 2.0]), "lengths must be 2 integer.*float64"),
-    (np.array([[1, 2]]), r"got \(1, 2\)"),
+@pytest.mark.parametrize("lengths,exc,words", [
+    ([1, 7], ValueError, r"lengths must lie in \[0, 6\].*max 7"),
+    ([-1, 3], ValueError, r"lengths must lie in \[0, 6\].*min -1"),
+    ([3], ValueError, r"lengths must be 2 integer\(s\) \(one per sequence\), got \(1,\)"),
+    ([1, 2, 3], ValueError, r"lengths must be 2 integer\(s\)"),
+    (np.array([1.0, 2.0]), TypeError, "lengths must be 2 integer.*float64"),  # a wrong dtype, as for X
+    ([10.0, 3.0], TypeError, "lengths must be 2 integer.*float64"),
+    (np.array([[1, 2]]), ValueError, r"got \(1, 2\)"),
 ])
-def test_predict_rejects_bad_lengths(model, rng, lengths, words):
-    with pytest.raises(ValueError, match=words):
+def test_predict_rejects_bad_lengths(model, rng, lengths, exc, words):
+    with pytest.raises(exc, match=words):
         model.predict(rng.standard_normal((2, 6, 3)), lengths=lengths)
 
 
-@pytest.mark.parametrize("mask,words", [
-    (np.ones((2, 5), bool), r"mask must be a boolean array of shape \(2, 6\), got \(2, 5\)"),
-    (np.ones(6, bool), r"of shape \(2, 6\), got \(6,\)"),
-    (np.ones((2, 6), F32), "of float32"),
+@pytest.mark.parametrize("mask,exc,words", [
+    (np.ones((2, 5), bool), ValueError, r"mask must be a boolean array of shape \(2, 6\), got \(2, 5\)"),
+    (np.ones(6, bool), ValueError, r"of shape \(2, 6\), got \(6,\)"),
+    (np.ones((2, 6), F32), TypeError, "of float32"),
 ])
-def test_predict_rejects_bad_masks(model, rng, mask, words):
-    with pytest.raises(ValueError, match=words):
+def test_predict_rejects_bad_masks(model, rng, mask, exc, words):
+    with pytest.raises(exc, match=words):
         model.predict(rng.standard_normal((2, 6, 3)), mask=mask)
 
 

@@ -155,8 +155,9 @@ class Model:
         if single and arr.ndim == 0:
             arr = arr.reshape(1)
         if arr.dtype.kind not in "iu" or arr.shape != (B,):
-            raise ValueError(f"lengths must be {B} integer(s) (one per sequence), got {describe_shape(arr.shape)} "
-                             f"of {arr.dtype}")
+            problem = ValueError if arr.dtype.kind in "iu" else TypeError  # a wrong dtype is a TypeError, as for X
+            raise problem(f"lengths must be {B} integer(s) (one per sequence), got {describe_shape(arr.shape)} "
+                          f"of {arr.dtype}")
         if arr.size and (arr.min() < 0 or arr.max() > T):
             raise ValueError(f"lengths must lie in [0, {T}] (the number of steps), got min {arr.min()}, "
                              f"max {arr.max()}")
@@ -170,8 +171,9 @@ class Model:
         if single and arr.ndim == 1:
             arr = arr[None]
         if arr.shape != (B, T) or arr.dtype.kind not in "biu":
-            raise ValueError(f"mask must be a boolean array of shape ({B}, {T}), got {describe_shape(arr.shape)} "
-                             f"of {arr.dtype}")
+            problem = ValueError if arr.dtype.kind in "biu" else TypeError
+            raise problem(f"mask must be a boolean array of shape ({B}, {T}), got {describe_shape(arr.shape)} "
+                          f"of {arr.dtype}")
         return np.ascontiguousarray(arr != 0, dtype=np.uint8)
 
     def stream(self, batch=None, *, threads=1):
