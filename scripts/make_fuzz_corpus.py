@@ -61,19 +61,22 @@ def torch_files(out: Path) -> list:
         write(out / name)
         files.append({"file": name, "format": fmt, "load": load_args})
 
-    add("state_dict.pt", "torch-zip", lambda p: torch.save(net.state_dict(), p))
-    add("state_dict_legacy.pt", "torch-legacy", lambda p: torch.save(net.state_dict(), p, **legacy))
+    # a state dict holds no forward(): layers= states it (without, lstmrt warns and would drop net's tanh)
+    net_order, tokens_order = ["rnn", "head", "tanh"], ["embedding", "lstm", "decoder"]
+    add("state_dict.pt", "torch-zip", lambda p: torch.save(net.state_dict(), p), layers=net_order)
+    add("state_dict_legacy.pt", "torch-legacy", lambda p: torch.save(net.state_dict(), p, **legacy),
+        layers=net_order)
     add("checkpoint.pt", "torch-zip", lambda p: torch.save(
-        {"epoch": 3, "model_state": tokens.state_dict(), "loss": 0.25, "tag": "best"}, p))
+        {"epoch": 3, "model_state": tokens.state_dict(), "loss": 0.25, "tag": "best"}, p), layers=tokens_order)
     add("whole_module.pt", "torch-zip", lambda p: torch.save(stack, p))
     add("whole_module_legacy.pt", "torch-legacy", lambda p: torch.save(mlp, p, **legacy))
     with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; its archives are still a format we read
         warnings.simplefilter("ignore")
         add("scripted.pt", "torchscript", lambda p: torch.jit.script(net).save(str(p)))
         add("traced.pt", "torchscript", lambda p: torch.jit.trace(mlp, torch.zeros(1, 2, 3)).save(str(p)))
-    add("state_dict.safetensors", "safetensors", lambda p: save_file(net.state_dict(), str(p)))
+    add("state_dict.safetensors", "safetensors", lambda p: save_file(net.state_dict(), str(p)), layers=net_order)
     add("tokens.safetensors", "safetensors", lambda p: save_file(
-        {f"{k}": v for k, v in tokens.state_dict().items()}, str(p)), layers=["embedding", "lstm", "decoder"])
+        {f"{k}": v for k, v in tokens.state_dict().items()}, str(p)), layers=tokens_order)
     return files
 
 

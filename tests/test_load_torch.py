@@ -7,6 +7,7 @@ import io
 import os
 import pickle
 import pickletools
+import re
 import warnings
 import zipfile
 
@@ -92,7 +93,7 @@ MODELS = {
                    ["rnn", "head"]),
     "mlp-sequential": (lambda: nn.Sequential(nn.Linear(3, 8), nn.GELU(approximate="tanh"), nn.Dropout(0.3),
                                              nn.Linear(8, 4), nn.Softmax(dim=-1)), ["0", "gelu_tanh", "3", "softmax"]),
-    "tokens": (Tokens, None),
+    "tokens": (Tokens, ["embedding", "lstm", "decoder"]),
 }
 FORMATS = ["zip", "legacy", "whole", "whole-legacy", "script", "trace", "safetensors"]
 STATE_DICT_FORMATS = ("zip", "legacy", "safetensors")
@@ -160,6 +161,14 @@ def unread_forward(fmt, module=None, name=None):
         return contextlib.nullcontext()
     return pytest.warns(LayerOrderWarning, match=rf"the forward\(\) of {name} is not in the file: .*registration "
                                                  r"order.*functional ops.*not applied.*layers=")
+
+
+def state_dict_order(*names):
+    """What loading a container's state dict without layers= gives, besides the model: a warning that the file
+    holds no forward() (its layers in the file's order, no activations), with the layers= that states it."""
+    listed = ", ".join(names)
+    return pytest.warns(LayerOrderWarning, match=rf"^a state dict records parameters, not forward\(\): {listed} are "
+                        rf"applied in .*no activation between or after them .*layers={re.escape(repr(list(names)))}")
 
 
 # -- every format x every model ---------------------------------------------------------------------------------
@@ -234,20 +243,40 @@ def test_twelve_rows_lstm_vs_gru_settled_by_weight_hh(tmp_path, rng):
     torch.manual_seed(4)
     module = TwelveRows().eval()
     torch.save(module.state_dict(), tmp_path / "sd.pt")
-    model = lstmrt.load(tmp_path / "sd.pt")
+    with state_dict_order("lstm", "gru"):
+        model = lstmrt.load(tmp_path / "sd.pt")
     assert [type(s).__name__ for s in model.layers] == ["LSTM", "GRU"]
     X = rng.standard_normal((2, 6, 5)).astype(np.float32)
     assert_close(model.predict(X), reference(module, X))
 
 
 def test_state_dict_without_activations_is_a_chain_of_its_layers(tmp_path, rng):
-    """Documented: a state dict yields no activations; recurrent -> Linear needs none to load."""
+    """Documented: a state dict yields no activations; recurrent -> Linear needs none to load. It says so: the
+    module's sigmoid is missing from the model, which would otherwise give wrong numbers without a word."""
     module = make("gru-bidir")
     torch.save(module.state_dict(), tmp_path / "sd.pt")
-    model = lstmrt.load(tmp_path / "sd.pt")
+    with state_dict_order("rnn", "head"):
+        model = lstmrt.load(tmp_path / "sd.pt")
     assert [type(s).__name__ for s in model.layers] == ["Bidirectional", "Dense"]
     X = features(rng)
     assert_close(model.predict(X), reference(RecurrentHead(module.rnn, module.head), X))  # no sigmoid
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # layers= states the order: no warning
+        model = lstmrt.load(tmp_path / "sd.pt", layers=["rnn", "head", "sigmoid"])
+    assert_close(model.predict(X), reference(module, X))
+
+
+def test_state_dict_of_a_bare_torch_module_gives_no_warning(tmp_path, rng):
+    """nn.LSTM's own state dict (names without a module path): its forward is torch's, nothing can be missing."""
+    lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True).eval()
+    torch.save(lstm.state_dict(), tmp_path / "sd.pt")
+    safetensors_torch.save_file(lstm.state_dict(), str(tmp_path / "sd.safetensors"))
+    X = features(rng)
+    for name in ("sd.pt", "sd.safetensors"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model = lstmrt.load(tmp_path / name)
+        assert_close(model.predict(X), reference(lstm, X))
 
 
 def test_linear_after_linear_in_a_state_dict_asks_for_layers(tmp_path):
@@ -321,7 +350,8 @@ def test_key_dotted_path_and_errors(tmp_path):
     torch.save({"models": {"generator": a.state_dict(), "critic": b.state_dict()}, "step": 10}, tmp_path / "two.pt")
     with pytest.raises(ValueError, match=r"several.*'models.generator'.*'models.critic'.*key="):
         lstmrt.load(tmp_path / "two.pt")
-    assert lstmrt.load(tmp_path / "two.pt", key="models.critic").layers[0].hidden_size == 4
+    with state_dict_order("rnn", "head"):
+        assert lstmrt.load(tmp_path / "two.pt", key="models.critic").layers[0].hidden_size == 4
     with pytest.raises(KeyError, match=r"key 'nope' not found.*'models'"):
         lstmrt.load(tmp_path / "two.pt", key="nope")
     with pytest.raises(ValueError, match=r"key 'step' holds a int, not a state dict"):
@@ -381,7 +411,8 @@ def test_safetensors_dtypes(dtype, tmp_path, rng):
     state = {k: v.to(dtype) for k, v in module.state_dict().items()}
     safetensors_torch.save_file(state, str(tmp_path / "m.safetensors"))
     module.load_state_dict({k: v.float() for k, v in state.items()})  # the rounded weights are the truth
-    model = lstmrt.load(tmp_path / "m.safetensors")  # the Embedding fixes the order: no layers= needed
+    with state_dict_order("embedding", "lstm", "decoder"):  # the Embedding fixes the order, but not the forward
+        model = lstmrt.load(tmp_path / "m.safetensors")
     X = example("tokens", rng)
     assert_close(model.predict(X), reference(module, X))
 
@@ -439,7 +470,8 @@ def test_safetensors_whose_first_byte_is_the_pickle_opcode(tmp_path, rng):
             break
     assert path.read_bytes()[:1] == b"\x80"
     X = example("tokens", rng)
-    assert_close(lstmrt.load(path).predict(X), reference(module, X))
+    with state_dict_order("embedding", "lstm", "decoder"):
+        assert_close(lstmrt.load(path).predict(X), reference(module, X))
 
 
 def test_torch_file_integer_weights_are_refused(tmp_path):
@@ -648,7 +680,11 @@ def test_format_from_content_not_extension(tmp_path, rng):
     script(module).save(str(tmp_path / "model.safetensors"))
     for name, fmt in [("weights.h5", "torch.save file (zip)"), ("model.pt", "safetensors file"),
                       ("model.safetensors", "TorchScript archive")]:
-        with unread_forward("whole" if name == "weights.h5" else "", module):
+        if name == "weights.h5":
+            expected = unread_forward("whole", module)
+        else:
+            expected = state_dict_order("embedding", "lstm", "decoder") if name == "model.pt" else contextlib.nullcontext()
+        with expected:
             model, info = load_with_info(tmp_path / name)
         assert info["format"] == fmt
         assert_close(model.predict(X), reference(module, X))

@@ -12,7 +12,8 @@
 Errors of the call itself stay ordinary: a missing file is an OSError, a bad argument a TypeError/ValueError
 (and key= naming nothing a KeyError).
 
-    LayerOrderWarning(UserWarning)       a user-defined module's forward() was not read: registration order used"""
+    LayerOrderWarning(UserWarning)       a module's forward() was not read or not in the file (a state dict):
+                                         the file's order used, activations it does not hold not applied"""
 
 from __future__ import annotations
 
@@ -61,5 +62,6 @@ class ModelTooLargeError(UnsupportedModelError):
 
 class LayerOrderWarning(UserWarning):
     """A user-defined torch module's forward() could not be read (a torch.save(model) file stores no code; a live
-    module that neither scripts nor traces): its modules were taken in registration order, and functional ops in
-    its forward() (F.relu, torch.softmax, slicing) are not applied. Pass layers=[...] to state the forward order."""
+    module that neither scripts nor traces; a container's state dict, which holds parameters only): its modules
+    were taken in the file's order, and what its forward() does without parameters (F.relu, nn.Tanh, slicing) is
+    not applied. Pass layers=[...] to state the forward order and the activations."""

@@ -207,7 +207,11 @@ def _build(units, layers, info, *, order_known: bool = True, note: str):
         info["order"] = "as given by layers="
         return build_model(select_layers(units, layers))
     info["order"] = note + _NO_ACTIVATIONS
-    return build_model(units, order_known=order_known, order_note=note)
+    used = []
+    model = build_model(units, order_known=order_known, order_note=note, used=used)
+    if any(u.path for u in used):  # a container's parameters: its forward() may apply what they do not record
+        _warn_unrecorded_forward(used, note)
+    return model
 
 
 def _from_module(record, prefix, layers, forward_order, info, *, unread_why=None):
@@ -246,6 +250,17 @@ def _warn_unread_forward(classes: list, why: str) -> None:
                   "in forward() (F.relu, torch.tanh, slicing, ...) are not applied. Pass layers=[...] naming the "
                   "modules and activations in forward order, or load it as TorchScript (torch.jit.script, or "
                   "torch.jit.trace with an example input)", LayerOrderWarning, stacklevel=_user_stacklevel())
+
+
+def _warn_unrecorded_forward(units, note: str) -> None:
+    # As for an unread forward(): an nn.Tanh (no parameters) or a torch.tanh in forward() is simply not in the
+    # file, and the model would load and give wrong numbers without a word.
+    names = [u.path for u in units]
+    warnings.warn(f"a state dict records parameters, not forward(): {', '.join(names)} are applied in "
+                  f"{note}, with no activation between or after them (parameter-free modules such as nn.Tanh and "
+                  "functional ops such as F.relu are not in the file). Pass layers=[...] naming the modules and "
+                  f"activations in forward order (e.g. layers={names!r}) to state them", LayerOrderWarning,
+                  stacklevel=_user_stacklevel())
 
 
 def _user_stacklevel() -> int:

@@ -188,9 +188,11 @@ def _pick(units, variants, order_note: str) -> list:
     return [s for specs in fits[0] for s in specs]
 
 
-def build_model(units: list, *, order_known: bool = True, order_note: str = "registration order") -> Model:
+def build_model(units: list, *, order_known: bool = True, order_note: str = "registration order",
+                used: list | None = None) -> Model:
     """A Model from units in forward order. order_known=False (safetensors sorts names): the one order whose
-    sizes chain is used, and none or several is an error asking for layers=."""
+    sizes chain is used, and none or several is an error asking for layers=. used: filled with the units in the
+    order the model applies them."""
     units = [u for u in units if u.kind not in _NO_OPS]
     for u in units:
         if "parametrizations" in u.path.split(".") or {"weight_g", "weight_v", "weight_orig"} & set(u.params):
@@ -203,7 +205,9 @@ def build_model(units: list, *, order_known: bool = True, order_note: str = "reg
     if order_known:
         specs = _pick(units, variants, order_note)
     else:
-        specs = _pick_order(units, variants)
+        units, specs = _pick_order(units, variants)
+    if used is not None:
+        used[:] = units
     return native_model(specs, return_sequences=True)
 
 
@@ -243,7 +247,8 @@ def native_model(specs, **options) -> Model:
             from None
 
 
-def _pick_order(units, variants) -> list:
+def _pick_order(units, variants) -> tuple:
+    """(units in the one order whose sizes chain, their specs)."""
     labels = ", ".join(u.label for u in units)
     if len(units) > _MAX_PERMUTED:
         raise ArchitectureError(f"this file does not record the order of its {len(units)} modules ({labels}); "
@@ -264,4 +269,4 @@ def _pick_order(units, variants) -> list:
     problem = _chain_problem(order, choice)  # the one order, but with two nn.Linear meeting: asks for layers=
     if problem is not None:
         raise ArchitectureError(problem)
-    return [s for specs in choice for s in specs]
+    return order, [s for specs in choice for s in specs]
