@@ -680,10 +680,8 @@ def test_format_from_content_not_extension(tmp_path, rng):
     script(module).save(str(tmp_path / "model.safetensors"))
     for name, fmt in [("weights.h5", "torch.save file (zip)"), ("model.pt", "safetensors file"),
                       ("model.safetensors", "TorchScript archive")]:
-        if name == "weights.h5":
-            expected = unread_forward("whole", module)
-        else:
-            expected = state_dict_order("embedding", "lstm", "decoder") if name == "model.pt" else contextlib.nullcontext()
+        expected = {"weights.h5": unread_forward("whole", module),
+                    "model.pt": state_dict_order("embedding", "lstm", "decoder")}.get(name, contextlib.nullcontext())
         with expected:
             model, info = load_with_info(tmp_path / name)
         assert info["format"] == fmt
