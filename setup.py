@@ -56,11 +56,22 @@ class BuildNative(build_ext):
         core = sorted(str(p.relative_to(ROOT)) for p in (ROOT / NATIVE / "src").glob("*.c"))
         core.append(str(NATIVE / "src/kernels/scalar.c"))
         flags = MSVC_C_FLAGS if cc.compiler_type == "msvc" else C_FLAGS
-        objects = cc.compile(core, output_dir=self.build_temp, include_dirs=include, macros=macros,
-                             extra_postargs=flags, depends=[str(p) for p in (ROOT / NATIVE).rglob("*.h")])
+        objects = cc.compile(
+            core,
+            output_dir=self.build_temp,
+            include_dirs=include,
+            macros=macros,
+            extra_postargs=flags,
+            depends=[str(p) for p in (ROOT / NATIVE).rglob("*.h")],
+        )
         for isa, isa_flags in isa_sources().items():  # none on Windows (isa_sources): the scalar tier
-            objects += cc.compile([str(NATIVE / "src/kernels" / f"{isa}.c")], output_dir=self.build_temp,
-                                  include_dirs=include, macros=macros, extra_postargs=C_FLAGS + isa_flags)
+            objects += cc.compile(
+                [str(NATIVE / "src/kernels" / f"{isa}.c")],
+                output_dir=self.build_temp,
+                include_dirs=include,
+                macros=macros,
+                extra_postargs=C_FLAGS + isa_flags,
+            )
         ext.extra_objects = objects + list(ext.extra_objects or [])
         super().build_extension(ext)
 

@@ -52,8 +52,12 @@ def torch_modules(weights):
     w = weights
     lstm = torch.nn.LSTM(w.input_size, w.hidden_size, batch_first=True).eval()
     with torch.no_grad():
-        for name, value in (("weight_ih_l0", w.w_ih), ("weight_hh_l0", w.w_hh), ("bias_ih_l0", w.b_ih),
-                            ("bias_hh_l0", w.b_hh)):
+        for name, value in (
+            ("weight_ih_l0", w.w_ih),
+            ("weight_hh_l0", w.w_hh),
+            ("bias_ih_l0", w.b_ih),
+            ("bias_hh_l0", w.b_hh),
+        ):
             getattr(lstm, name).copy_(torch.from_numpy(value))
     params = tuple(torch.from_numpy(a) for a in (w.w_ih, w.w_hh, w.b_ih, w.b_hh))
     return torch, lstm, params
@@ -79,9 +83,9 @@ class NumpyLSTM:
         H = self.H
         z = x @ self.w_ih_t + self.h @ self.w_hh_t + self.b
         i = 1.0 / (1.0 + np.exp(-z[..., :H]))
-        f = 1.0 / (1.0 + np.exp(-z[..., H:2 * H]))
-        g = np.tanh(z[..., 2 * H:3 * H])
-        o = 1.0 / (1.0 + np.exp(-z[..., 3 * H:]))
+        f = 1.0 / (1.0 + np.exp(-z[..., H : 2 * H]))
+        g = np.tanh(z[..., 2 * H : 3 * H])
+        o = 1.0 / (1.0 + np.exp(-z[..., 3 * H :]))
         self.c = f * self.c + i * g
         self.h = o * np.tanh(self.c)
         return self.h
@@ -96,9 +100,9 @@ class NumpyLSTM:
         for t in range(X.shape[-2]):
             z = xw[..., t, :] + h @ self.w_hh_t
             i = 1.0 / (1.0 + np.exp(-z[..., :H]))
-            f = 1.0 / (1.0 + np.exp(-z[..., H:2 * H]))
-            g = np.tanh(z[..., 2 * H:3 * H])
-            o = 1.0 / (1.0 + np.exp(-z[..., 3 * H:]))
+            f = 1.0 / (1.0 + np.exp(-z[..., H : 2 * H]))
+            g = np.tanh(z[..., 2 * H : 3 * H])
+            o = 1.0 / (1.0 + np.exp(-z[..., 3 * H :]))
             c = f * c + i * g
             h = o * np.tanh(c)
             out[..., t, :] = h

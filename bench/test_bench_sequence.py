@@ -10,7 +10,7 @@ import pytest
 from lstmrt import bench_spec as bc
 
 pytestmark = pytest.mark.benchmark(max_time=0.3, min_rounds=3)
-SEQUENCES = {"T": (1, bc.SEQ_LEN), "batched": (bc.BATCH, bc.BATCH_SEQ_LEN)}   # name -> (B, T)
+SEQUENCES = {"T": (1, bc.SEQ_LEN), "batched": (bc.BATCH, bc.BATCH_SEQ_LEN)}  # name -> (B, T)
 
 
 @pytest.fixture(params=list(SEQUENCES))
@@ -25,7 +25,7 @@ def seq(request, shape):
 def _data(shape, B, T):
     rng = np.random.default_rng([0, *shape, B, T])
     X = rng.standard_normal((B, T, shape[0])).astype(np.float32)
-    return X, bc.reference_lstm(X, bc.make_weights(*shape, seed=0))   # seed as in conftest.SEED
+    return X, bc.reference_lstm(X, bc.make_weights(*shape, seed=0))  # seed as in conftest.SEED
 
 
 def _group(benchmark, label, shape):

@@ -20,12 +20,18 @@ def inputs(shape, rng):
     def f32(*s, scale=1.0):
         return (scale * rng.standard_normal(s)).astype(np.float32)
 
-    return {"x": f32(n_in), "h": f32(H, scale=0.5), "c": f32(H),
-            "xb": f32(STREAMS, n_in), "hb": f32(STREAMS, H, scale=0.5), "cb": f32(STREAMS, H)}
+    return {
+        "x": f32(n_in),
+        "h": f32(H, scale=0.5),
+        "c": f32(H),
+        "xb": f32(STREAMS, n_in),
+        "hb": f32(STREAMS, H, scale=0.5),
+        "cb": f32(STREAMS, H),
+    }
 
 
 def _expected(weights, x, h, c):
-    X = x[..., None, :]                         # one step: (1, I) or (B, 1, I)
+    X = x[..., None, :]  # one step: (1, I) or (B, 1, I)
     return bc.reference_lstm(X, weights, state=(h, c))[..., 0, :]
 
 

@@ -64,10 +64,13 @@ def torch_files(out: Path) -> list:
     # a state dict holds no forward(): layers= states it (without, lstmrt warns and would drop net's tanh)
     net_order, tokens_order = ["rnn", "head", "tanh"], ["embedding", "lstm", "decoder"]
     add("state_dict.pt", "torch-zip", lambda p: torch.save(net.state_dict(), p), layers=net_order)
-    add("state_dict_legacy.pt", "torch-legacy", lambda p: torch.save(net.state_dict(), p, **legacy),
-        layers=net_order)
-    add("checkpoint.pt", "torch-zip", lambda p: torch.save(
-        {"epoch": 3, "model_state": tokens.state_dict(), "loss": 0.25, "tag": "best"}, p), layers=tokens_order)
+    add("state_dict_legacy.pt", "torch-legacy", lambda p: torch.save(net.state_dict(), p, **legacy), layers=net_order)
+    add(
+        "checkpoint.pt",
+        "torch-zip",
+        lambda p: torch.save({"epoch": 3, "model_state": tokens.state_dict(), "loss": 0.25, "tag": "best"}, p),
+        layers=tokens_order,
+    )
     add("whole_module.pt", "torch-zip", lambda p: torch.save(stack, p))
     add("whole_module_legacy.pt", "torch-legacy", lambda p: torch.save(mlp, p, **legacy))
     with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; its archives are still a format we read
@@ -75,8 +78,12 @@ def torch_files(out: Path) -> list:
         add("scripted.pt", "torchscript", lambda p: torch.jit.script(net).save(str(p)))
         add("traced.pt", "torchscript", lambda p: torch.jit.trace(mlp, torch.zeros(1, 2, 3)).save(str(p)))
     add("state_dict.safetensors", "safetensors", lambda p: save_file(net.state_dict(), str(p)), layers=net_order)
-    add("tokens.safetensors", "safetensors", lambda p: save_file(
-        {f"{k}": v for k, v in tokens.state_dict().items()}, str(p)), layers=tokens_order)
+    add(
+        "tokens.safetensors",
+        "safetensors",
+        lambda p: save_file({f"{k}": v for k, v in tokens.state_dict().items()}, str(p)),
+        layers=tokens_order,
+    )
     return files
 
 
@@ -89,8 +96,11 @@ def keras_files(out: Path) -> list:
     def build(K, bidirectional):
         K.utils.set_random_seed(SEED)
         L = K.layers
-        rnn = L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum") if bidirectional \
+        rnn = (
+            L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum")
+            if bidirectional
             else L.LSTM(4, return_sequences=True)
+        )
         return K.Sequential([K.Input((5, 3)), L.Masking(0.0), rnn, L.Dense(2, activation="tanh")])
 
     with warnings.catch_warnings():

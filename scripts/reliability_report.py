@@ -302,7 +302,7 @@ def check_hostile_files(args, build):
         "test_torch_legacy_storage_count_past_the_end": "a legacy storage declaring 2^60 elements",
         "test_hdf5_hostile_weights": "HDF5 external link, virtual dataset, external raw storage, (10^9, 10^9) "
         "dataset storing nothing, gzip bomb, weight shape contradicting the config, soft link, hard-link cycle",
-        "test_keras_config_sizes_that_are_not_positive_integers": "Keras config sizes -3, 0, \"4\", 4.0, true, "
+        "test_keras_config_sizes_that_are_not_positive_integers": 'Keras config sizes -3, 0, "4", 4.0, true, '
         "null (LSTM, Dense, a Bidirectional's GRU; .keras and .h5)",
         "test_keras_config_without_sizes_takes_them_from_the_weights": "an absent units: sizes from the weights",
         "test_keras_integer_weights_are_refused": "int/uint weight datasets in .keras, .weights.h5, Keras 3 and "
@@ -322,19 +322,29 @@ def check_hostile_files(args, build):
     rows = ["| test | what | files | passed |", "|---|---|---|---|"]
     for name, (n, passed) in by_test.items():
         rows.append(f"| `{name}` | {what.get(name, '')} | {n} | {passed} |")
-    body = "\n".join([
-        "`tests/test_hostile_files.py`, built from the seed corpus (no torch or Keras needed). Each file must raise "
-        "the documented `lstmrt.LoadError` subclass with the key words of its message (docs/loading.md, Errors); "
-        "code-running payloads `touch` a canary in the test's directory, which must not appear. Declared sizes "
-        "are refused before allocation: the tests would otherwise allocate terabytes.",
-        "",
-        *rows,
-        "",
-        f"Outcome: {c['tests']} files, {c['failures'] + c['errors']} failing.",
-    ])
+    body = "\n".join(
+        [
+            "`tests/test_hostile_files.py`, built from the seed corpus (no torch or Keras needed). Each file must "
+            "raise the documented `lstmrt.LoadError` subclass with the key words of its message (docs/loading.md, "
+            "Errors); code-running payloads `touch` a canary in the test's directory, which must not appear. "
+            "Declared sizes are refused before allocation: the tests would otherwise allocate terabytes.",
+            "",
+            *rows,
+            "",
+            f"Outcome: {c['tests']} files, {c['failures'] + c['errors']} failing.",
+        ]
+    )
     details = ["See the *Loaders: hostile files* section."]
-    return Result("hostile files", "malicious and impossible checkpoint files refused with LoadError", counts, ok,
-                  secs, details, "" if ok else tail(p), section=("loaders-hostile-files", body))
+    return Result(
+        "hostile files",
+        "malicious and impossible checkpoint files refused with LoadError",
+        counts,
+        ok,
+        secs,
+        details,
+        "" if ok else tail(p),
+        section=("loaders-hostile-files", body),
+    )
 
 
 def check_fuzzing(args, build):
@@ -342,8 +352,21 @@ def check_fuzzing(args, build):
     runs, ok, total, logs = {}, True, 0.0, []
     for target, seconds in (("loaders", args.fuzz_seconds), ("native", max(2.0, args.fuzz_seconds * 0.4))):
         out = Path(build) / f"{target}.json"
-        p, secs = run([sys.executable, "tests/fuzzing.py", target, "--seconds", str(seconds), "--seed",
-                       str(args.fuzz_seed), "--artifacts", str(Path(build) / target), "--out", str(out)])
+        p, secs = run(
+            [
+                sys.executable,
+                "tests/fuzzing.py",
+                target,
+                "--seconds",
+                str(seconds),
+                "--seed",
+                str(args.fuzz_seed),
+                "--artifacts",
+                str(Path(build) / target),
+                "--out",
+                str(out),
+            ]
+        )
         total += secs
         summary = json.loads(out.read_text()) if p.returncode == 0 and out.exists() else None
         runs[target] = summary
@@ -359,7 +382,8 @@ def check_fuzzing(args, build):
         f"**Seed corpus** `tests/fuzz_corpus/` ({len(corpus['files'])} files, "
         f"{sum(p.stat().st_size for p in (ROOT / 'tests' / 'fuzz_corpus').iterdir()) // 1024} KiB, written by "
         "`scripts/make_fuzz_corpus.py` with real torch 2.x, Keras 3 and tf_keras): "
-        + ", ".join(f"`{e['file']}` ({e['format']})" for e in corpus["files"]) + ".",
+        + ", ".join(f"`{e['file']}` ({e['format']})" for e in corpus["files"])
+        + ".",
         "",
         "**Loaders.** Every seed file must load; then each file cut at ~30 points (systematic truncation) and "
         "24 seeded bit-flip variants of each (1 to 8 bits); then, "
@@ -381,12 +405,15 @@ def check_fuzzing(args, build):
     ]
     loaders, native = runs.get("loaders"), runs.get("native")
     if loaders:
-        lines += [f"Loaders, seed {loaders['seed']}: {loaders['iterations']:,} inputs in {loaders['seconds']} s "
-                  f"({loaders['files']} seed files, {loaders['truncations']} truncations, {loaders['bitflips']} "
-                  f"seeded bit flips, {loaders['mutations']:,} random mutations), {len(loaders['findings'])} "
-                  "findings.", "",
-                  "| file | inputs | loaded | refused: LoadError subclass (count) | findings |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"Loaders, seed {loaders['seed']}: {loaders['iterations']:,} inputs in {loaders['seconds']} s "
+            f"({loaders['files']} seed files, {loaders['truncations']} truncations, {loaders['bitflips']} "
+            f"seeded bit flips, {loaders['mutations']:,} random mutations), {len(loaders['findings'])} "
+            "findings.",
+            "",
+            "| file | inputs | loaded | refused: LoadError subclass (count) | findings |",
+            "|---|---|---|---|---|",
+        ]
         per_file = {}
         for key, outcomes in loaders["counts"].items():
             name = key.split(" ")[0]
@@ -400,15 +427,28 @@ def check_fuzzing(args, build):
             lines.append(f"| `{name}` | {n:,} | {loaded:,} | {refused} | {agg.get('FINDING', 0)} |")
         lines.append("")
     if native:
-        lines += [f"Native, seed {native['seed']}: {native['iterations']:,} inputs in {native['seconds']} s, "
-                  f"{len(native['findings'])} findings: "
-                  + "; ".join(f"{mode}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(o.items()))
-                              for mode, o in native["counts"].items()) + ".", ""]
+        lines += [
+            f"Native, seed {native['seed']}: {native['iterations']:,} inputs in {native['seconds']} s, "
+            f"{len(native['findings'])} findings: "
+            + "; ".join(
+                f"{mode}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(o.items()))
+                for mode, o in native["counts"].items()
+            )
+            + ".",
+            "",
+        ]
     lines.append("Longer runs (other seeds, atheris) are listed under *Bugs found*.")
     counts = " + ".join(f"{t} {r['iterations']:,} inputs" for t, r in runs.items() if r) or "-"
-    return Result("fuzzing", "mutated checkpoint files and native layer descriptors: no crash, hang or stray "
-                  "exception", counts, ok, total, ["See the *Fuzzing* section."], "\n".join(logs),
-                  section=("fuzzing", "\n".join(lines)))
+    return Result(
+        "fuzzing",
+        "mutated checkpoint files and native layer descriptors: no crash, hang or stray exception",
+        counts,
+        ok,
+        total,
+        ["See the *Fuzzing* section."],
+        "\n".join(logs),
+        section=("fuzzing", "\n".join(lines)),
+    )
 
 
 # The checks, in report order. Loaders' hostile-file and fuzzing checks: add their functions here (they may
@@ -574,7 +614,7 @@ def render(results, owned, meta):
         "make -C native asan                 # the same under ASan + UBSan",
         "make -C native valgrind CYCLES=100  # memcheck over lifetime cycles",
         'make -C native CC="cc -m32" BUILD=build32 test  # a 32-bit size_t (Debian: gcc-multilib)',
-        'pytest tests/test_native_c.py -k compiles   # clang for macOS and Windows, -Werror (pip install ziglang)',
+        "pytest tests/test_native_c.py -k compiles   # clang for macOS and Windows, -Werror (pip install ziglang)",
         "pytest tests/test_native_c.py tests/test_native_sanitizers.py tests/test_threads.py tests/test_memory.py",
         "pytest tests/test_hostile_files.py tests/test_fuzz.py   # LSTMRT_FUZZ_SECONDS=600 for a longer fuzz",
         "python scripts/reliability_report.py  # all of the above, rewrites this file",

@@ -30,10 +30,10 @@ OUT = ROOT / "src" / "lstmrt" / "data" / "demo_filter.npz"
 
 HIDDEN_SIZE = 32
 TRAIN_SEED = 20240601
-POOL_SIGNALS, POOL_SAMPLES = 128, 8192      # 1M training samples, generated once
-WINDOW, BATCH = 256, 64                     # BPTT windows cropped anywhere, each from the zero state
-WARMUP = 32                                 # first outputs of a window have no history: not in the loss
-STEPS, LR = 5000, 1e-2                      # one-cycle schedule; fewer steps or a lower rate stay at EMA level
+POOL_SIGNALS, POOL_SAMPLES = 128, 8192  # 1M training samples, generated once
+WINDOW, BATCH = 256, 64  # BPTT windows cropped anywhere, each from the zero state
+WARMUP = 32  # first outputs of a window have no history: not in the loss
+STEPS, LR = 5000, 1e-2  # one-cycle schedule; fewer steps or a lower rate stay at EMA level
 # Validated on long signals (60 s), longer than any window: the filter must stay right however long it runs.
 VAL_SIGNALS, VAL_SAMPLES = 4, 60_000
 
@@ -70,18 +70,24 @@ class DemoFilter(nn.Module):
 
 # torch parameter name -> npz key (the keys lstmrt.demo.load_weights expects)
 _NPZ_NAMES = {
-    "lstm.weight_ih_l0": "lstm.weight_ih", "lstm.weight_hh_l0": "lstm.weight_hh",
-    "lstm.bias_ih_l0": "lstm.bias_ih", "lstm.bias_hh_l0": "lstm.bias_hh",
-    "head.weight": "head.weight", "head.bias": "head.bias",
+    "lstm.weight_ih_l0": "lstm.weight_ih",
+    "lstm.weight_hh_l0": "lstm.weight_hh",
+    "lstm.bias_ih_l0": "lstm.bias_ih",
+    "lstm.bias_hh_l0": "lstm.bias_hh",
+    "head.weight": "head.weight",
+    "head.bias": "head.bias",
 }
 
 
 def save_npz(model: DemoFilter, path: Path, **extra_meta) -> None:
     arrays = {_NPZ_NAMES[n]: p.detach().numpy().astype(np.float32) for n, p in model.named_parameters()}
     meta = {
-        "format_version": np.int32(FORMAT_VERSION), "hidden_size": np.int32(model.lstm.hidden_size),
-        "input_mean": np.float32(model.input_mean), "input_std": np.float32(model.input_std),
-        "sample_rate_hz": np.float32(SAMPLE_RATE_HZ), "signal_version": np.int32(SIGNAL_VERSION),
+        "format_version": np.int32(FORMAT_VERSION),
+        "hidden_size": np.int32(model.lstm.hidden_size),
+        "input_mean": np.float32(model.input_mean),
+        "input_std": np.float32(model.input_std),
+        "sample_rate_hz": np.float32(SAMPLE_RATE_HZ),
+        "signal_version": np.int32(SIGNAL_VERSION),
         "train_seed": np.int64(TRAIN_SEED),
     }
     meta.update({k: np.asarray(v) for k, v in extra_meta.items()})
@@ -109,7 +115,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     torch.manual_seed(TRAIN_SEED)
-    torch.set_num_threads(1)        # reproducible bit for bit, and polite on a shared 2-core machine
+    torch.set_num_threads(1)  # reproducible bit for bit, and polite on a shared 2-core machine
     rng = np.random.default_rng(TRAIN_SEED)
     start = time.perf_counter()
 
@@ -118,7 +124,7 @@ def main(argv=None) -> int:
     noisy = np.stack([n for _, n in pool])
     mean, std = float(noisy.mean()), float(noisy.std())
     model = DemoFilter(HIDDEN_SIZE, mean, std)
-    x_all = torch.from_numpy(noisy)           # raw: the model normalises its input itself
+    x_all = torch.from_numpy(noisy)  # raw: the model normalises its input itself
     y_all = torch.from_numpy((clean - mean) / std)
 
     opt = torch.optim.Adam(model.parameters(), lr=LR)
@@ -147,11 +153,20 @@ def main(argv=None) -> int:
         v_out = model(torch.from_numpy(v_noisy)[..., None])[..., 0].numpy()
     before, after = rmse(v_noisy, v_clean), rmse(v_out, v_clean)
     ema, alpha = best_ema_rmse(v_noisy, v_clean)
-    print(f"validation ({VAL_SIGNALS} x {VAL_SAMPLES} samples): RMSE noisy {before:.4f}, LSTM {after:.4f} "
-          f"({before / after:.1f}x), best EMA {ema:.4f} (alpha {alpha})")
+    print(
+        f"validation ({VAL_SIGNALS} x {VAL_SAMPLES} samples): RMSE noisy {before:.4f}, LSTM {after:.4f} "
+        f"({before / after:.1f}x), best EMA {ema:.4f} (alpha {alpha})"
+    )
 
-    save_npz(model, args.out, val_rmse_noisy=np.float32(before), val_rmse_filtered=np.float32(after),
-             val_rmse_best_ema=np.float32(ema), train_steps=np.int32(args.steps), torch_version=torch.__version__)
+    save_npz(
+        model,
+        args.out,
+        val_rmse_noisy=np.float32(before),
+        val_rmse_filtered=np.float32(after),
+        val_rmse_best_ema=np.float32(ema),
+        train_steps=np.int32(args.steps),
+        torch_version=torch.__version__,
+    )
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KB) in {time.perf_counter() - start:.0f} s")
     return 0
 

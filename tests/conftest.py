@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-ATOL = 1e-5          # max abs error on outputs and h
-CELL_ATOL = 1e-5     # on c: CELL_ATOL * (1 + |c|)
-RTOL_LARGE = 1e-6    # relative, where values are large (unbounded activations, fp32 overflow range)
+ATOL = 1e-5  # max abs error on outputs and h
+CELL_ATOL = 1e-5  # on c: CELL_ATOL * (1 + |c|)
+RTOL_LARGE = 1e-6  # relative, where values are large (unbounded activations, fp32 overflow range)
 
 
 def assert_close(actual, expected, atol=ATOL, what="output"):

@@ -45,12 +45,70 @@ HANG_SECONDS = 60  # per input: a hang guard, far above any load of a corpus fil
 # CorruptFileError). Its default (300 s) is above the hang guard, so the worker shortens it (seen with seed 31).
 HDF5_TIMEOUT_SECONDS = HANG_SECONDS / 4
 ADDRESS_SPACE = 6 << 30  # the worker's RLIMIT_AS: a declared size that gets allocated fails here, not in the OOM killer
-INTERESTING = [0, 1, 2, 3, 7, 8, 255, 256, 4096, 65535, 65536, 2**24, 2**24 + 1, 2**31 - 1, 2**31, 2**32 - 1,
-               2**32, 2**48, 2**62, 2**63 - 1, 10**9, 10**12, 10**18, -1, -2, -(2**31), -(2**63)]
-STRINGS = ["", "os", "system", "builtins", "eval", "torch", "FloatStorage", "LongStorage", "storage", "cpu",
-           "../../etc/passwd", "/abs", "__reduce__", "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "weight", "bias",
-           "torch.nn.modules.rnn", "LSTM", "GRU", "RNN", "Linear", "_modules", "_parameters", "x" * 300,
-           "0", "1", "99", "LSTMCell", "Sequential", "__torch__.torch.nn.modules.rnn.LSTM", "relu"]
+INTERESTING = [
+    0,
+    1,
+    2,
+    3,
+    7,
+    8,
+    255,
+    256,
+    4096,
+    65535,
+    65536,
+    2**24,
+    2**24 + 1,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**48,
+    2**62,
+    2**63 - 1,
+    10**9,
+    10**12,
+    10**18,
+    -1,
+    -2,
+    -(2**31),
+    -(2**63),
+]
+STRINGS = [
+    "",
+    "os",
+    "system",
+    "builtins",
+    "eval",
+    "torch",
+    "FloatStorage",
+    "LongStorage",
+    "storage",
+    "cpu",
+    "../../etc/passwd",
+    "/abs",
+    "__reduce__",
+    "weight_ih_l0",
+    "weight_hh_l0",
+    "bias_ih_l0",
+    "weight",
+    "bias",
+    "torch.nn.modules.rnn",
+    "LSTM",
+    "GRU",
+    "RNN",
+    "Linear",
+    "_modules",
+    "_parameters",
+    "x" * 300,
+    "0",
+    "1",
+    "99",
+    "LSTMCell",
+    "Sequential",
+    "__torch__.torch.nn.modules.rnn.LSTM",
+    "relu",
+]
 
 
 # -- corpus -------------------------------------------------------------------------------------------------------
@@ -92,7 +150,7 @@ def int_overwrite(data: bytes, rng) -> bytes:
         return bitflip(data, rng)
     value = rng.choice(INTERESTING) % (1 << (8 * width))
     at = rng.randrange(len(data) - width + 1)
-    return data[:at] + value.to_bytes(width, rng.choice(["little", "big"])) + data[at + width:]
+    return data[:at] + value.to_bytes(width, rng.choice(["little", "big"])) + data[at + width :]
 
 
 def chunk(data: bytes, rng) -> bytes:
@@ -203,7 +261,7 @@ def json_text_mutation(text: bytes, rng) -> bytes:
 
 def safetensors_header(data: bytes, rng) -> bytes:
     n = struct.unpack("<Q", data[:8])[0]
-    header, body = data[8:8 + n], data[8 + n:]
+    header, body = data[8 : 8 + n], data[8 + n :]
     r = rng.random()
     if r < 0.6:
         new = json_text_mutation(header, rng)
@@ -231,8 +289,9 @@ def hdf5_mutation(data: bytes, rng) -> bytes:
                 value = owner.attrs[key]
                 if isinstance(value, (bytes, str)):
                     text = value if isinstance(value, bytes) else value.encode()
-                    owner.attrs[key] = json_text_mutation(text, rng) if text[:1] in b"{[" \
-                        else rng.choice(STRINGS).encode()
+                    owner.attrs[key] = (
+                        json_text_mutation(text, rng) if text[:1] in b"{[" else rng.choice(STRINGS).encode()
+                    )
                 elif isinstance(value, np.ndarray) and value.size and value.dtype.kind == "S":
                     names = list(value)
                     rng.shuffle(names)
@@ -270,8 +329,9 @@ def zip_rewrite(data: bytes, rng, member_mutator) -> bytes:
         return bytes_mutation(data, rng)
     warnings.filterwarnings("ignore", "Duplicate name", UserWarning)  # the duplicate is the point
     out = io.BytesIO()
-    weights = [5 if i.filename.endswith((".pkl", ".json", ".h5")) else 2 if "/code/" in i.filename else 1
-               for i, _ in members]
+    weights = [
+        5 if i.filename.endswith((".pkl", ".json", ".h5")) else 2 if "/code/" in i.filename else 1 for i, _ in members
+    ]
     target = rng.choices(range(len(members)), weights=weights)[0]
     r = rng.random()
     with zipfile.ZipFile(out, "w") as zw:
@@ -331,8 +391,12 @@ def mutators_for(fmt: str) -> list:
     if fmt == "safetensors":
         return [("header", safetensors_header)] * 3 + [("bytes", bytes_mutation)]
     if fmt == "keras":
-        return [("keras-zip-or-h5", lambda d, r: zip_rewrite(d, r, member_mutation) if d[:2] == b"PK"
-                 else hdf5_mutation(d, r))] * 2 + [("bytes", bytes_mutation)] * 2
+        return [
+            (
+                "keras-zip-or-h5",
+                lambda d, r: zip_rewrite(d, r, member_mutation) if d[:2] == b"PK" else hdf5_mutation(d, r),
+            )
+        ] * 2 + [("bytes", bytes_mutation)] * 2
     raise ValueError(fmt)
 
 
@@ -357,8 +421,9 @@ class Runner:
             if data is not None:
                 path = self.artifacts / f"finding-{len(self.findings)}-{label.replace('/', '_')}"
                 path.write_bytes(data)
-            self.findings.append({"input": label, "what": what, "file": str(path) if path else None,
-                                  "traceback": tb[-3000:]})
+            self.findings.append(
+                {"input": label, "what": what, "file": str(path) if path else None, "traceback": tb[-3000:]}
+            )
 
 
 def _loader_outcome(path: Path, args: dict) -> str:
@@ -374,8 +439,11 @@ def _loader_outcome(path: Path, args: dict) -> str:
     except LoadError as exc:
         return type(exc).__name__
     tokens = model.layers and type(model.layers[0]).__name__ == "Embedding"
-    X = np.zeros((2, 3), np.int64) if tokens else np.linspace(-1, 1, 2 * 3 * model.input_size, dtype=np.float32)\
-        .reshape(2, 3, model.input_size)
+    X = (
+        np.zeros((2, 3), np.int64)
+        if tokens
+        else np.linspace(-1, 1, 2 * 3 * model.input_size, dtype=np.float32).reshape(2, 3, model.input_size)
+    )
     model.predict(X)
     if not model.bidirectional:
         model.stream().step(X[0, :1] if tokens else X[0, 0])
@@ -422,8 +490,9 @@ def run_loaders(seconds: float, seed: int, artifacts: Path, only=None) -> dict:
             run_one(f"{name}#truncate-{cut}", fmt, data[:cut], args, "truncate")
             cut_counts += 1
         for flip_seed in range(BITFLIP_SEEDS):
-            run_one(f"{name}#bitflip-{flip_seed}", fmt, bitflip(data, random.Random(f"flip:{flip_seed}")), args,
-                    "bitflip")
+            run_one(
+                f"{name}#bitflip-{flip_seed}", fmt, bitflip(data, random.Random(f"flip:{flip_seed}")), args, "bitflip"
+            )
             flip_counts += 1
     i = 0
     while time.monotonic() - start < seconds or only is not None:
@@ -440,9 +509,18 @@ def run_loaders(seconds: float, seed: int, artifacts: Path, only=None) -> dict:
                 runner.count("mutator errors", type(exc).__name__)
             run_one(f"{name}#{seed}:{i}", fmt, mutated, args, mname)
         i += 1
-    return {"target": "loaders", "seed": seed, "iterations": iterations, "truncations": cut_counts,
-            "bitflips": flip_counts, "mutations": i, "files": len(files), "seconds": round(time.monotonic() - start, 1),
-            "counts": runner.counts, "findings": runner.findings}
+    return {
+        "target": "loaders",
+        "seed": seed,
+        "iterations": iterations,
+        "truncations": cut_counts,
+        "bitflips": flip_counts,
+        "mutations": i,
+        "files": len(files),
+        "seconds": round(time.monotonic() - start, 1),
+        "counts": runner.counts,
+        "findings": runner.findings,
+    }
 
 
 # -- native model creation ----------------------------------------------------------------------------------------
@@ -464,25 +542,36 @@ def random_specs(rng):
         if kind == "lstm":
             P = rng.choice([0, 0, rng.randint(1, H)])
             hr = P or H
-            spec = lstmrt.LSTM(arr(4 * H, size), arr(4 * H, hr), arr(4 * H), arr(4 * H),
-                               weight_hr=arr(P, H) if P else None,
-                               peephole=arr(3, H) if rng.random() < 0.3 else None,
-                               cell_clip=rng.choice([None, 0.5]), go_backwards=rng.random() < 0.1)
+            spec = lstmrt.LSTM(
+                arr(4 * H, size),
+                arr(4 * H, hr),
+                arr(4 * H),
+                arr(4 * H),
+                weight_hr=arr(P, H) if P else None,
+                peephole=arr(3, H) if rng.random() < 0.3 else None,
+                cell_clip=rng.choice([None, 0.5]),
+                go_backwards=rng.random() < 0.1,
+            )
         elif kind == "gru":
             spec = lstmrt.GRU(arr(3 * H, size), arr(3 * H, H), arr(3 * H), arr(3 * H), reset_after=rng.random() < 0.5)
         elif kind == "rnn":
             spec = lstmrt.SimpleRNN(arr(H, size), arr(H, H), arr(H), None, activation=rng.choice(["tanh", "relu"]))
         elif kind == "dense":
-            spec = lstmrt.Dense(arr(H, size), arr(H) if rng.random() < 0.5 else None,
-                                activation=rng.choice(["linear", "softmax", "relu"]))
+            spec = lstmrt.Dense(
+                arr(H, size),
+                arr(H) if rng.random() < 0.5 else None,
+                activation=rng.choice(["linear", "softmax", "relu"]),
+            )
         elif kind == "act":
             spec = lstmrt.Activation(rng.choice(["relu", "tanh", "softmax", "gelu"]))
         elif kind == "affine":
             spec = lstmrt.Affine(arr(size), arr(size))
         else:
-            spec = lstmrt.Bidirectional(lstmrt.GRU(arr(3 * H, size), arr(3 * H, H)),
-                                        lstmrt.GRU(arr(3 * H, size), arr(3 * H, H)),
-                                        rng.choice(["concat", "sum", "mul", "ave"]))
+            spec = lstmrt.Bidirectional(
+                lstmrt.GRU(arr(3 * H, size), arr(3 * H, H)),
+                lstmrt.GRU(arr(3 * H, size), arr(3 * H, H)),
+                rng.choice(["concat", "sum", "mul", "ave"]),
+            )
         specs.append(spec)
         size = spec.output_size if spec.output_size is not None else size
     return specs
@@ -497,8 +586,19 @@ def descs_of(specs):
     return out
 
 
-_INT_FIELDS = ("kind", "input_size", "hidden_size", "proj_size", "num_embeddings", "num_directions", "merge_mode",
-               "linear_before_reset", "hold_masked_output", "go_backwards", "final_only")
+_INT_FIELDS = (
+    "kind",
+    "input_size",
+    "hidden_size",
+    "proj_size",
+    "num_embeddings",
+    "num_directions",
+    "merge_mode",
+    "linear_before_reset",
+    "hold_masked_output",
+    "go_backwards",
+    "final_only",
+)
 _ARRAYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_peephole", "weight_proj")
 
 
@@ -519,11 +619,20 @@ def mutate_descs(descs, rng):
             key = rng.choice(_ARRAYS)
             old = w.get(key)
             n = old.size if isinstance(old, np.ndarray) else rng.randint(0, 40)
-            w[key] = rng.choice([
-                None, np.zeros(max(0, n + rng.choice([-1, 1, -n, n])), np.float32), np.zeros(0, np.float32),
-                np.zeros((n, 2), np.float32)[:, 0] if n else None, np.zeros(n, np.float64), np.zeros(n, np.int32),
-                np.zeros((max(n, 1), 1), np.float32), [0.5] * n, np.float32(1.0), "weights",
-            ])
+            w[key] = rng.choice(
+                [
+                    None,
+                    np.zeros(max(0, n + rng.choice([-1, 1, -n, n])), np.float32),
+                    np.zeros(0, np.float32),
+                    np.zeros((n, 2), np.float32)[:, 0] if n else None,
+                    np.zeros(n, np.float64),
+                    np.zeros(n, np.int32),
+                    np.zeros((max(n, 1), 1), np.float32),
+                    [0.5] * n,
+                    np.float32(1.0),
+                    "weights",
+                ]
+            )
         elif r < 0.75:
             d["weights"] = rng.choice([[], [{}], d["weights"] * 2, d["weights"] * 3, "x", [None]])
         elif r < 0.82:
@@ -560,8 +669,7 @@ def _spec_outcome(specs, rng) -> str:
     import lstmrt
 
     try:
-        model = lstmrt.Model(specs, input_size=rng.choice([None, None, 0, 3, -1]),
-                             return_sequences=rng.random() < 0.8)
+        model = lstmrt.Model(specs, input_size=rng.choice([None, None, 0, 3, -1]), return_sequences=rng.random() < 0.8)
     except (ValueError, TypeError) as exc:
         return type(exc).__name__
     tokens = type(specs[0]).__name__ == "Embedding"
@@ -603,8 +711,14 @@ def run_native(seconds: float, seed: int, artifacts: Path, only=None) -> dict:
         finally:
             faulthandler.cancel_dump_traceback_later()
         i += 1
-    return {"target": "native", "seed": seed, "iterations": i, "seconds": round(time.monotonic() - start, 1),
-            "counts": runner.counts, "findings": runner.findings}
+    return {
+        "target": "native",
+        "seed": seed,
+        "iterations": i,
+        "seconds": round(time.monotonic() - start, 1),
+        "counts": runner.counts,
+        "findings": runner.findings,
+    }
 
 
 def main(argv=None) -> int:

@@ -56,6 +56,7 @@ def _with_expm1(f):
     def g(x):
         with np.errstate(over="ignore", invalid="ignore"):
             return f(x)
+
     return g
 
 
@@ -75,7 +76,7 @@ ACTIVATIONS = {
     "relu6": _relu6,
     "silu": lambda x: x * _sigmoid(x),
     "gelu": lambda x: 0.5 * x * (1.0 + erf(x / math.sqrt(2.0))),
-    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3))),
     "hard_silu": lambda x: x * _relu6(x + 3.0) / 6.0,
     "mish": _with_expm1(lambda x: x * np.tanh(_softplus(x))),
     "softmax": _softmax,
@@ -96,7 +97,7 @@ def lstm_step(spec: LSTM, x, h, c):
     H = spec.hidden_size
     f_act, g_act, h_act = spec.activations
     a = x @ _f64(spec.weight_ih).T + h @ _f64(spec.weight_hh).T + _f64(spec.bias_ih, 4 * H) + _f64(spec.bias_hh, 4 * H)
-    a_i, a_f, a_g, a_o = (a[:, k * H:(k + 1) * H] for k in range(4))
+    a_i, a_f, a_g, a_o = (a[:, k * H : (k + 1) * H] for k in range(4))
     p = None if spec.peephole is None else _f64(spec.peephole)
     if p is not None:
         a_i, a_f = a_i + p[0] * c, a_f + p[1] * c
@@ -120,11 +121,11 @@ def gru_step(spec: GRU, x, h):
     b_i, b_h = _f64(spec.bias_ih, 3 * H), _f64(spec.bias_hh, 3 * H)
     gx = x @ W.T + b_i
     r = activate(f_act, gx[:, :H] + h @ U[:H].T + b_h[:H])
-    z = activate(f_act, gx[:, H:2 * H] + h @ U[H:2 * H].T + b_h[H:2 * H])
+    z = activate(f_act, gx[:, H : 2 * H] + h @ U[H : 2 * H].T + b_h[H : 2 * H])
     if spec.reset_after:
-        n = activate(g_act, gx[:, 2 * H:] + r * (h @ U[2 * H:].T + b_h[2 * H:]))
+        n = activate(g_act, gx[:, 2 * H :] + r * (h @ U[2 * H :].T + b_h[2 * H :]))
     else:
-        n = activate(g_act, gx[:, 2 * H:] + (r * h) @ U[2 * H:].T + b_h[2 * H:])
+        n = activate(g_act, gx[:, 2 * H :] + (r * h) @ U[2 * H :].T + b_h[2 * H :])
     return (1.0 - z) * n + z * h
 
 
@@ -219,7 +220,7 @@ def _forward(layers, X, active, states, whole_sequence, ends=None):
     for spec in layers:
         if _is_recurrent(spec):
             n = len(_cells(spec))
-            X, s = recurrent_layer(spec, X, active, states[k:k + n], whole_sequence, ends)
+            X, s = recurrent_layer(spec, X, active, states[k : k + n], whole_sequence, ends)
             new_states += s
             k += n
         else:

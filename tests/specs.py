@@ -14,24 +14,36 @@ def lstm(rng, input_size, hidden_size, *, proj_size=0, peephole=False, bias=True
     k = 1.0 / np.sqrt(hidden_size)
     hr = proj_size or hidden_size
     return lstmrt.LSTM(
-        _u(rng, k, 4 * hidden_size, input_size), _u(rng, k, 4 * hidden_size, hr),
-        _u(rng, k, 4 * hidden_size) if bias else None, _u(rng, k, 4 * hidden_size) if bias else None,
+        _u(rng, k, 4 * hidden_size, input_size),
+        _u(rng, k, 4 * hidden_size, hr),
+        _u(rng, k, 4 * hidden_size) if bias else None,
+        _u(rng, k, 4 * hidden_size) if bias else None,
         weight_hr=_u(rng, k, proj_size, hidden_size) if proj_size else None,
-        peephole=_u(rng, 1.0, 3, hidden_size) if peephole else None, **options)
+        peephole=_u(rng, 1.0, 3, hidden_size) if peephole else None,
+        **options,
+    )
 
 
 def gru(rng, input_size, hidden_size, *, bias=True, **options):
     k = 1.0 / np.sqrt(hidden_size)
     return lstmrt.GRU(
-        _u(rng, k, 3 * hidden_size, input_size), _u(rng, k, 3 * hidden_size, hidden_size),
-        _u(rng, k, 3 * hidden_size) if bias else None, _u(rng, k, 3 * hidden_size) if bias else None, **options)
+        _u(rng, k, 3 * hidden_size, input_size),
+        _u(rng, k, 3 * hidden_size, hidden_size),
+        _u(rng, k, 3 * hidden_size) if bias else None,
+        _u(rng, k, 3 * hidden_size) if bias else None,
+        **options,
+    )
 
 
 def rnn(rng, input_size, hidden_size, *, bias=True, **options):
     k = 1.0 / np.sqrt(hidden_size)
     return lstmrt.SimpleRNN(
-        _u(rng, k, hidden_size, input_size), _u(rng, k, hidden_size, hidden_size),
-        _u(rng, k, hidden_size) if bias else None, _u(rng, k, hidden_size) if bias else None, **options)
+        _u(rng, k, hidden_size, input_size),
+        _u(rng, k, hidden_size, hidden_size),
+        _u(rng, k, hidden_size) if bias else None,
+        _u(rng, k, hidden_size) if bias else None,
+        **options,
+    )
 
 
 RECURRENT = {"lstm": lstm, "gru": gru, "rnn": rnn}

@@ -34,10 +34,12 @@ def random_mask(rng, B, T):
 
 # -- the oracle against the frameworks ------------------------------------------------------------------------
 def test_reference_matches_torch(rng):
-    torch.manual_seed(int(rng.integers(2 ** 31)))
-    cases = [torch.nn.LSTM(3, 5, num_layers=2, proj_size=2, bidirectional=True, batch_first=True),
-             torch.nn.GRU(4, 6, bidirectional=True, batch_first=True),
-             torch.nn.RNN(2, 3, nonlinearity="relu", batch_first=True)]
+    torch.manual_seed(int(rng.integers(2**31)))
+    cases = [
+        torch.nn.LSTM(3, 5, num_layers=2, proj_size=2, bidirectional=True, batch_first=True),
+        torch.nn.GRU(4, 6, bidirectional=True, batch_first=True),
+        torch.nn.RNN(2, 3, nonlinearity="relu", batch_first=True),
+    ]
     for module in cases:
         module = module.double()
         X = rng.standard_normal((2, 7, module.input_size))
@@ -47,7 +49,7 @@ def test_reference_matches_torch(rng):
 
 
 def _onnx_blocks(w, order, H):
-    return np.concatenate([w[k * H:(k + 1) * H] for k in order])
+    return np.concatenate([w[k * H : (k + 1) * H] for k in order])
 
 
 def _onnx_run(op, node_inputs, attrs, T, B, H, D):
@@ -60,8 +62,12 @@ def _onnx_run(op, node_inputs, attrs, T, B, H, D):
     node = helper.make_node(op, names, ["Y"], **attrs)
     inits = [numpy_helper.from_array(v, n) for n, v in node_inputs.items() if n != "X"]
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
+        [node],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (y,) = sess.run(None, {"X": node_inputs["X"]})
@@ -72,8 +78,9 @@ def test_reference_matches_onnxruntime_lstm(rng):
     """Peepholes (i, f see c(t-1), o sees c(t)), cell clip after the peephole term, ONNX activation slots,
     sequence_lens with a reverse direction."""
     H, B, T = 4, 3, 9
-    layer = specs.bidirectional("lstm", rng, 3, H, peephole=True, cell_clip=0.7,
-                                activations=("hard_sigmoid", "tanh", "softsign"))
+    layer = specs.bidirectional(
+        "lstm", rng, 3, H, peephole=True, cell_clip=0.7, activations=("hard_sigmoid", "tanh", "softsign")
+    )
     cells = [layer.forward, layer.backward]
     lengths = np.array([9, 4, 6], np.int32)
     X = inputs(rng, B, T, 3)
@@ -82,18 +89,25 @@ def test_reference_matches_onnxruntime_lstm(rng):
         "X": np.ascontiguousarray(X.transpose(1, 0, 2)),
         "W": np.stack([_onnx_blocks(c.weight_ih, iofc, H) for c in cells]),
         "R": np.stack([_onnx_blocks(c.weight_hh, iofc, H) for c in cells]),
-        "B": np.stack([np.concatenate([_onnx_blocks(c.bias_ih, iofc, H), _onnx_blocks(c.bias_hh, iofc, H)])
-                       for c in cells]),
-        "sequence_lens": lengths, "initial_h": np.zeros((2, B, H), np.float32),
-        "initial_c": np.zeros((2, B, H), np.float32), "P": np.stack([c.peephole[iof].reshape(-1) for c in cells]),
+        "B": np.stack(
+            [np.concatenate([_onnx_blocks(c.bias_ih, iofc, H), _onnx_blocks(c.bias_hh, iofc, H)]) for c in cells]
+        ),
+        "sequence_lens": lengths,
+        "initial_h": np.zeros((2, B, H), np.float32),
+        "initial_c": np.zeros((2, B, H), np.float32),
+        "P": np.stack([c.peephole[iof].reshape(-1) for c in cells]),
     }
-    attrs = dict(hidden_size=H, direction="bidirectional", clip=0.7,
-                 activations=["HardSigmoid", "Tanh", "Softsign"] * 2)
+    attrs = dict(
+        hidden_size=H, direction="bidirectional", clip=0.7, activations=["HardSigmoid", "Tanh", "Softsign"] * 2
+    )
     want = _onnx_run("LSTM", node_inputs, attrs, T, B, H, 2)
     assert_close(ref.predict([layer], X, lengths=lengths), want, atol=ATOL)
-    unclipped = lstmrt.Bidirectional(*(lstmrt.LSTM(
-        c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh, peephole=c.peephole, activations=c.activations)
-        for c in cells))
+    unclipped = lstmrt.Bidirectional(
+        *(
+            lstmrt.LSTM(c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh, peephole=c.peephole, activations=c.activations)
+            for c in cells
+        )
+    )
     assert np.abs(ref.predict([unclipped], X) - ref.predict([layer], X)).max() > 10 * ATOL, "clip never active"
 
 
@@ -130,14 +144,24 @@ def test_lstm_cell_clip(rng, peephole, clip):
 
 
 def test_lstm_peephole_clip_projection_bidirectional(rng):
-    layers = [specs.bidirectional("lstm", rng, 5, 17, "ave", proj_size=4, peephole=True, cell_clip=0.5),
-              specs.lstm(rng, 4, 3, peephole=True, activations=("hard_sigmoid", "relu", "softsign"))]
+    layers = [
+        specs.bidirectional("lstm", rng, 5, 17, "ave", proj_size=4, peephole=True, cell_clip=0.5),
+        specs.lstm(rng, 4, 3, peephole=True, activations=("hard_sigmoid", "relu", "softsign")),
+    ]
     check(layers, inputs(rng, 3, 20, 5), lengths=np.array([20, 7, 1]))
 
 
 # -- every element-wise activation in every slot ----------------------------------------------------------------
-SLOTS = [("lstm", 0), ("lstm", 1), ("lstm", 2), ("gru", 0), ("gru", 1), ("gru_reset_before", 0),
-         ("gru_reset_before", 1), ("rnn", 0)]
+SLOTS = [
+    ("lstm", 0),
+    ("lstm", 1),
+    ("lstm", 2),
+    ("gru", 0),
+    ("gru", 1),
+    ("gru_reset_before", 0),
+    ("gru_reset_before", 1),
+    ("rnn", 0),
+]
 
 
 def _with_activation(kind, slot, name, rng, input_size, hidden_size):
@@ -171,8 +195,10 @@ def test_activation_in_dense_and_activation_layers(rng, name):
     np.testing.assert_allclose(model.predict(X), want, rtol=RTOL_LARGE, atol=ATOL)
 
 
-SPECIAL = np.array([0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 3.0, -3.0, 6.0, 20.0, -20.0, 88.0, -88.0, 1e4, -1e4,
-                    np.inf, -np.inf, np.nan], np.float32)
+SPECIAL = np.array(
+    [0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 3.0, -3.0, 6.0, 20.0, -20.0, 88.0, -88.0, 1e4, -1e4, np.inf, -np.inf, np.nan],
+    np.float32,
+)
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
@@ -202,8 +228,10 @@ def test_softmax_rows(rng, name):
 # -- GRU reset_after=False --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("input_size,hidden_size,bias", [(1, 1, True), (17, 3, True), (3, 64, False), (64, 17, True)])
 def test_gru_reset_before(rng, input_size, hidden_size, bias):
-    layers = [specs.gru(rng, input_size, hidden_size, reset_after=False, bias=bias),
-              specs.gru(rng, hidden_size, 5, reset_after=False)]
+    layers = [
+        specs.gru(rng, input_size, hidden_size, reset_after=False, bias=bias),
+        specs.gru(rng, hidden_size, 5, reset_after=False),
+    ]
     check(layers, inputs(rng, 3, 40, input_size))
 
 
@@ -216,8 +244,11 @@ def test_gru_reset_before_bidirectional_with_lengths(rng):
 @pytest.mark.parametrize("hold", [False, True])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_mask(rng, kind, hold):
-    layers = [specs.recurrent(kind, rng, 3, 17, hold_masked_output=hold),
-              specs.recurrent(kind, rng, 17, 5, hold_masked_output=hold), specs.dense(rng, 5, 2)]
+    layers = [
+        specs.recurrent(kind, rng, 3, 17, hold_masked_output=hold),
+        specs.recurrent(kind, rng, 17, 5, hold_masked_output=hold),
+        specs.dense(rng, 5, 2),
+    ]
     X = inputs(rng, 3, 20, 3)
     got, _ = check(layers, X, mask=random_mask(rng, 3, 20))
     unmasked = lstmrt.Model(layers).predict(X)
@@ -232,8 +263,10 @@ def test_mask_bidirectional(rng, kind, hold):
 
 
 def test_mask_with_lengths_and_projection(rng):
-    layers = [specs.lstm(rng, 3, 17, proj_size=5, hold_masked_output=True, peephole=True),
-              specs.gru(rng, 5, 4, reset_after=False, hold_masked_output=True)]
+    layers = [
+        specs.lstm(rng, 3, 17, proj_size=5, hold_masked_output=True, peephole=True),
+        specs.gru(rng, 5, 4, reset_after=False, hold_masked_output=True),
+    ]
     check(layers, inputs(rng, 3, 16, 3), lengths=np.array([16, 8, 2]), mask=random_mask(rng, 3, 16))
 
 
@@ -259,9 +292,11 @@ def test_go_backwards_equals_reversed_forward(rng):
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("go_backwards", [False, True])
 def test_final_only(rng, kind, go_backwards):
-    layers = [specs.recurrent(kind, rng, 3, 17),
-              specs.recurrent(kind, rng, 17, 6, return_sequences=False, go_backwards=go_backwards),
-              specs.dense(rng, 6, 2, "softmax")]
+    layers = [
+        specs.recurrent(kind, rng, 3, 17),
+        specs.recurrent(kind, rng, 17, 6, return_sequences=False, go_backwards=go_backwards),
+        specs.dense(rng, 6, 2, "softmax"),
+    ]
     X = inputs(rng, 3, 25, 3)
     check(layers, X, return_sequences=False)
     check(layers, X, lengths=np.array([25, 1, 0]), return_sequences=False)
@@ -320,8 +355,7 @@ def test_affine(rng):
 
 @pytest.mark.parametrize("head", ["softmax", "log_softmax"])
 def test_softmax_heads(rng, head):
-    layers = [specs.rnn(rng, 3, 17), specs.dense(rng, 17, 64), lstmrt.Activation(head),
-              specs.dense(rng, 64, 5, head)]
+    layers = [specs.rnn(rng, 3, 17), specs.dense(rng, 17, 64), lstmrt.Activation(head), specs.dense(rng, 64, 5, head)]
     X = inputs(rng, 3, 10, 3)
     got, _ = check(layers, X)
     total = np.exp(got).sum(-1) if head == "log_softmax" else got.sum(-1)
@@ -330,9 +364,14 @@ def test_softmax_heads(rng, head):
 
 def test_per_step_layers_between_recurrent_with_lengths(rng):
     """A Dense between two recurrent layers sees the padding outputs; only the model's output is zeroed."""
-    layers = [specs.lstm(rng, 3, 17), specs.dense(rng, 17, 9, "relu"), lstmrt.Activation("tanh"),
-              lstmrt.Affine(np.full(9, 2.0), np.full(9, 0.5)), specs.gru(rng, 9, 6, hold_masked_output=True),
-              specs.dense(rng, 6, 2)]
+    layers = [
+        specs.lstm(rng, 3, 17),
+        specs.dense(rng, 17, 9, "relu"),
+        lstmrt.Activation("tanh"),
+        lstmrt.Affine(np.full(9, 2.0), np.full(9, 0.5)),
+        specs.gru(rng, 9, 6, hold_masked_output=True),
+        specs.dense(rng, 6, 2),
+    ]
     check(layers, inputs(rng, 3, 24, 3), lengths=np.array([24, 10, 3]))
 
 
@@ -344,11 +383,14 @@ def test_large_batch(rng):
 
 
 def test_deep_mixed_model(rng):
-    layers = [lstmrt.Affine(np.full(4, 0.5), np.zeros(4)),
-              specs.bidirectional("gru", rng, 4, 17, "concat", reset_after=False),
-              specs.lstm(rng, 34, 64, proj_size=17, peephole=True, cell_clip=2.0),
-              specs.rnn(rng, 17, 3, activation="relu"),
-              specs.dense(rng, 3, 130, "gelu"), specs.dense(rng, 130, 1, "sigmoid")]
+    layers = [
+        lstmrt.Affine(np.full(4, 0.5), np.zeros(4)),
+        specs.bidirectional("gru", rng, 4, 17, "concat", reset_after=False),
+        specs.lstm(rng, 34, 64, proj_size=17, peephole=True, cell_clip=2.0),
+        specs.rnn(rng, 17, 3, activation="relu"),
+        specs.dense(rng, 3, 130, "gelu"),
+        specs.dense(rng, 130, 1, "sigmoid"),
+    ]
     X = inputs(rng, 3, 33, 4)
     check(layers, X, lengths=np.array([33, 17, 1]))
     check(layers, X, mask=random_mask(rng, 3, 33))
@@ -360,9 +402,11 @@ def test_deep_mixed_model(rng):
 def test_one_row_fused_kernels(rng, kind, hold):
     """Batch 1 and H % 16 == 0 take the fused kernels, which write each h straight into its output row; longer
     than a predict block (256 steps), both directions, go_backwards, final-only, masks and lengths."""
-    layers = [specs.bidirectional(kind, rng, 3, 16, "concat", hold_masked_output=hold),
-              specs.recurrent(kind, rng, 32, 32, go_backwards=True, hold_masked_output=hold),
-              specs.recurrent(kind, rng, 32, 16, return_sequences=False, hold_masked_output=hold)]
+    layers = [
+        specs.bidirectional(kind, rng, 3, 16, "concat", hold_masked_output=hold),
+        specs.recurrent(kind, rng, 32, 32, go_backwards=True, hold_masked_output=hold),
+        specs.recurrent(kind, rng, 32, 16, return_sequences=False, hold_masked_output=hold),
+    ]
     X = inputs(rng, 1, 300, 3)
     check(layers, X)
     check(layers, X, lengths=np.array([181]))

@@ -17,7 +17,7 @@ import lstmrt
 
 @pytest.fixture(autouse=True)
 def _torch_seed(rng):
-    torch.manual_seed(int(rng.integers(2 ** 31)))
+    torch.manual_seed(int(rng.integers(2**31)))
 
 
 def as64(module):
@@ -72,8 +72,9 @@ LSTM_CASES = [
 
 @pytest.mark.parametrize("input_size,hidden_size,layers,bidir,proj,bias,B,T", LSTM_CASES)
 def test_lstm(rng, input_size, hidden_size, layers, bidir, proj, bias, B, T):
-    module = torch.nn.LSTM(input_size, hidden_size, num_layers=layers, bidirectional=bidir, proj_size=proj, bias=bias,
-                           batch_first=True)
+    module = torch.nn.LSTM(
+        input_size, hidden_size, num_layers=layers, bidirectional=bidir, proj_size=proj, bias=bias, batch_first=True
+    )
     check_recurrent_module(rng, module, B, T, lstm=True)
 
 
@@ -105,8 +106,9 @@ RNN_CASES = [
 
 @pytest.mark.parametrize("nonlinearity,input_size,hidden_size,layers,bidir,B,T", RNN_CASES)
 def test_rnn(rng, nonlinearity, input_size, hidden_size, layers, bidir, B, T):
-    module = torch.nn.RNN(input_size, hidden_size, num_layers=layers, nonlinearity=nonlinearity, bidirectional=bidir,
-                          batch_first=True)
+    module = torch.nn.RNN(
+        input_size, hidden_size, num_layers=layers, nonlinearity=nonlinearity, bidirectional=bidir, batch_first=True
+    )
     check_recurrent_module(rng, module, B, T, lstm=False)
 
 
@@ -159,8 +161,15 @@ def test_lstm_with_linear_head(rng):
 
 def test_gru_with_sequential_head(rng):
     gru = torch.nn.GRU(3, 130, batch_first=True, bidirectional=True)
-    head = torch.nn.Sequential(torch.nn.Linear(260, 17), torch.nn.ReLU(), torch.nn.Linear(17, 64), torch.nn.Tanh(),
-                               torch.nn.Dropout(0.5), torch.nn.Linear(64, 1), torch.nn.Sigmoid())
+    head = torch.nn.Sequential(
+        torch.nn.Linear(260, 17),
+        torch.nn.ReLU(),
+        torch.nn.Linear(17, 64),
+        torch.nn.Tanh(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(64, 1),
+        torch.nn.Sigmoid(),
+    )
     model = lstmrt.Model(lstmrt.from_torch(gru).layers + lstmrt.from_torch(head).layers)
     X = inputs(rng, 3, 30, 3)
     y64, _ = torch_run(gru, X)
@@ -181,8 +190,9 @@ def test_sequential_alone(rng):
 # -- packed sequences -------------------------------------------------------------------------------------------
 def packed_run(module, X, lengths):
     with torch.no_grad():
-        packed = pack_padded_sequence(torch.from_numpy(X).double(), torch.from_numpy(lengths), batch_first=True,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            torch.from_numpy(X).double(), torch.from_numpy(lengths), batch_first=True, enforce_sorted=False
+        )
         y, state = as64(module)(packed)
         y, _ = pad_packed_sequence(y, batch_first=True, total_length=X.shape[1])
     return y.numpy(), state
@@ -212,7 +222,7 @@ def test_packed_sequences(rng, kind, kwargs, input_size, hidden_size, B, T):
     got = model.predict(X, lengths=lengths)
     assert_close(got, want)
     for b in range(B):
-        assert np.all(got[b, lengths[b]:] == 0.0), "padding outputs must be exactly 0"
+        assert np.all(got[b, lengths[b] :] == 0.0), "padding outputs must be exactly 0"
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
@@ -229,7 +239,7 @@ def test_packed_final_state(rng, kind):
     s = model.stream()
     for b in range(3):
         s.reset()
-        s.run(X[b, :lengths[b]])
+        s.run(X[b, : lengths[b]])
         for layer, got in enumerate(s.state):
             assert_close(got[0], h_n[layer, b], what=f"h_n layer {layer}, sequence {b}")
             if lstm:

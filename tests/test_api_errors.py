@@ -44,23 +44,26 @@ def assert_unchanged(stream, before):
 
 
 # -- predict inputs ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("X,exc,words", [
-    (np.zeros((4, 2), F32), ValueError, r"X has shape \(4, 2\), expected \(T, 3\) or \(B, T, 3\)"),
-    (np.zeros((2, 4, 5), F32), ValueError, r"X has shape \(2, 4, 5\), expected"),
-    (np.zeros(3, F32), ValueError, r"X has shape \(3,\), expected"),
-    (np.zeros((1, 2, 4, 3), F32), ValueError, r"X has shape \(1, 2, 4, 3\), expected"),
-    (np.zeros((0, 3), F32), ValueError, "empty batch or sequence"),
-    (np.zeros((0, 4, 3), F32), ValueError, "empty batch or sequence"),
-    (np.zeros((2, 0, 3), F32), ValueError, "empty batch or sequence"),
-    (np.zeros((4, 3), np.int64), TypeError, "dtype int64; expected floating-point"),
-    (np.zeros((4, 3), bool), TypeError, "dtype bool; expected floating-point"),
-    (np.zeros((4, 3), np.complex64), TypeError, "dtype complex64"),
-    ([["a", "b", "c"]], TypeError, "dtype <U1"),
-    ("abc", TypeError, "X must be a NumPy array .* got str"),
-    (None, TypeError, "X must be a NumPy array .* got NoneType"),
-    (3.0, TypeError, "X must be a NumPy array .* got float"),
-    ([[1.0, 2.0], [3.0]], TypeError, "X cannot be converted to an array"),
-])
+@pytest.mark.parametrize(
+    "X,exc,words",
+    [
+        (np.zeros((4, 2), F32), ValueError, r"X has shape \(4, 2\), expected \(T, 3\) or \(B, T, 3\)"),
+        (np.zeros((2, 4, 5), F32), ValueError, r"X has shape \(2, 4, 5\), expected"),
+        (np.zeros(3, F32), ValueError, r"X has shape \(3,\), expected"),
+        (np.zeros((1, 2, 4, 3), F32), ValueError, r"X has shape \(1, 2, 4, 3\), expected"),
+        (np.zeros((0, 3), F32), ValueError, "empty batch or sequence"),
+        (np.zeros((0, 4, 3), F32), ValueError, "empty batch or sequence"),
+        (np.zeros((2, 0, 3), F32), ValueError, "empty batch or sequence"),
+        (np.zeros((4, 3), np.int64), TypeError, "dtype int64; expected floating-point"),
+        (np.zeros((4, 3), bool), TypeError, "dtype bool; expected floating-point"),
+        (np.zeros((4, 3), np.complex64), TypeError, "dtype complex64"),
+        ([["a", "b", "c"]], TypeError, "dtype <U1"),
+        ("abc", TypeError, "X must be a NumPy array .* got str"),
+        (None, TypeError, "X must be a NumPy array .* got NoneType"),
+        (3.0, TypeError, "X must be a NumPy array .* got float"),
+        ([[1.0, 2.0], [3.0]], TypeError, "X cannot be converted to an array"),
+    ],
+)
 def test_predict_rejects_bad_inputs(model, X, exc, words):
     with pytest.raises(exc, match=words):
         model.predict(X)
@@ -83,38 +86,47 @@ def test_predict_converts_lists_and_non_contiguous_arrays(model, rng):
     assert np.array_equal(model.predict(X[::-1])[::-1], want)
 
 
-@pytest.mark.parametrize("lengths,exc,words", [
-    ([1, 7], ValueError, r"lengths must lie in \[0, 6\].*max 7"),
-    ([-1, 3], ValueError, r"lengths must lie in \[0, 6\].*min -1"),
-    ([3], ValueError, r"lengths must be 2 integer\(s\) \(one per sequence\), got \(1,\)"),
-    ([1, 2, 3], ValueError, r"lengths must be 2 integer\(s\)"),
-    (np.array([1.0, 2.0]), TypeError, "lengths must be 2 integer.*float64"),  # a wrong dtype, as for X
-    ([10.0, 3.0], TypeError, "lengths must be 2 integer.*float64"),
-    (np.array([[1, 2]]), ValueError, r"got \(1, 2\)"),
-])
+@pytest.mark.parametrize(
+    "lengths,exc,words",
+    [
+        ([1, 7], ValueError, r"lengths must lie in \[0, 6\].*max 7"),
+        ([-1, 3], ValueError, r"lengths must lie in \[0, 6\].*min -1"),
+        ([3], ValueError, r"lengths must be 2 integer\(s\) \(one per sequence\), got \(1,\)"),
+        ([1, 2, 3], ValueError, r"lengths must be 2 integer\(s\)"),
+        (np.array([1.0, 2.0]), TypeError, "lengths must be 2 integer.*float64"),  # a wrong dtype, as for X
+        ([10.0, 3.0], TypeError, "lengths must be 2 integer.*float64"),
+        (np.array([[1, 2]]), ValueError, r"got \(1, 2\)"),
+    ],
+)
 def test_predict_rejects_bad_lengths(model, rng, lengths, exc, words):
     with pytest.raises(exc, match=words):
         model.predict(rng.standard_normal((2, 6, 3)), lengths=lengths)
 
 
-@pytest.mark.parametrize("mask,exc,words", [
-    (np.ones((2, 5), bool), ValueError, r"mask must be a boolean array of shape \(2, 6\), got \(2, 5\)"),
-    (np.ones(6, bool), ValueError, r"of shape \(2, 6\), got \(6,\)"),
-    (np.ones((2, 6), F32), TypeError, "of float32"),
-])
+@pytest.mark.parametrize(
+    "mask,exc,words",
+    [
+        (np.ones((2, 5), bool), ValueError, r"mask must be a boolean array of shape \(2, 6\), got \(2, 5\)"),
+        (np.ones(6, bool), ValueError, r"of shape \(2, 6\), got \(6,\)"),
+        (np.ones((2, 6), F32), TypeError, "of float32"),
+    ],
+)
 def test_predict_rejects_bad_masks(model, rng, mask, exc, words):
     with pytest.raises(exc, match=words):
         model.predict(rng.standard_normal((2, 6, 3)), mask=mask)
 
 
-@pytest.mark.parametrize("ids,words", [
-    (np.array([[1, 2, 7]]), r"^token id 7 at row 0, step 2 is outside \[0, 6\]$"),
-    (np.array([[1, -1, 2]]), r"^token id -1 at row 0, step 1 is outside \[0, 6\]$"),
-    (np.array([[1.0, 2.5]]), r"^token id 2.5 at row 0, step 1 is not an integer in \[0, 6\]$"),
-    (np.array([[np.nan, 1.0]]), r"^token id nan at row 0, step 0 is not an integer in \[0, 6\]$"),
-    (np.array([1.0, np.inf]), r"^token id inf at step 1 is outside \[0, 6\]$"),
-    (np.array([1, 2, 7]), r"^token id 7 at step 2 is outside \[0, 6\]$"),  # one sequence: its steps
-])
+@pytest.mark.parametrize(
+    "ids,words",
+    [
+        (np.array([[1, 2, 7]]), r"^token id 7 at row 0, step 2 is outside \[0, 6\]$"),
+        (np.array([[1, -1, 2]]), r"^token id -1 at row 0, step 1 is outside \[0, 6\]$"),
+        (np.array([[1.0, 2.5]]), r"^token id 2.5 at row 0, step 1 is not an integer in \[0, 6\]$"),
+        (np.array([[np.nan, 1.0]]), r"^token id nan at row 0, step 0 is not an integer in \[0, 6\]$"),
+        (np.array([1.0, np.inf]), r"^token id inf at step 1 is outside \[0, 6\]$"),
+        (np.array([1, 2, 7]), r"^token id 7 at step 2 is outside \[0, 6\]$"),  # one sequence: its steps
+    ],
+)
 def test_predict_rejects_bad_token_ids(tokens, ids, words):
     with pytest.raises(ValueError, match=words):
         tokens.predict(ids)
@@ -130,16 +142,32 @@ def _ids(shape, at, value, dtype=np.int64):
 BIG, U64_MAX = 2**40, np.iinfo(np.uint64).max
 TOKEN_MESSAGES = [
     ("predict", None, _ids((2, 5), (1, 3), BIG), "token id 1099511627776 at row 1, step 3 is outside [0, 6]"),
-    ("predict", None, _ids((2, 5), (1, 3), U64_MAX, np.uint64),
-     "token id 18446744073709551615 at row 1, step 3 is outside [0, 6]"),
-    ("predict", None, _ids((2, 5, 1), (0, 4, 0), -(2**62)),
-     "token id -4611686018427387904 at row 0, step 4 is outside [0, 6]"),
+    (
+        "predict",
+        None,
+        _ids((2, 5), (1, 3), U64_MAX, np.uint64),
+        "token id 18446744073709551615 at row 1, step 3 is outside [0, 6]",
+    ),
+    (
+        "predict",
+        None,
+        _ids((2, 5, 1), (0, 4, 0), -(2**62)),
+        "token id -4611686018427387904 at row 0, step 4 is outside [0, 6]",
+    ),
     ("predict", None, _ids(5, 3, BIG, np.float64), "token id 1099511627776.0 at step 3 is outside [0, 6]"),
     ("run", None, _ids(5, 3, BIG), "token id 1099511627776 at step 3 is outside [0, 6]"),
-    ("run", 2, _ids((2, 5), (1, 3), U64_MAX, np.uint64),
-     "token id 18446744073709551615 at row 1, step 3 is outside [0, 6]"),
-    ("run", 2, _ids((2, 5, 1), (1, 4, 0), 7.5, np.float32),
-     "token id 7.5 at row 1, step 4 is not an integer in [0, 6]"),
+    (
+        "run",
+        2,
+        _ids((2, 5), (1, 3), U64_MAX, np.uint64),
+        "token id 18446744073709551615 at row 1, step 3 is outside [0, 6]",
+    ),
+    (
+        "run",
+        2,
+        _ids((2, 5, 1), (1, 4, 0), 7.5, np.float32),
+        "token id 7.5 at row 1, step 4 is not an integer in [0, 6]",
+    ),
     ("step", None, BIG, "token id 1099511627776 is outside [0, 6]"),  # a Python int
     ("step", None, np.array([U64_MAX], np.uint64), "token id 18446744073709551615 is outside [0, 6]"),
     ("step", 2, _ids(2, 1, BIG), "token id 1099511627776 at row 1 is outside [0, 6]"),
@@ -147,8 +175,11 @@ TOKEN_MESSAGES = [
 ]
 
 
-@pytest.mark.parametrize("call,batch,ids,message", TOKEN_MESSAGES,
-                         ids=[f"{c}-{b}-{np.shape(i)}-{np.asarray(i).dtype}" for c, b, i, _ in TOKEN_MESSAGES])
+@pytest.mark.parametrize(
+    "call,batch,ids,message",
+    TOKEN_MESSAGES,
+    ids=[f"{c}-{b}-{np.shape(i)}-{np.asarray(i).dtype}" for c, b, i, _ in TOKEN_MESSAGES],
+)
 def test_bad_token_message_names_the_id_as_given_and_where(tokens, rng, call, batch, ids, message):
     if call == "predict":
         with pytest.raises(ValueError) as info:
@@ -185,15 +216,18 @@ def test_failed_step_leaves_state_unchanged(model, rng, batch, x, exc, words):
     assert_unchanged(s, before)
 
 
-@pytest.mark.parametrize("out,exc,words", [
-    (np.zeros(2, np.float64), TypeError, "out has dtype float64; expected float32"),
-    (np.zeros(3, F32), ValueError, r"out has shape \(3,\), expected \(2,\)"),
-    (np.zeros((1, 2), F32), ValueError, r"out has shape \(1, 2\), expected \(2,\)"),
-    (np.zeros(4, F32)[::2], ValueError, "out must be C-contiguous"),
-    ([0.0, 0.0], TypeError, "out must be a NumPy float32 array, got list"),
-    (np.zeros(2, ">f4"), TypeError, "out has dtype >f4; expected float32"),
-    (np.zeros(9, np.uint8)[1:].view(F32), ValueError, "out must be aligned"),
-])
+@pytest.mark.parametrize(
+    "out,exc,words",
+    [
+        (np.zeros(2, np.float64), TypeError, "out has dtype float64; expected float32"),
+        (np.zeros(3, F32), ValueError, r"out has shape \(3,\), expected \(2,\)"),
+        (np.zeros((1, 2), F32), ValueError, r"out has shape \(1, 2\), expected \(2,\)"),
+        (np.zeros(4, F32)[::2], ValueError, "out must be C-contiguous"),
+        ([0.0, 0.0], TypeError, "out must be a NumPy float32 array, got list"),
+        (np.zeros(2, ">f4"), TypeError, "out has dtype >f4; expected float32"),
+        (np.zeros(9, np.uint8)[1:].view(F32), ValueError, "out must be aligned"),
+    ],
+)
 def test_bad_out_buffer_leaves_state_unchanged(model, rng, out, exc, words):
     s = advanced(model, rng)
     before = snapshot(s)
@@ -261,15 +295,18 @@ def test_token_step_takes_ids_as_run_does(tokens, rng):
         tokens.stream().step(True)
 
 
-@pytest.mark.parametrize("batch,X,exc,words", [
-    (None, np.zeros((4, 2), F32), ValueError, r"X has shape \(4, 2\), expected \(T, 3\)"),
-    (None, np.zeros(3, F32), ValueError, r"X has shape \(3,\), expected \(T, 3\)"),
-    (None, np.zeros((1, 4, 3), F32), ValueError, r"X has shape \(1, 4, 3\), expected \(T, 3\)"),
-    (None, np.zeros((4, 3), np.int16), TypeError, "X has dtype int16"),
-    (2, np.zeros((3, 4, 3), F32), ValueError, r"X has shape \(3, 4, 3\), expected \(2, T, 3\)"),
-    (2, np.zeros((4, 3), F32), ValueError, r"X has shape \(4, 3\), expected \(2, T, 3\)"),
-    (2, object(), TypeError, "X must be a NumPy array"),
-])
+@pytest.mark.parametrize(
+    "batch,X,exc,words",
+    [
+        (None, np.zeros((4, 2), F32), ValueError, r"X has shape \(4, 2\), expected \(T, 3\)"),
+        (None, np.zeros(3, F32), ValueError, r"X has shape \(3,\), expected \(T, 3\)"),
+        (None, np.zeros((1, 4, 3), F32), ValueError, r"X has shape \(1, 4, 3\), expected \(T, 3\)"),
+        (None, np.zeros((4, 3), np.int16), TypeError, "X has dtype int16"),
+        (2, np.zeros((3, 4, 3), F32), ValueError, r"X has shape \(3, 4, 3\), expected \(2, T, 3\)"),
+        (2, np.zeros((4, 3), F32), ValueError, r"X has shape \(4, 3\), expected \(2, T, 3\)"),
+        (2, object(), TypeError, "X must be a NumPy array"),
+    ],
+)
 def test_failed_run_leaves_state_unchanged(model, rng, batch, X, exc, words):
     s = advanced(model, rng, batch)
     before = snapshot(s)
@@ -356,32 +393,53 @@ SPEC_ERRORS = [
     (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), _w(7)), ValueError, r"LSTM: bias_ih has shape \(7,\), expected \(8,\)"),
     (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), None, _w(8, 1)), ValueError, r"LSTM: bias_hh has shape \(8, 1\)"),
     (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), weight_hr=_w(1, 3)), ValueError, r"LSTM: weight_hr has shape \(1, 3\)"),
-    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), weight_hr=_w(1, 2)), ValueError,
-     r"LSTM: weight_hh has shape \(8, 2\), expected \(8, 1\)"),
+    (
+        lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), weight_hr=_w(1, 2)),
+        ValueError,
+        r"LSTM: weight_hh has shape \(8, 2\), expected \(8, 1\)",
+    ),
     (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), peephole=_w(2, 2)), ValueError, r"LSTM: peephole has shape \(2, 2\)"),
     (lambda: lstmrt.LSTM(_w(8, 3), None), ValueError, "LSTM: weight_hh is required"),
     (lambda: lstmrt.LSTM(np.full((8, 3), "x"), _w(8, 2)), TypeError, "LSTM: weight_ih has dtype <U1"),
-    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=("sigmoid", "tanh")), ValueError,
-     "LSTM: activations must be 3 names"),
+    (
+        lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=("sigmoid", "tanh")),
+        ValueError,
+        "LSTM: activations must be 3 names",
+    ),
     (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations="tanh"), ValueError, "LSTM: activations must be 3 names"),
-    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=("sigmoid", "foo", "tanh")), ValueError,
-     "LSTM: unknown activation 'foo'; supported: sigmoid, tanh"),
-    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=("softmax", "tanh", "tanh")), ValueError,
-     "LSTM: unknown activation 'softmax'"),
-    (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=(1, "tanh", "tanh")), TypeError,
-     "LSTM: activation must be a name"),
+    (
+        lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=("sigmoid", "foo", "tanh")),
+        ValueError,
+        "LSTM: unknown activation 'foo'; supported: sigmoid, tanh",
+    ),
+    (
+        lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=("softmax", "tanh", "tanh")),
+        ValueError,
+        "LSTM: unknown activation 'softmax'",
+    ),
+    (
+        lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=(1, "tanh", "tanh")),
+        TypeError,
+        "LSTM: activation must be a name",
+    ),
     (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), cell_clip=0.0), ValueError, "LSTM: cell_clip must be > 0"),
     (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), cell_clip=float("nan")), ValueError, "LSTM: cell_clip must be > 0"),
     (lambda: lstmrt.GRU(_w(4, 3), _w(4, 1)), ValueError, r"GRU: weight_ih has shape \(4, 3\), expected \(3\*hidden"),
     (lambda: lstmrt.GRU(_w(6, 3), _w(6, 3)), ValueError, r"GRU: weight_hh has shape \(6, 3\), expected \(6, 2\)"),
     (lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), _w(6), _w(2)), ValueError, r"GRU: bias_hh has shape \(2,\)"),
     (lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), activations=("sigmoid",)), ValueError, "GRU: activations must be 2"),
-    (lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), activations=("sigmoid", "log_softmax")), ValueError,
-     "GRU: unknown activation 'log_softmax'"),
+    (
+        lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), activations=("sigmoid", "log_softmax")),
+        ValueError,
+        "GRU: unknown activation 'log_softmax'",
+    ),
     (lambda: lstmrt.SimpleRNN(_w(2, 3), _w(2, 3)), ValueError, r"SimpleRNN: weight_hh has shape \(2, 3\)"),
     (lambda: lstmrt.SimpleRNN(_w(3), _w(2, 2)), ValueError, r"SimpleRNN: weight_ih has shape \(3,\)"),
-    (lambda: lstmrt.SimpleRNN(_w(2, 3), _w(2, 2), activation="bogus"), ValueError,
-     "SimpleRNN: unknown activation 'bogus'"),
+    (
+        lambda: lstmrt.SimpleRNN(_w(2, 3), _w(2, 2), activation="bogus"),
+        ValueError,
+        "SimpleRNN: unknown activation 'bogus'",
+    ),
     (lambda: lstmrt.Dense(_w(3)), ValueError, r"Dense: weight has shape \(3,\), expected \(out_features, in_"),
     (lambda: lstmrt.Dense(_w(2, 0)), ValueError, r"Dense: weight has shape \(2, 0\)"),
     (lambda: lstmrt.Dense(_w(2, 3), _w(3)), ValueError, r"Dense: bias has shape \(3,\), expected \(2,\)"),
@@ -401,8 +459,10 @@ def test_bad_layer_spec(make, exc, words):
 
 def test_bad_bidirectional(rng):
     a, b = specs.lstm(rng, 3, 4), specs.lstm(rng, 3, 5)
-    with pytest.raises(TypeError, match="Bidirectional: forward and backward must be recurrent layer specs of the "
-                                        "same type, got LSTM and GRU"):
+    with pytest.raises(
+        TypeError,
+        match="Bidirectional: forward and backward must be recurrent layer specs of the same type, got LSTM and GRU",
+    ):
         lstmrt.Bidirectional(a, specs.gru(rng, 3, 4))
     with pytest.raises(TypeError, match="got Dense and Dense"):
         lstmrt.Bidirectional(specs.dense(rng, 3, 4), specs.dense(rng, 3, 4))

@@ -32,8 +32,9 @@ def test_comparison_with_two_threads_each(tmp_path):
     """--threads 2: lstmrt's teams and torch's threads, each in a worker process (H = 64 is big enough for a team)."""
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
-    report = bench_compare.run_comparison([(16, 64)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4,
-                                          threads=2)
+    report = bench_compare.run_comparison(
+        [(16, 64)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4, threads=2
+    )
     assert torch.get_num_threads() == before
     assert report["meta"]["threads"] == 2 and report["meta"]["machine_floor"] is None
     text = bench_report.format_report(report)
@@ -45,22 +46,23 @@ def test_comparison_with_two_threads_each(tmp_path):
 
 def test_more_than_one_thread_times_each_framework_in_a_worker_process_of_its_own():
     pytest.importorskip("torch")
-    report = bench_compare.run_comparison([(4, 16)], quick=True, frameworks=("torch",), rounds=2, min_time=1e-4,
-                                          threads=2)
+    report = bench_compare.run_comparison(
+        [(4, 16)], quick=True, frameworks=("torch",), rounds=2, min_time=1e-4, threads=2
+    )
     meta = report["meta"]
     assert meta["isolation"] == "process per framework" and set(meta["settle_ms"]) == {"lstmrt", "torch"}
-    assert meta["frameworks"]["torch"]   # the version, as reported by the torch worker
+    assert meta["frameworks"]["torch"]  # the version, as reported by the torch worker
     results = report["sizes"][0]["results"]
     for key, (framework, _, _) in bench_spec.COLUMNS.items():
         if framework in ("lstmrt", "torch"):
             assert results[key]["status"] == "ok" and len(results[key]["rounds_us"]) == 2, key
             assert results[key]["median_us"] > 0, key
     assert "worker process of its own" in bench_report.format_report(report)
-    assert not multiprocessing.active_children()   # the workers are stopped
+    assert not multiprocessing.active_children()  # the workers are stopped
 
 
 def test_one_thread_stays_in_one_process(monkeypatch):
-    monkeypatch.setattr(bench_workers, "Workers", None)   # would fail if used
+    monkeypatch.setattr(bench_workers, "Workers", None)  # would fail if used
     report = bench_compare.run_comparison([(2, 4)], quick=True, frameworks=(), rounds=1, min_time=1e-4)
     assert report["meta"]["isolation"] == "one process" and report["meta"]["settle_ms"] is None
     assert "worker process" not in bench_report.format_report(report)
@@ -70,8 +72,9 @@ def test_a_framework_missing_in_its_worker_is_na(tmp_path, monkeypatch):
     """An onnxruntime that fails to import (a stub first on sys.path, which spawned workers inherit): n/a."""
     (tmp_path / "onnxruntime.py").write_text("raise ImportError('blocked by the test')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    report = bench_compare.run_comparison([(2, 4)], quick=True, frameworks=("onnxruntime",), rounds=1,
-                                          min_time=1e-4, threads=2)
+    report = bench_compare.run_comparison(
+        [(2, 4)], quick=True, frameworks=("onnxruntime",), rounds=1, min_time=1e-4, threads=2
+    )
     results = report["sizes"][0]["results"]
     for key in ("onnxruntime.step", "onnxruntime.sequence"):
         assert results[key]["status"] == "n/a" and "blocked by the test" in results[key]["reason"], key
@@ -82,15 +85,18 @@ def test_a_framework_missing_in_its_worker_is_na(tmp_path, monkeypatch):
 def _expected(input_size, hidden_size, wrong=False):
     w, d = bench_spec.make_weights(input_size, hidden_size), bench_spec.make_data(input_size, 0, bench_spec.SEQ_LEN)
     model = bench_peers.lstmrt_model(w)
-    return {what: model.predict(X) * (0 if wrong else 1) for what, X in (
-        ("step", d.x_check), ("seq", d.x_seq), ("batch", d.x_batch), ("stream_batch", d.x_stream_batch))}
+    return {
+        what: model.predict(X) * (0 if wrong else 1)
+        for what, X in (("step", d.x_check), ("seq", d.x_seq), ("batch", d.x_batch), ("stream_batch", d.x_stream_batch))
+    }
 
 
 def test_a_check_failing_in_a_worker_raises_check_error_in_the_parent():
     with bench_workers.Workers(("lstmrt",), threads=2) as workers:
         with pytest.raises(bench_spec.CheckError, match="lstmrt.step vs lstmrt"):
-            workers.measure_size(2, 4, seed=0, seq_len=bench_spec.SEQ_LEN, expected=_expected(2, 4, wrong=True),
-                                 rounds=1, min_time=1e-4)
+            workers.measure_size(
+                2, 4, seed=0, seq_len=bench_spec.SEQ_LEN, expected=_expected(2, 4, wrong=True), rounds=1, min_time=1e-4
+            )
     assert not multiprocessing.active_children()
 
 
@@ -99,14 +105,16 @@ def test_a_worker_that_dies_raises_worker_error_not_a_hang():
         (worker,) = workers._workers
         os.kill(worker.process.pid, signal.SIGKILL)
         with pytest.raises(bench_workers.WorkerError, match="lstmrt worker exited"):
-            workers.measure_size(2, 4, seed=0, seq_len=bench_spec.SEQ_LEN, expected=_expected(2, 4), rounds=1,
-                                 min_time=1e-4)
+            workers.measure_size(
+                2, 4, seed=0, seq_len=bench_spec.SEQ_LEN, expected=_expected(2, 4), rounds=1, min_time=1e-4
+            )
     assert not multiprocessing.active_children()
 
 
 def test_cli_bench_rejects_bad_sizes():
-    out = subprocess.run([sys.executable, "-m", "lstmrt", "bench", "--sizes", "8by32"], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "lstmrt", "bench", "--sizes", "8by32"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2 and "error" in out.stderr
 
 
@@ -117,15 +125,35 @@ def test_cli_quick_run_writes_json_table_plot_and_marks_missing_frameworks(tmp_p
 
     for name in ("onnxruntime", "onnx", "tensorflow", "ai_edge_litert"):
         monkeypatch.setitem(sys.modules, name, None)
-    rc = cli.main(["bench", "--quick", "--sizes", "4x8", "--rounds", "1", "--frameworks", "torch,ort,tflite",
-                   "--out", str(tmp_path)])
+    rc = cli.main(
+        [
+            "bench",
+            "--quick",
+            "--sizes",
+            "4x8",
+            "--rounds",
+            "1",
+            "--frameworks",
+            "torch,ort,tflite",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| 4, 8 |" in printed and "n/a" in printed and "targets met" in printed
 
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert set(report["meta"]) >= {"lstmrt", "kernel_tier", "cpu_features", "frameworks", "rounds", "quick",
-                                   "loadavg_before", "floor_model"}
+    assert set(report["meta"]) >= {
+        "lstmrt",
+        "kernel_tier",
+        "cpu_features",
+        "frameworks",
+        "rounds",
+        "quick",
+        "loadavg_before",
+        "floor_model",
+    }
     (entry,) = report["sizes"]
     assert entry["floor_us"] > 0 and entry["cache"] == "L1"
     results = entry["results"]
@@ -171,8 +199,11 @@ def test_an_implementation_disagreeing_with_lstmrt_stops_the_run(monkeypatch):
     import numpy as np
 
     def wrong(w, d, threads=1):
-        return [bench_spec.Case("torch.lstmcell", lambda n: None,
-                                   lambda: np.zeros((bench_spec.CHECK_STEPS, w.hidden_size)), "step")]
+        return [
+            bench_spec.Case(
+                "torch.lstmcell", lambda n: None, lambda: np.zeros((bench_spec.CHECK_STEPS, w.hidden_size)), "step"
+            )
+        ]
 
     monkeypatch.setitem(bench_peers.BUILDERS, "torch", wrong)
     monkeypatch.setattr(bench_peers, "set_torch_threads", lambda n: None)
@@ -180,12 +211,15 @@ def test_an_implementation_disagreeing_with_lstmrt_stops_the_run(monkeypatch):
         bench_compare.run_comparison([(2, 4)], quick=True, frameworks=("torch",), rounds=1, min_time=1e-4)
 
 
-@pytest.mark.parametrize("value, target, passed, words", [
-    (1.995, 2.0, False, "1.995x (>=2x) MISS (on the line)"),   # rounds onto its target: three decimals
-    (2.03, 2.0, True, "2.03x (>=2x) PASS (on the line)"),
-    (1.5, 2.0, False, "1.50x (>=2x) MISS"),
-    (2.5, 2.0, True, "2.50x (>=2x) PASS"),
-])
+@pytest.mark.parametrize(
+    "value, target, passed, words",
+    [
+        (1.995, 2.0, False, "1.995x (>=2x) MISS (on the line)"),  # rounds onto its target: three decimals
+        (2.03, 2.0, True, "2.03x (>=2x) PASS (on the line)"),
+        (1.5, 2.0, False, "1.50x (>=2x) MISS"),
+        (2.5, 2.0, True, "2.50x (>=2x) PASS"),
+    ],
+)
 def test_ratio_verdicts_flag_results_within_the_run_to_run_spread(value, target, passed, words):
     text = bench_report._fmt_ratio({"value": value, "target": target, "pass": passed})
     assert text == words

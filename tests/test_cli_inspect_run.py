@@ -54,15 +54,30 @@ def test_run_streams_npy_and_matches_predict(causal, tmp_path, capsys, rng):
     model = lstmrt.load(path)
     X = rng.standard_normal((50, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", X)
-    assert main(["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"), "--chunk", "7",
-                 "--progress"]) == 0
+    assert (
+        main(["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"), "--chunk", "7", "--progress"])
+        == 0
+    )
     assert_close(np.load(tmp_path / "y.npy"), model.predict(X))
     err = capsys.readouterr().err
     assert "100% 50/50 steps" in err and err.endswith("\n")
     XB = rng.standard_normal((3, 20, 3)).astype(np.float32)
     np.save(tmp_path / "xb.npy", XB)
-    assert main(["run", str(path), str(tmp_path / "xb.npy"), "-o", str(tmp_path / "yb.npy"), "--chunk", "6",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(path),
+                str(tmp_path / "xb.npy"),
+                "-o",
+                str(tmp_path / "yb.npy"),
+                "--chunk",
+                "6",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert_close(np.load(tmp_path / "yb.npy"), model.predict(XB))
     assert capsys.readouterr().err == ""
 
@@ -81,8 +96,10 @@ def test_run_bidirectional_and_tokens(tmp_path, rng):
     torch.save(bidir, tmp_path / "bi.pt")
     X = rng.standard_normal((30, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", X)
-    assert main(["run", str(tmp_path / "bi.pt"), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
-                 "--chunk", "4"]) == 0
+    assert (
+        main(["run", str(tmp_path / "bi.pt"), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"), "--chunk", "4"])
+        == 0
+    )
     assert_close(np.load(tmp_path / "y.npy"), lstmrt.load(tmp_path / "bi.pt").predict(X))
     tokens = nn.Sequential(nn.Embedding(9, 3), nn.Linear(3, 2))
     torch.save(tokens, tmp_path / "tok.pt")
@@ -96,8 +113,9 @@ def test_run_errors(causal, tmp_path, capsys):
     path, _ = causal
     for shape in ((0, 3), (2, 0, 3)):
         np.save(tmp_path / "empty.npy", np.zeros(shape, np.float32))
-        assert "empty.npy has no steps" in refused(capsys, ["run", str(path), str(tmp_path / "empty.npy"), "-o",
-                                                             str(tmp_path / "y.npy")])
+        assert "empty.npy has no steps" in refused(
+            capsys, ["run", str(path), str(tmp_path / "empty.npy"), "-o", str(tmp_path / "y.npy")]
+        )
     np.save(tmp_path / "x.npy", np.zeros((2, 3, 3), np.float32))
     err = refused(capsys, ["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.txt")])
     assert re.search(r"output must be a .npy or .csv file, got '.*y.txt'", err)

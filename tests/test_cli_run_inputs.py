@@ -99,7 +99,7 @@ def test_lone_zero_is_a_header_only_above_non_integer_rows(tmp_path, capsys, rng
 def test_csv_errors_name_the_line_and_field(lstm_file, tmp_path, capsys):
     path, _ = lstm_file
     cases = {
-        "1,2,3\n4,x,6\n": ["line 2, field 2: 'x' is not a number"],     # was: row 1 dropped as a "header"
+        "1,2,3\n4,x,6\n": ["line 2, field 2: 'x' is not a number"],  # was: row 1 dropped as a "header"
         "1,2,3\n4,5,6\n7,8\n": ["line 3 has 2 fields, line 1 has 3"],
         "# exported\n\na,b,c\n1,2,3\n4,,6\n": ["line 5, field 2 is empty"],
         "1,2,3,4\n5,6,7,8\n": ["4 columns; this model takes 3"],
@@ -145,16 +145,19 @@ def test_run_applies_a_keras_masking_layer(keras3, tmp_path, capsys, rng, return
     """Masking(0) -> LSTM -> Dense: masked steps are skipped, as Keras and lstmrt's predict do (a stream cannot
     see a mask). return_sequences=False: one row per sequence, as predict returns."""
     K, L = keras3, keras3.layers
-    net = randomized(K.Sequential([K.Input((7, 2)), L.Masking(0.0), L.LSTM(4, return_sequences=return_sequences),
-                                   L.Dense(3)]), seed=7)
+    net = randomized(
+        K.Sequential([K.Input((7, 2)), L.Masking(0.0), L.LSTM(4, return_sequences=return_sequences), L.Dense(3)]),
+        seed=7,
+    )
     net.save(tmp_path / "masked.keras")
     X = rng.standard_normal((3, 7, 2)).astype(np.float32)
-    X[0, 3] = 0.0       # a gap
-    X[1, 5:] = 0.0      # trailing padding
-    X[2, :2] = 0.0      # leading padding
+    X[0, 3] = 0.0  # a gap
+    X[1, 5:] = 0.0  # trailing padding
+    X[2, :2] = 0.0  # leading padding
     np.save(tmp_path / "x.npy", X)
-    status, _, err = cli(capsys, "run", tmp_path / "masked.keras", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
-                         "--chunk", "2")
+    status, _, err = cli(
+        capsys, "run", tmp_path / "masked.keras", tmp_path / "x.npy", "-o", tmp_path / "y.npy", "--chunk", "2"
+    )
     assert status == 0, err
     Y = np.load(tmp_path / "y.npy")
     assert_close(Y, np.asarray(net(X, training=False)), what="lstmrt run vs Keras")
@@ -165,8 +168,17 @@ def test_run_applies_a_keras_mask_zero_embedding(keras3, tmp_path, capsys):
     """Embedding(mask_zero=True): token 0 is padding. The ids come as a one-column CSV starting with 0 (data, not
     a header)."""
     K, L = keras3, keras3.layers
-    net = randomized(K.Sequential([K.Input((None,), dtype="int32"), L.Embedding(9, 3, mask_zero=True),
-                                   L.GRU(4, return_sequences=True), L.Dense(2)]), seed=8)
+    net = randomized(
+        K.Sequential(
+            [
+                K.Input((None,), dtype="int32"),
+                L.Embedding(9, 3, mask_zero=True),
+                L.GRU(4, return_sequences=True),
+                L.Dense(2),
+            ]
+        ),
+        seed=8,
+    )
     net.save(tmp_path / "tokens.keras")
     ids = np.array([0, 0, 4, 7, 0, 2, 8, 1])
     (tmp_path / "ids.csv").write_text("".join(f"{i}\n" for i in ids))
@@ -183,11 +195,20 @@ def test_keras_layers_option(keras3, tmp_path, capsys):
     net.save(tmp_path / "full.keras")
     net.save_weights(tmp_path / "w.weights.h5")
     (tmp_path / "arch.json").write_text(net.to_json())
-    assert_refused(capsys, ["inspect", tmp_path / "full.keras", "--layers", "a,b"],
-                   "full.keras is a full Keras model", "takes no --layers")
+    assert_refused(
+        capsys,
+        ["inspect", tmp_path / "full.keras", "--layers", "a,b"],
+        "full.keras is a full Keras model",
+        "takes no --layers",
+    )
     assert_refused(capsys, ["inspect", tmp_path / "w.weights.h5"], "weights only", "--layers ARCH.json")
-    assert_refused(capsys, ["inspect", tmp_path / "w.weights.h5", "--layers", "a,b"],
-                   "--layers a,b", "model.to_json()", "No such file")
+    assert_refused(
+        capsys,
+        ["inspect", tmp_path / "w.weights.h5", "--layers", "a,b"],
+        "--layers a,b",
+        "model.to_json()",
+        "No such file",
+    )
     status, out, err = cli(capsys, "inspect", tmp_path / "w.weights.h5", "--layers", tmp_path / "arch.json")
     assert status == 0, err
     assert "LSTM(2 -> 4" in out and "Dense(4 -> 1" in out
@@ -225,15 +246,17 @@ def test_npy_input_errors(lstm_file, tmp_path, capsys):
 def test_token_out_of_range_names_the_input(tmp_path, capsys):
     torch.save(nn.Sequential(nn.Embedding(9, 3), nn.Linear(3, 2)), tmp_path / "tok.pt")
     np.save(tmp_path / "ids.npy", np.array([1, 2, 20]))
-    assert_refused(capsys, ["run", tmp_path / "tok.pt", tmp_path / "ids.npy", "-o", tmp_path / "y.npy"],
-                   "ids.npy", "20")
+    assert_refused(
+        capsys, ["run", tmp_path / "tok.pt", tmp_path / "ids.npy", "-o", tmp_path / "y.npy"], "ids.npy", "20"
+    )
 
 
 def test_output_problems_are_found_before_the_run(lstm_file, tmp_path, capsys):
     path, _ = lstm_file
     np.save(tmp_path / "x.npy", np.zeros((4, 3), np.float32))
-    assert_refused(capsys, ["run", path, tmp_path / "x.npy", "-o", tmp_path / "no" / "y.npy"],
-                   "y.npy", "does not exist")
+    assert_refused(
+        capsys, ["run", path, tmp_path / "x.npy", "-o", tmp_path / "no" / "y.npy"], "y.npy", "does not exist"
+    )
     (tmp_path / "out.npy").mkdir()
     assert_refused(capsys, ["run", path, tmp_path / "x.npy", "-o", tmp_path / "out.npy"], "is a directory")
 
@@ -241,9 +264,21 @@ def test_output_problems_are_found_before_the_run(lstm_file, tmp_path, capsys):
 def test_checkpoint_errors_exit_2_without_traceback(tmp_path):
     """The whole command line, as a shell sees it: message on stderr, status 2 (as for a bad option)."""
     np.save(tmp_path / "x.npy", np.zeros((4, 3), np.float32))
-    out = subprocess.run([sys.executable, "-m", "lstmrt", "run", str(tmp_path / "missing.pt"),
-                          str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lstmrt",
+            "run",
+            str(tmp_path / "missing.pt"),
+            str(tmp_path / "x.npy"),
+            "-o",
+            str(tmp_path / "y.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith("lstmrt run: ") and "missing.pt: No such file or directory" in out.stderr
 

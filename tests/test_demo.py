@@ -28,7 +28,7 @@ def test_shipped_weights_load():
     assert w["head.weight"].shape == (1, H) and w["head.bias"].shape == (1,)
     assert all(w[k].dtype == np.float32 for k in demo._WEIGHT_KEYS)
     assert int(w["signal_version"]) == demo.SIGNAL_VERSION
-    assert demo.default_weights_path().read_bytes()[:2] == b"PK"   # a plain npz (zip), loaded without pickle
+    assert demo.default_weights_path().read_bytes()[:2] == b"PK"  # a plain npz (zip), loaded without pickle
 
 
 def test_shipped_model_computes_what_the_training_script_model_computes():
@@ -82,8 +82,9 @@ def test_signal_is_deterministic_and_splits_differ():
 
 
 def test_cli_demo_prints_errors_latency_and_real_time_factor():
-    out = subprocess.run([sys.executable, "-m", "lstmrt", "demo", "--samples", "2000"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "lstmrt", "demo", "--samples", "2000"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     lines = {line.split("(")[0].strip(): line for line in out.stdout.splitlines()}
     before = float(lines["error before filtering"].split(":")[1].split()[0])
@@ -95,16 +96,22 @@ def test_cli_demo_prints_errors_latency_and_real_time_factor():
 def test_cli_demo_plot_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "demo.png"
-    out = subprocess.run([sys.executable, "-m", "lstmrt", "demo", "--samples", "1500", "--plot", str(png)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "lstmrt", "demo", "--samples", "1500", "--plot", str(png)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cli_demo_plot_without_matplotlib_fails_clearly(tmp_path):
     # sys.modules[name] = None makes `import name` raise ImportError, as on a machine without matplotlib
-    code = ("import sys; sys.modules['matplotlib'] = None; from lstmrt.cli import main; "
-            f"sys.exit(main(['demo', '--samples', '100', '--plot', {str(tmp_path / 'x.png')!r}]))")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from lstmrt.cli import main; "
+        f"sys.exit(main(['demo', '--samples', '100', '--plot', {str(tmp_path / 'x.png')!r}]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "needs matplotlib" in out.stderr and "lstmrt[plot]" in out.stderr

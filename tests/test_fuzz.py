@@ -25,15 +25,28 @@ CORPUS_LIMIT = 1 << 20  # the committed corpus stays under 1 MB
 
 def run_worker(target: str, seconds: float, tmp_path: Path) -> dict:
     artifacts, out = tmp_path / target, tmp_path / f"{target}.json"
-    cmd = [sys.executable, str(HERE / "fuzzing.py"), target, "--seconds", str(seconds), "--seed", str(SEED),
-           "--artifacts", str(artifacts), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        str(HERE / "fuzzing.py"),
+        target,
+        "--seconds",
+        str(seconds),
+        "--seed",
+        str(SEED),
+        "--artifacts",
+        str(artifacts),
+        "--out",
+        str(out),
+    ]
     # The timeout is a guard against a stuck worker (each input has its own hang guard inside), not a measure.
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 20 + 600)
     if proc.returncode != 0 or not out.exists():
         current = artifacts / "current.json"
         where = current.read_text() if current.exists() else "(before the first input)"
-        pytest.fail(f"the {target} fuzz worker died (exit status {proc.returncode}) on input {where}; the input is "
-                    f"{artifacts / 'current.bin'}\n{proc.stderr[-4000:]}")
+        pytest.fail(
+            f"the {target} fuzz worker died (exit status {proc.returncode}) on input {where}; the input is "
+            f"{artifacts / 'current.bin'}\n{proc.stderr[-4000:]}"
+        )
     summary = json.loads(out.read_text())
     print(f"\n{target}: {summary['iterations']:,} inputs in {summary['seconds']} s (seed {SEED})")
     for key, outcomes in sorted(summary["counts"].items()):
@@ -72,25 +85,43 @@ def _lstm_desc(input_size=3, hidden_size=2):
     import lstmrt
 
     rng = np.random.default_rng(0)
-    spec = lstmrt.LSTM(rng.standard_normal((4 * hidden_size, input_size)),
-                       rng.standard_normal((4 * hidden_size, hidden_size)))
+    spec = lstmrt.LSTM(
+        rng.standard_normal((4 * hidden_size, input_size)), rng.standard_normal((4 * hidden_size, hidden_size))
+    )
     return spec._desc(input_size)
 
 
-@pytest.mark.parametrize("change, exc, words", [
-    (lambda d: d["weights"][0].update(weight_ih=d["weights"][0]["weight_ih"][:3]), ValueError,
-     r"layer 0: weight_ih has 9 elements but .* needs 24"),
-    (lambda d: d.update(input_size=1000), ValueError, r"weight_ih has 24 elements but .* needs 8000"),
-    (lambda d: d.update(hidden_size=2**24), ValueError, r"weight_ih has 24 elements"),
-    (lambda d: d["weights"][0].update(bias_hh=[0.5] * 7), ValueError, r"bias_hh has 7 elements but .* needs 8"),
-    (lambda d: d["weights"][0].update(weight_hh={}), TypeError, r"weight_hh must be a float32 array"),
-    (lambda d: d["weights"][0].update(weight_hh="weights"), TypeError, r"weight_hh must be a float32 array"),
-    (lambda d: d.update(kind=2**70), TypeError, r"field 'kind' has the wrong type"),
-    (lambda d: d.update(weights=5), TypeError, r"field 'weights' has the wrong type"),
-    (lambda d: d.update(weights=["x"]), TypeError, r"weights must be a list of dicts"),
-    (lambda d: d.pop("hidden_size"), KeyError, "hidden_size"),
-], ids=["short_weight", "input_size_lies", "hidden_size_lies", "short_bias_list", "dict_array", "string_array",
-        "huge_int", "int_weights", "string_direction", "missing_field"])
+@pytest.mark.parametrize(
+    "change, exc, words",
+    [
+        (
+            lambda d: d["weights"][0].update(weight_ih=d["weights"][0]["weight_ih"][:3]),
+            ValueError,
+            r"layer 0: weight_ih has 9 elements but .* needs 24",
+        ),
+        (lambda d: d.update(input_size=1000), ValueError, r"weight_ih has 24 elements but .* needs 8000"),
+        (lambda d: d.update(hidden_size=2**24), ValueError, r"weight_ih has 24 elements"),
+        (lambda d: d["weights"][0].update(bias_hh=[0.5] * 7), ValueError, r"bias_hh has 7 elements but .* needs 8"),
+        (lambda d: d["weights"][0].update(weight_hh={}), TypeError, r"weight_hh must be a float32 array"),
+        (lambda d: d["weights"][0].update(weight_hh="weights"), TypeError, r"weight_hh must be a float32 array"),
+        (lambda d: d.update(kind=2**70), TypeError, r"field 'kind' has the wrong type"),
+        (lambda d: d.update(weights=5), TypeError, r"field 'weights' has the wrong type"),
+        (lambda d: d.update(weights=["x"]), TypeError, r"weights must be a list of dicts"),
+        (lambda d: d.pop("hidden_size"), KeyError, "hidden_size"),
+    ],
+    ids=[
+        "short_weight",
+        "input_size_lies",
+        "hidden_size_lies",
+        "short_bias_list",
+        "dict_array",
+        "string_array",
+        "huge_int",
+        "int_weights",
+        "string_direction",
+        "missing_field",
+    ],
+)
 def test_binding_checks_every_array_against_the_desc(change, exc, words):
     from lstmrt import _native
 

@@ -18,8 +18,15 @@ import numpy as np
 import pytest
 
 import lstmrt
-from lstmrt import ArchitectureError, CorruptFileError, LoadError, ModelTooLargeError, UnsafeFileError, \
-    UnsafePickleError, UnsupportedModelError
+from lstmrt import (
+    ArchitectureError,
+    CorruptFileError,
+    LoadError,
+    ModelTooLargeError,
+    UnsafeFileError,
+    UnsafePickleError,
+    UnsupportedModelError,
+)
 from lstmrt.errors import CorruptPickleError, UnexpectedContentError
 from lstmrt.loaders import hdf5
 
@@ -48,7 +55,7 @@ def legacy_with(data: bytes, dst: Path) -> Path:
         pickle.load(f)  # magic, protocol, sys_info: plain values
     start = f.tell()
     _skip_pickle(f)
-    dst.write_bytes(raw[:start] + data + raw[f.tell():])
+    dst.write_bytes(raw[:start] + data + raw[f.tell() :])
     return dst
 
 
@@ -83,48 +90,98 @@ def short(text: str) -> bytes:  # protocol 4 SHORT_BINUNICODE
 # (payload, exception type, words of the message): each must be refused without running anything
 GADGETS = {
     "os.system": (b"cos\nsystem\n(" + sv(f"touch {CANARY}") + b"tR.", UnsafePickleError, "refusing global os.system"),
-    "builtins.eval": (b"cbuiltins\neval\n(" + sv(f"__import__('os').system('touch {CANARY}')") + b"tR.",
-                      UnsafePickleError, "builtins.eval"),
-    "builtins.exec": (b"c__builtin__\nexec\n(" + sv(f"open('{CANARY}', 'w')") + b"tR.", UnsafePickleError,
-                      "builtins.exec"),
-    "subprocess.Popen": (b"csubprocess\nPopen\n((" + sv("touch") + sv(CANARY) + b"ltR.", UnsafePickleError,
-                         "subprocess.Popen"),
-    "importlib.import_module": (b"cimportlib\nimport_module\n(" + sv("os") + b"tR.", UnsafePickleError,
-                                "importlib.import_module"),
+    "builtins.eval": (
+        b"cbuiltins\neval\n(" + sv(f"__import__('os').system('touch {CANARY}')") + b"tR.",
+        UnsafePickleError,
+        "builtins.eval",
+    ),
+    "builtins.exec": (
+        b"c__builtin__\nexec\n(" + sv(f"open('{CANARY}', 'w')") + b"tR.",
+        UnsafePickleError,
+        "builtins.exec",
+    ),
+    "subprocess.Popen": (
+        b"csubprocess\nPopen\n((" + sv("touch") + sv(CANARY) + b"ltR.",
+        UnsafePickleError,
+        "subprocess.Popen",
+    ),
+    "importlib.import_module": (
+        b"cimportlib\nimport_module\n(" + sv("os") + b"tR.",
+        UnsafePickleError,
+        "importlib.import_module",
+    ),
     # INST / OBJ: the class and its call in one opcode
     "INST os.system": (b"(" + sv(f"touch {CANARY}") + b"ios\nsystem\n.", UnsafePickleError, "os.system"),
     "OBJ posix.system": (b"(cposix\nsystem\n" + sv(f"touch {CANARY}") + b"o.", UnsafePickleError, "posix.system"),
-    "INST record with args": (b"(" + sv("x") + b"itorch.nn.modules.rnn\nLSTM\n.", UnsafePickleError,
-                              "refusing to call global torch.nn.modules.rnn.LSTM"),
+    "INST record with args": (
+        b"(" + sv("x") + b"itorch.nn.modules.rnn\nLSTM\n.",
+        UnsafePickleError,
+        "refusing to call global torch.nn.modules.rnn.LSTM",
+    ),
     # a REDUCE whose callable is itself made by a REDUCE: bytes from _codecs.encode, then called
-    "nested REDUCE": (b"c_codecs\nencode\n(" + sv("os") + sv("latin1") + b"tR(" + sv("x") + b"tR.",
-                      UnsafePickleError, "refusing a call (REDUCE) of bytes"),
+    "nested REDUCE": (
+        b"c_codecs\nencode\n(" + sv("os") + sv("latin1") + b"tR(" + sv("x") + b"tR.",
+        UnsafePickleError,
+        "refusing a call (REDUCE) of bytes",
+    ),
     "nested REDUCE record": (b"ctorch.nn.modules.rnn\nLSTM\n)R)R.", UnsafePickleError, "refusing to call global"),
     # copyreg._reconstructor turning a non-record class into an instance
-    "copyreg._reconstructor": (b"ccopy_reg\n_reconstructor\n(c__builtin__\nset\nc__builtin__\nobject\nNtR.",
-                               UnsafePickleError, "refusing copyreg._reconstructor"),
+    "copyreg._reconstructor": (
+        b"ccopy_reg\n_reconstructor\n(c__builtin__\nset\nc__builtin__\nobject\nNtR.",
+        UnsafePickleError,
+        "refusing copyreg._reconstructor",
+    ),
     # BUILD onto an allowlisted function, a storage type, a numpy dtype
-    "BUILD on a function": (b"ctorch._utils\n_rebuild_tensor_v2\n(N}" + sv("__code__") + b"I1\nstb.",
-                            UnsafePickleError, "refusing to modify _rebuild_tensor"),
-    "BUILD on a storage type": (b"ctorch\nFloatStorage\n(N}" + sv("dtype") + sv("O") + b"stb.",
-                                UnsafePickleError, "refusing to modify torch.FloatStorage"),
-    "BUILD on a dtype": (b"cnumpy\ndtype\n(" + sv("f4") + b"I00\nI01\ntR(I3\n" + sv("<") + b"cos\nsystem\ntb.",
-                         UnsafePickleError, "os.system"),
-    "BUILD odd dtype state": (b"cnumpy\ndtype\n(" + sv("f4") + b"I00\nI01\ntR(I3\n" + sv("<") + b"(lI0\nNNI-1\n"
-                              b"I-1\nI0\ntb.", UnsafePickleError, "refusing numpy dtype state"),
+    "BUILD on a function": (
+        b"ctorch._utils\n_rebuild_tensor_v2\n(N}" + sv("__code__") + b"I1\nstb.",
+        UnsafePickleError,
+        "refusing to modify _rebuild_tensor",
+    ),
+    "BUILD on a storage type": (
+        b"ctorch\nFloatStorage\n(N}" + sv("dtype") + sv("O") + b"stb.",
+        UnsafePickleError,
+        "refusing to modify torch.FloatStorage",
+    ),
+    "BUILD on a dtype": (
+        b"cnumpy\ndtype\n(" + sv("f4") + b"I00\nI01\ntR(I3\n" + sv("<") + b"cos\nsystem\ntb.",
+        UnsafePickleError,
+        "os.system",
+    ),
+    "BUILD odd dtype state": (
+        b"cnumpy\ndtype\n(" + sv("f4") + b"I00\nI01\ntR(I3\n" + sv("<") + b"(lI0\nNNI-1\nI-1\nI0\ntb.",
+        UnsafePickleError,
+        "refusing numpy dtype state",
+    ),
     # object arrays and allocation by declared shape through numpy
-    "numpy object dtype": (b"cnumpy\ndtype\n(" + sv("O") + b"I00\nI01\ntR.", UnsafePickleError,
-                           "only numeric dtypes"),
-    "REDUCE numpy.ndarray": (b"cnumpy\nndarray\n((J\x00\x00\x01\x00J\x00\x00\x01\x00ttR.", UnsafePickleError,
-                             "refusing a call (REDUCE) of numpy.ndarray"),
-    "NEWOBJ numpy.ndarray": (b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x01\x00J\x00\x00\x01\x00\x86\x81.",
-                             UnsafePickleError, "NEWOBJ) of numpy.ndarray"),
+    "numpy object dtype": (b"cnumpy\ndtype\n(" + sv("O") + b"I00\nI01\ntR.", UnsafePickleError, "only numeric dtypes"),
+    "REDUCE numpy.ndarray": (
+        b"cnumpy\nndarray\n((J\x00\x00\x01\x00J\x00\x00\x01\x00ttR.",
+        UnsafePickleError,
+        "refusing a call (REDUCE) of numpy.ndarray",
+    ),
+    "NEWOBJ numpy.ndarray": (
+        b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x01\x00J\x00\x00\x01\x00\x86\x81.",
+        UnsafePickleError,
+        "NEWOBJ) of numpy.ndarray",
+    ),
     # STACK_GLOBAL with names computed by an allowlisted callable (torch.device joins its arguments)
-    "STACK_GLOBAL computed": (b"\x80\x04ctorch\ndevice\n" + short("os") + b"\x85R" + b"ctorch\ndevice\n"
-                              + short("system") + b"\x85R\x93" + short(f"touch {CANARY}") + b"\x85R.",
-                              UnsafePickleError, "refusing global os.system"),
-    "STACK_GLOBAL dotted": (b"\x80\x04" + short("torch.nn.modules.rnn") + short("LSTM.__init__.__globals__") + b"\x93.",
-                            UnsafePickleError, "LSTM.__init__.__globals__"),
+    "STACK_GLOBAL computed": (
+        b"\x80\x04ctorch\ndevice\n"
+        + short("os")
+        + b"\x85R"
+        + b"ctorch\ndevice\n"
+        + short("system")
+        + b"\x85R\x93"
+        + short(f"touch {CANARY}")
+        + b"\x85R.",
+        UnsafePickleError,
+        "refusing global os.system",
+    ),
+    "STACK_GLOBAL dotted": (
+        b"\x80\x04" + short("torch.nn.modules.rnn") + short("LSTM.__init__.__globals__") + b"\x93.",
+        UnsafePickleError,
+        "LSTM.__init__.__globals__",
+    ),
     # memo tricks: a refused global stored, then fetched under another opcode; a huge memo index (the C unpickler
     # sizes its memo array from it); a GET of nothing
     "memo smuggling": (b"cos\nsystem\np0\n0g0\n(" + sv(f"touch {CANARY}") + b"tR.", UnsafePickleError, "os.system"),
@@ -158,8 +215,9 @@ def test_pickle_gadgets_are_refused_and_nothing_runs(name, container, tmp_path, 
     assert not canary.exists() and not (tmp_path / "CANARY").exists()
 
 
-@pytest.mark.parametrize("name", ["os.system", "builtins.eval", "subprocess.Popen", "STACK_GLOBAL computed",
-                                  "memo smuggling"])
+@pytest.mark.parametrize(
+    "name", ["os.system", "builtins.eval", "subprocess.Popen", "STACK_GLOBAL computed", "memo smuggling"]
+)
 def test_plain_pickles_are_not_unpickled(name, tmp_path, monkeypatch):
     """A pickle that is not a torch.save file: refused as such, before any of it is resolved."""
     monkeypatch.chdir(tmp_path)
@@ -186,19 +244,25 @@ class _Exploit:
 
 # -- zip archives ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("base", ["state_dict.pt", "scripted.pt", "keras3.keras"])
-@pytest.mark.parametrize("name, words", [
-    ("../../outside", "outside the archive"), ("/etc/absolute", "outside the archive"),
-    ("C:/windows/x", "outside the archive"), ("a/../../b", "outside the archive"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("../../outside", "outside the archive"),
+        ("/etc/absolute", "outside the archive"),
+        ("C:/windows/x", "outside the archive"),
+        ("a/../../b", "outside the archive"),
+    ],
+)
 def test_zip_member_paths_outside_the_archive(base, name, words, tmp_path):
     path = replace_member(CORPUS / base, tmp_path / base, "\0", b"", **{name: b"x"})
     with pytest.raises(UnsafeFileError, match=words):
         lstmrt.load(path)
 
 
-@pytest.mark.parametrize("base, member", [("state_dict.pt", "state_dict/data.pkl"),
-                                          ("state_dict.pt", "state_dict/data/0"),
-                                          ("keras3.keras", "config.json")])
+@pytest.mark.parametrize(
+    "base, member",
+    [("state_dict.pt", "state_dict/data.pkl"), ("state_dict.pt", "state_dict/data/0"), ("keras3.keras", "config.json")],
+)
 def test_zip_duplicate_names(base, member, tmp_path, recwarn):
     with zipfile.ZipFile(CORPUS / base) as zf:
         content = zf.read(member)
@@ -210,8 +274,10 @@ def test_zip_duplicate_names(base, member, tmp_path, recwarn):
         lstmrt.load(path)
 
 
-@pytest.mark.parametrize("field, value", [("class_name", {"class_name": "LSTM"}), ("class_name", 7),
-                                          ("name", ["lstm"]), ("config", {"name": {"a": 1}})])
+@pytest.mark.parametrize(
+    "field, value",
+    [("class_name", {"class_name": "LSTM"}), ("class_name", 7), ("name", ["lstm"]), ("config", {"name": {"a": 1}})],
+)
 def test_keras_layer_names_that_are_not_strings(field, value, tmp_path):
     """Found by the fuzzer (seed 31): a layer's class_name mutated into a dict reached a regex as a TypeError."""
     with zipfile.ZipFile(CORPUS / "keras3.keras") as zf:
@@ -241,26 +307,37 @@ def keras_config_copy(tmp_path: Path, name: str, edit) -> Path:
 
 def _set(index: int, *keys, value):
     """An edit setting config.layers[index].config[keys...] = value."""
+
     def edit(config):
         cfg = config["config"]["layers"][index]["config"]
         for key in keys[:-1]:
             cfg = cfg[key]
         cfg[keys[-1]] = value
+
     return edit
 
 
-@pytest.mark.parametrize("name, index, keys, value, words", [
-    ("keras3.keras", 2, ("units",), -3, r"Keras layer 'lstm' \(LSTM\): config units=-3 is not a positive integer"),
-    ("keras3.keras", 2, ("units",), 0, r"'lstm' \(LSTM\): config units=0 is not"),
-    ("keras3.keras", 2, ("units",), "4", r"'lstm' \(LSTM\): config units='4' is not a positive integer"),
-    ("keras3.keras", 2, ("units",), 4.0, r"'lstm' \(LSTM\): config units=4.0 is not"),
-    ("keras3.keras", 2, ("units",), True, r"'lstm' \(LSTM\): config units=True is not"),  # a bool is no size
-    ("keras3.keras", 2, ("units",), None, r"'lstm' \(LSTM\): config units=None is not"),
-    ("keras3.keras", 3, ("units",), "2", r"Keras layer 'dense' \(Dense\): config units='2' is not"),
-    ("keras3.h5", 2, ("units",), -4, r"keras3.h5: Keras layer 'lstm' \(LSTM\): config units=-4 is not"),
-    ("tf_keras.h5", 2, ("layer", "config", "units"), "3",
-     r"Keras layer 'bidirectional' \(Bidirectional\): config layer.config.units='3' is not a positive integer"),
-], ids=["negative", "zero", "string", "float", "bool", "null", "dense-string", "h5-negative", "bidirectional"])
+@pytest.mark.parametrize(
+    "name, index, keys, value, words",
+    [
+        ("keras3.keras", 2, ("units",), -3, r"Keras layer 'lstm' \(LSTM\): config units=-3 is not a positive integer"),
+        ("keras3.keras", 2, ("units",), 0, r"'lstm' \(LSTM\): config units=0 is not"),
+        ("keras3.keras", 2, ("units",), "4", r"'lstm' \(LSTM\): config units='4' is not a positive integer"),
+        ("keras3.keras", 2, ("units",), 4.0, r"'lstm' \(LSTM\): config units=4.0 is not"),
+        ("keras3.keras", 2, ("units",), True, r"'lstm' \(LSTM\): config units=True is not"),  # a bool is no size
+        ("keras3.keras", 2, ("units",), None, r"'lstm' \(LSTM\): config units=None is not"),
+        ("keras3.keras", 3, ("units",), "2", r"Keras layer 'dense' \(Dense\): config units='2' is not"),
+        ("keras3.h5", 2, ("units",), -4, r"keras3.h5: Keras layer 'lstm' \(LSTM\): config units=-4 is not"),
+        (
+            "tf_keras.h5",
+            2,
+            ("layer", "config", "units"),
+            "3",
+            r"Keras layer 'bidirectional' \(Bidirectional\): config layer.config.units='3' is not a positive integer",
+        ),
+    ],
+    ids=["negative", "zero", "string", "float", "bool", "null", "dense-string", "h5-negative", "bidirectional"],
+)
 def test_keras_config_sizes_that_are_not_positive_integers(name, index, keys, value, words, tmp_path):
     """The weights fix the sizes, but a config Keras itself would refuse to load contradicts the file."""
     path = keras_config_copy(tmp_path, name, _set(index, *keys, value=value))
@@ -275,8 +352,14 @@ def test_keras_config_without_sizes_takes_them_from_the_weights(tmp_path):
     assert np.array_equal(lstmrt.load(path).predict(X), lstmrt.load(CORPUS / "keras3.keras").predict(X))
 
 
-@pytest.mark.parametrize("base, member", [("state_dict.pt", "state_dict/data/0"), ("keras3.keras", "extra.bin"),
-                                          ("scripted.pt", "scripted/code/__torch__/bomb.py")])
+@pytest.mark.parametrize(
+    "base, member",
+    [
+        ("state_dict.pt", "state_dict/data/0"),
+        ("keras3.keras", "extra.bin"),
+        ("scripted.pt", "scripted/code/__torch__/bomb.py"),
+    ],
+)
 def test_zip_bomb_refused_before_decompressing(base, member, tmp_path):
     zeros = zlib.compressobj(9, zlib.DEFLATED, -15)
     bomb = zeros.compress(bytes(8 << 20)) + zeros.flush()  # 8 MiB of zeros in ~8 KiB
@@ -293,8 +376,9 @@ def test_zip_bomb_refused_before_decompressing(base, member, tmp_path):
 
 def test_zip_declared_sizes_past_the_load_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("LSTMRT_MAX_LOAD_BYTES", str(2 << 20))
-    path = replace_member(CORPUS / "state_dict.pt", tmp_path / "big.pt", "\0", b"",
-                          **{"state_dict/pad": bytes(3 << 20)})
+    path = replace_member(
+        CORPUS / "state_dict.pt", tmp_path / "big.pt", "\0", b"", **{"state_dict/pad": bytes(3 << 20)}
+    )
     with pytest.raises(ModelTooLargeError, match="LSTMRT_MAX_LOAD_BYTES"):
         lstmrt.load(path)
 
@@ -323,10 +407,10 @@ def test_torch_legacy_storage_count_past_the_end(tmp_path):
         _skip_pickle(f)
     keys = pickle.load(f)
     at = f.tell()  # the first storage's int64 element count
-    (count,) = struct.unpack("<q", raw[at:at + 8])
+    (count,) = struct.unpack("<q", raw[at : at + 8])
     assert count > 0 and keys
     path = tmp_path / "bad.pt"
-    path.write_bytes(raw[:at] + struct.pack("<q", 1 << 60) + raw[at + 8:])
+    path.write_bytes(raw[:at] + struct.pack("<q", 1 << 60) + raw[at + 8 :])
     with pytest.raises(CorruptPickleError, match="declares 1152921504606846976 elements"):
         lstmrt.load(path)
 
@@ -370,8 +454,9 @@ def _huge_declared(f, tmp):
 
 def _compression_bomb(f, tmp):
     del f["layers/dense/vars/0"]
-    f.create_dataset("layers/dense/vars/0", data=np.zeros((4000, 4000), np.float32), chunks=(4000, 4000),
-                     compression="gzip")
+    f.create_dataset(
+        "layers/dense/vars/0", data=np.zeros((4000, 4000), np.float32), chunks=(4000, 4000), compression="gzip"
+    )
 
 
 def _shape_mismatch(f, tmp):
@@ -387,18 +472,34 @@ def _hard_link_cycle(f, tmp):
     f["layers/lstm/cell/cell"] = f["layers/lstm"]
 
 
-@pytest.mark.parametrize("edit, exc, words", [
-    (_external_link, UnsafeFileError, "points to another file"),
-    (_virtual, UnsafeFileError, "is virtual"),
-    (_external_storage, UnsafeFileError, "external file"),
-    (_huge_declared, CorruptFileError, "stores no data"),
-    (_compression_bomb, UnsafeFileError, "decompression bomb"),
-    (_shape_mismatch, CorruptFileError, r"weight 1 has shape \(4, 999\) in the file; the layer's config needs "
-                                        r"\(4, 16\)"),
-    (_soft_link_cycle, UnsupportedModelError, "SoftLink"),
-    (_hard_link_cycle, UnsupportedModelError, "reached twice"),
-], ids=["external_link", "virtual", "external_storage", "huge_declared", "compression_bomb", "shape_mismatch",
-        "soft_link", "hard_link_cycle"])
+@pytest.mark.parametrize(
+    "edit, exc, words",
+    [
+        (_external_link, UnsafeFileError, "points to another file"),
+        (_virtual, UnsafeFileError, "is virtual"),
+        (_external_storage, UnsafeFileError, "external file"),
+        (_huge_declared, CorruptFileError, "stores no data"),
+        (_compression_bomb, UnsafeFileError, "decompression bomb"),
+        (
+            _shape_mismatch,
+            CorruptFileError,
+            r"weight 1 has shape \(4, 999\) in the file; the layer's config needs "
+            r"\(4, 16\)",
+        ),
+        (_soft_link_cycle, UnsupportedModelError, "SoftLink"),
+        (_hard_link_cycle, UnsupportedModelError, "reached twice"),
+    ],
+    ids=[
+        "external_link",
+        "virtual",
+        "external_storage",
+        "huge_declared",
+        "compression_bomb",
+        "shape_mismatch",
+        "soft_link",
+        "hard_link_cycle",
+    ],
+)
 def test_hdf5_hostile_weights(edit, exc, words, tmp_path):
     path, architecture = keras_weights_copy(tmp_path, edit)
     with pytest.raises(exc, match=words):
@@ -410,6 +511,7 @@ def _as_dtype(dataset: str, dtype):
         data = f[dataset][()]
         del f[dataset]
         f[dataset] = data.astype(dtype)
+
     return edit
 
 
@@ -426,19 +528,39 @@ def keras_model_copy(tmp_path: Path, name: str, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, dataset, dtype, words", [
-    ("keras3.keras", "layers/lstm/cell/vars/0", np.int32,
-     r"Keras layer 'lstm' \(LSTM\): weight 0 \(HDF5 dataset '/layers/lstm/cell/vars/0'\) has dtype int32; "
-     r"supported: floating point"),
-    ("keras3.weights.h5", "layers/dense/vars/1", np.uint8,
-     r"Keras layer 'dense' \(Dense\): weight 1 \(HDF5 dataset '/layers/dense/vars/1'\) has dtype uint8"),
-    ("keras3.h5", "model_weights/lstm/sequential/lstm/lstm_cell/recurrent_kernel", np.int64,
-     r"'lstm' \(LSTM\): weight 1 \(HDF5 dataset '/model_weights/lstm/sequential/lstm/lstm_cell/recurrent_kernel'"
-     r"\) has dtype int64; supported: floating point"),
-    ("tf_keras.h5", "model_weights/bidirectional/bidirectional/backward_gru/gru_cell/bias:0", np.int16,
-     r"'bidirectional' \(Bidirectional\): weight 5 \(HDF5 dataset '.*backward_gru/gru_cell/bias:0'\) has dtype "
-     r"int16"),
-], ids=["keras-int32", "weights-uint8", "h5-int64", "tf_keras-int16"])
+@pytest.mark.parametrize(
+    "name, dataset, dtype, words",
+    [
+        (
+            "keras3.keras",
+            "layers/lstm/cell/vars/0",
+            np.int32,
+            r"Keras layer 'lstm' \(LSTM\): weight 0 \(HDF5 dataset '/layers/lstm/cell/vars/0'\) has dtype int32; "
+            r"supported: floating point",
+        ),
+        (
+            "keras3.weights.h5",
+            "layers/dense/vars/1",
+            np.uint8,
+            r"Keras layer 'dense' \(Dense\): weight 1 \(HDF5 dataset '/layers/dense/vars/1'\) has dtype uint8",
+        ),
+        (
+            "keras3.h5",
+            "model_weights/lstm/sequential/lstm/lstm_cell/recurrent_kernel",
+            np.int64,
+            r"'lstm' \(LSTM\): weight 1 \(HDF5 dataset '/model_weights/lstm/sequential/lstm/lstm_cell/recurrent_kernel'"
+            r"\) has dtype int64; supported: floating point",
+        ),
+        (
+            "tf_keras.h5",
+            "model_weights/bidirectional/bidirectional/backward_gru/gru_cell/bias:0",
+            np.int16,
+            r"'bidirectional' \(Bidirectional\): weight 5 \(HDF5 dataset '.*backward_gru/gru_cell/bias:0'\) has dtype "
+            r"int16",
+        ),
+    ],
+    ids=["keras-int32", "weights-uint8", "h5-int64", "tf_keras-int16"],
+)
 def test_keras_integer_weights_are_refused(name, dataset, dtype, words, tmp_path):
     """The same policy as for torch files: weights lstmrt computes with must be floating point."""
     path = keras_model_copy(tmp_path, name, _as_dtype(dataset, dtype))
@@ -464,7 +586,7 @@ def test_hdf5_damaged_global_heap_does_not_hang(tmp_path):
     """libhdf5 loops forever on a global heap object whose size leaves the collection; lstmrt checks first."""
     raw = bytearray((CORPUS / "keras3.h5").read_bytes())
     obj = _first_global_heap_object(raw)
-    raw[obj + 8:obj + 16] = struct.pack("<Q", 0xFFFFFF0000000000)
+    raw[obj + 8 : obj + 16] = struct.pack("<Q", 0xFFFFFF0000000000)
     (tmp_path / "m.h5").write_bytes(raw)
     with pytest.raises(CorruptFileError, match="global heap"):
         lstmrt.load(tmp_path / "m.h5")
@@ -494,15 +616,26 @@ def test_hdf5_file_that_crashes_libhdf5(tmp_path):
     assert lstmrt.load(CORPUS / "keras3.h5").input_size == 3  # the helper came back
 
 
-@pytest.mark.parametrize("script, words", [
-    ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", r"crashed \(signal"),
-    ("import sys, time; sys.stdin.buffer.read(8); time.sleep(600)", "did not finish within 1 s"),
-    ("import sys; sys.exit(3)", r"exited \(status 3\)"),
-], ids=["segfault", "hang", "exit"])
+@pytest.mark.parametrize(
+    "script, words",
+    [
+        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", r"crashed \(signal"),
+        ("import sys, time; sys.stdin.buffer.read(8); time.sleep(600)", "did not finish within 1 s"),
+        ("import sys; sys.exit(3)", r"exited \(status 3\)"),
+    ],
+    ids=["segfault", "hang", "exit"],
+)
 def test_hdf5_helper_failures_are_corrupt_file_errors(script, words, monkeypatch):
     helper = hdf5._Helper()
-    monkeypatch.setattr(helper, "_start", lambda: setattr(helper, "_proc", subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)))
+    monkeypatch.setattr(
+        helper,
+        "_start",
+        lambda: setattr(
+            helper,
+            "_proc",
+            subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE),
+        ),
+    )
     monkeypatch.setattr(hdf5, "_HELPER", helper)
     monkeypatch.setenv("LSTMRT_HDF5_TIMEOUT", "1")
     with pytest.raises(CorruptFileError, match=words):
@@ -526,11 +659,17 @@ def test_hdf5_helper_ends_when_its_caller_dies_mid_request(tmp_path):
     the helper must end by itself soon after the request's timeout."""
     fifo = tmp_path / "never.h5"
     os.mkfifo(fifo)
-    script = ("import sys; from lstmrt.loaders import hdf5\n"
-              "hdf5._HELPER._start(); print(hdf5._HELPER._proc.pid, flush=True)\n"
-              "hdf5.read(sys.argv[1], 'never.h5')\n")
-    caller = subprocess.Popen([sys.executable, "-c", script, str(fifo)], stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, LSTMRT_HDF5_TIMEOUT="2"))
+    script = (
+        "import sys; from lstmrt.loaders import hdf5\n"
+        "hdf5._HELPER._start(); print(hdf5._HELPER._proc.pid, flush=True)\n"
+        "hdf5.read(sys.argv[1], 'never.h5')\n"
+    )
+    caller = subprocess.Popen(
+        [sys.executable, "-c", script, str(fifo)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, LSTMRT_HDF5_TIMEOUT="2"),
+    )
     helper = int(caller.stdout.readline())
     try:
         time.sleep(0.5)  # the request is on its way; the caller would kill the helper itself at 2 s
@@ -552,14 +691,15 @@ def safetensors_with(header, tmp_path: Path, body: bytes | None = None, length: 
     n = struct.unpack("<Q", raw[:8])[0]
     text = header if isinstance(header, bytes) else json.dumps(header).encode()
     path = tmp_path / "m.safetensors"
-    path.write_bytes(struct.pack("<Q", len(text) if length is None else length) + text
-                     + (raw[8 + n:] if body is None else body))
+    path.write_bytes(
+        struct.pack("<Q", len(text) if length is None else length) + text + (raw[8 + n :] if body is None else body)
+    )
     return path
 
 
 def corpus_header() -> dict:
     raw = (CORPUS / "state_dict.safetensors").read_bytes()
-    return json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+    return json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])
 
 
 def _edit(**changes):
@@ -568,18 +708,23 @@ def _edit(**changes):
         for name, (key, value) in changes.items():
             header[name][key] = value
         return header
+
     return make
 
 
-@pytest.mark.parametrize("make, words", [
-    (_edit(**{"head.bias": ("data_offsets", [0, 12])}), "spans 12 bytes, expected 8"),
-    (_edit(**{"head.weight": ("data_offsets", [0, 32])}), "overlaps"),
-    (_edit(**{"head.bias": ("data_offsets", [10**6, 10**6 + 8])}), "not a range within"),
-    (_edit(**{"head.bias": ("data_offsets", [-8, 0])}), "not a range within"),
-    (_edit(**{"head.bias": ("shape", [10**9, 10**9])}), "spans 8 bytes, expected 4000000000000000000"),
-    (_edit(**{"head.bias": ("shape", [2.0])}), "not a list of non-negative integers"),
-    (_edit(**{"head.bias": ("dtype", "Q8")}), "unknown dtype"),
-], ids=["wrong_span", "overlap", "out_of_range", "negative", "huge_shape", "float_shape", "dtype"])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (_edit(**{"head.bias": ("data_offsets", [0, 12])}), "spans 12 bytes, expected 8"),
+        (_edit(**{"head.weight": ("data_offsets", [0, 32])}), "overlaps"),
+        (_edit(**{"head.bias": ("data_offsets", [10**6, 10**6 + 8])}), "not a range within"),
+        (_edit(**{"head.bias": ("data_offsets", [-8, 0])}), "not a range within"),
+        (_edit(**{"head.bias": ("shape", [10**9, 10**9])}), "spans 8 bytes, expected 4000000000000000000"),
+        (_edit(**{"head.bias": ("shape", [2.0])}), "not a list of non-negative integers"),
+        (_edit(**{"head.bias": ("dtype", "Q8")}), "unknown dtype"),
+    ],
+    ids=["wrong_span", "overlap", "out_of_range", "negative", "huge_shape", "float_shape", "dtype"],
+)
 def test_safetensors_bad_offsets_and_shapes(make, words, tmp_path):
     with pytest.raises(CorruptFileError, match=words):
         lstmrt.load(safetensors_with(make(), tmp_path))
@@ -627,8 +772,17 @@ def test_exception_hierarchy():
     assert issubclass(ArchitectureError, UnsupportedModelError)
     assert issubclass(ModelTooLargeError, UnsupportedModelError)
     assert issubclass(UnexpectedContentError, CorruptFileError)
-    for name in ("LoadError", "UnsafeFileError", "UnsafePickleError", "CorruptFileError", "CorruptPickleError",
-                 "UnsupportedModelError", "ArchitectureError", "ModelTooLargeError", "UnexpectedContentError"):
+    for name in (
+        "LoadError",
+        "UnsafeFileError",
+        "UnsafePickleError",
+        "CorruptFileError",
+        "CorruptPickleError",
+        "UnsupportedModelError",
+        "ArchitectureError",
+        "ModelTooLargeError",
+        "UnexpectedContentError",
+    ):
         assert getattr(lstmrt, name) is getattr(lstmrt.errors, name) and name in lstmrt.__all__  # as documented
     from lstmrt.loaders.torch_build import ArchitectureError as old_place
     from lstmrt.loaders.torch_pickle import UnsafePickleError as old_pickle_place

@@ -71,8 +71,9 @@ WORKER = textwrap.dedent(
 
 def run_tier(tier):
     env = dict(os.environ, LSTMRT_ISA=tier)
-    result = subprocess.run([sys.executable, "-c", WORKER, json.dumps(CASES)], capture_output=True, text=True,
-                            env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER, json.dumps(CASES)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -84,8 +85,9 @@ def run_tier_name(tier, attr="kernel_tier"):
     if tier:
         env["LSTMRT_ISA"] = tier
     code = f"import lstmrt; print(lstmrt.{attr}())"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.strip()
 
 
 def machine_tiers():
@@ -134,7 +136,7 @@ def test_isa_env_never_raises_the_tier():
     assert run_tier_name(lower) == lower
     # an unknown name, or a tier above what the machine has, leaves the best available tier
     assert run_tier_name("no-such-isa") == best
-    higher = [t for order in TIER_ORDER.values() if best in order for t in order[order.index(best) + 1:]]
+    higher = [t for order in TIER_ORDER.values() if best in order for t in order[order.index(best) + 1 :]]
     for tier in higher:
         assert run_tier_name(tier) == best
 
@@ -152,8 +154,9 @@ def test_cpu_features_listed():
 def _info_with_isa(value):
     env = {k: v for k, v in os.environ.items() if k != "LSTMRT_ISA"}
     env["LSTMRT_ISA"] = value
-    return subprocess.run([sys.executable, "-m", "lstmrt", "info"], capture_output=True, text=True, env=env,
-                          check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "lstmrt", "info"], capture_output=True, text=True, env=env, check=True
+    ).stdout
 
 
 def test_info_says_what_lstmrt_isa_did():

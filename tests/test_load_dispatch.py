@@ -12,8 +12,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::U
 
 def test_keras_weights_file_with_json_architecture_through_load(tmp_path):
     tf_keras = pytest.importorskip("tf_keras")
-    net = tf_keras.Sequential([tf_keras.layers.LSTM(4, input_shape=(None, 3), return_sequences=True),
-                               tf_keras.layers.Dense(2)])
+    net = tf_keras.Sequential(
+        [tf_keras.layers.LSTM(4, input_shape=(None, 3), return_sequences=True), tf_keras.layers.Dense(2)]
+    )
     path = tmp_path / "model.weights.h5"
     net.save_weights(str(path))
     X = np.random.default_rng(0).random((2, 5, 3)).astype(np.float32)

@@ -30,8 +30,10 @@ pytestmark = [
 ]
 
 VERSIONS = ("keras3", "tf_keras")
-FORMATS = {"keras3": ("keras", "h5", "weights_v3", "live"),
-           "tf_keras": ("keras", "h5", "weights_h5", "weights_v3", "live")}
+FORMATS = {
+    "keras3": ("keras", "h5", "weights_v3", "live"),
+    "tf_keras": ("keras", "h5", "weights_h5", "weights_v3", "live"),
+}
 SEED = 1234
 B, T = 3, 6
 
@@ -49,18 +51,25 @@ def framework(version):
 def case_stack(K, rng):
     """Sequential: every recurrent option that does not need a mask, and the element-wise activations."""
     L = K.layers
-    model = K.Sequential([
-        K.Input((T, 3)), L.GaussianNoise(0.3),
-        L.LSTM(5, activation="relu", recurrent_activation="hard_sigmoid", return_sequences=True),
-        L.Dropout(0.5),
-        L.GRU(4, reset_after=False, recurrent_activation="hard_sigmoid", return_sequences=True, unroll=True),
-        L.SpatialDropout1D(0.5),
-        L.GRU(4, use_bias=False, activation="elu", return_sequences=True),
-        L.SimpleRNN(3, activation="relu", return_sequences=True),
-        L.TimeDistributed(L.Dense(4, activation="swish")),
-        L.Dense(4, activation="gelu"), L.Activation("softplus"), L.Dense(4, activation="hard_sigmoid"),
-        L.Dense(3, activation="selu", use_bias=False), L.Activation("softsign"), L.Dense(3, activation="softmax"),
-    ])
+    model = K.Sequential(
+        [
+            K.Input((T, 3)),
+            L.GaussianNoise(0.3),
+            L.LSTM(5, activation="relu", recurrent_activation="hard_sigmoid", return_sequences=True),
+            L.Dropout(0.5),
+            L.GRU(4, reset_after=False, recurrent_activation="hard_sigmoid", return_sequences=True, unroll=True),
+            L.SpatialDropout1D(0.5),
+            L.GRU(4, use_bias=False, activation="elu", return_sequences=True),
+            L.SimpleRNN(3, activation="relu", return_sequences=True),
+            L.TimeDistributed(L.Dense(4, activation="swish")),
+            L.Dense(4, activation="gelu"),
+            L.Activation("softplus"),
+            L.Dense(4, activation="hard_sigmoid"),
+            L.Dense(3, activation="selu", use_bias=False),
+            L.Activation("softsign"),
+            L.Dense(3, activation="softmax"),
+        ]
+    )
     return model, rng.standard_normal((B, T, 3)).astype(np.float32)
 
 
@@ -79,55 +88,64 @@ def case_last(K, rng):
 def case_constants(K, rng):
     """Normalization from constants (per feature; scalar with invert=True); no biases anywhere."""
     L = K.layers
-    model = K.Sequential([
-        K.Input((T, 2)), L.Normalization(mean=[1.0, -2.0], variance=[4.0, 0.25]),
-        L.Normalization(mean=0.5, variance=2.0, invert=True),
-        L.SimpleRNN(3, use_bias=False, return_sequences=True), L.Dense(2, use_bias=False),
-    ])
+    model = K.Sequential(
+        [
+            K.Input((T, 2)),
+            L.Normalization(mean=[1.0, -2.0], variance=[4.0, 0.25]),
+            L.Normalization(mean=0.5, variance=2.0, invert=True),
+            L.SimpleRNN(3, use_bias=False, return_sequences=True),
+            L.Dense(2, use_bias=False),
+        ]
+    )
     return model, rng.normal(0.0, 2.0, (B, T, 2)).astype(np.float32)
 
 
 def case_bidirectional(K, rng):
     """All four merge modes; the last Bidirectional returns its final outputs."""
     L = K.layers
-    model = K.Sequential([
-        K.Input((T, 3)),
-        L.Bidirectional(L.LSTM(3, return_sequences=True)),
-        L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum"),
-        L.Bidirectional(L.SimpleRNN(3, return_sequences=True), merge_mode="mul"),
-        L.Bidirectional(L.GRU(2, reset_after=False), merge_mode="ave"),
-        L.Dense(1),
-    ])
+    model = K.Sequential(
+        [
+            K.Input((T, 3)),
+            L.Bidirectional(L.LSTM(3, return_sequences=True)),
+            L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum"),
+            L.Bidirectional(L.SimpleRNN(3, return_sequences=True), merge_mode="mul"),
+            L.Bidirectional(L.GRU(2, reset_after=False), merge_mode="ave"),
+            L.Dense(1),
+        ]
+    )
     return model, rng.standard_normal((B, T, 3)).astype(np.float32)
 
 
 def case_backwards(K, rng):
     """go_backwards with return_sequences=True: Keras returns processing order, a following layer reads it so."""
     L = K.layers
-    model = K.Sequential([
-        K.Input((T, 2)),
-        L.LSTM(3, go_backwards=True, return_sequences=True),
-        L.GRU(3, return_sequences=True),
-        L.SimpleRNN(3, go_backwards=True, return_sequences=True),
-        L.Bidirectional(L.GRU(2, return_sequences=True), merge_mode="sum"),
-        L.LSTM(2, go_backwards=True, return_sequences=True),
-        L.Dense(2),
-    ])
+    model = K.Sequential(
+        [
+            K.Input((T, 2)),
+            L.LSTM(3, go_backwards=True, return_sequences=True),
+            L.GRU(3, return_sequences=True),
+            L.SimpleRNN(3, go_backwards=True, return_sequences=True),
+            L.Bidirectional(L.GRU(2, return_sequences=True), merge_mode="sum"),
+            L.LSTM(2, go_backwards=True, return_sequences=True),
+            L.Dense(2),
+        ]
+    )
     return model, rng.standard_normal((B, T, 2)).astype(np.float32)
 
 
 def case_backwards_last(K, rng):
     L = K.layers
-    model = K.Sequential([K.Input((T, 2)), L.LSTM(3, go_backwards=True, return_sequences=True),
-                          L.GRU(2, go_backwards=True), L.Dense(1)])
+    model = K.Sequential(
+        [K.Input((T, 2)), L.LSTM(3, go_backwards=True, return_sequences=True), L.GRU(2, go_backwards=True), L.Dense(1)]
+    )
     return model, rng.standard_normal((B, T, 2)).astype(np.float32)
 
 
 def masked_input(rng, features):
     X = rng.standard_normal((B, T, features)).astype(np.float32)
-    X[0, 2] = 0.0        # a gap
-    X[1, T - 2:] = 0.0   # trailing padding
-    X[2, :2] = 0.0       # leading padding
+    X[0, 2] = 0.0  # a gap
+    X[1, T - 2 :] = 0.0  # trailing padding
+    X[2, :2] = 0.0  # leading padding
     return X
 
 
@@ -146,8 +164,15 @@ def case_masked(K, rng):
 
 def case_masked_last(K, rng):
     L = K.layers
-    model = K.Sequential([K.Input((T, 2)), L.Masking(-1.0), L.GRU(3, return_sequences=True, zero_output_for_mask=True),
-                          L.Bidirectional(L.LSTM(2)), L.Dense(1)])
+    model = K.Sequential(
+        [
+            K.Input((T, 2)),
+            L.Masking(-1.0),
+            L.GRU(3, return_sequences=True, zero_output_for_mask=True),
+            L.Bidirectional(L.LSTM(2)),
+            L.Dense(1),
+        ]
+    )
     X = masked_input(rng, 2)
     X[X == 0.0] = -1.0
     return model, X
@@ -157,8 +182,15 @@ def case_zero_output_last(K, rng):
     """zero_output_for_mask with return_sequences=False: a sequence whose last step is masked outputs 0 (Keras's
     last_output), which the Dense head then maps to its bias."""
     L = K.layers
-    model = K.Sequential([K.Input((T, 2)), L.Masking(0.0), L.LSTM(4, return_sequences=True, zero_output_for_mask=True),
-                          L.GRU(3, zero_output_for_mask=True), L.Dense(2)])
+    model = K.Sequential(
+        [
+            K.Input((T, 2)),
+            L.Masking(0.0),
+            L.LSTM(4, return_sequences=True, zero_output_for_mask=True),
+            L.GRU(3, zero_output_for_mask=True),
+            L.Dense(2),
+        ]
+    )
     return model, masked_input(rng, 2)
 
 
@@ -174,8 +206,9 @@ def case_zero_output_backwards_last(K, rng):
 
 def case_zero_output_go_backwards_last(K, rng):
     L = K.layers
-    model = K.Sequential([K.Input((T, 2)), L.Masking(0.0),
-                          L.SimpleRNN(3, go_backwards=True, zero_output_for_mask=True), L.Dense(2)])
+    model = K.Sequential(
+        [K.Input((T, 2)), L.Masking(0.0), L.SimpleRNN(3, go_backwards=True, zero_output_for_mask=True), L.Dense(2)]
+    )
     return model, masked_input(rng, 2)
 
 
@@ -192,10 +225,23 @@ def case_embedding(K, rng):
     return model, X.astype(np.int32)
 
 
-CASES = {f.__name__[5:]: f for f in (case_stack, case_last, case_constants, case_bidirectional, case_backwards,
-                                     case_backwards_last, case_masked, case_masked_last, case_zero_output_last,
-                                     case_zero_output_backwards_last, case_zero_output_go_backwards_last,
-                                     case_embedding)}
+CASES = {
+    f.__name__[5:]: f
+    for f in (
+        case_stack,
+        case_last,
+        case_constants,
+        case_bidirectional,
+        case_backwards,
+        case_backwards_last,
+        case_masked,
+        case_masked_last,
+        case_zero_output_last,
+        case_zero_output_backwards_last,
+        case_zero_output_go_backwards_last,
+        case_embedding,
+    )
+}
 
 
 def randomize(model, rng):
@@ -326,8 +372,8 @@ def test_keras2_weights_of_another_instance_match_in_order(version, tmp_path, rn
 # -- the tutorial ---------------------------------------------------------------------------------------------
 def noisy_sine_windows(rng, timesteps, n=200):
     series = np.sin(np.arange(n + timesteps) * 0.1) + 0.1 * rng.standard_normal(n + timesteps)
-    X = np.stack([series[i:i + timesteps] for i in range(n)])[..., None].astype(np.float32)
-    return X, series[timesteps:timesteps + n].astype(np.float32)
+    X = np.stack([series[i : i + timesteps] for i in range(n)])[..., None].astype(np.float32)
+    return X, series[timesteps : timesteps + n].astype(np.float32)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -359,13 +405,25 @@ def test_cudnn_layers_match_keras_conversion(tmp_path):
     cudnn_gru = pytest.importorskip("tf_keras.src.layers.rnn.cudnn_gru")
     rng = np.random.default_rng(SEED)
     L = K.layers
-    cudnn = K.Sequential([K.Input((T, 3)), cudnn_lstm.CuDNNLSTM(5, return_sequences=True),
-                          cudnn_gru.CuDNNGRU(4, return_sequences=True), L.Dense(2)])
+    cudnn = K.Sequential(
+        [
+            K.Input((T, 3)),
+            cudnn_lstm.CuDNNLSTM(5, return_sequences=True),
+            cudnn_gru.CuDNNGRU(4, return_sequences=True),
+            L.Dense(2),
+        ]
+    )
     randomize(cudnn, rng)
     path = str(tmp_path / "cudnn.h5")
     cudnn.save(path)
-    plain = K.Sequential([K.Input((T, 3)), L.LSTM(5, return_sequences=True),
-                          L.GRU(4, return_sequences=True, reset_after=True), L.Dense(2)])
+    plain = K.Sequential(
+        [
+            K.Input((T, 3)),
+            L.LSTM(5, return_sequences=True),
+            L.GRU(4, return_sequences=True, reset_after=True),
+            L.Dense(2),
+        ]
+    )
     plain.load_weights(path)
     X = rng.standard_normal((B, T, 3)).astype(np.float32)
     assert_close(load_keras(path).predict(X), np.asarray(plain(X, training=False)))
@@ -378,23 +436,51 @@ def refusal(version, build):
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("build, words", [
-    (lambda K, L: K.Sequential([K.Input((T, 3)), L.Conv1D(2, 3), L.LSTM(2)]),
-     ["'conv1d'", "Conv1D", "not supported", "LSTM", "Bidirectional"]),
-    (lambda K, L: K.Sequential([K.Input((T, 3)), L.LSTM(2, activation="leaky_relu")]),
-     ["LSTM", "leaky_relu", "supported"]),
-    (lambda K, L: K.Model(inp := K.Input((T, 3)), L.Bidirectional(L.LSTM(2), merge_mode=None)(inp)[0]),
-     ["Bidirectional", "merge_mode=None"]),
-    (lambda K, L: K.Sequential([K.Input((T, 3)), L.Dense(2), L.Masking(0.0), L.LSTM(2)]),
-     ["Masking", "before every other layer"]),
-    (lambda K, L: K.Sequential([K.Input((T, 3)), K.Sequential([L.LSTM(2)])]), ["nested", "Sequential"]),
-    (lambda K, L: K.Sequential([K.Input((T, 3)), L.LSTM(2, go_backwards=True, return_sequences=True),
-                                L.Bidirectional(L.GRU(2))]), ["Bidirectional", "concat", "reversed"]),
-    (lambda K, L: K.Sequential([K.Input((T, 3)), L.Masking(), L.LSTM(2, go_backwards=True, return_sequences=True),
-                                L.GRU(2)]), ["GRU", "go_backwards", "mask"]),
-    (lambda K, L: K.Sequential([K.Input((3,)), L.Dense(2)]), ["(batch, time, features)"]),
-], ids=["conv1d", "activation", "merge_none", "masking_late", "nested", "bidir_reversed", "mask_reversed",
-        "not_sequence"])
+@pytest.mark.parametrize(
+    "build, words",
+    [
+        (
+            lambda K, L: K.Sequential([K.Input((T, 3)), L.Conv1D(2, 3), L.LSTM(2)]),
+            ["'conv1d'", "Conv1D", "not supported", "LSTM", "Bidirectional"],
+        ),
+        (
+            lambda K, L: K.Sequential([K.Input((T, 3)), L.LSTM(2, activation="leaky_relu")]),
+            ["LSTM", "leaky_relu", "supported"],
+        ),
+        (
+            lambda K, L: K.Model(inp := K.Input((T, 3)), L.Bidirectional(L.LSTM(2), merge_mode=None)(inp)[0]),
+            ["Bidirectional", "merge_mode=None"],
+        ),
+        (
+            lambda K, L: K.Sequential([K.Input((T, 3)), L.Dense(2), L.Masking(0.0), L.LSTM(2)]),
+            ["Masking", "before every other layer"],
+        ),
+        (lambda K, L: K.Sequential([K.Input((T, 3)), K.Sequential([L.LSTM(2)])]), ["nested", "Sequential"]),
+        (
+            lambda K, L: K.Sequential(
+                [K.Input((T, 3)), L.LSTM(2, go_backwards=True, return_sequences=True), L.Bidirectional(L.GRU(2))]
+            ),
+            ["Bidirectional", "concat", "reversed"],
+        ),
+        (
+            lambda K, L: K.Sequential(
+                [K.Input((T, 3)), L.Masking(), L.LSTM(2, go_backwards=True, return_sequences=True), L.GRU(2)]
+            ),
+            ["GRU", "go_backwards", "mask"],
+        ),
+        (lambda K, L: K.Sequential([K.Input((3,)), L.Dense(2)]), ["(batch, time, features)"]),
+    ],
+    ids=[
+        "conv1d",
+        "activation",
+        "merge_none",
+        "masking_late",
+        "nested",
+        "bidir_reversed",
+        "mask_reversed",
+        "not_sequence",
+    ],
+)
 def test_refuses_unsupported_models(version, build, words):
     model = refusal(version, build)
     with pytest.raises(ValueError) as info:
@@ -420,8 +506,11 @@ def test_refuses_a_layer_quantized_by_keras(tmp_path, mode):
     model = K.Sequential([K.Input((T, 3)), K.layers.LSTM(4, return_sequences=True), K.layers.Dense(2, name="head")])
     model.layers[-1].quantize(mode)
     model.save(str(tmp_path / "q.keras"))
-    with pytest.raises(UnsupportedModelError, match=rf"Keras layer 'head' \(Dense\): is quantized by Keras \(dtype "
-                       rf"policy '{mode}.*'\); lstmrt runs float weights"):
+    with pytest.raises(
+        UnsupportedModelError,
+        match=rf"Keras layer 'head' \(Dense\): is quantized by Keras \(dtype "
+        rf"policy '{mode}.*'\); lstmrt runs float weights",
+    ):
         load_keras(str(tmp_path / "q.keras"))
     with pytest.raises(UnsupportedModelError, match="is quantized by Keras"):
         load_keras(model)
@@ -432,8 +521,11 @@ def test_refuses_a_quantized_embedding(tmp_path):
     model = K.Sequential([K.Input((T,), dtype="int32"), K.layers.Embedding(10, 4, name="emb"), K.layers.LSTM(3)])
     model.layers[0].quantize("int8")
     model.save(str(tmp_path / "q.keras"))
-    with pytest.raises(UnsupportedModelError, match=r"'emb' \(Embedding\): is quantized by Keras \(dtype policy "
-                       r"'int8'\)"):
+    with pytest.raises(
+        UnsupportedModelError,
+        match=r"'emb' \(Embedding\): is quantized by Keras \(dtype policy "
+        r"'int8'\)",
+    ):
         load_keras(str(tmp_path / "q.keras"))
 
 
@@ -446,6 +538,7 @@ def test_runs_a_mixed_precision_model_in_float32(tmp_path, policy):
 
     def build():
         return K.Sequential([K.Input((None, 3)), L.LSTM(16, return_sequences=True), L.GRU(8), L.Dense(4)])
+
     K.mixed_precision.set_global_policy(policy)
     try:
         mixed = build()
@@ -500,8 +593,12 @@ def test_refuses_tensorflow_formats_saying_how_to_resave(tmp_path, rng, capsys):
     randomize(model, rng)
     model.save(tmp_path / "forecaster")
     model.save_weights(tmp_path / "ckpt")
-    cases = {"forecaster": "a TensorFlow SavedModel directory", "forecaster/saved_model.pb": "SavedModel's graph",
-             "ckpt": r"prefix of a TensorFlow checkpoint \(ckpt.index, .data-\*\)", "ckpt.index": "checkpoint's index"}
+    cases = {
+        "forecaster": "a TensorFlow SavedModel directory",
+        "forecaster/saved_model.pb": "SavedModel's graph",
+        "ckpt": r"prefix of a TensorFlow checkpoint \(ckpt.index, .data-\*\)",
+        "ckpt.index": "checkpoint's index",
+    }
     for name, what in cases.items():
         with pytest.raises(UnsupportedModelError, match=what + r".*model.save\('model.keras'\).*to_json"):
             lstmrt.load(tmp_path / name)

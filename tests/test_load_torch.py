@@ -84,15 +84,26 @@ class EncoderDecoder(nn.Module):
 
 MODELS = {
     # name: (factory, layers= needed when only names and shapes are stored, i.e. activations)
-    "lstm-2layer-bidir-proj": (lambda: RecurrentHead(
-        nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, batch_first=True), nn.Linear(4, 3), nn.Tanh()),
-        ["rnn", "head", "tanh"]),
-    "gru-bidir": (lambda: RecurrentHead(nn.GRU(3, 4, bidirectional=True, batch_first=True), nn.Linear(8, 2),
-                                        nn.Sigmoid()), ["rnn", "head", "sigmoid"]),
-    "rnn-nobias": (lambda: RecurrentHead(nn.RNN(3, 4, num_layers=2, bias=False, batch_first=True), nn.Linear(4, 2)),
-                   ["rnn", "head"]),
-    "mlp-sequential": (lambda: nn.Sequential(nn.Linear(3, 8), nn.GELU(approximate="tanh"), nn.Dropout(0.3),
-                                             nn.Linear(8, 4), nn.Softmax(dim=-1)), ["0", "gelu_tanh", "3", "softmax"]),
+    "lstm-2layer-bidir-proj": (
+        lambda: RecurrentHead(
+            nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2, batch_first=True), nn.Linear(4, 3), nn.Tanh()
+        ),
+        ["rnn", "head", "tanh"],
+    ),
+    "gru-bidir": (
+        lambda: RecurrentHead(nn.GRU(3, 4, bidirectional=True, batch_first=True), nn.Linear(8, 2), nn.Sigmoid()),
+        ["rnn", "head", "sigmoid"],
+    ),
+    "rnn-nobias": (
+        lambda: RecurrentHead(nn.RNN(3, 4, num_layers=2, bias=False, batch_first=True), nn.Linear(4, 2)),
+        ["rnn", "head"],
+    ),
+    "mlp-sequential": (
+        lambda: nn.Sequential(
+            nn.Linear(3, 8), nn.GELU(approximate="tanh"), nn.Dropout(0.3), nn.Linear(8, 4), nn.Softmax(dim=-1)
+        ),
+        ["0", "gelu_tanh", "3", "softmax"],
+    ),
     "tokens": (Tokens, ["embedding", "lstm", "decoder"]),
 }
 FORMATS = ["zip", "legacy", "whole", "whole-legacy", "script", "trace", "safetensors"]
@@ -159,16 +170,22 @@ def unread_forward(fmt, module=None, name=None):
     name = name or type(module).__name__
     if not fmt.startswith("whole") or type(module).__module__.startswith("torch.nn."):
         return contextlib.nullcontext()
-    return pytest.warns(LayerOrderWarning, match=rf"the forward\(\) of {name} is not in the file: .*registration "
-                                                 r"order.*functional ops.*not applied.*layers=")
+    return pytest.warns(
+        LayerOrderWarning,
+        match=rf"the forward\(\) of {name} is not in the file: .*registration "
+        r"order.*functional ops.*not applied.*layers=",
+    )
 
 
 def state_dict_order(*names):
     """What loading a container's state dict without layers= gives, besides the model: a warning that the file
     holds no forward() (its layers in the file's order, no activations), with the layers= that states it."""
     listed = ", ".join(names)
-    return pytest.warns(LayerOrderWarning, match=rf"^a state dict records parameters, not forward\(\): {listed} are "
-                        rf"applied in .*no activation between or after them .*layers={re.escape(repr(list(names)))}")
+    return pytest.warns(
+        LayerOrderWarning,
+        match=rf"^a state dict records parameters, not forward\(\): {listed} are "
+        rf"applied in .*no activation between or after them .*layers={re.escape(repr(list(names)))}",
+    )
 
 
 # -- every format x every model ---------------------------------------------------------------------------------
@@ -327,8 +344,12 @@ def test_nested_user_modules_whole_and_script(tmp_path, rng):
 
 # -- key, prefix, layers ------------------------------------------------------------------------------------------
 def checkpoint(module):
-    return {"epoch": 3, "model_state": module.state_dict(),
-            "optimizer_state": torch.optim.Adam(module.parameters()).state_dict(), "scheduler": {"last_epoch": 3}}
+    return {
+        "epoch": 3,
+        "model_state": module.state_dict(),
+        "optimizer_state": torch.optim.Adam(module.parameters()).state_dict(),
+        "scheduler": {"last_epoch": 3},
+    }
 
 
 def test_key_auto_detected_and_explicit(tmp_path, rng):
@@ -336,8 +357,9 @@ def test_key_auto_detected_and_explicit(tmp_path, rng):
     opt = torch.optim.Adam(module.parameters())
     module(torch.randn(1, 2, 3)).sum().backward()
     opt.step()  # optimizer moments now hold tensors: they must not count as candidates
-    torch.save({"epoch": 3, "model_state": module.state_dict(), "optimizer_state": opt.state_dict()},
-               tmp_path / "ck.pt")
+    torch.save(
+        {"epoch": 3, "model_state": module.state_dict(), "optimizer_state": opt.state_dict()}, tmp_path / "ck.pt"
+    )
     X = features(rng)
     for key in (None, "model_state"):
         model, info = load_with_info(tmp_path / "ck.pt", key=key, layers=["rnn", "head", "sigmoid"])
@@ -385,8 +407,11 @@ def test_prefix_selects_a_submodule(fmt, tmp_path, rng):
         decoder = lstmrt.load(path, prefix="decoder", layers=layers)
     H = reference(module.encoder, X).astype(np.float32)
     assert_close(decoder.predict(H), reference(module.decoder, H))
-    with pytest.raises(ValueError, match=r"prefix 'decoder.gru'|no parameter under prefix 'decoder.gru'"
-                                         r"|no tensor under prefix 'decoder.gru'"):
+    with pytest.raises(
+        ValueError,
+        match=r"prefix 'decoder.gru'|no parameter under prefix 'decoder.gru'"
+        r"|no tensor under prefix 'decoder.gru'",
+    ):
         lstmrt.load(path, prefix="decoder.gru")
 
 
@@ -541,20 +566,27 @@ class WithNorm(nn.Module):
 @pytest.mark.parametrize("fmt", ["zip", "whole", "script"])
 def test_unsupported_layer_is_named(fmt, tmp_path):
     path = save(WithNorm().eval(), fmt, tmp_path / "m.pt", None)
-    pattern = r"module 'norm' \(weight \(4,\), bias \(4,\)\) is no layer lstmrt knows; supported: nn.LSTM" \
-        if fmt == "zip" else r"module 'norm' is a torch.nn.LayerNorm, which lstmrt does not support; supported: nn.LSTM"
+    pattern = (
+        r"module 'norm' \(weight \(4,\), bias \(4,\)\) is no layer lstmrt knows; supported: nn.LSTM"
+        if fmt == "zip"
+        else r"module 'norm' is a torch.nn.LayerNorm, which lstmrt does not support; supported: nn.LSTM"
+    )
     with pytest.raises(ArchitectureError, match=pattern):
         lstmrt.load(path)
     assert lstmrt.load(path, prefix="rnn").output_size == 4  # prefix= leaves the unsupported module out
 
 
-@pytest.mark.parametrize("module, words", [
-    (nn.Sequential(nn.Linear(3, 3), nn.LeakyReLU()), r"torch.nn.LeakyReLU, which lstmrt does not support"),
-    (nn.Sequential(nn.Linear(3, 3), nn.ELU(alpha=0.5)), r"module '1': nn.ELU\(alpha=0.5\) is not supported"),
-    (nn.Sequential(nn.Embedding(5, 3, max_norm=1.0), nn.Linear(3, 2)), r"'0': nn.Embedding\(max_norm=...\)"),
-    (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), r"nn.Softmax\(dim=0\) is not supported"),
-    (nn.Sequential(nn.Linear(3, 3), nn.Softmax()), r"nn.Softmax\(dim=None\) is not supported"),
-], ids=["leaky_relu", "elu_alpha", "embedding_max_norm", "softmax_dim0", "softmax_implicit_dim"])
+@pytest.mark.parametrize(
+    "module, words",
+    [
+        (nn.Sequential(nn.Linear(3, 3), nn.LeakyReLU()), r"torch.nn.LeakyReLU, which lstmrt does not support"),
+        (nn.Sequential(nn.Linear(3, 3), nn.ELU(alpha=0.5)), r"module '1': nn.ELU\(alpha=0.5\) is not supported"),
+        (nn.Sequential(nn.Embedding(5, 3, max_norm=1.0), nn.Linear(3, 2)), r"'0': nn.Embedding\(max_norm=...\)"),
+        (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), r"nn.Softmax\(dim=0\) is not supported"),
+        (nn.Sequential(nn.Linear(3, 3), nn.Softmax()), r"nn.Softmax\(dim=None\) is not supported"),
+    ],
+    ids=["leaky_relu", "elu_alpha", "embedding_max_norm", "softmax_dim0", "softmax_implicit_dim"],
+)
 @pytest.mark.parametrize("fmt", ["whole", "script"])
 def test_unsupported_options_are_named(module, words, fmt, tmp_path):
     path = save(module.eval(), fmt, tmp_path / "m.pt", None)
@@ -562,10 +594,14 @@ def test_unsupported_options_are_named(module, words, fmt, tmp_path):
         lstmrt.load(path)
 
 
-@pytest.mark.parametrize("module, words", [
-    (nn.Sequential(nn.Embedding(5, 3, max_norm=0.5), nn.Linear(3, 2)), r"nn.Embedding\(max_norm=...\)"),
-    (nn.Sequential(nn.Linear(3, 3), nn.Softmax()), r"nn.Softmax\(dim=None\) is not supported"),
-], ids=["embedding_max_norm", "softmax_implicit_dim"])
+@pytest.mark.parametrize(
+    "module, words",
+    [
+        (nn.Sequential(nn.Embedding(5, 3, max_norm=0.5), nn.Linear(3, 2)), r"nn.Embedding\(max_norm=...\)"),
+        (nn.Sequential(nn.Linear(3, 3), nn.Softmax()), r"nn.Softmax\(dim=None\) is not supported"),
+    ],
+    ids=["embedding_max_norm", "softmax_implicit_dim"],
+)
 @pytest.mark.parametrize("how", ["from_torch", "load"])
 def test_live_modules_refuse_what_files_refuse(module, words, how):
     """Found by a docs review: live modules took both (torch's outputs differed by ~0.5) while files refused them."""
@@ -678,10 +714,15 @@ def test_format_from_content_not_extension(tmp_path, rng):
     torch.save(module, tmp_path / "weights.h5")
     safetensors_torch.save_file(module.state_dict(), str(tmp_path / "model.pt"))
     script(module).save(str(tmp_path / "model.safetensors"))
-    for name, fmt in [("weights.h5", "torch.save file (zip)"), ("model.pt", "safetensors file"),
-                      ("model.safetensors", "TorchScript archive")]:
-        expected = {"weights.h5": unread_forward("whole", module),
-                    "model.pt": state_dict_order("embedding", "lstm", "decoder")}.get(name, contextlib.nullcontext())
+    for name, fmt in [
+        ("weights.h5", "torch.save file (zip)"),
+        ("model.pt", "safetensors file"),
+        ("model.safetensors", "TorchScript archive"),
+    ]:
+        expected = {
+            "weights.h5": unread_forward("whole", module),
+            "model.pt": state_dict_order("embedding", "lstm", "decoder"),
+        }.get(name, contextlib.nullcontext())
         with expected:
             model, info = load_with_info(tmp_path / name)
         assert info["format"] == fmt
@@ -711,8 +752,10 @@ def test_options_that_do_not_apply(tmp_path):
 def test_live_modules(rng):
     module = EncoderDecoder().eval()
     X = features(rng)
-    assert_close(lstmrt.load(module.decoder.rnn).predict(X[..., :1].repeat(4, -1)),
-                 reference(module.decoder.rnn, X[..., :1].repeat(4, -1)))
+    assert_close(
+        lstmrt.load(module.decoder.rnn).predict(X[..., :1].repeat(4, -1)),
+        reference(module.decoder.rnn, X[..., :1].repeat(4, -1)),
+    )
     model = lstmrt.load(module, layers=["encoder.rnn", "encoder.head", "decoder.rnn", "decoder.head", "tanh"])
     assert_close(model.predict(X), reference(module, X))
     decoder = lstmrt.load(module, prefix="decoder", layers=["rnn", "head", "tanh"])
@@ -738,8 +781,10 @@ def payload_via(module, name, arg):
 
 def stack_global(module, name):
     """Protocol 4 STACK_GLOBAL with a dotted name: pickle's own find_class would walk the attributes."""
+
     def short(text):
         return b"\x8c" + bytes([len(text)]) + text.encode()
+
     return b"\x80\x04" + short(module) + short(name) + b"\x93."
 
 
@@ -772,7 +817,7 @@ def legacy_with_payload(src, dst, data):
     for op, _arg, _pos in pickletools.genops(f):
         if op.name == "STOP":
             break
-    dst.write_bytes(raw[:start] + data + raw[f.tell():])
+    dst.write_bytes(raw[:start] + data + raw[f.tell() :])
 
 
 @pytest.mark.parametrize("container", ["zip", "legacy", "torchscript"])
@@ -794,23 +839,42 @@ def test_malicious_pickle_does_not_run(container, tmp_path):
     assert not canary.exists()
 
 
-@pytest.mark.parametrize("payload, name", [
-    (payload_via("builtins", "eval", "__import__('os').system('touch CANARY')"), "builtins.eval"),
-    (payload_via("builtins", "exec", "open('CANARY', 'w')"), "builtins.exec"),
-    (payload_via("__builtin__", "getattr", "x"), "builtins.getattr"),
-    (payload_via("subprocess", "Popen", "touch CANARY"), "subprocess.Popen"),
-    (payload_via("importlib", "import_module", "os"), "importlib.import_module"),
-    (payload_via("posix", "system", "touch CANARY"), "posix.system"),
-    (payload_via("numpy", "load", "CANARY"), "numpy.load"),
-    (payload_via("torch", "load", "CANARY"), "torch.load"),
-    (payload_via("evil_module", "do_evil", "x"), "evil_module.do_evil"),
-    (stack_global("torch.nn.modules.rnn", "LSTM.__init__.__globals__"),
-     r"torch.nn.modules.rnn.LSTM.__init__.__globals__"),
-    (payload_via("torch.nn.modules.rnn", "LSTM", "x"), "refusing to call global torch.nn.modules.rnn.LSTM"),
-    (payload_via("mypackage.models", "Net", "x"), "refusing to call global mypackage.models.Net"),
-    (b"ctorch._utils\n_rebuild_tensor_v2\n(N}V__defaults__\n(I1\ntstb.", "refusing to modify _rebuild_tensor"),
-], ids=["eval", "exec", "getattr", "popen", "importlib", "posix", "numpy_load", "torch_load", "unknown_function",
-        "dotted_getattr_chain", "call_torch_class", "call_user_class", "build_onto_allowed_function"])
+@pytest.mark.parametrize(
+    "payload, name",
+    [
+        (payload_via("builtins", "eval", "__import__('os').system('touch CANARY')"), "builtins.eval"),
+        (payload_via("builtins", "exec", "open('CANARY', 'w')"), "builtins.exec"),
+        (payload_via("__builtin__", "getattr", "x"), "builtins.getattr"),
+        (payload_via("subprocess", "Popen", "touch CANARY"), "subprocess.Popen"),
+        (payload_via("importlib", "import_module", "os"), "importlib.import_module"),
+        (payload_via("posix", "system", "touch CANARY"), "posix.system"),
+        (payload_via("numpy", "load", "CANARY"), "numpy.load"),
+        (payload_via("torch", "load", "CANARY"), "torch.load"),
+        (payload_via("evil_module", "do_evil", "x"), "evil_module.do_evil"),
+        (
+            stack_global("torch.nn.modules.rnn", "LSTM.__init__.__globals__"),
+            r"torch.nn.modules.rnn.LSTM.__init__.__globals__",
+        ),
+        (payload_via("torch.nn.modules.rnn", "LSTM", "x"), "refusing to call global torch.nn.modules.rnn.LSTM"),
+        (payload_via("mypackage.models", "Net", "x"), "refusing to call global mypackage.models.Net"),
+        (b"ctorch._utils\n_rebuild_tensor_v2\n(N}V__defaults__\n(I1\ntstb.", "refusing to modify _rebuild_tensor"),
+    ],
+    ids=[
+        "eval",
+        "exec",
+        "getattr",
+        "popen",
+        "importlib",
+        "posix",
+        "numpy_load",
+        "torch_load",
+        "unknown_function",
+        "dotted_getattr_chain",
+        "call_torch_class",
+        "call_user_class",
+        "build_onto_allowed_function",
+    ],
+)
 def test_refused_globals_are_named(payload, name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.save({"w": torch.ones(1)}, tmp_path / "real.pt")

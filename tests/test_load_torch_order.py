@@ -70,12 +70,16 @@ class TanhInPlace(_GruHead):
         return self.fc(y).tanh_()
 
 
-@pytest.mark.parametrize("cls, words", [
-    (LeakyRelu, r"of torch.nn.functional.leaky_relu"),
-    (SoftmaxOverSteps, r"of torch.nn.functional.softmax"),
-    (EluHalf, r"torch.nn.functional.elu\(fc.forward\(y\), 0.5"),
-    (TanhInPlace, r"torch.tanh_"),
-], ids=["leaky_relu", "softmax_dim1", "elu_alpha", "tanh_inplace"])
+@pytest.mark.parametrize(
+    "cls, words",
+    [
+        (LeakyRelu, r"of torch.nn.functional.leaky_relu"),
+        (SoftmaxOverSteps, r"of torch.nn.functional.softmax"),
+        (EluHalf, r"torch.nn.functional.elu\(fc.forward\(y\), 0.5"),
+        (TanhInPlace, r"torch.tanh_"),
+    ],
+    ids=["leaky_relu", "softmax_dim1", "elu_alpha", "tanh_inplace"],
+)
 def test_live_module_with_an_op_lstmrt_refuses_raises_like_its_file(cls, words, tmp_path, rng):
     """It loaded in registration order without the op (max abs error 0.3-2.1 against torch), silently. The remedy
     the message names, layers=, works on the live module (here without the op, which lstmrt does not run)."""
@@ -98,19 +102,28 @@ GRU_HEAD = "self.rnn, self.fc = nn.GRU(3, 5, batch_first=True), nn.Linear(5, 4)"
 
 def exec_class(forward_body: str, init: str = GRU_HEAD, args: str = "x"):
     """A module class made by exec: it has no source for torch.jit.script (as in notebooks' generated code)."""
-    source = (f"class Net(nn.Module):\n"
-              f"    def __init__(self):\n        super().__init__()\n        {init}\n\n"
-              f"    def forward(self, {args}):\n" + "".join(f"        {line}\n" for line in forward_body.splitlines()))
+    source = (
+        f"class Net(nn.Module):\n"
+        f"    def __init__(self):\n        super().__init__()\n        {init}\n\n"
+        f"    def forward(self, {args}):\n" + "".join(f"        {line}\n" for line in forward_body.splitlines())
+    )
     namespace = {"nn": nn, "torch": torch, "F": F}
     exec(source, namespace)  # noqa: S102 - the test's own source text
     return namespace["Net"]
 
 
-@pytest.mark.parametrize("body, init, batch_first", [
-    ("y, _ = self.rnn(x)\nreturn torch.sigmoid(self.fc(y))", GRU_HEAD, True),
-    ("y, _ = self.rnn(torch.relu(self.inp(x)))\nreturn F.softmax(self.fc(y), dim=-1)",
-     "self.inp, self.rnn, self.fc = nn.Linear(3, 6), nn.LSTM(6, 5), nn.Linear(5, 4)", False),
-], ids=["gru_sigmoid", "linear_relu_lstm_steps_first_softmax"])
+@pytest.mark.parametrize(
+    "body, init, batch_first",
+    [
+        ("y, _ = self.rnn(x)\nreturn torch.sigmoid(self.fc(y))", GRU_HEAD, True),
+        (
+            "y, _ = self.rnn(torch.relu(self.inp(x)))\nreturn F.softmax(self.fc(y), dim=-1)",
+            "self.inp, self.rnn, self.fc = nn.Linear(3, 6), nn.LSTM(6, 5), nn.Linear(5, 4)",
+            False,
+        ),
+    ],
+    ids=["gru_sigmoid", "linear_relu_lstm_steps_first_softmax"],
+)
 def test_live_module_without_source_is_traced(body, init, batch_first, rng):
     """The class has no source, so it does not script; tracing it on an input sized by its first layer (laid out
     as its recurrent module reads it) gives the forward() with its functional ops (registration order dropped
@@ -133,17 +146,27 @@ def test_live_module_without_source_with_an_op_lstmrt_refuses_raises():
         lstmrt.load(net)
 
 
-@pytest.mark.parametrize("body, args, why", [
-    ("y, _ = self.rnn(x)\nreturn self.fc(y)", "x, lengths", r"torch.jit.trace: TypeError: .*'lengths'"),
-    ("y, _ = self.rnn(x)\nif bool(y.sum() > 0):\n    y = torch.relu(y)\nreturn self.fc(y)", "x",
-     r"torch.jit.trace: Converting a tensor to a Python boolean .*<string>:\d+, so the trace may hold one path"),
-], ids=["extra_input", "branch_on_values"])
+@pytest.mark.parametrize(
+    "body, args, why",
+    [
+        ("y, _ = self.rnn(x)\nreturn self.fc(y)", "x, lengths", r"torch.jit.trace: TypeError: .*'lengths'"),
+        (
+            "y, _ = self.rnn(x)\nif bool(y.sum() > 0):\n    y = torch.relu(y)\nreturn self.fc(y)",
+            "x",
+            r"torch.jit.trace: Converting a tensor to a Python boolean .*<string>:\d+, so the trace may hold one path",
+        ),
+    ],
+    ids=["extra_input", "branch_on_values"],
+)
 def test_live_module_that_neither_scripts_nor_traces_warns(body, args, why, rng):
     """Registration order stays the last resort, but said: functional ops in forward() are not seen."""
     torch.manual_seed(2)
     net = exec_class(body, args=args)().eval()
-    with pytest.warns(UserWarning, match=rf"the forward\(\) of Net could not be read \(torch.jit.script: OSError: "
-                                         rf"could not get source code; {why}\): its modules are taken in {NOT_READ}"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"the forward\(\) of Net could not be read \(torch.jit.script: OSError: "
+        rf"could not get source code; {why}\): its modules are taken in {NOT_READ}",
+    ):
         model, info = load_with_info(net)
     assert info["order"].startswith("registration order")
     X = features(rng)
@@ -188,8 +211,11 @@ def test_torch_save_of_a_user_module_warns(cls, tmp_path, rng):
     torch.manual_seed(3)
     net = cls().eval()
     torch.save(net, tmp_path / "m.pt")
-    with pytest.warns(UserWarning, match=rf"the forward\(\) of {cls.__name__} is not in the file: its modules are "
-                                         rf"taken in {NOT_READ}.*or load it as TorchScript"):
+    with pytest.warns(
+        UserWarning,
+        match=rf"the forward\(\) of {cls.__name__} is not in the file: its modules are "
+        rf"taken in {NOT_READ}.*or load it as TorchScript",
+    ):
         model = lstmrt.load(tmp_path / "m.pt")
     assert type(model.layers[-1]).__name__ != "Activation"  # as documented: the functional op is not there
     layers = ["rnn", "head", "tanh"] if cls is WithTanh else ["body", "sigmoid"]
@@ -197,11 +223,15 @@ def test_torch_save_of_a_user_module_warns(cls, tmp_path, rng):
     assert_close(lstmrt.load(tmp_path / "m.pt", layers=layers).predict(X), reference(net, X))  # and no warning
 
 
-@pytest.mark.parametrize("module", [
-    nn.Sequential(nn.GRU(3, 4, batch_first=True), nn.Linear(4, 2), nn.Tanh()),
-    nn.ModuleList([nn.GRU(3, 4, batch_first=True), nn.Linear(4, 2)]),
-    nn.LSTM(3, 4, num_layers=2),
-], ids=["sequential", "module_list", "lstm"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.Sequential(nn.GRU(3, 4, batch_first=True), nn.Linear(4, 2), nn.Tanh()),
+        nn.ModuleList([nn.GRU(3, 4, batch_first=True), nn.Linear(4, 2)]),
+        nn.LSTM(3, 4, num_layers=2),
+    ],
+    ids=["sequential", "module_list", "lstm"],
+)
 def test_torch_save_of_torch_nn_modules_does_not_warn(module, tmp_path):
     """nn.Sequential's order is its forward order; torch.nn classes are read as themselves. (A guard: this one
     passes before the fix too.)"""
@@ -216,11 +246,17 @@ def test_inspect_prints_the_warning_once_beside_the_layer_order(tmp_path, capsys
     torch.save(WithTanh().eval(), tmp_path / "m.pt")
     assert main(["inspect", str(tmp_path / "m.pt")]) == 0
     out, err = capsys.readouterr()
-    assert "layer order: registration order of a user-defined module's children (its forward() is not in " \
-           "the file)" in out
+    assert (
+        "layer order: registration order of a user-defined module's children (its forward() is not in the file)" in out
+    )
     assert err.count("warning") == 1
-    assert err.startswith("lstmrt inspect: warning: the forward() of WithTanh is not in the file: its modules are "
-                          "taken in registration order") and "Pass layers=[...]" in err
+    assert (
+        err.startswith(
+            "lstmrt inspect: warning: the forward() of WithTanh is not in the file: its modules are "
+            "taken in registration order"
+        )
+        and "Pass layers=[...]" in err
+    )
 
 
 # -- a stacked module whose own layers do not chain ----------------------------------------------------------------
@@ -252,8 +288,11 @@ def test_stacked_layers_that_do_not_chain_are_named(prefix, where, fmt, tmp_path
     else:
         safetensors_torch = pytest.importorskip("safetensors.torch")
         safetensors_torch.save_file(mismatched_stack(prefix), str(path))
-    with pytest.raises(lstmrt.ArchitectureError, match=rf"{where}: layer 1 expects 5 input features but layer 0 "
-                                                       r"outputs 8$"):
+    with pytest.raises(
+        lstmrt.ArchitectureError,
+        match=rf"{where}: layer 1 expects 5 input features but layer 0 "
+        r"outputs 8$",
+    ):
         lstmrt.load(path)
 
 
@@ -271,8 +310,11 @@ class ActivationThenMismatch(nn.Module):
 def test_size_mismatch_names_the_module_that_outputs_the_size(tmp_path):
     """The message named the unit just before (here the relu, reported as 'the root module')."""
     script(ActivationThenMismatch()).save(str(tmp_path / "m.pt"))
-    with pytest.raises(lstmrt.ArchitectureError, match=r"module 'head' \(Dense\) expects 4 input features but 'gru' "
-                                                       r"outputs 5"):
+    with pytest.raises(
+        lstmrt.ArchitectureError,
+        match=r"module 'head' \(Dense\) expects 4 input features but 'gru' "
+        r"outputs 5",
+    ):
         lstmrt.load(tmp_path / "m.pt")
 
 

@@ -47,8 +47,13 @@ print("imported:", leaked)
 
 def run_child(cases):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(BLOCKED), json.dumps(cases), str(ATOL)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(BLOCKED), json.dumps(cases), str(ATOL)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[:-1] == [f"{c['name']} ok" for c in cases], proc.stdout
@@ -58,8 +63,13 @@ def run_child(cases):
 def case(tmp_path, name, X, expected, layers=None):
     np.save(tmp_path / f"{name}.x.npy", X)
     np.save(tmp_path / f"{name}.y.npy", expected)
-    return {"name": name, "path": str(tmp_path / name), "input": str(tmp_path / f"{name}.x.npy"),
-            "expected": str(tmp_path / f"{name}.y.npy"), "layers": layers}
+    return {
+        "name": name,
+        "path": str(tmp_path / name),
+        "input": str(tmp_path / f"{name}.x.npy"),
+        "expected": str(tmp_path / f"{name}.y.npy"),
+        "layers": layers,
+    }
 
 
 def test_torch_files_load_without_torch(tmp_path):
@@ -83,12 +93,14 @@ def test_torch_files_load_without_torch(tmp_path):
         warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
         torch.jit.script(head).save(str(tmp_path / "script.pt"))
     safetensors_torch.save_file(head.state_dict(), str(tmp_path / "st.safetensors"))
-    run_child([
-        case(tmp_path, "zip.pt", X, y_lstm),
-        case(tmp_path, "legacy.pt", X, y_lstm),
-        case(tmp_path, "script.pt", X, y_head),
-        case(tmp_path, "st.safetensors", X, y_head, layers=["0", "tanh", "2"]),
-    ])
+    run_child(
+        [
+            case(tmp_path, "zip.pt", X, y_lstm),
+            case(tmp_path, "legacy.pt", X, y_lstm),
+            case(tmp_path, "script.pt", X, y_head),
+            case(tmp_path, "st.safetensors", X, y_head, layers=["0", "tanh", "2"]),
+        ]
+    )
 
 
 # Keras 3 saving TensorFlow variables under NumPy 2 (a framework warning, not ours).
@@ -101,8 +113,9 @@ def test_keras_file_loads_without_keras(tmp_path):
     keras = pytest.importorskip("keras")
 
     rng = np.random.default_rng(1)
-    model = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4, return_sequences=True),
-                              keras.layers.Dense(2, activation="tanh")])
+    model = keras.Sequential(
+        [keras.Input((None, 3)), keras.layers.GRU(4, return_sequences=True), keras.layers.Dense(2, activation="tanh")]
+    )
     model.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.5 for w in model.get_weights()])
     X = rng.standard_normal((2, 7, 3)).astype(np.float32)
     expected = np.asarray(model(X))

@@ -16,8 +16,9 @@ NATIVE = Path(__file__).resolve().parent.parent / "native"
 @pytest.mark.skipif(shutil.which("make") is None or shutil.which("cc") is None, reason="needs make and a C compiler")
 def test_c_library_tests_pass(tmp_path):
     build = tmp_path / "build"
-    result = subprocess.run(["make", "-C", str(NATIVE), f"BUILD={build}", "test"], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        ["make", "-C", str(NATIVE), f"BUILD={build}", "test"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "0 failed" in result.stdout
 
@@ -25,8 +26,12 @@ def test_c_library_tests_pass(tmp_path):
 def _can_build_32bit() -> bool:
     if shutil.which("make") is None or shutil.which("cc") is None:
         return False
-    probe = subprocess.run(["cc", "-m32", "-x", "c", "-", "-o", "/dev/null"], input="int main(void){return 0;}",
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        ["cc", "-m32", "-x", "c", "-", "-o", "/dev/null"],
+        input="int main(void){return 0;}",
+        capture_output=True,
+        text=True,
+    )
     return probe.returncode == 0
 
 
@@ -35,8 +40,9 @@ def test_c_library_tests_pass_32bit(tmp_path):
     """The same tests in a 32-bit build (x86 -m32: a 32-bit size_t, as on small ARM boards): every byte count
     computed from sizes a caller chooses must fail cleanly instead of wrapping to a small block."""
     build = tmp_path / "build32"
-    result = subprocess.run(["make", "-C", str(NATIVE), "CC=cc -m32", f"BUILD={build}", "test"], capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        ["make", "-C", str(NATIVE), "CC=cc -m32", f"BUILD={build}", "test"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "0 failed" in result.stdout
 
@@ -52,14 +58,20 @@ def _can_run_aarch64() -> bool:
     return Path("/usr/aarch64-linux-gnu/lib").is_dir()
 
 
-@pytest.mark.skipif(not _can_run_aarch64(),
-                    reason="needs an AArch64 cross toolchain and qemu-user (Debian: gcc-aarch64-linux-gnu qemu-user)")
+@pytest.mark.skipif(
+    not _can_run_aarch64(),
+    reason="needs an AArch64 cross toolchain and qemu-user (Debian: gcc-aarch64-linux-gnu qemu-user)",
+)
 def test_c_library_tests_pass_aarch64(tmp_path):
     """The same tests built for AArch64 and run under qemu-user: the NEON kernel table against the scalar oracle
     (test_kernels), whole models on both tiers (test_lstmrt), no allocation in a step (test_noalloc)."""
     build = tmp_path / "build_aarch64"
-    result = subprocess.run(["make", "-C", str(NATIVE), f"CC={CROSS_AARCH64}", f"BUILD={build}", "test"],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        ["make", "-C", str(NATIVE), f"CC={CROSS_AARCH64}", f"BUILD={build}", "test"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "kernel tier: neon" in result.stdout
     assert "test_kernels: " in result.stdout and not re.search(r"\b[1-9]\d* failed", result.stdout)
@@ -79,16 +91,29 @@ def _zig_cc() -> list[str] | None:
 ZIG_TARGETS = ["aarch64-macos", "x86_64-macos", "x86_64-windows-gnu"]
 
 
-@pytest.mark.skipif(shutil.which("make") is None or _zig_cc() is None,
-                    reason="needs make and zig's clang (pip install ziglang)")
+@pytest.mark.skipif(
+    shutil.which("make") is None or _zig_cc() is None, reason="needs make and zig's clang (pip install ziglang)"
+)
 @pytest.mark.parametrize("target", ZIG_TARGETS)
 def test_c_library_compiles_without_warnings_for(target, tmp_path):
     """Every file of the C library compiles with clang for target, warnings as errors (objects only: linking
     needs the target's SDK)."""
     cc = " ".join(_zig_cc() + ["-target", target])
-    result = subprocess.run(["make", "-C", str(NATIVE), "objects", f"CC={cc}", f"ARCH={target}",
-                             "CFLAGS=-O2 -Werror", f"BUILD={tmp_path / target}"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            "make",
+            "-C",
+            str(NATIVE),
+            "objects",
+            f"CC={cc}",
+            f"ARCH={target}",
+            "CFLAGS=-O2 -Werror",
+            f"BUILD={tmp_path / target}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     kernels = {p.name for p in (tmp_path / target).glob("*.o")}
     assert ("neon.o" in kernels) == target.startswith("aarch64") and "scalar.o" in kernels
@@ -155,24 +180,44 @@ def test_python_loaded_model_runs_from_c(rng, tmp_path):
 
     import lstmrt
 
-    torch.manual_seed(int(rng.integers(2 ** 31)))
+    torch.manual_seed(int(rng.integers(2**31)))
     net = torch.nn.Sequential(torch.nn.LSTM(3, 17, batch_first=True), torch.nn.Linear(17, 2)).eval()
     torch.save(net.state_dict(), tmp_path / "filter.pt")
     lstm, dense = lstmrt.load(tmp_path / "filter.pt", layers=["0", "1"]).layers
     X = rng.standard_normal((9, 3)).astype(np.float32)
-    header = f"#define INPUT 3\n#define HIDDEN 17\n#define OUTPUT 2\n#define STEPS {len(X)}\n" + "".join(
-        _c_array(name, getattr(spec, name)) for spec, names in [(lstm, ["weight_ih", "weight_hh", "bias_ih",
-                                                                       "bias_hh"]), (dense, ["weight", "bias"])]
-        for name in names) + _c_array("x", X)
+    header = (
+        f"#define INPUT 3\n#define HIDDEN 17\n#define OUTPUT 2\n#define STEPS {len(X)}\n"
+        + "".join(
+            _c_array(name, getattr(spec, name))
+            for spec, names in [(lstm, ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]), (dense, ["weight", "bias"])]
+            for name in names
+        )
+        + _c_array("x", X)
+    )
     (tmp_path / "weights.h").write_text(header)
     (tmp_path / "filter.c").write_text(C_FILTER)
     build = tmp_path / "build"
     made = subprocess.run(["make", "-C", str(NATIVE), f"BUILD={build}"], capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stdout[-4000:] + made.stderr[-4000:]
     program = tmp_path / "filter"
-    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", f"-I{NATIVE / 'include'}", f"-I{tmp_path}",
-                    str(tmp_path / "filter.c"), str(build / "liblstmrt.a"), "-lm", "-pthread", "-o", str(program)],
-                   check=True, timeout=120)
+    subprocess.run(
+        [
+            "cc",
+            "-std=c99",
+            "-Wall",
+            "-Werror",
+            f"-I{NATIVE / 'include'}",
+            f"-I{tmp_path}",
+            str(tmp_path / "filter.c"),
+            str(build / "liblstmrt.a"),
+            "-lm",
+            "-pthread",
+            "-o",
+            str(program),
+        ],
+        check=True,
+        timeout=120,
+    )
     got = np.loadtxt(subprocess.run([str(program)], capture_output=True, text=True, check=True).stdout.splitlines())
     with torch.no_grad():
         net = net.double()

@@ -26,13 +26,20 @@ def _tracked_files() -> set[str]:
     return {line for line in out.splitlines() if line}
 
 
-@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("setuptools", "Cython", "pybind11")),
-                    reason="building an sdist runs setup.py, which needs setuptools, Cython and pybind11")
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("setuptools", "Cython", "pybind11")),
+    reason="building an sdist runs setup.py, which needs setuptools, Cython and pybind11",
+)
 def test_sdist_ships_every_tracked_source_file(tmp_path):
     tracked = _tracked_files()
     # egg_info -e: the metadata goes to tmp_path, not into the source tree
-    result = subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "-e", str(tmp_path), "sdist", "-d",
-                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "setup.py", "-q", "egg_info", "-e", str(tmp_path), "sdist", "-d", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (archive,) = tmp_path.glob("lstmrt-*.tar.gz")
     with tarfile.open(archive) as tar:

@@ -12,12 +12,15 @@ def _model(rng, n_in=5, H=19):
     def u(*shape):
         return rng.uniform(-0.4, 0.4, shape).astype(np.float32)
 
-    return lstmrt.Model([
-        lstmrt.LSTM(u(4 * H, n_in), u(4 * H, H), u(4 * H), u(4 * H)),
-        lstmrt.Bidirectional(lstmrt.GRU(u(3 * H, H), u(3 * H, H), u(3 * H)), lstmrt.GRU(u(3 * H, H), u(3 * H, H)),
-                             "sum"),
-        lstmrt.Dense(u(3, H), u(3), activation="softmax"),
-    ])
+    return lstmrt.Model(
+        [
+            lstmrt.LSTM(u(4 * H, n_in), u(4 * H, H), u(4 * H), u(4 * H)),
+            lstmrt.Bidirectional(
+                lstmrt.GRU(u(3 * H, H), u(3 * H, H), u(3 * H)), lstmrt.GRU(u(3 * H, H), u(3 * H, H)), "sum"
+            ),
+            lstmrt.Dense(u(3, H), u(3), activation="softmax"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("threads", [2, 3, 7, 64])

@@ -32,7 +32,7 @@ class Filter(torch.nn.Module):
 
 @pytest.fixture
 def net(rng):
-    torch.manual_seed(int(rng.integers(2 ** 31)))
+    torch.manual_seed(int(rng.integers(2**31)))
     return Filter().eval()
 
 
@@ -43,8 +43,12 @@ def torch_outputs(net, X):
 
 
 SAMPLE_FORMS = {
-    "float": float, "np.float64": np.float64, "np.float32": np.float32, "np.float16": np.float16,
-    "0-d float32": lambda v: np.array(v, np.float32), "0-d float64": lambda v: np.array(v, np.float64),
+    "float": float,
+    "np.float64": np.float64,
+    "np.float32": np.float32,
+    "np.float16": np.float16,
+    "0-d float32": lambda v: np.array(v, np.float32),
+    "0-d float64": lambda v: np.array(v, np.float64),
 }
 
 
@@ -81,6 +85,7 @@ def test_run_takes_samples_without_the_feature_axis(net, rng):
 def test_float_sample_step_without_allocating(net):
     """With out= given, stepping a Python float allocates no more than a call of a function that does nothing:
     the sample is written into a float the stream owns, not converted to a new array by the binding."""
+
     def nothing(x, out):
         return out
 
@@ -104,12 +109,15 @@ def test_float_sample_step_without_allocating(net):
         assert peak_bytes(s.step, x, out) <= peak_bytes(nothing, x, out), type(x).__name__
 
 
-@pytest.mark.parametrize("x,exc,words", [
-    (1, TypeError, "got int"),               # integers stay refused for float models (README, Inputs)
-    (True, TypeError, "got bool"),
-    (np.array(1), TypeError, "dtype int64; expected floating-point"),
-    (np.zeros((1, 1), np.float32), ValueError, r"x has shape \(1, 1\), expected \(1,\)"),
-])
+@pytest.mark.parametrize(
+    "x,exc,words",
+    [
+        (1, TypeError, "got int"),  # integers stay refused for float models (README, Inputs)
+        (True, TypeError, "got bool"),
+        (np.array(1), TypeError, "dtype int64; expected floating-point"),
+        (np.zeros((1, 1), np.float32), ValueError, r"x has shape \(1, 1\), expected \(1,\)"),
+    ],
+)
 def test_not_a_sample_refused(net, x, exc, words):
     s = lstmrt.load(net).stream()
     with pytest.raises(exc, match=words):

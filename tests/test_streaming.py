@@ -14,12 +14,14 @@ import lstmrt
 def stacked_model(rng):
     """Every recurrent kind and the state-bearing options: projection (h and c differ in size), peephole,
     GRU reset_after=False, a dense softmax head."""
-    return lstmrt.Model([
-        specs.lstm(rng, 3, 17, proj_size=5, peephole=True),
-        specs.gru(rng, 5, 6, reset_after=False),
-        specs.rnn(rng, 6, 4, activation="relu"),
-        specs.dense(rng, 4, 3, "softmax"),
-    ])
+    return lstmrt.Model(
+        [
+            specs.lstm(rng, 3, 17, proj_size=5, peephole=True),
+            specs.gru(rng, 5, 6, reset_after=False),
+            specs.rnn(rng, 6, 4, activation="relu"),
+            specs.dense(rng, 4, 3, "softmax"),
+        ]
+    )
 
 
 def token_model(rng):
@@ -162,13 +164,19 @@ def test_model_pickles_for_other_processes(rng):
     copy packs them again, with the same results."""
     import pickle
 
-    for model in (stacked_model(rng), token_model(rng),
-                  lstmrt.Model([specs.lstm(rng, 3, 4)], return_sequences=False),
-                  lstmrt.Model([lstmrt.Activation("tanh"), specs.gru(rng, 3, 4)], input_size=3)):
+    for model in (
+        stacked_model(rng),
+        token_model(rng),
+        lstmrt.Model([specs.lstm(rng, 3, 4)], return_sequences=False),
+        lstmrt.Model([lstmrt.Activation("tanh"), specs.gru(rng, 3, 4)], input_size=3),
+    ):
         copy = pickle.loads(pickle.dumps(model))
         assert type(copy) is type(model) and copy is not model
         assert (copy.input_size, copy.output_size, copy.return_sequences) == (
-            model.input_size, model.output_size, model.return_sequences)
+            model.input_size,
+            model.output_size,
+            model.return_sequences,
+        )
         X = rng.integers(0, 7, (2, 9)) if copy._tokens else inputs(rng, 2, 9, model.input_size)
         assert np.array_equal(copy.predict(X), model.predict(X))
 
@@ -227,8 +235,9 @@ def test_step_out_may_share_memory_with_x(rng, batch, overlap):
     """step(x, out=x) works as NumPy's ufuncs do: a Dense layer alone reads x while it writes y, so without a copy
     its later output blocks would read outputs already written (wrong by ~40 here before the fix)."""
     n = 40  # more than one 16-wide output block
-    model = lstmrt.Model([lstmrt.Dense(rng.standard_normal((n, n)).astype(np.float32),
-                                       rng.standard_normal(n).astype(np.float32))])
+    model = lstmrt.Model(
+        [lstmrt.Dense(rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32))]
+    )
     s, twin = model.stream(batch=batch), model.stream(batch=batch)
     shape = (n,) if batch is None else (batch, n)
     for _ in range(2):
@@ -239,7 +248,7 @@ def test_step_out_may_share_memory_with_x(rng, batch, overlap):
             xin = out
         else:
             buf = np.zeros(int(np.prod(shape)) + 8, np.float32)
-            xin, out = buf[:x.size].reshape(shape), buf[8:].reshape(shape)
+            xin, out = buf[: x.size].reshape(shape), buf[8:].reshape(shape)
             xin[...] = x
         assert s.step(xin, out=out) is out
         np.testing.assert_array_equal(out, expected)

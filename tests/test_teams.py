@@ -180,8 +180,13 @@ def test_predict_from_several_threads_at_once(rng):
     want_long, want_short = model.predict(X), model.predict(X[:20])
 
     def calls(_):
-        return [(np.array_equal(model.predict(X, threads=2), want_long),
-                 np.array_equal(model.predict(X[:20], threads=2), want_short)) for _ in range(5)]
+        return [
+            (
+                np.array_equal(model.predict(X, threads=2), want_long),
+                np.array_equal(model.predict(X[:20], threads=2), want_short),
+            )
+            for _ in range(5)
+        ]
 
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         results = [r for rs in pool.map(calls, range(3)) for r in rs]

@@ -219,8 +219,11 @@ def test_one_stream_two_threads_never_corrupts(rng, fast_switching):
     assert same(s.run(x), fresh.run(x))
 
 
-@pytest.mark.parametrize("batch,form", [(None, "array"), (64, "array"), (None, "ids"), (None, "sample")],
-                         ids=["single", "batch64", "integer-token-ids", "float-sample"])
+@pytest.mark.parametrize(
+    "batch,form",
+    [(None, "array"), (64, "array"), (None, "ids"), (None, "sample")],
+    ids=["single", "batch64", "integer-token-ids", "float-sample"],
+)
 def test_long_steps_release_the_gil(rng, batch, form):
     """A step over 1 MB or more of weights (x batch) releases the GIL, like predict and run: the Cython fast path
     held it for every step, whatever its size. Seen from another thread: while one thread steps, a call on the

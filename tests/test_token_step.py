@@ -11,8 +11,18 @@ import specs
 import lstmrt
 
 VOCABULARY = 7
-INTEGER_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.longlong, np.uint8, np.uint16, np.uint32, np.uint64,
-                  np.ulonglong]
+INTEGER_DTYPES = [
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.longlong,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.ulonglong,
+]
 
 
 @pytest.fixture
@@ -22,8 +32,13 @@ def tokens(rng):
 
 def single_forms(v):
     """One stream's id v in each form step takes."""
-    return {"int": int(v), "np.int64": np.int64(v), "np.uint8": np.uint8(v), "0-d": np.array(v),
-            **{f"({np.dtype(t).name},)": np.array([v], t) for t in INTEGER_DTYPES}}
+    return {
+        "int": int(v),
+        "np.int64": np.int64(v),
+        "np.uint8": np.uint8(v),
+        "0-d": np.array(v),
+        **{f"({np.dtype(t).name},)": np.array([v], t) for t in INTEGER_DTYPES},
+    }
 
 
 def batch_forms(ids):
@@ -70,6 +85,7 @@ def peak_bytes(call, x, out, repeat=200):
 def test_integer_ids_step_without_allocating(tokens, batch):
     """With out= given, an integer-id step allocates no more than a call of a function that does nothing (the
     loop's own bookkeeping): the ids are written into a buffer the stream owns, not converted to a new array."""
+
     def nothing(x, out):
         return out
 
@@ -106,10 +122,18 @@ def test_bad_integer_id_named_and_state_unchanged(tokens, rng, batch, ids, messa
     assert all(np.array_equal(a, b) for a, b in zip([a for entry in s.state for a in entry], before))
 
 
-@pytest.mark.parametrize("x,error", [
-    (True, TypeError), (np.bool_(True), TypeError), (np.array([True]), TypeError), (3.0, TypeError),
-    (np.array([[3]]), ValueError), (np.array([3, 4]), ValueError), ("3", TypeError),
-])
+@pytest.mark.parametrize(
+    "x,error",
+    [
+        (True, TypeError),
+        (np.bool_(True), TypeError),
+        (np.array([True]), TypeError),
+        (3.0, TypeError),
+        (np.array([[3]]), ValueError),
+        (np.array([3, 4]), ValueError),
+        ("3", TypeError),
+    ],
+)
 def test_not_token_ids_refused_as_before(tokens, x, error):
     with pytest.raises(error):
         tokens.stream().step(x)

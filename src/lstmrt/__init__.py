@@ -1,13 +1,23 @@
 """lstmrt: a CPU inference runtime for recurrent networks (LSTM, GRU, SimpleRNN, dense heads), C inside.
 
-    model = lstmrt.from_torch(module)     # or lstmrt.Model([lstmrt.LSTM(...), lstmrt.Dense(...)])
-    s = model.stream()
-    y = s.step(x)
+model = lstmrt.from_torch(module)     # or lstmrt.Model([lstmrt.LSTM(...), lstmrt.Dense(...)])
+s = model.stream()
+y = s.step(x)
 """
 
 from ._version import __version__
-from .errors import ArchitectureError, CorruptFileError, CorruptPickleError, LayerOrderWarning, LoadError, \
-    ModelTooLargeError, UnexpectedContentError, UnsafeFileError, UnsafePickleError, UnsupportedModelError
+from .errors import (
+    ArchitectureError,
+    CorruptFileError,
+    CorruptPickleError,
+    LayerOrderWarning,
+    LoadError,
+    ModelTooLargeError,
+    UnexpectedContentError,
+    UnsafeFileError,
+    UnsafePickleError,
+    UnsupportedModelError,
+)
 from .layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
 from .loaders.load import load
 from .loaders.torch_live import from_torch
@@ -29,8 +39,29 @@ def cpu_features() -> str:
 
 
 __all__ = [
-    "__version__", "Model", "Stream", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "Dense", "Activation",
-    "Affine", "Embedding", "from_torch", "load", "kernel_tier", "cpu_features",
-    "LoadError", "UnsafeFileError", "UnsafePickleError", "CorruptFileError", "UnsupportedModelError",
-    "ArchitectureError", "ModelTooLargeError", "CorruptPickleError", "UnexpectedContentError", "LayerOrderWarning",
+    "__version__",
+    "Model",
+    "Stream",
+    "LSTM",
+    "GRU",
+    "SimpleRNN",
+    "Bidirectional",
+    "Dense",
+    "Activation",
+    "Affine",
+    "Embedding",
+    "from_torch",
+    "load",
+    "kernel_tier",
+    "cpu_features",
+    "LoadError",
+    "UnsafeFileError",
+    "UnsafePickleError",
+    "CorruptFileError",
+    "UnsupportedModelError",
+    "ArchitectureError",
+    "ModelTooLargeError",
+    "CorruptPickleError",
+    "UnexpectedContentError",
+    "LayerOrderWarning",
 ]

@@ -53,7 +53,7 @@ def token_problem(ids, axes: tuple, num_embeddings: int) -> str | None:
     at its position in the caller's array: `axes` names its leading axes ("row", "step"; a trailing feature axis
     of size 1 may follow). Float ids are judged as float32, as the runtime judges them."""
     ids = np.asarray(ids)
-    ids = ids.reshape(ids.shape[:len(axes)])
+    ids = ids.reshape(ids.shape[: len(axes)])
     if ids.dtype.kind in "iu":
         integral = np.ones(ids.shape, bool)
         bad = (ids < 0) | (ids >= num_embeddings)

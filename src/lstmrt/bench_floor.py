@@ -61,5 +61,8 @@ def floor_us(machine: dict, input_size: int, hidden_size: int) -> dict:
     memory_us = size / machine["bandwidth"][size] * 1e6
     compute_us = step_flops(input_size, hidden_size) / machine["peak_flops"] * 1e6
     floor = max(memory_us, compute_us)
-    return {"floor_here_us": floor, "floor_here_plus_call_us": floor + machine["call_s"] * 1e6,
-            "bandwidth_here": machine["bandwidth"][size]}
+    return {
+        "floor_here_us": floor,
+        "floor_here_plus_call_us": floor + machine["call_s"] * 1e6,
+        "bandwidth_here": machine["bandwidth"][size],
+    }

@@ -25,6 +25,7 @@ from lstmrt.bench_spec import (
     assert_close,
 )
 
+
 # --- quieting native libraries (TensorFlow logs from C++ straight to the file descriptors) ----------------
 @contextlib.contextmanager
 def _quiet_fds():
@@ -70,7 +71,7 @@ def lstmrt_cases(w: Weights, d: Data, model, threads=1):
     s = model.stream(threads=threads)
 
     def step_loop(n):
-        step = s.step   # the fast path: float32 C-contiguous x, preallocated out
+        step = s.step  # the fast path: float32 C-contiguous x, preallocated out
         for _ in range(n):
             step(x, out)
 
@@ -99,11 +100,19 @@ def lstmrt_cases(w: Weights, d: Data, model, threads=1):
 
     return [
         Case("lstmrt.step", step_loop, step_check, "step"),
-        Case("lstmrt.predict", lambda n: predict_loop(n, d.x_seq), lambda: model.predict(d.x_seq, threads=threads),
-             "seq",
-             steps_per_call=len(d.x_seq)),
-        Case("lstmrt.predict_b64", lambda n: predict_loop(n, d.x_batch),
-             lambda: model.predict(d.x_batch, threads=threads), "batch"),
+        Case(
+            "lstmrt.predict",
+            lambda n: predict_loop(n, d.x_seq),
+            lambda: model.predict(d.x_seq, threads=threads),
+            "seq",
+            steps_per_call=len(d.x_seq),
+        ),
+        Case(
+            "lstmrt.predict_b64",
+            lambda n: predict_loop(n, d.x_batch),
+            lambda: model.predict(d.x_batch, threads=threads),
+            "batch",
+        ),
         Case("lstmrt.stream_b64", stream_batch_loop, stream_batch_check, "stream_batch"),
     ]
 
@@ -115,15 +124,14 @@ def _torch_cases(w: Weights, d: Data, threads=1):  # torch's threads: set by run
         lstm = torch.nn.LSTM(n_in, H, batch_first=True)
         cell = torch.nn.LSTMCell(n_in, H)
         for mod, suffix in ((lstm, "_l0"), (cell, "")):
-            for name, value in (("weight_ih", w.w_ih), ("weight_hh", w.w_hh), ("bias_ih", w.b_ih),
-                                ("bias_hh", w.b_hh)):
+            for name, value in (("weight_ih", w.w_ih), ("weight_hh", w.w_hh), ("bias_ih", w.b_ih), ("bias_hh", w.b_hh)):
                 getattr(mod, name + suffix).copy_(torch.from_numpy(value))
     lstm.eval()
     cell.eval()
     params = [torch.from_numpy(a) for a in (w.w_ih, w.w_hh, w.b_ih, w.b_hh)]
     op = getattr(torch._VF, "lstm_cell", None) or torch.lstm_cell
     x3 = torch.from_numpy(d.x_check[:1, None].copy())  # (1, 1, I)
-    x2 = x3[0]                                         # (1, I)
+    x2 = x3[0]  # (1, I)
     state = {}
 
     def zeros2():
@@ -178,8 +186,7 @@ def _torch_cases(w: Weights, d: Data, threads=1):  # torch's threads: set by run
         Case("torch.lstm_step", lstm_step_loop, lstm_step_check, "step"),
         Case("torch.lstmcell", lambda n: cell_loop(n, cell, "cell"), lambda: cell_check(cell), "step"),
         Case("torch.lstm_cell_op", lambda n: cell_loop(n, op_fn, "op"), lambda: cell_check(op_fn), "step"),
-        Case("torch.sequence", lambda n: seq_loop(n, xs), lambda: seq_out(xs)[0], "seq",
-             steps_per_call=xs.shape[1]),
+        Case("torch.sequence", lambda n: seq_loop(n, xs), lambda: seq_out(xs)[0], "seq", steps_per_call=xs.shape[1]),
         Case("torch.predict_b64", lambda n: seq_loop(n, xb), lambda: seq_out(xb), "batch"),
     ]
 
@@ -191,21 +198,25 @@ def _onnx_lstm(w: Weights, seq_len: int, step: bool):
 
     n_in, H = w.input_size, w.hidden_size
     order = np.concatenate([np.arange(k * H, (k + 1) * H) for k in (0, 3, 1, 2)])
-    inits = [numpy_helper.from_array(w.w_ih[order][None], "W"), numpy_helper.from_array(w.w_hh[order][None], "R"),
-             numpy_helper.from_array(np.concatenate([w.b_ih[order], w.b_hh[order]])[None], "B")]
+    inits = [
+        numpy_helper.from_array(w.w_ih[order][None], "W"),
+        numpy_helper.from_array(w.w_hh[order][None], "R"),
+        numpy_helper.from_array(np.concatenate([w.b_ih[order], w.b_hh[order]])[None], "B"),
+    ]
     f32 = TensorProto.FLOAT
     inputs = [helper.make_tensor_value_info("X", f32, [seq_len, 1, n_in])]
     if step:
         inputs += [helper.make_tensor_value_info(n, f32, [1, 1, H]) for n in ("initial_h", "initial_c")]
         outputs = [helper.make_tensor_value_info(n, f32, [1, 1, H]) for n in ("Y_h", "Y_c")]
-        node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "initial_h", "initial_c"], ["", "Y_h", "Y_c"],
-                                hidden_size=H)
+        node = helper.make_node(
+            "LSTM", ["X", "W", "R", "B", "", "initial_h", "initial_c"], ["", "Y_h", "Y_c"], hidden_size=H
+        )
     else:
         outputs = [helper.make_tensor_value_info("Y", f32, [seq_len, 1, 1, H])]
         node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y"], hidden_size=H)
     graph = helper.make_graph([node], "lstm", inputs, outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], producer_name="lstmrt-bench")
-    model.ir_version = 8   # old enough for any onnxruntime that has opset 14
+    model.ir_version = 8  # old enough for any onnxruntime that has opset 14
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
@@ -224,7 +235,7 @@ def _onnxruntime_cases(w: Weights, d: Data, threads=1):
 
     step_sess = session(_onnx_lstm(w, 1, step=True))
     seq_sess = session(_onnx_lstm(w, d.x_seq.shape[0], step=False))
-    as_ov = ort.OrtValue.ortvalue_from_numpy   # on CPU the OrtValue shares the NumPy buffer
+    as_ov = ort.OrtValue.ortvalue_from_numpy  # on CPU the OrtValue shares the NumPy buffer
 
     # Ping-pong: binding k reads state buffer k and writes buffer 1-k, so no step copies or rebinds anything.
     x = np.ascontiguousarray(d.x_check[0].reshape(1, 1, -1))
@@ -262,7 +273,7 @@ def _onnxruntime_cases(w: Weights, d: Data, threads=1):
         x[...] = saved
         return np.stack(ys)
 
-    xs = np.ascontiguousarray(d.x_seq[:, None])   # (T, 1, I): ONNX is time-major
+    xs = np.ascontiguousarray(d.x_seq[:, None])  # (T, 1, I): ONNX is time-major
     ys = np.empty((xs.shape[0], 1, 1, H), np.float32)
     seq_binding = seq_sess.io_binding()
     keep += [as_ov(xs), as_ov(ys)]
@@ -277,9 +288,11 @@ def _onnxruntime_cases(w: Weights, d: Data, threads=1):
         seq_loop(1)
         return ys[:, 0, 0].copy()
 
-    step_loop.keep = keep   # the OrtValues must outlive the bindings
-    return [Case("onnxruntime.step", step_loop, step_check, "step"),
-            Case("onnxruntime.sequence", seq_loop, seq_check, "seq", steps_per_call=xs.shape[0])]
+    step_loop.keep = keep  # the OrtValues must outlive the bindings
+    return [
+        Case("onnxruntime.step", step_loop, step_check, "step"),
+        Case("onnxruntime.sequence", seq_loop, seq_check, "seq", steps_per_call=xs.shape[0]),
+    ]
 
 
 def _tflite_cases(w: Weights, d: Data, threads=1):
@@ -289,22 +302,21 @@ def _tflite_cases(w: Weights, d: Data, threads=1):
     n_in, H = w.input_size, w.hidden_size
     try:
         with _quiet_fds(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # TF/Keras deprecation chatter at import and conversion
+            warnings.simplefilter("ignore")  # TF/Keras deprecation chatter at import and conversion
             tf = _import("tensorflow")
             keras = tf.keras
             x_in = keras.Input(shape=(1, n_in), batch_size=1, name="x")
             # stateful: TFLite keeps h and c in resource variables, so a step is set x, invoke, get h (state passed
             # in and out through Python cost ~1 us more a step); unroll: one step needs no while loop, the
             # converter emits FULLY_CONNECTED + element-wise ops
-            layer = keras.layers.LSTM(H, activation="tanh", recurrent_activation="sigmoid", stateful=True,
-                                      unroll=True)
+            layer = keras.layers.LSTM(H, activation="tanh", recurrent_activation="sigmoid", stateful=True, unroll=True)
             model = keras.Model(x_in, layer(x_in))
-            layer.set_weights([w.w_ih.T, w.w_hh.T, w.b_ih + w.b_hh])   # Keras gates i, f, c, o = PyTorch's
+            layer.set_weights([w.w_ih.T, w.w_hh.T, w.b_ih + w.b_hh])  # Keras gates i, f, c, o = PyTorch's
             blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
             try:
                 from ai_edge_litert.interpreter import Interpreter
             except ImportError:
-                Interpreter = tf.lite.Interpreter   # deprecated in favour of ai_edge_litert, same engine
+                Interpreter = tf.lite.Interpreter  # deprecated in favour of ai_edge_litert, same engine
             interp = Interpreter(model_content=blob, num_threads=threads)
             interp.allocate_tensors()
     except Unavailable:
@@ -320,10 +332,10 @@ def _tflite_cases(w: Weights, d: Data, threads=1):
         for _ in range(n):
             set_tensor(xi, xv)
             invoke()
-            get_tensor(hi)   # a step's output reaches the caller, as it does for every other case
+            get_tensor(hi)  # a step's output reaches the caller, as it does for every other case
 
     def step_check():
-        interp.reset_all_variables()   # the zero state
+        interp.reset_all_variables()  # the zero state
         ys = []
         for xt in d.x_check:
             set_tensor(xi, np.ascontiguousarray(xt.reshape(1, 1, n_in)))
@@ -351,19 +363,26 @@ def build_checked(framework, w: Weights, d: Data, threads, expected, model=None)
     else:
         built = BUILDERS[framework](w, d, threads)
     for case in built:
-        assert_close(case.check(), expected[case.expected], CHECK_ATOL,
-                     f"{case.key} vs lstmrt ({case.expected}) at I={w.input_size} H={w.hidden_size}")
+        assert_close(
+            case.check(),
+            expected[case.expected],
+            CHECK_ATOL,
+            f"{case.key} vs lstmrt ({case.expected}) at I={w.input_size} H={w.hidden_size}",
+        )
     return built
 
 
 def framework_versions() -> dict:
     versions = {}
-    for name, module in (("torch", "torch"), ("onnxruntime", "onnxruntime"), ("onnx", "onnx"),
-                         ("tensorflow", "tensorflow")):
+    for name, module in (
+        ("torch", "torch"),
+        ("onnxruntime", "onnxruntime"),
+        ("onnx", "onnx"),
+        ("tensorflow", "tensorflow"),
+    ):
         mod = sys.modules.get(module)
         versions[name] = getattr(mod, "__version__", None) if mod is not None else None
     return versions
-
 
 
 def set_torch_threads(n):
@@ -374,5 +393,3 @@ def set_torch_threads(n):
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     return previous
-
-

@@ -40,9 +40,9 @@ from lstmrt import bench_peers
 from lstmrt.bench_spec import Unavailable, make_data, make_weights
 from lstmrt.bench_timing import calibrate, interleave, time_calls
 
-BUILD_TIMEOUT_S = 600   # importing TensorFlow and converting a model take seconds, far longer on a busy machine
+BUILD_TIMEOUT_S = 600  # importing TensorFlow and converting a model take seconds, far longer on a busy machine
 ANSWER_TIMEOUT_S = 120  # a calibration or one timed batch (batches take ~min_time)
-STOP_TIMEOUT_S = 2      # a worker asked to stop gets this long before it is terminated
+STOP_TIMEOUT_S = 2  # a worker asked to stop gets this long before it is terminated
 # Settle: after a worker's batch, wait until its threads use under IDLE_CPU_S of CPU in an IDLE_WINDOW_S window,
 # at most SETTLE_MAX_S: the longest default spin among the pools in play, Intel/LLVM OpenMP's KMP_BLOCKTIME of
 # 200 ms (GNU OpenMP's 300,000 pauses, torch's, and ORT's 2^20 spins ended within 70 ms here). Waiting for the
@@ -67,14 +67,14 @@ class RemoteTraceback(Exception):
 # --- the worker -------------------------------------------------------------------------------------------
 def serve(conn, framework, threads, tier):
     """A worker's life: build, calibrate and time one framework's cases when told to, until ("stop",)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the parent's: it stops the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
     if tier:
-        os.environ["LSTMRT_ISA"] = tier   # the parent's tier, exactly (LSTMRT_ISA only lowers)
+        os.environ["LSTMRT_ISA"] = tier  # the parent's tier, exactly (LSTMRT_ISA only lowers)
     cases = []
     while True:
         try:
             command = conn.recv()
-        except EOFError:   # the parent is gone
+        except EOFError:  # the parent is gone
             return
         op, args = command[0], command[1:]
         if op == "stop":
@@ -83,13 +83,13 @@ def serve(conn, framework, threads, tier):
             if op == "build":
                 cases = []
                 gc.enable()
-                gc.collect()   # the previous size's cases, before building the next
+                gc.collect()  # the previous size's cases, before building the next
                 cases = _build(framework, threads, tier, *args)
                 answer = ("built", [(c.key, c.steps_per_call) for c in cases], bench_peers.framework_versions())
             elif op == "calibrate":
                 for case in cases:
                     case.calls = calibrate(case.loop, args[0])
-                gc.disable()   # as in one process: no collection inside a timed batch
+                gc.disable()  # as in one process: no collection inside a timed batch
                 answer = ("calls", [case.calls for case in cases])
             elif op == "time":
                 case = cases[args[0]]
@@ -110,7 +110,7 @@ def _build(framework, threads, tier, input_size, hidden_size, seed, seq_len, exp
         if lstmrt.kernel_tier() != tier:
             raise RuntimeError(f"the lstmrt worker runs kernel tier {lstmrt.kernel_tier()!r}, the parent {tier!r}")
     if framework == "torch":
-        bench_peers.set_torch_threads(threads)   # what run_comparison does in one process
+        bench_peers.set_torch_threads(threads)  # what run_comparison does in one process
     w, d = make_weights(input_size, hidden_size, seed), make_data(input_size, seed, seq_len)
     return bench_peers.build_checked(framework, w, d, threads, expected)
 
@@ -142,15 +142,16 @@ class _Worker:
         self.framework = framework
         self.cases = []
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=serve, args=(child, framework, threads, tier), daemon=True,
-                                   name=f"lstmrt-bench-{framework}")
+        self.process = ctx.Process(
+            target=serve, args=(child, framework, threads, tier), daemon=True, name=f"lstmrt-bench-{framework}"
+        )
         self.process.start()
-        child.close()   # the worker's end lives in the worker only: its exit is EOF here
+        child.close()  # the worker's end lives in the worker only: its exit is EOF here
 
     def send(self, *command):
         try:
             self.conn.send(command)
-        except OSError:   # a broken pipe: the worker is gone
+        except OSError:  # a broken pipe: the worker is gone
             raise self._gone() from None
 
     def answer(self, timeout):
@@ -175,7 +176,7 @@ class _Worker:
     def close(self):
         try:
             self.conn.send(("stop",))
-        except (OSError, ValueError):   # gone already, or closed
+        except (OSError, ValueError):  # gone already, or closed
             pass
         self.process.join(STOP_TIMEOUT_S)
         if self.process.is_alive():
@@ -198,7 +199,7 @@ class Workers:
         self._workers = []
         self._last = None
         self.versions = {}
-        self.waits = {fw: [] for fw in frameworks}   # settle waits after each framework's batches, seconds
+        self.waits = {fw: [] for fw in frameworks}  # settle waits after each framework's batches, seconds
         try:
             for fw in frameworks:
                 self._workers.append(_Worker(ctx, fw, threads, tier))
@@ -231,7 +232,7 @@ class Workers:
             self.versions.update({name: v for name, v in versions.items() if v})
             worker.cases = [RemoteCase(key, worker, i, steps) for i, (key, steps) in enumerate(keys)]
             ready.append(worker)
-        for worker in ready:   # building and checking may have left pools spinning
+        for worker in ready:  # building and checking may have left pools spinning
             settle(worker.process.pid)
         self._last = None
         cases = []
@@ -254,8 +255,11 @@ class Workers:
 
     def settle_summary(self) -> dict:
         """Median and longest settle wait after each framework's batches, ms."""
-        return {fw: {"median_ms": round(statistics.median(w) * 1e3, 2), "max_ms": round(max(w) * 1e3, 2)}
-                for fw, w in self.waits.items() if w}
+        return {
+            fw: {"median_ms": round(statistics.median(w) * 1e3, 2), "max_ms": round(max(w) * 1e3, 2)}
+            for fw, w in self.waits.items()
+            if w
+        }
 
 
 def settle(pid, limit=SETTLE_MAX_S) -> float:
@@ -284,5 +288,5 @@ def _cpu_ns(pid):
                 total += int(f.read().split()[0])
             found = True
         except (OSError, ValueError, IndexError):
-            pass   # a thread that ended meanwhile
+            pass  # a thread that ended meanwhile
     return total if found else None

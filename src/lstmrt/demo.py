@@ -24,8 +24,15 @@ SIGNAL_VERSION = 2
 _SPLITS = {"train": 1, "val": 2, "demo": 3}
 FORMAT_VERSION = 1
 _WEIGHT_KEYS = ("lstm.weight_ih", "lstm.weight_hh", "lstm.bias_ih", "lstm.bias_hh", "head.weight", "head.bias")
-_META_KEYS = ("format_version", "hidden_size", "input_mean", "input_std", "sample_rate_hz", "signal_version",
-              "train_seed")
+_META_KEYS = (
+    "format_version",
+    "hidden_size",
+    "input_mean",
+    "input_std",
+    "sample_rate_hz",
+    "signal_version",
+    "train_seed",
+)
 
 
 def make_signal(num_samples: int, seed: int, split: str = "demo", sample_rate_hz: float = SAMPLE_RATE_HZ):
@@ -84,24 +91,31 @@ def load_weights(path=None) -> dict:
     if missing:
         raise ValueError(f"{source}: not a demo filter file, missing {', '.join(missing)}")
     if int(arrays["format_version"]) != FORMAT_VERSION:
-        raise ValueError(f"{source}: format_version {int(arrays['format_version'])}, this lstmrt reads "
-                         f"{FORMAT_VERSION}")
+        raise ValueError(
+            f"{source}: format_version {int(arrays['format_version'])}, this lstmrt reads {FORMAT_VERSION}"
+        )
     if int(arrays["signal_version"]) != SIGNAL_VERSION:
         # the filter was trained on another generator: its error figures would mean nothing here
-        raise ValueError(f"{source}: trained on signal_version {int(arrays['signal_version'])}, make_signal is "
-                         f"version {SIGNAL_VERSION}; retrain with scripts/train_demo_model.py")
+        raise ValueError(
+            f"{source}: trained on signal_version {int(arrays['signal_version'])}, make_signal is "
+            f"version {SIGNAL_VERSION}; retrain with scripts/train_demo_model.py"
+        )
     return arrays
 
 
 def build_model(weights: dict) -> Model:
     """Raw sensor units in and out: Affine (normalise) -> LSTM -> Dense -> Affine (denormalise), all in C."""
     mean, std = float(weights["input_mean"]), float(weights["input_std"])
-    return Model([
-        Affine([1.0 / std], [-mean / std]),
-        LSTM(weights["lstm.weight_ih"], weights["lstm.weight_hh"], weights["lstm.bias_ih"], weights["lstm.bias_hh"]),
-        Dense(weights["head.weight"], weights["head.bias"]),
-        Affine([std], [mean]),
-    ])
+    return Model(
+        [
+            Affine([1.0 / std], [-mean / std]),
+            LSTM(
+                weights["lstm.weight_ih"], weights["lstm.weight_hh"], weights["lstm.bias_ih"], weights["lstm.bias_hh"]
+            ),
+            Dense(weights["head.weight"], weights["head.bias"]),
+            Affine([std], [mean]),
+        ]
+    )
 
 
 def rmse(a, b) -> float:
@@ -113,7 +127,7 @@ class DemoResult:
     clean: np.ndarray
     noisy: np.ndarray
     filtered: np.ndarray
-    step_ns: np.ndarray      # wall time of each s.step call
+    step_ns: np.ndarray  # wall time of each s.step call
     sample_rate_hz: float
     hidden_size: int
 
@@ -171,8 +185,10 @@ def plot(result: DemoResult, path) -> None:
         ax.grid(alpha=0.3)
     if len(t) > 1:
         full.axvspan(t[lo], t[hi - 1], color="tab:orange", alpha=0.12, lw=0)
-    full.set_title(f"lstmrt demo: RMSE {result.rmse_before:.3f} raw -> {result.rmse_after:.3f} filtered "
-                   f"({result.rmse_before / result.rmse_after:.1f}x better)")
+    full.set_title(
+        f"lstmrt demo: RMSE {result.rmse_before:.3f} raw -> {result.rmse_after:.3f} filtered "
+        f"({result.rmse_before / result.rmse_after:.1f}x better)"
+    )
     zoom.set_title("close-up (shaded above)")
     full.legend(loc="upper right", fontsize=8)
     fig.savefig(path, dpi=110)

@@ -50,10 +50,20 @@ class Layer:
 
     def _base_desc(self, input_size: int, hidden_size: int) -> dict:
         return {
-            "kind": _KIND[self.kind], "input_size": input_size, "hidden_size": hidden_size, "proj_size": 0,
-            "num_embeddings": 0, "num_directions": 1, "merge_mode": 0, "activations": [0, 0, 0],
-            "cell_clip": 0.0, "linear_before_reset": 0, "hold_masked_output": 0, "go_backwards": 0,
-            "final_only": 0, "weights": [{}],
+            "kind": _KIND[self.kind],
+            "input_size": input_size,
+            "hidden_size": hidden_size,
+            "proj_size": 0,
+            "num_embeddings": 0,
+            "num_directions": 1,
+            "merge_mode": 0,
+            "activations": [0, 0, 0],
+            "cell_clip": 0.0,
+            "linear_before_reset": 0,
+            "hold_masked_output": 0,
+            "go_backwards": 0,
+            "final_only": 0,
+            "weights": [{}],
         }
 
     def __repr__(self) -> str:
@@ -83,16 +93,23 @@ class _Recurrent(Layer):
         self.return_sequences = bool(return_sequences)
 
     def _option_desc(self) -> dict:
-        return {"hold_masked_output": int(self.hold_masked_output), "go_backwards": int(self.go_backwards),
-                "final_only": int(not self.return_sequences)}
+        return {
+            "hold_masked_output": int(self.hold_masked_output),
+            "go_backwards": int(self.go_backwards),
+            "final_only": int(not self.return_sequences),
+        }
 
     def _option_summary(self) -> list:
         names = ("hold_masked_output", "go_backwards")
         return [n for n in names if getattr(self, n)] + ([] if self.return_sequences else ["return_sequences=False"])
 
     def _direction_weights(self) -> dict:
-        return {"weight_ih": self.weight_ih, "weight_hh": self.weight_hh, "bias_ih": self.bias_ih,
-                "bias_hh": self.bias_hh}
+        return {
+            "weight_ih": self.weight_ih,
+            "weight_hh": self.weight_hh,
+            "bias_ih": self.bias_ih,
+            "bias_hh": self.bias_hh,
+        }
 
     @property
     def state_names(self) -> tuple:
@@ -111,9 +128,21 @@ class LSTM(_Recurrent):
     kind = "lstm"
     gates = 4
 
-    def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, weight_hr=None, peephole=None,
-                 activations=("sigmoid", "tanh", "tanh"), cell_clip=None, hold_masked_output=False,
-                 go_backwards=False, return_sequences=True):
+    def __init__(
+        self,
+        weight_ih,
+        weight_hh,
+        bias_ih=None,
+        bias_hh=None,
+        *,
+        weight_hr=None,
+        peephole=None,
+        activations=("sigmoid", "tanh", "tanh"),
+        cell_clip=None,
+        hold_masked_output=False,
+        go_backwards=False,
+        return_sequences=True,
+    ):
         where = "LSTM"
         w = np.asarray(weight_ih)
         if w.ndim != 2 or w.shape[0] % 4 or w.shape[0] == 0:
@@ -155,8 +184,13 @@ class LSTM(_Recurrent):
 
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.hidden_size)
-        d.update(proj_size=self.proj_size, activations=[acts.code(a) for a in self.activations],
-                 cell_clip=self.cell_clip or 0.0, weights=[self._direction_weights()], **self._option_desc())
+        d.update(
+            proj_size=self.proj_size,
+            activations=[acts.code(a) for a in self.activations],
+            cell_clip=self.cell_clip or 0.0,
+            weights=[self._direction_weights()],
+            **self._option_desc(),
+        )
         return d
 
     def _summary(self) -> str:
@@ -179,9 +213,19 @@ class GRU(_Recurrent):
     kind = "gru"
     gates = 3
 
-    def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, reset_after=True,
-                 activations=("sigmoid", "tanh"), hold_masked_output=False, go_backwards=False,
-                 return_sequences=True):
+    def __init__(
+        self,
+        weight_ih,
+        weight_hh,
+        bias_ih=None,
+        bias_hh=None,
+        *,
+        reset_after=True,
+        activations=("sigmoid", "tanh"),
+        hold_masked_output=False,
+        go_backwards=False,
+        return_sequences=True,
+    ):
         where = "GRU"
         w = np.asarray(weight_ih)
         if w.ndim != 2 or w.shape[0] % 3 or w.shape[0] == 0:
@@ -200,9 +244,12 @@ class GRU(_Recurrent):
 
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.hidden_size)
-        d.update(activations=[acts.code(a) for a in self.activations] + [0],
-                 linear_before_reset=int(self.reset_after), weights=[self._direction_weights()],
-                 **self._option_desc())
+        d.update(
+            activations=[acts.code(a) for a in self.activations] + [0],
+            linear_before_reset=int(self.reset_after),
+            weights=[self._direction_weights()],
+            **self._option_desc(),
+        )
         return d
 
     def _summary(self) -> str:
@@ -218,8 +265,18 @@ class SimpleRNN(_Recurrent):
 
     kind = "rnn"
 
-    def __init__(self, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *, activation="tanh",
-                 hold_masked_output=False, go_backwards=False, return_sequences=True):
+    def __init__(
+        self,
+        weight_ih,
+        weight_hh,
+        bias_ih=None,
+        bias_hh=None,
+        *,
+        activation="tanh",
+        hold_masked_output=False,
+        go_backwards=False,
+        return_sequences=True,
+    ):
         where = "SimpleRNN"
         w = np.asarray(weight_ih)
         if w.ndim != 2 or w.shape[0] == 0:
@@ -235,13 +292,15 @@ class SimpleRNN(_Recurrent):
 
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.hidden_size)
-        d.update(activations=[acts.code(self.activation), 0, 0], weights=[self._direction_weights()],
-                 **self._option_desc())
+        d.update(
+            activations=[acts.code(self.activation), 0, 0], weights=[self._direction_weights()], **self._option_desc()
+        )
         return d
 
     def _summary(self) -> str:
-        return ", ".join([f"{self.input_size} -> {self.hidden_size}, activation={self.activation}"]
-                         + self._option_summary())
+        return ", ".join(
+            [f"{self.input_size} -> {self.hidden_size}, activation={self.activation}"] + self._option_summary()
+        )
 
 
 class Bidirectional(Layer):
@@ -252,13 +311,26 @@ class Bidirectional(Layer):
 
     def __init__(self, forward, backward, merge_mode="concat"):
         if not isinstance(forward, _Recurrent) or type(forward) is not type(backward):
-            raise TypeError("Bidirectional: forward and backward must be recurrent layer specs of the same type, "
-                            f"got {type(forward).__name__} and {type(backward).__name__}")
-        same = ("input_size", "hidden_size", "output_size", "activations", "reset_after", "cell_clip",
-                "activation", "hold_masked_output", "return_sequences")
+            raise TypeError(
+                "Bidirectional: forward and backward must be recurrent layer specs of the same type, "
+                f"got {type(forward).__name__} and {type(backward).__name__}"
+            )
+        same = (
+            "input_size",
+            "hidden_size",
+            "output_size",
+            "activations",
+            "reset_after",
+            "cell_clip",
+            "activation",
+            "hold_masked_output",
+            "return_sequences",
+        )
         if forward.go_backwards or backward.go_backwards:
-            raise ValueError("Bidirectional: give both directions in forward time order (go_backwards=False); "
-                             "the backward one is run in reverse")
+            raise ValueError(
+                "Bidirectional: give both directions in forward time order (go_backwards=False); "
+                "the backward one is run in reverse"
+            )
         for attr in same:
             if getattr(forward, attr, None) != getattr(backward, attr, None):
                 raise ValueError(f"Bidirectional: forward and backward differ in {attr}")
@@ -275,8 +347,11 @@ class Bidirectional(Layer):
 
     def _desc(self, input_size: int) -> dict:
         d = self.forward._desc(input_size)
-        d.update(num_directions=2, merge_mode=MERGE_MODES.index(self.merge_mode),
-                 weights=[self.forward._direction_weights(), self.backward._direction_weights()])
+        d.update(
+            num_directions=2,
+            merge_mode=MERGE_MODES.index(self.merge_mode),
+            weights=[self.forward._direction_weights(), self.backward._direction_weights()],
+        )
         return d
 
     def _summary(self) -> str:
@@ -299,8 +374,9 @@ class Dense(Layer):
 
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.output_size)
-        d.update(activations=[acts.code(self.activation), 0, 0],
-                 weights=[{"weight_ih": self.weight, "bias_ih": self.bias}])
+        d.update(
+            activations=[acts.code(self.activation), 0, 0], weights=[{"weight_ih": self.weight, "bias_ih": self.bias}]
+        )
         return d
 
     def _summary(self) -> str:

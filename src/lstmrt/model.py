@@ -33,8 +33,9 @@ class Model:
                 raise ValueError(f"layer {i}: an Embedding must be the first layer")
             if spec.input_size is not None and spec.input_size != size:
                 prev = f"layer {i - 1} ({type(layers[i - 1]).__name__}) outputs" if i else "the model input has"
-                raise ValueError(f"layer {i} ({type(spec).__name__}) expects {spec.input_size} input features "
-                                 f"but {prev} {size}")
+                raise ValueError(
+                    f"layer {i} ({type(spec).__name__}) expects {spec.input_size} input features but {prev} {size}"
+                )
             descs.append(spec._desc(size))
             size = spec.output_size if spec.output_size is not None else size
         self._native = _native.Model(descs)
@@ -134,8 +135,9 @@ class Model:
         lengths = self._check_lengths(lengths, B, T, single)
         mask = self._check_mask(mask, B, T, single)
         try:
-            Y = self._native.predict(np.require(X, np.float32, "CA"), lengths, mask,
-                                     int(min(threads, _native.MAX_THREADS)))
+            Y = self._native.predict(
+                np.require(X, np.float32, "CA"), lengths, mask, int(min(threads, _native.MAX_THREADS))
+            )
         except ValueError:
             if self._tokens:
                 raise_token_problem(ids, ("step",) if single else ("row", "step"), self._layers[0].num_embeddings)
@@ -156,11 +158,13 @@ class Model:
             arr = arr.reshape(1)
         if arr.dtype.kind not in "iu" or arr.shape != (B,):
             problem = ValueError if arr.dtype.kind in "iu" else TypeError  # a wrong dtype is a TypeError, as for X
-            raise problem(f"lengths must be {B} integer(s) (one per sequence), got {describe_shape(arr.shape)} "
-                          f"of {arr.dtype}")
+            raise problem(
+                f"lengths must be {B} integer(s) (one per sequence), got {describe_shape(arr.shape)} of {arr.dtype}"
+            )
         if arr.size and (arr.min() < 0 or arr.max() > T):
-            raise ValueError(f"lengths must lie in [0, {T}] (the number of steps), got min {arr.min()}, "
-                             f"max {arr.max()}")
+            raise ValueError(
+                f"lengths must lie in [0, {T}] (the number of steps), got min {arr.min()}, max {arr.max()}"
+            )
         return np.ascontiguousarray(arr, dtype=np.int32)
 
     @staticmethod
@@ -172,8 +176,9 @@ class Model:
             arr = arr[None]
         if arr.shape != (B, T) or arr.dtype.kind not in "biu":
             problem = ValueError if arr.dtype.kind in "biu" else TypeError
-            raise problem(f"mask must be a boolean array of shape ({B}, {T}), got {describe_shape(arr.shape)} "
-                          f"of {arr.dtype}")
+            raise problem(
+                f"mask must be a boolean array of shape ({B}, {T}), got {describe_shape(arr.shape)} of {arr.dtype}"
+            )
         return np.ascontiguousarray(arr != 0, dtype=np.uint8)
 
     def stream(self, batch=None, *, threads=1):

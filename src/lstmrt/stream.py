@@ -29,14 +29,17 @@ class Stream:
     `out=`. A failed call (bad shape, dtype, token) raises and leaves the state exactly as it was."""
 
     def __init__(self, model, batch=None, threads=1):
-        if batch is not None and (not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or
-                                  not 1 <= batch <= MAX_BATCH):
+        if batch is not None and (
+            not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH
+        ):
             raise ValueError(f"batch must be an integer in [1, {MAX_BATCH}] or None, got {batch!r}")
         if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
             raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r}")
         if model.bidirectional:
-            raise ValueError("this model has a bidirectional (or go_backwards) layer: it needs the whole "
-                             "sequence, so it cannot be streamed step by step; use model.predict(X)")
+            raise ValueError(
+                "this model has a bidirectional (or go_backwards) layer: it needs the whole "
+                "sequence, so it cannot be streamed step by step; use model.predict(X)"
+            )
         self._model = model
         self._batched = batch is not None
         self._native = _native.Stream(model._native, int(batch or 1), self._batched)
@@ -76,7 +79,7 @@ class Stream:
             X = X[..., None]  # one feature (token ids, a sensor's samples) without its axis, as step takes it
         want_ndim = 3 if self._batched else 2
         lead = (self._native.batch,) if self._batched else ()
-        if X.ndim != want_ndim or X.shape[:len(lead)] != lead or X.shape[-1] != m.input_size:
+        if X.ndim != want_ndim or X.shape[: len(lead)] != lead or X.shape[-1] != m.input_size:
             want = describe_shape(lead + ("T", m.input_size))
             raise ValueError(f"X has shape {describe_shape(X.shape)}, expected {want}")
         steps = X.shape[-2]
@@ -117,7 +120,7 @@ class Stream:
         for _, _names, sizes in self._model._state_layout:
             parts = []
             for size in sizes:
-                a = flat[offset:offset + n * size].reshape(n, size)
+                a = flat[offset : offset + n * size].reshape(n, size)
                 offset += n * size
                 parts.append(a if self._batched else a[0].copy())
             out.append(tuple(parts))
@@ -137,8 +140,10 @@ class Stream:
                 a = as_float_array(arr, f"state[{k}].{name}")
                 want = (n, size) if self._batched else (size,)
                 if a.shape != want:
-                    raise ValueError(f"state[{k}].{name} (layer {index}) has shape {describe_shape(a.shape)}, "
-                                     f"expected {describe_shape(want)}")
+                    raise ValueError(
+                        f"state[{k}].{name} (layer {index}) has shape {describe_shape(a.shape)}, "
+                        f"expected {describe_shape(want)}"
+                    )
                 pieces.append(a.reshape(-1))
         flat = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
         self._native.set_state(flat)

@@ -12,10 +12,13 @@ def add_load_arguments(parser):
     parser.add_argument("file", help="checkpoint: torch.save (zip or legacy), TorchScript, safetensors, Keras")
     parser.add_argument("--key", help="where a checkpoint dict nests the state dict (default: the one candidate)")
     parser.add_argument("--prefix", help="load only the modules under this dotted path, e.g. decoder.rnn")
-    parser.add_argument("--layers", metavar="NAMES|ARCH.json",
-                        help="PyTorch files: the forward order, comma-separated module and activation names, e.g. "
-                             "gru,head,relu; Keras weights-only files: the architecture, a .json file holding "
-                             "model.to_json() (a full .keras/.h5 model carries its own)")
+    parser.add_argument(
+        "--layers",
+        metavar="NAMES|ARCH.json",
+        help="PyTorch files: the forward order, comma-separated module and activation names, e.g. "
+        "gru,head,relu; Keras weights-only files: the architecture, a .json file holding "
+        "model.to_json() (a full .keras/.h5 model carries its own)",
+    )
 
 
 def load_from_args(args):
@@ -72,17 +75,23 @@ def _keras_architecture(path, option):
 
     kind = keras_file_kind(path)
     if kind == "model" and option is not None:
-        raise CommandError(f"{path} is a full Keras model (its architecture is in the file): it takes no --layers "
-                           "(--layers is the forward order of a PyTorch file, or the architecture of a Keras "
-                           "weights-only file)")
+        raise CommandError(
+            f"{path} is a full Keras model (its architecture is in the file): it takes no --layers "
+            "(--layers is the forward order of a PyTorch file, or the architecture of a Keras "
+            "weights-only file)"
+        )
     if kind != "weights":
         return None  # a full model; or not a Keras file after all, which the loader explains
     if option is None:
-        raise CommandError(f"{path} holds Keras weights only: give the architecture with --layers ARCH.json "
-                           "(model.to_json() saved to a file)")
+        raise CommandError(
+            f"{path} holds Keras weights only: give the architecture with --layers ARCH.json "
+            "(model.to_json() saved to a file)"
+        )
     try:
         return architecture(option)
     except (OSError, ValueError) as exc:
         shown = option if len(option) <= 60 else option[:57] + "..."
-        raise CommandError(f"--layers {shown}: a Keras weights-only file needs its architecture, a .json file "
-                           f"holding model.to_json(): {describe(exc)}") from None
+        raise CommandError(
+            f"--layers {shown}: a Keras weights-only file needs its architecture, a .json file "
+            f"holding model.to_json(): {describe(exc)}"
+        ) from None

@@ -23,15 +23,20 @@ def run(args) -> int:
     result = demo.run(args.samples, args.seed)
     us = result.step_ns / 1000.0
     seconds = len(result.clean) / result.sample_rate_hz
-    print(f"lstmrt {lstmrt.__version__} demo: LSTM filter (1 -> {result.hidden_size} -> 1), "
-          f"kernel tier {lstmrt.kernel_tier()}")
-    print(f"signal: {len(result.clean)} samples at {result.sample_rate_hz:g} Hz ({seconds:g} s), seed {args.seed}, "
-          "streamed one sample per step")
+    print(
+        f"lstmrt {lstmrt.__version__} demo: LSTM filter (1 -> {result.hidden_size} -> 1), "
+        f"kernel tier {lstmrt.kernel_tier()}"
+    )
+    print(
+        f"signal: {len(result.clean)} samples at {result.sample_rate_hz:g} Hz ({seconds:g} s), seed {args.seed}, "
+        "streamed one sample per step"
+    )
     print(f"error before filtering (RMSE noisy vs clean):    {result.rmse_before:.4f}")
-    print(f"error after filtering  (RMSE filtered vs clean): {result.rmse_after:.4f}  "
-          f"({result.rmse_before / result.rmse_after:.1f}x lower)")
-    print(f"latency per step: median {np.median(us):.2f} us, p99 {np.percentile(us, 99):.2f} us, "
-          f"max {us.max():.1f} us")
+    print(
+        f"error after filtering  (RMSE filtered vs clean): {result.rmse_after:.4f}  "
+        f"({result.rmse_before / result.rmse_after:.1f}x lower)"
+    )
+    print(f"latency per step: median {np.median(us):.2f} us, p99 {np.percentile(us, 99):.2f} us, max {us.max():.1f} us")
     print(f"real-time factor: {result.real_time_factor:,.0f}x (seconds of signal filtered per second of compute)")
     if args.plot:
         try:
@@ -60,5 +65,6 @@ def _check_options(args) -> None:
     ext = os.path.splitext(args.plot)[1][1:].lower()  # none: matplotlib writes its default, PNG
     formats = FigureCanvasBase.get_supported_filetypes()
     if ext and ext not in formats:
-        raise CommandError(f"--plot {args.plot}: matplotlib does not write .{ext} files; use one of "
-                           f"{', '.join(sorted(formats))}")
+        raise CommandError(
+            f"--plot {args.plot}: matplotlib does not write .{ext} files; use one of {', '.join(sorted(formats))}"
+        )

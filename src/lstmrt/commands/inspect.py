@@ -23,6 +23,12 @@ def run(args) -> int:
         print(f"input: token ids (T,) or (B, T), below {model.layers[0].num_embeddings}")
     else:
         print(f"input: (T, {model.input_size}) or (B, T, {model.input_size}) float features")
-    print("streaming: " + ("no (bidirectional: whole sequences only, via predict)" if model.bidirectional
-                           else "yes (model.stream(), one step at a time)"))
+    print(
+        "streaming: "
+        + (
+            "no (bidirectional: whole sequences only, via predict)"
+            if model.bidirectional
+            else "yes (model.stream(), one step at a time)"
+        )
+    )
     return 0

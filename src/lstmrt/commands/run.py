@@ -21,24 +21,38 @@ _BAR = 30
 
 
 def add_arguments(parser):
-    parser.epilog = ("Bidirectional models and Keras models with a mask (Masking, Embedding(mask_zero=True)) run "
-                     "through predict on the whole input, since a stream never sees a mask; the output is what "
-                     "predict returns. A bad input, output or option: a message on stderr and exit status 2.")
+    parser.epilog = (
+        "Bidirectional models and Keras models with a mask (Masking, Embedding(mask_zero=True)) run "
+        "through predict on the whole input, since a stream never sees a mask; the output is what "
+        "predict returns. A bad input, output or option: a message on stderr and exit status 2."
+    )
     add_load_arguments(parser)
-    parser.add_argument("input", help=".npy (T, features), (B, T, features) or token ids (T,) / (B, T); or .csv "
-                                      "with one row per step, comma-separated (# starts a comment). "
-                                      "Integer data (e.g. ADC counts) is converted to float32, except for models "
-                                      "that take token ids")
+    parser.add_argument(
+        "input",
+        help=".npy (T, features), (B, T, features) or token ids (T,) / (B, T); or .csv "
+        "with one row per step, comma-separated (# starts a comment). "
+        "Integer data (e.g. ADC counts) is converted to float32, except for models "
+        "that take token ids",
+    )
     parser.add_argument("-o", "--output", required=True, help="where to write the outputs: .npy or .csv")
-    parser.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
-                        help="whether the first line of a .csv input is a header. auto (default): it is when it "
-                             "is not all numbers, or when it is 0,1,...,n-1 (what pandas writes above unnamed "
-                             "columns; a lone 0 only above non-integer rows), and a note on stderr names the "
-                             "skipped line; yes / no: it is / is not")
+    parser.add_argument(
+        "--header",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="whether the first line of a .csv input is a header. auto (default): it is when it "
+        "is not all numbers, or when it is 0,1,...,n-1 (what pandas writes above unnamed "
+        "columns; a lone 0 only above non-integer rows), and a note on stderr names the "
+        "skipped line; yes / no: it is / is not",
+    )
     parser.add_argument("--chunk", type=int, default=4096, help="steps per streamed chunk (default 4096)")
     progress = parser.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="always show the progress bar (default: on a terminal, for inputs over one chunk)")
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show the progress bar (default: on a terminal, for inputs over one chunk)",
+    )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -166,8 +180,11 @@ def _read_csv(path: str, header: str) -> np.ndarray:
     if first is not None and _is_header(lines, first, second, header):
         skip, first = first + 1, second
         if header == "auto":
-            print(f"lstmrt run: note: {path}: line {skip} ({lines[skip - 1].strip()[:60]!r}) read as a header "
-                  "and skipped; --header no reads it as data", file=sys.stderr)
+            print(
+                f"lstmrt run: note: {path}: line {skip} ({lines[skip - 1].strip()[:60]!r}) read as a header "
+                "and skipped; --header no reads it as data",
+                file=sys.stderr,
+            )
     if first is None:
         return np.zeros((0, 0))
     try:
@@ -265,8 +282,9 @@ class _Progress:
         if not self.enabled:
             return
         filled = _BAR * done // self.total
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (_BAR - filled)}] {100 * done // self.total:3d}% "
-                         f"{done}/{self.total} steps")
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (_BAR - filled)}] {100 * done // self.total:3d}% {done}/{self.total} steps"
+        )
         sys.stderr.flush()
         self.drawn = True
 

@@ -28,8 +28,14 @@ import threading
 
 import numpy as np
 
-from ..errors import CorruptFileError, LoadError, ModelTooLargeError, UnexpectedContentError, UnsafeFileError, \
-    UnsupportedModelError
+from ..errors import (
+    CorruptFileError,
+    LoadError,
+    ModelTooLargeError,
+    UnexpectedContentError,
+    UnsafeFileError,
+    UnsupportedModelError,
+)
 
 IN_PROCESS_ENV = "LSTMRT_HDF5_IN_PROCESS"
 TIMEOUT_ENV = "LSTMRT_HDF5_TIMEOUT"
@@ -38,8 +44,10 @@ _MAX_DEPTH = 32
 _MAX_OBJECTS = 100_000
 _MAX_ATTR_ELEMENTS = 1 << 20
 _SKIPPED_GROUPS = ("optimizer_weights", "optimizer")  # optimizer state: never used for inference, not read
-_ERRORS = {cls.__name__: cls for cls in (CorruptFileError, UnsafeFileError, UnsupportedModelError,
-                                         ModelTooLargeError, UnexpectedContentError)}
+_ERRORS = {
+    cls.__name__: cls
+    for cls in (CorruptFileError, UnsafeFileError, UnsupportedModelError, ModelTooLargeError, UnexpectedContentError)
+}
 
 
 # -- the tree the loader sees ----------------------------------------------------------------------------------
@@ -156,8 +164,13 @@ class _Helper:
 
     def _start(self):
         env = dict(os.environ, **{IN_PROCESS_ENV: "1"})
-        self._proc = subprocess.Popen([sys.executable, "-m", "lstmrt.loaders.hdf5"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "lstmrt.loaders.hdf5"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
 
     def _kill(self, hung: bool) -> str:
         """Stop a failed helper; how it ended, for the message."""
@@ -173,8 +186,13 @@ class _Helper:
         self._proc.stdin.close()
         self._proc.stdout.close()
         self._proc = None
-        return "did not finish within {timeout:g} s" if status is None else f"crashed (signal {-status})" \
-            if status < 0 else f"exited (status {status})"
+        return (
+            "did not finish within {timeout:g} s"
+            if status is None
+            else f"crashed (signal {-status})"
+            if status < 0
+            else f"exited (status {status})"
+        )
 
     def close(self):
         with self._lock:
@@ -213,8 +231,10 @@ class _Helper:
             if worker.is_alive() or answer.get("blob") is None:
                 how = self._kill(worker.is_alive()).format(timeout=timeout)  # ends a hung exchange (pipes close)
                 worker.join()
-                raise CorruptFileError(f"{origin}: the HDF5 library {how} reading this file (in lstmrt's helper "
-                                       "process): the file is damaged")
+                raise CorruptFileError(
+                    f"{origin}: the HDF5 library {how} reading this file (in lstmrt's helper "
+                    "process): the file is damaged"
+                )
         try:
             header = json.loads(answer["header"])
         except ValueError:
@@ -277,8 +297,11 @@ def _snapshot(request: dict, data: bytes) -> tuple:
     try:
         with f:
             if request.get("names_only"):
-                tree = {"kind": "group", "attrs": {k: None for k in f.attrs}, "children": {
-                    k: {"kind": "group", "attrs": {}, "children": {}} for k in f}}
+                tree = {
+                    "kind": "group",
+                    "attrs": {k: None for k in f.attrs},
+                    "children": {k: {"kind": "group", "attrs": {}, "children": {}} for k in f},
+                }
                 return {"tree": tree}, b""
             check_hdf5(f, origin, raw)
             state = {"objects": 0, "seen": set(), "blobs": [], "size": 0, "limit": request.get("limit")}
@@ -290,8 +313,10 @@ def _snapshot(request: dict, data: bytes) -> tuple:
         # how h5py reports damaged data (OverflowError: a corrupt address handed to its file-object driver)
         return {"error": "CorruptFileError", "message": f"{origin}: damaged HDF5 data ({exc})"}, b""
     except Exception as exc:  # noqa: BLE001 - anything else still answers (and names itself for a bug report)
-        return {"error": "UnexpectedContentError",
-                "message": f"{origin}: unexpected content ({type(exc).__name__}: {exc})"}, b""
+        return {
+            "error": "UnexpectedContentError",
+            "message": f"{origin}: unexpected content ({type(exc).__name__}: {exc})",
+        }, b""
     finally:
         _close(raw)
 
@@ -313,8 +338,11 @@ def _attr_value(value):
             return value.tolist()
         return None
     if isinstance(value, np.generic):
-        return _attr_value(value.item()) if value.dtype.kind in "SU" else (
-            value.item() if value.dtype.kind in "biuf" else None)
+        return (
+            _attr_value(value.item())
+            if value.dtype.kind in "SU"
+            else (value.item() if value.dtype.kind in "biuf" else None)
+        )
     return value if isinstance(value, (int, float)) else None
 
 
@@ -338,13 +366,17 @@ def _walk(group, origin, state, depth) -> dict:
     for name in group:
         link = group.get(name, getlink=True)
         if not isinstance(link, h5py.HardLink):
-            raise UnsupportedModelError(f"{origin}: HDF5 link {group.name}/{name} is a {type(link).__name__}; "
-                                        "Keras files hold plain groups and datasets")
+            raise UnsupportedModelError(
+                f"{origin}: HDF5 link {group.name}/{name} is a {type(link).__name__}; "
+                "Keras files hold plain groups and datasets"
+            )
         obj = group[name]
         state["objects"] += 1
         if obj.id in state["seen"] or state["objects"] > _MAX_OBJECTS:
-            raise UnsupportedModelError(f"{origin}: HDF5 object {obj.name} is reached twice (a hard-link alias or "
-                                        f"cycle), or the file holds more than {_MAX_OBJECTS:,} objects")
+            raise UnsupportedModelError(
+                f"{origin}: HDF5 object {obj.name} is reached twice (a hard-link alias or "
+                f"cycle), or the file holds more than {_MAX_OBJECTS:,} objects"
+            )
         state["seen"].add(obj.id)
         if isinstance(obj, h5py.Group):
             if depth == 0 and name in _SKIPPED_GROUPS:
@@ -356,14 +388,21 @@ def _walk(group, origin, state, depth) -> dict:
 
 
 def _dataset(ds, origin, state) -> dict:
-    spec = {"kind": "dataset", "attrs": _attrs(ds), "dtype": ds.dtype.str if ds.dtype.kind in "biuf" else "|u1",
-            "shape": list(ds.shape) if ds.shape is not None else [0], "offset": None}
+    spec = {
+        "kind": "dataset",
+        "attrs": _attrs(ds),
+        "dtype": ds.dtype.str if ds.dtype.kind in "biuf" else "|u1",
+        "shape": list(ds.shape) if ds.shape is not None else [0],
+        "offset": None,
+    }
     if ds.dtype.kind not in "biuf" or ds.shape is None:
         return spec
     nbytes = math.prod(ds.shape) * ds.dtype.itemsize
     if state["limit"] is not None and state["size"] + nbytes > state["limit"]:
-        raise ModelTooLargeError(f"{origin}: the file's datasets hold more than the load limit of "
-                                 f"{state['limit']:,} bytes (set LSTMRT_MAX_LOAD_BYTES to change it)")
+        raise ModelTooLargeError(
+            f"{origin}: the file's datasets hold more than the load limit of "
+            f"{state['limit']:,} bytes (set LSTMRT_MAX_LOAD_BYTES to change it)"
+        )
     data = np.ascontiguousarray(ds[()]).tobytes()
     spec["offset"] = state["size"]
     state["blobs"].append(data)

@@ -51,7 +51,7 @@ def is_keras_file(path) -> bool:
 
 
 def keras_file_kind(path) -> str | None:
-    """"model" for a file that holds the architecture (a .keras archive, a full .h5 model), "weights" for a
+    """ "model" for a file that holds the architecture (a .keras archive, a full .h5 model), "weights" for a
     weights-only file (load_keras needs layers=), None for a file that is neither. Needs h5py for HDF5 files."""
     if zipfile.is_zipfile(path):
         return "model" if is_keras_file(path) else None
@@ -84,8 +84,9 @@ def _convert(src) -> KerasModel:
     rank = len(shape) if shape else None
     if rank is not None and rank != (2 if tokens else 3):
         want = "(batch, time) token ids" if tokens else "(batch, time, features)"
-        raise UnsupportedModelError(f"the Keras model's input has shape {tuple(shape)}: lstmrt runs sequence "
-                                    f"models, {want}")
+        raise UnsupportedModelError(
+            f"the Keras model's input has shape {tuple(shape)}: lstmrt runs sequence models, {want}"
+        )
     features = None if tokens or not shape else shape[-1]
     specs, mask_value, mask_zero = [], None, False
     reversed_seq = final = False  # sequence currently in reversed time order / a layer returned its last step
@@ -95,14 +96,20 @@ def _convert(src) -> KerasModel:
             refuse_quantized(e, cfg)
             if cls == "Masking":
                 if specs or mask_value is not None:
-                    raise fail(e, "must come before every other layer (only the input and no-op layers may "
-                                  "precede it): the mask is derived from the model input")
+                    raise fail(
+                        e,
+                        "must come before every other layer (only the input and no-op layers may "
+                        "precede it): the mask is derived from the model input",
+                    )
                 mask_value = float(cfg.get("mask_value", 0.0))
                 continue
             if cls in RECURRENT or cls == "Bidirectional":
                 if reversed_seq and (mask_value is not None or mask_zero):
-                    raise fail(e, "follows a go_backwards layer in a masked model: Keras passes it a reversed "
-                                  "sequence with the mask in forward order, which lstmrt cannot express")
+                    raise fail(
+                        e,
+                        "follows a go_backwards layer in a masked model: Keras passes it a reversed "
+                        "sequence with the mask in forward order, which lstmrt cannot express",
+                    )
                 weights = src.weights(e, features)
                 if cls == "Bidirectional":
                     spec = bidirectional(e, cfg, weights, ctx, swap=reversed_seq)
@@ -128,16 +135,23 @@ def _convert(src) -> KerasModel:
         except (TypeError, ValueError) as exc:
             raise fail(e, str(exc)) from None
         except (KeyError, IndexError, AttributeError) as exc:  # a config without the entries Keras writes
-            raise CorruptFileError(f"Keras layer {e.name!r} ({cls}): malformed config ({type(exc).__name__}: "
-                                   f"{exc})") from None
+            raise CorruptFileError(
+                f"Keras layer {e.name!r} ({cls}): malformed config ({type(exc).__name__}: {exc})"
+            ) from None
         if specs and specs[-1].output_size is not None:
             features = specs[-1].output_size
     if not specs:
         raise UnsupportedModelError("the Keras model contains no layer lstmrt can run")
     first_size = None if specs[0].input_size is not None else (shape[-1] if shape else None)
     try:
-        return KerasModel(specs, input_size=first_size, return_sequences=not final, mask_value=mask_value,
-                          mask_zero=mask_zero, reverse_output=reversed_seq)
+        return KerasModel(
+            specs,
+            input_size=first_size,
+            return_sequences=not final,
+            mask_value=mask_value,
+            mask_zero=mask_zero,
+            reverse_output=reversed_seq,
+        )
     except MemoryError:
         raise ModelTooLargeError("the Keras model's weights do not fit in memory") from None
     except (TypeError, ValueError) as exc:

@@ -59,7 +59,7 @@ def guess_major(model_cfg: dict) -> int:
     """Keras major version from the config style when no file says it: Keras 3 writes InputLayer batch_shape and
     dtype policies as dicts; Keras 2 writes batch_input_shape and dtype names."""
     _, cfg = keras_graph._unwrap(model_cfg)
-    for layer in (cfg if isinstance(cfg, list) else cfg.get("layers", [])):
+    for layer in cfg if isinstance(cfg, list) else cfg.get("layers", []):
         c = layer.get("config") or {}
         if "batch_shape" in c or isinstance(c.get("dtype"), dict):
             return 3
@@ -88,16 +88,19 @@ class Source:
                 raise CorruptFileError(f"{where}: weight {i} holds {d.dtype} {d.shape}, not numbers")
             if d.dtype.kind != "f" and i not in keras_layers.INTEGER_WEIGHTS.get(entry.class_name, ()):
                 # as for torch files; in a Keras file an integer weight is a quantized layer's (or damage)
-                raise UnsupportedModelError(f"{where}: weight {i} (HDF5 dataset {d.name!r}) has dtype {d.dtype}; "
-                                            "supported: floating point (float16, float32, float64), not integer "
-                                            "(quantized) weights")
+                raise UnsupportedModelError(
+                    f"{where}: weight {i} (HDF5 dataset {d.name!r}) has dtype {d.dtype}; "
+                    "supported: floating point (float16, float32, float64), not integer "
+                    "(quantized) weights"
+                )
         expected = keras_layers.weight_shapes(entry.class_name, entry.config, features, where)
         if expected is not None and len(expected) == len(found):
             for i, (d, want) in enumerate(zip(found, expected)):
                 if len(d.shape) != len(want) or any(w is not None and g != w for g, w in zip(d.shape, want)):
                     want_text = "(" + ", ".join("?" if w is None else str(w) for w in want) + ")"
-                    raise CorruptFileError(f"{where}: weight {i} has shape {d.shape} in the file; the layer's "
-                                           f"config needs {want_text}")
+                    raise CorruptFileError(
+                        f"{where}: weight {i} has shape {d.shape} in the file; the layer's config needs {want_text}"
+                    )
         arrays = []
         for i, d in enumerate(found):
             self.budget.take(math.prod(d.shape), d.dtype.itemsize, f"{where}: weight {i} of shape {d.shape}")
@@ -109,7 +112,7 @@ def _superblock_lengths(raw) -> int:
     """Bytes of a "length" field in this file (superblock 'size of lengths'; 8 in every file h5py writes)."""
     offset = 0
     while offset + 16 <= len(raw):
-        if raw[offset:offset + 8] == HDF5_SIGNATURE:
+        if raw[offset : offset + 8] == HDF5_SIGNATURE:
             version = raw[offset + 8]
             size = raw[offset + 14] if version in (0, 1) else raw[offset + 10]
             return size if size in (2, 4, 8) else 8
@@ -129,18 +132,20 @@ def check_global_heaps(raw, source) -> None:
     at = raw.find(b"GCOL")
     while at >= 0:
         if raw[at + 4] == 1 and at + header <= len(raw):
-            size = int.from_bytes(raw[at + 8:at + 8 + lengths], "little")
+            size = int.from_bytes(raw[at + 8 : at + 8 + lengths], "little")
             end = at + min(size, len(raw) - at)
             p = at + header
             while size >= header and p < end:
                 if p + 8 + lengths > end:
                     break  # a tail too small for an object header: free space
-                index = int.from_bytes(raw[p:p + 2], "little")
-                object_size = int.from_bytes(raw[p + 8:p + 8 + lengths], "little")
+                index = int.from_bytes(raw[p : p + 2], "little")
+                object_size = int.from_bytes(raw[p + 8 : p + 8 + lengths], "little")
                 need = 8 + lengths + (object_size + 7) // 8 * 8 if index else object_size
                 if need <= 0 or p + need > at + size:
-                    raise CorruptFileError(f"{source}: HDF5 global heap at byte {at} is damaged (object {index} "
-                                           f"claims {object_size:,} bytes)")
+                    raise CorruptFileError(
+                        f"{source}: HDF5 global heap at byte {at} is damaged (object {index} "
+                        f"claims {object_size:,} bytes)"
+                    )
                 p += need
         at = raw.find(b"GCOL", at + 4)
 
@@ -159,8 +164,9 @@ def check_hdf5(f, source, raw=None) -> None:
     def on_link(name, info):
         if info.type not in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):
             what = "another file" if info.type == h5py.h5l.TYPE_EXTERNAL else "a user-defined target"
-            return UnsafeFileError(f"{source}: HDF5 link {_text(name)!r} points to {what}: lstmrt reads only the "
-                                   "file it was given")
+            return UnsafeFileError(
+                f"{source}: HDF5 link {_text(name)!r} points to {what}: lstmrt reads only the file it was given"
+            )
         return None
 
     def on_object(name, obj):
@@ -169,22 +175,30 @@ def check_hdf5(f, source, raw=None) -> None:
         if obj.is_virtual:
             return UnsafeFileError(f"{source}: HDF5 dataset {name!r} is virtual (its data lives in other files)")
         if obj.external:
-            return UnsafeFileError(f"{source}: HDF5 dataset {name!r} stores its data in external file(s) "
-                                   f"{[e[0] for e in obj.external][:3]}")
+            return UnsafeFileError(
+                f"{source}: HDF5 dataset {name!r} stores its data in external file(s) "
+                f"{[e[0] for e in obj.external][:3]}"
+            )
         plist = obj.id.get_create_plist()
         for i in range(plist.get_nfilters()):
             code = plist.get_filter(i)[0]
             if code not in _BUILTIN_FILTERS:
-                return UnsupportedModelError(f"{source}: HDF5 dataset {name!r} uses filter {code}, not a built-in "
-                                             "one (libhdf5 would look for a plugin library to load)")
+                return UnsupportedModelError(
+                    f"{source}: HDF5 dataset {name!r} uses filter {code}, not a built-in "
+                    "one (libhdf5 would look for a plugin library to load)"
+                )
         declared = math.prod(obj.shape) * obj.dtype.itemsize if obj.shape is not None else 0
         stored = obj.id.get_storage_size()
         if declared > SMALL_MEMBER and declared > MAX_RATIO * stored:
             if stored == 0:
-                return CorruptFileError(f"{source}: HDF5 dataset {name!r} declares shape {obj.shape} "
-                                        f"({declared:,} bytes) but stores no data")
-            return UnsafeFileError(f"{source}: HDF5 dataset {name!r} would expand {stored:,} stored bytes to "
-                                   f"{declared:,} (over {MAX_RATIO}x): a decompression bomb")
+                return CorruptFileError(
+                    f"{source}: HDF5 dataset {name!r} declares shape {obj.shape} "
+                    f"({declared:,} bytes) but stores no data"
+                )
+            return UnsafeFileError(
+                f"{source}: HDF5 dataset {name!r} would expand {stored:,} stored bytes to "
+                f"{declared:,} (over {MAX_RATIO}x): a decompression bomb"
+            )
         return None
 
     problem = f.id.links.visit(on_link, info=True)  # H5Lvisit: every link, not following external or soft ones
@@ -203,13 +217,18 @@ class _LegacyWeights:
         missing = [e for e in entries if e.name not in names and e.class_name not in _WEIGHTLESS]
         self.by_order = {}
         if missing:  # weights of another instance of the architecture: Keras 2 matches weighted layers in order
-            stored = [_text(n) for n in _names(group.attrs.get("layer_names", []), "layer_names")
-                      if _has_weights(group, _text(n))]
+            stored = [
+                _text(n)
+                for n in _names(group.attrs.get("layer_names", []), "layer_names")
+                if _has_weights(group, _text(n))
+            ]
             cands = [e for e in entries if e.class_name not in _WEIGHTLESS]
             if len(stored) != len(cands):
-                raise CorruptFileError(f"the weights file has no weights for Keras layer {missing[0].name!r} "
-                                 f"({missing[0].class_name}), and its {len(stored)} weighted layers cannot be "
-                                 f"matched in order to the architecture's {len(cands)}")
+                raise CorruptFileError(
+                    f"the weights file has no weights for Keras layer {missing[0].name!r} "
+                    f"({missing[0].class_name}), and its {len(stored)} weighted layers cannot be "
+                    f"matched in order to the architecture's {len(cands)}"
+                )
             self.by_order = {e.name: n for e, n in zip(cands, stored)}
 
     def __call__(self, entry):
@@ -284,8 +303,10 @@ def architecture(layers) -> dict:
         if not isinstance(value, dict):
             raise ValueError("layers= must hold a JSON object (model.to_json())")
         return value
-    raise TypeError("layers= must be the model architecture: a model.to_json() string, its dict, or a path to a "
-                    f".json file; got {type(layers).__name__}")
+    raise TypeError(
+        "layers= must be the model architecture: a model.to_json() string, its dict, or a path to a "
+        f".json file; got {type(layers).__name__}"
+    )
 
 
 def _json(text, what: str) -> dict:
@@ -314,8 +335,10 @@ def _from_h5(f, layers, origin=None) -> Source:
     if not legacy and "layers" not in f and "vars" not in f:
         raise UnsupportedModelError("this HDF5 file is neither a Keras model nor a Keras weights file")
     if layers is None:
-        raise ValueError("this Keras file holds weights only: pass the architecture as layers= (a model.to_json() "
-                         "string, its dict, or a path to a .json file)")
+        raise ValueError(
+            "this Keras file holds weights only: pass the architecture as layers= (a model.to_json() "
+            "string, its dict, or a path to a .json file)"
+        )
     config = architecture(layers)
     major = _major(config.get("keras_version", "")) or _major(_text(f.attrs.get("keras_version", "")))
     entries = keras_graph.parse(config)[0]
@@ -326,13 +349,17 @@ def _from_h5(f, layers, origin=None) -> Source:
 def _from_zip(z, layers, origin):
     names = set(z.namelist())
     if "config.json" not in names or "model.weights.h5" not in names:
-        raise UnsupportedModelError("this zip is not a .keras archive with config.json and model.weights.h5 "
-                                    "(sharded weights are not supported)")
+        raise UnsupportedModelError(
+            "this zip is not a .keras archive with config.json and model.weights.h5 (sharded weights are not supported)"
+        )
     if layers is not None:
         raise ValueError("a .keras archive holds the architecture: do not pass layers=")
     config = _json(read_member(z, "config.json", MAX_TEXT_BYTES, origin), "config.json")
-    meta = _json(read_member(z, "metadata.json", MAX_TEXT_BYTES, origin), "metadata.json") \
-        if "metadata.json" in names else {}
+    meta = (
+        _json(read_member(z, "metadata.json", MAX_TEXT_BYTES, origin), "metadata.json")
+        if "metadata.json" in names
+        else {}
+    )
     module = str(config.get("module", ""))
     major = _major(meta.get("keras_version", "")) or (2 if module.startswith("tf_keras") else guess_major(config))
     h5py_module()  # the helper reads the file with h5py: say what to install here
@@ -346,8 +373,10 @@ def _from_live(model) -> Source:
     try:
         config = model.get_config()
     except NotImplementedError:
-        raise ValueError(f"Keras model {type(model).__name__} has no config (a subclassed model): rebuild it as a "
-                         "Sequential or Functional model") from None
+        raise ValueError(
+            f"Keras model {type(model).__name__} has no config (a subclassed model): rebuild it as a "
+            "Sequential or Functional model"
+        ) from None
     cls = type(model).__name__
     if cls not in ("Sequential", "Functional", "Model") or not isinstance(config, dict) or "layers" not in config:
         raise ValueError(f"Keras model class {cls} is not supported: only Sequential and Functional models")

@@ -38,8 +38,9 @@ def _entry(layer: dict) -> Entry:
     cfg = layer.get("config") or {}
     name = layer.get("name") or (cfg.get("name") if isinstance(cfg, dict) else None) or cls
     if not isinstance(cls, str) or not isinstance(name, str):  # both become names and dict keys later
-        raise TypeError(f"a layer's class_name and name must be strings, not {type(cls).__name__} and "
-                        f"{type(name).__name__}")
+        raise TypeError(
+            f"a layer's class_name and name must be strings, not {type(cls).__name__} and {type(name).__name__}"
+        )
     return Entry(cls, cfg if isinstance(cfg, dict) else {}, name)
 
 
@@ -65,17 +66,21 @@ def _parse(model_cfg: dict):
         chain = _functional_chain(cfg, layers=cfg["layers"], entries=entries)
         shape = None
     else:
-        raise UnsupportedModelError(f"Keras model class {cls} is not supported: only Sequential and Functional "
-                                    "models (subclassed models have no config to read; rebuild them as Sequential "
-                                    "or Functional)")
+        raise UnsupportedModelError(
+            f"Keras model class {cls} is not supported: only Sequential and Functional "
+            "models (subclassed models have no config to read; rebuild them as Sequential "
+            "or Functional)"
+        )
     for e in chain:
         if e.class_name == "InputLayer":
             shape = e.config.get("batch_shape") or e.config.get("batch_input_shape") or shape
         elif shape is None and e.config.get("batch_input_shape"):
             shape = e.config["batch_input_shape"]
         if e.class_name in ("Sequential", "Functional", "Model"):
-            raise UnsupportedModelError(f"Keras layer {e.name!r} is a nested {e.class_name} model: not supported; "
-                                        "build the model as one flat Sequential or Functional model")
+            raise UnsupportedModelError(
+                f"Keras layer {e.name!r} is a nested {e.class_name} model: not supported; "
+                "build the model as one flat Sequential or Functional model"
+            )
     return entries, chain, (tuple(shape) if shape else None)
 
 
@@ -117,15 +122,19 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
     by_name = {e.name: (layer, e) for layer, e in zip(layers, entries)}
     inputs, outputs = _refs(cfg.get("input_layers")), _refs(cfg.get("output_layers"))
     if len(inputs) != 1 or len(outputs) != 1:
-        raise UnsupportedModelError(f"the Keras model has {len(inputs)} inputs and {len(outputs)} outputs: lstmrt "
-                                    "runs models with one input and one output")
+        raise UnsupportedModelError(
+            f"the Keras model has {len(inputs)} inputs and {len(outputs)} outputs: lstmrt "
+            "runs models with one input and one output"
+        )
     chain, name, tensor = [], outputs[0][0], outputs[0][2]
     while True:
         layer, entry = by_name[name]
         where = f"Keras layer {name!r} ({entry.class_name})"
         if tensor != 0:
-            raise UnsupportedModelError(f"the model uses output {tensor} of {where}, e.g. a state of "
-                                        "return_state=True: only a layer's first output (its sequence) is supported")
+            raise UnsupportedModelError(
+                f"the model uses output {tensor} of {where}, e.g. a state of "
+                "return_state=True: only a layer's first output (its sequence) is supported"
+            )
         chain.append(entry)
         if entry.class_name == "InputLayer":
             break
@@ -134,14 +143,15 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
             raise UnsupportedModelError(f"{where} is called {len(nodes)} times: shared layers are not supported")
         args, kwargs = nodes[0]
         if len(args) != 1:
-            raise UnsupportedModelError(f"{where} takes {len(args)} tensors: lstmrt runs chains of single-input "
-                                        "layers")
+            raise UnsupportedModelError(f"{where} takes {len(args)} tensors: lstmrt runs chains of single-input layers")
         for key, value in kwargs.items():
             if key == "mask" and value is not None:
                 refs = _history(value)
                 if any(by_name[r[0]][1].class_name not in MASK_OPS for r in refs):
-                    raise UnsupportedModelError(f"{where} is called with a custom mask=: only masks from Masking or "
-                                                "Embedding(mask_zero=True) are supported")
+                    raise UnsupportedModelError(
+                        f"{where} is called with a custom mask=: only masks from Masking or "
+                        "Embedding(mask_zero=True) are supported"
+                    )
                 entry.mask_arg = True
             elif key not in ("training", "mask"):
                 raise UnsupportedModelError(f"{where} is called with {key}=: not supported")
@@ -150,8 +160,10 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
     on_chain = {e.name for e in chain}
     for e in entries:
         if e.name not in on_chain and e.class_name not in MASK_OPS:
-            raise UnsupportedModelError(f"Keras layer {e.name!r} ({e.class_name}) is not on the single "
-                                        "input-to-output chain: branching models are not supported")
+            raise UnsupportedModelError(
+                f"Keras layer {e.name!r} ({e.class_name}) is not on the single "
+                "input-to-output chain: branching models are not supported"
+            )
     return chain
 
 

@@ -15,8 +15,7 @@ from .. import activations as acts
 from ..errors import CorruptFileError, UnsupportedModelError
 from ..layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
 
-NO_OPS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-          "Identity")
+NO_OPS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Identity")
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU")
 PER_STEP = ("Dense", "Activation", "Normalization", "TimeDistributed", "Embedding", "Masking")
 SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + NO_OPS)
@@ -55,8 +54,9 @@ def _dim(cfg: dict, key: str, where: str, prefix: str):
         return None
     value = cfg[key]
     if type(value) is not int or value < 1:
-        raise CorruptFileError(f"{where}: config {prefix}{key}={value!r} is not a positive integer (Keras requires "
-                               "one)")
+        raise CorruptFileError(
+            f"{where}: config {prefix}{key}={value!r} is not a positive integer (Keras requires one)"
+        )
     return value
 
 
@@ -118,8 +118,8 @@ def _gru_order(a, axis=-1):
 def _cudnn_blocks(kernel, rec, gates: int):
     """cuDNN layout: per gate, the (I, H) input block reinterpreted as (H, I); recurrent blocks as stored."""
     H = rec.shape[0]
-    w_ih = [kernel[:, g * H:(g + 1) * H].reshape(H, kernel.shape[0]) for g in range(gates)]
-    w_hh = [rec[:, g * H:(g + 1) * H] for g in range(gates)]
+    w_ih = [kernel[:, g * H : (g + 1) * H].reshape(H, kernel.shape[0]) for g in range(gates)]
+    w_hh = [rec[:, g * H : (g + 1) * H] for g in range(gates)]
     return w_ih, w_hh
 
 
@@ -128,8 +128,9 @@ def recurrent(entry, cfg: dict, weights: list, ctx: Context, *, hold: bool, go_b
     cls, where = entry.class_name, f"Keras layer {entry.name!r} ({entry.class_name})"
     if cfg.get("time_major"):
         raise fail(entry, "time_major=True is not supported (lstmrt input is batch-major)")
-    opts = dict(hold_masked_output=hold, go_backwards=go_backwards,
-                return_sequences=bool(cfg.get("return_sequences", False)))
+    opts = dict(
+        hold_masked_output=hold, go_backwards=go_backwards, return_sequences=bool(cfg.get("return_sequences", False))
+    )
     if cls.startswith("CuDNN"):
         _expect(entry, weights, 3)
         kernel, rec, bias = weights
@@ -138,8 +139,14 @@ def recurrent(entry, cfg: dict, weights: list, ctx: Context, *, hold: bool, go_b
         b_ih, b_hh = np.split(bias, 2)
         if cls == "CuDNNLSTM":
             return LSTM(np.concatenate(w_ih), np.concatenate(w_hh), b_ih, b_hh, **opts)
-        return GRU(_gru_order(np.concatenate(w_ih), 0), _gru_order(np.concatenate(w_hh), 0), _gru_order(b_ih),
-                   _gru_order(b_hh), reset_after=True, **opts)
+        return GRU(
+            _gru_order(np.concatenate(w_ih), 0),
+            _gru_order(np.concatenate(w_hh), 0),
+            _gru_order(b_ih),
+            _gru_order(b_hh),
+            reset_after=True,
+            **opts,
+        )
     use_bias = cfg.get("use_bias", True)
     _expect(entry, weights, 3 if use_bias else 2)
     kernel, rec = weights[0], weights[1]
@@ -156,8 +163,9 @@ def recurrent(entry, cfg: dict, weights: list, ctx: Context, *, hold: bool, go_b
         bias = np.asarray(bias)
         b_ih, b_hh = (bias[0], bias[1]) if reset_after else (bias, None)
         b_ih, b_hh = _gru_order(b_ih), (None if b_hh is None else _gru_order(b_hh))
-    return GRU(_gru_order(kernel).T, _gru_order(rec).T, b_ih, b_hh, reset_after=reset_after,
-               activations=(gate, act), **opts)
+    return GRU(
+        _gru_order(kernel).T, _gru_order(rec).T, b_ih, b_hh, reset_after=reset_after, activations=(gate, act), **opts
+    )
 
 
 def bidirectional(entry, cfg: dict, weights: list, ctx: Context, *, swap: bool):
@@ -173,8 +181,11 @@ def bidirectional(entry, cfg: dict, weights: list, ctx: Context, *, swap: bool):
     if inner["config"].get("go_backwards") or (cfg.get("backward_layer") and not back["config"].get("go_backwards")):
         raise fail(entry, "a forward layer with go_backwards=True (or a backward one without) is not supported")
     if swap and merge == "concat":
-        raise fail(entry, "merge_mode='concat' on a time-reversed sequence (after a go_backwards layer) would need "
-                          "its halves swapped: not supported")
+        raise fail(
+            entry,
+            "merge_mode='concat' on a time-reversed sequence (after a go_backwards layer) would need "
+            "its halves swapped: not supported",
+        )
     n_fw = len(weights) // 2 if inner is back else _count(inner)
     seq = bool(cfg.get("return_sequences", inner["config"].get("return_sequences", False)))
     specs = []
@@ -229,8 +240,11 @@ def refuse_quantized(entry, cfg: dict) -> None:
     for c in (cfg, (cfg.get("layer") or {}).get("config") or {}):  # TimeDistributed's inner layer
         mode = _quantization_mode(c.get("dtype"))
         if mode:
-            raise fail(entry, f"is quantized by Keras (dtype policy {mode!r}); lstmrt runs float weights: load the "
-                              "model as saved before model.quantize()")
+            raise fail(
+                entry,
+                f"is quantized by Keras (dtype policy {mode!r}); lstmrt runs float weights: load the "
+                "model as saved before model.quantize()",
+            )
 
 
 def _quantization_mode(policy):

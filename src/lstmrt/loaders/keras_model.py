@@ -25,8 +25,9 @@ class KerasModel(Model):
         self.reverse_output = bool(reverse_output)
 
     def _options(self) -> dict:
-        return dict(super()._options(), mask_value=self.mask_value, mask_zero=self.mask_zero,
-                    reverse_output=self.reverse_output)
+        return dict(
+            super()._options(), mask_value=self.mask_value, mask_zero=self.mask_zero, reverse_output=self.reverse_output
+        )
 
     def keras_mask(self, X):
         """(X as Keras' Masking leaves it, mask (B, T) or (T,)) for an input X; (X, None) for unmasked models."""

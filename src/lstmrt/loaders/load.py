@@ -18,13 +18,25 @@ from .safety import file_errors, open_zip
 from .safetensors import looks_like_safetensors, read_header, read_safetensors
 from .torch_build import build_model
 from .torch_checkpoint import select_model
-from .torch_tree import CELLS, RECURRENT, LiveRecord, class_name, is_module, select_layers, submodule, \
-    units_from_module, units_from_state_dict
+from .torch_tree import (
+    CELLS,
+    RECURRENT,
+    LiveRecord,
+    class_name,
+    is_module,
+    select_layers,
+    submodule,
+    units_from_module,
+    units_from_state_dict,
+)
 
 _HDF5 = b"\x89HDF\r\n\x1a\n"
 FORMATS = {
-    "torch-zip": "torch.save file (zip)", "torch-legacy": "torch.save file (legacy, pre-1.6)",
-    "torchscript": "TorchScript archive", "safetensors": "safetensors file", "keras": "Keras model file",
+    "torch-zip": "torch.save file (zip)",
+    "torch-legacy": "torch.save file (legacy, pre-1.6)",
+    "torchscript": "TorchScript archive",
+    "safetensors": "safetensors file",
+    "keras": "Keras model file",
 }
 
 
@@ -120,8 +132,10 @@ def detect_format(path: str) -> str:
             names = zf.namelist()
         root = archive_root(names)
         if root is None:
-            raise UnsupportedModelError(f"{path}: a zip archive that is neither a torch.save / TorchScript file (no "
-                                        "data.pkl) nor a Keras .keras file (no config.json + model.weights.h5)")
+            raise UnsupportedModelError(
+                f"{path}: a zip archive that is neither a torch.save / TorchScript file (no "
+                "data.pkl) nor a Keras .keras file (no config.json + model.weights.h5)"
+            )
         return "torchscript" if any(n.startswith(root + "code/") for n in names) else "torch-zip"
     if head.startswith(b"PK\x03\x04"):
         raise CorruptFileError(f"{path}: a damaged or truncated zip archive (its central directory is missing)")
@@ -130,16 +144,21 @@ def detect_format(path: str) -> str:
     if looks_like_safetensors(head, size):
         return "safetensors"
     if len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100 << 20:
-        raise CorruptFileError(f"{path}: a safetensors header of {int.from_bytes(head[:8], 'little')} bytes in a "
-                               f"file of {size}: truncated")
+        raise CorruptFileError(
+            f"{path}: a safetensors header of {int.from_bytes(head[:8], 'little')} bytes in a file of {size}: truncated"
+        )
     if head[:1] == b"\x80":
         return "torch-legacy"  # or another pickle, which read_legacy refuses without running it
     if head.startswith(LEGACY_MAGIC_PROTOCOL_0_1):
-        raise UnsupportedModelError(f"{path}: a legacy (non-zip) torch.save file written with pickle protocol 0 or "
-                                    "1; only protocols 2 and up are read: re-save it with torch.save's defaults")
+        raise UnsupportedModelError(
+            f"{path}: a legacy (non-zip) torch.save file written with pickle protocol 0 or "
+            "1; only protocols 2 and up are read: re-save it with torch.save's defaults"
+        )
     if len(head) > 262 and head[257:262] == b"ustar":
-        raise UnsupportedModelError(f"{path}: a tar archive: the torch.save tar format of PyTorch < 0.4 is not "
-                                    "supported; re-save it with a recent PyTorch")
+        raise UnsupportedModelError(
+            f"{path}: a tar archive: the torch.save tar format of PyTorch < 0.4 is not "
+            "supported; re-save it with a recent PyTorch"
+        )
     _refuse_tensorflow(path)
     raise UnsupportedModelError(f"{path}: unrecognized file format; supported: " + ", ".join(FORMATS.values()))
 
@@ -155,13 +174,14 @@ def _refuse_tensorflow(path: str) -> None:
         what = "a TensorFlow SavedModel's graph"
     elif not os.path.exists(path) and os.path.isfile(path + ".index"):
         what = f"the prefix of a TensorFlow checkpoint ({os.path.basename(path)}.index, .data-*)"
-    elif path.endswith(".index") and glob.glob(glob.escape(path[:-len(".index")]) + ".data-*"):
+    elif path.endswith(".index") and glob.glob(glob.escape(path[: -len(".index")]) + ".data-*"):
         what = "a TensorFlow checkpoint's index"
     if what:
         raise UnsupportedModelError(
             f"{path}: {what}; lstmrt reads Keras files, not TensorFlow's: load the model in Keras and save it with "
             "model.save('model.keras') (or 'model.h5'), or its weights with save_weights('model.weights.h5') and "
-            "the architecture with model.to_json()")
+            "the architecture with model.to_json()"
+        )
 
 
 def _is_keras(path: str, head: bytes) -> bool:
@@ -171,8 +191,7 @@ def _is_keras(path: str, head: bytes) -> bool:
         if exc.name != __package__ + ".keras":
             raise
         if head.startswith(_HDF5):
-            raise UnsupportedModelError(f"{path}: an HDF5 (Keras) file, but this lstmrt has no Keras loader") \
-                from None
+            raise UnsupportedModelError(f"{path}: an HDF5 (Keras) file, but this lstmrt has no Keras loader") from None
         return False
     if head.startswith(_HDF5):
         return True  # the Keras loader says what is wrong with an HDF5 file that is not a readable Keras file
@@ -192,7 +211,7 @@ def _under(name: str, prefix: str) -> bool:
 def _strip(state: dict, prefix) -> dict:
     if not prefix:
         return state
-    return {k[len(prefix) + 1:]: v for k, v in state.items()}
+    return {k[len(prefix) + 1 :]: v for k, v in state.items()}
 
 
 def _top_names(names) -> str:
@@ -246,21 +265,28 @@ def _warn_unread_forward(classes: list, why: str) -> None:
     # A functional op in a forward() lstmrt cannot read (F.relu, torch.softmax, slicing) is simply not applied:
     # the model loads and gives wrong numbers. Nothing in the Model shows it, so say it.
     names = ", ".join(dict.fromkeys(classes))
-    warnings.warn(f"the forward() of {names} {why}: its modules are taken in registration order and functional ops "
-                  "in forward() (F.relu, torch.tanh, slicing, ...) are not applied. Pass layers=[...] naming the "
-                  "modules and activations in forward order, or load it as TorchScript (torch.jit.script, or "
-                  "torch.jit.trace with an example input)", LayerOrderWarning, stacklevel=_user_stacklevel())
+    warnings.warn(
+        f"the forward() of {names} {why}: its modules are taken in registration order and functional ops "
+        "in forward() (F.relu, torch.tanh, slicing, ...) are not applied. Pass layers=[...] naming the "
+        "modules and activations in forward order, or load it as TorchScript (torch.jit.script, or "
+        "torch.jit.trace with an example input)",
+        LayerOrderWarning,
+        stacklevel=_user_stacklevel(),
+    )
 
 
 def _warn_unrecorded_forward(units, note: str) -> None:
     # As for an unread forward(): an nn.Tanh (no parameters) or a torch.tanh in forward() is simply not in the
     # file, and the model would load and give wrong numbers without a word.
     names = [u.path for u in units]
-    warnings.warn(f"a state dict records parameters, not forward(): {', '.join(names)} are applied in "
-                  f"{note}, with no activation between or after them (parameter-free modules such as nn.Tanh and "
-                  "functional ops such as F.relu are not in the file). Pass layers=[...] naming the modules and "
-                  f"activations in forward order (e.g. layers={names!r}) to state them", LayerOrderWarning,
-                  stacklevel=_user_stacklevel())
+    warnings.warn(
+        f"a state dict records parameters, not forward(): {', '.join(names)} are applied in "
+        f"{note}, with no activation between or after them (parameter-free modules such as nn.Tanh and "
+        "functional ops such as F.relu are not in the file). Pass layers=[...] naming the modules and "
+        f"activations in forward order (e.g. layers={names!r}) to state them",
+        LayerOrderWarning,
+        stacklevel=_user_stacklevel(),
+    )
 
 
 def _user_stacklevel() -> int:
@@ -281,8 +307,9 @@ def _is_torch_module(obj) -> bool:
 
 
 def _is_keras_model(obj) -> bool:
-    return any(m.split(".")[0] in ("keras", "tf_keras") or m.startswith("tensorflow.python.keras")
-               for m in _mro_modules(obj))
+    return any(
+        m.split(".")[0] in ("keras", "tf_keras") or m.startswith("tensorflow.python.keras") for m in _mro_modules(obj)
+    )
 
 
 def _check_layer_names(layers):
@@ -407,8 +434,12 @@ def _load_live(obj, key, prefix, layers):
     if _is_torch_module(obj):
         _not_applicable(key=key, where="live torch modules")
         info = {"format": "live torch module", "key": None, "prefix": prefix, "content": type(obj).__name__}
-        if prefix is None and layers is None and type(obj).__module__.startswith("torch.nn.") and \
-                type(obj).__name__ not in ("ModuleList", "ModuleDict"):  # containers: read as a module tree
+        if (
+            prefix is None
+            and layers is None
+            and type(obj).__module__.startswith("torch.nn.")
+            and type(obj).__name__ not in ("ModuleList", "ModuleDict")
+        ):  # containers: read as a module tree
             from .torch_live import from_torch
 
             info["order"] = "the module itself"
@@ -420,6 +451,10 @@ def _load_live(obj, key, prefix, layers):
         _not_applicable(key=key, prefix=prefix, where="Keras models")
         from .keras import load_keras
 
-        return load_keras(obj, layers=layers), {"format": "live Keras model", "key": None, "prefix": None,
-                                                "content": type(obj).__name__}
+        return load_keras(obj, layers=layers), {
+            "format": "live Keras model",
+            "key": None,
+            "prefix": None,
+            "content": type(obj).__name__,
+        }
     raise TypeError(f"cannot load a {type(obj).__name__}: expected a file path, a torch nn.Module or a Keras model")

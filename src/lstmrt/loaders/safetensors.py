@@ -20,8 +20,23 @@ from .torch_pickle import storage_array
 
 _DTYPES = {"F32": "f4", "F16": "f2", "BF16": "bf16", "F64": "f8"}
 # Bytes per element of every dtype the format defines (to check byte ranges of tensors lstmrt will not read).
-_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-             "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+_ITEMSIZE = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 _MAX_HEADER = 100 << 20  # the format's own limit; a larger "length" means this is not a safetensors file
 
 
@@ -51,8 +66,9 @@ def read_header(path) -> tuple:
         if n > _MAX_HEADER:
             raise CorruptFileError(f"{path}: safetensors header length {n} is implausible")
         if n > size - 8:
-            raise CorruptFileError(f"{path}: safetensors header length {n} goes past the end of the file "
-                                   f"({size} bytes)")
+            raise CorruptFileError(
+                f"{path}: safetensors header length {n} goes past the end of the file ({size} bytes)"
+            )
         text = f.read(n)
     try:
         header = json.loads(text.decode("utf-8"), object_pairs_hook=_no_duplicates)
@@ -80,14 +96,20 @@ def _check_layout(path, header: dict, data_size: int) -> None:
             raise CorruptFileError(f"{where}: unknown dtype {str(dtype)[:40]!r}")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             raise CorruptFileError(f"{where}: shape {str(shape)[:80]} is not a list of non-negative integers")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-                and 0 <= offsets[0] <= offsets[1] <= data_size):
-            raise CorruptFileError(f"{where}: data_offsets {str(offsets)[:80]} are not a range within the "
-                                   f"{data_size} bytes of data")
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(o) is int for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data_size
+        ):
+            raise CorruptFileError(
+                f"{where}: data_offsets {str(offsets)[:80]} are not a range within the {data_size} bytes of data"
+            )
         nbytes = math.prod(shape) * _ITEMSIZE[dtype]
         if offsets[1] - offsets[0] != nbytes:
-            raise CorruptFileError(f"{where} of shape {tuple(shape)} {dtype} spans {offsets[1] - offsets[0]} bytes, "
-                                   f"expected {nbytes}")
+            raise CorruptFileError(
+                f"{where} of shape {tuple(shape)} {dtype} spans {offsets[1] - offsets[0]} bytes, expected {nbytes}"
+            )
         ranges.append((offsets[0], offsets[1], name))
     end = 0
     for begin, stop, name in sorted(ranges):
@@ -109,8 +131,9 @@ def read_safetensors(path, names=None) -> OrderedDict:
                 continue
             dtype = _DTYPES.get(info["dtype"])
             if dtype is None:
-                raise UnsupportedModelError(f"{path}: tensor {name!r} has dtype {info['dtype']}; supported: "
-                                            + ", ".join(_DTYPES))
+                raise UnsupportedModelError(
+                    f"{path}: tensor {name!r} has dtype {info['dtype']}; supported: " + ", ".join(_DTYPES)
+                )
             shape = tuple(info["shape"])
             begin, end = info["data_offsets"]
             numel = math.prod(shape)

@@ -12,8 +12,14 @@ import struct
 import zipfile
 import zlib
 
-from ..errors import CorruptFileError, LoadError, ModelTooLargeError, UnexpectedContentError, UnsafeFileError, \
-    UnsupportedModelError
+from ..errors import (
+    CorruptFileError,
+    LoadError,
+    ModelTooLargeError,
+    UnexpectedContentError,
+    UnsafeFileError,
+    UnsupportedModelError,
+)
 
 LIMIT_ENV = "LSTMRT_MAX_LOAD_BYTES"
 # A zip member may expand this much (uncompressed / compressed) once it is past SMALL_MEMBER bytes: weights barely
@@ -21,7 +27,7 @@ LIMIT_ENV = "LSTMRT_MAX_LOAD_BYTES"
 MAX_RATIO = 200
 SMALL_MEMBER = 1 << 20
 MAX_PICKLE_BYTES = 256 << 20  # data.pkl / a legacy object pickle: the tensors are stored outside it
-MAX_TEXT_BYTES = 64 << 20     # config.json, metadata.json, TorchScript code files, byteorder
+MAX_TEXT_BYTES = 64 << 20  # config.json, metadata.json, TorchScript code files, byteorder
 # Tensor bytes are counted as float32 (what lstmrt keeps); a load holds about three copies at its peak (file bytes,
 # layer spec, packed C weights), hence a quarter of the available memory by default.
 _PEAK_COPIES = 4
@@ -69,7 +75,8 @@ class Budget:
         if self.used > self.limit:
             raise ModelTooLargeError(
                 f"{self.source}: {what} brings the tensors to {_size(self.used)}, over the load limit of "
-                f"{_size(self.limit)} ({_limit_origin()})")
+                f"{_size(self.limit)} ({_limit_origin()})"
+            )
 
 
 def _size(n: int) -> str:
@@ -93,25 +100,34 @@ def check_zip(zf: zipfile.ZipFile, source) -> None:
         if name.startswith(("/", "\\")) or _DRIVE.match(name) or ".." in parts:
             raise UnsafeFileError(f"{source}: zip member {name!r} names a path outside the archive")
         if name in seen:
-            raise UnsafeFileError(f"{source}: zip member {name!r} appears twice: readers disagree on which copy "
-                                  "is the real one")
+            raise UnsafeFileError(
+                f"{source}: zip member {name!r} appears twice: readers disagree on which copy is the real one"
+            )
         seen.add(name)
         if info.flag_bits & 0x1:
             raise UnsupportedModelError(f"{source}: zip member {name!r} is encrypted")
         if info.extract_version > zipfile.MAX_EXTRACT_VERSION or info.flag_bits & 0x20:
-            raise UnsupportedModelError(f"{source}: zip member {name!r} needs zip version "
-                                        f"{info.extract_version / 10:.1f} or patched data: not supported")
+            raise UnsupportedModelError(
+                f"{source}: zip member {name!r} needs zip version "
+                f"{info.extract_version / 10:.1f} or patched data: not supported"
+            )
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise UnsupportedModelError(f"{source}: zip member {name!r} uses compression method "
-                                        f"{info.compress_type}; supported: stored, deflate")
+            raise UnsupportedModelError(
+                f"{source}: zip member {name!r} uses compression method "
+                f"{info.compress_type}; supported: stored, deflate"
+            )
         if info.file_size > SMALL_MEMBER and info.file_size > MAX_RATIO * info.compress_size:
-            raise UnsafeFileError(f"{source}: zip member {name!r} would expand {info.compress_size:,} bytes to "
-                                  f"{info.file_size:,} (over {MAX_RATIO}x): a decompression bomb")
+            raise UnsafeFileError(
+                f"{source}: zip member {name!r} would expand {info.compress_size:,} bytes to "
+                f"{info.file_size:,} (over {MAX_RATIO}x): a decompression bomb"
+            )
         total += info.file_size
     limit = max(max_load_bytes(), SMALL_MEMBER)
     if total > limit:
-        raise ModelTooLargeError(f"{source}: the archive's members declare {_size(total)} in all, over the load "
-                                 f"limit of {_size(limit)} (set {LIMIT_ENV} to change it)")
+        raise ModelTooLargeError(
+            f"{source}: the archive's members declare {_size(total)} in all, over the load "
+            f"limit of {_size(limit)} (set {LIMIT_ENV} to change it)"
+        )
 
 
 def open_zip(source) -> zipfile.ZipFile:
@@ -138,8 +154,9 @@ def read_member(zf: zipfile.ZipFile, name: str, limit: int, source, *, exact: in
     if exact is not None and info.file_size < exact:
         raise CorruptFileError(f"{source}: member {name!r} holds {info.file_size:,} bytes, expected {exact:,}")
     if exact is None and info.file_size > limit:
-        raise UnsupportedModelError(f"{source}: member {name!r} declares {info.file_size:,} bytes, more than the "
-                                    f"{limit:,} lstmrt reads for it")
+        raise UnsupportedModelError(
+            f"{source}: member {name!r} declares {info.file_size:,} bytes, more than the {limit:,} lstmrt reads for it"
+        )
     try:
         with zf.open(info) as member:
             data = member.read(info.file_size if exact is None else exact)

@@ -19,9 +19,10 @@ from .torch_tree import CELLS, RECURRENT, LiveRecord
 _STACK_NAME = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?\Z")
 _CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
 _RATIO_KIND = {4: "LSTM", 3: "GRU", 1: "RNN"}
-SUPPORTED = ("nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.Linear, nn.Embedding, "
-             "nn.Sequential/ModuleList of those, activations (" + ", ".join(_ACTIVATIONS) + "), "
-             + ", ".join(_NO_OPS))
+SUPPORTED = (
+    "nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.Linear, nn.Embedding, "
+    "nn.Sequential/ModuleList of those, activations (" + ", ".join(_ACTIVATIONS) + "), " + ", ".join(_NO_OPS)
+)
 _MAX_PERMUTED = 7  # orders tried for an unordered file (safetensors): 7! = 5040 cheap size checks
 
 
@@ -40,8 +41,10 @@ def _recurrent_kind(unit, params: dict, suffix: str) -> str:
     rows, hidden = w_hh.shape
     kind = _RATIO_KIND.get(rows // hidden) if rows % hidden == 0 and rows == w_ih.shape[0] else None
     if kind is None:
-        raise ArchitectureError(f"module {unit.label}: weight_ih {w_ih.shape} and weight_hh {w_hh.shape} fit no "
-                                "LSTM (4H rows), GRU (3H) or RNN (H) with hidden size H = weight_hh columns")
+        raise ArchitectureError(
+            f"module {unit.label}: weight_ih {w_ih.shape} and weight_hh {w_hh.shape} fit no "
+            "LSTM (4H rows), GRU (3H) or RNN (H) with hidden size H = weight_hh columns"
+        )
     return kind
 
 
@@ -50,8 +53,10 @@ def _stack_layout(unit, params: dict) -> tuple:
     for name in params:
         m = _STACK_NAME.match(name)
         if m is None:
-            raise ArchitectureError(f"module {unit.label}: unexpected parameter {name!r} next to a recurrent "
-                                    f"stack's weight_ih_l0 ({_describe(params)}); supported: {SUPPORTED}")
+            raise ArchitectureError(
+                f"module {unit.label}: unexpected parameter {name!r} next to a recurrent "
+                f"stack's weight_ih_l0 ({_describe(params)}); supported: {SUPPORTED}"
+            )
         layers.add(int(m.group(2)))
         reverse |= bool(m.group(3))
     if layers != set(range(len(layers))):
@@ -68,14 +73,19 @@ def _recurrent(unit, kind: str | None) -> list:
     num_layers, bidirectional = _stack_layout(unit, params)
     found = _recurrent_kind(unit, params, "_l0")
     if kind is not None and kind != found:
-        raise ArchitectureError(f"module {unit.label} is an nn.{kind} but its parameter shapes are those of an "
-                                f"nn.{found} ({_describe(params)})")
+        raise ArchitectureError(
+            f"module {unit.label} is an nn.{kind} but its parameter shapes are those of an "
+            f"nn.{found} ({_describe(params)})"
+        )
     expected = _option(unit, "num_layers", num_layers)
     if expected != num_layers or _option(unit, "bidirectional", bidirectional) != bidirectional:
-        raise ArchitectureError(f"module {unit.label}: num_layers={expected}, bidirectional="
-                                f"{_option(unit, 'bidirectional')} disagree with its parameters {list(params)}")
-    return torch_layers.recurrent_layers(found, params, num_layers=num_layers, bidirectional=bidirectional,
-                                         nonlinearity=_nonlinearity(unit))
+        raise ArchitectureError(
+            f"module {unit.label}: num_layers={expected}, bidirectional="
+            f"{_option(unit, 'bidirectional')} disagree with its parameters {list(params)}"
+        )
+    return torch_layers.recurrent_layers(
+        found, params, num_layers=num_layers, bidirectional=bidirectional, nonlinearity=_nonlinearity(unit)
+    )
 
 
 def _nonlinearity(unit) -> str:
@@ -91,12 +101,16 @@ def _cell(unit, kind: str | None) -> list:
     params = unit.params
     extra = set(params) - _CELL_NAMES
     if extra or "weight_ih" not in params:
-        raise ArchitectureError(f"module {unit.label}: unexpected parameters for a recurrent cell "
-                                f"({_describe(params)}); supported: {SUPPORTED}")
+        raise ArchitectureError(
+            f"module {unit.label}: unexpected parameters for a recurrent cell "
+            f"({_describe(params)}); supported: {SUPPORTED}"
+        )
     found = _recurrent_kind(unit, params, "")
     if kind is not None and kind[:-4] != found:
-        raise ArchitectureError(f"module {unit.label} is an nn.{kind} but its parameter shapes are those of an "
-                                f"nn.{found}Cell ({_describe(params)})")
+        raise ArchitectureError(
+            f"module {unit.label} is an nn.{kind} but its parameter shapes are those of an "
+            f"nn.{found}Cell ({_describe(params)})"
+        )
     return [torch_layers.cell_layer(found, params, nonlinearity=_nonlinearity(unit))]
 
 
@@ -105,25 +119,34 @@ def _variants(unit) -> list:
     (nn.Embedding vs nn.Linear(bias=False)), which the neighbours' sizes then decide."""
     kind, params = unit.kind, unit.params
     if kind == "unsupported":
-        raise ArchitectureError(f"{unit.reason}, which lstmrt does not support; supported: {SUPPORTED}. Pass "
-                                "layers=[...] to pick the modules that form the network")
+        raise ArchitectureError(
+            f"{unit.reason}, which lstmrt does not support; supported: {SUPPORTED}. Pass "
+            "layers=[...] to pick the modules that form the network"
+        )
     if kind == "activation":
         return [[Activation(unit.activation)]]
     if kind in _NO_OPS:
         return [[]]
     if kind in _ACTIVATIONS:
         try:
-            return [[_activation(getattr(unit.record, "module", None) if isinstance(unit.record, LiveRecord)
-                                 else unit.record)]]
+            return [
+                [
+                    _activation(
+                        getattr(unit.record, "module", None) if isinstance(unit.record, LiveRecord) else unit.record
+                    )
+                ]
+            ]
         except AttributeError as exc:
             raise ArchitectureError(f"module {unit.label} (nn.{kind}): option missing from the file ({exc})") from None
         except ValueError as exc:
             raise ArchitectureError(f"module {unit.label}: {exc}") from None
     for name, value in params.items():
         if getattr(value, "dtype", None) is None or value.dtype.kind != "f":
-            raise ArchitectureError(f"module {unit.label}: parameter {name!r} has dtype "
-                                    f"{getattr(value, 'dtype', type(value).__name__)}; supported: floating point "
-                                    "(float32, float16, bfloat16, float64)")
+            raise ArchitectureError(
+                f"module {unit.label}: parameter {name!r} has dtype "
+                f"{getattr(value, 'dtype', type(value).__name__)}; supported: floating point "
+                "(float32, float16, bfloat16, float64)"
+            )
     names = set(params)
     if kind in RECURRENT or (kind is None and "weight_ih_l0" in names):
         return [_recurrent(unit, kind)]
@@ -131,12 +154,15 @@ def _variants(unit) -> list:
         return [_cell(unit, kind)]
     weight = params.get("weight")
     if kind in ("Embedding", "Linear") and (weight is None or weight.ndim != 2 or set(params) - {"weight", "bias"}):
-        raise ArchitectureError(f"module {unit.label} is an nn.{kind} without a 2-D weight, or with parameters "
-                                f"besides weight and bias ({_describe(params)})")
+        raise ArchitectureError(
+            f"module {unit.label} is an nn.{kind} without a 2-D weight, or with parameters "
+            f"besides weight and bias ({_describe(params)})"
+        )
     if kind == "Embedding" or (kind is None and names == {"weight"} and weight.ndim == 2):
         if _option(unit, "max_norm") is not None:
-            raise ArchitectureError(f"module {unit.label}: nn.Embedding(max_norm=...) renormalizes rows at lookup; "
-                                    "not supported")
+            raise ArchitectureError(
+                f"module {unit.label}: nn.Embedding(max_norm=...) renormalizes rows at lookup; not supported"
+            )
         embedding = [torch_layers.embedding_layer(params)]
         return [embedding] if kind == "Embedding" else [embedding, [Dense(weight)]]
     if kind == "Linear" or (kind is None and names <= {"weight", "bias"} and weight is not None and weight.ndim == 2):
@@ -152,17 +178,26 @@ def _chain_problem(units, specs_per_unit, *, linear_pairs: bool = True) -> str |
     for unit, specs in zip(units, specs_per_unit):
         if not specs:
             continue
-        if linear_pairs and prev is not None and unit.guessed_before and isinstance(prev[1][-1], Dense) and \
-                isinstance(specs[0], Dense):
-            return (f"modules {prev[0].label} and {unit.label} are both nn.Linear: any activation between them is not "
-                    "recorded in this file, so lstmrt will not guess; pass layers=[...] naming the modules and "
-                    f"activations in forward order, e.g. [{prev[0].path!r}, 'relu', {unit.path!r}]")
+        if (
+            linear_pairs
+            and prev is not None
+            and unit.guessed_before
+            and isinstance(prev[1][-1], Dense)
+            and isinstance(specs[0], Dense)
+        ):
+            return (
+                f"modules {prev[0].label} and {unit.label} are both nn.Linear: any activation between them is not "
+                "recorded in this file, so lstmrt will not guess; pass layers=[...] naming the modules and "
+                f"activations in forward order, e.g. [{prev[0].path!r}, 'relu', {unit.path!r}]"
+            )
         for spec in specs:
             if isinstance(spec, Embedding) and (size is not None or spec is not specs[0]):
                 return f"module {unit.label} is an nn.Embedding but is not the first layer"
             if size is not None and spec.input_size is not None and spec.input_size != size:
-                return (f"module {unit.label} ({type(spec).__name__}) expects {spec.input_size} input features but "
-                        f"{source.label} outputs {size}")
+                return (
+                    f"module {unit.label} ({type(spec).__name__}) expects {spec.input_size} input features but "
+                    f"{source.label} outputs {size}"
+                )
             if spec.output_size is not None:
                 size, source = spec.output_size, unit
         prev = (unit, specs)
@@ -171,16 +206,19 @@ def _chain_problem(units, specs_per_unit, *, linear_pairs: bool = True) -> str |
 
 def _placed(variants) -> list:
     """Only the first layer can be an Embedding: later units keep their other reading (keeps products small)."""
-    return [v if i == 0 else [c for c in v if not (c and isinstance(c[0], Embedding))] or v
-            for i, v in enumerate(variants)]
+    return [
+        v if i == 0 else [c for c in v if not (c and isinstance(c[0], Embedding))] or v for i, v in enumerate(variants)
+    ]
 
 
 def _pick(units, variants, order_note: str) -> list:
     fits = [c for c in itertools.product(*_placed(variants)) if _chain_problem(units, c) is None]
     if len(fits) > 1:
         names = ", ".join(u.label for u, v in zip(units, variants) if len(v) > 1)
-        raise ArchitectureError(f"cannot tell whether {names} is an nn.Embedding or an nn.Linear(bias=False): "
-                                "both fit; load the whole module (torch.save(model)) or TorchScript instead")
+        raise ArchitectureError(
+            f"cannot tell whether {names} is an nn.Embedding or an nn.Linear(bias=False): "
+            "both fit; load the whole module (torch.save(model)) or TorchScript instead"
+        )
     if not fits:
         problem = _chain_problem(units, [v[0] for v in variants])  # first readings: names an Embedding misplaced
         hint = "" if "layers=" in problem else f" ({order_note}; pass layers=[...] to give the forward order)"
@@ -188,17 +226,20 @@ def _pick(units, variants, order_note: str) -> list:
     return [s for specs in fits[0] for s in specs]
 
 
-def build_model(units: list, *, order_known: bool = True, order_note: str = "registration order",
-                used: list | None = None) -> Model:
+def build_model(
+    units: list, *, order_known: bool = True, order_note: str = "registration order", used: list | None = None
+) -> Model:
     """A Model from units in forward order. order_known=False (safetensors sorts names): the one order whose
     sizes chain is used, and none or several is an error asking for layers=. used: filled with the units in the
     order the model applies them."""
     units = [u for u in units if u.kind not in _NO_OPS]
     for u in units:
         if "parametrizations" in u.path.split(".") or {"weight_g", "weight_v", "weight_orig"} & set(u.params):
-            raise ArchitectureError(f"module {u.label}: parametrized weights (weight_norm, spectral_norm) are not "
-                                    "supported; remove the parametrization before saving (torch.nn.utils."
-                                    "parametrize.remove_parametrizations)")
+            raise ArchitectureError(
+                f"module {u.label}: parametrized weights (weight_norm, spectral_norm) are not "
+                "supported; remove the parametrization before saving (torch.nn.utils."
+                "parametrize.remove_parametrizations)"
+            )
     if not units:
         raise ArchitectureError("the file holds no layer lstmrt can run")
     variants = [_checked_variants(u) for u in units]
@@ -231,8 +272,9 @@ def _check_stack(unit, specs) -> None:
     for k in range(1, len(specs)):
         expects, outputs = specs[k].input_size, specs[k - 1].output_size
         if expects is not None and outputs is not None and expects != outputs:
-            raise ArchitectureError(f"module {unit.label}: layer {k} expects {expects} input features but layer "
-                                    f"{k - 1} outputs {outputs}")
+            raise ArchitectureError(
+                f"module {unit.label}: layer {k} expects {expects} input features but layer {k - 1} outputs {outputs}"
+            )
 
 
 def native_model(specs, **options) -> Model:
@@ -240,19 +282,21 @@ def native_model(specs, **options) -> Model:
     try:
         return Model(specs, **options)
     except MemoryError:
-        raise ModelTooLargeError(f"the model's weights ({sum(s.parameter_count() for s in specs):,} parameters) "
-                                 "do not fit in memory") from None
+        raise ModelTooLargeError(
+            f"the model's weights ({sum(s.parameter_count() for s in specs):,} parameters) do not fit in memory"
+        ) from None
     except (ValueError, TypeError) as exc:
-        raise UnsupportedModelError(f"the layers read from the file do not form a model lstmrt runs: {exc}") \
-            from None
+        raise UnsupportedModelError(f"the layers read from the file do not form a model lstmrt runs: {exc}") from None
 
 
 def _pick_order(units, variants) -> tuple:
     """(units in the one order whose sizes chain, their specs)."""
     labels = ", ".join(u.label for u in units)
     if len(units) > _MAX_PERMUTED:
-        raise ArchitectureError(f"this file does not record the order of its {len(units)} modules ({labels}); "
-                                "pass layers=[...] in forward order")
+        raise ArchitectureError(
+            f"this file does not record the order of its {len(units)} modules ({labels}); "
+            "pass layers=[...] in forward order"
+        )
     # Candidates are the orders whose sizes chain. One where two nn.Linear meet is a candidate too (it may be the
     # network, with an unrecorded activation between them): left out, a wrong order that chains would be used.
     found = []
@@ -263,8 +307,10 @@ def _pick_order(units, variants) -> tuple:
                 found.append((order, choice))
     if len(found) != 1:
         why = "no order of" if not found else "several orders of"
-        raise ArchitectureError(f"this file does not record the order of its modules, and {why} {labels} chain "
-                                "their sizes; pass layers=[...] naming the modules (and activations) in forward order")
+        raise ArchitectureError(
+            f"this file does not record the order of its modules, and {why} {labels} chain "
+            "their sizes; pass layers=[...] naming the modules (and activations) in forward order"
+        )
     order, choice = found[0]
     problem = _chain_problem(order, choice)  # the one order, but with two nn.Linear meeting: asks for layers=
     if problem is not None:

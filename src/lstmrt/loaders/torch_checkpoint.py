@@ -67,10 +67,14 @@ def select_model(obj, key, path) -> tuple:
     if len(found) == 1:
         return found[0][1], found[0][0]
     if not found:
-        raise UnsupportedModelError(f"{path}: no state dict or module found in this checkpoint (top-level keys: "
-                         f"{', '.join(map(repr, obj))}); pass key= to say where the model's tensors are")
-    raise UnsupportedModelError(f"{path}: several state dicts or modules in this checkpoint: "
-                     f"{', '.join(repr(p) for p, _ in found)}; pass key= to choose one")
+        raise UnsupportedModelError(
+            f"{path}: no state dict or module found in this checkpoint (top-level keys: "
+            f"{', '.join(map(repr, obj))}); pass key= to say where the model's tensors are"
+        )
+    raise UnsupportedModelError(
+        f"{path}: several state dicts or modules in this checkpoint: "
+        f"{', '.join(repr(p) for p, _ in found)}; pass key= to choose one"
+    )
 
 
 def _what(value) -> str:

@@ -65,8 +65,10 @@ def read_legacy(path) -> object:
         except LoadError:
             magic = None
         if type(magic) is not int or magic != _LEGACY_MAGIC:
-            raise UnsupportedModelError(f"{path}: a pickle, but not one written by torch.save (no torch magic "
-                                        "number); lstmrt does not unpickle other pickles")
+            raise UnsupportedModelError(
+                f"{path}: a pickle, but not one written by torch.save (no torch magic "
+                "number); lstmrt does not unpickle other pickles"
+            )
         if _small_pickle(f) != _LEGACY_PROTOCOL:
             raise UnsupportedModelError(f"{path}: unsupported torch legacy protocol version")
         sys_info = _small_pickle(f)
@@ -95,8 +97,10 @@ def read_legacy(path) -> object:
             size = itemsize(dtype)
             left = file_size - f.tell()
             if not numel <= count <= left // size:  # checked before reading: count is the file's word
-                raise CorruptPickleError(f"torch legacy file: storage {key!r} declares {count} elements of "
-                                         f"{size} bytes; the pickle needs {numel}, the file has {left} bytes left")
+                raise CorruptPickleError(
+                    f"torch legacy file: storage {key!r} declares {count} elements of "
+                    f"{size} bytes; the pickle needs {numel}, the file has {left} bytes left"
+                )
             budget.take(count, size, f"storage {key!r} ({count:,} elements)")
             arrays[key] = storage_array(f.read(count * size), dtype, count, key, byteorder)[:numel]
         f.seek(start)

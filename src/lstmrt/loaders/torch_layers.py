@@ -20,8 +20,9 @@ def _direction(kind: str, params: dict, prefix: str, suffix: str, *, nonlinearit
     return SimpleRNN(*args, activation=nonlinearity)
 
 
-def recurrent_layers(kind: str, params: dict, *, num_layers: int, bidirectional: bool, prefix: str = "",
-                     nonlinearity: str = "tanh") -> list:
+def recurrent_layers(
+    kind: str, params: dict, *, num_layers: int, bidirectional: bool, prefix: str = "", nonlinearity: str = "tanh"
+) -> list:
     """Specs for torch nn.LSTM / nn.GRU / nn.RNN parameters `{prefix}weight_ih_l{k}[_reverse]` etc."""
     if kind not in _CELLS:
         raise ValueError(f"unknown recurrent module kind {kind!r}; supported: {', '.join(_CELLS)}")

@@ -4,15 +4,26 @@ activations, nn.Sequential of those) to an lstmrt Model. torch is imported only 
 from __future__ import annotations
 
 
-
 from ..layers import Activation
 from . import torch_layers
 
 # Activation modules with default arguments map to these names; others are refused with a clear message.
 _ACTIVATIONS = {
-    "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "ELU": "elu", "SELU": "selu", "Softsign": "softsign",
-    "Softplus": "softplus", "SiLU": "silu", "Mish": "mish", "Hardsigmoid": "hard_sigmoid_v3",
-    "Hardswish": "hard_silu", "ReLU6": "relu6", "GELU": "gelu", "Softmax": "softmax", "LogSoftmax": "log_softmax",
+    "ReLU": "relu",
+    "Tanh": "tanh",
+    "Sigmoid": "sigmoid",
+    "ELU": "elu",
+    "SELU": "selu",
+    "Softsign": "softsign",
+    "Softplus": "softplus",
+    "SiLU": "silu",
+    "Mish": "mish",
+    "Hardsigmoid": "hard_sigmoid_v3",
+    "Hardswish": "hard_silu",
+    "ReLU6": "relu6",
+    "GELU": "gelu",
+    "Softmax": "softmax",
+    "LogSoftmax": "log_softmax",
 }
 _NO_OPS = ("Dropout", "Identity", "AlphaDropout")
 
@@ -42,11 +53,16 @@ def _convert(module) -> list:
         if getattr(module, "proj_size", 0) and name != "LSTM":
             raise ValueError(f"nn.{name} with proj_size is not supported")
         return torch_layers.recurrent_layers(
-            name, _params(module), num_layers=module.num_layers, bidirectional=module.bidirectional,
-            nonlinearity=getattr(module, "nonlinearity", "tanh"))
+            name,
+            _params(module),
+            num_layers=module.num_layers,
+            bidirectional=module.bidirectional,
+            nonlinearity=getattr(module, "nonlinearity", "tanh"),
+        )
     if name in ("LSTMCell", "GRUCell", "RNNCell"):
-        return [torch_layers.cell_layer(name[:-4], _params(module),
-                                        nonlinearity=getattr(module, "nonlinearity", "tanh"))]
+        return [
+            torch_layers.cell_layer(name[:-4], _params(module), nonlinearity=getattr(module, "nonlinearity", "tanh"))
+        ]
     if name == "Linear":
         return [torch_layers.linear_layer(_params(module))]
     if name == "Embedding":
@@ -59,8 +75,21 @@ def _convert(module) -> list:
         return []
     if name == "Sequential":
         return [spec for child in module for spec in _convert(child)]
-    supported = ", ".join(["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "Linear", "Embedding",
-                           "Sequential", *_ACTIVATIONS, *_NO_OPS])
+    supported = ", ".join(
+        [
+            "LSTM",
+            "GRU",
+            "RNN",
+            "LSTMCell",
+            "GRUCell",
+            "RNNCell",
+            "Linear",
+            "Embedding",
+            "Sequential",
+            *_ACTIVATIONS,
+            *_NO_OPS,
+        ]
+    )
     raise ValueError(f"cannot convert torch module {name}; supported: {supported}")
 
 
@@ -73,6 +102,3 @@ def from_torch(module, **model_kwargs):
     if not layers:
         raise ValueError(f"torch module {type(module).__name__} contains no layer lstmrt can run")
     return Model(layers, **model_kwargs)
-
-
-

@@ -22,22 +22,84 @@ from ..errors import CorruptPickleError, LoadError, UnsafePickleError
 
 # torch.<Name>Storage -> NumPy dtype of its elements; bfloat16 is read as uint16 and widened (NumPy has none).
 STORAGE_DTYPES = {
-    "FloatStorage": "f4", "DoubleStorage": "f8", "HalfStorage": "f2", "BFloat16Storage": "bf16",
-    "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1", "ByteStorage": "u1",
-    "BoolStorage": "?", "ComplexFloatStorage": "c8", "ComplexDoubleStorage": "c16", "UntypedStorage": "u1",
+    "FloatStorage": "f4",
+    "DoubleStorage": "f8",
+    "HalfStorage": "f2",
+    "BFloat16Storage": "bf16",
+    "LongStorage": "i8",
+    "IntStorage": "i4",
+    "ShortStorage": "i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
+    "ComplexFloatStorage": "c8",
+    "ComplexDoubleStorage": "c16",
+    "UntypedStorage": "u1",
 }
 _TORCH_DTYPES = {
-    "float32": "f4", "float": "f4", "float64": "f8", "double": "f8", "float16": "f2", "half": "f2",
-    "bfloat16": "bf16", "int64": "i8", "long": "i8", "int32": "i4", "int": "i4", "int16": "i2", "int8": "i1",
-    "uint8": "u1", "bool": "?",
+    "float32": "f4",
+    "float": "f4",
+    "float64": "f8",
+    "double": "f8",
+    "float16": "f2",
+    "half": "f2",
+    "bfloat16": "bf16",
+    "int64": "i8",
+    "long": "i8",
+    "int32": "i4",
+    "int": "i4",
+    "int16": "i2",
+    "int8": "i1",
+    "uint8": "u1",
+    "bool": "?",
 }
 # Modules whose globals are refused outright, even class-like names: the usual gadgets of malicious pickles.
 _DENIED_MODULES = {
-    "builtins", "__builtin__", "os", "posix", "nt", "sys", "subprocess", "importlib", "runpy", "shutil", "socket",
-    "pickle", "_pickle", "marshal", "types", "ctypes", "code", "codeop", "pty", "webbrowser", "operator",
-    "functools", "io", "_io", "multiprocessing", "threading", "signal", "pathlib", "tempfile", "inspect", "asyncio",
-    "pdb", "timeit", "trace", "platform", "zipimport", "pkgutil", "site", "sysconfig", "_posixsubprocess", "nturl2path",
-    "copyreg", "copy_reg", "numpy", "torch",
+    "builtins",
+    "__builtin__",
+    "os",
+    "posix",
+    "nt",
+    "sys",
+    "subprocess",
+    "importlib",
+    "runpy",
+    "shutil",
+    "socket",
+    "pickle",
+    "_pickle",
+    "marshal",
+    "types",
+    "ctypes",
+    "code",
+    "codeop",
+    "pty",
+    "webbrowser",
+    "operator",
+    "functools",
+    "io",
+    "_io",
+    "multiprocessing",
+    "threading",
+    "signal",
+    "pathlib",
+    "tempfile",
+    "inspect",
+    "asyncio",
+    "pdb",
+    "timeit",
+    "trace",
+    "platform",
+    "zipimport",
+    "pkgutil",
+    "site",
+    "sysconfig",
+    "_posixsubprocess",
+    "nturl2path",
+    "copyreg",
+    "copy_reg",
+    "numpy",
+    "torch",
 }
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*\Z")
 _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
@@ -90,8 +152,10 @@ class Record:
 
 class _RecordMeta(type):
     def __call__(cls, *args, **kwargs):  # pickle's REDUCE: a call, which could run code in the real class
-        raise UnsafePickleError(f"refusing to call global {cls.qualname}: lstmrt only rebuilds instances of "
-                                f"classes as data, it never calls what a file names{_HINT}")
+        raise UnsafePickleError(
+            f"refusing to call global {cls.qualname}: lstmrt only rebuilds instances of "
+            f"classes as data, it never calls what a file names{_HINT}"
+        )
 
 
 def record_class(module: str, name: str, cache: dict) -> type:
@@ -127,10 +191,14 @@ class Storage:
 
 # -- tensor rebuilding: what torch._utils does, on NumPy arrays --------------------------------------------------
 def _ints(value, what: str) -> tuple:
-    if not isinstance(value, (tuple, list)) or len(value) > _MAX_NDIM \
-            or not all(type(v) is int and 0 <= v <= _MAX_DIM for v in value):
-        raise CorruptPickleError(f"tensor {what} must be at most {_MAX_NDIM} non-negative integers, got "
-                                 f"{_short(value)}")
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) > _MAX_NDIM
+        or not all(type(v) is int and 0 <= v <= _MAX_DIM for v in value)
+    ):
+        raise CorruptPickleError(
+            f"tensor {what} must be at most {_MAX_NDIM} non-negative integers, got {_short(value)}"
+        )
     return tuple(value)
 
 
@@ -175,8 +243,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored, loading=No
         raise CorruptPickleError(f"tensor storage expected, got {type(storage).__name__}")
     size, stride = _ints(size, "size"), _ints(stride, "stride")
     if len(size) != len(stride) or type(storage_offset) is not int or not 0 <= storage_offset <= _MAX_DIM:
-        raise CorruptPickleError(f"inconsistent tensor layout: size {size}, stride {stride}, "
-                                 f"offset {_short(storage_offset)}")
+        raise CorruptPickleError(
+            f"inconsistent tensor layout: size {size}, stride {stride}, offset {_short(storage_offset)}"
+        )
     arr = storage.array
     if arr is None:  # structure-only pass (legacy format): bytes come later
         return None
@@ -186,8 +255,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored, loading=No
         return np.zeros(size, arr.dtype)
     last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= arr.size:  # a malformed file must not make us read outside the storage
-        raise CorruptPickleError(f"tensor of size {size} reaches element {last} of storage {storage.key!r} "
-                                 f"which has {arr.size}")
+        raise CorruptPickleError(
+            f"tensor of size {size} reaches element {last} of storage {storage.key!r} which has {arr.size}"
+        )
     numel = math.prod(size)
     if loading is not None:  # strides of 0 let a tiny storage declare a huge tensor: bound what is materialized
         if storage.key not in loading.storages:
@@ -195,19 +265,22 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored, loading=No
             loading.stored += arr.size
         loading.materialized += numel
         if loading.materialized > loading.stored + _EXPAND_SLACK:
-            raise CorruptPickleError(f"tensor of size {size} over storage {storage.key!r} ({arr.size} elements): "
-                                     f"the file's tensors hold {loading.materialized:,} elements but its storages "
-                                     f"only {loading.stored:,}")
-    view = np.lib.stride_tricks.as_strided(arr[storage_offset:], shape=size,
-                                           strides=[s * arr.itemsize for s in stride], writeable=False)
+            raise CorruptPickleError(
+                f"tensor of size {size} over storage {storage.key!r} ({arr.size} elements): "
+                f"the file's tensors hold {loading.materialized:,} elements but its storages "
+                f"only {loading.stored:,}"
+            )
+    view = np.lib.stride_tricks.as_strided(
+        arr[storage_offset:], shape=size, strides=[s * arr.itemsize for s in stride], writeable=False
+    )
     return np.array(view)
 
 
-def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, *_ignored,
-                       loading=None):
+def _rebuild_tensor_v3(
+    storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, *_ignored, loading=None
+):
     # Untyped (byte) storage plus a dtype: reinterpret the bytes, offsets are in elements of dtype.
-    if isinstance(storage, Storage) and storage.array is not None and isinstance(dtype, str) \
-            and dtype in _TORCH_DTYPES:
+    if isinstance(storage, Storage) and storage.array is not None and isinstance(dtype, str) and dtype in _TORCH_DTYPES:
         storage = Storage(storage.key, _view_bytes(storage.array, _TORCH_DTYPES[dtype], "<"))
     return _rebuild_tensor(storage, storage_offset, size, stride, loading=loading)
 
@@ -306,8 +379,11 @@ def _device(*args):
 
 _SAFE_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "slice"): slice,
-    ("builtins", "complex"): complex, ("builtins", "object"): object,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+    ("builtins", "complex"): complex,
+    ("builtins", "object"): object,
     ("_codecs", "encode"): _latin1_encode,
     ("copyreg", "_reconstructor"): _reconstructor,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
@@ -317,10 +393,12 @@ _SAFE_GLOBALS = {
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch._utils", "_rebuild_device_tensor_from_numpy"): _rebuild_device_tensor_from_numpy,
     ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
-    ("torch", "Size"): tuple, ("torch", "device"): _device,
+    ("torch", "Size"): tuple,
+    ("torch", "device"): _device,
     ("torch.jit._pickle", "restore_type_tag"): _identity,
     **{("torch.jit._pickle", f"build_{kind}list"): list for kind in ("int", "double", "bool", "tensor", "string")},
-    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _numpy_dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _numpy_dtype,
     **{(mod, "_reconstruct"): _numpy_reconstruct for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(mod, "scalar"): _numpy_scalar for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
 }
@@ -366,13 +444,18 @@ def resolve_global(module: str, name: str, classes: dict, loading=None):
     if module == "torch" and name in _TORCH_DTYPES:
         return name
     top = module.split(".")[0]
-    torch_class = top == "torch" and module.startswith(("torch.nn.", "torch.ao.nn.")) or (module, name) in (
-        ("torch", "Tensor"), ("torch.nn.parameter", "Parameter"))
+    torch_class = (
+        top == "torch"
+        and module.startswith(("torch.nn.", "torch.ao.nn."))
+        or (module, name) in (("torch", "Tensor"), ("torch.nn.parameter", "Parameter"))
+    )
     class_like = _MODULE.match(module) and (_IDENTIFIER.match(name) if top == "__torch__" else _CLASS.match(name))
     if class_like and (torch_class or top not in _DENIED_MODULES):
         return record_class(module, name, classes)
-    raise UnsafePickleError(f"refusing global {module}.{name}: lstmrt rebuilds only tensors, containers and "
-                            f"module records and never imports or calls anything else a file names{_HINT}")
+    raise UnsafePickleError(
+        f"refusing global {module}.{name}: lstmrt rebuilds only tensors, containers and "
+        f"module records and never imports or calls anything else a file names{_HINT}"
+    )
 
 
 # What REDUCE / INST / OBJ may call besides allowlisted functions (_Call), and what NEWOBJ may create besides
@@ -390,9 +473,15 @@ def _what(obj) -> str:
 
 def _simple_dtype_state(state) -> bool:
     """The BUILD state numpy pickles for a numeric dtype: (3, '<', None, None, None, -1, -1, 0)."""
-    return isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4) and state[1] in "<>|=" \
-        and isinstance(state[1], str) and all(v is None for v in state[2:5]) \
+    return (
+        isinstance(state, tuple)
+        and len(state) in (8, 9)
+        and state[0] in (3, 4)
+        and state[1] in "<>|="
+        and isinstance(state[1], str)
+        and all(v is None for v in state[2:5])
         and all(type(v) is int for v in state[5:8])
+    )
 
 
 def _ndarray_state(state) -> bool:
@@ -400,9 +489,15 @@ def _ndarray_state(state) -> bool:
     if not (isinstance(state, tuple) and len(state) == 5 and type(state[0]) is int):
         return False
     _, shape, dtype, fortran, raw = state
-    return isinstance(shape, tuple) and len(shape) <= _MAX_NDIM and all(type(n) is int for n in shape) \
-        and isinstance(dtype, np.dtype) and dtype.kind in "biufc" and isinstance(fortran, bool) \
+    return (
+        isinstance(shape, tuple)
+        and len(shape) <= _MAX_NDIM
+        and all(type(n) is int for n in shape)
+        and isinstance(dtype, np.dtype)
+        and dtype.kind in "biufc"
+        and isinstance(fortran, bool)
         and isinstance(raw, bytes)
+    )
 
 
 class RestrictedUnpickler(pickle._Unpickler):
@@ -426,12 +521,21 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise
         except RecursionError:  # deep nesting in what a stream builds (the machine itself is not recursive)
             raise CorruptPickleError("the pickle nests objects too deeply") from None
-        except (pickle.UnpicklingError, EOFError, struct.error, TypeError, ValueError, KeyError, IndexError,
-                AttributeError, OverflowError, UnicodeError) as exc:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            struct.error,
+            TypeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            OverflowError,
+            UnicodeError,
+        ) as exc:
             # Any of these means the opcodes do not form a valid stream (popping an empty stack, a MARK
             # missing, a wrong argument type for an allowlisted callable, a truncated argument, ...).
-            raise CorruptPickleError(f"damaged pickle stream ({type(exc).__name__}: {_short(str(exc), 300)})") \
-                from exc
+            raise CorruptPickleError(f"damaged pickle stream ({type(exc).__name__}: {_short(str(exc), 300)})") from exc
 
     def find_class(self, module, name):
         return resolve_global(module, name, self._classes, self._loading)
@@ -445,8 +549,10 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _check_call(self, func, how: str) -> None:
         if isinstance(func, (_Call, _RecordMeta)) or any(func is t for t in _CALLABLE_TYPES):
             return  # a record class refuses the call itself, naming the class
-        raise UnsafePickleError(f"refusing {how} of {_what(func)[:120]}: lstmrt calls only its allowlist of "
-                                f"tensor rebuilders and containers{_HINT}")
+        raise UnsafePickleError(
+            f"refusing {how} of {_what(func)[:120]}: lstmrt calls only its allowlist of "
+            f"tensor rebuilders and containers{_HINT}"
+        )
 
     def load_reduce(self):
         args = self.stack.pop()
@@ -517,8 +623,10 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise UnsafePickleError(f"unsupported persistent id {_short(pid)}: expected a torch storage reference")
         storage_type, key, _location, numel = pid[1:5]  # the location (cpu, cuda:0, mps) does not matter: bytes
         if not isinstance(storage_type, StorageType):
-            raise CorruptPickleError(f"unsupported storage type {_short(storage_type)}; supported: "
-                                     + ", ".join(f"torch.{n}" for n in STORAGE_DTYPES))
+            raise CorruptPickleError(
+                f"unsupported storage type {_short(storage_type)}; supported: "
+                + ", ".join(f"torch.{n}" for n in STORAGE_DTYPES)
+            )
         if not isinstance(key, (str, int)) or isinstance(key, bool):
             raise CorruptPickleError(f"storage key {_short(key)} is not a name")
         if type(numel) is not int or not 0 <= numel <= _MAX_DIM:
@@ -532,7 +640,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             if not (isinstance(view, tuple) and len(view) == 3 and all(type(v) is int and v >= 0 for v in view[1:])):
                 raise CorruptPickleError(f"storage view {_short(view)} is malformed")
             _view_key, offset, view_size = view
-            return Storage(f"{key}[{offset}:]", storage.array[offset:offset + view_size])
+            return Storage(f"{key}[{offset}:]", storage.array[offset : offset + view_size])
         return storage
 
 
@@ -547,8 +655,9 @@ class PlainUnpickler(pickle._Unpickler):
         super().__init__(_BoundedReader(file), encoding="utf-8")
 
     def find_class(self, module, name):
-        raise UnsafePickleError(f"refusing global {_short(module)}.{_short(name)} in a header that holds plain "
-                                "values only")
+        raise UnsafePickleError(
+            f"refusing global {_short(module)}.{_short(name)} in a header that holds plain values only"
+        )
 
     def persistent_load(self, pid):
         raise UnsafePickleError("refusing a persistent id in a header that holds plain values only")
@@ -558,7 +667,17 @@ class PlainUnpickler(pickle._Unpickler):
             return super().load()
         except LoadError:
             raise
-        except (pickle.UnpicklingError, EOFError, struct.error, TypeError, ValueError, KeyError, IndexError,
-                AttributeError, OverflowError, UnicodeError, RecursionError) as exc:
-            raise CorruptPickleError(f"damaged pickle stream ({type(exc).__name__}: {_short(str(exc), 300)})") \
-                from exc
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            struct.error,
+            TypeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            AttributeError,
+            OverflowError,
+            UnicodeError,
+            RecursionError,
+        ) as exc:
+            raise CorruptPickleError(f"damaged pickle stream ({type(exc).__name__}: {_short(str(exc), 300)})") from exc

@@ -50,8 +50,9 @@ class LiveRecord:
         self.qualname = f"{type(module).__module__}.{type(module).__name__}"
         self.attrs = dict(vars(module))
         for group in ("_parameters", "_buffers"):
-            self.attrs[group] = {k: v.detach().cpu().float().numpy() for k, v in getattr(module, group).items()
-                                 if v is not None}
+            self.attrs[group] = {
+                k: v.detach().cpu().float().numpy() for k, v in getattr(module, group).items() if v is not None
+            }
         self.attrs["_modules"] = {k: LiveRecord(v) for k, v in module._modules.items() if v is not None}
 
 
@@ -59,7 +60,7 @@ def class_name(record) -> tuple:
     """(short class name, whether it is a torch.nn class) of a module record; TorchScript names are unmangled."""
     qual = record.qualname
     if qual.startswith("__torch__."):
-        qual = _MANGLE.sub("", qual[len("__torch__."):])
+        qual = _MANGLE.sub("", qual[len("__torch__.") :])
     return qual.rsplit(".", 1)[-1], qual.startswith("torch.nn.")
 
 
@@ -76,8 +77,7 @@ def module_parts(record) -> tuple:
     """(parameters and buffers, child modules) of a module record, both in registration order."""
     attrs = record.attrs
     if "_modules" in attrs or "_parameters" in attrs:  # torch.save(model): the nn.Module __dict__
-        params = {k: v for d in ("_parameters", "_buffers") for k, v in _entries(attrs.get(d)).items()
-                  if v is not None}
+        params = {k: v for d in ("_parameters", "_buffers") for k, v in _entries(attrs.get(d)).items() if v is not None}
         children = {k: v for k, v in _entries(attrs.get("_modules")).items() if isinstance(v, (Record, LiveRecord))}
     else:  # TorchScript: parameters, buffers and submodules are plain attributes
         params = {k: v for k, v in _entries(attrs).items() if is_array(v)}
@@ -129,8 +129,10 @@ def units_from_module(record, path: str = "", forward_order=None, _walk=None, *,
         raise CorruptFileError(f"module {path!r} contains itself: the module tree has a cycle")
     walk["visits"] += 1
     if len(walk["path"]) >= _MAX_DEPTH or walk["visits"] > _MAX_MODULES:
-        raise UnsupportedModelError(f"the module tree nests deeper than {_MAX_DEPTH} levels or reaches more than "
-                                    f"{_MAX_MODULES:,} modules (at {path!r})")
+        raise UnsupportedModelError(
+            f"the module tree nests deeper than {_MAX_DEPTH} levels or reaches more than "
+            f"{_MAX_MODULES:,} modules (at {path!r})"
+        )
     walk["path"].append(record)
     try:
         return _units_from_module(record, path, forward_order, walk)
@@ -147,9 +149,16 @@ def _units_from_module(record, path, forward_order, walk) -> list:
     if torch_nn and name not in ("Sequential", "ModuleList", "ModuleDict"):
         return [Unit(path, "unsupported", params, record, reason=f"{where} is a torch.nn.{name}")]
     if params:
-        return [Unit(path, "unsupported", params, record,
-                     reason=f"{where} ({name}) holds parameters of its own ({', '.join(params)}), used by its "
-                            "forward() in a way lstmrt cannot see")]
+        return [
+            Unit(
+                path,
+                "unsupported",
+                params,
+                record,
+                reason=f"{where} ({name}) holds parameters of its own ({', '.join(params)}), used by its "
+                "forward() in a way lstmrt cannot see",
+            )
+        ]
 
     def join(child):
         return f"{path}.{child}" if path else child
@@ -195,19 +204,24 @@ def select_layers(units: list, layers) -> list:
         if matched:
             for u in matched:
                 if id(u) in used:
-                    raise ArchitectureError(f"layers: module {u.path!r} is named twice (by {used[id(u)]!r} and "
-                                            f"{entry!r})")
+                    raise ArchitectureError(
+                        f"layers: module {u.path!r} is named twice (by {used[id(u)]!r} and {entry!r})"
+                    )
                 used[id(u)] = entry
             chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
             continue
         act = activation_name(entry)
         if act is None:
             modules = ", ".join(repr(u.path) for u in units if u.kind != "activation") or "(none)"
-            raise ArchitectureError(f"layers: {entry!r} is neither a module in the file (modules: {modules}) nor an "
-                             f"activation (supported: {', '.join(acts.NAMES)})")
+            raise ArchitectureError(
+                f"layers: {entry!r} is neither a module in the file (modules: {modules}) nor an "
+                f"activation (supported: {', '.join(acts.NAMES)})"
+            )
         chosen.append(Unit(entry, "activation", {}, activation=act))
     left = [u.path for u in units if u.params and id(u) not in used]
     if left:
-        raise ArchitectureError(f"layers does not use the parameters of module(s) {', '.join(map(repr, left))}: list "
-                         "them, or use prefix= to load only part of the file")
+        raise ArchitectureError(
+            f"layers does not use the parameters of module(s) {', '.join(map(repr, left))}: list "
+            "them, or use prefix= to load only part of the file"
+        )
     return chosen

@@ -27,8 +27,12 @@ class ScriptClass:
     def __init__(self, node: ast.ClassDef):
         self.finals, self.forward = {}, None
         for item in node.body:
-            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value is not None \
-                    and _mentions_final(item.annotation):
+            if (
+                isinstance(item, ast.AnnAssign)
+                and isinstance(item.target, ast.Name)
+                and item.value is not None
+                and _mentions_final(item.annotation)
+            ):
                 try:
                     self.finals[item.target.id] = ast.literal_eval(item.value)
                 except _BAD_CODE:  # e.g. a tensor constant (CONSTANTS.c0): not an option lstmrt reads
@@ -50,7 +54,7 @@ def read_classes(zf: zipfile.ZipFile, root: str, source="the archive") -> dict:
     for name in zf.namelist():
         if not (name.startswith(root + "code/") and name.endswith(".py")):
             continue
-        module = name[len(root + "code/"):-len(".py")].replace("/", ".")
+        module = name[len(root + "code/") : -len(".py")].replace("/", ".")
         try:
             tree = ast.parse(read_member(zf, name, MAX_TEXT_BYTES, source).decode("utf-8"))
         except (UnicodeDecodeError, *_BAD_CODE):  # options from this file are then reported missing
@@ -66,8 +70,9 @@ def read_torchscript(path):
     with open_zip(path) as zf:
         root = archive_root(zf.namelist())
         if root is None:
-            raise UnsupportedModelError(f"{path}: TorchScript archive without data.pkl (saved by PyTorch < 1.4?) "
-                                        "is not supported")
+            raise UnsupportedModelError(
+                f"{path}: TorchScript archive without data.pkl (saved by PyTorch < 1.4?) is not supported"
+            )
         classes = read_classes(zf, root, path)
         record = unpickle_from_zip(zf, root, "data.pkl", path)
     if not is_module(record):
@@ -103,8 +108,11 @@ def _literal(node, default=None):
 
 # torch op called by a traced module's forward -> {option: positional index (or keyword name)}
 _OP_OPTIONS = {
-    "torch.elu": {"alpha": 1}, "torch.softplus": {"beta": 1, "threshold": 2}, "torch.softmax": {"dim": 1},
-    "torch.log_softmax": {"dim": 1}, "torch.gelu": {"approximate": "approximate"},
+    "torch.elu": {"alpha": 1},
+    "torch.softplus": {"beta": 1, "threshold": 2},
+    "torch.softmax": {"dim": 1},
+    "torch.log_softmax": {"dim": 1},
+    "torch.gelu": {"approximate": "approximate"},
     "torch.embedding_renorm_": {"max_norm": 2},
 }
 _OP_DEFAULTS = {"torch.gelu": {"approximate": "none"}}

@@ -10,8 +10,17 @@ import ast
 from ..errors import ArchitectureError
 from .torch_tree import CELLS, RECURRENT, class_name, module_parts
 
-_SIMPLE = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "selu": "selu", "silu": "silu", "mish": "mish",
-           "hardswish": "hard_silu", "hardsigmoid": "hard_sigmoid_v3", "softsign": "softsign"}
+_SIMPLE = {
+    "relu": "relu",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+    "selu": "selu",
+    "silu": "silu",
+    "mish": "mish",
+    "hardswish": "hard_silu",
+    "hardsigmoid": "hard_sigmoid_v3",
+    "softsign": "softsign",
+}
 _NO_OPS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "detach")
 
 
@@ -63,8 +72,10 @@ class ForwardOrder:
                 raise _Unfollowable("expressions nested too deeply") from None
         except _Unfollowable as exc:
             name = class_name(record)[0]
-            raise ArchitectureError(f"cannot follow {name}.forward in the TorchScript code ({exc}); pass "
-                                    "layers=[...] naming its modules and activations in forward order") from None
+            raise ArchitectureError(
+                f"cannot follow {name}.forward in the TorchScript code ({exc}); pass "
+                "layers=[...] naming its modules and activations in forward order"
+            ) from None
 
 
 class _Walker:
@@ -92,8 +103,9 @@ class _Walker:
                 return list(self.seq(value, "the returned value")[1])
             if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
                 continue  # a string constant (docstring)
-            if not isinstance(stmt, (ast.Assign, ast.AnnAssign)) or (isinstance(stmt, ast.Assign)
-                                                                      and len(stmt.targets) != 1):
+            if not isinstance(stmt, (ast.Assign, ast.AnnAssign)) or (
+                isinstance(stmt, ast.Assign) and len(stmt.targets) != 1
+            ):
                 raise _Unfollowable(f"statement `{_code(stmt)}`")
             target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
             value = self.eval(stmt.value)
@@ -128,8 +140,11 @@ class _Walker:
             return ("const", node.value)
         if isinstance(node, ast.Tuple):
             return ("tuple", tuple(self.eval(e) for e in node.elts))
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                and self.env.get(node.value.id) == ("self",):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and self.env.get(node.value.id) == ("self",)
+        ):
             return ("module", node.attr) if node.attr in self.children else ("attr", node.attr)
         if isinstance(node, ast.Attribute):
             return ("func", dotted_name(node))
@@ -167,9 +182,11 @@ class _Walker:
         if not callee[1].startswith(("torch.", "__torch__.torch.nn.functional.")):
             raise _Unfollowable(f"call of {callee[1]}")
         if op in ("slice", "select"):  # y[:, -1]: the commonest one, with what to do about it
-            raise _Unfollowable(f"call `{_code(node)}`: indexing, such as taking the last step with y[:, -1]; "
-                                "with layers=[...] lstmrt returns every step's output, the last of which is this "
-                                "module's, and a stream gives it step by step")
+            raise _Unfollowable(
+                f"call `{_code(node)}`: indexing, such as taking the last step with y[:, -1]; "
+                "with layers=[...] lstmrt returns every step's output, the last of which is this "
+                "module's, and a stream gives it step by step"
+            )
         items = self.seq(self.eval(node.args[0]), f"the input of {callee[1]}")[1]
         if op in _NO_OPS:
             return ("seq", items)
@@ -186,8 +203,13 @@ class _Walker:
             return _SIMPLE[op]
         if op == "elu" and (not args or args[0] == 1):
             return "elu"
-        if op in ("softmax", "log_softmax") and args and args[0] in (-1, 2) and kw.get("dtype") is None \
-                and all(a is None for a in args[2:] if not isinstance(a, int)):
+        if (
+            op in ("softmax", "log_softmax")
+            and args
+            and args[0] in (-1, 2)
+            and kw.get("dtype") is None
+            and all(a is None for a in args[2:] if not isinstance(a, int))
+        ):
             return op
         if op == "gelu" and kw.get("approximate", "none") in ("none", "tanh"):
             return "gelu" if kw.get("approximate", "none") == "none" else "gelu_tanh"
