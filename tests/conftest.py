@@ -1,5 +1,7 @@
 """Shared tolerances and helpers. Tolerances are the contract of the engine issue (fp32 vs real frameworks)."""
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,28 @@ def _stable_seed(text: str) -> int:
     import zlib
 
     return zlib.crc32(text.encode())
+
+
+def _peak_bytes(call, x, out, repeat):
+    for _ in range(10):
+        call(x, out)
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(repeat):
+            call(x, out)
+        return tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+
+
+def _nothing(x, out):
+    return out
+
+
+def bytes_allocated_beyond_a_no_op(call, x, out, repeat=200):
+    """Peak traced bytes of `repeat` calls of call(x, out) (NumPy traces its array data) beyond those of the same
+    loop calling a function that does nothing: > 0 when a call allocates."""
+    _peak_bytes(_nothing, x, out, 1)  # tracemalloc's first start traces its own setup
+    return _peak_bytes(call, x, out, repeat) - _peak_bytes(_nothing, x, out, repeat)

@@ -2,11 +2,10 @@
 steps exactly as float32 ids do, without a conversion through Python (no allocation when out= is given), and a
 bad id still gets the message naming it, with the state unchanged."""
 
-import tracemalloc
-
 import numpy as np
 import pytest
 import specs
+from conftest import bytes_allocated_beyond_a_no_op
 
 import lstmrt
 
@@ -66,36 +65,16 @@ def test_integer_ids_step_exactly_as_float32_ids(tokens, rng):
         assert np.array_equal(got, want), name
 
 
-def peak_bytes(call, x, out, repeat=200):
-    """Peak traced bytes above the start of `repeat` calls of call(x, out) (NumPy traces its array data)."""
-    for _ in range(10):
-        call(x, out)
-    tracemalloc.start()
-    try:
-        start, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(repeat):
-            call(x, out)
-        return tracemalloc.get_traced_memory()[1] - start
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.parametrize("batch", [None, 4])
 def test_integer_ids_step_without_allocating(tokens, batch):
     """With out= given, an integer-id step allocates no more than a call of a function that does nothing (the
     loop's own bookkeeping): the ids are written into a buffer the stream owns, not converted to a new array."""
 
-    def nothing(x, out):
-        return out
-
-    peak_bytes(nothing, 0, None)  # tracemalloc's first start traces its own setup
     s = tokens.stream(batch=batch)
     forms = single_forms(3) if batch is None else batch_forms(np.full(batch, 3))
     out = np.empty(s.step(next(iter(forms.values()))).shape, np.float32)
     for name, x in forms.items():
-        baseline = peak_bytes(nothing, x, out)
-        assert peak_bytes(s.step, x, out) <= baseline, name
+        assert bytes_allocated_beyond_a_no_op(s.step, x, out) <= 0, name
 
 
 BAD_IDS = [
