@@ -210,6 +210,22 @@ def _short(value, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+# Any of these from pickle's machine means the opcodes do not form a valid stream (popping an empty stack, a MARK
+# missing, a wrong argument type for an allowlisted callable, a truncated argument, ...).
+MALFORMED_STREAM = (
+    pickle.UnpicklingError,
+    EOFError,
+    struct.error,
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    UnicodeError,
+)
+
+
 class _BoundedReader:
     """The stream a pickle is read from, refusing reads past its end before they happen: a file's read(n)
     allocates n bytes first, and n (a BINBYTES8 / BINUNICODE8 / FRAME length) is the file's word."""
@@ -521,20 +537,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             raise
         except RecursionError:  # deep nesting in what a stream builds (the machine itself is not recursive)
             raise CorruptPickleError("the pickle nests objects too deeply") from None
-        except (
-            pickle.UnpicklingError,
-            EOFError,
-            struct.error,
-            TypeError,
-            ValueError,
-            KeyError,
-            IndexError,
-            AttributeError,
-            OverflowError,
-            UnicodeError,
-        ) as exc:
-            # Any of these means the opcodes do not form a valid stream (popping an empty stack, a MARK
-            # missing, a wrong argument type for an allowlisted callable, a truncated argument, ...).
+        except MALFORMED_STREAM as exc:
             raise CorruptPickleError(f"damaged pickle stream ({type(exc).__name__}: {_short(str(exc), 300)})") from exc
 
     def find_class(self, module, name):
@@ -667,17 +670,5 @@ class PlainUnpickler(pickle._Unpickler):
             return super().load()
         except LoadError:
             raise
-        except (
-            pickle.UnpicklingError,
-            EOFError,
-            struct.error,
-            TypeError,
-            ValueError,
-            KeyError,
-            IndexError,
-            AttributeError,
-            OverflowError,
-            UnicodeError,
-            RecursionError,
-        ) as exc:
+        except (*MALFORMED_STREAM, RecursionError) as exc:
             raise CorruptPickleError(f"damaged pickle stream ({type(exc).__name__}: {_short(str(exc), 300)})") from exc
