@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import reference as ref
 import specs
-from conftest import assert_cell_close, assert_close
+from conftest import assert_cell_close, assert_close, bytes_allocated_beyond_a_no_op
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -252,6 +252,46 @@ def test_step_out_may_share_memory_with_x(rng, batch, overlap):
             xin[...] = x
         assert s.step(xin, out=out) is out
         np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("batch", [None, 3])
+def test_run_writes_into_out(rng, batch):
+    model = stacked_model(rng)
+    s = model.stream(batch=batch)
+    twin = s.copy()
+    lead = () if batch is None else (batch,)
+    buf = np.full(lead + (20, 3), np.nan, np.float32)
+    for _ in range(3):
+        X = inputs(rng, *lead, 20, 3)
+        assert s.run(X, out=buf) is buf
+        assert np.array_equal(buf, twin.run(X))
+    empty = np.zeros(lead + (0, 3), np.float32)
+    assert s.run(inputs(rng, *lead, 0, 3), out=empty) is empty
+    with pytest.raises(ValueError, match=r"out has shape \(.*20, 3\), expected \(.*21, 3\)"):
+        s.run(inputs(rng, *lead, 21, 3), out=buf)
+    assert np.array_equal(s.run(X), twin.run(X)), "a refused out leaves the state as it was"
+
+
+def test_run_with_out_allocates_no_output(rng):
+    """A block-by-block loop (an audio effect) with out= allocates a few hundred bytes of Python objects per call,
+    not the block's output (16 KB here)."""
+    model = stacked_model(rng)
+    s = model.stream()
+    X, out = inputs(rng, 1365, 3), np.empty((1365, 3), np.float32)
+    assert bytes_allocated_beyond_a_no_op(s.run, X, out, repeat=20) < out.nbytes // 4
+
+
+def test_run_out_may_share_memory_with_x(rng):
+    """As step: run(X, out=X) reads X before it is overwritten (a Dense layer alone would read its own outputs)."""
+    n = 40
+    model = lstmrt.Model(
+        [lstmrt.Dense(rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32))]
+    )
+    s, twin = model.stream(), model.stream()
+    X = inputs(rng, 7, n)
+    expected = twin.run(X)
+    assert s.run(X, out=X) is X
+    np.testing.assert_array_equal(X, expected)
 
 
 @pytest.mark.parametrize("which", ["bidirectional", "go_backwards"])

@@ -323,7 +323,7 @@ struct Stream {
         return ya;
     }
 
-    py::array run(const py::handle &x, py::ssize_t steps)
+    py::array run(const py::handle &x, py::ssize_t steps, const py::object &out)
     {
         const py::ssize_t I = x_shape.back(), O = y_shape.back();
         std::vector<py::ssize_t> xs =
@@ -332,7 +332,8 @@ struct Stream {
             batched ? std::vector<py::ssize_t>{batch, steps, O} : std::vector<py::ssize_t>{steps, O};
         BusyGuard guard(busy);
         f32array xa = input_array(x, xs, "X", model->tokens);
-        f32array ya(ys);
+        f32array ya = output_array(out, ys);
+        xa = unaliased_input(xa, ya);
         const float *xp = xa.data();
         float *y = ya.mutable_data();
         lstmrt_status s;
@@ -428,7 +429,7 @@ PYBIND11_MODULE(_native, mod)
     py::class_<Stream>(mod, "Stream")
         .def(py::init<std::shared_ptr<Model>, int32_t, bool>())
         .def("step", &Stream::step, py::arg("x"), py::arg("out") = py::none())
-        .def("run", &Stream::run)
+        .def("run", &Stream::run, py::arg("x"), py::arg("steps"), py::arg("out") = py::none())
         .def("reset",
              [](Stream &s) {
                  BusyGuard guard(s.busy);

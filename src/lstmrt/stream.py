@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _native
-from ._arrays import as_float_array, describe_shape, raise_token_problem
+from ._arrays import as_float_array, describe_shape, raise_token_problem, reject_output
 
 try:  # the Cython hot path (lstmrt/_step.pyx); the binding's own step works without it
     from ._step import StepFunction
@@ -70,9 +70,10 @@ class Stream:
         """N for a batched stream, None for a single one."""
         return self._native.batch if self._batched else None
 
-    def run(self, X):
+    def run(self, X, out=None):
         """A chunk of steps, state carried: X (T, I) -> (T, O); batched (N, T, I) -> (N, T, O). A model with one
-        input feature also takes X without that axis: (T,) or, batched, (N, T)."""
+        input feature also takes X without that axis: (T,) or, batched, (N, T). out: a float32 C-contiguous array
+        of the output's shape to write into (a block-by-block loop then allocates no output)."""
         m = self._model
         X = as_float_array(X, "X", tokens=m._tokens)
         if m.input_size == 1 and X.ndim == (1 if not self._batched else 2):
@@ -84,9 +85,14 @@ class Stream:
             raise ValueError(f"X has shape {describe_shape(X.shape)}, expected {want}")
         steps = X.shape[-2]
         if steps == 0:
-            return np.zeros(lead + (0, m.output_size), dtype=np.float32)
+            shape = lead + (0, m.output_size)
+            if out is None:
+                return np.zeros(shape, dtype=np.float32)
+            if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == shape):
+                reject_output(out, shape)
+            return out
         try:
-            return self._native.run(np.require(X, np.float32, "CA"), steps)
+            return self._native.run(np.require(X, np.float32, "CA"), steps, out)
         except ValueError:
             if m._tokens:
                 raise_token_problem(X, ("row", "step") if self._batched else ("step",), m.layers[0].num_embeddings)
