@@ -51,8 +51,9 @@ class Stream:
     def step(self, x, out=None):  # noqa: F811 - documentation; instances use the callable bound above
         """x (I,) -> (O,) or, batched, (N, I) -> (N, O). out: a float32 C-contiguous array to write into.
         A model with one input feature takes one stream's sample as a float or 0-d array (s.step(0.25)) and N
-        streams' samples as (N,); a token model takes an id as an int or a 0-d / (1,) integer array, and N streams'
-        ids as (N,) or (N, 1). float32 arrays, floats and contiguous integer ids are the fast path."""
+        streams' samples as (N,); a token model takes an id as an int or a 0-d / (1,) integer array (or floats
+        holding integers), and N streams' ids as (N,) or (N, 1). float32 arrays, floats and contiguous integer ids
+        are the fast path."""
         return self._native.step(x, out)
 
     @property
