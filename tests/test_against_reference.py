@@ -111,6 +111,26 @@ def test_reference_matches_onnxruntime_lstm(rng):
     assert np.abs(ref.predict([unclipped], X) - ref.predict([layer], X)).max() > 10 * ATOL, "clip never active"
 
 
+def test_lstm_built_from_onnx_initializers_matches_onnxruntime(rng):
+    """A user migrating from ONNX builds lstmrt.LSTM from an LSTM node's W, R, B, P and clip by the table of
+    docs/math.md. ONNX's P[d] is (3H,) in order i, o, f: passed as it is, it must be refused, not reshaped to rows
+    i, f, o (which ran silently wrong)."""
+    n_in, H, B, T, clip = 3, 5, 2, 7, 0.7
+    W, R = rng.standard_normal((4 * H, n_in)).astype(np.float32), rng.standard_normal((4 * H, H)).astype(np.float32)
+    Wb, Rb, P = (rng.standard_normal(n * H).astype(np.float32) for n in (4, 4, 3))
+    X = 2 * inputs(rng, B, T, n_in)
+    node_inputs = {"X": np.ascontiguousarray(X.transpose(1, 0, 2)), "W": W[None], "R": R[None]}
+    node_inputs.update(B=np.concatenate([Wb, Rb])[None], sequence_lens=np.full(B, T, np.int32))
+    node_inputs.update(initial_h=np.zeros((1, B, H), np.float32), initial_c=np.zeros((1, B, H), np.float32))
+    want = _onnx_run("LSTM", {**node_inputs, "P": P[None]}, dict(hidden_size=H, clip=clip), T, B, H, 1)
+    ifgo = [0, 2, 3, 1]
+    weights = [_onnx_blocks(w, ifgo, H) for w in (W, R, Wb, Rb)]
+    layer = lstmrt.LSTM(*weights, peephole=P.reshape(3, H)[[0, 2, 1]], cell_clip=clip)
+    assert_close(lstmrt.Model([layer]).predict(X), want, atol=ATOL)
+    with pytest.raises(ValueError, match=r"peephole has shape \(15,\), expected \(3, 5\).*ordered i, o, f"):
+        lstmrt.LSTM(*weights, peephole=P, cell_clip=clip)
+
+
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_reference_matches_onnxruntime_gru(rng, reset_after):
     H, B, T = 5, 2, 8

@@ -201,6 +201,7 @@ STEP_ERRORS = [
     (None, np.zeros((1, 3), F32), ValueError, r"x has shape \(1, 3\), expected \(3,\)"),
     (None, np.zeros(3, np.int32), TypeError, "x has dtype int32; expected floating-point"),
     (None, "abc", TypeError, "x must be a NumPy array"),
+    (None, 1, TypeError, "x has dtype int64; expected floating-point"),  # was "must be a NumPy array, got int"
     (None, {"x": 1}, TypeError, "x must be a NumPy array .* got dict"),
     (2, np.zeros((3, 3), F32), ValueError, r"x has shape \(3, 3\), expected \(2, 3\)"),
     (2, np.zeros(3, F32), ValueError, r"x has shape \(3,\), expected \(2, 3\)"),
@@ -287,10 +288,13 @@ def test_token_step_takes_ids_as_run_does(tokens, rng):
         s = tokens.stream(batch=2)
         got = np.stack([s.step(ids[:, t].reshape(shape)).copy() for t in range(4)], axis=1)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)  # step and run may take other kernels
-    for form in (int, np.int64, np.array, lambda v: np.array([v])):
+    # a Python float, as np.float64 (its subclass) and float arrays: was "x must be a NumPy array, got float"
+    for form in (int, np.int64, np.array, lambda v: np.array([v]), float, np.float64):
         s = tokens.stream()
         got = np.stack([s.step(form(int(v))).copy() for v in ids[0]])
         np.testing.assert_allclose(got, want[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"^token id 2.5 is not an integer in \[0, 6\]$"):
+        tokens.stream().step(2.5)
     with pytest.raises(TypeError, match="got bool"):
         tokens.stream().step(True)
 

@@ -181,6 +181,72 @@ def test_model_pickles_for_other_processes(rng):
         assert np.array_equal(copy.predict(X), model.predict(X))
 
 
+def _torch_detector(rng):
+    """A real torch model, as a voice-activity detector over N microphones: stacked GRU and a sigmoid head."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(int(rng.integers(2**31)))
+    net = torch.nn.Sequential(torch.nn.GRU(3, 6, num_layers=2, batch_first=True), torch.nn.Linear(6, 1))
+    rnn, head = net[0], net[1]
+
+    def run(X, h=None):  # torch's own output and final state from h (zero when None)
+        with torch.no_grad():
+            y, h = rnn(torch.from_numpy(X), h)
+            return torch.sigmoid(head(y)).numpy(), h
+
+    return lstmrt.Model([*lstmrt.from_torch(net).layers, lstmrt.Activation("sigmoid")]), run
+
+
+def test_stream_pickles_with_its_state(rng):
+    """A stream's state persists across a process restart by pickling the stream itself (it raised 'cannot pickle
+    lstmrt._native.Stream'); it resumes where it was, as torch does from h_n."""
+    import pickle
+
+    model, torch_run = _torch_detector(rng)
+    X = inputs(rng, 4, 20, 3)
+    want, _ = torch_run(X)
+    for s in (model.stream(batch=4), model.stream(batch=4, threads=2)):
+        s.run(X[:, :12])
+        restored = pickle.loads(pickle.dumps(s))
+        assert (restored.batch, restored.threads, type(restored.model)) == (s.batch, s.threads, type(model))
+        assert_close(restored.run(X[:, 12:]), want[:, 12:])
+    single = model.stream()
+    single.run(X[0, :12])
+    assert_close(pickle.loads(pickle.dumps(single)).run(X[0, 12:]), want[0, 12:])
+
+
+def test_reset_rows_of_a_batched_stream(rng):
+    """One microphone of N restarts: reset(rows) zeroes only those rows' state; the others go on as torch does
+    from h_n, the reset ones as torch from the zero state."""
+    model, torch_run = _torch_detector(rng)
+    X = inputs(rng, 5, 16, 3)
+    _, h = torch_run(X[:, :9])
+    want, _ = torch_run(X[:, 9:], h)
+    fresh, _ = torch_run(X[:, 9:])
+    for rows, reset in ((2, [2]), ([0, 4], [0, 4]), (np.array([3, 3], np.int32), [3]), ([], [])):
+        s = model.stream(batch=5)
+        s.run(X[:, :9])
+        s.reset(rows)
+        got = s.run(X[:, 9:])
+        kept = [r for r in range(5) if r not in reset]
+        assert_close(got[kept], want[kept])
+        assert_close(got[reset], fresh[reset])
+    s = model.stream(batch=5)
+    s.run(X[:, :9])
+    before = s.state
+    for bad, error, words in (
+        (5, ValueError, r"rows must lie in \[0, 4\]"),
+        ([-1], ValueError, r"rows must lie in \[0, 4\]"),
+        (1.0, TypeError, "rows must be an integer"),
+        ([True], TypeError, "rows must be an integer"),
+        ([[1]], TypeError, "rows must be an integer"),
+    ):
+        with pytest.raises(error, match=words):
+            s.reset(bad)
+    assert all(np.array_equal(a, b) for e, f in zip(s.state, before) for a, b in zip(e, f))
+    with pytest.raises(ValueError, match="rows= applies to a batched stream"):
+        model.stream().reset(0)
+
+
 def test_copies_are_independent(rng):
     model = stacked_model(rng)
     s = model.stream()

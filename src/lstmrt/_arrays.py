@@ -34,9 +34,8 @@ def coerce_input(obj, shape: tuple, name: str, tokens: bool = False) -> np.ndarr
     """A step's input as float32 C-contiguous of exactly `shape`, or the precise error. A model with one input
     feature (a sensor sample, a token id) also takes it without the feature axis: a scalar for one stream, (N,)
     for N streams."""
-    scalar = (isinstance(obj, (int, np.integer)) and not isinstance(obj, bool)) if tokens else isinstance(obj, float)
-    if scalar:  # one token id, or one sample (NumPy scalars have __array__ already)
-        obj = np.asarray(obj)
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):  # NumPy scalars have __array__ already
+        obj = np.asarray(obj)  # one token id or sample; the dtype check below names what the model takes
     arr = as_float_array(obj, name, tokens=tokens)
     shape = tuple(shape)
     if shape[-1] == 1 and arr.shape == shape[:-1]:

@@ -156,10 +156,13 @@ class LSTM(_Recurrent):
         self.weight_hh = _weight(weight_hh, "weight_hh", (4 * H, hr), where)
         self.bias_ih = _weight(bias_ih, "bias_ih", (4 * H,), where, optional=True)
         self.bias_hh = _weight(bias_hh, "bias_hh", (4 * H,), where, optional=True)
-        self.peephole = None
-        if peephole is not None:
-            p = np.asarray(peephole)
-            self.peephole = _weight(p.reshape(3, H) if p.shape == (3 * H,) else p, "peephole", (3, H), where)
+        if peephole is not None and np.shape(peephole) == (3 * H,):
+            # ONNX's P[d] has this shape, ordered i, o, f: reshaping it to rows i, f, o would run silently wrong
+            raise ValueError(
+                f"{where}: peephole has shape ({3 * H},), expected (3, {H}) with rows i, f, o; ONNX's P[d] is "
+                f"ordered i, o, f: pass P[d].reshape(3, {H})[[0, 2, 1]]"
+            )
+        self.peephole = _weight(peephole, "peephole", (3, H), where, optional=True)
         if isinstance(activations, str) or len(activations) != 3:
             raise ValueError(f"{where}: activations must be 3 names (gate, candidate, output), got {activations!r}")
         self.activations = tuple(acts.canonical(a, where=where, elementwise=True) for a in activations)

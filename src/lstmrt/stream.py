@@ -51,8 +51,9 @@ class Stream:
     def step(self, x, out=None):  # noqa: F811 - documentation; instances use the callable bound above
         """x (I,) -> (O,) or, batched, (N, I) -> (N, O). out: a float32 C-contiguous array to write into.
         A model with one input feature takes one stream's sample as a float or 0-d array (s.step(0.25)) and N
-        streams' samples as (N,); a token model takes an id as an int or a 0-d / (1,) integer array, and N streams'
-        ids as (N,) or (N, 1). float32 arrays, floats and contiguous integer ids are the fast path."""
+        streams' samples as (N,); a token model takes an id as an int or a 0-d / (1,) integer array (or floats
+        holding integers), and N streams' ids as (N,) or (N, 1). float32 arrays, floats and contiguous integer ids
+        are the fast path."""
         return self._native.step(x, out)
 
     @property
@@ -98,9 +99,27 @@ class Stream:
                 raise_token_problem(X, ("row", "step") if self._batched else ("step",), m.layers[0].num_embeddings)
             raise
 
-    def reset(self):
-        """Back to the zero state."""
-        self._native.reset()
+    def reset(self, rows=None):
+        """Back to the zero state. rows: of a batched stream, only those sequences (an index or a sequence of
+        indices in [0, N)); the other rows keep their state, as when one microphone of N restarts."""
+        if rows is None:
+            self._native.reset()
+            return
+        if not self._batched:
+            raise ValueError("rows= applies to a batched stream (model.stream(batch=N)); reset() resets this one")
+        n = self._native.batch
+        index = np.asarray(rows)
+        if (index.dtype.kind not in "iu" and index.size) or index.ndim > 1:  # [] is float64: no row
+            raise TypeError(f"rows must be an integer or a sequence of integers, got {rows!r}")
+        if index.size and not (0 <= index.min() and index.max() < n):
+            raise ValueError(f"rows must lie in [0, {n - 1}] (the stream's batch), got {rows!r}")
+        flat = self._native.get_state()  # a fresh array, in the layout of lstmrt_stream_get_state
+        offset = 0
+        for _, _names, sizes in self._model._state_layout:
+            for size in sizes:
+                flat[offset : offset + n * size].reshape(n, size)[index.astype(np.intp)] = 0.0
+                offset += n * size
+        self._native.set_state(flat)
 
     def copy(self):
         """An independent stream with the same model and a copy of this state."""
@@ -115,6 +134,11 @@ class Stream:
 
     def __deepcopy__(self, memo):  # the model is immutable and shared, as copy() does
         return self.copy()
+
+    def __reduce__(self):
+        """Pickling keeps the model (its layer specs), batch, threads and state: the stream resumes where it was,
+        in another process or after a restart."""
+        return _rebuild_stream, (self._model, self.batch, self.threads, self.state)
 
     @property
     def state(self):
@@ -159,3 +183,9 @@ class Stream:
         if self.threads > 1:
             kind += f", threads={self.threads}"
         return f"<lstmrt.Stream {kind}, {self._model.input_size} -> {self._model.output_size}>"
+
+
+def _rebuild_stream(model, batch, threads, state):
+    stream = model.stream(batch, threads=threads)
+    stream.state = state
+    return stream

@@ -160,7 +160,23 @@ def detect_format(path: str) -> str:
             "supported; re-save it with a recent PyTorch"
         )
     _refuse_tensorflow(path)
+    if path.lower().endswith(".onnx") or _looks_like_onnx(head):
+        raise UnsupportedModelError(
+            f"{path}: an ONNX model; lstmrt does not read ONNX files: load the model it was exported from (a torch "
+            "or Keras file, or the live module), or build lstmrt.LSTM / GRU / SimpleRNN from the recurrent node's "
+            "initializers with the ONNX table of docs/math.md"
+        )
     raise UnsupportedModelError(f"{path}: unrecognized file format; supported: " + ", ".join(FORMATS.values()))
+
+
+# protobuf keys of onnx.ModelProto fields that follow ir_version (field 1, written first): producer_name,
+# producer_version, domain, model_version, doc_string, graph, opset_import
+_ONNX_SECOND_KEYS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
+
+
+def _looks_like_onnx(head: bytes) -> bool:
+    """An ONNX ModelProto as exporters write it: ir_version (a small varint under key 0x08), then another field."""
+    return len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] < 0x80 and head[2] in _ONNX_SECOND_KEYS
 
 
 def _refuse_tensorflow(path: str) -> None:
