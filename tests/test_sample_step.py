@@ -94,7 +94,11 @@ def test_float_sample_step_without_allocating(net):
 @pytest.mark.parametrize(
     "x,exc,words",
     [
-        (1, TypeError, "got int"),  # integers stay refused for float models (README, Inputs)
+        (
+            1,
+            TypeError,
+            "x has dtype int64; expected floating-point",
+        ),  # integers stay refused for float models (README, Inputs)
         (True, TypeError, "got bool"),
         (np.array(1), TypeError, "dtype int64; expected floating-point"),
         (np.zeros((1, 1), np.float32), ValueError, r"x has shape \(1, 1\), expected \(1,\)"),

@@ -107,7 +107,7 @@ def test_bad_integer_id_named_and_state_unchanged(tokens, rng, batch, ids, messa
         (True, TypeError),
         (np.bool_(True), TypeError),
         (np.array([True]), TypeError),
-        (3.0, TypeError),
+        (3.5, ValueError),  # a float that holds an integer is an id, as in float arrays; 3.5 is not
         (np.array([[3]]), ValueError),
         (np.array([3, 4]), ValueError),
         ("3", TypeError),
