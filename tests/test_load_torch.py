@@ -981,3 +981,32 @@ def test_live_user_module_the_reader_refuses_asks_for_layers(rng):
     assert info["order"] == "as given by layers="
     with torch.no_grad():
         assert_close(model.predict(X)[:, -1], net(torch.from_numpy(X)).numpy())
+
+
+class _PackedBatch(nn.Module):
+    """The usual way to train on sequences of several lengths: pack the padded batch, unpack the output."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x, lengths=None):  # unannotated, as usually written: scripted as a Tensor
+        if lengths is None:
+            lengths = torch.full((x.shape[0],), x.shape[1])
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
+        return self.fc(out)
+
+
+def test_live_module_that_packs_sequences_asks_for_layers_and_lengths(rng):
+    """torch scripts this forward() but cannot save it (torch.jit.save raised `strides() called on an undefined
+    Tensor` out of lstmrt.load); lstmrt traces it instead and asks for layers= and predict(lengths=)."""
+    torch.manual_seed(0)
+    net = _PackedBatch().eval()
+    with pytest.raises(ArchitectureError, match=r"_PackedBatch.forward.*layers=.*packs padded.*lengths="):
+        lstmrt.load(net)
+    X = rng.standard_normal((3, 7, 4)).astype(np.float32)
+    model = lstmrt.load(net, layers=["lstm", "fc"])
+    with torch.no_grad():
+        assert_close(model.predict(X), net(torch.from_numpy(X)).numpy())
