@@ -1010,3 +1010,26 @@ def test_live_module_that_packs_sequences_asks_for_layers_and_lengths(rng):
     model = lstmrt.load(net, layers=["lstm", "fc"])
     with torch.no_grad():
         assert_close(model.predict(X), net(torch.from_numpy(X)).numpy())
+
+
+@pytest.mark.parametrize("wrapper", ["DataParallel", "torch.compile"])
+def test_live_training_wrappers_are_read_through(wrapper, rng):
+    """nn.DataParallel was refused as an unsupported torch module; torch.compile's wrapper hid the forward(), so
+    its modules were taken in registration order (Linear before LSTM, without the tanh)."""
+    torch.manual_seed(0)
+    net = _ReversedWithTanh().eval()
+    with warnings.catch_warnings():  # importing torch.compile's backend warns about torch.jit (torch 2.13)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        wrapped = nn.DataParallel(net) if wrapper == "DataParallel" else torch.compile(net)
+    X = rng.standard_normal((2, 7, 6)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model, info = load_with_info(wrapped)
+    assert info["order"] == "forward() code"
+    with torch.no_grad():
+        assert_close(model.predict(X), net(torch.from_numpy(X)).numpy())
+    attr = "module" if wrapper == "DataParallel" else "_orig_mod"
+    for names in ([f"{attr}.lstm", "tanh", f"{attr}.fc"], ["lstm", "tanh", "fc"]):  # through the wrapper or not
+        with torch.no_grad():
+            assert_close(lstmrt.load(wrapped, layers=names).predict(X), net(torch.from_numpy(X)).numpy())
+    assert lstmrt.load(wrapped, prefix=f"{attr}.lstm").layers[0].hidden_size == 6

@@ -457,6 +457,29 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
 
 
+# Training wrappers that compute what the module they hold computes: (module of the class, class, attribute).
+_WRAPPERS = (
+    ("torch.nn.parallel.data_parallel", "DataParallel", "module"),
+    ("torch.nn.parallel.distributed", "DistributedDataParallel", "module"),
+    ("torch._dynamo.eval_frame", "OptimizedModule", "_orig_mod"),  # torch.compile
+)
+
+
+def _unwrap_training_wrappers(obj, prefix, layers):
+    """(module, prefix, layers): the model inside nn.DataParallel, DistributedDataParallel or torch.compile's
+    wrapper, which is what a user who passes the wrapper means (the wrapper is no layer, and its forward() is not
+    one lstmrt can read), and prefix= and layers= with the wrapper's attribute (`module.lstm`) taken off."""
+    while True:
+        attr = next((a for m, c, a in _WRAPPERS if type(obj).__module__ == m and type(obj).__name__ == c), None)
+        if attr is None:
+            return obj, prefix, layers
+        obj = getattr(obj, attr)
+        if prefix is not None:
+            prefix = None if prefix == attr else prefix.removeprefix(attr + ".")
+        if layers is not None:
+            layers = [name.removeprefix(attr + ".") for name in layers]
+
+
 def _load_live(obj, key, prefix, layers):
     if _is_torch_module(obj):
         _check_layer_names(layers)  # a live Keras model gets layers= checked by load_keras
@@ -467,6 +490,7 @@ def _load_live(obj, key, prefix, layers):
         return _from_module(record, prefix, layers, forward_order, info), info
     if _is_torch_module(obj):
         _not_applicable(key=key, where="live torch modules")
+        obj, prefix, layers = _unwrap_training_wrappers(obj, prefix, layers)
         info = {"format": "live torch module", "key": None, "prefix": prefix, "content": type(obj).__name__}
         if (
             prefix is None
