@@ -981,3 +981,55 @@ def test_live_user_module_the_reader_refuses_asks_for_layers(rng):
     assert info["order"] == "as given by layers="
     with torch.no_grad():
         assert_close(model.predict(X)[:, -1], net(torch.from_numpy(X)).numpy())
+
+
+class _PackedBatch(nn.Module):
+    """The usual way to train on sequences of several lengths: pack the padded batch, unpack the output."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x, lengths=None):  # unannotated, as usually written: scripted as a Tensor
+        if lengths is None:
+            lengths = torch.full((x.shape[0],), x.shape[1])
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
+        return self.fc(out)
+
+
+def test_live_module_that_packs_sequences_asks_for_layers_and_lengths(rng):
+    """torch scripts this forward() but cannot save it (torch.jit.save raised `strides() called on an undefined
+    Tensor` out of lstmrt.load); lstmrt traces it instead and asks for layers= and predict(lengths=)."""
+    torch.manual_seed(0)
+    net = _PackedBatch().eval()
+    with pytest.raises(ArchitectureError, match=r"_PackedBatch.forward.*layers=.*packs padded.*lengths="):
+        lstmrt.load(net)
+    X = rng.standard_normal((3, 7, 4)).astype(np.float32)
+    model = lstmrt.load(net, layers=["lstm", "fc"])
+    with torch.no_grad():
+        assert_close(model.predict(X), net(torch.from_numpy(X)).numpy())
+
+
+@pytest.mark.parametrize("wrapper", ["DataParallel", "torch.compile"])
+def test_live_training_wrappers_are_read_through(wrapper, rng):
+    """nn.DataParallel was refused as an unsupported torch module; torch.compile's wrapper hid the forward(), so
+    its modules were taken in registration order (Linear before LSTM, without the tanh)."""
+    torch.manual_seed(0)
+    net = _ReversedWithTanh().eval()
+    with warnings.catch_warnings():  # importing torch.compile's backend warns about torch.jit (torch 2.13)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        wrapped = nn.DataParallel(net) if wrapper == "DataParallel" else torch.compile(net)
+    X = rng.standard_normal((2, 7, 6)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model, info = load_with_info(wrapped)
+    assert info["order"] == "forward() code"
+    with torch.no_grad():
+        assert_close(model.predict(X), net(torch.from_numpy(X)).numpy())
+    attr = "module" if wrapper == "DataParallel" else "_orig_mod"
+    for names in ([f"{attr}.lstm", "tanh", f"{attr}.fc"], ["lstm", "tanh", "fc"]):  # through the wrapper or not
+        with torch.no_grad():
+            assert_close(lstmrt.load(wrapped, layers=names).predict(X), net(torch.from_numpy(X)).numpy())
+    assert lstmrt.load(wrapped, prefix=f"{attr}.lstm").layers[0].hidden_size == 6

@@ -334,16 +334,29 @@ def _check_layer_names(layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
 
 
-def _read_scripted(scripted) -> tuple:
-    """(root record, ForwardOrder) of a live TorchScript module, through the archive torch.jit.save writes."""
+def _archive(scripted) -> io.BytesIO:
+    """The archive torch.jit.save writes for a live TorchScript module, which lstmrt reads like a file."""
     import torch  # already loaded: the caller holds a torch object
-
-    from .torchscript import read_torchscript
 
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # torch deprecates jit.save; this archive is internal, read right away
         warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
         torch.jit.save(scripted, buffer)
+    return buffer
+
+
+def _read_scripted(scripted) -> tuple:
+    """(root record, ForwardOrder) of a live TorchScript module, through the archive torch.jit.save writes."""
+    from .torchscript import read_torchscript
+
+    try:
+        buffer = _archive(scripted)
+    except Exception as exc:  # noqa: BLE001 - torch's own failure, e.g. a scripted PackedSequence forward
+        raise UnsupportedModelError(
+            f"torch.jit.save cannot save this TorchScript module ({_first_line(exc)}), and lstmrt reads a "
+            "TorchScript module through what it saves: load the nn.Module it was scripted from, with layers=[...] "
+            "naming its modules and activations in forward order"
+        ) from None
     return read_torchscript(buffer)
 
 
@@ -351,16 +364,19 @@ def _load_live_forward(module, prefix, info):
     """A live user module read through its own forward(): compiled to TorchScript and read like a TorchScript
     file, whose reader raises an ArchitectureError asking for layers= when the forward is not a plain chain of
     its modules and activations. Only a forward that neither scripts nor traces is read in registration order."""
-    compiled, why_not = _compile_forward(module)
-    if compiled is None:
+    from .torchscript import read_torchscript
+
+    archive, why_not = _compile_forward(module)
+    if archive is None:
         return _from_module(LiveRecord(module), prefix, None, None, info, unread_why=f"could not be read ({why_not})")
-    record, forward_order = _read_scripted(compiled)
+    record, forward_order = read_torchscript(archive)
     return _from_module(record, prefix, None, forward_order, info)
 
 
 def _compile_forward(module) -> tuple:
-    """(TorchScript module, None), or (None, why not). torch.jit.script reads the forward's source; a forward
-    without source (a class made by exec) or with Python that TorchScript lacks is traced instead."""
+    """(TorchScript archive, None), or (None, why not). torch.jit.script reads the forward's source; a forward
+    without source (a class made by exec) or with Python that TorchScript lacks is traced instead, and so is one
+    that scripts but does not save (torch scripts a pack_padded_sequence forward, then fails to save it)."""
     scripted, script_failure = _script(module)
     if scripted is not None:
         return scripted, None
@@ -371,12 +387,13 @@ def _compile_forward(module) -> tuple:
 
 
 def _script(module) -> tuple:
+    """(archive of torch.jit.script(module), None), or (None, why not)."""
     import torch  # already loaded: the caller holds a torch object
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.jit.script(module), None
+            return _archive(torch.jit.script(module)), None
     except Exception as exc:  # noqa: BLE001 - any scripting failure (no source, unsupported Python) means: trace
         return None, _first_line(exc)
 
@@ -394,13 +411,14 @@ def _trace(module) -> tuple:
         with _eval_mode(module), torch.no_grad(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             traced = torch.jit.trace(module, example, check_trace=False)
+        archive = _archive(traced)
     except Exception as exc:  # noqa: BLE001 - forward() wants other inputs, or fails on this one
         return None, _first_line(exc)
     torch_files = os.path.dirname(torch.__file__) + os.sep  # torch's own modules warn too, harmlessly
     for w in caught:
         if issubclass(w.category, torch.jit.TracerWarning) and not w.filename.startswith(torch_files):
             return None, f"{str(w.message).split('.')[0]} at {w.filename}:{w.lineno}, so the trace may hold one path"
-    return traced, None
+    return archive, None
 
 
 def _example_input(module):
@@ -439,6 +457,29 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
 
 
+# Training wrappers that compute what the module they hold computes: (module of the class, class, attribute).
+_WRAPPERS = (
+    ("torch.nn.parallel.data_parallel", "DataParallel", "module"),
+    ("torch.nn.parallel.distributed", "DistributedDataParallel", "module"),
+    ("torch._dynamo.eval_frame", "OptimizedModule", "_orig_mod"),  # torch.compile
+)
+
+
+def _unwrap_training_wrappers(obj, prefix, layers):
+    """(module, prefix, layers): the model inside nn.DataParallel, DistributedDataParallel or torch.compile's
+    wrapper, which is what a user who passes the wrapper means (the wrapper is no layer, and its forward() is not
+    one lstmrt can read), and prefix= and layers= with the wrapper's attribute (`module.lstm`) taken off."""
+    while True:
+        attr = next((a for m, c, a in _WRAPPERS if type(obj).__module__ == m and type(obj).__name__ == c), None)
+        if attr is None:
+            return obj, prefix, layers
+        obj = getattr(obj, attr)
+        if prefix is not None:
+            prefix = None if prefix == attr else prefix.removeprefix(attr + ".")
+        if layers is not None:
+            layers = [name.removeprefix(attr + ".") for name in layers]
+
+
 def _load_live(obj, key, prefix, layers):
     if _is_torch_module(obj):
         _check_layer_names(layers)  # a live Keras model gets layers= checked by load_keras
@@ -449,6 +490,7 @@ def _load_live(obj, key, prefix, layers):
         return _from_module(record, prefix, layers, forward_order, info), info
     if _is_torch_module(obj):
         _not_applicable(key=key, where="live torch modules")
+        obj, prefix, layers = _unwrap_training_wrappers(obj, prefix, layers)
         info = {"format": "live torch module", "key": None, "prefix": prefix, "content": type(obj).__name__}
         if (
             prefix is None

@@ -74,8 +74,19 @@ class ForwardOrder:
             name = class_name(record)[0]
             raise ArchitectureError(
                 f"cannot follow {name}.forward in the TorchScript code ({exc}); pass "
-                "layers=[...] naming its modules and activations in forward order"
+                f"layers=[...] naming its modules and activations in forward order{_packing_hint(cls.forward)}"
             ) from None
+
+
+def _packing_hint(fn: ast.FunctionDef) -> str:
+    """What to do about a forward() that packs its batch, the usual way to train on sequences of several lengths:
+    the reader stops at the first op of the packing, which does not say that lstmrt has its own form of it."""
+    if not any(isinstance(n, ast.Attribute) and "pack_padded_sequence" in n.attr for n in ast.walk(fn)):
+        return ""
+    return (
+        " (this forward() packs padded sequences: lstmrt takes the lengths instead, model.predict(X, lengths=...), "
+        "and computes what packing does at each sequence's own steps; its outputs past a length are 0)"
+    )
 
 
 class _Walker:
