@@ -100,6 +100,23 @@ def case_constants(K, rng):
     return model, rng.normal(0.0, 2.0, (B, T, 2)).astype(np.float32)
 
 
+def case_batchnorm(K, rng):
+    """BatchNormalization in inference (moving statistics), with and without scale / center, before and after the
+    recurrent layer."""
+    L = K.layers
+    model = K.Sequential(
+        [
+            K.Input((T, 3)),
+            L.BatchNormalization(),
+            L.LSTM(4, return_sequences=True),
+            L.BatchNormalization(center=False, epsilon=0.01),
+            L.Dense(2),
+            L.BatchNormalization(scale=False),
+        ]
+    )
+    return model, rng.normal(0.5, 2.0, (B, T, 3)).astype(np.float32)
+
+
 def case_bidirectional(K, rng):
     """All four merge modes; the last Bidirectional returns its final outputs."""
     L = K.layers
@@ -231,6 +248,7 @@ CASES = {
         case_stack,
         case_last,
         case_constants,
+        case_batchnorm,
         case_bidirectional,
         case_backwards,
         case_backwards_last,
@@ -245,10 +263,13 @@ CASES = {
 
 
 def randomize(model, rng):
-    """Every weight random (adapted Normalization statistics kept)."""
+    """Every weight random (adapted Normalization statistics kept; a BatchNormalization variance positive)."""
     for layer in model.layers:
         if type(layer).__name__ != "Normalization" and layer.get_weights():
-            layer.set_weights([rng.uniform(-0.7, 0.7, w.shape).astype(np.float32) for w in layer.get_weights()])
+            weights = [rng.uniform(-0.7, 0.7, w.shape).astype(np.float32) for w in layer.get_weights()]
+            if type(layer).__name__ == "BatchNormalization":
+                weights[-1] = np.abs(weights[-1]) + 0.1  # moving_variance
+            layer.set_weights(weights)
 
 
 def save(model, version, fmt, directory, name):
@@ -496,6 +517,14 @@ def test_refuses_a_bidirectional_whose_forward_half_runs_backwards(tmp_path):
     model.save(str(tmp_path / "b.h5"))
     with pytest.raises(ValueError, match="forward layer with go_backwards=True"):
         load_keras(str(tmp_path / "b.h5"))
+
+
+def test_refuses_batch_renormalization(tmp_path):
+    K = framework("tf_keras")
+    model = K.Sequential([K.Input((T, 3)), K.layers.BatchNormalization(renorm=True, name="bn"), K.layers.LSTM(2)])
+    model.save(str(tmp_path / "r.h5"))
+    with pytest.raises(UnsupportedModelError, match=r"Keras layer 'bn' \(BatchNormalization\): renorm=True is not"):
+        load_keras(str(tmp_path / "r.h5"))
 
 
 @pytest.mark.parametrize(

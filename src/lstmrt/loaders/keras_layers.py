@@ -17,7 +17,7 @@ from ..layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedd
 
 NO_OPS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Identity")
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU")
-PER_STEP = ("Dense", "Activation", "Normalization", "TimeDistributed", "Embedding", "Masking")
+PER_STEP = ("Dense", "Activation", "Normalization", "BatchNormalization", "TimeDistributed", "Embedding", "Masking")
 SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + NO_OPS)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
 
@@ -101,6 +101,8 @@ def weight_shapes(class_name: str, cfg: dict, features=None, where: str = "Keras
         return [(features, units)] + ([(units,)] if cfg.get("use_bias", True) else [])
     if class_name == "Embedding":
         return [(_dim(cfg, "input_dim", where, prefix), _dim(cfg, "output_dim", where, prefix))]
+    if class_name == "BatchNormalization":  # gamma, beta (when scale, center), moving mean and variance
+        return [(features,)] * (cfg.get("scale", True) + cfg.get("center", True) + 2)
     return None
 
 
@@ -230,6 +232,8 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
         return [Embedding(weights[0])]
     if cls == "Normalization":
         return [_normalization(entry, cfg, weights, input_rank, features)]
+    if cls == "BatchNormalization":
+        return [_batch_normalization(entry, cfg, weights, input_rank)]
     raise fail(entry, f"not supported; supported layers: {SUPPORTED}")
 
 
@@ -258,12 +262,31 @@ def _quantization_mode(policy):
     return name if re.match(r"(int[48]|float8|gptq)(_|/|$)", name) else None
 
 
-def _normalization(entry, cfg: dict, weights: list, input_rank, features):
+def _per_feature(entry, cfg: dict, input_rank) -> None:
     axis = cfg.get("axis", -1)
     axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
     last = (input_rank - 1) if input_rank else None
     if len(axis) != 1 or axis[0] not in (-1, last):
         raise fail(entry, f"axis={cfg.get('axis')!r}: only per-feature normalization (axis=-1) is supported")
+
+
+def _batch_normalization(entry, cfg: dict, weights: list, input_rank):
+    """Inference: (x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta, a per-feature Affine."""
+    _per_feature(entry, cfg, input_rank)
+    if cfg.get("renorm"):
+        raise fail(entry, "renorm=True is not supported")
+    scale, center = bool(cfg.get("scale", True)), bool(cfg.get("center", True))
+    _expect(entry, weights, scale + center + 2)
+    w = [np.asarray(a, np.float64).reshape(-1) for a in weights]
+    gamma = w.pop(0) if scale else 1.0
+    beta = w.pop(0) if center else 0.0
+    mean, var = w
+    factor = gamma / np.sqrt(var + float(cfg.get("epsilon", 1e-3)))
+    return Affine(np.broadcast_to(factor, mean.shape), beta - mean * factor)
+
+
+def _normalization(entry, cfg: dict, weights: list, input_rank, features):
+    _per_feature(entry, cfg, input_rank)
     if cfg.get("mean") is not None:  # constants given to the constructor
         mean, var = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["variance"], np.float64)
     else:
