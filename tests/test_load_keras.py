@@ -519,6 +519,28 @@ def test_refuses_a_bidirectional_whose_forward_half_runs_backwards(tmp_path):
         load_keras(str(tmp_path / "b.h5"))
 
 
+def test_refuses_a_subclassed_model_live_and_saved(tmp_path):
+    """A subclassed model has no layer graph in its config: the same refusal, live or from its file."""
+    K = framework("keras3")
+
+    class Forecaster(K.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.rnn, self.head = K.layers.LSTM(4), K.layers.Dense(1)
+
+        def call(self, x):
+            return self.head(self.rnn(x))
+
+    model = Forecaster()
+    model(np.zeros((1, T, 3), np.float32))
+    words = r"Keras model class Forecaster is not supported: only Sequential and Functional models \(subclassed"
+    with pytest.raises(UnsupportedModelError, match=words):
+        load_keras(model)
+    model.save(str(tmp_path / "f.keras"))
+    with pytest.raises(UnsupportedModelError, match=words):
+        load_keras(str(tmp_path / "f.keras"))
+
+
 def test_refuses_batch_renormalization(tmp_path):
     K = framework("tf_keras")
     model = K.Sequential([K.Input((T, 3)), K.layers.BatchNormalization(renorm=True, name="bn"), K.layers.LSTM(2)])

@@ -373,13 +373,13 @@ def _from_live(model) -> Source:
     try:
         config = model.get_config()
     except NotImplementedError:
-        raise ValueError(
-            f"Keras model {type(model).__name__} has no config (a subclassed model): rebuild it as a "
-            "Sequential or Functional model"
-        ) from None
+        config = None  # a subclassed model: refused below, as the same model's file is
     cls = type(model).__name__
     if cls not in ("Sequential", "Functional", "Model") or not isinstance(config, dict) or "layers" not in config:
-        raise ValueError(f"Keras model class {cls} is not supported: only Sequential and Functional models")
+        raise UnsupportedModelError(
+            f"Keras model class {cls} is not supported: only Sequential and Functional models (subclassed "
+            "models have no config to read; rebuild them as Sequential or Functional)"
+        )
     config = {"class_name": "Sequential" if cls == "Sequential" else "Functional", "config": config}
     root = type(model).__module__.split(".")[0]
     version = getattr(sys.modules.get(root), "__version__", "")
