@@ -113,13 +113,21 @@ class Stream:
             raise TypeError(f"rows must be an integer or a sequence of integers, got {rows!r}")
         if index.size and not (0 <= index.min() and index.max() < n):
             raise ValueError(f"rows must lie in [0, {n - 1}] (the stream's batch), got {rows!r}")
-        flat = self._native.get_state()  # a fresh array, in the layout of lstmrt_stream_get_state
-        offset = 0
-        for _, _names, sizes in self._model._state_layout:
-            for size in sizes:
-                flat[offset : offset + n * size].reshape(n, size)[index.astype(np.intp)] = 0.0
-                offset += n * size
+        flat = self._native.get_state()  # a fresh array: its views below write into it
+        for layer in self._state_views(flat):
+            for rows_by_size in layer:
+                rows_by_size[index.astype(np.intp)] = 0.0
         self._native.set_state(flat)
+
+    def _state_views(self, flat):
+        """Per recurrent layer, its state arrays as (N, size) views of the flat state of lstmrt_stream_get_state."""
+        n, offset = self._native.batch, 0
+        for _, _names, sizes in self._model._state_layout:
+            views = []
+            for size in sizes:
+                views.append(flat[offset : offset + n * size].reshape(n, size))
+                offset += n * size
+            yield views
 
     def copy(self):
         """An independent stream with the same model and a copy of this state."""
@@ -144,17 +152,10 @@ class Stream:
     def state(self):
         """One tuple per recurrent layer: (h, c) for an LSTM, (h,) for a GRU/SimpleRNN; arrays (hidden,) or,
         batched, (N, hidden). Copies: modifying them does not change the stream."""
-        flat = self._native.get_state()
-        n = self._native.batch
-        out, offset = [], 0
-        for _, _names, sizes in self._model._state_layout:
-            parts = []
-            for size in sizes:
-                a = flat[offset : offset + n * size].reshape(n, size)
-                offset += n * size
-                parts.append(a if self._batched else a[0].copy())
-            out.append(tuple(parts))
-        return out
+        return [
+            tuple(a if self._batched else a[0].copy() for a in views)
+            for views in self._state_views(self._native.get_state())
+        ]
 
     @state.setter
     def state(self, value):
