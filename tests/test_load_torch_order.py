@@ -316,19 +316,3 @@ def test_size_mismatch_names_the_module_that_outputs_the_size(tmp_path):
         r"outputs 5",
     ):
         lstmrt.load(tmp_path / "m.pt")
-
-
-class LastStep(_GruHead):
-    def forward(self, x):
-        y, _ = self.rnn(x)
-        return self.fc(y[:, -1])
-
-
-def test_last_step_indexing_says_what_layers_gives(rng):
-    """The commonest forward() lstmrt cannot follow: the message says what layers= then computes."""
-    net = LastStep().eval()
-    with pytest.raises(lstmrt.ArchitectureError, match=r"taking the last step with y\[:, -1\].*every step's output"):
-        lstmrt.load(net)
-    X = features(rng)
-    every_step = lstmrt.load(net, layers=["rnn", "fc"]).predict(X)
-    assert_close(every_step[:, -1], reference(net, X), atol=1e-5)

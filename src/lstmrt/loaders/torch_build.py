@@ -6,11 +6,12 @@ names them, and two nn.Linear layers meeting in guessed order are an error askin
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 
 from ..errors import ArchitectureError, ModelTooLargeError, UnsupportedModelError
-from ..layers import Activation, Dense, Embedding
+from ..layers import Activation, Bidirectional, Dense, Embedding, is_recurrent
 from ..model import Model
 from . import torch_layers
 from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
@@ -125,6 +126,8 @@ def _variants(unit) -> list:
         )
     if kind == "activation":
         return [[Activation(unit.activation)]]
+    if kind == "last_step":
+        return [[]]
     if kind in _NO_OPS:
         return [[]]
     if kind in _ACTIVATIONS:
@@ -223,7 +226,7 @@ def _pick(units, variants, order_note: str) -> list:
         problem = _chain_problem(units, [v[0] for v in variants])  # first readings: names an Embedding misplaced
         hint = "" if "layers=" in problem else f" ({order_note}; pass layers=[...] to give the forward order)"
         raise ArchitectureError(problem + hint)
-    return [s for specs in fits[0] for s in specs]
+    return list(fits[0])
 
 
 def build_model(
@@ -244,12 +247,46 @@ def build_model(
         raise ArchitectureError("the file holds no layer lstmrt can run")
     variants = [_checked_variants(u) for u in units]
     if order_known:
-        specs = _pick(units, variants, order_note)
+        per_unit = _pick(units, variants, order_note)
     else:
-        units, specs = _pick_order(units, variants)
+        units, per_unit = _pick_order(units, variants)
     if used is not None:
-        used[:] = units
-    return native_model(specs, return_sequences=True)
+        used[:] = [u for u in units if u.kind != "last_step"]
+    specs, final_only = _final_step(units, per_unit)
+    return native_model(specs, return_sequences=not final_only)
+
+
+def _final_step(units, per_unit) -> tuple:
+    """(specs, whether the model outputs only each sequence's final output). Where forward() takes the last step
+    (out[:, -1], h_n[-1]), the recurrent layer before it gives its final output, as Keras' return_sequences=False
+    does, and the model's predict returns one output per sequence; a recurrent layer after it would need a time
+    axis that is gone."""
+    specs, taken = [], None
+    for unit, unit_specs in zip(units, per_unit):
+        if unit.kind == "last_step":
+            recurrent = [i for i, s in enumerate(specs) if is_recurrent(s)]
+            if taken is not None or not recurrent:
+                why = "twice" if taken is not None else "before any recurrent module"
+                raise ArchitectureError(f"forward() of {unit.label} takes the last step {why}")
+            specs[recurrent[-1]] = _final_output(specs[recurrent[-1]])
+            taken = unit
+            continue
+        if taken is not None and any(is_recurrent(s) for s in unit_specs):
+            raise ArchitectureError(
+                f"module {unit.label} is recurrent but comes after forward() of {taken.label} took each "
+                "sequence's last step; lstmrt runs a recurrent layer over a time axis"
+            )
+        specs += unit_specs
+    return specs, taken is not None
+
+
+def _final_output(spec):
+    """The recurrent layer spec `spec`, giving its final output (return_sequences=False)."""
+    if isinstance(spec, Bidirectional):
+        return Bidirectional(_final_output(spec.forward), _final_output(spec.backward), spec.merge_mode)
+    spec = copy.copy(spec)
+    spec.return_sequences = False
+    return spec
 
 
 def _checked_variants(unit) -> list:
@@ -315,4 +352,4 @@ def _pick_order(units, variants) -> tuple:
     problem = _chain_problem(order, choice)  # the one order, but with two nn.Linear meeting: asks for layers=
     if problem is not None:
         raise ArchitectureError(problem)
-    return order, [s for specs in choice for s in specs]
+    return order, list(choice)

@@ -24,7 +24,8 @@ _MANGLE = re.compile(r"\.___torch_mangle_\d+")
 @dataclasses.dataclass
 class Unit:
     """One layer-to-be. kind: a torch.nn class name; None when only parameter names are known (state dicts);
-    "activation" for a functional activation (`activation` holds its name); "unsupported" with `reason`.
+    "activation" for a functional activation (`activation` holds its name); "last_step" where forward() takes each
+    sequence's last step (out[:, -1], h_n[-1]); "unsupported" with `reason`.
     guessed_before: the order between the previous unit and this one is registration order, not known forward
     order (a state dict, or a user-defined module whose forward() lstmrt cannot see)."""
 
@@ -120,7 +121,8 @@ _MAX_MODULES = 100_000  # modules visited, counting a shared module each time it
 
 def units_from_module(record, path: str = "", forward_order=None, _walk=None, *, unread=None) -> list:
     """Leaf units of a module tree. `forward_order(record)` may return the order a user-defined container's
-    forward() applies its children (TorchScript code), as ("child", name) / ("activation", name), or None.
+    forward() applies its children (TorchScript code), as ("child", name) / ("activation", name) /
+    ("last_step", None), or None.
     A file's tree may share modules (weight tying) but not contain itself, nest past _MAX_DEPTH, or, through
     sharing, expand past _MAX_MODULES visits. `unread`, a list, receives the class names of the user-defined
     modules whose forward() was not read: their children are in registration order, their functional ops unseen."""
@@ -171,6 +173,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
         for tag, item in order:
             if tag == "child":
                 units += units_from_module(children[item], join(item), forward_order, walk)
+            elif tag == "last_step":
+                units.append(Unit(path, "last_step", {}))
             else:
                 units.append(Unit(path, "activation", {}, activation=item))
         return units

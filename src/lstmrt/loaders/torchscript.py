@@ -25,7 +25,7 @@ class ScriptClass:
     """One class of the archive's code: its Final constants and its forward() definition."""
 
     def __init__(self, node: ast.ClassDef):
-        self.finals, self.forward = {}, None
+        self.finals, self.forward, self.methods = {}, None, {}
         for item in node.body:
             if (
                 isinstance(item, ast.AnnAssign)
@@ -37,8 +37,10 @@ class ScriptClass:
                     self.finals[item.target.id] = ast.literal_eval(item.value)
                 except _BAD_CODE:  # e.g. a tensor constant (CONSTANTS.c0): not an option lstmrt reads
                     pass
-            elif isinstance(item, ast.FunctionDef) and item.name == "forward":
-                self.forward = item
+            elif isinstance(item, ast.FunctionDef):
+                self.methods[item.name] = item  # forward() may call the others (init_hidden() and the like)
+                if item.name == "forward":
+                    self.forward = item
 
 
 def _mentions_final(annotation) -> bool:
@@ -135,4 +137,32 @@ def _traced_options(forward: ast.FunctionDef) -> dict:
                     found.setdefault(option, _literal(kw.value))
         for option, value in _OP_DEFAULTS.get(op, {}).items():
             found.setdefault(option, value)
+    found.update(_traced_recurrent(forward))
+    return found
+
+
+_RECURRENT_OPS = ("torch.lstm", "torch.gru", "torch.rnn_tanh", "torch.rnn_relu")
+
+
+def _traced_recurrent(forward: ast.FunctionDef) -> dict:
+    """batch_first, and which of its results (output, h_n[, c_n]) a traced nn.LSTM/GRU/RNN returns: tracing keeps
+    only what the caller used, so the caller's code alone does not say whether it indexes the output or h_n.
+    The op's padded form is (input, hx, params, has_biases, num_layers, dropout, train, bidirectional,
+    batch_first); the packed form has the batch sizes second and no batch_first."""
+    results, found = None, {}
+    for stmt in forward.body:
+        call = getattr(stmt, "value", None)
+        if isinstance(stmt, ast.Assign) and isinstance(call, ast.Call) and dotted_name(call.func) in _RECURRENT_OPS:
+            if len(call.args) == 9 and isinstance(_literal(call.args[3]), bool):
+                batch_first = _literal(call.args[8])
+                if isinstance(batch_first, bool):
+                    found["batch_first"] = batch_first
+            target = stmt.targets[0]
+            if isinstance(target, ast.Tuple) and all(isinstance(t, ast.Name) for t in target.elts):
+                results = [t.id for t in target.elts]
+        elif isinstance(stmt, ast.Return) and results is not None:
+            returned = stmt.value.elts if isinstance(stmt.value, ast.Tuple) else [stmt.value]
+            names = [r.id if isinstance(r, ast.Name) else None for r in returned]
+            if all(n in results for n in names):
+                found["traced_returns"] = tuple(results.index(n) for n in names)
     return found

@@ -1,14 +1,17 @@
 """The forward order of a user-defined module in a TorchScript archive, read from its forward() code as data:
-submodule calls, tuple indexing of a recurrent module's (output, state), and element-wise torch activations.
-Anything else (arithmetic, slicing, loops, branches) cannot be followed: that is an error asking for layers=,
-because the network is then not a plain chain lstmrt can reproduce."""
+submodule calls, tuple indexing of a recurrent module's (output, state), element-wise torch activations, a zero
+initial state built in forward() (or in a method it calls), and taking each sequence's last step
+(torchscript_steps.py). Anything else (arithmetic, other slicing, loops, branches) cannot be followed: that is an
+error asking for layers=, because the network is then not a plain chain lstmrt can reproduce."""
 
 from __future__ import annotations
 
 import ast
 
 from ..errors import ArchitectureError
-from .torch_tree import CELLS, RECURRENT, class_name, module_parts
+from . import torchscript_steps as steps
+from .torch_tree import CELLS, class_name, module_parts
+from .torchscript_steps import Unfollowable as _Unfollowable
 
 _SIMPLE = {
     "relu": "relu",
@@ -22,10 +25,6 @@ _SIMPLE = {
     "softsign": "softsign",
 }
 _NO_OPS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "detach")
-
-
-class _Unfollowable(Exception):
-    pass
 
 
 def dotted_name(node) -> str:
@@ -55,7 +54,8 @@ def _const(node, default=None):
 
 
 class ForwardOrder:
-    """forward_order(record) -> [("child", name) | ("activation", name), ...] or None (no code for the class)."""
+    """forward_order(record) -> [("child", name) | ("activation", name) | ("last_step", None), ...] or None (no
+    code for the class)."""
 
     def __init__(self, classes: dict):
         self._classes = classes
@@ -67,7 +67,7 @@ class ForwardOrder:
         children = module_parts(record)[1]
         try:
             try:
-                return _Walker(cls.forward, children).run()
+                return _Walker(cls.forward, children, cls.methods).run()
             except RecursionError:  # expressions nested deeper than any forward() torch writes
                 raise _Unfollowable("expressions nested too deeply") from None
         except _Unfollowable as exc:
@@ -89,29 +89,45 @@ def _packing_hint(fn: ast.FunctionDef) -> str:
     )
 
 
+_MAX_INLINED = 8  # methods calling methods (init_hidden() and the like); deeper is not a plain forward()
+_INT64_MAX = 2**63 - 1
+_ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone")  # a zero state stays a zero state
+_MADE_TENSORS = ("ones", "ones_like", "full", "full_like", "rand", "randn", "randn_like", "empty", "tensor")
+_FLOAT32 = 6  # torch's ScalarType code for float32, as x.to(torch.float32) appears in TorchScript code
+
+
 class _Walker:
     """Symbolic run of a forward(): values are ("seq", items) — the input after `items` — ("pair", items) — a
-    recurrent module's (output, state) — ("module", name), ("self",), ("func", dotted name), ("const", v)."""
+    cell's (h, c) — ("module", name), ("self",), ("func", dotted name), ("const", v), ("aux",) — a size, device
+    or dtype — ("zeros",) — a zero tensor, as an initial state — and the recurrent results of torchscript_steps."""
 
-    def __init__(self, fn: ast.FunctionDef, children: dict):
+    def __init__(self, fn: ast.FunctionDef, children: dict, methods: dict, depth: int = 0, bound=None):
         args = fn.args.args
-        if len(args) < 2:
+        if len(args) < 2 and bound is None:
             raise _Unfollowable("forward takes no input")
-        self.children = children
-        self.env = {args[0].arg: ("self",), args[1].arg: ("seq", ())}
-        for extra in args[2:]:
-            self.env[extra.arg] = ("const", None)  # extra inputs (e.g. an initial state) are taken as None
-        self.body = fn.body
+        self.children, self.methods, self.depth = children, methods, depth
+        self.env = {args[0].arg: ("self",)} if args else {}
+        if bound is None:
+            self.env[args[1].arg] = ("seq", ())
+            bound = {}
+            for extra in args[2:]:  # extra inputs (e.g. an initial state) are taken as None
+                bound[extra.arg] = ("const", None)
+        self.env.update(bound)
+        self.name, self.body = fn.name, fn.body
 
     def run(self) -> list:
+        value = self.execute()
+        if value[0] == "tuple" and value[1] and value[1][0][0] in ("seq", "pair", "rnn"):
+            value = value[1][0]  # (output, state): lstmrt returns the output, as for nn.LSTM
+        return list(self.seq(value, "the returned value")[1])
+
+    def execute(self):
+        """The value the function returns."""
         for stmt in self.body:
             if isinstance(stmt, ast.Return):
                 if stmt.value is None:
-                    raise _Unfollowable("forward returns nothing")
-                value = self.eval(stmt.value)
-                if value[0] == "tuple" and value[1] and value[1][0][0] in ("seq", "pair"):
-                    value = value[1][0]  # (output, state): lstmrt returns the output, as for nn.LSTM
-                return list(self.seq(value, "the returned value")[1])
+                    raise _Unfollowable(f"{self.name} returns nothing")
+                return self.eval(stmt.value)
             if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
                 continue  # a string constant (docstring)
             if not isinstance(stmt, (ast.Assign, ast.AnnAssign)) or (
@@ -128,19 +144,35 @@ class _Walker:
                     self.env[t.id] = part
             else:
                 raise _Unfollowable(f"assignment `{_code(stmt)}`")
-        raise _Unfollowable("forward has no return statement")
+        raise _Unfollowable(f"{self.name} has no return statement")
 
     def unpack(self, value, n, stmt):
         if value[0] == "pair":
             return [("seq", value[1])] + [("state",)] * (n - 1)
-        if value[0] == "tuple" and len(value[1]) == n:
+        if value[0] in ("tuple", "list") and len(value[1]) == n:
             return list(value[1])
-        raise _Unfollowable(f"unpacking in `{_code(stmt)}`")
+        parts = steps.unpack(value, n, self)
+        if parts is None:
+            raise _Unfollowable(f"unpacking in `{_code(stmt)}`")
+        return parts
 
     def seq(self, value, what):
-        if value[0] in ("seq", "pair"):  # traced code uses a recurrent module's output directly
+        if value[0] in ("seq", "pair", "rnn"):  # traced code uses a recurrent module's output directly
             return ("seq", value[1])
+        if value[0] in ("h", "c", "hc"):
+            raise _Unfollowable(
+                f"{what} is a final state of every layer and direction (h_n or c_n); lstmrt reads the last "
+                "layer's, h_n[-1] (or h_n[-2] and h_n[-1] concatenated for both directions)"
+            )
         raise _Unfollowable(f"{what} is not the network's data flow")
+
+    def recurrent_of(self, items, what="the final state"):
+        """RecurrentInfo of the last torch.nn recurrent module in `items` (the one whose results are indexed)."""
+        for tag, name in reversed(items):
+            info = steps.recurrent_info(self.children[name]) if tag == "child" else None
+            if info is not None:
+                return info
+        raise _Unfollowable(f"{what} does not come from an nn.LSTM, nn.GRU or nn.RNN of this module")
 
     def eval(self, node):
         if isinstance(node, ast.Name):
@@ -149,8 +181,9 @@ class _Walker:
             return self.env[node.id]
         if isinstance(node, ast.Constant):
             return ("const", node.value)
-        if isinstance(node, ast.Tuple):
-            return ("tuple", tuple(self.eval(e) for e in node.elts))
+        if isinstance(node, (ast.Tuple, ast.List)):
+            kind = "tuple" if isinstance(node, ast.Tuple) else "list"
+            return (kind, tuple(self.eval(e) for e in node.elts))
         if (
             isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name)
@@ -160,45 +193,67 @@ class _Walker:
         if isinstance(node, ast.Attribute):
             return ("func", dotted_name(node))
         if isinstance(node, ast.Subscript):
-            value, index = self.eval(node.value), _const(node.slice, "?")
-            if value[0] == "pair" and index == 0:
-                return ("seq", value[1])
-            if value[0] == "tuple" and isinstance(index, int) and -len(value[1]) <= index < len(value[1]):
-                return value[1][index]
-            raise _Unfollowable(f"indexing `{_code(node)}`")
+            return self.subscript(node)
         if isinstance(node, ast.Call):
             return self.call(node)
         raise _Unfollowable(f"expression `{_code(node)}`")
+
+    def subscript(self, node):
+        value, index = self.eval(node.value), _const(node.slice, "?")
+        if value[0] == "pair" and index == 0:
+            return ("seq", value[1])
+        if value[0] in ("tuple", "list") and isinstance(index, int) and -len(value[1]) <= index < len(value[1]):
+            return value[1][index]
+        if value[0] == "aux":  # torch.size(x)[0]
+            return value
+        if isinstance(index, int):
+            part = steps.index(value, index, self)
+            if part is not None:
+                return part
+        raise _Unfollowable(f"indexing `{_code(node)}`")
 
     def call(self, node):
         func = node.func
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) == 2:
             if self.eval(node.args[0]) == ("self",) and _const(node.args[1]) in self.children:
                 return ("module", _const(node.args[1]))
+        if isinstance(func, ast.Name) and func.id in ("int", "float", "len") and len(node.args) == 1:
+            return ("aux",) if self.eval(node.args[0])[0] in ("aux", "const") else self.refuse(node)
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and self.env.get(func.value.id) == ("self",)
+            and func.attr in self.methods
+        ):
+            return self.inline(func.attr, node)
         if isinstance(func, ast.Attribute) and func.attr.startswith("forward"):
             target = self.eval(func.value)
             if target[0] == "module" and not node.args and not node.keywords:
                 return ("opaque",)  # traced nn.Identity: forward() without input, result unused
             if target[0] == "module" and node.args:
-                items = self.seq(self.eval(node.args[0]), f"the input of {target[1]}")[1]
-                if any(self.eval(a) != ("const", None) for a in node.args[1:]):
-                    raise _Unfollowable(f"{target[1]} is called with more than its input")
-                name, _ = class_name(self.children[target[1]])
-                kind = "pair" if name in RECURRENT or name in CELLS else "seq"
-                return (kind, items + (("child", target[1]),))
+                return self.call_module(target[1], node)
         callee = self.eval(func) if isinstance(func, ast.Name) else ("func", dotted_name(func))
+        if callee[0] == "func" and callee[1].startswith("ops.prim."):  # NumToTensor, device, dtype of a tensor
+            return ("aux",)
         if callee[0] != "func" or not node.args:
             raise _Unfollowable(f"call `{_code(node)}`")
         op = callee[1].rsplit(".", 1)[-1]
         if not callee[1].startswith(("torch.", "__torch__.torch.nn.functional.")):
             raise _Unfollowable(f"call of {callee[1]}")
-        if op in ("slice", "select"):  # y[:, -1]: the commonest one, with what to do about it
-            raise _Unfollowable(
-                f"call `{_code(node)}`: indexing, such as taking the last step with y[:, -1]; "
-                "with layers=[...] lstmrt returns every step's output, the last of which is this "
-                "module's, and a stream gives it step by step"
-            )
-        items = self.seq(self.eval(node.args[0]), f"the input of {callee[1]}")[1]
+        if op in ("size", "dim", "device"):
+            return ("aux",)
+        if op in ("zeros", "zeros_like"):
+            return ("zeros",)
+        if op in _MADE_TENSORS:
+            return ("tensor",)
+        first = self.eval(node.args[0])
+        if first == ("zeros",) and op in _ZERO_KEEPING:
+            return first
+        if op in ("slice", "select", "squeeze", "cat"):
+            return self.reshape(op, first, node)
+        if op == "to" and first[0] == "seq" and self.keeps_float32(node):
+            return first
+        items = self.seq(first, f"the input of {callee[1]}")[1]
         if op in _NO_OPS:
             return ("seq", items)
         act = self.activation(op, node)
@@ -206,6 +261,88 @@ class _Walker:
             named = "" if isinstance(func, ast.Attribute) else f" of {callee[1].replace('__torch__.', '', 1)}"
             raise _Unfollowable(f"call `{_code(node)}`{named}")
         return ("seq", items + (("activation", act),))
+
+    def refuse(self, node):
+        raise _Unfollowable(f"call `{_code(node)}`")
+
+    def call_module(self, name, node):
+        items = self.seq(self.eval(node.args[0]), f"the input of {name}")[1]
+        for arg in node.args[1:]:  # an initial state: lstmrt's is zero, so only zeros (or None) can be followed
+            value = self.eval(arg)
+            parts = value[1] if value[0] in ("tuple", "list") else (value,)
+            if not all(p in (("const", None), ("zeros",)) for p in parts):
+                raise _Unfollowable(f"{name} is called with more than its input and a zero initial state")
+        items = items + (("child", name),)
+        info = steps.recurrent_info(self.children[name])
+        if info is not None:
+            return steps.called(info, items)
+        kind = class_name(self.children[name])[0]
+        return ("pair" if kind in CELLS else "seq", items)
+
+    def inline(self, method, node):
+        """A method of the module called from forward() (init_hidden() and the like), run on its arguments."""
+        if self.depth >= _MAX_INLINED:
+            raise _Unfollowable(f"methods nested deeper than {_MAX_INLINED} calls")
+        fn = self.methods[method]
+        params = [a.arg for a in fn.args.args[1:]]
+        if len(node.args) > len(params) or node.keywords:
+            raise _Unfollowable(f"call `{_code(node)}`")
+        bound = {p: self.eval(a) for p, a in zip(params, node.args)}
+        for p, default in zip(reversed(params), reversed(fn.args.defaults)):
+            bound.setdefault(p, ("const", _const(default)))
+        if len(bound) != len(params):
+            raise _Unfollowable(f"call `{_code(node)}`")
+        return _Walker(fn, self.children, self.methods, self.depth + 1, bound).execute()
+
+    def reshape(self, op, first, node):
+        """Slicing and indexing: full slices, and the last step of a sequence (torchscript_steps)."""
+        try:
+            value = self._reshape(op, first, node)
+        except _Unfollowable as exc:
+            why = f": {exc}"
+        else:
+            if value is not None:
+                return value
+            why = ""
+        raise _Unfollowable(
+            f"call `{_code(node)}`{why}; lstmrt follows full slices and taking each sequence's last step "
+            "(out[:, -1], h_n[-1]); with layers=[...] it returns every step's output, and a stream gives it step "
+            "by step"
+        )
+
+    def _reshape(self, op, first, node):
+        args = [_const(a, "?") for a in node.args[1:]]
+        if first[0] == "c":
+            raise _Unfollowable("c_n is the LSTM's cell state, which no layer outputs")
+        if op == "slice":
+            dim, start, end, step = (args + [0, None, None, 1][len(args) :])[:4]
+            if start in (None, 0) and (end is None or (isinstance(end, int) and end >= _INT64_MAX)) and step == 1:
+                return first  # `[:]` on one dimension: changes nothing
+        elif op == "select" and len(args) == 2 and first[0] == "seq":
+            return steps.select_step(first, args[0], args[1], self)
+        elif op == "select" and len(args) == 2 and first[0] == "h":
+            return steps.select_state(first, args[0], args[1], self)
+        elif op == "squeeze" and first[0] == "h":
+            return steps.squeeze_state(first, tuple(args), self)
+        elif op == "cat" and first[0] in ("list", "tuple"):
+            dim = args[0] if args else next((_const(k.value, "?") for k in node.keywords if k.arg == "dim"), 0)
+            return steps.concat_directions(first[1], dim)
+        return None
+
+    def keeps_float32(self, node) -> bool:
+        """x.to(device) / x.to(torch.float32): a no-op for lstmrt, which computes in float32 on the CPU. A dtype
+        is an int constant (6 is float32); a bool is non_blocking or copy; the other options do not convert."""
+
+        def harmless(value, dtype: bool) -> bool:
+            if value[0] == "aux" or value == ("const", None):
+                return True
+            v = value[1] if value[0] == "const" else "?"
+            if isinstance(v, bool):
+                return not dtype
+            return isinstance(v, int) and (v == _FLOAT32 or not dtype)
+
+        positional = all(harmless(self.eval(a), dtype=True) for a in node.args[1:])
+        return positional and all(harmless(self.eval(k.value), dtype=k.arg == "dtype") for k in node.keywords)
 
     def activation(self, op, node):
         args = [_const(a, "?") for a in node.args[1:]]

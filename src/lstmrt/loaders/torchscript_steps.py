@@ -1,0 +1,151 @@
+"""What a forward() does with a recurrent module's results, as the TorchScript walker sees them: its output
+sequence, its final states h_n / c_n, and the ways code takes a sequence's last step from them — `out[:, -1]`,
+`h_n[-1]`, `h_n.squeeze(0)`, `torch.cat((h_n[-2], h_n[-1]), 1)` for both directions. Each becomes the
+("last_step", None) item: the model then outputs each sequence's final output (Model(return_sequences=False)),
+which is what those expressions compute, and a stream gives it at every step.
+
+Values (tuples) this module makes and reads: ("rnn", items) — a scripted nn.LSTM/GRU/RNN's (output, h_n);
+("hc", items) — an LSTM's (h_n, c_n); ("h", items) / ("c", items) — one final-state tensor; ("hdir", items, d) —
+the last layer's final hidden state of direction d. `items` ends with the recurrent module's ("child", name)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from .torch_tree import RECURRENT, class_name, module_parts
+
+LAST_STEP = ("last_step", None)
+_LAYER = re.compile(r"weight_ih_l(\d+)$")
+
+
+class Unfollowable(Exception):
+    """Code the walker cannot follow; the message says which."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentInfo:
+    kind: str
+    layers: int
+    directions: int
+    batch_first: bool | None  # None: not recorded (the time axis is then unknown)
+    traced_returns: tuple | None  # traced module: which of torch.lstm's results its forward returns
+
+    @property
+    def states(self) -> int:
+        return self.layers * self.directions
+
+
+def recurrent_info(record) -> RecurrentInfo | None:
+    """Shape facts of a torch.nn recurrent module record, from its parameter names (as the builder reads them)."""
+    name, torch_nn = class_name(record)
+    if not torch_nn or name not in RECURRENT:
+        return None
+    params = module_parts(record)[0]
+    layers = 1 + max((int(m.group(1)) for m in map(_LAYER.match, params) if m), default=0)
+    attrs = record.attrs
+    batch_first = attrs.get("batch_first")
+    returns = attrs.get("traced_returns")
+    return RecurrentInfo(
+        name,
+        layers,
+        2 if any(k.endswith("_reverse") for k in params) else 1,
+        batch_first if isinstance(batch_first, bool) else None,
+        tuple(returns) if isinstance(returns, (tuple, list)) else None,
+    )
+
+
+def called(info: RecurrentInfo, items: tuple):
+    """The value of calling the module: scripted, its (output, h_n); traced, what its forward returns."""
+    if info.traced_returns is None:
+        return ("rnn", items)
+    parts = [_traced_result(info, items, i) for i in info.traced_returns]
+    return parts[0] if len(parts) == 1 else ("tuple", tuple(parts))
+
+
+def _traced_result(info, items, index):
+    # torch.lstm returns (output, h_n, c_n); torch.gru and torch.rnn_* return (output, h_n)
+    return [("seq", items), ("h", items), ("c", items)][index] if index in (0, 1, 2) else ("opaque",)
+
+
+def unpack(value, n, walker):
+    """The parts of `a, b = value` for the values of this module, or None."""
+    if value[0] == "rnn" and n == 2:
+        return [("seq", value[1]), _state(value[1], walker)]
+    if value[0] == "hc" and n == 2:
+        return [("h", value[1]), ("c", value[1])]
+    return None
+
+
+def index(value, i, walker):
+    """value[i] (a constant index) for the values of this module, or None."""
+    if value[0] == "rnn" and i in (0, 1, -1, -2):
+        return ("seq", value[1]) if i in (0, -2) else _state(value[1], walker)
+    if value[0] == "hc" and i in (0, 1, -1, -2):
+        return ("h", value[1]) if i in (0, -2) else ("c", value[1])
+    if value[0] == "h":
+        return select_state(value, 0, i, walker)
+    return None
+
+
+def _state(items, walker):
+    return ("hc", items) if walker.recurrent_of(items).kind == "LSTM" else ("h", items)
+
+
+def select_state(value, dim, i, walker):
+    """h_n.select(dim, i): the last layer's final hidden state of one direction."""
+    info = walker.recurrent_of(value[1])
+    if dim != 0 or not isinstance(i, int) or not -info.states <= i < info.states:
+        raise Unfollowable(f"index {i} of h_n on dimension {dim}, which is not a final state of the last layer")
+    k = i % info.states
+    if k // info.directions != info.layers - 1:
+        raise Unfollowable(
+            f"h_n[{i}] is the final state of layer {k // info.directions} of {info.layers}: lstmrt outputs the "
+            "last layer's (h_n[-1], or h_n[-2] and h_n[-1] concatenated for both directions)"
+        )
+    direction = k % info.directions
+    if info.directions == 1:
+        return ("seq", value[1] + (LAST_STEP,))
+    return ("hdir", value[1], direction)
+
+
+def squeeze_state(value, dims, walker):
+    """h_n.squeeze(0) / h_n.squeeze() of a one-layer, one-direction module: its only final state."""
+    info = walker.recurrent_of(value[1])
+    if dims in ((), (0,)) and info.states == 1:
+        return ("seq", value[1] + (LAST_STEP,))
+    raise Unfollowable(f"squeezing h_n of {info.states} states")
+
+
+def concat_directions(parts, dim):
+    """torch.cat((h_n[-2], h_n[-1]), dim=1): both directions' final states, as a Bidirectional layer outputs."""
+    if (
+        dim in (1, -1)
+        and len(parts) == 2
+        and all(p[0] == "hdir" for p in parts)
+        and parts[0][1] == parts[1][1]
+        and (parts[0][2], parts[1][2]) == (0, 1)
+    ):
+        return ("seq", parts[0][1] + (LAST_STEP,))
+    return None
+
+
+def select_step(value, dim, i, walker):
+    """out.select(dim, -1) on the time axis: each sequence's last step."""
+    items = value[1]
+    if LAST_STEP in items:
+        raise Unfollowable("indexing after the last step was taken")
+    info = walker.recurrent_of(items, what="the time axis of the indexed sequence")
+    time_axis = {True: 1, False: 0, None: None}[info.batch_first]
+    if time_axis is None:
+        raise Unfollowable("indexing a sequence whose recurrent module does not record batch_first")
+    if dim != time_axis or i != -1:
+        raise Unfollowable(
+            f"index {i} on dimension {dim}, which is not the last step ([:, -1] with batch_first, [-1] without)"
+        )
+    if info.directions == 2:
+        raise Unfollowable(
+            "out[:, -1] of a bidirectional module joins the forward direction's last step with the backward "
+            "direction's first; lstmrt reads each direction's final state, torch.cat((h_n[-2], h_n[-1]), dim=1)"
+        )
+    return ("seq", items + (LAST_STEP,))
