@@ -289,3 +289,69 @@ def test_a_recurrent_module_after_the_last_step_is_refused(tmp_path, rng):
     net = RecurrentAfterLastStep().eval()
     with pytest.raises(lstmrt.ArchitectureError, match=r"'second' is recurrent but comes after .* last step"):
         lstmrt.load(net)
+
+
+# -- a state dict records no forward(): "last_step" in layers= says it ------------------------------------------
+@pytest.mark.parametrize(
+    "cls, layers",
+    [
+        (Tutorial, ["lstm", "last_step", "fc"]),
+        (BothDirections, ["lstm", "last_step", "fc"]),
+        (GruSqueeze, ["gru", "last_step", "fc", "sigmoid"]),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else "",
+)
+def test_a_state_dict_takes_last_step_in_layers(cls, layers, tmp_path, rng):
+    torch.manual_seed(6)
+    net = cls().eval()
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
+    X = inputs(cls, rng)
+    model = lstmrt.load(tmp_path / "sd.pt", layers=layers)
+    assert_close(model.predict(X), torch_output(net, cls, X))
+
+
+def test_the_state_dict_warning_names_last_step(tmp_path):
+    torch.save(Tutorial().state_dict(), tmp_path / "sd.pt")
+    with pytest.warns(lstmrt.LayerOrderWarning, match=r"'last_step' where forward\(\) takes out\[:, -1\]"):
+        lstmrt.load(tmp_path / "sd.pt")
+
+
+@pytest.mark.parametrize(
+    "layers, words",
+    [
+        (["last_step", "lstm", "fc"], r"last step is taken before any recurrent module \('last_step' in layers=\)"),
+        (["lstm", "last_step", "fc", "last_step"], r"last step is taken twice"),
+        (["lstm", "fc", "last_stop"], r"'last_stop' is neither a module .* nor 'last_step'"),
+    ],
+    ids=["first", "twice", "misspelt"],
+)
+def test_last_step_in_the_wrong_place_is_refused(layers, words, tmp_path):
+    torch.save(Tutorial().state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(lstmrt.ArchitectureError, match=words):
+        lstmrt.load(tmp_path / "sd.pt", layers=layers)
+
+
+def test_the_cli_takes_last_step_in_layers(tmp_path, rng, capsys):
+    from lstmrt.cli import main
+
+    torch.manual_seed(7)
+    net = Tutorial().eval()
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
+    X = inputs(Tutorial, rng, batch=1)[0]
+    np.save(tmp_path / "x.npy", X)
+    assert (
+        main(
+            [
+                "run",
+                str(tmp_path / "sd.pt"),
+                str(tmp_path / "x.npy"),
+                "-o",
+                str(tmp_path / "y.npy"),
+                "--layers",
+                "lstm,last_step,fc",
+            ]
+        )
+        == 0
+    )
+    # a stream: every step's output is the model's output for the sequence so far, the last one torch's
+    assert_close(np.load(tmp_path / "y.npy")[-1], torch_output(net, Tutorial, X[None])[0])

@@ -15,7 +15,7 @@ from ..layers import Activation, Bidirectional, Dense, Embedding, is_recurrent
 from ..model import Model
 from . import torch_layers
 from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
-from .torch_tree import CELLS, RECURRENT, LiveRecord
+from .torch_tree import CELLS, LAST_STEP_ENTRY, RECURRENT, LiveRecord
 
 _STACK_NAME = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?\Z")
 _CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
@@ -267,17 +267,23 @@ def _final_step(units, per_unit) -> tuple:
             recurrent = [i for i, s in enumerate(specs) if is_recurrent(s)]
             if taken is not None or not recurrent:
                 why = "twice" if taken is not None else "before any recurrent module"
-                raise ArchitectureError(f"forward() of {unit.label} takes the last step {why}")
+                raise ArchitectureError(f"each sequence's last step is taken {why} ({_last_step_where(unit)})")
             specs[recurrent[-1]] = _final_output(specs[recurrent[-1]])
             taken = unit
             continue
         if taken is not None and any(is_recurrent(s) for s in unit_specs):
             raise ArchitectureError(
-                f"module {unit.label} is recurrent but comes after forward() of {taken.label} took each "
-                "sequence's last step; lstmrt runs a recurrent layer over a time axis"
+                f"module {unit.label} is recurrent but comes after each sequence's last step was taken "
+                f"({_last_step_where(taken)}); lstmrt runs a recurrent layer over a time axis"
             )
         specs += unit_specs
     return specs, taken is not None
+
+
+def _last_step_where(unit) -> str:
+    if unit.path == LAST_STEP_ENTRY:
+        return f"{LAST_STEP_ENTRY!r} in layers="
+    return f"by forward() of {unit.label}"
 
 
 def _final_output(spec):

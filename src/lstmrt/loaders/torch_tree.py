@@ -197,9 +197,12 @@ def activation_name(entry: str) -> str | None:
         return None
 
 
+LAST_STEP_ENTRY = "last_step"  # in layers=: what out[:, -1] / h_n[-1] does in forward()
+
+
 def select_layers(units: list, layers) -> list:
-    """The units named by `layers` (module paths, a container's path standing for all its units) and activation
-    names, in that order. Every unit with parameters must be used exactly once."""
+    """The units named by `layers` (module paths, a container's path standing for all its units), activation
+    names and "last_step", in that order. Every unit with parameters must be used exactly once."""
     if isinstance(layers, str) or not all(isinstance(e, str) for e in layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
     chosen, used = [], {}
@@ -214,12 +217,15 @@ def select_layers(units: list, layers) -> list:
                 used[id(u)] = entry
             chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
             continue
+        if entry == LAST_STEP_ENTRY:
+            chosen.append(Unit(entry, "last_step", {}))
+            continue
         act = activation_name(entry)
         if act is None:
             modules = ", ".join(repr(u.path) for u in units if u.kind != "activation") or "(none)"
             raise ArchitectureError(
-                f"layers: {entry!r} is neither a module in the file (modules: {modules}) nor an "
-                f"activation (supported: {', '.join(acts.NAMES)})"
+                f"layers: {entry!r} is neither a module in the file (modules: {modules}), an "
+                f"activation (supported: {', '.join(acts.NAMES)}) nor {LAST_STEP_ENTRY!r}"
             )
         chosen.append(Unit(entry, "activation", {}, activation=act))
     left = [u.path for u in units if u.params and id(u) not in used]
