@@ -69,8 +69,19 @@ typedef enum lstmrt_layer_kind {
     LSTMRT_LAYER_ACTIVATION, /* y = act(x) */
     LSTMRT_LAYER_AFFINE,     /* y = x * scale + shift, per feature (normalisation) */
     LSTMRT_LAYER_EMBEDDING,  /* input: one token id per step (as float); y = table[id] */
+    LSTMRT_LAYER_NORM,       /* over the features of each step: y = (x - mean) / sqrt(var + epsilon) * scale + shift,
+                                or a variant of norm_mode */
     LSTMRT_LAYER_KIND_COUNT
 } lstmrt_layer_kind;
+
+/* What a LSTMRT_LAYER_NORM divides by, and whether it centres (statistics over the features of one step). */
+typedef enum lstmrt_norm_mode {
+    LSTMRT_NORM_LAYER = 0,      /* (x - mean) / sqrt(var + eps) * scale + shift (torch LayerNorm, Keras) */
+    LSTMRT_NORM_RMS,            /* x / sqrt(mean(x^2) + eps) * scale (torch RMSNorm); shift must be NULL */
+    LSTMRT_NORM_VARIANCE_SCALE, /* x / sqrt(var + eps) * scale (Keras 3 LayerNormalization(rms_scaling=True));
+                                   shift must be NULL */
+    LSTMRT_NORM_MODE_COUNT
+} lstmrt_norm_mode;
 
 /* How the two directions of a bidirectional layer are merged (Keras names). */
 typedef enum lstmrt_merge_mode {
@@ -83,9 +94,10 @@ typedef enum lstmrt_merge_mode {
 /* Weights of one direction of a layer, canonical layout, row-major, float32. Copied at model creation:
  * the caller may free them afterwards. NULL biases mean zero. */
 typedef struct lstmrt_direction_weights {
-    const float *weight_ih;       /* recurrent: (G*H, I); dense: (O, I); affine: scale (I); embedding: (V, E) */
+    const float *weight_ih;       /* recurrent: (G*H, I); dense: (O, I); affine, norm: scale (I), NULL = ones;
+                                     embedding: (V, E) */
     const float *weight_hh;       /* recurrent: (G*H, Hr) with Hr = P if projected, else H */
-    const float *bias_ih;         /* recurrent: (G*H); dense: (O); affine: shift (I) */
+    const float *bias_ih;         /* recurrent: (G*H); dense: (O); affine, norm: shift (I) */
     const float *bias_hh;         /* recurrent: (G*H) */
     const float *weight_peephole; /* LSTM only, optional: (3, H) for gates i, f, o */
     const float *weight_proj;     /* LSTM only, when proj_size > 0: (P, H) */
@@ -114,6 +126,8 @@ typedef struct lstmrt_layer_desc {
                                             it ran within the sequence's length (0 there if masked and not
                                             hold_masked_output), as Keras's last_output. */
     lstmrt_direction_weights weights[2]; /* [forward, backward] */
+    float epsilon;                       /* norm: added to the statistic before the square root; finite, >= 0 */
+    lstmrt_norm_mode norm_mode;          /* norm only */
 } lstmrt_layer_desc;
 
 typedef struct lstmrt_model lstmrt_model_t;

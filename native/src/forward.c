@@ -37,6 +37,8 @@ static void run_elementwise(const lstmrt_kernels *k, const layer *L, int64_t bat
                     yr[j] = xr[j] * L->vec_a[j] + L->vec_b[j];
             else if (L->kind == LSTMRT_LAYER_EMBEDDING)
                 embed(L, xr[0], yr);
+            else if (L->kind == LSTMRT_LAYER_NORM)
+                norm_row(L, xr, yr);
             else
                 memcpy(yr, xr, (size_t)n * sizeof(float));
         }

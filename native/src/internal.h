@@ -46,8 +46,10 @@ typedef struct layer {
     int32_t fused_default; /* LSTM/GRU with standard activations, no clip, no peephole: fused kernel */
     packed_direction dir[2];
     packed_matrix dense; /* dense: O x I */
-    float *vec_a;        /* dense bias (O) | affine scale (I) | embedding table (V x E) */
-    float *vec_b;        /* affine shift (I) */
+    float *vec_a;        /* dense bias (O) | affine, norm scale (I) | embedding table (V x E) */
+    float *vec_b;        /* affine, norm shift (I) */
+    float epsilon;       /* norm */
+    lstmrt_norm_mode norm_mode;
 } layer;
 
 struct lstmrt_model {
@@ -104,6 +106,9 @@ static inline int64_t packed_floats(int64_t rows, int64_t cols)
 }
 lstmrt_status pack_matrix(packed_matrix *dst, const float *w, int64_t rows, int64_t cols);
 void free_packed_matrix(packed_matrix *m);
+
+/* norm.c: LSTMRT_LAYER_NORM over one step's features; y may be x. */
+void norm_row(const layer *L, const float *x, float *y);
 
 /* activations.c: in-place element-wise (or row-wise for softmax) activation of rows x n. */
 void apply_activation(const lstmrt_kernels *k, lstmrt_activation a, float *v, int64_t rows, int64_t n,

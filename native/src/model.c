@@ -1,5 +1,6 @@
 /* Model creation: validate the layer chain (a backstop: the Python layer validates first, with friendlier
  * messages), pack every weight matrix once for the kernels, compute the sizes streams need. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,15 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
             return FAIL("layer %d: unknown activation %d", index, (int)d->activations[0]);
         return LSTMRT_STATUS_OK;
     }
+    if (d->kind == LSTMRT_LAYER_NORM) {
+        if (!(d->epsilon >= 0.0f && d->epsilon <= FLT_MAX)) /* also rejects NaN */
+            return FAIL("layer %d: norm epsilon must be finite and >= 0", index);
+        if ((int)d->norm_mode < 0 || d->norm_mode >= LSTMRT_NORM_MODE_COUNT)
+            return FAIL("layer %d: unknown norm mode %d", index, (int)d->norm_mode);
+        if (d->norm_mode != LSTMRT_NORM_LAYER && d->weights[0].bias_ih)
+            return FAIL("layer %d: norm mode %d has no shift (bias_ih must be NULL)", index, (int)d->norm_mode);
+        return LSTMRT_STATUS_OK;
+    }
     if (!dim_ok(d->hidden_size))
         return FAIL("layer %d: hidden_size %d out of range [1, %d]", index, d->hidden_size, LSTMRT_MAX_DIM);
     if (d->kind == LSTMRT_LAYER_EMBEDDING) {
@@ -92,7 +102,8 @@ static int32_t layer_output_size(const lstmrt_layer_desc *d)
 {
     switch (d->kind) {
     case LSTMRT_LAYER_ACTIVATION:
-    case LSTMRT_LAYER_AFFINE: return d->input_size;
+    case LSTMRT_LAYER_AFFINE:
+    case LSTMRT_LAYER_NORM: return d->input_size;
     case LSTMRT_LAYER_DENSE:
     case LSTMRT_LAYER_EMBEDDING: return d->hidden_size;
     default: {
@@ -186,7 +197,9 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
     L->kind = d->kind;
     L->input_size = d->input_size;
     L->hidden_size =
-        d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE ? d->input_size : d->hidden_size;
+        d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE || d->kind == LSTMRT_LAYER_NORM
+            ? d->input_size
+            : d->hidden_size;
     L->proj_size = d->proj_size;
     L->state_h_size = d->proj_size > 0 ? d->proj_size : L->hidden_size;
     L->output_size = layer_output_size(d);
@@ -214,7 +227,10 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
         if (w->bias_ih)
             ALLOC(L->vec_a, w->bias_ih, d->hidden_size);
         return LSTMRT_STATUS_OK;
+    case LSTMRT_LAYER_NORM:
     case LSTMRT_LAYER_AFFINE:
+        L->epsilon = d->epsilon;
+        L->norm_mode = d->norm_mode;
         ALLOC(L->vec_a, w->weight_ih, d->input_size);
         if (!w->weight_ih)
             for (int32_t j = 0; j < d->input_size; j++)

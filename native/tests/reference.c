@@ -118,6 +118,25 @@ static void ref_direction(const lstmrt_layer_desc *d, int dir, int reverse, int 
     }
 }
 
+/* LSTMRT_LAYER_NORM, as its header comment states each mode. */
+static void ref_norm(const lstmrt_layer_desc *d, const double *x, double *y)
+{
+    const int n = d->input_size;
+    const lstmrt_direction_weights *w = &d->weights[0];
+    double mean = 0.0, var = 0.0, square = 0.0;
+    for (int j = 0; j < n; j++)
+        mean += x[j] / n;
+    for (int j = 0; j < n; j++) {
+        var += (x[j] - mean) * (x[j] - mean) / n;
+        square += x[j] * x[j] / n;
+    }
+    const double stat = d->norm_mode == LSTMRT_NORM_RMS ? square : var;
+    const double center = d->norm_mode == LSTMRT_NORM_LAYER ? mean : 0.0;
+    for (int j = 0; j < n; j++)
+        y[j] =
+            (x[j] - center) / sqrt(stat + d->epsilon) * (w->weight_ih ? w->weight_ih[j] : 1.0) + bias_at(w->bias_ih, j);
+}
+
 /* One layer over one sequence: x (T x I), y (T x O). */
 static void ref_layer(const lstmrt_layer_desc *d, int T, int end, const double *x, const uint8_t *active, double *y)
 {
@@ -141,6 +160,10 @@ static void ref_layer(const lstmrt_layer_desc *d, int T, int end, const double *
         for (int t = 0; t < T; t++)
             for (int j = 0; j < O; j++)
                 y[t * O + j] = x[t * I + j] * w->weight_ih[j] + w->bias_ih[j];
+        return;
+    case LSTMRT_LAYER_NORM:
+        for (int t = 0; t < T; t++)
+            ref_norm(d, x + (int64_t)t * I, y + (int64_t)t * O);
         return;
     case LSTMRT_LAYER_EMBEDDING:
         for (int t = 0; t < T; t++)

@@ -18,7 +18,8 @@ int layer_out(const lstmrt_layer_desc *d)
 {
     switch (d->kind) {
     case LSTMRT_LAYER_ACTIVATION:
-    case LSTMRT_LAYER_AFFINE: return d->input_size;
+    case LSTMRT_LAYER_AFFINE:
+    case LSTMRT_LAYER_NORM: return d->input_size;
     case LSTMRT_LAYER_DENSE:
     case LSTMRT_LAYER_EMBEDDING: return d->hidden_size;
     default: return d->num_directions == 2 && d->merge_mode == LSTMRT_MERGE_CONCAT ? 2 * state_h(d) : state_h(d);
@@ -60,6 +61,10 @@ void add_weights(spec *s)
             case LSTMRT_LAYER_AFFINE:
                 w->weight_ih = random_floats(I, 2.0);
                 w->bias_ih = random_floats(I, 1.0);
+                break;
+            case LSTMRT_LAYER_NORM: /* RMS modes have no shift */
+                w->weight_ih = random_floats(I, 2.0);
+                w->bias_ih = d->norm_mode == LSTMRT_NORM_LAYER ? random_floats(I, 1.0) : NULL;
                 break;
             case LSTMRT_LAYER_EMBEDDING: w->weight_ih = random_floats((int64_t)d->num_embeddings * H, 1.0); break;
             case LSTMRT_LAYER_ACTIVATION: break;
@@ -221,6 +226,23 @@ void make_spec(int which, spec *s)
         d->num_directions = 2;
         d->final_only = 1;
         push(s, LSTMRT_LAYER_DENSE, 10, 3);
+        break;
+    case 21:
+        name = "norm 7 rms + lstm 7-17 + norm 17 + dense 17-3";
+        d = push(s, LSTMRT_LAYER_NORM, 7, 0);
+        d->norm_mode = LSTMRT_NORM_RMS;
+        d->epsilon = 1e-6f;
+        push(s, LSTMRT_LAYER_LSTM, 7, 17);
+        push(s, LSTMRT_LAYER_NORM, 17, 0)->epsilon = 1e-3f;
+        push(s, LSTMRT_LAYER_DENSE, 17, 3);
+        break;
+    case 22:
+        name = "lstm 5-9 + norm 9 variance scale + gru 9-4";
+        push(s, LSTMRT_LAYER_LSTM, 5, 9);
+        d = push(s, LSTMRT_LAYER_NORM, 9, 0);
+        d->norm_mode = LSTMRT_NORM_VARIANCE_SCALE;
+        d->epsilon = 1e-5f;
+        push(s, LSTMRT_LAYER_GRU, 9, 4);
         break;
     }
     snprintf(s->name, sizeof s->name, "%s", name);

@@ -19,7 +19,7 @@ void test_model_create_errors(void)
     EXPECT_FAIL(lstmrt_model_create(ok.layers, 5000, &m), INVALID);
 
     /* One broken field at a time, on otherwise valid layers. */
-    enum { NCASES = 27 };
+    enum { NCASES = 32 };
     for (int c = 0; c < NCASES; c++) {
         spec s = ok;
         lstmrt_layer_desc *d = &s.layers[0];
@@ -78,6 +78,27 @@ void test_model_create_errors(void)
             d->kind = LSTMRT_LAYER_EMBEDDING;
             d->input_size = 1;
             d->num_embeddings = 0;
+            break;
+        case 27:
+            d->kind = LSTMRT_LAYER_NORM;
+            d->epsilon = -1e-5f;
+            break;
+        case 28:
+            d->kind = LSTMRT_LAYER_NORM;
+            d->epsilon = NAN;
+            break;
+        case 29:
+            d->kind = LSTMRT_LAYER_NORM;
+            d->epsilon = INFINITY;
+            break;
+        case 30:
+            d->kind = LSTMRT_LAYER_NORM;
+            d->norm_mode = LSTMRT_NORM_MODE_COUNT;
+            break;
+        case 31: /* an RMS norm has no shift */
+            d->kind = LSTMRT_LAYER_NORM;
+            d->norm_mode = LSTMRT_NORM_RMS;
+            d->weights[0].bias_ih = dummy;
             break;
         }
         snprintf(context, sizeof context, "model_create broken field case %d", c);

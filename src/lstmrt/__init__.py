@@ -18,7 +18,7 @@ from .errors import (
     UnsafePickleError,
     UnsupportedModelError,
 )
-from .layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
+from .layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
 from .loaders.load import load
 from .loaders.torch_live import from_torch
 from .model import Model
@@ -49,6 +49,7 @@ __all__ = [
     "Dense",
     "Activation",
     "Affine",
+    "LayerNorm",
     "Embedding",
     "from_torch",
     "load",

@@ -182,7 +182,8 @@ int64_t required(const lstmrt_layer_desc &L, const char *key)
             return elements({3, H});
         return elements({P, H}); // weight_proj
     case LSTMRT_LAYER_DENSE: return k == "weight_ih" ? elements({H, I}) : elements({H});
-    case LSTMRT_LAYER_AFFINE: return elements({I});
+    case LSTMRT_LAYER_AFFINE:
+    case LSTMRT_LAYER_NORM: return elements({I});
     case LSTMRT_LAYER_EMBEDDING: return elements({L.num_embeddings, H});
     default: return -1;
     }
@@ -237,6 +238,8 @@ Model::Model(const py::list &layers)
         L.hold_masked_output = field<int32_t>(d, "hold_masked_output", i);
         L.go_backwards = field<int32_t>(d, "go_backwards", i);
         L.final_only = field<int32_t>(d, "final_only", i);
+        L.epsilon = field<float>(d, "epsilon", i);
+        L.norm_mode = (lstmrt_norm_mode)field<int>(d, "norm_mode", i);
         auto dirs = field<py::list>(d, "weights", i);
         for (size_t k = 0; k < dirs.size() && k < 2; k++) {
             if (!py::isinstance<py::dict>(dirs[k]))

@@ -11,7 +11,7 @@ import numpy as np
 from . import activations as acts
 
 # Codes of enum lstmrt_layer_kind / lstmrt_merge_mode in native/include/lstmrt.h.
-_KIND = {"lstm": 0, "gru": 1, "rnn": 2, "dense": 3, "activation": 4, "affine": 5, "embedding": 6}
+_KIND = {"lstm": 0, "gru": 1, "rnn": 2, "dense": 3, "activation": 4, "affine": 5, "embedding": 6, "norm": 7}
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
 
@@ -64,6 +64,8 @@ class Layer:
             "go_backwards": 0,
             "final_only": 0,
             "weights": [{}],
+            "epsilon": 0.0,
+            "norm_mode": 0,
         }
 
     def __repr__(self) -> str:
@@ -424,6 +426,42 @@ class Affine(Layer):
 
     def _summary(self) -> str:
         return f"{self.input_size} features"
+
+
+class LayerNorm(Layer):
+    """Normalisation over the features of each step (docs/math.md):
+    mode "layer": y = (x - mean) / sqrt(var + epsilon) * scale + shift (torch nn.LayerNorm, Keras LayerNormalization);
+    mode "rms": y = x / sqrt(mean(x^2) + epsilon) * scale (torch nn.RMSNorm);
+    mode "variance_scale": y = x / sqrt(var + epsilon) * scale (Keras 3 LayerNormalization(rms_scaling=True)).
+    scale None means ones, shift None zeros; the RMS modes take no shift."""
+
+    kind = "norm"
+    MODES = ("layer", "rms", "variance_scale")
+
+    def __init__(self, features, *, scale=None, shift=None, epsilon=1e-5, mode="layer"):
+        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or features < 1:
+            raise ValueError(f"LayerNorm: features must be a positive int, got {features!r}")
+        if mode not in self.MODES:
+            raise ValueError(f"LayerNorm: unknown mode {mode!r}; supported: {', '.join(self.MODES)}")
+        if mode != "layer" and shift is not None:
+            raise ValueError(f"LayerNorm: mode {mode!r} has no shift")
+        eps = float(epsilon)
+        if not (np.isfinite(eps) and eps >= 0):
+            raise ValueError(f"LayerNorm: epsilon must be finite and >= 0, got {epsilon!r}")
+        self.input_size = self.output_size = int(features)
+        self.scale = None if scale is None else _weight(scale, "scale", (self.input_size,), "LayerNorm")
+        self.shift = None if shift is None else _weight(shift, "shift", (self.input_size,), "LayerNorm")
+        self.epsilon, self.mode = eps, mode
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.input_size)
+        d["weights"] = [{"weight_ih": self.scale, "bias_ih": self.shift}]
+        d.update(epsilon=self.epsilon, norm_mode=self.MODES.index(self.mode))
+        return d
+
+    def _summary(self) -> str:
+        mode = "" if self.mode == "layer" else f", mode={self.mode!r}"
+        return f"{self.input_size} features, epsilon={self.epsilon:g}{mode}"
 
 
 class Embedding(Layer):

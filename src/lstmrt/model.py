@@ -10,7 +10,7 @@ from .layers import Bidirectional, Embedding, Layer, is_recurrent
 
 
 class Model:
-    """A chain of layer specs (lstmrt.LSTM, GRU, SimpleRNN, Bidirectional, Dense, Activation, Affine,
+    """A chain of layer specs (lstmrt.LSTM, GRU, SimpleRNN, Bidirectional, Dense, Activation, Affine, LayerNorm,
     Embedding) in the canonical layout of docs/math.md.
 
     `return_sequences=False` makes `predict` return only each sequence's last output (Keras semantics);
