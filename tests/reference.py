@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from lstmrt.layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
+from lstmrt.layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
 
 # math.erf element-wise: exact to double precision, no SciPy needed.
 erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -199,6 +199,13 @@ def step_layer(spec, X):
         return activate(spec.activation, X)
     if isinstance(spec, Affine):
         return X * _f64(spec.scale) + _f64(spec.shift)
+    if isinstance(spec, LayerNorm):
+        mean = X.mean(-1, keepdims=True)
+        statistic = (X * X).mean(-1, keepdims=True) if spec.mode == "rms" else X.var(-1, keepdims=True)
+        centred = X - mean if spec.mode == "layer" else X
+        scale = 1.0 if spec.scale is None else _f64(spec.scale)
+        shift = 0.0 if spec.shift is None else _f64(spec.shift)
+        return centred / np.sqrt(statistic + spec.epsilon) * scale + shift
     if isinstance(spec, Embedding):
         ids = X[..., 0]
         assert np.all(ids == np.floor(ids)) and ids.min() >= 0 and ids.max() < spec.num_embeddings

@@ -373,6 +373,41 @@ def test_affine(rng):
     assert_close(lstmrt.Model(layers[:1]).predict(X), X * scale + shift)
 
 
+@pytest.mark.parametrize("mode", lstmrt.LayerNorm.MODES)
+def test_layer_norm(rng, mode):
+    """Section 6: each mode, at 1 feature (the variance is 0: the output is the shift), 7 and 33, around recurrent
+    layers, with lengths and on every step of a stream."""
+    shift = (lambda n: rng.standard_normal(n)) if mode == "layer" else (lambda n: None)
+    layers = [
+        lstmrt.LayerNorm(7, scale=rng.uniform(0.5, 2, 7), shift=shift(7), epsilon=1e-3, mode=mode),
+        specs.lstm(rng, 7, 33),
+        lstmrt.LayerNorm(33, mode=mode, epsilon=1e-5),
+        specs.gru(rng, 33, 1),
+        lstmrt.LayerNorm(1, scale=[1.5], shift=shift(1), epsilon=0.1, mode=mode),
+    ]
+    X = inputs(rng, 3, 12, 7) * 3 + 1  # a mean that "layer" removes and "rms" does not
+    got, _ = check(layers, X)
+    check(layers, X, lengths=np.array([12, 4, 1]))
+    stream = lstmrt.Model(layers).stream(batch=3)
+    assert_close(np.stack([stream.step(X[:, t]) for t in range(12)], axis=1), got)
+
+
+def test_layer_norm_refuses_what_it_cannot_compute():
+    with pytest.raises(ValueError, match=r"mode 'rms' has no shift"):
+        lstmrt.LayerNorm(3, shift=np.zeros(3), mode="rms")
+    with pytest.raises(ValueError, match=r"unknown mode 'batch'; supported: layer, rms, variance_scale"):
+        lstmrt.LayerNorm(3, mode="batch")
+    for eps in (-1e-5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"epsilon must be finite and >= 0"):
+            lstmrt.LayerNorm(3, epsilon=eps)
+    with pytest.raises(ValueError, match=r"scale has shape \(4,\), expected \(3,\)"):
+        lstmrt.LayerNorm(3, scale=np.ones(4))
+    with pytest.raises(ValueError, match=r"features must be a positive int"):
+        lstmrt.LayerNorm(0)
+    with pytest.raises(ValueError, match=r"expects 3 input features but layer 0 \(LSTM\) outputs 5"):
+        lstmrt.Model([specs.lstm(np.random.default_rng(0), 2, 5), lstmrt.LayerNorm(3)])
+
+
 @pytest.mark.parametrize("head", ["softmax", "log_softmax"])
 def test_softmax_heads(rng, head):
     layers = [specs.rnn(rng, 3, 17), specs.dense(rng, 17, 64), lstmrt.Activation(head), specs.dense(rng, 64, 5, head)]

@@ -117,6 +117,21 @@ def case_batchnorm(K, rng):
     return model, rng.normal(0.5, 2.0, (B, T, 3)).astype(np.float32)
 
 
+def case_layernorm(K, rng):
+    """LayerNormalization over each step's features: the default epsilon (1e-3), without center, without scale,
+    and after a masked LSTM (Keras normalizes the zeros it outputs at masked steps: the result is beta)."""
+    L = K.layers
+    inp = K.Input((T, 3))
+    x = L.LayerNormalization()(L.Masking(0.0)(inp))
+    x = L.LSTM(6, return_sequences=True, zero_output_for_mask=True)(x)
+    x = L.LayerNormalization(center=False, epsilon=1e-5)(x)
+    x = L.GRU(5, return_sequences=True)(x)
+    x = L.LayerNormalization(scale=False, axis=-1)(x)
+    model = K.Model(inp, L.Dense(2)(x))
+    X = masked_input(rng, 3)
+    return model, np.where(X != 0, X * 2 + 0.5, 0).astype(np.float32)  # a mean for the first norm to remove
+
+
 def case_bidirectional(K, rng):
     """All four merge modes; the last Bidirectional returns its final outputs."""
     L = K.layers
@@ -249,6 +264,7 @@ CASES = {
         case_last,
         case_constants,
         case_batchnorm,
+        case_layernorm,
         case_bidirectional,
         case_backwards,
         case_backwards_last,

@@ -13,11 +13,21 @@ import numpy as np
 
 from .. import activations as acts
 from ..errors import CorruptFileError, UnsupportedModelError
-from ..layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, SimpleRNN
+from ..layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
 
 NO_OPS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Identity")
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU")
-PER_STEP = ("Dense", "Activation", "Normalization", "BatchNormalization", "TimeDistributed", "Embedding", "Masking")
+PER_STEP = (
+    "Dense",
+    "Activation",
+    "Normalization",
+    "BatchNormalization",
+    "LayerNormalization",
+    "RMSNormalization",
+    "TimeDistributed",
+    "Embedding",
+    "Masking",
+)
 SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + NO_OPS)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
 
@@ -101,9 +111,21 @@ def weight_shapes(class_name: str, cfg: dict, features=None, where: str = "Keras
         return [(features, units)] + ([(units,)] if cfg.get("use_bias", True) else [])
     if class_name == "Embedding":
         return [(_dim(cfg, "input_dim", where, prefix), _dim(cfg, "output_dim", where, prefix))]
+    if class_name.endswith("Normalization") and cfg.get("axis", -1) not in (-1, [-1]):
+        return None  # weights over another axis: the conversion refuses it, saying so
     if class_name == "BatchNormalization":  # gamma, beta (when scale, center), moving mean and variance
         return [(features,)] * (cfg.get("scale", True) + cfg.get("center", True) + 2)
+    if class_name == "LayerNormalization":
+        return [(features,)] * sum(_layer_norm_weights(cfg))
+    if class_name == "RMSNormalization":
+        return [(features,)]
     return None
+
+
+def _layer_norm_weights(cfg: dict) -> tuple:
+    """(has gamma, has beta) of a LayerNormalization. rms_scaling (Keras 3) keeps gamma and drops beta."""
+    rms = bool(cfg.get("rms_scaling", False))
+    return bool(cfg.get("scale", True)) or rms, bool(cfg.get("center", True)) and not rms
 
 
 def _expect(entry, weights: list, count: int):
@@ -234,6 +256,8 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
         return [_normalization(entry, cfg, weights, input_rank, features)]
     if cls == "BatchNormalization":
         return [_batch_normalization(entry, cfg, weights, input_rank)]
+    if cls in ("LayerNormalization", "RMSNormalization"):
+        return [_layer_normalization(entry, cls, cfg, weights, input_rank, features)]
     raise fail(entry, f"not supported; supported layers: {SUPPORTED}")
 
 
@@ -283,6 +307,31 @@ def _batch_normalization(entry, cfg: dict, weights: list, input_rank):
     mean, var = w
     factor = gamma / np.sqrt(var + float(cfg.get("epsilon", 1e-3)))
     return Affine(np.broadcast_to(factor, mean.shape), beta - mean * factor)
+
+
+def _layer_normalization(entry, cls: str, cfg: dict, weights: list, input_rank, features):
+    """Over each step's features: LayerNormalization (mean and variance; Keras 3's deprecated rms_scaling divides
+    x by sqrt(variance + epsilon), as Keras computes it) or RMSNormalization (x / sqrt(mean(x^2) + epsilon))."""
+    _per_feature(entry, cfg, input_rank)
+    if cls == "RMSNormalization":
+        _expect(entry, weights, 1)
+        gamma, beta, mode, default_eps = weights[0], None, "rms", 1e-6
+    else:
+        has_gamma, has_beta = _layer_norm_weights(cfg)
+        _expect(entry, weights, has_gamma + has_beta)
+        w = list(weights)
+        gamma = w.pop(0) if has_gamma else None
+        beta = w.pop(0) if has_beta else None
+        mode = "variance_scale" if cfg.get("rms_scaling") else "layer"
+        default_eps = 1e-3
+    size = next((np.asarray(a).size for a in (gamma, beta) if a is not None), features)
+    if not size:
+        raise fail(entry, "its feature count is unknown (no weights and no input shape)")
+    epsilon = cfg.get("epsilon", default_eps)
+    try:
+        return LayerNorm(size, scale=gamma, shift=beta, epsilon=epsilon, mode=mode)
+    except (ValueError, TypeError) as exc:
+        raise fail(entry, str(exc)) from None
 
 
 def _normalization(entry, cfg: dict, weights: list, input_rank, features):

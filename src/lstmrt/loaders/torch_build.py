@@ -21,7 +21,7 @@ _STACK_NAME = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+
 _CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
 _RATIO_KIND = {4: "LSTM", 3: "GRU", 1: "RNN"}
 SUPPORTED = (
-    "nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.Linear, nn.Embedding, "
+    "nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.Linear, nn.Embedding, nn.LayerNorm, nn.RMSNorm, "
     "nn.Sequential/ModuleList of those, activations (" + ", ".join(_ACTIVATIONS) + "), " + ", ".join(_NO_OPS)
 )
 _MAX_PERMUTED = 7  # orders tried for an unordered file (safetensors): 7! = 5040 cheap size checks
@@ -151,6 +151,12 @@ def _variants(unit) -> list:
                 "(float32, float16, bfloat16, float64)"
             )
     names = set(params)
+    if kind in torch_layers.NORMS:
+        default_eps = None if kind == "RMSNorm" else 1e-5
+        shape = _option(unit, "normalized_shape")
+        if shape is None:
+            raise ArchitectureError(f"module {unit.label} (nn.{kind}): option normalized_shape missing from the file")
+        return [[torch_layers.norm_layer(kind, params, normalized_shape=shape, eps=_option(unit, "eps", default_eps))]]
     if kind in RECURRENT or (kind is None and "weight_ih_l0" in names):
         return [_recurrent(unit, kind)]
     if kind in CELLS or (kind is None and "weight_ih" in names):
@@ -171,6 +177,11 @@ def _variants(unit) -> list:
     if kind == "Linear" or (kind is None and names <= {"weight", "bias"} and weight is not None and weight.ndim == 2):
         return [[torch_layers.linear_layer(params)]]
     what = f"nn.{kind}" if kind else "no layer lstmrt knows"
+    if kind is None and weight is not None and weight.ndim == 1:
+        what += (
+            " (a 1-D weight may be a normalisation layer, such as nn.LayerNorm, whose kind and epsilon a state dict "
+            "does not record: load the module saved whole, torch.save(model), or as TorchScript)"
+        )
     raise ArchitectureError(f"module {unit.label} ({_describe(params)}) is {what}; supported: {SUPPORTED}")
 
 

@@ -3,9 +3,14 @@ and for checkpoint files. PyTorch's layout is lstmrt's canonical layout, so this
 
 from __future__ import annotations
 
-from ..layers import GRU, LSTM, Bidirectional, Dense, Embedding, SimpleRNN
+import numpy as np
+
+from ..layers import GRU, LSTM, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
 
 _CELLS = {"LSTM": LSTM, "GRU": GRU, "RNN": SimpleRNN}
+NORMS = ("LayerNorm", "RMSNorm")
+# nn.RMSNorm(eps=None) adds the epsilon of the input's dtype; lstmrt's input is float32
+_FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
 def _direction(kind: str, params: dict, prefix: str, suffix: str, *, nonlinearity: str = "tanh"):
@@ -48,3 +53,18 @@ def linear_layer(params: dict, *, prefix: str = "") -> Dense:
 
 def embedding_layer(params: dict, *, prefix: str = "") -> Embedding:
     return Embedding(params[f"{prefix}weight"])
+
+
+def norm_layer(kind: str, params: dict, *, normalized_shape, eps, prefix: str = "") -> LayerNorm:
+    """Spec for torch nn.LayerNorm / nn.RMSNorm over the feature axis (weight and bias absent without
+    elementwise_affine, bias absent with bias=False)."""
+    shape = tuple(normalized_shape) if isinstance(normalized_shape, (list, tuple)) else (normalized_shape,)
+    if len(shape) != 1 or isinstance(shape[0], bool) or not isinstance(shape[0], int):
+        raise ValueError(
+            f"nn.{kind}(normalized_shape={normalized_shape!r}) is not supported: only the feature axis "
+            "(normalized_shape=features)"
+        )
+    weight, bias = params.get(f"{prefix}weight"), params.get(f"{prefix}bias")
+    if kind == "RMSNorm":
+        return LayerNorm(shape[0], scale=weight, epsilon=_FLOAT32_EPS if eps is None else eps, mode="rms")
+    return LayerNorm(shape[0], scale=weight, shift=bias, epsilon=eps, mode="layer")

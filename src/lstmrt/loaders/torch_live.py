@@ -65,6 +65,10 @@ def _convert(module) -> list:
         ]
     if name == "Linear":
         return [torch_layers.linear_layer(_params(module))]
+    if name in torch_layers.NORMS:
+        return [
+            torch_layers.norm_layer(name, _params(module), normalized_shape=module.normalized_shape, eps=module.eps)
+        ]
     if name == "Embedding":
         if module.max_norm is not None:  # as the file loaders refuse it: a lookup that rewrites the table
             raise ValueError("nn.Embedding(max_norm=...) renormalizes rows at lookup; not supported")
@@ -85,6 +89,7 @@ def _convert(module) -> list:
             "RNNCell",
             "Linear",
             "Embedding",
+            *torch_layers.NORMS,
             "Sequential",
             *_ACTIVATIONS,
             *_NO_OPS,

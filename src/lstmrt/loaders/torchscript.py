@@ -116,6 +116,8 @@ _OP_OPTIONS = {
     "torch.log_softmax": {"dim": 1},
     "torch.gelu": {"approximate": "approximate"},
     "torch.embedding_renorm_": {"max_norm": 2},
+    "torch.layer_norm": {"normalized_shape": 1, "eps": 4},
+    "torch.rms_norm": {"normalized_shape": 1, "eps": 3},
 }
 _OP_DEFAULTS = {"torch.gelu": {"approximate": "none"}}
 
