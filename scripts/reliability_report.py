@@ -513,8 +513,9 @@ def render(results, owned, meta):
         "no framework: `make -C native test` (`BUILD=<dir>` keeps objects out of the source tree). A float64 "
         "reference (`native/tests/reference.c`) implements "
         "LSTM (projection, peephole, cell clip, non-default activations), GRU (reset after and before), "
-        "SimpleRNN, Dense (softmax, log-softmax), Activation, Affine, Embedding and bidirectional merges "
-        "(concat, sum, mul, ave) from the equations; 21 model specs at awkward sizes (1, 3, 5, 7, 16, 17, 33).",
+        "SimpleRNN, Dense (softmax, log-softmax), Activation, Affine, LayerNorm (layer, RMS, variance scale), "
+        "Embedding and bidirectional merges (concat, sum, mul, ave) from the equations; 23 model specs at awkward "
+        "sizes (1, 3, 5, 7, 9, 16, 17, 33).",
         "",
         "Test cases: " + ", ".join(f"`{n}`" for n in c_case_names()) + ".",
         "",
@@ -530,7 +531,7 @@ def render(results, owned, meta):
         "- special values: NaN in one sequence stays in that sequence; inputs of +-1e30 and -0 give finite, "
         "bounded outputs.",
         "- errors: every failing call returns the expected status with a non-empty `lstmrt_last_error()`, leaves "
-        "`*out` NULL, the stream's state and the caller's outputs untouched: NULL pointers, 27 malformed layer "
+        "`*out` NULL, the stream's state and the caller's outputs untouched: NULL pointers, 32 malformed layer "
         "fields, chain mismatches, embedding placement, bad sizes and lengths, bidirectional / go_backwards "
         "streams (UNSUPPORTED), bad token ids (-1, V, 2.5, 1e30, -1e-30, inf, NaN; -0 and V-1 accepted), "
         "impossible allocations (OUT_OF_MEMORY, including a partially built model and a size that wraps "

@@ -6,6 +6,7 @@ module, its torch.jit.script file and its torch.jit.trace file; predict returns 
 gives at every step what torch returns for the sequence so far."""
 
 import warnings
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -134,7 +135,52 @@ class KeywordSpotter(nn.Module):
         return self.fc(h_n[-1])
 
 
-MODELS = [Tutorial, DetachedState, FinalHidden, BothDirections, GruSqueeze, StepsFirst, InitHidden, KeywordSpotter]
+class OptionalState(nn.Module):
+    """The BiLSTM classifier shape: an optional initial state made when absent (`if hidden is None`), sizes from
+    attributes and the input (num_layers * 2, len(x)), x.new_zeros, x.to(self.device), h_n indexed through
+    num_layers, and log_softmax over dim 1 of the (B, F) result."""
+
+    def __init__(self):
+        super().__init__()
+        self.num_layers, self.device = 2, torch.device("cpu")
+        self.lstm = nn.LSTM(4, 6, self.num_layers, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x, hidden: Optional[torch.Tensor] = None):
+        x = x.to(self.device)
+        if hidden is None:
+            hidden = torch.zeros(self.num_layers * 2, len(x), 6)
+        _, (h_n, _) = self.lstm(x, (hidden, x.new_zeros(self.num_layers * 2, x.size(0), 6)))
+        last = torch.cat((h_n[self.num_layers * 2 - 2], h_n[-1]), dim=1)
+        return torch.log_softmax(self.fc(last), dim=1)
+
+
+class SoftmaxModuleHead(nn.Module):
+    """nn.LogSoftmax(dim=1) after the last step: dim 1 of (B, F) is the feature axis. h_n[num_layers - 1]."""
+
+    def __init__(self):
+        super().__init__()
+        self.num_layers = 2
+        self.gru = nn.GRU(4, 7, self.num_layers, batch_first=True)
+        self.fc, self.out = nn.Linear(7, 5), nn.LogSoftmax(dim=1)
+
+    def forward(self, x):
+        _, h_n = self.gru(x)
+        return self.out(self.fc(h_n[self.num_layers - 1]))
+
+
+MODELS = [
+    Tutorial,
+    DetachedState,
+    FinalHidden,
+    BothDirections,
+    GruSqueeze,
+    StepsFirst,
+    InitHidden,
+    KeywordSpotter,
+    OptionalState,
+    SoftmaxModuleHead,
+]
 
 
 def inputs(cls, rng, batch=3, steps=9):
@@ -246,6 +292,16 @@ class DirectionsSwapped(_Refused):
         return self.fc(torch.cat((h_n[-1], h_n[-2]), dim=1))
 
 
+class BackwardOnly(_Refused):
+    def __init__(self):
+        super().__init__(bidirectional=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        _, (h_n, _) = self.lstm(x)
+        return self.fc(h_n[-1])
+
+
 class NonZeroState(_Refused):
     def forward(self, x):
         h0 = torch.ones(1, x.size(0), 8)
@@ -271,7 +327,8 @@ class RecurrentAfterLastStep(nn.Module):
         (FirstLayerState, r"h_n\[0\] is the final state of layer 0 of 2"),
         (WholeFinalState, r"a final state of every layer and direction"),
         (CellState, r"c_n is the LSTM's cell state"),
-        (DirectionsSwapped, r"torch.cat"),
+        (DirectionsSwapped, r"concatenated backward direction first"),
+        (BackwardOnly, r"one direction's final state of a bidirectional module"),
         (NonZeroState, r"called with more than its input and a zero initial state"),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else "",
@@ -355,3 +412,35 @@ def test_the_cli_takes_last_step_in_layers(tmp_path, rng, capsys):
     )
     # a stream: every step's output is the model's output for the sequence so far, the last one torch's
     assert_close(np.load(tmp_path / "y.npy")[-1], torch_output(net, Tutorial, X[None])[0])
+
+
+class GivenState(nn.Module):
+    """The char-RNN shape: the caller passes the state in. lstmrt's sequences start from zero, so this model is
+    what lstmrt computes only when the state given is zero: refused (it loaded, and differed by 0.06)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru, self.fc = nn.GRU(4, 6, batch_first=True), nn.Linear(6, 3)
+
+    def forward(self, x, hidden):
+        out, hidden = self.gru(x, hidden)
+        return self.fc(out[:, -1]), hidden
+
+
+@pytest.mark.parametrize("how", ["live", "script", "trace"])
+def test_a_state_given_to_forward_is_refused(how, tmp_path, rng):
+    net = GivenState().eval()
+    X, h = torch.from_numpy(inputs(GivenState, rng)), torch.randn(1, 3, 6)
+    if how == "live":
+        source = net
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compiled = torch.jit.script(net) if how == "script" else torch.jit.trace(net, (X, h))
+        compiled.save(str(tmp_path / "m.pt"))
+        source = tmp_path / "m.pt"
+    words = r"gru starts from the state 'hidden', an input of forward\(\): lstmrt starts each sequence from a zero"
+    if how == "trace":  # a trace names its inputs after the values it was given
+        words = r"gru starts from the state '\w+', an input of forward\(\)"
+    with pytest.raises(lstmrt.ArchitectureError, match=words):
+        lstmrt.load(source)

@@ -115,7 +115,7 @@ def _cell(unit, kind: str | None) -> list:
     return [torch_layers.cell_layer(found, params, nonlinearity=_nonlinearity(unit))]
 
 
-def _variants(unit) -> list:
+def _variants(unit, two_d: bool = False) -> list:
     """The spec lists this unit may stand for: one, or two for a lone 2-D weight of unknown class
     (nn.Embedding vs nn.Linear(bias=False)), which the neighbours' sizes then decide."""
     kind, params = unit.kind, unit.params
@@ -135,7 +135,8 @@ def _variants(unit) -> list:
             return [
                 [
                     _activation(
-                        getattr(unit.record, "module", None) if isinstance(unit.record, LiveRecord) else unit.record
+                        getattr(unit.record, "module", None) if isinstance(unit.record, LiveRecord) else unit.record,
+                        two_d=two_d,
                     )
                 ]
             ]
@@ -256,7 +257,10 @@ def build_model(
             )
     if not units:
         raise ArchitectureError("the file holds no layer lstmrt can run")
-    variants = [_checked_variants(u) for u in units]
+    variants, two_d = [], False  # two_d: after the last step was taken, the data is (B, F)
+    for u in units:
+        variants.append(_checked_variants(u, two_d))
+        two_d = two_d or u.kind == "last_step"
     if order_known:
         per_unit = _pick(units, variants, order_note)
     else:
@@ -306,11 +310,11 @@ def _final_output(spec):
     return spec
 
 
-def _checked_variants(unit) -> list:
+def _checked_variants(unit, two_d: bool = False) -> list:
     """_variants, with a layer spec's own refusal (a bias of the wrong length, an option of the wrong type: what
     a damaged or hand-made file can hold) reported against the module."""
     try:
-        variants = _variants(unit)
+        variants = _variants(unit, two_d)
     except ArchitectureError:
         raise
     except (ValueError, TypeError) as exc:

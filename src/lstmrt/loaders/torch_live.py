@@ -32,7 +32,9 @@ def _params(module) -> dict:
     return {name: p.detach().cpu().float().numpy() for name, p in module.named_parameters()}
 
 
-def _activation(module):
+def _activation(module, two_d: bool = False):
+    """two_d: the module is applied after forward() took the last step, to (B, F), where dim 1 (and torch's
+    implicit dim=None, which is 1 for 2-D input) is the feature axis."""
     name = type(module).__name__
     act = _ACTIVATIONS[name]
     if name == "ELU" and module.alpha != 1.0:
@@ -41,7 +43,7 @@ def _activation(module):
         raise ValueError("nn.Softplus with beta != 1 or threshold != 20 is not supported")
     if name == "GELU" and module.approximate == "tanh":
         act = "gelu_tanh"
-    if name in ("Softmax", "LogSoftmax") and module.dim not in (-1, 2):
+    if name in ("Softmax", "LogSoftmax") and module.dim not in ((-1, 1, None) if two_d else (-1, 2)):
         # dim=None is torch's deprecated implicit dim: over a (B, T, F) input that is dim 0, the batch axis
         raise ValueError(f"nn.{name}(dim={module.dim}) is not supported: only the feature axis (dim=-1)")
     return Activation(act)

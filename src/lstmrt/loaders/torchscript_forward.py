@@ -65,9 +65,14 @@ class ForwardOrder:
         if cls is None or cls.forward is None:
             return None
         children = module_parts(record)[1]
+        numbers = {
+            k: v
+            for k, v in (record.attrs.items() if isinstance(record.attrs, dict) else ())
+            if isinstance(k, str) and isinstance(v, (int, float)) and k not in children
+        }
         try:
             try:
-                return _Walker(cls.forward, children, cls.methods).run()
+                return _Walker(cls.forward, children, cls.methods, numbers=numbers).run()
             except RecursionError:  # expressions nested deeper than any forward() torch writes
                 raise _Unfollowable("expressions nested too deeply") from None
         except _Unfollowable as exc:
@@ -93,7 +98,15 @@ _MAX_INLINED = 8  # methods calling methods (init_hidden() and the like); deeper
 _INT64_MAX = 2**63 - 1
 _ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone")  # a zero state stays a zero state
 _MADE_TENSORS = ("ones", "ones_like", "full", "full_like", "rand", "randn", "randn_like", "empty", "tensor")
-_FLOAT32 = 6  # torch's ScalarType code for float32, as x.to(torch.float32) appears in TorchScript code
+_FLOAT32 = 6
+_ARITHMETIC = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "floordiv": lambda a, b: a // b,
+    "neg": lambda a: -a,
+    "__not__": lambda a: not a,
+}  # torch's ScalarType code for float32, as x.to(torch.float32) appears in TorchScript code
 
 
 class _Walker:
@@ -101,17 +114,21 @@ class _Walker:
     cell's (h, c) — ("module", name), ("self",), ("func", dotted name), ("const", v), ("aux",) — a size, device
     or dtype — ("zeros",) — a zero tensor, as an initial state — and the recurrent results of torchscript_steps."""
 
-    def __init__(self, fn: ast.FunctionDef, children: dict, methods: dict, depth: int = 0, bound=None):
+    def __init__(self, fn: ast.FunctionDef, children: dict, methods: dict, depth=0, bound=None, numbers=None):
         args = fn.args.args
         if len(args) < 2 and bound is None:
             raise _Unfollowable("forward takes no input")
-        self.children, self.methods, self.depth = children, methods, depth
+        self.children, self.methods, self.depth, self.numbers = children, methods, depth, numbers or {}
         self.env = {args[0].arg: ("self",)} if args else {}
         if bound is None:
             self.env[args[1].arg] = ("seq", ())
             bound = {}
-            for extra in args[2:]:  # extra inputs (e.g. an initial state) are taken as None
-                bound[extra.arg] = ("const", None)
+            defaults = [None] * (len(args) - len(fn.args.defaults)) + list(fn.args.defaults)
+            for extra, default in zip(args[2:], defaults[2:]):
+                # an optional input (hidden=None) is absent, as when the model is called with x alone; any other
+                # input (a required initial state) has a value lstmrt cannot know
+                absent = default is not None and _const(default, "?") is None
+                bound[extra.arg] = ("const", None) if absent else ("input", extra.arg)
         self.env.update(bound)
         self.name, self.body = fn.name, fn.body
 
@@ -123,13 +140,28 @@ class _Walker:
 
     def execute(self):
         """The value the function returns."""
-        for stmt in self.body:
+        value = self.block(self.body)
+        if value is None:
+            raise _Unfollowable(f"{self.name} has no return statement")
+        return value
+
+    def block(self, stmts):
+        """Run statements; the returned value, or None when the block ends without a return."""
+        for stmt in stmts:
             if isinstance(stmt, ast.Return):
                 if stmt.value is None:
                     raise _Unfollowable(f"{self.name} returns nothing")
                 return self.eval(stmt.value)
             if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
                 continue  # a string constant (docstring)
+            if isinstance(stmt, ast.If):  # `if hidden is None:` on an input known to be absent or present
+                test = self.eval(stmt.test)
+                if test[0] != "const" or not isinstance(test[1], bool):
+                    raise _Unfollowable(f"statement `{_code(stmt)}`")
+                value = self.block(stmt.body if test[1] else stmt.orelse)
+                if value is not None:
+                    return value
+                continue
             if not isinstance(stmt, (ast.Assign, ast.AnnAssign)) or (
                 isinstance(stmt, ast.Assign) and len(stmt.targets) != 1
             ):
@@ -144,7 +176,7 @@ class _Walker:
                     self.env[t.id] = part
             else:
                 raise _Unfollowable(f"assignment `{_code(stmt)}`")
-        raise _Unfollowable(f"{self.name} has no return statement")
+        return None
 
     def unpack(self, value, n, stmt):
         if value[0] == "pair":
@@ -159,6 +191,13 @@ class _Walker:
     def seq(self, value, what):
         if value[0] in ("seq", "pair", "rnn"):  # traced code uses a recurrent module's output directly
             return ("seq", value[1])
+        if value[0] == "hdir":
+            raise _Unfollowable(
+                f"{what} is one direction's final state of a bidirectional module; lstmrt reads both, "
+                "torch.cat((h_n[-2], h_n[-1]), dim=1)"
+            )
+        if value[0] == "input":
+            raise _Unfollowable(f"{what} is the input {value[1]!r} of forward(), which lstmrt does not take")
         if value[0] in ("h", "c", "hc"):
             raise _Unfollowable(
                 f"{what} is a final state of every layer and direction (h_n or c_n); lstmrt reads the last "
@@ -189,7 +228,11 @@ class _Walker:
             and isinstance(node.value, ast.Name)
             and self.env.get(node.value.id) == ("self",)
         ):
-            return ("module", node.attr) if node.attr in self.children else ("attr", node.attr)
+            if node.attr in self.children:
+                return ("module", node.attr)
+            if node.attr in self.numbers:  # self.num_layers and the like: used in sizes and indices
+                return ("const", self.numbers[node.attr])
+            return ("attr", node.attr)
         if isinstance(node, ast.Attribute):
             return ("func", dotted_name(node))
         if isinstance(node, ast.Subscript):
@@ -217,8 +260,13 @@ class _Walker:
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) == 2:
             if self.eval(node.args[0]) == ("self",) and _const(node.args[1]) in self.children:
                 return ("module", _const(node.args[1]))
+        if isinstance(func, ast.Name) and func.id == "unchecked_cast" and len(node.args) == 2:
+            return self.eval(node.args[1])  # TorchScript's Optional[T] -> T: the value itself
         if isinstance(func, ast.Name) and func.id in ("int", "float", "len") and len(node.args) == 1:
-            return ("aux",) if self.eval(node.args[0])[0] in ("aux", "const") else self.refuse(node)
+            value = self.eval(node.args[0])
+            if value[0] == "const" and func.id != "len" and isinstance(value[1], (int, float)):
+                return ("const", int(value[1]) if func.id == "int" else float(value[1]))
+            return ("aux",) if value[0] in ("aux", "const", "attr", "seq") else self.refuse(node)
         if (
             isinstance(func, ast.Attribute)
             and isinstance(func.value, ast.Name)
@@ -240,12 +288,14 @@ class _Walker:
         op = callee[1].rsplit(".", 1)[-1]
         if not callee[1].startswith(("torch.", "__torch__.torch.nn.functional.")):
             raise _Unfollowable(f"call of {callee[1]}")
-        if op in ("size", "dim", "device"):
+        if op in ("size", "dim", "device", "len"):
             return ("aux",)
-        if op in ("zeros", "zeros_like"):
+        if op in ("zeros", "zeros_like", "new_zeros", "zero_"):  # x.new_zeros(...), w.new(...).zero_()
             return ("zeros",)
         if op in _MADE_TENSORS:
             return ("tensor",)
+        if op in _ARITHMETIC or op in ("__is__", "__isnot__", "__not__"):
+            return self.scalar(op, node)
         first = self.eval(node.args[0])
         if first == ("zeros",) and op in _ZERO_KEEPING:
             return first
@@ -256,7 +306,7 @@ class _Walker:
         items = self.seq(first, f"the input of {callee[1]}")[1]
         if op in _NO_OPS:
             return ("seq", items)
-        act = self.activation(op, node)
+        act = self.activation(op, node, steps.LAST_STEP in items)
         if act is None:  # scripted code calls torch.nn.functional through a local name (_0): say which
             named = "" if isinstance(func, ast.Attribute) else f" of {callee[1].replace('__torch__.', '', 1)}"
             raise _Unfollowable(f"call `{_code(node)}`{named}")
@@ -265,11 +315,37 @@ class _Walker:
     def refuse(self, node):
         raise _Unfollowable(f"call `{_code(node)}`")
 
+    def scalar(self, op, node):
+        """Arithmetic on sizes and attributes (self.num_layers * 2, num_layers - 1), and `is None` tests: a
+        constant when every operand is one, else a size; on the network's data it cannot be followed."""
+        values = [self.eval(a) for a in node.args]
+        if op in ("__is__", "__isnot__"):
+            if len(values) != 2 or values[1] != ("const", None):
+                raise _Unfollowable(f"call `{_code(node)}`")
+            absent = values[0] == ("const", None)
+            return ("const", absent if op == "__is__" else not absent)
+        if all(v[0] == "const" for v in values):
+            try:
+                return ("const", _ARITHMETIC[op](*(v[1] for v in values)))
+            except (TypeError, ValueError, ZeroDivisionError, OverflowError, KeyError):
+                raise _Unfollowable(f"call `{_code(node)}`") from None
+        if all(v[0] in ("const", "aux", "attr") for v in values):
+            return ("aux",)
+        raise _Unfollowable(f"call `{_code(node)}`: arithmetic on the network's data")
+
     def call_module(self, name, node):
         items = self.seq(self.eval(node.args[0]), f"the input of {name}")[1]
         for arg in node.args[1:]:  # an initial state: lstmrt's is zero, so only zeros (or None) can be followed
             value = self.eval(arg)
             parts = value[1] if value[0] in ("tuple", "list") else (value,)
+            given = [p for p in parts if p[0] == "input"]
+            if given:
+                raise _Unfollowable(
+                    f"{name} starts from the state {given[0][1]!r}, an input of forward(): lstmrt starts each "
+                    "sequence from a zero state (a stream then carries it from step to step), which equals this "
+                    f"model only when {given[0][1]!r} is zero; an optional input ({given[0][1]}=None, zeros when "
+                    "absent) is read as absent"
+                )
             if not all(p in (("const", None), ("zeros",)) for p in parts):
                 raise _Unfollowable(f"{name} is called with more than its input and a zero initial state")
         items = items + (("child", name),)
@@ -292,7 +368,7 @@ class _Walker:
             bound.setdefault(p, ("const", _const(default)))
         if len(bound) != len(params):
             raise _Unfollowable(f"call `{_code(node)}`")
-        return _Walker(fn, self.children, self.methods, self.depth + 1, bound).execute()
+        return _Walker(fn, self.children, self.methods, self.depth + 1, bound, self.numbers).execute()
 
     def reshape(self, op, first, node):
         """Slicing and indexing: full slices, and the last step of a sequence (torchscript_steps)."""
@@ -310,8 +386,16 @@ class _Walker:
             "by step"
         )
 
+    def number(self, node):
+        """A constant argument (literal, or a size from the module's attributes), else "?"."""
+        literal = _const(node, _Unfollowable)
+        if literal is not _Unfollowable:
+            return literal
+        value = self.eval(node)
+        return value[1] if value[0] == "const" else "?"
+
     def _reshape(self, op, first, node):
-        args = [_const(a, "?") for a in node.args[1:]]
+        args = [self.number(a) for a in node.args[1:]]
         if first[0] == "c":
             raise _Unfollowable("c_n is the LSTM's cell state, which no layer outputs")
         if op == "slice":
@@ -325,7 +409,7 @@ class _Walker:
         elif op == "squeeze" and first[0] == "h":
             return steps.squeeze_state(first, tuple(args), self)
         elif op == "cat" and first[0] in ("list", "tuple"):
-            dim = args[0] if args else next((_const(k.value, "?") for k in node.keywords if k.arg == "dim"), 0)
+            dim = args[0] if args else next((self.number(k.value) for k in node.keywords if k.arg == "dim"), 0)
             return steps.concat_directions(first[1], dim)
         return None
 
@@ -334,7 +418,7 @@ class _Walker:
         is an int constant (6 is float32); a bool is non_blocking or copy; the other options do not convert."""
 
         def harmless(value, dtype: bool) -> bool:
-            if value[0] == "aux" or value == ("const", None):
+            if value[0] in ("aux", "attr") or value == ("const", None):  # attr: not a number, so not a dtype
                 return True
             v = value[1] if value[0] == "const" else "?"
             if isinstance(v, bool):
@@ -344,7 +428,9 @@ class _Walker:
         positional = all(harmless(self.eval(a), dtype=True) for a in node.args[1:])
         return positional and all(harmless(self.eval(k.value), dtype=k.arg == "dtype") for k in node.keywords)
 
-    def activation(self, op, node):
+    def activation(self, op, node, last_step: bool):
+        """The lstmrt activation of a torch op, or None. After the last step the data is (B, F): dim 1 is the
+        feature axis there, as 2 (and -1) is on (B, T, F)."""
         args = [_const(a, "?") for a in node.args[1:]]
         kw = {k.arg: _const(k.value, "?") for k in node.keywords}
         if op in _SIMPLE:
@@ -354,7 +440,7 @@ class _Walker:
         if (
             op in ("softmax", "log_softmax")
             and args
-            and args[0] in (-1, 2)
+            and args[0] in ((-1, 1) if last_step else (-1, 2))
             and kw.get("dtype") is None
             and all(a is None for a in args[2:] if not isinstance(a, int))
         ):

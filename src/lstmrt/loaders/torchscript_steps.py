@@ -119,15 +119,16 @@ def squeeze_state(value, dims, walker):
 
 def concat_directions(parts, dim):
     """torch.cat((h_n[-2], h_n[-1]), dim=1): both directions' final states, as a Bidirectional layer outputs."""
-    if (
-        dim in (1, -1)
-        and len(parts) == 2
-        and all(p[0] == "hdir" for p in parts)
-        and parts[0][1] == parts[1][1]
-        and (parts[0][2], parts[1][2]) == (0, 1)
-    ):
-        return ("seq", parts[0][1] + (LAST_STEP,))
-    return None
+    if len(parts) != 2 or not all(p[0] == "hdir" for p in parts) or parts[0][1] != parts[1][1]:
+        return None
+    if dim not in (1, -1):
+        raise Unfollowable(f"the final states are concatenated on dimension {dim}, not the features")
+    if (parts[0][2], parts[1][2]) != (0, 1):
+        raise Unfollowable(
+            "the final states are concatenated backward direction first; lstmrt's bidirectional output is "
+            "forward first, torch.cat((h_n[-2], h_n[-1]), dim=1)"
+        )
+    return ("seq", parts[0][1] + (LAST_STEP,))
 
 
 def select_step(value, dim, i, walker):
