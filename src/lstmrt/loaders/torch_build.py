@@ -296,7 +296,7 @@ def _final_step(units, per_unit) -> tuple:
 
 
 def _last_step_where(unit) -> str:
-    if unit.path == LAST_STEP_ENTRY:
+    if unit.reason == "layers=":  # named in layers=, not taken by a forward()
         return f"{LAST_STEP_ENTRY!r} in layers="
     return f"by forward() of {unit.label}"
 

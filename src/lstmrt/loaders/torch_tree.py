@@ -26,7 +26,7 @@ _MANGLE = re.compile(r"\.___torch_mangle_\d+")
 class Unit:
     """One layer-to-be. kind: a torch.nn class name; None when only parameter names are known (state dicts);
     "activation" for a functional activation (`activation` holds its name); "last_step" where forward() takes each
-    sequence's last step (out[:, -1], h_n[-1]); "unsupported" with `reason`.
+    sequence's last step (out[:, -1], h_n[-1]; `reason` "layers=" when named there); "unsupported" with `reason`.
     guessed_before: the order between the previous unit and this one is registration order, not known forward
     order (a state dict, or a user-defined module whose forward() lstmrt cannot see)."""
 
@@ -219,7 +219,7 @@ def select_layers(units: list, layers) -> list:
             chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
             continue
         if entry == LAST_STEP_ENTRY:
-            chosen.append(Unit(entry, "last_step", {}))
+            chosen.append(Unit(entry, "last_step", {}, reason="layers="))
             continue
         act = activation_name(entry)
         if act is None:

@@ -98,7 +98,7 @@ _MAX_INLINED = 8  # methods calling methods (init_hidden() and the like); deeper
 _INT64_MAX = 2**63 - 1
 _ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone")  # a zero state stays a zero state
 _MADE_TENSORS = ("ones", "ones_like", "full", "full_like", "rand", "randn", "randn_like", "empty", "tensor")
-_FLOAT32 = 6
+_FLOAT32 = 6  # torch's ScalarType code for float32, as x.to(torch.float32) appears in TorchScript code
 _ARITHMETIC = {
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
@@ -106,7 +106,7 @@ _ARITHMETIC = {
     "floordiv": lambda a, b: a // b,
     "neg": lambda a: -a,
     "__not__": lambda a: not a,
-}  # torch's ScalarType code for float32, as x.to(torch.float32) appears in TorchScript code
+}
 
 
 class _Walker:
@@ -294,7 +294,7 @@ class _Walker:
             return ("zeros",)
         if op in _MADE_TENSORS:
             return ("tensor",)
-        if op in _ARITHMETIC or op in ("__is__", "__isnot__", "__not__"):
+        if op in _ARITHMETIC or op in ("__is__", "__isnot__"):
             return self.scalar(op, node)
         first = self.eval(node.args[0])
         if first == ("zeros",) and op in _ZERO_KEEPING:
