@@ -14,7 +14,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from lstmrt.layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
+from lstmrt.layers import (
+    GRU,
+    LSTM,
+    Activation,
+    Affine,
+    Bidirectional,
+    Dense,
+    Embedding,
+    GlobalPooling,
+    LayerNorm,
+    SimpleRNN,
+)
 
 # math.erf element-wise: exact to double precision, no SciPy needed.
 erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -213,6 +224,29 @@ def step_layer(spec, X):
     raise TypeError(f"not a per-step layer: {spec!r}")
 
 
+def pool_layer(spec: GlobalPooling, X, active, state: tuple):
+    """Section 6: step t outputs the mean of the active steps up to t (0 / 0 before the first) or the max of every
+    step up to t. state as lstmrt's stream keeps it: (mean, mean_low, count) or (max, count), count (B, 1)."""
+    *parts, count = (np.array(a, np.float64).reshape(len(X), -1) for a in state)
+    value = sum(parts)  # mean + mean_low
+    total = value * count  # the sum behind a mean
+    Y = np.empty_like(X)
+    for t in range(X.shape[1]):
+        if spec.mode == "max":
+            count += 1
+            value = np.where(count == 1, X[:, t], np.maximum(value, X[:, t]))  # np.maximum keeps NaN
+            Y[:, t] = value
+        else:
+            take = active[:, t][:, None]
+            total = total + np.where(take, X[:, t], 0.0)
+            count += take
+            with np.errstate(invalid="ignore", divide="ignore"):
+                Y[:, t] = total / count
+    if spec.mode == "max":
+        return Y, (Y[:, -1], count)
+    return Y, (np.nan_to_num(total / np.maximum(count, 1)), np.zeros_like(value), count)
+
+
 def _is_recurrent(spec) -> bool:
     return isinstance(spec, (LSTM, GRU, SimpleRNN, Bidirectional))
 
@@ -230,14 +264,24 @@ def _forward(layers, X, active, states, whole_sequence, ends=None):
             X, s = recurrent_layer(spec, X, active, states[k : k + n], whole_sequence, ends)
             new_states += s
             k += n
+        elif isinstance(spec, GlobalPooling):
+            X, s = pool_layer(spec, X, active, states[k])
+            new_states.append(s)
+            k += 1
         else:
             X = step_layer(spec, X)
     return X, new_states
 
 
 def zero_state(layers, batch: int) -> list:
-    """One tuple per recurrent direction (a bidirectional layer has two), zeros."""
-    return [zero_cell_state(cell, batch) for spec in layers if _is_recurrent(spec) for cell in _cells(spec)]
+    """One tuple per recurrent direction (a bidirectional layer has two) and per pool, zeros."""
+    state = []
+    for spec in layers:
+        if isinstance(spec, GlobalPooling):
+            state.append(tuple(np.zeros((batch, size)) for size in spec.state_sizes))
+        elif _is_recurrent(spec):
+            state += [zero_cell_state(cell, batch) for cell in _cells(spec)]
+    return state
 
 
 def _as_input(X):

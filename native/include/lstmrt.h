@@ -64,13 +64,15 @@ typedef enum lstmrt_activation {
 typedef enum lstmrt_layer_kind {
     LSTMRT_LAYER_LSTM = 0,
     LSTMRT_LAYER_GRU,
-    LSTMRT_LAYER_RNN,        /* Elman: h = act(W x + b_ih + U h + b_hh) */
-    LSTMRT_LAYER_DENSE,      /* y = act(W x + b), per time step */
-    LSTMRT_LAYER_ACTIVATION, /* y = act(x) */
-    LSTMRT_LAYER_AFFINE,     /* y = x * scale + shift, per feature (normalisation) */
-    LSTMRT_LAYER_EMBEDDING,  /* input: one token id per step (as float); y = table[id] */
-    LSTMRT_LAYER_NORM,       /* over the features of each step: y = (x - mean) / sqrt(var + epsilon) * scale + shift,
-                                or a variant of norm_mode */
+    LSTMRT_LAYER_RNN,         /* Elman: h = act(W x + b_ih + U h + b_hh) */
+    LSTMRT_LAYER_DENSE,       /* y = act(W x + b), per time step */
+    LSTMRT_LAYER_ACTIVATION,  /* y = act(x) */
+    LSTMRT_LAYER_AFFINE,      /* y = x * scale + shift, per feature (normalisation) */
+    LSTMRT_LAYER_EMBEDDING,   /* input: one token id per step (as float); y = table[id] */
+    LSTMRT_LAYER_NORM,        /* over the features of each step: y = (x - mean) / sqrt(var + epsilon) * scale + shift,
+                                 or a variant of norm_mode */
+    LSTMRT_LAYER_GLOBAL_POOL, /* over the steps so far: y(t) = mean or max of x(0..t) (pool_mode); the running value
+                                 is state, so a stream's step returns the pool of its sequence so far */
     LSTMRT_LAYER_KIND_COUNT
 } lstmrt_layer_kind;
 
@@ -82,6 +84,16 @@ typedef enum lstmrt_norm_mode {
                                    shift must be NULL */
     LSTMRT_NORM_MODE_COUNT
 } lstmrt_norm_mode;
+
+/* What a LSTMRT_LAYER_GLOBAL_POOL keeps of the steps so far (Keras GlobalAveragePooling1D / GlobalMaxPooling1D, torch
+ * mean / max over the time axis). */
+typedef enum lstmrt_pool_mode {
+    LSTMRT_POOL_AVERAGE = 0, /* mean of the active steps (a masked step is not counted, as Keras does); before any
+                                active step: NaN, Keras's 0 / 0 */
+    LSTMRT_POOL_MAX,         /* max of every step, masked or not (Keras's GlobalMaxPooling1D ignores the mask);
+                                NaN once a NaN is seen */
+    LSTMRT_POOL_MODE_COUNT
+} lstmrt_pool_mode;
 
 /* How the two directions of a bidirectional layer are merged (Keras names). */
 typedef enum lstmrt_merge_mode {
@@ -128,6 +140,7 @@ typedef struct lstmrt_layer_desc {
     lstmrt_direction_weights weights[2]; /* [forward, backward] */
     float epsilon;                       /* norm: added to the statistic before the square root; finite, >= 0 */
     lstmrt_norm_mode norm_mode;          /* norm only */
+    lstmrt_pool_mode pool_mode;          /* global pool only */
 } lstmrt_layer_desc;
 
 typedef struct lstmrt_model lstmrt_model_t;
@@ -196,8 +209,11 @@ lstmrt_status lstmrt_stream_run(lstmrt_stream_t *stream, const float *x, int64_t
 /* Back to the zero state. */
 void lstmrt_stream_reset(lstmrt_stream_t *stream);
 
-/* State as batch * lstmrt_model_state_size floats: for each recurrent layer, each direction: h (batch, Hr),
- * then for an LSTM c (batch, H). set_state copies in; the stream is unchanged when it fails. */
+/* State as batch * lstmrt_model_state_size floats, layer by layer: for each recurrent layer, each direction: h
+ * (batch, Hr), then for an LSTM c (batch, H); for a global pool, the pooled value (batch, F), for an average the
+ * part of the mean below float32 precision (batch, F) (the mean is their sum), then the steps pooled (batch): a whole
+ * number in [0, 2^24] (it stops at 2^24, from where the mean moves as an average over the last ~2^24 steps). set_state
+ * copies in after checking those counts; the stream is unchanged when it fails. */
 lstmrt_status lstmrt_stream_get_state(const lstmrt_stream_t *stream, float *state);
 lstmrt_status lstmrt_stream_set_state(lstmrt_stream_t *stream, const float *state);
 

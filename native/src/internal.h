@@ -50,7 +50,18 @@ typedef struct layer {
     float *vec_b;        /* affine, norm shift (I) */
     float epsilon;       /* norm */
     lstmrt_norm_mode norm_mode;
+    lstmrt_pool_mode pool_mode;
 } layer;
+
+/* Floats of state one sequence keeps for this layer (layout: lstmrt_stream_get_state). */
+static inline int64_t layer_state_floats(const layer *L)
+{
+    if (L->kind <= LSTMRT_LAYER_RNN)
+        return (int64_t)L->num_directions * (L->state_h_size + (L->kind == LSTMRT_LAYER_LSTM ? L->hidden_size : 0));
+    if (L->kind == LSTMRT_LAYER_GLOBAL_POOL) /* value, the mean's low part, count */
+        return (int64_t)L->input_size * (L->pool_mode == LSTMRT_POOL_AVERAGE ? 2 : 1) + 1;
+    return 0;
+}
 
 struct lstmrt_model {
     int32_t num_layers;
@@ -109,6 +120,14 @@ void free_packed_matrix(packed_matrix *m);
 
 /* norm.c: LSTMRT_LAYER_NORM over one step's features; y may be x. */
 void norm_row(const layer *L, const float *x, float *y);
+
+/* pool.c: LSTMRT_LAYER_GLOBAL_POOL over `steps` steps of `batch` rows; state: this layer's (batch, F) values, for a
+ * mean its (batch, F) low parts, then its (batch) counts. active as forward_layers takes it. */
+void pool_steps(const layer *L, int64_t batch, int64_t steps, seq_view x, const uint8_t *active, int64_t active_stride,
+                float *state, seq_view y);
+/* The first pool count in a whole state (batch rows) that is not a whole number in [0, 2^24], as an index into
+ * state, or -1 when every one is. */
+int64_t pool_bad_count(const lstmrt_model_t *m, int64_t batch, const float *state);
 
 /* activations.c: in-place element-wise (or row-wise for softmax) activation of rows x n. */
 void apply_activation(const lstmrt_kernels *k, lstmrt_activation a, float *v, int64_t rows, int64_t n,

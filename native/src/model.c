@@ -59,6 +59,11 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
             return FAIL("layer %d: norm mode %d has no shift (bias_ih must be NULL)", index, (int)d->norm_mode);
         return LSTMRT_STATUS_OK;
     }
+    if (d->kind == LSTMRT_LAYER_GLOBAL_POOL) {
+        if ((int)d->pool_mode < 0 || d->pool_mode >= LSTMRT_POOL_MODE_COUNT)
+            return FAIL("layer %d: unknown pool mode %d", index, (int)d->pool_mode);
+        return LSTMRT_STATUS_OK;
+    }
     if (!dim_ok(d->hidden_size))
         return FAIL("layer %d: hidden_size %d out of range [1, %d]", index, d->hidden_size, LSTMRT_MAX_DIM);
     if (d->kind == LSTMRT_LAYER_EMBEDDING) {
@@ -103,7 +108,8 @@ static int32_t layer_output_size(const lstmrt_layer_desc *d)
     switch (d->kind) {
     case LSTMRT_LAYER_ACTIVATION:
     case LSTMRT_LAYER_AFFINE:
-    case LSTMRT_LAYER_NORM: return d->input_size;
+    case LSTMRT_LAYER_NORM:
+    case LSTMRT_LAYER_GLOBAL_POOL: return d->input_size;
     case LSTMRT_LAYER_DENSE:
     case LSTMRT_LAYER_EMBEDDING: return d->hidden_size;
     default: {
@@ -196,10 +202,10 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
 {
     L->kind = d->kind;
     L->input_size = d->input_size;
-    L->hidden_size =
-        d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE || d->kind == LSTMRT_LAYER_NORM
-            ? d->input_size
-            : d->hidden_size;
+    L->hidden_size = d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE ||
+                             d->kind == LSTMRT_LAYER_NORM || d->kind == LSTMRT_LAYER_GLOBAL_POOL
+                         ? d->input_size
+                         : d->hidden_size;
     L->proj_size = d->proj_size;
     L->state_h_size = d->proj_size > 0 ? d->proj_size : L->hidden_size;
     L->output_size = layer_output_size(d);
@@ -240,6 +246,7 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
     case LSTMRT_LAYER_EMBEDDING:
         ALLOC(L->vec_a, w->weight_ih, (int64_t)d->num_embeddings * d->hidden_size);
         return LSTMRT_STATUS_OK;
+    case LSTMRT_LAYER_GLOBAL_POOL: L->pool_mode = d->pool_mode; return LSTMRT_STATUS_OK;
     case LSTMRT_LAYER_ACTIVATION: return LSTMRT_STATUS_OK;
     default:
         for (int dir = 0; dir < d->num_directions; dir++) {
@@ -309,11 +316,9 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
             m->max_gate_width = L->gates * L->hidden_size;
         if (L->hidden_size > m->max_hidden && L->kind <= LSTMRT_LAYER_RNN)
             m->max_hidden = L->hidden_size;
-        if (L->kind <= LSTMRT_LAYER_RNN) {
-            m->state_size +=
-                (int64_t)L->num_directions * (L->state_h_size + (L->kind == LSTMRT_LAYER_LSTM ? L->hidden_size : 0));
+        m->state_size += layer_state_floats(L);
+        if (L->kind <= LSTMRT_LAYER_RNN)
             m->bidirectional |= L->num_directions == 2 || L->go_backwards;
-        }
     }
     m->output_size = m->layers[num_layers - 1].output_size;
     *out = m;

@@ -19,6 +19,7 @@ void test_out_of_memory(void);
 void test_embedding_id_changed_during_call(void);
 void test_predict_errors(void);
 void test_stream_errors(void);
+void test_pool_state_errors(void);
 void test_status_strings(void);
 void test_probes(void);
 

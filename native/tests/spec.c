@@ -19,11 +19,29 @@ int layer_out(const lstmrt_layer_desc *d)
     switch (d->kind) {
     case LSTMRT_LAYER_ACTIVATION:
     case LSTMRT_LAYER_AFFINE:
-    case LSTMRT_LAYER_NORM: return d->input_size;
+    case LSTMRT_LAYER_NORM:
+    case LSTMRT_LAYER_GLOBAL_POOL: return d->input_size;
     case LSTMRT_LAYER_DENSE:
     case LSTMRT_LAYER_EMBEDDING: return d->hidden_size;
     default: return d->num_directions == 2 && d->merge_mode == LSTMRT_MERGE_CONCAT ? 2 * state_h(d) : state_h(d);
     }
+}
+
+int state_parts(const lstmrt_layer_desc *d, int sizes[4])
+{
+    int n = 0;
+    if (d->kind == LSTMRT_LAYER_GLOBAL_POOL) {
+        sizes[n++] = d->input_size; /* pooled values */
+        if (d->pool_mode == LSTMRT_POOL_AVERAGE)
+            sizes[n++] = d->input_size; /* the mean's low parts */
+        sizes[n++] = 1;                 /* steps pooled */
+    } else if (is_recurrent(d->kind))
+        for (int dir = 0; dir < d->num_directions; dir++) {
+            sizes[n++] = state_h(d);
+            if (d->kind == LSTMRT_LAYER_LSTM)
+                sizes[n++] = d->hidden_size;
+        }
+    return n;
 }
 
 lstmrt_layer_desc *push(spec *s, lstmrt_layer_kind kind, int in, int hidden)
@@ -67,7 +85,8 @@ void add_weights(spec *s)
                 w->bias_ih = d->norm_mode == LSTMRT_NORM_LAYER ? random_floats(I, 1.0) : NULL;
                 break;
             case LSTMRT_LAYER_EMBEDDING: w->weight_ih = random_floats((int64_t)d->num_embeddings * H, 1.0); break;
-            case LSTMRT_LAYER_ACTIVATION: break;
+            case LSTMRT_LAYER_ACTIVATION:
+            case LSTMRT_LAYER_GLOBAL_POOL: break;
             default:
                 w->weight_ih = random_floats((int64_t)G * I, a);
                 w->weight_hh = random_floats((int64_t)G * Hr, a);
@@ -243,6 +262,25 @@ void make_spec(int which, spec *s)
         d->norm_mode = LSTMRT_NORM_VARIANCE_SCALE;
         d->epsilon = 1e-5f;
         push(s, LSTMRT_LAYER_GRU, 9, 4);
+        break;
+    case 23:
+        name = "lstm 4-6 + average pool 6 + dense 6-3";
+        push(s, LSTMRT_LAYER_LSTM, 4, 6);
+        push(s, LSTMRT_LAYER_GLOBAL_POOL, 6, 0)->pool_mode = LSTMRT_POOL_AVERAGE;
+        push(s, LSTMRT_LAYER_DENSE, 6, 3);
+        break;
+    case 24:
+        name = "gru 3-5 + max pool 5 + dense 5-2 softmax";
+        push(s, LSTMRT_LAYER_GRU, 3, 5);
+        push(s, LSTMRT_LAYER_GLOBAL_POOL, 5, 0)->pool_mode = LSTMRT_POOL_MAX;
+        push(s, LSTMRT_LAYER_DENSE, 5, 2)->activations[0] = LSTMRT_ACT_SOFTMAX;
+        break;
+    case 25:
+        name = "bi-lstm 3-4 concat + average pool 8 + max pool 8";
+        d = push(s, LSTMRT_LAYER_LSTM, 3, 4);
+        d->num_directions = 2;
+        push(s, LSTMRT_LAYER_GLOBAL_POOL, 8, 0)->pool_mode = LSTMRT_POOL_AVERAGE;
+        push(s, LSTMRT_LAYER_GLOBAL_POOL, 8, 0)->pool_mode = LSTMRT_POOL_MAX;
         break;
     }
     snprintf(s->name, sizeof s->name, "%s", name);

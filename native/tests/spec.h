@@ -14,7 +14,7 @@ typedef struct spec {
     double scale; /* weight range: scale / sqrt(fan-in) */
 } spec;
 
-enum { NUM_SPECS = 23 }; /* make_spec's catalogue: 0 .. NUM_SPECS - 1 */
+enum { NUM_SPECS = 26 }; /* make_spec's catalogue: 0 .. NUM_SPECS - 1 */
 
 enum { PB = 3, PT = 100 }; /* predict shape: batch 3 gives 85-step blocks, so 100 steps cross a block boundary */
 
@@ -22,6 +22,8 @@ int gate_count(lstmrt_layer_kind k);
 int is_recurrent(lstmrt_layer_kind k);
 int state_h(const lstmrt_layer_desc *d); /* the recurrent state h: proj_size if projected */
 int layer_out(const lstmrt_layer_desc *d);
+/* The pieces of state a layer keeps per sequence, in lstmrt_stream_get_state's order: their sizes, and how many. */
+int state_parts(const lstmrt_layer_desc *d, int sizes[4]);
 
 lstmrt_layer_desc *push(spec *s, lstmrt_layer_kind kind, int in, int hidden);
 void add_weights(spec *s);

@@ -19,7 +19,7 @@ void test_model_create_errors(void)
     EXPECT_FAIL(lstmrt_model_create(ok.layers, 5000, &m), INVALID);
 
     /* One broken field at a time, on otherwise valid layers. */
-    enum { NCASES = 32 };
+    enum { NCASES = 34 };
     for (int c = 0; c < NCASES; c++) {
         spec s = ok;
         lstmrt_layer_desc *d = &s.layers[0];
@@ -99,6 +99,14 @@ void test_model_create_errors(void)
             d->kind = LSTMRT_LAYER_NORM;
             d->norm_mode = LSTMRT_NORM_RMS;
             d->weights[0].bias_ih = dummy;
+            break;
+        case 32:
+            d->kind = LSTMRT_LAYER_GLOBAL_POOL;
+            d->pool_mode = LSTMRT_POOL_MODE_COUNT;
+            break;
+        case 33:
+            d->kind = LSTMRT_LAYER_GLOBAL_POOL;
+            d->pool_mode = (lstmrt_pool_mode)-1;
             break;
         }
         snprintf(context, sizeof context, "model_create broken field case %d", c);
@@ -392,6 +400,42 @@ void test_stream_errors(void)
     CHECK(lstmrt_stream_run(st, x, 0, y) == LSTMRT_STATUS_OK);
     CHECK(lstmrt_last_error()[0] == '\0');
     CHECK(state_equals(st, state, S, buf) && same_bits(y, before, 2 * 8 * 4));
+    lstmrt_stream_free(st);
+    lstmrt_model_free(m);
+    arena_reset();
+}
+
+/* A pool's count of steps in set_state must be a whole number in [0, 2^24]: anything else is refused, the stream
+ * unchanged. */
+void test_pool_state_errors(void)
+{
+    spec s;
+    lstmrt_model_t *m = open_spec(23, &s); /* lstm 4-6 + average pool 6 + dense 6-3 */
+    lstmrt_stream_t *st = NULL;
+    CHECK(m && lstmrt_stream_create(m, 2, &st) == LSTMRT_STATUS_OK);
+    if (!st) {
+        lstmrt_model_free(m);
+        return;
+    }
+    const int64_t S = 2 * lstmrt_model_state_size(m); /* lstm h, c (2 x 6 each), pool values (2 x 6), counts (2) */
+    float x[8] = {0.5f, -1.0f, 0.25f, 2.0f, 1.0f, 0.0f, -0.5f, 0.75f}, y[6];
+    CHECK(lstmrt_stream_step(st, x, NULL, y) == LSTMRT_STATUS_OK);
+    float *state = new_floats(S), *buf = new_floats(S), *bad = new_floats(S);
+    CHECK(lstmrt_stream_get_state(st, state) == LSTMRT_STATUS_OK);
+    CHECK(state[S - 2] == 1.0f && state[S - 1] == 1.0f);
+    const float wrong[] = {-1.0f, 0.5f, NAN, INFINITY, 16777217.0f * 2.0f};
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        snprintf(context, sizeof context, "set_state pool count %g", (double)wrong[i]);
+        memcpy(bad, state, (size_t)S * sizeof(float));
+        bad[S - 1] = wrong[i];
+        EXPECT_FAIL(lstmrt_stream_set_state(st, bad), INVALID);
+        CHECK(strstr(lstmrt_last_error(), "count") != NULL);
+        CHECK(state_equals(st, state, S, buf));
+    }
+    snprintf(context, sizeof context, "set_state pool counts 0 and 2^24");
+    bad[S - 2] = 0.0f;
+    bad[S - 1] = 16777216.0f;
+    CHECK(lstmrt_stream_set_state(st, bad) == LSTMRT_STATUS_OK);
     lstmrt_stream_free(st);
     lstmrt_model_free(m);
     arena_reset();

@@ -31,6 +31,7 @@ int main(int argc, char **argv)
         return 2;
     }
     printf("kernel tier: %s (cpu features: %s)\n", lstmrt_kernel_tier(), lstmrt_cpu_features());
+    RUN(test_pool_state_errors);
     RUN(test_status_strings);
     RUN(test_model_properties);
     RUN(test_predict_vs_reference);

@@ -13,10 +13,10 @@ void test_model_properties(void)
             int bidi = 0;
             for (int l = 0; l < s.n; l++) {
                 const lstmrt_layer_desc *d = &s.layers[l];
-                if (is_recurrent(d->kind)) {
-                    state += d->num_directions * (state_h(d) + (d->kind == LSTMRT_LAYER_LSTM ? d->hidden_size : 0));
-                    bidi |= d->num_directions == 2 || d->go_backwards;
-                }
+                int sizes[4];
+                for (int k = state_parts(d, sizes) - 1; k >= 0; k--)
+                    state += sizes[k];
+                bidi |= is_recurrent(d->kind) && (d->num_directions == 2 || d->go_backwards);
             }
             CHECK(lstmrt_model_input_size(m) == spec_in(&s));
             CHECK(lstmrt_model_output_size(m) == spec_out(&s));

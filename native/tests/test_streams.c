@@ -45,15 +45,14 @@ static void stream_invariants(const spec *s, lstmrt_model_t *m, lstmrt_model_t *
     CHECK(max_abs_diff(got, want, (int64_t)PB * PT * O) <= SAME_TOL);
     float *st_b = new_floats(PB * S + 1), *st_1 = new_floats(S + 1);
     CHECK(lstmrt_stream_get_state(batched, st_b) == LSTMRT_STATUS_OK);
-    /* batched state is per layer and direction: h (batch, Hr) [then c (batch, H)]; compare block by block */
+    /* batched state is per layer and part (h (batch, Hr), c (batch, H), a pool's values, its counts): compare block by
+       block */
     int64_t off = 0;
     for (int l = 0; l < s->n; l++) {
-        const lstmrt_layer_desc *d = &s->layers[l];
-        if (!is_recurrent(d->kind))
-            continue;
-        const int parts = d->kind == LSTMRT_LAYER_LSTM ? 2 : 1;
+        int sizes[4];
+        const int parts = state_parts(&s->layers[l], sizes);
         for (int part = 0; part < parts; part++) {
-            const int n = part == 0 ? state_h(d) : d->hidden_size;
+            const int n = sizes[part];
             for (int b = 0; b < PB; b++) {
                 CHECK(lstmrt_stream_get_state(single[b], st_1) == LSTMRT_STATUS_OK);
                 CHECK(max_abs_diff(st_b + off * PB + (int64_t)b * n, st_1 + off, n) <= SAME_TOL);

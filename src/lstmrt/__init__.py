@@ -18,7 +18,18 @@ from .errors import (
     UnsafePickleError,
     UnsupportedModelError,
 )
-from .layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
+from .layers import (
+    GRU,
+    LSTM,
+    Activation,
+    Affine,
+    Bidirectional,
+    Dense,
+    Embedding,
+    GlobalPooling,
+    LayerNorm,
+    SimpleRNN,
+)
 from .loaders.load import load
 from .loaders.torch_live import from_torch
 from .model import Model
@@ -50,6 +61,7 @@ __all__ = [
     "Activation",
     "Affine",
     "LayerNorm",
+    "GlobalPooling",
     "Embedding",
     "from_torch",
     "load",

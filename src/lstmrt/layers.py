@@ -11,7 +11,17 @@ import numpy as np
 from . import activations as acts
 
 # Codes of enum lstmrt_layer_kind / lstmrt_merge_mode in native/include/lstmrt.h.
-_KIND = {"lstm": 0, "gru": 1, "rnn": 2, "dense": 3, "activation": 4, "affine": 5, "embedding": 6, "norm": 7}
+_KIND = {
+    "lstm": 0,
+    "gru": 1,
+    "rnn": 2,
+    "dense": 3,
+    "activation": 4,
+    "affine": 5,
+    "embedding": 6,
+    "norm": 7,
+    "global_pool": 8,
+}
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
 
@@ -66,6 +76,7 @@ class Layer:
             "weights": [{}],
             "epsilon": 0.0,
             "norm_mode": 0,
+            "pool_mode": 0,
         }
 
     def __repr__(self) -> str:
@@ -464,6 +475,44 @@ class LayerNorm(Layer):
         return f"{self.input_size} features, epsilon={self.epsilon:g}{mode}"
 
 
+class GlobalPooling(Layer):
+    """The mean or max over the steps so far, per feature (docs/math.md): Keras GlobalAveragePooling1D /
+    GlobalMaxPooling1D, torch out.mean(1) / out.max(1). Step t outputs the pool of steps 0..t, so a stream returns
+    the pool of its sequence so far; pair with Model(return_sequences=False) for the frameworks' (B, F) result.
+    mode "average": the mean of the steps a mask leaves active (before the first: NaN, Keras's 0 / 0);
+    mode "max": the max of every step, masked or not, as Keras's GlobalMaxPooling1D (which ignores the mask).
+    State per sequence: the pooled value; for "average" the part of the mean below float32 precision (mean_low: the
+    mean is mean + mean_low, exact on long streams); the number of steps pooled (it stops at 2^24, from where the
+    mean moves as an average over roughly the last 2^24 steps)."""
+
+    kind = "global_pool"
+    MODES = ("average", "max")
+
+    def __init__(self, features, mode="average"):
+        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or features < 1:
+            raise ValueError(f"GlobalPooling: features must be a positive int, got {features!r}")
+        if mode not in self.MODES:
+            raise ValueError(f"GlobalPooling: unknown mode {mode!r}; supported: {', '.join(self.MODES)}")
+        self.input_size = self.output_size = int(features)
+        self.mode = mode
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.input_size)
+        d["pool_mode"] = self.MODES.index(self.mode)
+        return d
+
+    @property
+    def state_names(self) -> tuple:
+        return ("mean", "mean_low", "count") if self.mode == "average" else ("max", "count")
+
+    @property
+    def state_sizes(self) -> tuple:
+        return (self.input_size,) * len(self.state_names[:-1]) + (1,)
+
+    def _summary(self) -> str:
+        return f"{self.input_size} features, mode={self.mode!r}"
+
+
 class Embedding(Layer):
     """Token ids in (one per step), rows of weight (num_embeddings, embedding_dim) out. First layer only."""
 
@@ -488,3 +537,13 @@ class Embedding(Layer):
 
 def is_recurrent(spec: Layer) -> bool:
     return isinstance(spec, (_Recurrent, Bidirectional))
+
+
+def state_layout(spec: Layer) -> list:
+    """The state a layer keeps per sequence, in the C runtime's order: (names, sizes) per direction or pool."""
+    if isinstance(spec, GlobalPooling):
+        return [(spec.state_names, spec.state_sizes)]
+    if not is_recurrent(spec):
+        return []
+    cell = spec.forward if isinstance(spec, Bidirectional) else spec
+    return [(cell.state_names, cell.state_sizes)] * (2 if isinstance(spec, Bidirectional) else 1)

@@ -6,12 +6,12 @@ import numpy as np
 
 from . import _native
 from ._arrays import as_float_array, describe_shape, raise_token_problem
-from .layers import Bidirectional, Embedding, Layer, is_recurrent
+from .layers import Embedding, Layer, state_layout
 
 
 class Model:
     """A chain of layer specs (lstmrt.LSTM, GRU, SimpleRNN, Bidirectional, Dense, Activation, Affine, LayerNorm,
-    Embedding) in the canonical layout of docs/math.md.
+    GlobalPooling, Embedding) in the canonical layout of docs/math.md.
 
     `return_sequences=False` makes `predict` return only each sequence's last output (Keras semantics);
     streams always return the output for the sequence ending at the current step."""
@@ -43,13 +43,9 @@ class Model:
         self._output_size = int(size)
         self._tokens = isinstance(layers[0], Embedding)
         self._return_sequences = bool(return_sequences)
-        # state layout of the C runtime: per recurrent layer and direction, h (batch, Hr) then c (batch, H)
-        self._state_layout = []
-        for i, spec in enumerate(layers):
-            if is_recurrent(spec):
-                cell = spec.forward if isinstance(spec, Bidirectional) else spec
-                for _ in range(2 if isinstance(spec, Bidirectional) else 1):
-                    self._state_layout.append((i, cell.state_names, cell.state_sizes))
+        # state layout of the C runtime: per recurrent layer and direction, h (batch, Hr) then c (batch, H); per
+        # global pool, its values (batch, F) then counts (batch, 1)
+        self._state_layout = [(i, names, sizes) for i, spec in enumerate(layers) for names, sizes in state_layout(spec)]
 
     def __copy__(self):  # immutable (the weights live in the C model): a copy can be itself
         return self

@@ -15,6 +15,7 @@ except ImportError:  # pragma: no cover - only when built without Cython
 
 MAX_BATCH = _native.MAX_STREAM_BATCH  # the C library's limits (lstmrt.h)
 MAX_THREADS = _native.MAX_THREADS
+_MAX_POOL_COUNT = 1 << 24  # a GlobalPooling's count stops there (lstmrt.h: float32 counts exactly that far)
 
 
 def _bind_step(native):
@@ -120,7 +121,7 @@ class Stream:
         self._native.set_state(flat)
 
     def _state_views(self, flat):
-        """Per recurrent layer, its state arrays as (N, size) views of the flat state of lstmrt_stream_get_state."""
+        """Per stateful layer, its state arrays as (N, size) views of the flat state of lstmrt_stream_get_state."""
         n, offset = self._native.batch, 0
         for _, _names, sizes in self._model._state_layout:
             views = []
@@ -150,8 +151,9 @@ class Stream:
 
     @property
     def state(self):
-        """One tuple per recurrent layer: (h, c) for an LSTM, (h,) for a GRU/SimpleRNN; arrays (hidden,) or,
-        batched, (N, hidden). Copies: modifying them does not change the stream."""
+        """One tuple per recurrent layer and global pool: (h, c) for an LSTM, (h,) for a GRU/SimpleRNN, (mean,
+        mean_low, count) or (max, count) for a GlobalPooling (count: the steps pooled, shape (1,)); arrays (size,)
+        or, batched, (N, size). Copies: modifying them does not change the stream."""
         return [
             tuple(a if self._batched else a[0].copy() for a in views)
             for views in self._state_views(self._native.get_state())
@@ -161,7 +163,7 @@ class Stream:
     def state(self, value):
         layout = self._model._state_layout
         if not isinstance(value, (list, tuple)) or len(value) != len(layout):
-            raise ValueError(f"state must be a list of {len(layout)} tuple(s), one per recurrent layer")
+            raise ValueError(f"state must be a list of {len(layout)} tuple(s), one per recurrent layer or pool")
         n = self._native.batch
         pieces = []
         for k, ((index, names, sizes), entry) in enumerate(zip(layout, value)):
@@ -174,6 +176,10 @@ class Stream:
                     raise ValueError(
                         f"state[{k}].{name} (layer {index}) has shape {describe_shape(a.shape)}, "
                         f"expected {describe_shape(want)}"
+                    )
+                if name == "count" and not np.all((a >= 0) & (a <= _MAX_POOL_COUNT) & (a == np.floor(a))):
+                    raise ValueError(
+                        f"state[{k}].count (layer {index}) must hold whole numbers of steps in [0, {_MAX_POOL_COUNT}]"
                     )
                 pieces.append(a.reshape(-1))
         flat = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
