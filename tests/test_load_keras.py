@@ -27,6 +27,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning"),
     pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`:UserWarning"),
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
+    # Keras 3 on GlobalMaxPooling1D after Masking: it ignores the mask (case_pooled_max checks lstmrt does too)
+    pytest.mark.filterwarnings("ignore:Layer 'global_max_pooling1d.*does not support masking:UserWarning"),
 ]
 
 VERSIONS = ("keras3", "tf_keras")
@@ -257,6 +259,29 @@ def case_embedding(K, rng):
     return model, X.astype(np.int32)
 
 
+def case_pooled_average(K, rng):
+    """The classic sequence classifier: a masked LSTM, GlobalAveragePooling1D (the mean of the unmasked steps only),
+    a softmax head. The output is (batch, classes)."""
+    L = K.layers
+    inp = K.Input((T, 3))
+    x = L.LSTM(5, return_sequences=True)(L.Masking(0.0)(inp))
+    x = L.GlobalAveragePooling1D()(L.LayerNormalization()(x))
+    model = K.Model(inp, L.Dense(3, activation="softmax")(x))
+    return model, masked_input(rng, 3)
+
+
+def case_pooled_max(K, rng):
+    """Embedding(mask_zero) -> Bidirectional GRU -> GlobalMaxPooling1D, which ignores the mask (Keras warns so): the
+    max takes the masked steps' outputs too; then a sigmoid head."""
+    L = K.layers
+    inp = K.Input((T,), dtype="int32")
+    x = L.Bidirectional(L.GRU(4, return_sequences=True))(L.Embedding(12, 4, mask_zero=True)(inp))
+    model = K.Model(inp, L.Dense(1, activation="sigmoid")(L.GlobalMaxPooling1D()(x)))
+    X = rng.integers(1, 12, (B, T))
+    X[0, 3], X[1, -2:], X[2, 0] = 0, 0, 0
+    return model, X.astype(np.int32)
+
+
 CASES = {
     f.__name__[5:]: f
     for f in (
@@ -274,6 +299,8 @@ CASES = {
         case_zero_output_backwards_last,
         case_zero_output_go_backwards_last,
         case_embedding,
+        case_pooled_average,
+        case_pooled_max,
     )
 }
 
@@ -621,6 +648,21 @@ def test_refuses_branches_and_states(version):
     _, h, _ = L.LSTM(2, return_state=True)(inp)
     with pytest.raises(ValueError, match="output 1 of Keras layer .* return_state"):
         load_keras(K.Model(inp, L.Dense(1)(h)))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_refuses_pooling_lstmrt_cannot_compute(version):
+    K = framework(version)
+    L = K.layers
+    inp = K.Input((T, 3))
+    x = L.LSTM(2, return_sequences=True)(inp)
+    with pytest.raises(ValueError, match=r"keepdims=True \(a \(batch, 1, features\) output\) is not supported"):
+        load_keras(K.Model(inp, L.GlobalAveragePooling1D(keepdims=True)(x)))
+    with pytest.raises(ValueError, match="data_format='channels_first' pools over the features"):
+        load_keras(K.Model(inp, L.GlobalMaxPooling1D(data_format="channels_first")(x)))
+    masked = L.SimpleRNN(2, go_backwards=True, return_sequences=True)(L.Masking(0.0)(inp))
+    with pytest.raises(ValueError, match="follows a go_backwards layer in a masked model"):
+        load_keras(K.Model(inp, L.GlobalAveragePooling1D()(masked)))
 
 
 def test_refuses_wrong_architecture_arguments(built, tmp_path):

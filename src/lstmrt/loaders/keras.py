@@ -8,7 +8,17 @@ import zipfile
 
 from ..errors import CorruptFileError, LoadError, ModelTooLargeError, UnsupportedModelError
 from . import hdf5, keras_files, keras_graph
-from .keras_layers import RECURRENT, Context, bidirectional, fail, per_step, recurrent, refuse_quantized
+from .keras_layers import (
+    POOLING,
+    RECURRENT,
+    Context,
+    bidirectional,
+    fail,
+    global_pooling,
+    per_step,
+    recurrent,
+    refuse_quantized,
+)
 from .keras_model import KerasModel
 from .safety import file_errors
 
@@ -124,6 +134,15 @@ def _convert(src) -> KerasModel:
                 if not seq:
                     final, reversed_seq = True, False  # one vector repeated over time: order no longer matters
                 specs.append(spec)
+            elif cls in POOLING:
+                if reversed_seq and POOLING[cls] == "average" and (mask_value is not None or mask_zero):
+                    raise fail(
+                        e,
+                        "follows a go_backwards layer in a masked model: Keras averages a reversed sequence "
+                        "with the mask in forward order, which lstmrt cannot express",
+                    )
+                specs.append(global_pooling(e, cfg, features, after_last_step=final))
+                final, reversed_seq = True, False  # the pool of the whole sequence does not depend on its order
             else:
                 if cls == "Embedding":
                     if specs:

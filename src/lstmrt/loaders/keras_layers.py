@@ -13,7 +13,18 @@ import numpy as np
 
 from .. import activations as acts
 from ..errors import CorruptFileError, UnsupportedModelError
-from ..layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
+from ..layers import (
+    GRU,
+    LSTM,
+    Activation,
+    Affine,
+    Bidirectional,
+    Dense,
+    Embedding,
+    GlobalPooling,
+    LayerNorm,
+    SimpleRNN,
+)
 
 NO_OPS = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "Identity")
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "CuDNNLSTM", "CuDNNGRU")
@@ -28,7 +39,8 @@ PER_STEP = (
     "Embedding",
     "Masking",
 )
-SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + NO_OPS)
+POOLING = {"GlobalAveragePooling1D": "average", "GlobalMaxPooling1D": "max"}
+SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + tuple(POOLING) + NO_OPS)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
 
 
@@ -259,6 +271,22 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
     if cls in ("LayerNormalization", "RMSNormalization"):
         return [_layer_normalization(entry, cls, cfg, weights, input_rank, features)]
     raise fail(entry, f"not supported; supported layers: {SUPPORTED}")
+
+
+def global_pooling(entry, cfg: dict, features, *, after_last_step: bool) -> GlobalPooling:
+    """GlobalAveragePooling1D / GlobalMaxPooling1D over the time axis: lstmrt pools the steps so far, and the model
+    then returns each sequence's last step, which is the pool of the whole sequence."""
+    if after_last_step:
+        raise fail(entry, "follows a layer that returned its last step only: there is no time axis left to pool")
+    if cfg.get("data_format", "channels_last") != "channels_last":
+        raise fail(entry, f"data_format={cfg['data_format']!r} pools over the features; lstmrt pools over time")
+    if cfg.get("keepdims", False):
+        raise fail(
+            entry, "keepdims=True (a (batch, 1, features) output) is not supported; lstmrt returns (batch, features)"
+        )
+    if features is None:
+        raise fail(entry, "the number of features it pools is not known (no input shape or layer before it)")
+    return GlobalPooling(int(features), POOLING[entry.class_name])
 
 
 def refuse_quantized(entry, cfg: dict) -> None:
