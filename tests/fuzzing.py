@@ -537,7 +537,7 @@ def random_specs(rng):
         V = rng.randint(1, 6)
         specs.append(lstmrt.Embedding(arr(V, size)))
     for _ in range(rng.randint(1, 4)):
-        kind = rng.choice(["lstm", "gru", "rnn", "dense", "act", "affine", "bi"])
+        kind = rng.choice(["lstm", "gru", "rnn", "dense", "act", "affine", "bi", "pool"])
         H = rng.randint(1, 6)
         if kind == "lstm":
             P = rng.choice([0, 0, rng.randint(1, H)])
@@ -566,6 +566,8 @@ def random_specs(rng):
             spec = lstmrt.Activation(rng.choice(["relu", "tanh", "softmax", "gelu"]))
         elif kind == "affine":
             spec = lstmrt.Affine(arr(size), arr(size))
+        elif kind == "pool":
+            spec = lstmrt.GlobalPooling(size, rng.choice(["average", "max"]))
         else:
             spec = lstmrt.Bidirectional(
                 lstmrt.GRU(arr(3 * H, size), arr(3 * H, H)),
@@ -598,6 +600,8 @@ _INT_FIELDS = (
     "hold_masked_output",
     "go_backwards",
     "final_only",
+    "norm_mode",
+    "pool_mode",
 )
 _ARRAYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_peephole", "weight_proj")
 

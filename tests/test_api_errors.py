@@ -75,6 +75,17 @@ def test_predict_converts_other_floats(model, rng, dtype):
     assert np.array_equal(model.predict(X), model.predict(X.astype(F32)))
 
 
+def test_predict_of_one_feature_takes_a_sequence_without_its_axis(rng):
+    """As Stream.run does: (T,) is one sequence of a one-feature model; (B, T) stays refused (it reads as (T, I))."""
+    model = lstmrt.Model([specs.lstm(rng, 1, 4), specs.dense(rng, 4, 2)])
+    X = rng.standard_normal(9).astype(F32)
+    assert np.array_equal(model.predict(X), model.predict(X[:, None]))
+    assert np.array_equal(model.predict(X, mask=X > 0), model.predict(X[:, None], mask=X > 0))
+    assert np.array_equal(model.predict(X.tolist()), model.stream().run(X))
+    with pytest.raises(ValueError, match=r"X has shape \(3, 9\), expected \(T,\), \(T, 1\) or \(B, T, 1\)"):
+        model.predict(np.zeros((3, 9), F32))
+
+
 def test_predict_converts_lists_and_non_contiguous_arrays(model, rng):
     X = rng.standard_normal((2, 6, 3)).astype(F32)
     want = model.predict(X)

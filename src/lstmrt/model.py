@@ -102,7 +102,8 @@ class Model:
 
     # -- inference -----------------------------------------------------------------------------------------
     def predict(self, X, lengths=None, mask=None, *, threads=1):
-        """X (T, I) -> (T, O) or (B, T, I) -> (B, T, O), each sequence from the zero state.
+        """X (T, I) -> (T, O) or (B, T, I) -> (B, T, O), each sequence from the zero state. A model with one input
+        feature also takes one sequence as (T,); token ids come as (T,) or (B, T).
 
         lengths (B,): steps past a sequence's length are padding: its outputs there are zero and the backward
         direction of a bidirectional layer starts at its own last step. mask (B, T) or (T,): False marks steps
@@ -117,13 +118,18 @@ class Model:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         X = as_float_array(X, "X", tokens=self._tokens)
         ids, given = X, X.shape  # messages name the caller's array, not the one with the added axes
-        single = X.ndim == (1 if self._tokens else 2)
-        if self._tokens and X.ndim in (1, 2):
+        # one input feature (token ids, a sensor's samples) may come without its axis: (T,) is one sequence, as
+        # Stream.run takes it. A float (B, T) is not: a 2-D float X is one sequence's (T, I)
+        bare = self._tokens or (self.input_size == 1 and X.ndim == 1)
+        single = X.ndim == (1 if bare else 2)
+        if bare and X.ndim in (1, 2):
             X = X[..., None]
         if X.ndim == 2:
             X = X[None]
         if X.ndim != 3 or X.shape[2] != self.input_size:
             want = "(T,) or (B, T)" if self._tokens else f"(T, {self.input_size}) or (B, T, {self.input_size})"
+            if self.input_size == 1 and not self._tokens:
+                want = "(T,), (T, 1) or (B, T, 1)"
             raise ValueError(f"X has shape {describe_shape(given)}, expected {want}")
         B, T = X.shape[:2]
         if B == 0 or T == 0:
