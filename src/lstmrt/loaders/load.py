@@ -300,7 +300,8 @@ def _warn_unrecorded_forward(units, note: str) -> None:
         f"{note}, with no activation between or after them (parameter-free modules such as nn.Tanh and "
         "functional ops such as F.relu are not in the file). Pass layers=[...] naming the modules and "
         f"activations in forward order (e.g. layers={names!r}), and 'last_step' where forward() takes "
-        "out[:, -1] or h_n[-1], to state them",
+        "out[:, -1] or h_n[-1] ('mean_over_time' / 'max_over_time' where it pools over time, out.mean(1) / "
+        "out.max(1)[0]), to state them",
         LayerOrderWarning,
         stacklevel=_user_stacklevel(),
     )

@@ -11,11 +11,11 @@ import itertools
 import re
 
 from ..errors import ArchitectureError, ModelTooLargeError, UnsupportedModelError
-from ..layers import Activation, Bidirectional, Dense, Embedding, is_recurrent
+from ..layers import Activation, Bidirectional, Dense, Embedding, GlobalPooling, is_recurrent
 from ..model import Model
 from . import torch_layers
 from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
-from .torch_tree import CELLS, LAST_STEP_ENTRY, RECURRENT, LiveRecord
+from .torch_tree import CELLS, LAST_STEP_ENTRY, POOLING_ENTRIES, RECURRENT, TIME_ENDS, LiveRecord
 
 _STACK_NAME = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?\Z")
 _CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
@@ -126,7 +126,7 @@ def _variants(unit, two_d: bool = False) -> list:
         )
     if kind == "activation":
         return [[Activation(unit.activation)]]
-    if kind == "last_step":
+    if kind in TIME_ENDS:  # placed by _final_step, which knows the sizes and the recurrent layer before it
         return [[]]
     if kind in _NO_OPS:
         return [[]]
@@ -257,47 +257,66 @@ def build_model(
             )
     if not units:
         raise ArchitectureError("the file holds no layer lstmrt can run")
-    variants, two_d = [], False  # two_d: after the last step was taken, the data is (B, F)
+    variants, two_d = [], False  # two_d: after the last step was taken or time pooled, the data is (B, F)
     for u in units:
         variants.append(_checked_variants(u, two_d))
-        two_d = two_d or u.kind == "last_step"
+        two_d = two_d or u.kind in TIME_ENDS
     if order_known:
         per_unit = _pick(units, variants, order_note)
     else:
         units, per_unit = _pick_order(units, variants)
     if used is not None:
-        used[:] = [u for u in units if u.kind != "last_step"]
+        used[:] = [u for u in units if u.kind not in TIME_ENDS]
     specs, final_only = _final_step(units, per_unit)
     return native_model(specs, return_sequences=not final_only)
+
+
+_TIME_ENDS_NAMED = {
+    LAST_STEP_ENTRY: "each sequence's last step",
+    "mean_over_time": "the mean over time",
+    "max_over_time": "the max over time",
+}
 
 
 def _final_step(units, per_unit) -> tuple:
     """(specs, whether the model outputs only each sequence's final output). Where forward() takes the last step
     (out[:, -1], h_n[-1]), the recurrent layer before it gives its final output, as Keras' return_sequences=False
-    does, and the model's predict returns one output per sequence; a recurrent layer after it would need a time
-    axis that is gone."""
+    does; where it pools over time (out.mean(1), out.max(1)[0]), a GlobalPooling layer pools the steps so far, so
+    its final output is the pool of the whole sequence. Either way the model's predict returns one output per
+    sequence; a recurrent layer, or another of these, after it would need a time axis that is gone."""
     specs, taken = [], None
     for unit, unit_specs in zip(units, per_unit):
-        if unit.kind == "last_step":
+        if unit.kind in TIME_ENDS:
+            what = _TIME_ENDS_NAMED[unit.kind]
             recurrent = [i for i, s in enumerate(specs) if is_recurrent(s)]
-            if taken is not None or not recurrent:
-                why = "twice" if taken is not None else "before any recurrent module"
-                raise ArchitectureError(f"each sequence's last step is taken {why} ({_last_step_where(unit)})")
-            specs[recurrent[-1]] = _final_output(specs[recurrent[-1]])
+            if taken is not None and taken.kind == unit.kind == LAST_STEP_ENTRY:
+                raise ArchitectureError(f"{what} is taken twice ({_taken_where(unit)})")
+            if taken is not None:
+                raise ArchitectureError(
+                    f"{what} is taken ({_taken_where(unit)}) after {_TIME_ENDS_NAMED[taken.kind]} was "
+                    f"({_taken_where(taken)}), which left no time axis"
+                )
+            if not recurrent:
+                raise ArchitectureError(f"{what} is taken before any recurrent module ({_taken_where(unit)})")
+            if unit.kind == LAST_STEP_ENTRY:
+                specs[recurrent[-1]] = _final_output(specs[recurrent[-1]])
+            else:
+                features = next(s.output_size for s in reversed(specs) if s.output_size is not None)
+                specs.append(GlobalPooling(features, POOLING_ENTRIES[unit.kind]))
             taken = unit
             continue
         if taken is not None and any(is_recurrent(s) for s in unit_specs):
             raise ArchitectureError(
-                f"module {unit.label} is recurrent but comes after each sequence's last step was taken "
-                f"({_last_step_where(taken)}); lstmrt runs a recurrent layer over a time axis"
+                f"module {unit.label} is recurrent but comes after {_TIME_ENDS_NAMED[taken.kind]} was taken "
+                f"({_taken_where(taken)}); lstmrt runs a recurrent layer over a time axis"
             )
         specs += unit_specs
     return specs, taken is not None
 
 
-def _last_step_where(unit) -> str:
+def _taken_where(unit) -> str:
     if unit.reason == "layers=":  # named in layers=, not taken by a forward()
-        return f"{LAST_STEP_ENTRY!r} in layers="
+        return f"{unit.kind!r} in layers="
     return f"by forward() of {unit.label}"
 
 

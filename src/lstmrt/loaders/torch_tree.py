@@ -20,13 +20,17 @@ CELLS = ("LSTMCell", "GRUCell", "RNNCell")
 LEAVES = (*RECURRENT, *CELLS, "Linear", "Embedding", *NORMS, *_ACTIVATIONS, *_NO_OPS)
 _CHAINS = ("Sequential",)  # containers whose forward is "apply the children in order"
 _MANGLE = re.compile(r"\.___torch_mangle_\d+")
+LAST_STEP_ENTRY = "last_step"  # in layers=: what out[:, -1] / h_n[-1] does in forward()
+POOLING_ENTRIES = {"mean_over_time": "average", "max_over_time": "max"}  # out.mean(1), out.max(1)[0]: GlobalPooling
+TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES)  # what leaves one (B, F) vector per sequence: no time axis after it
 
 
 @dataclasses.dataclass
 class Unit:
     """One layer-to-be. kind: a torch.nn class name; None when only parameter names are known (state dicts);
     "activation" for a functional activation (`activation` holds its name); "last_step" where forward() takes each
-    sequence's last step (out[:, -1], h_n[-1]; `reason` "layers=" when named there); "unsupported" with `reason`.
+    sequence's last step (out[:, -1], h_n[-1]), "mean_over_time" / "max_over_time" where it pools over the time axis
+    (out.mean(1), out.max(1)[0]) — `reason` "layers=" when named there; "unsupported" with `reason`.
     guessed_before: the order between the previous unit and this one is registration order, not known forward
     order (a state dict, or a user-defined module whose forward() lstmrt cannot see)."""
 
@@ -123,7 +127,7 @@ _MAX_MODULES = 100_000  # modules visited, counting a shared module each time it
 def units_from_module(record, path: str = "", forward_order=None, _walk=None, *, unread=None) -> list:
     """Leaf units of a module tree. `forward_order(record)` may return the order a user-defined container's
     forward() applies its children (TorchScript code), as ("child", name) / ("activation", name) /
-    ("last_step", None), or None.
+    (one of TIME_ENDS, None), or None.
     A file's tree may share modules (weight tying) but not contain itself, nest past _MAX_DEPTH, or, through
     sharing, expand past _MAX_MODULES visits. `unread`, a list, receives the class names of the user-defined
     modules whose forward() was not read: their children are in registration order, their functional ops unseen."""
@@ -174,8 +178,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
         for tag, item in order:
             if tag == "child":
                 units += units_from_module(children[item], join(item), forward_order, walk)
-            elif tag == "last_step":
-                units.append(Unit(path, "last_step", {}))
+            elif tag in TIME_ENDS:
+                units.append(Unit(path, tag, {}))
             else:
                 units.append(Unit(path, "activation", {}, activation=item))
         return units
@@ -198,12 +202,13 @@ def activation_name(entry: str) -> str | None:
         return None
 
 
-LAST_STEP_ENTRY = "last_step"  # in layers=: what out[:, -1] / h_n[-1] does in forward()
+def _listed(names) -> str:
+    return ", ".join(map(repr, names[:-1])) + f" or {names[-1]!r}"
 
 
 def select_layers(units: list, layers) -> list:
     """The units named by `layers` (module paths, a container's path standing for all its units), activation
-    names and "last_step", in that order. Every unit with parameters must be used exactly once."""
+    names and the TIME_ENDS entries, in that order. Every unit with parameters must be used exactly once."""
     if isinstance(layers, str) or not all(isinstance(e, str) for e in layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
     chosen, used = [], {}
@@ -218,15 +223,15 @@ def select_layers(units: list, layers) -> list:
                 used[id(u)] = entry
             chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
             continue
-        if entry == LAST_STEP_ENTRY:
-            chosen.append(Unit(entry, "last_step", {}, reason="layers="))
+        if entry in TIME_ENDS:
+            chosen.append(Unit(entry, entry, {}, reason="layers="))
             continue
         act = activation_name(entry)
         if act is None:
             modules = ", ".join(repr(u.path) for u in units if u.kind != "activation") or "(none)"
             raise ArchitectureError(
                 f"layers: {entry!r} is neither a module in the file (modules: {modules}), an "
-                f"activation (supported: {', '.join(acts.NAMES)}) nor {LAST_STEP_ENTRY!r}"
+                f"activation (supported: {', '.join(acts.NAMES)}) nor {_listed(TIME_ENDS)}"
             )
         chosen.append(Unit(entry, "activation", {}, activation=act))
     left = [u.path for u in units if u.params and id(u) not in used]

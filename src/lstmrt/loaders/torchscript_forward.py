@@ -1,14 +1,16 @@
 """The forward order of a user-defined module in a TorchScript archive, read from its forward() code as data:
 submodule calls, tuple indexing of a recurrent module's (output, state), element-wise torch activations, a zero
-initial state built in forward() (or in a method it calls), and taking each sequence's last step
-(torchscript_steps.py). Anything else (arithmetic, other slicing, loops, branches) cannot be followed: that is an
-error asking for layers=, because the network is then not a plain chain lstmrt can reproduce."""
+initial state built in forward() (or in a method it calls), taking each sequence's last step (torchscript_steps.py)
+and pooling over time (torchscript_pooling.py). Anything else (arithmetic, other slicing, loops, branches) cannot
+be followed: that is an error asking for layers=, because the network is then not a plain chain lstmrt can
+reproduce."""
 
 from __future__ import annotations
 
 import ast
 
 from ..errors import ArchitectureError
+from . import torchscript_pooling as pooling
 from . import torchscript_steps as steps
 from .torch_tree import CELLS, class_name, module_parts
 from .torchscript_steps import Unfollowable as _Unfollowable
@@ -54,8 +56,8 @@ def _const(node, default=None):
 
 
 class ForwardOrder:
-    """forward_order(record) -> [("child", name) | ("activation", name) | ("last_step", None), ...] or None (no
-    code for the class)."""
+    """forward_order(record) -> [("child", name) | ("activation", name) | (one of torch_tree.TIME_ENDS, None), ...]
+    or None (no code for the class)."""
 
     def __init__(self, classes: dict):
         self._classes = classes
@@ -198,6 +200,11 @@ class _Walker:
             )
         if value[0] == "input":
             raise _Unfollowable(f"{what} is the input {value[1]!r} of forward(), which lstmrt does not take")
+        if value[0] == "indices":
+            raise _Unfollowable(
+                f"{what} is the indices of torch.max over time (where each maximum is), which no lstmrt layer "
+                "outputs; lstmrt follows its values, torch.max(out, 1)[0]"
+            )
         if value[0] in ("h", "c", "hc"):
             raise _Unfollowable(
                 f"{what} is a final state of every layer and direction (h_n or c_n); lstmrt reads the last "
@@ -306,7 +313,9 @@ class _Walker:
         items = self.seq(first, f"the input of {callee[1]}")[1]
         if op in _NO_OPS:
             return ("seq", items)
-        act = self.activation(op, node, steps.LAST_STEP in items)
+        if op in pooling.OPS:
+            return pooling.pool(op, items, node, self)
+        act = self.activation(op, node, steps.time_gone(items) is not None)
         if act is None:  # scripted code calls torch.nn.functional through a local name (_0): say which
             named = "" if isinstance(func, ast.Attribute) else f" of {callee[1].replace('__torch__.', '', 1)}"
             raise _Unfollowable(f"call `{_code(node)}`{named}")
@@ -428,9 +437,9 @@ class _Walker:
         positional = all(harmless(self.eval(a), dtype=True) for a in node.args[1:])
         return positional and all(harmless(self.eval(k.value), dtype=k.arg == "dtype") for k in node.keywords)
 
-    def activation(self, op, node, last_step: bool):
-        """The lstmrt activation of a torch op, or None. After the last step the data is (B, F): dim 1 is the
-        feature axis there, as 2 (and -1) is on (B, T, F)."""
+    def activation(self, op, node, two_d: bool):
+        """The lstmrt activation of a torch op, or None. After the last step (or pooling over time) the data is
+        (B, F): dim 1 is the feature axis there, as 2 (and -1) is on (B, T, F)."""
         args = [_const(a, "?") for a in node.args[1:]]
         kw = {k.arg: _const(k.value, "?") for k in node.keywords}
         if op in _SIMPLE:
@@ -440,7 +449,7 @@ class _Walker:
         if (
             op in ("softmax", "log_softmax")
             and args
-            and args[0] in ((-1, 1) if last_step else (-1, 2))
+            and args[0] in ((-1, 1) if two_d else (-1, 2))
             and kw.get("dtype") is None
             and all(a is None for a in args[2:] if not isinstance(a, int))
         ):

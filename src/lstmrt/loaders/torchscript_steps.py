@@ -13,9 +13,14 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from .torch_tree import RECURRENT, class_name, module_parts
+from .torch_tree import RECURRENT, TIME_ENDS, class_name, module_parts
 
 LAST_STEP = ("last_step", None)
+_GONE = {
+    "last_step": "the last step was taken",
+    "mean_over_time": "the time axis was pooled",
+    "max_over_time": "the time axis was pooled",
+}
 _LAYER = re.compile(r"weight_ih_l(\d+)$")
 
 
@@ -88,6 +93,11 @@ def index(value, i, walker):
     return None
 
 
+def time_gone(items) -> str | None:
+    """How the time axis of the data after `items` went (the last step taken, time pooled), or None: it is there."""
+    return next((_GONE[tag] for tag, _ in items if tag in TIME_ENDS), None)
+
+
 def _state(items, walker):
     return ("hc", items) if walker.recurrent_of(items).kind == "LSTM" else ("h", items)
 
@@ -134,8 +144,9 @@ def concat_directions(parts, dim):
 def select_step(value, dim, i, walker):
     """out.select(dim, -1) on the time axis: each sequence's last step."""
     items = value[1]
-    if LAST_STEP in items:
-        raise Unfollowable("indexing after the last step was taken")
+    gone = time_gone(items)
+    if gone:
+        raise Unfollowable(f"indexing after {gone}")
     info = walker.recurrent_of(items, what="the time axis of the indexed sequence")
     time_axis = {True: 1, False: 0, None: None}[info.batch_first]
     if time_axis is None:
