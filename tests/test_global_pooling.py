@@ -137,6 +137,17 @@ def test_special_values(rng):
     assert np.array_equal(largest[-1], np.array([np.inf, 5.0, np.nan]), equal_nan=True)
 
 
+@pytest.mark.parametrize("mode", ["average", "max"])
+def test_the_first_step_pooled_ignores_what_a_state_left_there(rng, mode):
+    """A count of 0 means nothing was pooled: a value set with it (inf, NaN, 1e30) does not leak into the pool."""
+    s = lstmrt.Model([lstmrt.GlobalPooling(3, mode)]).stream()
+    junk = np.array([np.inf, np.nan, 1e30], np.float32)
+    s.state = [(junk,) + tuple(np.full_like(a, 1e30) for a in s.state[0][1:-1]) + (np.zeros(1, np.float32),)]
+    x = np.array([1.0, -2.0, 0.5], np.float32)
+    assert np.array_equal(s.step(x), x)
+    assert np.array_equal(s.step(x), x)
+
+
 def test_a_long_stream_keeps_an_accurate_mean(rng):
     """200,000 steps of values around 1e3 with a spread of 1: late steps move the mean by less than half a float32 ulp,
     which the mean's low part keeps (one float alone drifts by ~1e-2 here). Within the final rounding of 1e3."""
@@ -150,8 +161,12 @@ def test_a_long_stream_keeps_an_accurate_mean(rng):
 def test_refuses_what_it_cannot_compute():
     with pytest.raises(ValueError, match=r"unknown mode 'min'; supported: average, max"):
         lstmrt.GlobalPooling(3, "min")
-    with pytest.raises(ValueError, match=r"features must be a positive int"):
-        lstmrt.GlobalPooling(0)
+    for features in (0, 2**31):
+        with pytest.raises(ValueError, match=r"features must be an int in \[1, 16777216\]"):
+            lstmrt.GlobalPooling(features)
+    last = specs.lstm(np.random.default_rng(0), 2, 5, return_sequences=False)
+    with pytest.raises(ValueError, match=r"layer 1 \(GlobalPooling\) pools the steps of layer 0, which has return_seq"):
+        lstmrt.Model([last, lstmrt.GlobalPooling(5)])
     with pytest.raises(ValueError, match=r"expects 3 input features but layer 0 \(LSTM\) outputs 5"):
         lstmrt.Model([specs.lstm(np.random.default_rng(0), 2, 5), lstmrt.GlobalPooling(3)])
     assert "GlobalPooling(4 features, mode='max')" in repr(lstmrt.Model([lstmrt.GlobalPooling(4, "max")]))

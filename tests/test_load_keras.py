@@ -27,8 +27,9 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning"),
     pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`:UserWarning"),
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
-    # Keras 3 on GlobalMaxPooling1D after Masking: it ignores the mask (case_pooled_max checks lstmrt does too)
-    pytest.mark.filterwarnings("ignore:Layer 'global_max_pooling1d.*does not support masking:UserWarning"),
+    # Keras 3 on a layer after Masking that does not pass the mask on (GlobalMaxPooling1D, RMSNormalization):
+    # case_pooled_max and test_refuses_a_masked_layer_after_one_that_drops_the_mask check what lstmrt does then
+    pytest.mark.filterwarnings("ignore:Layer '(global_max_pooling1d|rms_normalization).*does not support mask"),
 ]
 
 VERSIONS = ("keras3", "tf_keras")
@@ -261,11 +262,13 @@ def case_embedding(K, rng):
 
 def case_pooled_average(K, rng):
     """The classic sequence classifier: a masked LSTM, GlobalAveragePooling1D (the mean of the unmasked steps only),
-    a softmax head. The output is (batch, classes)."""
+    normalisations of the (batch, features) pool (tf_keras saves their axis as [1] there), a softmax head. The
+    output is (batch, classes)."""
     L = K.layers
     inp = K.Input((T, 3))
     x = L.LSTM(5, return_sequences=True)(L.Masking(0.0)(inp))
     x = L.GlobalAveragePooling1D()(L.LayerNormalization()(x))
+    x = L.LayerNormalization()(L.BatchNormalization()(x))
     model = K.Model(inp, L.Dense(3, activation="softmax")(x))
     return model, masked_input(rng, 3)
 
@@ -663,6 +666,24 @@ def test_refuses_pooling_lstmrt_cannot_compute(version):
     masked = L.SimpleRNN(2, go_backwards=True, return_sequences=True)(L.Masking(0.0)(inp))
     with pytest.raises(ValueError, match="follows a go_backwards layer in a masked model"):
         load_keras(K.Model(inp, L.GlobalAveragePooling1D()(masked)))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_refuses_a_masked_layer_after_one_that_drops_the_mask(version, rng):
+    """Keras 3's RMSNormalization and tf_keras' Normalization and Identity do not pass the mask on: Keras then runs
+    the recurrent and average-pooling layers after them on every step. lstmrt masks all of them, so it refuses (it
+    gave the mean of the unmasked steps: a wrong answer); a max pool, which ignores the mask, still loads."""
+    K = framework(version)
+    L = K.layers
+    drop = (lambda: L.RMSNormalization()) if version == "keras3" else (lambda: L.Identity())
+    inp = K.Input((T, 3))
+    masked = drop()(L.Masking(0.0)(inp))
+    for head in (L.GlobalAveragePooling1D()(masked), L.LSTM(2)(masked)):
+        with pytest.raises(ValueError, match=r"follows Keras layer .* which drops Keras's mask"):
+            load_keras(K.Model(inp, head))
+    model = K.Model(inp, L.GlobalMaxPooling1D()(masked))
+    X = masked_input(rng, 3)
+    assert_close(load_keras(model).predict(X), np.asarray(model(X)))
 
 
 def test_refuses_wrong_architecture_arguments(built, tmp_path):

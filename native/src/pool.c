@@ -7,7 +7,8 @@
  * as two floats, the mean and the part of it below float32's precision: late in a long sequence a step moves the
  * mean by less than half a float32 ulp, which one float alone would round away (values near 1e3 with a spread of
  * 1 drift by ~1e-5 relative within 2e5 steps). A non-finite input or mean takes the sum's rule (inf + finite = inf,
- * inf - inf = NaN), which is what sum / count gives. */
+ * inf - inf = NaN), which is what sum / count gives. Unlike the frameworks' float32 sum, the mean of finite values
+ * near FLT_MAX does not overflow (Keras gives inf for the mean of [3e38, 3e38]; lstmrt 3e38). */
 #include <math.h>
 
 #include "recurrent.h"
@@ -22,9 +23,15 @@ static void pool_row(const layer *L, const float *x, int counted, float *value, 
         return;
     if (*count < MAX_COUNT)
         *count += 1.0f;
+    if (*count == 1.0f) { /* the first step pooled: whatever a set_state left in value and low is not a pool */
+        memcpy(value, x, (size_t)n * sizeof(float));
+        if (L->pool_mode == LSTMRT_POOL_AVERAGE)
+            memset(low, 0, (size_t)n * sizeof(float));
+        return;
+    }
     if (L->pool_mode == LSTMRT_POOL_MAX) {
         for (int64_t j = 0; j < n; j++)
-            if (*count == 1.0f || isnan(x[j]) || (x[j] > value[j] && !isnan(value[j])))
+            if (isnan(x[j]) || (x[j] > value[j] && !isnan(value[j])))
                 value[j] = x[j];
         return;
     }

@@ -489,8 +489,8 @@ class GlobalPooling(Layer):
     MODES = ("average", "max")
 
     def __init__(self, features, mode="average"):
-        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or features < 1:
-            raise ValueError(f"GlobalPooling: features must be a positive int, got {features!r}")
+        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or not 1 <= features <= 1 << 24:
+            raise ValueError(f"GlobalPooling: features must be an int in [1, 16777216], got {features!r}")
         if mode not in self.MODES:
             raise ValueError(f"GlobalPooling: unknown mode {mode!r}; supported: {', '.join(self.MODES)}")
         self.input_size = self.output_size = int(features)

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _native
 from ._arrays import as_float_array, describe_shape, raise_token_problem
-from .layers import Embedding, Layer, state_layout
+from .layers import Bidirectional, Embedding, GlobalPooling, Layer, is_recurrent, state_layout
 
 
 class Model:
@@ -27,10 +27,18 @@ class Model:
         if size is None:
             raise ValueError("input_size is required when the first layer is an Activation")
         self._input_size = int(size)
-        descs = []
+        descs, final_only = [], None  # final_only: the last layer that outputs its final output at every step
         for i, spec in enumerate(layers):
             if isinstance(spec, Embedding) and i != 0:
                 raise ValueError(f"layer {i}: an Embedding must be the first layer")
+            if isinstance(spec, GlobalPooling) and final_only is not None:
+                # predict would pool copies of that final output while a stream pools the steps themselves
+                raise ValueError(
+                    f"layer {i} (GlobalPooling) pools the steps of layer {final_only}, which has "
+                    "return_sequences=False (its final output at every step): pool a full sequence instead"
+                )
+            if is_recurrent(spec) and not (spec.forward if isinstance(spec, Bidirectional) else spec).return_sequences:
+                final_only = i
             if spec.input_size is not None and spec.input_size != size:
                 prev = f"layer {i - 1} ({type(layers[i - 1]).__name__}) outputs" if i else "the model input has"
                 raise ValueError(

@@ -9,6 +9,7 @@ import zipfile
 from ..errors import CorruptFileError, LoadError, ModelTooLargeError, UnsupportedModelError
 from . import hdf5, keras_files, keras_graph
 from .keras_layers import (
+    MASK_DROPPERS,
     POOLING,
     RECURRENT,
     Context,
@@ -100,6 +101,7 @@ def _convert(src) -> KerasModel:
     features = None if tokens or not shape else shape[-1]
     specs, mask_value, mask_zero = [], None, False
     reversed_seq = final = False  # sequence currently in reversed time order / a layer returned its last step
+    mask_dropped_by = None  # the layer after which Keras's mask is gone (its later layers see every step)
     for e in chain:
         cls, cfg = e.class_name, e.config
         try:
@@ -113,6 +115,12 @@ def _convert(src) -> KerasModel:
                     )
                 mask_value = float(cfg.get("mask_value", 0.0))
                 continue
+            if mask_dropped_by and (cls in RECURRENT or cls == "Bidirectional" or POOLING.get(cls) == "average"):
+                raise fail(
+                    e,
+                    f"follows {mask_dropped_by}, which drops Keras's mask: Keras runs this layer on every step, "
+                    "while lstmrt applies the model's mask to each of its recurrent and average-pooling layers",
+                )
             if cls in RECURRENT or cls == "Bidirectional":
                 if reversed_seq and (mask_value is not None or mask_zero):
                     raise fail(
@@ -148,7 +156,10 @@ def _convert(src) -> KerasModel:
                     if specs:
                         raise fail(e, "must be the first layer")
                     mask_zero = bool(cfg.get("mask_zero", False))
-                specs += per_step(e, cfg, src.weights(e, features), ctx, rank, features)
+                data_rank = None if rank is None else (2 if final else 3)  # (batch, features) once time is gone
+                specs += per_step(e, cfg, src.weights(e, features), ctx, data_rank, features)
+                if (mask_value is not None or mask_zero) and cls in MASK_DROPPERS[3 if ctx.major >= 3 else 2]:
+                    mask_dropped_by = mask_dropped_by or f"Keras layer {e.name!r} ({cls})"
         except LoadError:
             raise
         except (TypeError, ValueError) as exc:

@@ -40,6 +40,9 @@ PER_STEP = (
     "Masking",
 )
 POOLING = {"GlobalAveragePooling1D": "average", "GlobalMaxPooling1D": "max"}
+# Supported layers that do not pass Keras's mask on (supports_masking False), by Keras major version: after them
+# Keras runs the recurrent and average-pooling layers on every step. (Checked against Keras 3.15 and tf_keras 2.21.)
+MASK_DROPPERS = {2: ("Normalization", "Identity"), 3: ("RMSNormalization",)}
 SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + tuple(POOLING) + NO_OPS)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
 
