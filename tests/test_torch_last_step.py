@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 import pytest
 import torch
+from torch_forms import load_as, run_torch
 from conftest import assert_close
 from torch import nn
 
@@ -195,22 +196,11 @@ def torch_input(cls, X):
 
 
 def torch_output(net, cls, X):
-    with torch.no_grad():
-        return net(torch_input(cls, X)).numpy()
+    return run_torch(net, torch_input(cls, X))
 
 
 def loaded(net, cls, X, how, tmp_path):
-    if how == "live":
-        return lstmrt.load(net)
-    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; its archives are still what users have
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        if how == "script":
-            compiled = torch.jit.script(net)
-        else:
-            compiled = torch.jit.trace(net, torch_input(cls, X))
-        compiled.save(str(tmp_path / "m.pt"))
-    return lstmrt.load(tmp_path / "m.pt")
+    return load_as(net, how, torch_input(cls, X), tmp_path)
 
 
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")  # torch's own note

@@ -4,11 +4,10 @@ refused ("cannot follow ... call torch.mean"). Each is built in real torch and r
 its torch.jit.script file and its torch.jit.trace file. The model gets a GlobalPooling layer and returns torch's
 (B, O); a stream gives at every step what torch returns for the sequence so far."""
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
+from torch_forms import load_as, run_torch
 from conftest import assert_close
 from torch import nn
 
@@ -152,19 +151,11 @@ def torch_input(cls, X):
 
 
 def torch_output(net, cls, X):
-    with torch.no_grad():
-        return net(torch_input(cls, X)).numpy()
+    return run_torch(net, torch_input(cls, X))
 
 
 def loaded(net, cls, X, how, tmp_path):
-    if how == "live":
-        return lstmrt.load(net)
-    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; its archives are still what users have
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        compiled = torch.jit.script(net) if how == "script" else torch.jit.trace(net, torch_input(cls, X))
-        compiled.save(str(tmp_path / "m.pt"))
-    return lstmrt.load(tmp_path / "m.pt")
+    return load_as(net, how, torch_input(cls, X), tmp_path)
 
 
 _PROJECTION_NOTE = "ignore:LSTM with projections is not supported with oneDNN"  # torch's own note
