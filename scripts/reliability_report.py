@@ -514,8 +514,8 @@ def render(results, owned, meta):
         "reference (`native/tests/reference.c`) implements "
         "LSTM (projection, peephole, cell clip, non-default activations), GRU (reset after and before), "
         "SimpleRNN, Dense (softmax, log-softmax), Activation, Affine, LayerNorm (layer, RMS, variance scale), "
-        "Embedding and bidirectional merges (concat, sum, mul, ave) from the equations; 23 model specs at awkward "
-        "sizes (1, 3, 5, 7, 9, 16, 17, 33).",
+        "GlobalPooling (average of the active steps, max of every step), Embedding and bidirectional merges "
+        "(concat, sum, mul, ave) from the equations; 26 model specs at awkward sizes (1, 3, 5, 7, 9, 16, 17, 33).",
         "",
         "Test cases: " + ", ".join(f"`{n}`" for n in c_case_names()) + ".",
         "",
@@ -531,8 +531,8 @@ def render(results, owned, meta):
         "- special values: NaN in one sequence stays in that sequence; inputs of +-1e30 and -0 give finite, "
         "bounded outputs.",
         "- errors: every failing call returns the expected status with a non-empty `lstmrt_last_error()`, leaves "
-        "`*out` NULL, the stream's state and the caller's outputs untouched: NULL pointers, 32 malformed layer "
-        "fields, chain mismatches, embedding placement, bad sizes and lengths, bidirectional / go_backwards "
+        "`*out` NULL, the stream's state and the caller's outputs untouched: NULL pointers, 34 malformed layer "
+        "fields, pool counts in set_state that are no whole number of steps, chain mismatches, embedding placement, bad sizes and lengths, bidirectional / go_backwards "
         "streams (UNSUPPORTED), bad token ids (-1, V, 2.5, 1e30, -1e-30, inf, NaN; -0 and V-1 accepted), "
         "impossible allocations (OUT_OF_MEMORY, including a partially built model and a size that wraps "
         "around 2^64); a success clears the message.",
