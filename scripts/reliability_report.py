@@ -532,7 +532,8 @@ def render(results, owned, meta):
         "bounded outputs.",
         "- errors: every failing call returns the expected status with a non-empty `lstmrt_last_error()`, leaves "
         "`*out` NULL, the stream's state and the caller's outputs untouched: NULL pointers, 34 malformed layer "
-        "fields, pool counts in set_state that are no whole number of steps, chain mismatches, embedding placement, bad sizes and lengths, bidirectional / go_backwards "
+        "fields, pool counts in set_state that are no whole number of steps, chain mismatches, embedding "
+        "placement, bad sizes and lengths, bidirectional / go_backwards "
         "streams (UNSUPPORTED), bad token ids (-1, V, 2.5, 1e30, -1e-30, inf, NaN; -0 and V-1 accepted), "
         "impossible allocations (OUT_OF_MEMORY, including a partially built model and a size that wraps "
         "around 2^64); a success clears the message.",
