@@ -47,10 +47,10 @@ static void run_elementwise(const lstmrt_kernels *k, const layer *L, int64_t bat
             apply_activation(k, L->act[0], seq_row(y, b, 0), steps, n, y.time_stride);
 }
 
-/* One direction's share of the layer's state (layer_state_floats): h, then an LSTM's c. */
+/* One direction's share of the layer's state: h, then an LSTM's c. */
 static int64_t direction_state_floats(const layer *L, int64_t batch)
 {
-    return batch * layer_state_floats(L) / L->num_directions;
+    return batch * L->state_floats / L->num_directions;
 }
 
 /* One direction over rows [b0, b1) of the batch: their inputs, outputs and state (h rows, then c rows of the whole
@@ -204,7 +204,7 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
         case LSTMRT_LAYER_DENSE: run_dense(k, L, batch, steps, in, out); break;
         default: run_elementwise(k, L, batch, steps, in, out); break;
         }
-        state += batch * layer_state_floats(L);
+        state += batch * L->state_floats;
         in = out;
     }
     *ws->sweep += (uint64_t)steps;

@@ -51,9 +51,11 @@ typedef struct layer {
     float epsilon;       /* norm */
     lstmrt_norm_mode norm_mode;
     lstmrt_pool_mode pool_mode;
+    int64_t state_floats; /* per sequence: layer_state_floats, set at model creation */
 } layer;
 
-/* Floats of state one sequence keeps for this layer (layout: lstmrt_stream_get_state). */
+/* Floats of state one sequence keeps for this layer (layout: lstmrt_stream_get_state); model creation stores it in
+ * layer.state_floats, which the steps read. */
 static inline int64_t layer_state_floats(const layer *L)
 {
     if (L->kind <= LSTMRT_LAYER_RNN)

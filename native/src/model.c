@@ -316,7 +316,8 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
             m->max_gate_width = L->gates * L->hidden_size;
         if (L->hidden_size > m->max_hidden && L->kind <= LSTMRT_LAYER_RNN)
             m->max_hidden = L->hidden_size;
-        m->state_size += layer_state_floats(L);
+        L->state_floats = layer_state_floats(L);
+        m->state_size += L->state_floats;
         if (L->kind <= LSTMRT_LAYER_RNN)
             m->bidirectional |= L->num_directions == 2 || L->go_backwards;
     }

@@ -69,7 +69,7 @@ int64_t pool_bad_count(const lstmrt_model_t *m, int64_t batch, const float *stat
     int64_t offset = 0;
     for (int32_t l = 0; l < m->num_layers; l++) {
         const layer *L = &m->layers[l];
-        offset += batch * layer_state_floats(L); /* the counts are the layer's last `batch` floats */
+        offset += batch * L->state_floats; /* the counts are the layer's last `batch` floats */
         if (L->kind == LSTMRT_LAYER_GLOBAL_POOL)
             for (int64_t i = offset - batch; i < offset; i++)
                 if (!(state[i] >= 0.0f && state[i] <= MAX_COUNT && state[i] == floorf(state[i])))
