@@ -51,8 +51,8 @@ class Model:
         self._output_size = int(size)
         self._tokens = isinstance(layers[0], Embedding)
         self._return_sequences = bool(return_sequences)
-        # state layout of the C runtime: per recurrent layer and direction, h (batch, Hr) then c (batch, H); per
-        # global pool, its values (batch, F) then counts (batch, 1)
+        # state layout of the C runtime (layers.state_layout): per recurrent layer and direction, h (batch, Hr) then
+        # c (batch, H); per global pool, its value (batch, F), for a mean its low part (batch, F), its count (batch, 1)
         self._state_layout = [(i, names, sizes) for i, spec in enumerate(layers) for names, sizes in state_layout(spec)]
 
     def __copy__(self):  # immutable (the weights live in the C model): a copy can be itself
