@@ -14,9 +14,11 @@ class Model:
     GlobalPooling, Embedding) in the canonical layout of docs/math.md.
 
     `return_sequences=False` makes `predict` return only each sequence's last output (Keras semantics);
-    streams always return the output for the sequence ending at the current step."""
+    streams always return the output for the sequence ending at the current step. `squeeze_output=True` (a model
+    with one output feature) makes `predict` drop that axis, (B, T) or (B,), as a torch forward() ending in
+    `.squeeze(-1)` does; a stream's step still returns (1,) or (N, 1)."""
 
-    def __init__(self, layers, *, input_size=None, return_sequences=True):
+    def __init__(self, layers, *, input_size=None, return_sequences=True, squeeze_output=False):
         layers = list(layers) if not isinstance(layers, Layer) else [layers]
         if not layers:
             raise ValueError("Model needs at least one layer")
@@ -51,6 +53,9 @@ class Model:
         self._output_size = int(size)
         self._tokens = isinstance(layers[0], Embedding)
         self._return_sequences = bool(return_sequences)
+        self._squeeze_output = bool(squeeze_output)
+        if self._squeeze_output and self._output_size != 1:
+            raise ValueError(f"squeeze_output needs one output feature; the model outputs {self._output_size}")
         # state layout of the C runtime (layers.state_layout): per recurrent layer and direction, h (batch, Hr) then
         # c (batch, H); per global pool, its value (batch, F), for a mean its low part (batch, F), its count (batch, 1)
         self._state_layout = [(i, names, sizes) for i, spec in enumerate(layers) for names, sizes in state_layout(spec)]
@@ -67,7 +72,11 @@ class Model:
 
     def _options(self) -> dict:
         """The keyword arguments that rebuild this model from its layers (subclasses add theirs)."""
-        return {"input_size": self._input_size, "return_sequences": self._return_sequences}
+        return {
+            "input_size": self._input_size,
+            "return_sequences": self._return_sequences,
+            "squeeze_output": self._squeeze_output,
+        }
 
     # -- description ---------------------------------------------------------------------------------------
     @property
@@ -88,6 +97,11 @@ class Model:
         return self._return_sequences
 
     @property
+    def squeeze_output(self) -> bool:
+        """True: predict drops the one output feature's axis."""
+        return self._squeeze_output
+
+    @property
     def parameter_count(self) -> int:
         return sum(spec.parameter_count() for spec in self._layers)
 
@@ -106,6 +120,8 @@ class Model:
             lines.append(f"  ({i}) {spec!r}")
         if not self._return_sequences:
             lines.append("  predict returns the last step only")
+        if self._squeeze_output:
+            lines.append("  predict drops the output's feature axis (one feature)")
         return "\n".join(lines)
 
     # -- inference -----------------------------------------------------------------------------------------
@@ -116,7 +132,8 @@ class Model:
         lengths (B,): steps past a sequence's length are padding: its outputs there are zero and the backward
         direction of a bidirectional layer starts at its own last step. mask (B, T) or (T,): False marks steps
         to skip (Keras masking: state carried through). With return_sequences=False the result is (O,) or
-        (B, O): the output at each sequence's last step. NaN/Inf in X propagate to the outputs they reach.
+        (B, O): the output at each sequence's last step. squeeze_output drops the O axis. NaN/Inf in X propagate
+        to the outputs they reach.
         threads: split the batch over up to this many threads (at least 8 sequences each); the result equals
         the one-thread result up to float rounding (summation order may differ). Fewer than 16 sequences instead
         share each step between the threads, as Model.stream(threads=) does: bit-identical. The model keeps
@@ -157,6 +174,8 @@ class Model:
             Y = Y[np.arange(B), np.maximum(last, 0)]
             if lengths is not None:
                 Y[lengths == 0] = 0.0
+        if self._squeeze_output:
+            Y = np.ascontiguousarray(Y[..., 0])
         return Y[0] if single else Y
 
     @staticmethod

@@ -15,7 +15,16 @@ from ..layers import Activation, Bidirectional, Dense, Embedding, GlobalPooling,
 from ..model import Model
 from . import torch_layers
 from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
-from .torch_tree import CELLS, LAST_STEP_ENTRY, POOLING_ENTRIES, RECURRENT, TIME_ENDS, LiveRecord
+from .torch_tree import (
+    CELLS,
+    LAST_STEP_ENTRY,
+    POOLING_ENTRIES,
+    RECURRENT,
+    SHAPE_ENTRIES,
+    SQUEEZE_ENTRY,
+    TIME_ENDS,
+    LiveRecord,
+)
 
 _STACK_NAME = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?\Z")
 _CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
@@ -126,7 +135,7 @@ def _variants(unit, two_d: bool = False) -> list:
         )
     if kind == "activation":
         return [[Activation(unit.activation)]]
-    if kind in TIME_ENDS:  # placed by _final_step, which knows the sizes and the recurrent layer before it
+    if kind in SHAPE_ENTRIES:  # placed by _final_step / _squeezed, which know the layers around them
         return [[]]
     if kind in _NO_OPS:
         return [[]]
@@ -266,9 +275,34 @@ def build_model(
     else:
         units, per_unit = _pick_order(units, variants)
     if used is not None:
-        used[:] = [u for u in units if u.kind not in TIME_ENDS]
+        used[:] = [u for u in units if u.kind not in SHAPE_ENTRIES]
     specs, final_only = _final_step(units, per_unit)
-    return native_model(specs, return_sequences=not final_only)
+    return native_model(specs, return_sequences=not final_only, squeeze_output=_squeezed(units, per_unit, specs))
+
+
+def _squeezed(units, per_unit, specs) -> bool:
+    """Whether forward() drops the output's feature axis (out.squeeze(-1)): it must be one feature, and only
+    element-wise activations may follow (they act the same on (B, 1) as on (B,))."""
+    at = [i for i, u in enumerate(units) if u.kind == SQUEEZE_ENTRY]
+    if not at:
+        return False
+    where = _taken_where(units[at[0]])
+    if len(at) > 1:
+        raise ArchitectureError(f"the output's feature axis is squeezed twice ({where})")
+    for unit, unit_specs in zip(units[at[0] + 1 :], per_unit[at[0] + 1 :]):
+        across = [s for s in unit_specs if not isinstance(s, Activation) or s.activation in ("softmax", "log_softmax")]
+        if across or unit.kind in TIME_ENDS:
+            raise ArchitectureError(
+                f"module {unit.label} comes after the output's feature axis was squeezed ({where}); only "
+                "element-wise activations can follow it"
+            )
+    size = next((s.output_size for s in reversed(specs) if s.output_size is not None), None)
+    if size != 1:
+        raise ArchitectureError(
+            f"the output's feature axis is squeezed ({where}) but the model outputs {size} features; lstmrt drops "
+            "the axis of a one-feature output only"
+        )
+    return True
 
 
 _TIME_ENDS_NAMED = {

@@ -23,6 +23,8 @@ _MANGLE = re.compile(r"\.___torch_mangle_\d+")
 LAST_STEP_ENTRY = "last_step"  # in layers=: what out[:, -1] / h_n[-1] does in forward()
 POOLING_ENTRIES = {"mean_over_time": "average", "max_over_time": "max"}  # out.mean(1), out.max(1)[0]: GlobalPooling
 TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES)  # what leaves one (B, F) vector per sequence: no time axis after it
+SQUEEZE_ENTRY = "squeeze"  # out.squeeze(-1) of a one-feature output: predict drops the axis (Model(squeeze_output=))
+SHAPE_ENTRIES = (*TIME_ENDS, SQUEEZE_ENTRY)  # the layers= entries that are not modules or activations
 
 
 @dataclasses.dataclass
@@ -127,7 +129,7 @@ _MAX_MODULES = 100_000  # modules visited, counting a shared module each time it
 def units_from_module(record, path: str = "", forward_order=None, _walk=None, *, unread=None) -> list:
     """Leaf units of a module tree. `forward_order(record)` may return the order a user-defined container's
     forward() applies its children (TorchScript code), as ("child", name) / ("activation", name) /
-    (one of TIME_ENDS, None), or None.
+    (one of SHAPE_ENTRIES, None), or None.
     A file's tree may share modules (weight tying) but not contain itself, nest past _MAX_DEPTH, or, through
     sharing, expand past _MAX_MODULES visits. `unread`, a list, receives the class names of the user-defined
     modules whose forward() was not read: their children are in registration order, their functional ops unseen."""
@@ -178,7 +180,7 @@ def _units_from_module(record, path, forward_order, walk) -> list:
         for tag, item in order:
             if tag == "child":
                 units += units_from_module(children[item], join(item), forward_order, walk)
-            elif tag in TIME_ENDS:
+            elif tag in SHAPE_ENTRIES:
                 units.append(Unit(path, tag, {}))
             else:
                 units.append(Unit(path, "activation", {}, activation=item))
@@ -208,7 +210,7 @@ def _listed(names) -> str:
 
 def select_layers(units: list, layers) -> list:
     """The units named by `layers` (module paths, a container's path standing for all its units), activation
-    names and the TIME_ENDS entries, in that order. Every unit with parameters must be used exactly once."""
+    names and the SHAPE_ENTRIES, in that order. Every unit with parameters must be used exactly once."""
     if isinstance(layers, str) or not all(isinstance(e, str) for e in layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
     chosen, used = [], {}
@@ -223,7 +225,7 @@ def select_layers(units: list, layers) -> list:
                 used[id(u)] = entry
             chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
             continue
-        if entry in TIME_ENDS:
+        if entry in SHAPE_ENTRIES:
             chosen.append(Unit(entry, entry, {}, reason="layers="))
             continue
         act = activation_name(entry)
@@ -231,7 +233,7 @@ def select_layers(units: list, layers) -> list:
             modules = ", ".join(repr(u.path) for u in units if u.kind != "activation") or "(none)"
             raise ArchitectureError(
                 f"layers: {entry!r} is neither a module in the file (modules: {modules}), an "
-                f"activation (supported: {', '.join(acts.NAMES)}) nor {_listed(TIME_ENDS)}"
+                f"activation (supported: {', '.join(acts.NAMES)}) nor {_listed(SHAPE_ENTRIES)}"
             )
         chosen.append(Unit(entry, "activation", {}, activation=act))
     left = [u.path for u in units if u.params and id(u) not in used]

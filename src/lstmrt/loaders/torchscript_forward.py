@@ -1,9 +1,9 @@
 """The forward order of a user-defined module in a TorchScript archive, read from its forward() code as data:
 submodule calls, tuple indexing of a recurrent module's (output, state), element-wise torch activations, a zero
-initial state built in forward() (or in a method it calls), taking each sequence's last step (torchscript_steps.py)
-and pooling over time (torchscript_pooling.py). Anything else (arithmetic, other slicing, loops, branches) cannot
-be followed: that is an error asking for layers=, because the network is then not a plain chain lstmrt can
-reproduce."""
+initial state built in forward() (or in a method it calls), taking each sequence's last step (torchscript_steps.py),
+pooling over time (torchscript_pooling.py) and dropping a one-feature output's axis (torchscript_shapes.py).
+Anything else (arithmetic, other slicing, loops, branches) cannot be followed: that is an error asking for
+layers=, because the network is then not a plain chain lstmrt can reproduce."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import ast
 
 from ..errors import ArchitectureError
 from . import torchscript_pooling as pooling
+from . import torchscript_shapes as shapes
 from . import torchscript_steps as steps
 from .torch_tree import CELLS, class_name, module_parts
 from .torchscript_steps import Unfollowable as _Unfollowable
@@ -56,7 +57,7 @@ def _const(node, default=None):
 
 
 class ForwardOrder:
-    """forward_order(record) -> [("child", name) | ("activation", name) | (one of torch_tree.TIME_ENDS, None), ...]
+    """forward_order(record) -> [("child", name) | ("activation", name) | (one of torch_tree.SHAPE_ENTRIES, None), ...]
     or None (no code for the class)."""
 
     def __init__(self, classes: dict):
@@ -306,7 +307,7 @@ class _Walker:
         first = self.eval(node.args[0])
         if first == ("zeros",) and op in _ZERO_KEEPING:
             return first
-        if op in ("slice", "select", "squeeze", "cat"):
+        if op in ("slice", "select", "cat") or op in shapes.OPS:
             return self.reshape(op, first, node)
         if op == "to" and first[0] == "seq" and self.keeps_float32(node):
             return first
@@ -314,8 +315,12 @@ class _Walker:
         if op in _NO_OPS:
             return ("seq", items)
         if op in pooling.OPS:
+            if shapes.squeezed(items):
+                raise _Unfollowable(f"call `{_code(node)}` after the feature axis was squeezed")
             return pooling.pool(op, items, node, self)
         act = self.activation(op, node, steps.time_gone(items) is not None)
+        if act in ("softmax", "log_softmax") and shapes.squeezed(items):
+            raise _Unfollowable(f"call `{_code(node)}`: a {act} across the batch, after the feature axis was squeezed")
         if act is None:  # scripted code calls torch.nn.functional through a local name (_0): say which
             named = "" if isinstance(func, ast.Attribute) else f" of {callee[1].replace('__torch__.', '', 1)}"
             raise _Unfollowable(f"call `{_code(node)}`{named}")
@@ -344,6 +349,8 @@ class _Walker:
 
     def call_module(self, name, node):
         items = self.seq(self.eval(node.args[0]), f"the input of {name}")[1]
+        if shapes.squeezed(items):
+            raise _Unfollowable(f"module {name} is called after the feature axis was squeezed")
         for arg in node.args[1:]:  # an initial state: lstmrt's is zero, so only zeros (or None) can be followed
             value = self.eval(arg)
             parts = value[1] if value[0] in ("tuple", "list") else (value,)
@@ -390,9 +397,9 @@ class _Walker:
                 return value
             why = ""
         raise _Unfollowable(
-            f"call `{_code(node)}`{why}; lstmrt follows full slices and taking each sequence's last step "
-            "(out[:, -1], h_n[-1]); with layers=[...] it returns every step's output, and a stream gives it step "
-            "by step"
+            f"call `{_code(node)}`{why}; lstmrt follows full slices, taking each sequence's last step "
+            "(out[:, -1], h_n[-1]) and dropping a one-feature output's axis (.squeeze(-1)); with layers=[...] it "
+            "returns every step's output, and a stream gives it step by step"
         )
 
     def number(self, node):
@@ -404,9 +411,15 @@ class _Walker:
         return value[1] if value[0] == "const" else "?"
 
     def _reshape(self, op, first, node):
-        args = [self.number(a) for a in node.args[1:]]
         if first[0] == "c":
             raise _Unfollowable("c_n is the LSTM's cell state, which no layer outputs")
+        if first[0] == "seq" and shapes.squeezed(first[1]):
+            raise _Unfollowable("the feature axis was squeezed before")
+        if op in shapes.OPS and first[0] == "seq":
+            return shapes.reshape(op, first[1], node, self)
+        if op in ("view", "reshape") and first[0] == "h":
+            return shapes.reshape_state(first, op, node, self)
+        args = [self.number(a) for a in node.args[1:]]
         if op == "slice":
             dim, start, end, step = (args + [0, None, None, 1][len(args) :])[:4]
             if start in (None, 0) and (end is None or (isinstance(end, int) and end >= _INT64_MAX)) and step == 1:

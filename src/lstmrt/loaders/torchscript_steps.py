@@ -35,6 +35,7 @@ class RecurrentInfo:
     directions: int
     batch_first: bool | None  # None: not recorded (the time axis is then unknown)
     traced_returns: tuple | None  # traced module: which of torch.lstm's results its forward returns
+    hidden_size: int | None  # of h_n: the projection's size when there is one; None when the file is damaged
 
     @property
     def states(self) -> int:
@@ -51,12 +52,14 @@ def recurrent_info(record) -> RecurrentInfo | None:
     attrs = record.attrs
     batch_first = attrs.get("batch_first")
     returns = attrs.get("traced_returns")
+    shape = getattr(params.get("weight_hh_l0"), "shape", ())  # (gates x hidden, h_n's size: the projection's)
     return RecurrentInfo(
         name,
         layers,
         2 if any(k.endswith("_reverse") for k in params) else 1,
         batch_first if isinstance(batch_first, bool) else None,
         tuple(returns) if isinstance(returns, (tuple, list)) else None,
+        int(shape[1]) if len(shape) == 2 else None,
     )
 
 
