@@ -345,7 +345,7 @@ def test_a_state_dict_takes_pooling_in_layers(cls, layers, tmp_path, rng):
             r"\('last_step' in layers=\), which left no time axis",
         ),
         (["lstm", "max_over_time", "mean_over_time", "fc"], r"the mean over time is taken .* after the max over"),
-        (["lstm", "mean_over_tim", "fc"], r"nor 'last_step', 'mean_over_time' or 'max_over_time'"),
+        (["lstm", "mean_over_tim", "fc"], r"nor 'last_step', 'mean_over_time', 'max_over_time' or 'squeeze'"),
     ],
     ids=["first", "after-last-step", "twice", "misspelt"],
 )

@@ -292,9 +292,10 @@ def _squeezed(units, per_unit, specs) -> bool:
     for unit, unit_specs in zip(units[at[0] + 1 :], per_unit[at[0] + 1 :]):
         across = [s for s in unit_specs if not isinstance(s, Activation) or s.activation in ("softmax", "log_softmax")]
         if across or unit.kind in TIME_ENDS:
+            named = unit.label if unit.kind == "activation" or unit.kind in SHAPE_ENTRIES else f"module {unit.label}"
             raise ArchitectureError(
-                f"module {unit.label} comes after the output's feature axis was squeezed ({where}); only "
-                "element-wise activations can follow it"
+                f"{named} comes after the output's feature axis was squeezed ({where}); only element-wise "
+                "activations can follow it"
             )
     size = next((s.output_size for s in reversed(specs) if s.output_size is not None), None)
     if size != 1:
