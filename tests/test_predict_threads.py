@@ -44,7 +44,9 @@ def test_threaded_predict_reports_bad_tokens_like_serial(rng):
     assert_close(model.predict(tokens, threads=4), model.predict(tokens), atol=1e-6)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
-def test_threads_must_be_a_positive_integer(rng, bad):
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
+@pytest.mark.parametrize(
+    "bad,error", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError), ("2", TypeError)]
+)
+def test_threads_must_be_a_positive_integer(rng, bad, error):
+    with pytest.raises(error, match="threads must be a positive integer"):
         _model(rng).predict(np.zeros((2, 3, 5), np.float32), threads=bad)

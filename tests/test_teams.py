@@ -122,10 +122,21 @@ def test_hidden_units_split_only_in_fused_layers(rng, H, kwargs, splits):
     assert model.stream(batch=4, threads=2).threads == 2
 
 
-@pytest.mark.parametrize("bad", [0, -1, 65, 1.5, True, "2", None])
-def test_stream_threads_must_be_an_integer_in_range(rng, bad):
+@pytest.mark.parametrize(
+    "bad,error",
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (65, ValueError),
+        (1.5, TypeError),
+        (True, TypeError),
+        ("2", TypeError),
+        (None, TypeError),
+    ],
+)
+def test_stream_threads_must_be_an_integer_in_range(rng, bad, error):
     _, model = _pair(torch.nn.LSTM, 16, 64)
-    with pytest.raises(ValueError, match="threads must be an integer in"):
+    with pytest.raises(error, match="threads must be an integer in"):
         model.stream(threads=bad)
 
 

@@ -8,6 +8,17 @@ from __future__ import annotations
 import numpy as np
 
 
+def checked_count(value, name: str, high: int | None = None) -> int:
+    """A count argument (threads=, batch=): an int (Python or NumPy, not bool), else TypeError; in [1, high], else
+    ValueError, as Python's own functions divide the two."""
+    limits = f"an integer in [1, {high}]" if high is not None else "a positive integer"
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be {limits}, got {value!r} of type {type(value).__name__}")
+    if value < 1 or (high is not None and value > high):
+        raise ValueError(f"{name} must be {limits}, got {value!r}")
+    return int(value)
+
+
 def describe_shape(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 

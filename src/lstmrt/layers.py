@@ -42,12 +42,6 @@ def _weight(value, name: str, shape: tuple, where: str, *, optional: bool = Fals
     return arr
 
 
-def _size(value, name: str, where: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class Layer:
     """Base of all layer specs."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _native
-from ._arrays import as_float_array, describe_shape, raise_token_problem
+from ._arrays import as_float_array, checked_count, describe_shape, raise_token_problem
 from .layers import Bidirectional, Embedding, GlobalPooling, Layer, is_recurrent, state_layout
 
 
@@ -139,8 +139,7 @@ class Model:
         share each step between the threads, as Model.stream(threads=) does: bit-identical. The model keeps
         those threads (started by the first such call); a call right after another finds them awake, and a
         short call after a pause runs alone rather than wait ~100 µs for them to wake."""
-        if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        threads = checked_count(threads, "threads")
         X = as_float_array(X, "X", tokens=self._tokens)
         ids, given = X, X.shape  # messages name the caller's array, not the one with the added axes
         # one input feature (token ids, a sensor's samples) may come without its axis: (T,) is one sequence, as

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _native
-from ._arrays import as_float_array, describe_shape, raise_token_problem, reject_output
+from ._arrays import as_float_array, checked_count, describe_shape, raise_token_problem, reject_output
 
 try:  # the Cython hot path (lstmrt/_step.pyx); the binding's own step works without it
     from ._step import StepFunction
@@ -30,12 +30,8 @@ class Stream:
     `out=`. A failed call (bad shape, dtype, token) raises and leaves the state exactly as it was."""
 
     def __init__(self, model, batch=None, threads=1):
-        if batch is not None and (
-            not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH
-        ):
-            raise ValueError(f"batch must be an integer in [1, {MAX_BATCH}] or None, got {batch!r}")
-        if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
-            raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}], got {threads!r}")
+        batch = None if batch is None else checked_count(batch, "batch", MAX_BATCH)
+        threads = checked_count(threads, "threads", MAX_THREADS)
         if model.bidirectional:
             raise ValueError(
                 "this model has a bidirectional (or go_backwards) layer: it needs the whole "
