@@ -31,6 +31,7 @@ _CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
 _RATIO_KIND = {4: "LSTM", 3: "GRU", 1: "RNN"}
 SUPPORTED = (
     "nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.Linear, nn.Embedding, nn.LayerNorm, nn.RMSNorm, "
+    "nn.BatchNorm1d (after the last step), "
     "nn.Sequential/ModuleList of those, activations (" + ", ".join(_ACTIVATIONS) + "), " + ", ".join(_NO_OPS)
 )
 _MAX_PERMUTED = 7  # orders tried for an unordered file (safetensors): 7! = 5040 cheap size checks
@@ -153,6 +154,13 @@ def _variants(unit, two_d: bool = False) -> list:
             raise ArchitectureError(f"module {unit.label} (nn.{kind}): option missing from the file ({exc})") from None
         except ValueError as exc:
             raise ArchitectureError(f"module {unit.label}: {exc}") from None
+    if kind == torch_layers.BATCH_NORM:
+        return [[_batch_norm(unit, two_d)]]
+    if kind is None and "running_mean" in params:
+        raise ArchitectureError(
+            f"module {unit.label} ({_describe(params)}) is an nn.BatchNorm1d, whose epsilon a state dict does not "
+            "record: load the module saved whole, torch.save(model), or as TorchScript"
+        )
     for name, value in params.items():
         if getattr(value, "dtype", None) is None or value.dtype.kind != "f":
             raise ArchitectureError(
@@ -193,6 +201,34 @@ def _variants(unit, two_d: bool = False) -> list:
             "does not record: load the module saved whole, torch.save(model), or as TorchScript)"
         )
     raise ArchitectureError(f"module {unit.label} ({_describe(params)}) is {what}; supported: {SUPPORTED}")
+
+
+def _batch_norm(unit, two_d: bool):
+    """nn.BatchNorm1d with its running statistics (eval mode), on (B, F) data: an Affine. On a sequence (B, T, F)
+    torch normalizes dim 1, the time axis (with batch_first), so it is no per-feature layer there."""
+    where = f"module {unit.label} (nn.BatchNorm1d)"
+    if not two_d:
+        raise ArchitectureError(
+            f"{where} is applied to a sequence: on (B, T, F) torch normalizes dim 1 (time, with batch_first), not "
+            "the features; lstmrt reads nn.BatchNorm1d on (B, F), after the last step or pooling over time (a "
+            "file without forward() code says where with layers=[..., 'last_step', ...])"
+        )
+    if _option(unit, "track_running_stats") is False or not {"running_mean", "running_var"} <= set(unit.params):
+        raise ArchitectureError(
+            f"{where} has no running statistics (track_running_stats=False): it normalizes with "
+            "each batch's own, which no per-feature layer computes"
+        )
+    if _option(unit, "batch_statistics") is True:
+        raise ArchitectureError(
+            f"{where} was traced in training mode, using each batch's statistics: trace it after model.eval()"
+        )
+    eps = _option(unit, "eps")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+        raise ArchitectureError(f"{where}: option eps missing from the file or not a number ({eps!r})")
+    try:
+        return torch_layers.batch_norm_layer(unit.params, eps=eps)
+    except ValueError as exc:
+        raise ArchitectureError(f"module {unit.label}: {exc}") from None
 
 
 def _chain_problem(units, specs_per_unit, *, linear_pairs: bool = True) -> str | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import GRU, LSTM, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
+from ..layers import GRU, LSTM, Affine, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
 
 _CELLS = {"LSTM": LSTM, "GRU": GRU, "RNN": SimpleRNN}
 NORMS = ("LayerNorm", "RMSNorm")
+BATCH_NORM = "BatchNorm1d"
 # nn.RMSNorm(eps=None) adds the epsilon of the input's dtype; lstmrt's input is float32
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
@@ -68,3 +69,20 @@ def norm_layer(kind: str, params: dict, *, normalized_shape, eps, prefix: str = 
     if kind == "RMSNorm":
         return LayerNorm(shape[0], scale=weight, epsilon=_FLOAT32_EPS if eps is None else eps, mode="rms")
     return LayerNorm(shape[0], scale=weight, shift=bias, epsilon=eps, mode="layer")
+
+
+def batch_norm_layer(params: dict, *, eps, prefix: str = "") -> Affine:
+    """Spec for torch nn.BatchNorm1d at inference, on (B, F): (x - running_mean) / sqrt(running_var + eps) * weight
+    + bias per feature, an Affine (folded in float64; weight and bias absent with affine=False)."""
+    mean = np.asarray(params[f"{prefix}running_mean"], np.float64).reshape(-1)
+    var = np.asarray(params[f"{prefix}running_var"], np.float64).reshape(-1)
+    weight, bias = params.get(f"{prefix}weight"), params.get(f"{prefix}bias")
+    gamma = np.asarray(weight, np.float64).reshape(-1) if weight is not None else np.ones_like(mean)
+    beta = np.asarray(bias, np.float64).reshape(-1) if bias is not None else np.zeros_like(mean)
+    if not (mean.shape == var.shape == gamma.shape == beta.shape):
+        raise ValueError(
+            f"nn.BatchNorm1d: running_mean {mean.shape}, running_var {var.shape}, weight {gamma.shape} and bias "
+            f"{beta.shape} differ in size"
+        )
+    factor = gamma / np.sqrt(var + float(eps))
+    return Affine(factor, beta - mean * factor)

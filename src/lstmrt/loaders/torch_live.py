@@ -71,6 +71,11 @@ def _convert(module) -> list:
         return [
             torch_layers.norm_layer(name, _params(module), normalized_shape=module.normalized_shape, eps=module.eps)
         ]
+    if name == torch_layers.BATCH_NORM:  # from_torch's models run on sequences: see torch_build._batch_norm
+        raise ValueError(
+            "nn.BatchNorm1d on a sequence (B, T, F) normalizes dim 1 (time), not the features; lstmrt reads it after "
+            "a forward() takes the last step or pools over time (lstmrt.load of the whole module)"
+        )
     if name == "Embedding":
         if module.max_norm is not None:  # as the file loaders refuse it: a lookup that rewrites the table
             raise ValueError("nn.Embedding(max_norm=...) renormalizes rows at lookup; not supported")

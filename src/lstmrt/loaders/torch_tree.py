@@ -11,13 +11,13 @@ import numpy as np
 
 from .. import activations as acts
 from ..errors import ArchitectureError, CorruptFileError, UnsupportedModelError
-from .torch_layers import NORMS
+from .torch_layers import BATCH_NORM, NORMS
 from .torch_live import _ACTIVATIONS, _NO_OPS
 from .torch_pickle import Record
 
 RECURRENT = ("LSTM", "GRU", "RNN")
 CELLS = ("LSTMCell", "GRUCell", "RNNCell")
-LEAVES = (*RECURRENT, *CELLS, "Linear", "Embedding", *NORMS, *_ACTIVATIONS, *_NO_OPS)
+LEAVES = (*RECURRENT, *CELLS, "Linear", "Embedding", *NORMS, BATCH_NORM, *_ACTIVATIONS, *_NO_OPS)
 _CHAINS = ("Sequential",)  # containers whose forward is "apply the children in order"
 _MANGLE = re.compile(r"\.___torch_mangle_\d+")
 LAST_STEP_ENTRY = "last_step"  # in layers=: what out[:, -1] / h_n[-1] does in forward()

@@ -118,6 +118,7 @@ _OP_OPTIONS = {
     "torch.embedding_renorm_": {"max_norm": 2},
     "torch.layer_norm": {"normalized_shape": 1, "eps": 4},
     "torch.rms_norm": {"normalized_shape": 1, "eps": 3},
+    "torch.batch_norm": {"batch_statistics": 5, "eps": 7},  # (input, weight, bias, mean, var, training, momentum, eps)
 }
 _OP_DEFAULTS = {"torch.gelu": {"approximate": "none"}}
 
