@@ -5,6 +5,7 @@ is built in real torch and read three ways: the live module, its torch.jit.scrip
 file. predict then returns torch's shape, (B,) or (B, T); a stream still returns (1,) per step."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from torch import nn
 from torch_forms import load_as, run_torch
 
 import lstmrt
+from lstmrt.cli import main
 
 
 class LastStepHead(nn.Module):
@@ -139,12 +141,77 @@ def test_a_stream_step_keeps_its_one_feature_axis(rng):
 
 
 class Wide(LastStepHead):
+    """A squeeze of a 3-output head changes nothing in torch: (B, 3)."""
+
     outputs = 3
 
 
 class WideSqueezeAll(Wide):
     def finish(self, y):
         return y.squeeze()
+
+
+class SqueezedHidden(nn.Module):
+    """h_n.squeeze() of a GRU with hidden size 1 drops the hidden axis too: (B,)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 1, batch_first=True)
+
+    def forward(self, x):
+        _, h = self.gru(x)
+        return torch.sigmoid(h.squeeze())
+
+
+class WideLastStepSqueezed(nn.Module):
+    """`out[:, -1, :].squeeze()` of 8 features changes nothing, and a module follows it."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(3, 8, batch_first=True), nn.Linear(8, 2)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.fc(out[:, -1, :].squeeze())
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 8, batch_first=True)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return out[:, -1]
+
+
+class ChildTakesTheLastStep(nn.Module):
+    """The last step is taken in a child module: the parent's .squeeze(1) is of (B, 1); an nn.Sigmoid follows."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc, self.fc, self.act = Encoder(), nn.Linear(8, 1), nn.Sigmoid()
+
+    def forward(self, x):
+        return self.act(self.fc(self.enc(x)).squeeze(1))
+
+
+class FlattenLastTwo(LastStepHead):
+    def finish(self, y):
+        return y.flatten(-2).clone()
+
+
+NO_OPS_AND_MORE = [Wide, WideSqueezeAll, SqueezedHidden, WideLastStepSqueezed, ChildTakesTheLastStep, FlattenLastTwo]
+
+
+@pytest.mark.parametrize("how", ["live", "script", "trace"])
+@pytest.mark.parametrize("cls", NO_OPS_AND_MORE, ids=lambda c: c.__name__)
+def test_a_squeeze_does_what_it_does_in_torch_at_the_sizes_there(cls, how, tmp_path, rng):
+    torch.manual_seed(25)
+    net = cls().eval()
+    X = rng.standard_normal((4, 6, 3)).astype(np.float32)
+    model = load_as(net, how, torch.from_numpy(X), tmp_path)
+    assert_close(model.predict(X), run_torch(net, torch.from_numpy(X)))
 
 
 class SequenceFlattened(nn.Module):
@@ -154,6 +221,11 @@ class SequenceFlattened(nn.Module):
 
     def forward(self, x):
         return self.fc(self.lstm(x)[0]).view(-1)  # (B * T,): batch and time joined
+
+
+class WideFlattened(Wide):
+    def finish(self, y):
+        return y.view(-1)  # (B * 3,)
 
 
 class BatchSqueezed(LastStepHead):
@@ -197,19 +269,25 @@ class WrongHidden(Tutorial):
         return hn.view(-1, 1)
 
 
+class StateSqueezedLast(Tutorial):
+    def forward(self, x):
+        _, (hn, cn) = self.lstm(x)
+        return hn.squeeze(-1)
+
+
 @pytest.mark.parametrize(
     "cls,words",
     [
-        (Wide, r"squeezed \(by forward\(\) of .*\) but the model outputs 3 features"),
-        (WideSqueezeAll, r"squeezed .* but the model outputs 3 features"),
-        (SequenceFlattened, r"torch.view of a sequence \(batch, time, features\) to \[-1\]"),
-        (BatchSqueezed, r"torch.squeeze of dimension 0 of \(batch, features\), not its feature axis"),
-        (TimeSqueezed, r"torch.squeeze of dimension 1 of a sequence"),
-        (SoftmaxAfter, r"a softmax across the batch, after the feature axis was squeezed"),
-        (PoolAfter, r"torch.mean.* after the feature axis was squeezed"),
-        (ViewBySize, r"torch.view of \(batch, features\) to \[\(a size of the data\), -1\]"),
+        (SequenceFlattened, r"\.view\(-1\) of a sequence \(batch, time, features\) .* joins its batch and time axes"),
+        (WideFlattened, r"squeezed \(by forward\(\) of .*\) but the model outputs 3 features there"),
+        (BatchSqueezed, r"squeezing dimension 0 of \(batch, features\) .*: lstmrt drops the feature axis only"),
+        (TimeSqueezed, r"squeezing dimension 1 of a sequence"),
+        (SoftmaxAfter, r"the activation 'softmax' .* comes after the output's feature axis was squeezed"),
+        (PoolAfter, r"the mean over time .* comes after the output's feature axis was squeezed"),
+        (ViewBySize, r"torch.view to \[\(a size of the data\), -1\]"),
         (StackedTutorial, r"torch.view of h_n: h_n of 2 states .* would join them into the batch axis"),
         (WrongHidden, r"lstmrt follows h_n.view\(-1, 7\)"),
+        (StateSqueezedLast, r"squeezing h_n on dimension -1, which keeps its layer axis"),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else "",
 )
@@ -234,10 +312,11 @@ def test_a_state_dict_takes_squeeze_in_layers(tmp_path, rng):
 @pytest.mark.parametrize(
     "layers,words",
     [
-        (["lstm", "squeeze", "fc"], r"module 'fc' comes after the output's feature axis was squeezed"),
-        (["lstm", "fc", "squeeze", "softmax"], r"comes after the output's feature axis was squeezed"),
-        (["lstm", "fc", "squeeze", "last_step"], r"comes after the output's feature axis was squeezed"),
-        (["lstm", "last_step", "fc", "squeeze", "squeeze"], r"squeezed twice"),
+        (["lstm", "squeeze", "fc"], r"squeezed \('squeeze' in layers=\) but the model outputs 8 features there"),
+        (["squeeze", "lstm", "fc"], r"the data is squeezed before any layer \('squeeze' in layers=\)"),
+        (["lstm", "fc", "squeeze", "softmax"], r"the activation 'softmax' comes after the output's feature axis"),
+        (["lstm", "fc", "squeeze", "last_step"], r"taking each sequence's last step .* comes after the output's"),
+        (["lstm", "last_step", "fc", "squeeze", "squeeze"], r"another squeeze \('squeeze' in layers=\) comes after"),
     ],
 )
 def test_squeeze_in_the_wrong_place_in_layers_is_refused(layers, words, tmp_path):
@@ -258,3 +337,27 @@ def test_a_pickled_model_keeps_squeeze_output_and_repr_says_it(rng):
     assert again.squeeze_output and "drops the output's feature axis" in repr(again)
     X = rng.standard_normal((2, 4, 3)).astype(np.float32)
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
+
+
+class BidirectionalPerStep(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(3, 4, batch_first=True, bidirectional=True), nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0]).squeeze(-1)
+
+
+@pytest.mark.parametrize("cls", [PerStep, BidirectionalPerStep], ids=lambda c: c.__name__)
+def test_the_cli_writes_a_row_per_step_whether_it_streams_or_predicts(cls, tmp_path, rng):
+    torch.manual_seed(26)
+    net = cls().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript
+        torch.jit.script(net).save(str(tmp_path / "m.pt"))
+    X = rng.standard_normal((6, 3)).astype(np.float32)
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",")
+    assert main(["run", str(tmp_path / "m.pt"), str(tmp_path / "x.csv"), "-o", str(tmp_path / "y.csv")]) == 0
+    Y = np.loadtxt(tmp_path / "y.csv", delimiter=",", ndmin=2)
+    assert Y.shape == (6, 1)
+    assert_close(Y[:, 0], torch_output(net, cls, X[None])[0], atol=1e-5)

@@ -89,7 +89,9 @@ def _outputs(model, X, batched: bool, chunk: int, bar) -> np.ndarray:
     if _needs_predict(model):
         Y = model.predict(X)
         bar.update(steps)
-        return Y
+        # a model that squeezes its one output feature (torch's .squeeze(-1)) keeps it here: a row per step, as
+        # streamed models write
+        return Y[..., None] if model.squeeze_output else Y
     stream = model.stream(batch=X.shape[0] if batched else None)
     parts = []
     for start in range(0, steps, chunk):

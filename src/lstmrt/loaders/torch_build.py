@@ -313,33 +313,79 @@ def build_model(
     if used is not None:
         used[:] = [u for u in units if u.kind not in SHAPE_ENTRIES]
     specs, final_only = _final_step(units, per_unit)
-    return native_model(specs, return_sequences=not final_only, squeeze_output=_squeezed(units, per_unit, specs))
+    return native_model(specs, return_sequences=not final_only, squeeze_output=_squeezed(units, per_unit))
 
 
-def _squeezed(units, per_unit, specs) -> bool:
-    """Whether forward() drops the output's feature axis (out.squeeze(-1)): it must be one feature, and only
-    element-wise activations may follow (they act the same on (B, 1) as on (B,))."""
-    at = [i for i, u in enumerate(units) if u.kind == SQUEEZE_ENTRY]
-    if not at:
-        return False
-    where = _taken_where(units[at[0]])
-    if len(at) > 1:
-        raise ArchitectureError(f"the output's feature axis is squeezed twice ({where})")
-    for unit, unit_specs in zip(units[at[0] + 1 :], per_unit[at[0] + 1 :]):
-        across = [s for s in unit_specs if not isinstance(s, Activation) or s.activation in ("softmax", "log_softmax")]
-        if across or unit.kind in TIME_ENDS:
-            named = unit.label if unit.kind == "activation" or unit.kind in SHAPE_ENTRIES else f"module {unit.label}"
+def _squeezed(units, per_unit) -> bool:
+    """Whether forward() drops the output's feature axis: a squeeze or flatten (Unit.shape_op) that, at the data's
+    rank and feature count there, removes a one-feature axis. A squeeze of a wider axis changes nothing in torch
+    and is skipped; a flatten that would join axes, or a squeeze of the batch or time axis, has no lstmrt form.
+    After the axis is dropped only element-wise activations may follow (they act the same on (B, 1) as on (B,))."""
+    rank, features, dropped = 3, None, None  # rank: (B, T, F), or (B, F) once the time axis is gone
+    for unit, unit_specs in zip(units, per_unit):
+        if dropped is not None:
+            across = [s for s in unit_specs if not isinstance(s, Activation) or s.activation in _ACROSS_FEATURES]
+            if across or unit.kind in TIME_ENDS or unit.kind == SQUEEZE_ENTRY:
+                raise ArchitectureError(
+                    f"{_what(unit)} comes after the output's feature axis was squeezed ({_taken_where(dropped)}); "
+                    "only element-wise activations can follow it"
+                )
+        elif unit.kind == SQUEEZE_ENTRY:
+            if features is None:
+                raise ArchitectureError(f"the data is squeezed before any layer ({_taken_where(unit)})")
+            if _drops_feature_axis(unit, rank, features):
+                dropped = unit
+        rank = 2 if unit.kind in TIME_ENDS else rank
+        features = next((s.output_size for s in reversed(unit_specs) if s.output_size is not None), features)
+    return dropped is not None
+
+
+_ACROSS_FEATURES = ("softmax", "log_softmax")  # over the last axis: after a squeeze, that is batch or time
+
+
+def _drops_feature_axis(unit, rank: int, features: int) -> bool:
+    """Whether the squeeze or flatten `unit` drops the feature axis of (B, T, F) / (B, F) data (False: it changes
+    nothing); ArchitectureError when it does something else."""
+    how, where = unit.shape_op, _taken_where(unit)
+    layout = "(batch, features)" if rank == 2 else "a sequence (batch, time, features)"
+    if how[0] == "squeeze":
+        dim = how[1]
+        if dim is not None and not (-rank <= dim < rank and dim % rank == rank - 1):
             raise ArchitectureError(
-                f"{named} comes after the output's feature axis was squeezed ({where}); only element-wise "
-                "activations can follow it"
+                f"squeezing dimension {dim} of {layout} ({where}): lstmrt drops the feature axis only, squeeze(-1)"
             )
-    size = next((s.output_size for s in reversed(specs) if s.output_size is not None), None)
-    if size != 1:
+        return features == 1  # squeeze() also drops a batch or time axis of size 1; lstmrt keeps those
+    if how[0] == "flatten":
+        start, end = how[1:]
+        if not (-rank <= start < rank and -rank <= end < rank):
+            raise ArchitectureError(f"flattening dimensions {start} to {end} of {layout} ({where})")
+        start, end = start % rank, end % rank
+        if start >= end:
+            return False  # one axis (or none) flattened: the same shape
+        if (start, end) != (0, 1) or rank != 2:
+            raise ArchitectureError(
+                f"flattening dimensions {start} to {end} of {layout} ({where}) joins its axes; lstmrt follows "
+                ".flatten() of a one-feature (batch, 1) output"
+            )
+    elif how[0] == "view" and rank != 2:
+        raise ArchitectureError(f".view(-1) of {layout} ({where}) joins its batch and time axes")
+    if features != 1:  # .view(-1), .flatten() of (B, F), or "squeeze" in layers=
         raise ArchitectureError(
-            f"the output's feature axis is squeezed ({where}) but the model outputs {size} features; lstmrt drops "
-            "the axis of a one-feature output only"
+            f"the output's feature axis is squeezed ({where}) but the model outputs {features} features there; "
+            "lstmrt drops the axis of a one-feature output only"
         )
     return True
+
+
+def _what(unit) -> str:
+    """A unit as messages name it."""
+    if unit.kind == "activation":
+        return f"the activation {unit.activation!r}" + ("" if unit.reason == "layers=" else f" in {unit.label}")
+    if unit.kind in TIME_ENDS:
+        return _TIME_ENDS_NAMED[unit.kind].replace("each", "taking each", 1) + f" ({_taken_where(unit)})"
+    if unit.kind == SQUEEZE_ENTRY:
+        return f"another squeeze ({_taken_where(unit)})"
+    return f"module {unit.label}"
 
 
 _TIME_ENDS_NAMED = {

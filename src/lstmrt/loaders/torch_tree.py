@@ -32,7 +32,8 @@ class Unit:
     """One layer-to-be. kind: a torch.nn class name; None when only parameter names are known (state dicts);
     "activation" for a functional activation (`activation` holds its name); "last_step" where forward() takes each
     sequence's last step (out[:, -1], h_n[-1]), "mean_over_time" / "max_over_time" where it pools over the time axis
-    (out.mean(1), out.max(1)[0]) — `reason` "layers=" when named there; "unsupported" with `reason`.
+    (out.mean(1), out.max(1)[0]) — `reason` "layers=" when named there; "squeeze" where it squeezes or flattens
+    the data (`shape_op` says how: torch_build._squeezed decides what that does); "unsupported" with `reason`.
     guessed_before: the order between the previous unit and this one is registration order, not known forward
     order (a state dict, or a user-defined module whose forward() lstmrt cannot see)."""
 
@@ -43,6 +44,7 @@ class Unit:
     activation: str | None = None
     reason: str = ""
     guessed_before: bool = False
+    shape_op: tuple = ()
 
     @property
     def label(self) -> str:
@@ -180,6 +182,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
         for tag, item in order:
             if tag == "child":
                 units += units_from_module(children[item], join(item), forward_order, walk)
+            elif tag == SQUEEZE_ENTRY:
+                units.append(Unit(path, tag, {}, shape_op=item))
             elif tag in SHAPE_ENTRIES:
                 units.append(Unit(path, tag, {}))
             else:
@@ -225,8 +229,10 @@ def select_layers(units: list, layers) -> list:
                 used[id(u)] = entry
             chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
             continue
-        if entry in SHAPE_ENTRIES:
-            chosen.append(Unit(entry, entry, {}, reason="layers="))
+        if entry in SHAPE_ENTRIES:  # "squeeze" in layers=: the one feature's axis dropped, as .view(-1) drops it
+            chosen.append(
+                Unit(entry, entry, {}, reason="layers=", shape_op=("layers",) if entry == SQUEEZE_ENTRY else ())
+            )
             continue
         act = activation_name(entry)
         if act is None:
@@ -235,7 +241,7 @@ def select_layers(units: list, layers) -> list:
                 f"layers: {entry!r} is neither a module in the file (modules: {modules}), an "
                 f"activation (supported: {', '.join(acts.NAMES)}) nor {_listed(SHAPE_ENTRIES)}"
             )
-        chosen.append(Unit(entry, "activation", {}, activation=act))
+        chosen.append(Unit(entry, "activation", {}, activation=act, reason="layers="))
     left = [u.path for u in units if u.params and id(u) not in used]
     if left:
         raise ArchitectureError(

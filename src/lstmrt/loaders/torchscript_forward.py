@@ -27,7 +27,7 @@ _SIMPLE = {
     "hardsigmoid": "hard_sigmoid_v3",
     "softsign": "softsign",
 }
-_NO_OPS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "detach")
+_NO_OPS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "detach", "clone")
 
 
 def dotted_name(node) -> str:
@@ -307,7 +307,7 @@ class _Walker:
         first = self.eval(node.args[0])
         if first == ("zeros",) and op in _ZERO_KEEPING:
             return first
-        if op in ("slice", "select", "cat") or op in shapes.OPS:
+        if op in ("slice", "select", "cat") or op in shapes.OPS:  # squeeze, view, reshape, flatten, ravel
             return self.reshape(op, first, node)
         if op == "to" and first[0] == "seq" and self.keeps_float32(node):
             return first
@@ -315,12 +315,8 @@ class _Walker:
         if op in _NO_OPS:
             return ("seq", items)
         if op in pooling.OPS:
-            if shapes.squeezed(items):
-                raise _Unfollowable(f"call `{_code(node)}` after the feature axis was squeezed")
             return pooling.pool(op, items, node, self)
         act = self.activation(op, node, steps.time_gone(items) is not None)
-        if act in ("softmax", "log_softmax") and shapes.squeezed(items):
-            raise _Unfollowable(f"call `{_code(node)}`: a {act} across the batch, after the feature axis was squeezed")
         if act is None:  # scripted code calls torch.nn.functional through a local name (_0): say which
             named = "" if isinstance(func, ast.Attribute) else f" of {callee[1].replace('__torch__.', '', 1)}"
             raise _Unfollowable(f"call `{_code(node)}`{named}")
@@ -349,8 +345,6 @@ class _Walker:
 
     def call_module(self, name, node):
         items = self.seq(self.eval(node.args[0]), f"the input of {name}")[1]
-        if shapes.squeezed(items):
-            raise _Unfollowable(f"module {name} is called after the feature axis was squeezed")
         for arg in node.args[1:]:  # an initial state: lstmrt's is zero, so only zeros (or None) can be followed
             value = self.eval(arg)
             parts = value[1] if value[0] in ("tuple", "list") else (value,)
@@ -413,8 +407,6 @@ class _Walker:
     def _reshape(self, op, first, node):
         if first[0] == "c":
             raise _Unfollowable("c_n is the LSTM's cell state, which no layer outputs")
-        if first[0] == "seq" and shapes.squeezed(first[1]):
-            raise _Unfollowable("the feature axis was squeezed before")
         if op in shapes.OPS and first[0] == "seq":
             return shapes.reshape(op, first[1], node, self)
         if op in ("view", "reshape") and first[0] == "h":
@@ -424,6 +416,8 @@ class _Walker:
             dim, start, end, step = (args + [0, None, None, 1][len(args) :])[:4]
             if start in (None, 0) and (end is None or (isinstance(end, int) and end >= _INT64_MAX)) and step == 1:
                 return first  # `[:]` on one dimension: changes nothing
+        elif first[0] == "seq" and shapes.squeezed(first[1]):
+            raise _Unfollowable("indexing after a squeeze or flatten")
         elif op == "select" and len(args) == 2 and first[0] == "seq":
             return steps.select_step(first, args[0], args[1], self)
         elif op == "select" and len(args) == 2 and first[0] == "h":

@@ -1,61 +1,61 @@
-"""Reshapes in a forward(), as the TorchScript walker sees them. Three kinds can be followed:
+"""Reshapes in a forward(), as the TorchScript walker sees them:
 
-- dropping a one-feature output's axis, as forecasters end their forward(): `fc(out[:, -1]).squeeze(-1)`,
-  `.squeeze()`, `.view(-1)`, `.reshape(-1)`, `.flatten()` on (B, 1); `.squeeze(-1)` / `.squeeze()` on a
-  sequence (B, T, 1). It becomes the ("squeeze", None) item: the model's predict then drops the axis
-  (Model(squeeze_output=True)); only element-wise activations may follow it.
+- squeezing and flattening the data: `fc(out[:, -1]).squeeze(-1)`, `.squeeze()`, `.view(-1)`, `.reshape(-1)`,
+  `.flatten()`, `.ravel()`, as forecasters and binary classifiers end their forward(). Each becomes a
+  ("squeeze", how) item; how = ("squeeze", dim or None), ("flatten", start, end) or ("view",) (everything into one
+  axis). What it does depends on sizes the code does not show (a squeeze of a 3-feature axis changes nothing, of
+  a 1-feature axis drops it), so torch_build._squeezed decides, from the layers around it.
 - `h_n.view(-1, hidden_size)` of a one-layer, one-direction module: its only final state, the last step.
-- `x.flatten(1)` of (B, F) data, which changes nothing.
 
-`.squeeze()` without a dimension also drops a batch or time axis of size 1 in torch; lstmrt drops the feature
-axis only, so its predict keeps (B,) for a batch of one. Anything else (flattening time into features, moving
-axes, sizes computed from the data) has no lstmrt layer: refused, saying why."""
+Anything else (a view to other sizes, moving axes, indexing after a squeeze) has no lstmrt layer: refused."""
 
 from __future__ import annotations
 
 import ast
 
 from .torch_tree import SQUEEZE_ENTRY
-from .torchscript_steps import LAST_STEP, Unfollowable, time_gone
+from .torchscript_steps import LAST_STEP, Unfollowable
 
-OPS = ("squeeze", "view", "reshape", "flatten")
-SQUEEZE = (SQUEEZE_ENTRY, None)
-_ALL = "?"  # a size computed from the data (x.size(0)): its value is the batch's, whatever it is
+OPS = ("squeeze", "view", "reshape", "flatten", "ravel")
+_ALL = "?"  # a size computed from the data (x.size(0))
 
 
 def squeezed(items) -> bool:
-    """Whether the data after `items` has lost its feature axis."""
-    return SQUEEZE in items
+    """Whether the data after `items` went through a squeeze or flatten."""
+    return any(tag == SQUEEZE_ENTRY for tag, _ in items)
 
 
 def reshape(op: str, items: tuple, node: ast.Call, walker):
     """The value of torch.<op>(seq, ...) on the data after `items`."""
     call = f"torch.{op}"
     if squeezed(items):
-        raise Unfollowable(f"{call} after the feature axis was squeezed")
-    rank = 2 if time_gone(items) else 3
-    shape = "(batch, features)" if rank == 2 else "a sequence (batch, time, features)"
+        raise Unfollowable(f"{call} after a squeeze or flatten")
     args = [_value(a, walker) for a in node.args[1:]]
     keywords = {k.arg: _value(k.value, walker) for k in node.keywords}
     if op == "squeeze":
-        dims = args or [keywords[k] for k in ("dim",) if k in keywords]
-        if dims in ([], [-1], [rank - 1]):
-            return ("seq", items + (SQUEEZE,))
-        raise Unfollowable(f"{call} of dimension {dims[0]} of {shape}, not its feature axis")
+        dims = args[0] if args else keywords.get("dim")
+        dims = list(dims) if isinstance(dims, (list, tuple)) else dims
+        if isinstance(dims, list) and len(dims) == 1:
+            dims = dims[0]
+        if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int)):
+            raise Unfollowable(f"{call} of dimensions {dims!r}; lstmrt follows one dimension, or none")
+        return ("seq", items + ((SQUEEZE_ENTRY, ("squeeze", dims)),))
     if op == "flatten":
         start = args[0] if args else keywords.get("start_dim", 0)
         end = args[1] if len(args) > 1 else keywords.get("end_dim", -1)
-        if rank == 2 and end in (-1, 1) and start in (1, -1):
-            return ("seq", items)  # (B, F) -> (B, F)
-        if rank == 2 and end in (-1, 1) and start == 0:
-            return ("seq", items + (SQUEEZE,))  # (B, 1) -> (B,)
-        raise Unfollowable(f"{call} from dimension {start} to {end} of {shape}, which joins its axes")
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in (start, end)):
+            raise Unfollowable(f"{call} from dimension {start!r} to {end!r}")
+        return ("seq", items + ((SQUEEZE_ENTRY, ("flatten", start, end)),))
     target = args[0] if args else keywords.get("shape", keywords.get("size"))
-    sizes = list(target) if isinstance(target, (list, tuple)) else None
-    if sizes == [-1] and rank == 2:
-        return ("seq", items + (SQUEEZE,))  # (B, 1) -> (B,)
-    shown = "[" + ", ".join("(a size of the data)" if s == _ALL else repr(s) for s in sizes) + "]" if sizes else target
-    raise Unfollowable(f"{call} of {shape} to {shown}")
+    sizes = list(target) if isinstance(target, (list, tuple)) else target
+    if op == "ravel" or sizes == [-1]:
+        return ("seq", items + ((SQUEEZE_ENTRY, ("view",)),))
+    shown = (
+        "[" + ", ".join("(a size of the data)" if s == _ALL else repr(s) for s in sizes) + "]"
+        if isinstance(sizes, list)
+        else repr(target)
+    )
+    raise Unfollowable(f"{call} to {shown}")
 
 
 def reshape_state(value, op: str, node: ast.Call, walker):

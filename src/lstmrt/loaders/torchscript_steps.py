@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from .torch_tree import RECURRENT, TIME_ENDS, class_name, module_parts
+from .torch_tree import RECURRENT, SQUEEZE_ENTRY, TIME_ENDS, class_name, module_parts
 
 LAST_STEP = ("last_step", None)
 _GONE = {
@@ -123,11 +123,20 @@ def select_state(value, dim, i, walker):
 
 
 def squeeze_state(value, dims, walker):
-    """h_n.squeeze(0) / h_n.squeeze() of a one-layer, one-direction module: its only final state."""
+    """h_n.squeeze(0) / h_n.squeeze() of a one-layer, one-direction module: its only final state. squeeze() also
+    drops a hidden size of 1 (torch_build._squeezed sees the size)."""
     info = walker.recurrent_of(value[1])
-    if dims in ((), (0,)) and info.states == 1:
+    if info.states != 1:
+        raise Unfollowable(
+            f"squeezing h_n of {info.states} states (layers x directions); lstmrt reads the last layer's, h_n[-1]"
+        )
+    if dims == (0,) or dims == ([0],):
         return ("seq", value[1] + (LAST_STEP,))
-    raise Unfollowable(f"squeezing h_n of {info.states} states")
+    if dims == ():
+        return ("seq", value[1] + (LAST_STEP, (SQUEEZE_ENTRY, ("squeeze", None))))
+    raise Unfollowable(
+        f"squeezing h_n on dimension {dims[0]!r}, which keeps its layer axis; lstmrt reads h_n.squeeze(0) or h_n[-1]"
+    )
 
 
 def concat_directions(parts, dim):
