@@ -46,7 +46,7 @@ def reshape(op: str, items: tuple, node: ast.Call, walker):
         if not all(isinstance(d, int) and not isinstance(d, bool) for d in (start, end)):
             raise Unfollowable(f"{call} from dimension {start!r} to {end!r}")
         return ("seq", items + ((SQUEEZE_ENTRY, ("flatten", start, end)),))
-    target = args[0] if args else keywords.get("shape", keywords.get("size"))
+    target = _target(args, keywords)
     sizes = list(target) if isinstance(target, (list, tuple)) else target
     if op == "ravel" or sizes == [-1]:
         return ("seq", items + ((SQUEEZE_ENTRY, ("view",)),))
@@ -62,9 +62,9 @@ def reshape_state(value, op: str, node: ast.Call, walker):
     """h_n.view(-1, hidden_size) / h_n.reshape(-1, hidden_size) of a one-layer, one-direction module: its only
     final state, (batch, hidden_size), which is each sequence's last step."""
     info = walker.recurrent_of(value[1])
-    args = [_value(a, walker) for a in node.args[1:]]
-    keywords = {k.arg: _value(k.value, walker) for k in node.keywords}
-    target = args[0] if args else keywords.get("shape", keywords.get("size"))
+    target = _target(
+        [_value(a, walker) for a in node.args[1:]], {k.arg: _value(k.value, walker) for k in node.keywords}
+    )
     sizes = list(target) if isinstance(target, (list, tuple)) else None
     hidden = info.hidden_size
     if op in ("view", "reshape") and sizes == [-1, hidden] and info.states == 1:
@@ -75,6 +75,11 @@ def reshape_state(value, op: str, node: ast.Call, walker):
         else f"lstmrt follows h_n.view(-1, {hidden}) (its hidden size), the final state as (batch, {hidden})"
     )
     raise Unfollowable(f"torch.{op} of h_n: {why}")
+
+
+def _target(args: list, keywords: dict):
+    """The sizes of x.view(sizes) / x.reshape(shape=sizes)."""
+    return args[0] if args else keywords.get("shape", keywords.get("size"))
 
 
 def _value(node, walker):
