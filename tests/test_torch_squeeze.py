@@ -201,7 +201,69 @@ class FlattenLastTwo(LastStepHead):
         return y.flatten(-2).clone()
 
 
-NO_OPS_AND_MORE = [Wide, WideSqueezeAll, SqueezedHidden, WideLastStepSqueezed, ChildTakesTheLastStep, FlattenLastTwo]
+class SqueezedTwice(nn.Module):
+    """`fc(h.squeeze()).squeeze()`: the first squeeze drops h_n's layer axis only (hidden size 8), the second the
+    head's one feature; a BatchNorm1d and a flatten in the variant below."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc, self.bn = nn.LSTM(3, 8, batch_first=True), nn.Linear(8, 1), nn.BatchNorm1d(8)
+
+    def forward(self, x):
+        _, (h, c) = self.lstm(x)
+        return self.fc(h.squeeze()).squeeze()
+
+
+class NormThenFlattened(SqueezedTwice):
+    def forward(self, x):
+        _, (h, c) = self.lstm(x)
+        return torch.sigmoid(self.fc(self.bn(h.squeeze(-3))).view(-1))
+
+
+class WideSqueezeThenPool(SqueezedTwice):
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.fc(out.squeeze().mean(1)).squeeze(1)
+
+
+class WideSqueezeThenLastStep(SqueezedTwice):
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.fc(out.squeeze(-1)[:, -1])
+
+
+class OneHiddenFlattened(nn.Module):
+    """h_n.view(-1) / h_n.flatten() of a GRU with hidden size 1: (B,)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 1, batch_first=True)
+
+    def forward(self, x):
+        _, h = self.gru(x)
+        return torch.tanh(h.flatten())
+
+
+class OneHiddenViewed(OneHiddenFlattened):
+    def forward(self, x):
+        _, h = self.gru(x)
+        return h.view(-1)
+
+
+NO_OPS_AND_MORE = [
+    Wide,
+    WideSqueezeAll,
+    SqueezedHidden,
+    WideLastStepSqueezed,
+    ChildTakesTheLastStep,
+    FlattenLastTwo,
+    SqueezedTwice,
+    NormThenFlattened,
+    WideSqueezeThenPool,
+    WideSqueezeThenLastStep,
+    OneHiddenFlattened,
+    OneHiddenViewed,
+]
 
 
 @pytest.mark.parametrize("how", ["live", "script", "trace"])
@@ -269,6 +331,17 @@ class WrongHidden(Tutorial):
         return hn.view(-1, 1)
 
 
+class WideStateFlattened(Tutorial):
+    def forward(self, x):
+        _, (hn, cn) = self.lstm(x)
+        return hn.flatten()  # (B * 7,)
+
+
+class LastStepOfDropped(SequenceFlattened):
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0]).squeeze(-1)[:, -1]  # drops the feature axis, then indexes time
+
+
 class StateSqueezedLast(Tutorial):
     def forward(self, x):
         _, (hn, cn) = self.lstm(x)
@@ -279,7 +352,9 @@ class StateSqueezedLast(Tutorial):
     "cls,words",
     [
         (SequenceFlattened, r"\.view\(-1\) of a sequence \(batch, time, features\) .* joins its batch and time axes"),
-        (WideFlattened, r"squeezed \(by forward\(\) of .*\) but the model outputs 3 features there"),
+        (WideFlattened, r"flattening \(B, 3\) into one axis \(by forward\(\) of .*\) joins its batch and feature"),
+        (WideStateFlattened, r"flattening \(B, 7\) into one axis"),
+        (LastStepOfDropped, r"taking each sequence's last step .* comes after the output's feature axis was squeezed"),
         (BatchSqueezed, r"squeezing dimension 0 of \(batch, features\) .*: lstmrt drops the feature axis only"),
         (TimeSqueezed, r"squeezing dimension 1 of a sequence"),
         (SoftmaxAfter, r"the activation 'softmax' .* comes after the output's feature axis was squeezed"),

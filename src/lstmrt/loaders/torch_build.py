@@ -369,7 +369,12 @@ def _drops_feature_axis(unit, rank: int, features: int) -> bool:
             )
     elif how[0] == "view" and rank != 2:
         raise ArchitectureError(f".view(-1) of {layout} ({where}) joins its batch and time axes")
-    if features != 1:  # .view(-1), .flatten() of (B, F), or "squeeze" in layers=
+    if features != 1 and how[0] != "layers":
+        raise ArchitectureError(
+            f"flattening (B, {features}) into one axis ({where}) joins its batch and feature axes; lstmrt follows "
+            ".view(-1) / .flatten() of a one-feature (batch, 1) output"
+        )
+    if features != 1:  # "squeeze" in layers=
         raise ArchitectureError(
             f"the output's feature axis is squeezed ({where}) but the model outputs {features} features there; "
             "lstmrt drops the axis of a one-feature output only"

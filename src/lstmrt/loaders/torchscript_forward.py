@@ -409,15 +409,13 @@ class _Walker:
             raise _Unfollowable("c_n is the LSTM's cell state, which no layer outputs")
         if op in shapes.OPS and first[0] == "seq":
             return shapes.reshape(op, first[1], node, self)
-        if op in ("view", "reshape") and first[0] == "h":
+        if op in ("view", "reshape", "flatten", "ravel") and first[0] == "h":
             return shapes.reshape_state(first, op, node, self)
         args = [self.number(a) for a in node.args[1:]]
         if op == "slice":
             dim, start, end, step = (args + [0, None, None, 1][len(args) :])[:4]
             if start in (None, 0) and (end is None or (isinstance(end, int) and end >= _INT64_MAX)) and step == 1:
                 return first  # `[:]` on one dimension: changes nothing
-        elif first[0] == "seq" and shapes.squeezed(first[1]):
-            raise _Unfollowable("indexing after a squeeze or flatten")
         elif op == "select" and len(args) == 2 and first[0] == "seq":
             return steps.select_step(first, args[0], args[1], self)
         elif op == "select" and len(args) == 2 and first[0] == "h":

@@ -5,9 +5,10 @@
   ("squeeze", how) item; how = ("squeeze", dim or None), ("flatten", start, end) or ("view",) (everything into one
   axis). What it does depends on sizes the code does not show (a squeeze of a 3-feature axis changes nothing, of
   a 1-feature axis drops it), so torch_build._squeezed decides, from the layers around it.
-- `h_n.view(-1, hidden_size)` of a one-layer, one-direction module: its only final state, the last step.
+- `h_n.view(-1, hidden_size)` of a one-layer, one-direction module: its only final state, the last step; its
+  `h_n.view(-1)` / `.flatten()` / `.ravel()`, that last step flattened (a drop when the hidden size is 1).
 
-Anything else (a view to other sizes, moving axes, indexing after a squeeze) has no lstmrt layer: refused."""
+Anything else (a view to other sizes, moving axes) has no lstmrt layer: refused."""
 
 from __future__ import annotations
 
@@ -20,16 +21,9 @@ OPS = ("squeeze", "view", "reshape", "flatten", "ravel")
 _ALL = "?"  # a size computed from the data (x.size(0))
 
 
-def squeezed(items) -> bool:
-    """Whether the data after `items` went through a squeeze or flatten."""
-    return any(tag == SQUEEZE_ENTRY for tag, _ in items)
-
-
 def reshape(op: str, items: tuple, node: ast.Call, walker):
     """The value of torch.<op>(seq, ...) on the data after `items`."""
     call = f"torch.{op}"
-    if squeezed(items):
-        raise Unfollowable(f"{call} after a squeeze or flatten")
     args = [_value(a, walker) for a in node.args[1:]]
     keywords = {k.arg: _value(k.value, walker) for k in node.keywords}
     if op == "squeeze":
@@ -59,16 +53,25 @@ def reshape(op: str, items: tuple, node: ast.Call, walker):
 
 
 def reshape_state(value, op: str, node: ast.Call, walker):
-    """h_n.view(-1, hidden_size) / h_n.reshape(-1, hidden_size) of a one-layer, one-direction module: its only
-    final state, (batch, hidden_size), which is each sequence's last step."""
+    """h_n.view(-1, hidden_size) / .reshape(-1, hidden_size) of a one-layer, one-direction module: its only final
+    state, (batch, hidden_size), which is each sequence's last step. Its h_n.view(-1) / .flatten() / .ravel(),
+    (batch * hidden_size,): that last step flattened, which torch_build._squeezed accepts for a hidden size of 1."""
     info = walker.recurrent_of(value[1])
-    target = _target(
-        [_value(a, walker) for a in node.args[1:]], {k.arg: _value(k.value, walker) for k in node.keywords}
-    )
-    sizes = list(target) if isinstance(target, (list, tuple)) else None
+    args = [_value(a, walker) for a in node.args[1:]]
+    keywords = {k.arg: _value(k.value, walker) for k in node.keywords}
+    sizes = _target(args, keywords)
     hidden = info.hidden_size
-    if op in ("view", "reshape") and sizes == [-1, hidden] and info.states == 1:
+    if info.states == 1 and op in ("view", "reshape") and sizes == [-1, hidden]:
         return ("seq", value[1] + (LAST_STEP,))
+    flat = {
+        "view": sizes == [-1],
+        "reshape": sizes == [-1],
+        "ravel": True,
+        "flatten": (args + [keywords.get("start_dim", 0), keywords.get("end_dim", -1)][len(args) :])[:2]
+        in ([0, -1], [0, 2], [-3, -1], [-3, 2]),
+    }[op]
+    if info.states == 1 and flat:
+        return ("seq", value[1] + (LAST_STEP, (SQUEEZE_ENTRY, ("view",))))
     why = (
         f"h_n of {info.states} states (layers x directions) would join them into the batch axis"
         if info.states != 1

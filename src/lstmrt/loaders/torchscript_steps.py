@@ -130,8 +130,9 @@ def squeeze_state(value, dims, walker):
         raise Unfollowable(
             f"squeezing h_n of {info.states} states (layers x directions); lstmrt reads the last layer's, h_n[-1]"
         )
-    if dims == (0,) or dims == ([0],):
-        return ("seq", value[1] + (LAST_STEP,))
+    dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (list, tuple)) else dims
+    if len(dims) == 1 and isinstance(dims[0], int) and -3 <= dims[0] < 3 and dims[0] % 3 == 0:
+        return ("seq", value[1] + (LAST_STEP,))  # h_n.squeeze(0) / squeeze(-3): the layer axis
     if dims == ():
         return ("seq", value[1] + (LAST_STEP, (SQUEEZE_ENTRY, ("squeeze", None))))
     raise Unfollowable(
