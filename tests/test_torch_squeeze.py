@@ -436,3 +436,41 @@ def test_the_cli_writes_a_row_per_step_whether_it_streams_or_predicts(cls, tmp_p
     Y = np.loadtxt(tmp_path / "y.csv", delimiter=",", ndmin=2)
     assert Y.shape == (6, 1)
     assert_close(Y[:, 0], torch_output(net, cls, X[None])[0], atol=1e-5)
+
+
+class FlattenModuleHead(nn.Module):
+    """nn.Flatten modules in an nn.Sequential head: Flatten(0) drops the one feature (B,), Flatten() changes nothing."""
+
+    def __init__(self, flatten):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 8, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(8, 1), flatten)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+@pytest.mark.parametrize("how", ["live", "script", "trace", "whole"])
+@pytest.mark.parametrize("flatten", [nn.Flatten(0), nn.Flatten(), nn.Flatten(-2)], ids=["0", "default", "-2"])
+def test_flatten_modules_do_what_they_do_in_torch(flatten, how, tmp_path, rng):
+    torch.manual_seed(27)
+    net = FlattenModuleHead(flatten).eval()
+    X = rng.standard_normal((4, 5, 3)).astype(np.float32)
+    if how == "whole":
+        torch.save(net, tmp_path / "whole.pt")
+        model = lstmrt.load(tmp_path / "whole.pt", layers=["lstm", "last_step", "head"])
+    else:
+        model = load_as(net, how, torch.from_numpy(X), tmp_path)
+    assert_close(model.predict(X), run_torch(net, torch.from_numpy(X)))
+
+
+def test_a_flatten_module_after_the_drop_is_named():
+    net = FlattenModuleHead(nn.Sequential(nn.Flatten(0), nn.Flatten(0))).eval()
+    with pytest.raises(lstmrt.ArchitectureError, match=r"another squeeze \(by nn.Flatten 'head.1.1'\) comes after"):
+        lstmrt.load(net)
+
+
+def test_from_torch_refuses_a_flatten_of_a_sequence():
+    with pytest.raises(ValueError, match=r"nn.Flatten on a sequence \(B, T, F\) joins its axes"):
+        lstmrt.from_torch(nn.Sequential(nn.LSTM(3, 4), nn.Flatten()))

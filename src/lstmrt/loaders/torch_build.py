@@ -31,7 +31,7 @@ _CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
 _RATIO_KIND = {4: "LSTM", 3: "GRU", 1: "RNN"}
 SUPPORTED = (
     "nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.Linear, nn.Embedding, nn.LayerNorm, nn.RMSNorm, "
-    "nn.BatchNorm1d (after the last step), "
+    "nn.BatchNorm1d and nn.Flatten (after the last step), "
     "nn.Sequential/ModuleList of those, activations (" + ", ".join(_ACTIVATIONS) + "), " + ", ".join(_NO_OPS)
 )
 _MAX_PERMUTED = 7  # orders tried for an unordered file (safetensors): 7! = 5040 cheap size checks
@@ -439,6 +439,8 @@ def _final_step(units, per_unit) -> tuple:
 def _taken_where(unit) -> str:
     if unit.reason == "layers=":  # named in layers=, not taken by a forward()
         return f"{unit.kind!r} in layers="
+    if unit.kind == SQUEEZE_ENTRY and unit.record is not None:
+        return f"by nn.Flatten {unit.label}"
     return f"by forward() of {unit.label}"
 
 

@@ -76,6 +76,11 @@ def _convert(module) -> list:
             "nn.BatchNorm1d on a sequence (B, T, F) normalizes dim 1 (time), not the features; lstmrt reads it after "
             "a forward() takes the last step or pools over time (lstmrt.load of the whole module)"
         )
+    if name == "Flatten":
+        raise ValueError(
+            "nn.Flatten on a sequence (B, T, F) joins its axes; lstmrt reads it after a forward() takes the last "
+            "step or pools over time (lstmrt.load of the whole module)"
+        )
     if name == "Embedding":
         if module.max_norm is not None:  # as the file loaders refuse it: a lookup that rewrites the table
             raise ValueError("nn.Embedding(max_norm=...) renormalizes rows at lookup; not supported")

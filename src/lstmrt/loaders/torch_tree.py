@@ -156,6 +156,9 @@ def _units_from_module(record, path, forward_order, walk) -> list:
     params, children = module_parts(record)
     if torch_nn and name in LEAVES:
         return [Unit(path, name, params, record)]
+    if torch_nn and name == "Flatten":  # x.flatten(start_dim, end_dim): torch_build._squeezed decides at the sizes
+        how = ("flatten", record.attrs.get("start_dim", 1), record.attrs.get("end_dim", -1))
+        return [Unit(path, SQUEEZE_ENTRY, {}, record, shape_op=how)]
     where = f"module {path!r}" if path else "the root module"
     if torch_nn and name not in ("Sequential", "ModuleList", "ModuleDict"):
         return [Unit(path, "unsupported", params, record, reason=f"{where} is a torch.nn.{name}")]

@@ -119,8 +119,9 @@ _OP_OPTIONS = {
     "torch.layer_norm": {"normalized_shape": 1, "eps": 4},
     "torch.rms_norm": {"normalized_shape": 1, "eps": 3},
     "torch.batch_norm": {"batch_statistics": 5, "eps": 7},  # (input, weight, bias, mean, var, training, momentum, eps)
+    "torch.flatten": {"start_dim": 1, "end_dim": 2},
 }
-_OP_DEFAULTS = {"torch.gelu": {"approximate": "none"}}
+_OP_DEFAULTS = {"torch.gelu": {"approximate": "none"}, "torch.flatten": {"start_dim": 0, "end_dim": -1}}
 
 
 def _traced_options(forward: ast.FunctionDef) -> dict:
