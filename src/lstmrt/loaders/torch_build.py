@@ -369,17 +369,17 @@ def _drops_feature_axis(unit, rank: int, features: int) -> bool:
             )
     elif how[0] == "view" and rank != 2:
         raise ArchitectureError(f".view(-1) of {layout} ({where}) joins its batch and time axes")
-    if features != 1 and how[0] != "layers":
-        raise ArchitectureError(
-            f"flattening (B, {features}) into one axis ({where}) joins its batch and feature axes; lstmrt follows "
-            ".view(-1) / .flatten() of a one-feature (batch, 1) output"
-        )
-    if features != 1:  # "squeeze" in layers=
+    if features == 1:
+        return True
+    if how[0] == "layers":
         raise ArchitectureError(
             f"the output's feature axis is squeezed ({where}) but the model outputs {features} features there; "
             "lstmrt drops the axis of a one-feature output only"
         )
-    return True
+    raise ArchitectureError(
+        f"flattening (B, {features}) into one axis ({where}) joins its batch and feature axes; lstmrt follows "
+        ".view(-1) / .flatten() of a one-feature (batch, 1) output"
+    )
 
 
 def _what(unit) -> str:
@@ -387,7 +387,7 @@ def _what(unit) -> str:
     if unit.kind == "activation":
         return f"the activation {unit.activation!r}" + ("" if unit.reason == "layers=" else f" in {unit.label}")
     if unit.kind in TIME_ENDS:
-        return _TIME_ENDS_NAMED[unit.kind].replace("each", "taking each", 1) + f" ({_taken_where(unit)})"
+        return f"taking {_TIME_ENDS_NAMED[unit.kind]} ({_taken_where(unit)})"
     if unit.kind == SQUEEZE_ENTRY:
         return f"another squeeze ({_taken_where(unit)})"
     return f"module {unit.label}"

@@ -19,13 +19,43 @@ from .torchscript_steps import LAST_STEP, Unfollowable
 
 OPS = ("squeeze", "view", "reshape", "flatten", "ravel")
 _ALL = "?"  # a size computed from the data (x.size(0))
+_ALL_AXES = ((0, 2), (0, -1), (-3, 2), (-3, -1))  # flatten(start, end) of all three axes of h_n
 
 
 def reshape(op: str, items: tuple, node: ast.Call, walker):
     """The value of torch.<op>(seq, ...) on the data after `items`."""
+    return ("seq", items + ((SQUEEZE_ENTRY, _shape_op(op, node, walker)),))
+
+
+def reshape_state(value, op: str, node: ast.Call, walker):
+    """h_n.view(-1, hidden_size) / .reshape(-1, hidden_size) of a one-layer, one-direction module: its only final
+    state, (batch, hidden_size), which is each sequence's last step. Its h_n.view(-1) / .flatten() / .ravel(),
+    (batch * hidden_size,): that last step flattened, which torch_build._squeezed accepts for a hidden size of 1."""
+    info = walker.recurrent_of(value[1])
+    hidden = info.hidden_size
+    if info.states != 1:
+        raise Unfollowable(
+            f"torch.{op} of h_n: h_n of {info.states} states (layers x directions) would join them into the batch axis"
+        )
+    if op in ("view", "reshape") and _target(*_arguments(node, walker)) == [-1, hidden]:
+        return ("seq", value[1] + (LAST_STEP,))
+    try:
+        how = _shape_op(op, node, walker)
+    except Unfollowable:
+        how = None
+    if how == ("view",) or (how and how[0] == "flatten" and how[1:] in _ALL_AXES):
+        return ("seq", value[1] + (LAST_STEP, (SQUEEZE_ENTRY, ("view",))))  # (1, B, H) into one axis
+    raise Unfollowable(
+        f"torch.{op} of h_n: lstmrt follows h_n.view(-1, {hidden}) (its hidden size), the final state as "
+        f"(batch, {hidden})"
+    )
+
+
+def _shape_op(op: str, node: ast.Call, walker) -> tuple:
+    """What torch.<op>(x, ...) asks for, as written: ("squeeze", dim or None), ("flatten", start, end) or ("view",)
+    (everything into one axis); Unfollowable for any other reshape."""
     call = f"torch.{op}"
-    args = [_value(a, walker) for a in node.args[1:]]
-    keywords = {k.arg: _value(k.value, walker) for k in node.keywords}
+    args, keywords = _arguments(node, walker)
     if op == "squeeze":
         dims = args[0] if args else keywords.get("dim")
         dims = list(dims) if isinstance(dims, (list, tuple)) else dims
@@ -33,17 +63,16 @@ def reshape(op: str, items: tuple, node: ast.Call, walker):
             dims = dims[0]
         if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int)):
             raise Unfollowable(f"{call} of dimensions {dims!r}; lstmrt follows one dimension, or none")
-        return ("seq", items + ((SQUEEZE_ENTRY, ("squeeze", dims)),))
+        return ("squeeze", dims)
     if op == "flatten":
         start = args[0] if args else keywords.get("start_dim", 0)
         end = args[1] if len(args) > 1 else keywords.get("end_dim", -1)
         if not all(isinstance(d, int) and not isinstance(d, bool) for d in (start, end)):
             raise Unfollowable(f"{call} from dimension {start!r} to {end!r}")
-        return ("seq", items + ((SQUEEZE_ENTRY, ("flatten", start, end)),))
-    target = _target(args, keywords)
-    sizes = list(target) if isinstance(target, (list, tuple)) else target
+        return ("flatten", start, end)
+    sizes = target = _target(args, keywords)
     if op == "ravel" or sizes == [-1]:
-        return ("seq", items + ((SQUEEZE_ENTRY, ("view",)),))
+        return ("view",)
     shown = (
         "[" + ", ".join("(a size of the data)" if s == _ALL else repr(s) for s in sizes) + "]"
         if isinstance(sizes, list)
@@ -52,37 +81,15 @@ def reshape(op: str, items: tuple, node: ast.Call, walker):
     raise Unfollowable(f"{call} to {shown}")
 
 
-def reshape_state(value, op: str, node: ast.Call, walker):
-    """h_n.view(-1, hidden_size) / .reshape(-1, hidden_size) of a one-layer, one-direction module: its only final
-    state, (batch, hidden_size), which is each sequence's last step. Its h_n.view(-1) / .flatten() / .ravel(),
-    (batch * hidden_size,): that last step flattened, which torch_build._squeezed accepts for a hidden size of 1."""
-    info = walker.recurrent_of(value[1])
-    args = [_value(a, walker) for a in node.args[1:]]
-    keywords = {k.arg: _value(k.value, walker) for k in node.keywords}
-    sizes = _target(args, keywords)
-    hidden = info.hidden_size
-    if info.states == 1 and op in ("view", "reshape") and sizes == [-1, hidden]:
-        return ("seq", value[1] + (LAST_STEP,))
-    flat = {
-        "view": sizes == [-1],
-        "reshape": sizes == [-1],
-        "ravel": True,
-        "flatten": (args + [keywords.get("start_dim", 0), keywords.get("end_dim", -1)][len(args) :])[:2]
-        in ([0, -1], [0, 2], [-3, -1], [-3, 2]),
-    }[op]
-    if info.states == 1 and flat:
-        return ("seq", value[1] + (LAST_STEP, (SQUEEZE_ENTRY, ("view",))))
-    why = (
-        f"h_n of {info.states} states (layers x directions) would join them into the batch axis"
-        if info.states != 1
-        else f"lstmrt follows h_n.view(-1, {hidden}) (its hidden size), the final state as (batch, {hidden})"
-    )
-    raise Unfollowable(f"torch.{op} of h_n: {why}")
+def _arguments(node: ast.Call, walker) -> tuple:
+    """(positional arguments after the tensor, keyword arguments), each a constant, a list of sizes or _ALL."""
+    return [_value(a, walker) for a in node.args[1:]], {k.arg: _value(k.value, walker) for k in node.keywords}
 
 
 def _target(args: list, keywords: dict):
-    """The sizes of x.view(sizes) / x.reshape(shape=sizes)."""
-    return args[0] if args else keywords.get("shape", keywords.get("size"))
+    """The sizes of x.view(sizes) / x.reshape(shape=sizes), a list when given as one."""
+    target = args[0] if args else keywords.get("shape", keywords.get("size"))
+    return list(target) if isinstance(target, (list, tuple)) else target
 
 
 def _value(node, walker):
