@@ -533,11 +533,13 @@ def random_specs(rng):
 
     size = rng.randint(1, 6)
     specs = []
+    widths = [size]  # the model input, then each layer's output: what an Add may read
     if rng.random() < 0.15:
         V = rng.randint(1, 6)
         specs.append(lstmrt.Embedding(arr(V, size)))
+        widths = [1, size]
     for _ in range(rng.randint(1, 4)):
-        kind = rng.choice(["lstm", "gru", "rnn", "dense", "act", "affine", "bi", "pool"])
+        kind = rng.choice(["lstm", "gru", "rnn", "dense", "act", "affine", "bi", "pool", "add"])
         H = rng.randint(1, 6)
         if kind == "lstm":
             P = rng.choice([0, 0, rng.randint(1, H)])
@@ -568,6 +570,10 @@ def random_specs(rng):
             spec = lstmrt.Affine(arr(size), arr(size))
         elif kind == "pool":
             spec = lstmrt.GlobalPooling(size, rng.choice(["average", "max"]))
+        elif kind == "add":
+            point = rng.choice([p for p, w in enumerate(widths) if w >= size])  # the last point always is
+            start = rng.randint(0, max(0, widths[point] - size))
+            spec = lstmrt.Add(size, "input" if point == 0 else point - 1, start)
         else:
             spec = lstmrt.Bidirectional(
                 lstmrt.GRU(arr(3 * H, size), arr(3 * H, H)),
@@ -576,6 +582,7 @@ def random_specs(rng):
             )
         specs.append(spec)
         size = spec.output_size if spec.output_size is not None else size
+        widths.append(size)
     return specs
 
 
@@ -602,6 +609,8 @@ _INT_FIELDS = (
     "final_only",
     "norm_mode",
     "pool_mode",
+    "add_from",
+    "add_offset",
 )
 _ARRAYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_peephole", "weight_proj")
 

@@ -18,6 +18,7 @@ from lstmrt.layers import (
     GRU,
     LSTM,
     Activation,
+    Add,
     Affine,
     Bidirectional,
     Dense,
@@ -258,8 +259,12 @@ def _cells(spec) -> list:
 def _forward(layers, X, active, states, whole_sequence, ends=None):
     new_states = []
     k = 0
+    points = [X]  # the model input, then each layer's output: what an Add reads
     for spec in layers:
-        if _is_recurrent(spec):
+        if isinstance(spec, Add):
+            source = points[0 if spec.source == "input" else spec.source + 1]
+            X = X + source[..., spec.start : spec.start + spec.input_size]
+        elif _is_recurrent(spec):
             n = len(_cells(spec))
             X, s = recurrent_layer(spec, X, active, states[k : k + n], whole_sequence, ends)
             new_states += s
@@ -270,6 +275,7 @@ def _forward(layers, X, active, states, whole_sequence, ends=None):
             k += 1
         else:
             X = step_layer(spec, X)
+        points.append(X)
     return X, new_states
 
 

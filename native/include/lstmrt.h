@@ -73,6 +73,8 @@ typedef enum lstmrt_layer_kind {
                                  or a variant of norm_mode */
     LSTMRT_LAYER_GLOBAL_POOL, /* over the steps so far: y(t) = mean or max of x(0..t) (pool_mode); the running value
                                  is state, so a stream's step returns the pool of its sequence so far */
+    LSTMRT_LAYER_ADD,         /* a residual / skip connection: y = x + s[add_offset, add_offset + input_size) of the
+                                 same step, s an earlier point of the chain (add_from) */
     LSTMRT_LAYER_KIND_COUNT
 } lstmrt_layer_kind;
 
@@ -141,6 +143,8 @@ typedef struct lstmrt_layer_desc {
     float epsilon;                       /* norm: added to the statistic before the square root; finite, >= 0 */
     lstmrt_norm_mode norm_mode;          /* norm only */
     lstmrt_pool_mode pool_mode;          /* global pool only */
+    int32_t add_from;   /* add only: 0 = the model's input, k >= 1 = the output of layer k - 1 (k <= this layer) */
+    int32_t add_offset; /* add only: first feature of that point added; the slice must fit in its width */
 } lstmrt_layer_desc;
 
 typedef struct lstmrt_model lstmrt_model_t;

@@ -47,6 +47,33 @@ static void run_elementwise(const lstmrt_kernels *k, const layer *L, int64_t bat
             apply_activation(k, L->act[0], seq_row(y, b, 0), steps, n, y.time_stride);
 }
 
+/* y = x + the slice of s the add reads, s the model input or a kept layer output of the same rows and steps. */
+static void run_add(const layer *L, int64_t batch, int64_t steps, seq_view x, seq_view s, seq_view y)
+{
+    const int64_t n = L->output_size;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t t = 0; t < steps; t++) {
+            const float *xr = seq_row(x, b, t), *sr = seq_row(s, b, t) + L->add_offset;
+            float *yr = seq_row(y, b, t);
+            for (int64_t j = 0; j < n; j++)
+                yr[j] = xr[j] + sr[j];
+        }
+}
+
+/* Where layer L's output goes: the caller's y for the last layer, its slot of the kept buffer when an add reads it
+ * later, else the ping-pong buffer its position picks (the previous layer's output is in the other one or kept). */
+static seq_view layer_output(const lstmrt_model_t *m, const workspace *ws, int32_t l, int64_t batch, int64_t steps,
+                             seq_view y)
+{
+    const layer *L = &m->layers[l];
+    if (l + 1 == m->num_layers)
+        return y;
+    if (L->kept_at >= 0)
+        return (seq_view){ws->kept + batch * steps * L->kept_at, steps * L->output_size, L->output_size};
+    float *buf = (l % 2 == 0) ? ws->act_a : ws->act_b;
+    return (seq_view){buf, steps * L->output_size, L->output_size};
+}
+
 /* One direction's share of the layer's state: h, then an LSTM's c. */
 static int64_t direction_state_floats(const layer *L, int64_t batch)
 {
@@ -189,11 +216,7 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
     seq_view in = x;
     for (int32_t l = 0; l < m->num_layers; l++) {
         const layer *L = &m->layers[l];
-        seq_view out = y;
-        if (l + 1 < m->num_layers) {
-            float *buf = (l % 2 == 0) ? ws->act_a : ws->act_b;
-            out = (seq_view){buf, steps * L->output_size, L->output_size};
-        }
+        const seq_view out = layer_output(m, ws, l, batch, steps, y);
         switch (L->kind) {
         case LSTMRT_LAYER_LSTM:
         case LSTMRT_LAYER_GRU:
@@ -202,6 +225,12 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
             break;
         case LSTMRT_LAYER_GLOBAL_POOL: pool_steps(L, batch, steps, in, active, active_stride, state, out); break;
         case LSTMRT_LAYER_DENSE: run_dense(k, L, batch, steps, in, out); break;
+        case LSTMRT_LAYER_ADD: {
+            /* the source, written earlier in this call: the model input, or a kept output (never the last layer) */
+            const seq_view src = L->add_from == 0 ? x : layer_output(m, ws, L->add_from - 1, batch, steps, y);
+            run_add(L, batch, steps, in, src, out);
+            break;
+        }
         default: run_elementwise(k, L, batch, steps, in, out); break;
         }
         state += batch * L->state_floats;

@@ -51,6 +51,10 @@ typedef struct layer {
     float epsilon;       /* norm */
     lstmrt_norm_mode norm_mode;
     lstmrt_pool_mode pool_mode;
+    int32_t add_from;     /* add: 0 = the model input, k = layer k - 1's output */
+    int32_t add_offset;   /* add: first feature of that point added */
+    int64_t kept_at;      /* read by a later add: its output's slot in workspace.kept (floats per row and step
+                             before it), else -1 */
     int64_t state_floats; /* per sequence: layer_state_floats, set at model creation */
 } layer;
 
@@ -73,6 +77,7 @@ struct lstmrt_model {
     int32_t max_width;      /* widest activation row between layers */
     int32_t max_gate_width; /* widest G*H */
     int32_t max_hidden;     /* widest H */
+    int64_t kept_width;     /* features per row and step of the outputs later adds read (layer.kept_at) */
     int32_t bidirectional;
     int64_t state_size; /* floats of state per sequence */
     int64_t weight_bytes;
@@ -87,6 +92,7 @@ typedef struct workspace {
     float *act_a;      /* batch * steps * max_width: ping */
     float *act_b;      /* batch * steps * max_width: pong */
     float *dirbuf;     /* batch * steps * max_width: backward direction before merging */
+    float *kept;       /* batch * steps * kept_width: outputs later adds read, a slot per such layer */
     uint64_t *sweep;   /* steps run so far with this scratch: one-row products visit the weights backwards on odd
                           steps, reading first what the previous step read last (cache reuse; f32_gemv) */
     struct team *team; /* threads that split one-row steps (team.h), or NULL: run alone */

@@ -64,6 +64,14 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
             return FAIL("layer %d: unknown pool mode %d", index, (int)d->pool_mode);
         return LSTMRT_STATUS_OK;
     }
+    if (d->kind == LSTMRT_LAYER_ADD) {
+        if (d->add_from < 0 || d->add_from > index)
+            return FAIL("layer %d: add_from %d must be in [0, %d] (the model input or an earlier layer's output)",
+                        index, d->add_from, index);
+        if (d->add_offset < 0)
+            return FAIL("layer %d: add_offset %d is negative", index, d->add_offset);
+        return LSTMRT_STATUS_OK;
+    }
     if (!dim_ok(d->hidden_size))
         return FAIL("layer %d: hidden_size %d out of range [1, %d]", index, d->hidden_size, LSTMRT_MAX_DIM);
     if (d->kind == LSTMRT_LAYER_EMBEDDING) {
@@ -109,7 +117,8 @@ static int32_t layer_output_size(const lstmrt_layer_desc *d)
     case LSTMRT_LAYER_ACTIVATION:
     case LSTMRT_LAYER_AFFINE:
     case LSTMRT_LAYER_NORM:
-    case LSTMRT_LAYER_GLOBAL_POOL: return d->input_size;
+    case LSTMRT_LAYER_GLOBAL_POOL:
+    case LSTMRT_LAYER_ADD: return d->input_size;
     case LSTMRT_LAYER_DENSE:
     case LSTMRT_LAYER_EMBEDDING: return d->hidden_size;
     default: {
@@ -203,7 +212,8 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
     L->kind = d->kind;
     L->input_size = d->input_size;
     L->hidden_size = d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE ||
-                             d->kind == LSTMRT_LAYER_NORM || d->kind == LSTMRT_LAYER_GLOBAL_POOL
+                             d->kind == LSTMRT_LAYER_NORM || d->kind == LSTMRT_LAYER_GLOBAL_POOL ||
+                             d->kind == LSTMRT_LAYER_ADD
                          ? d->input_size
                          : d->hidden_size;
     L->proj_size = d->proj_size;
@@ -247,6 +257,10 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
         ALLOC(L->vec_a, w->weight_ih, (int64_t)d->num_embeddings * d->hidden_size);
         return LSTMRT_STATUS_OK;
     case LSTMRT_LAYER_GLOBAL_POOL: L->pool_mode = d->pool_mode; return LSTMRT_STATUS_OK;
+    case LSTMRT_LAYER_ADD:
+        L->add_from = d->add_from;
+        L->add_offset = d->add_offset;
+        return LSTMRT_STATUS_OK;
     case LSTMRT_LAYER_ACTIVATION: return LSTMRT_STATUS_OK;
     default:
         for (int dir = 0; dir < d->num_directions; dir++) {
@@ -255,6 +269,22 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
                 return s;
         }
         return LSTMRT_STATUS_OK;
+    }
+}
+
+/* A layer whose output a later LSTMRT_LAYER_ADD reads writes it to a slot of its own in the workspace's kept buffer,
+ * where the ping-pong buffers cannot overwrite it before that add runs. */
+static void keep_add_sources(lstmrt_model_t *m)
+{
+    for (int32_t l = 0; l < m->num_layers; l++) {
+        const layer *A = &m->layers[l];
+        if (A->kind != LSTMRT_LAYER_ADD || A->add_from == 0)
+            continue;
+        layer *S = &m->layers[A->add_from - 1];
+        if (S->kept_at < 0) {
+            S->kept_at = m->kept_width;
+            m->kept_width += S->output_size;
+        }
     }
 }
 
@@ -288,6 +318,14 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
         if (l > 0 && layers[l].input_size != layer_output_size(&layers[l - 1]))
             return FAIL("layer %d: input_size %d but layer %d outputs %d features", l, layers[l].input_size, l - 1,
                         layer_output_size(&layers[l - 1]));
+        if (layers[l].kind == LSTMRT_LAYER_ADD) {
+            const int32_t from = layers[l].add_from;
+            const int64_t width = from == 0 ? layers[0].input_size : layer_output_size(&layers[from - 1]);
+            if ((int64_t)layers[l].add_offset + layers[l].input_size > width)
+                return FAIL("layer %d: adds features [%d, %lld) of %s, which has %lld", l, layers[l].add_offset,
+                            (long long)layers[l].add_offset + layers[l].input_size,
+                            from == 0 ? "the model input" : "a layer's output", (long long)width);
+        }
     }
     lstmrt_model_t *m = calloc(1, sizeof *m);
     if (!m || !(m->layers = calloc((size_t)num_layers, sizeof(layer))) ||
@@ -316,12 +354,14 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
             m->max_gate_width = L->gates * L->hidden_size;
         if (L->hidden_size > m->max_hidden && L->kind <= LSTMRT_LAYER_RNN)
             m->max_hidden = L->hidden_size;
+        L->kept_at = -1;
         L->state_floats = layer_state_floats(L);
         m->state_size += L->state_floats;
         if (L->kind <= LSTMRT_LAYER_RNN)
             m->bidirectional |= L->num_directions == 2 || L->go_backwards;
     }
     m->output_size = m->layers[num_layers - 1].output_size;
+    keep_add_sources(m);
     *out = m;
     return LSTMRT_STATUS_OK;
 }

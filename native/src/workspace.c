@@ -14,17 +14,17 @@ size_t workspace_floats(const lstmrt_model_t *m, int64_t batch, int64_t steps)
 {
     const size_t rows = (size_t)(batch * steps);
     return round16(rows * (size_t)m->max_gate_width) + round16((size_t)batch * 4 * (size_t)m->max_hidden) +
-           3 * round16(rows * (size_t)m->max_width) + 16 /* sweep counter */;
+           3 * round16(rows * (size_t)m->max_width) + round16(rows * (size_t)m->kept_width) + 16 /* sweep counter */;
 }
 
 /* Whether that scratch, the state of `batch` rows and extra_bytes fit in half the address space. Estimated in
  * double (the factor 2 margin dwarfs its rounding): computed in size_t the count can wrap (on a 32-bit target at
- * sizes a caller can ask for), come out small, be allocated and be overrun. 96 floats cover the rounding above
+ * sizes a caller can ask for), come out small, be allocated and be overrun. 128 floats cover the rounding above
  * and the padding a stream puts between state and scratch. */
 int scratch_fits(const lstmrt_model_t *m, int64_t batch, int64_t steps, double extra_bytes)
 {
-    const double floats = (double)batch * (double)steps * (m->max_gate_width + 3.0 * m->max_width) +
-                          (double)batch * (4.0 * m->max_hidden + (double)m->state_size) + 96.0;
+    const double floats = (double)batch * (double)steps * (m->max_gate_width + 3.0 * m->max_width + m->kept_width) +
+                          (double)batch * (4.0 * m->max_hidden + (double)m->state_size) + 128.0;
     return floats * sizeof(float) + extra_bytes <= (double)(SIZE_MAX / 2);
 }
 
@@ -41,6 +41,8 @@ void workspace_bind(workspace *ws, const lstmrt_model_t *m, int64_t batch, int64
     base += round16(rows * (size_t)m->max_width);
     ws->dirbuf = base;
     base += round16(rows * (size_t)m->max_width);
+    ws->kept = base;
+    base += round16(rows * (size_t)m->kept_width);
     ws->sweep = (uint64_t *)base; /* 64-byte aligned, like every buffer here */
     *ws->sweep = 0;
     ws->team = NULL;

@@ -20,7 +20,7 @@
  * contract differently, so allow a few ulps of O(1) values instead of bitwise equality. */
 #define SAME_TOL 1e-6
 /* Layers in one model spec (spec.h). */
-#define MAX_LAYERS 6
+#define MAX_LAYERS 10
 
 /* Counters and the case being run (harness.c). */
 extern int cases_passed, cases_failed, case_failures;

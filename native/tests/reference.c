@@ -192,6 +192,7 @@ static void ref_layer(const lstmrt_layer_desc *d, int T, int end, const double *
                 y[t * O + j] = w->weight_ih[(int64_t)x[t] * O + j];
         return;
     case LSTMRT_LAYER_GLOBAL_POOL: ref_pool(d, T, x, active, y); return;
+    case LSTMRT_LAYER_ADD: return; /* ref_predict adds: it holds the earlier outputs */
     default: break;
     }
     const int Hr = state_h(d);
@@ -229,10 +230,19 @@ void ref_predict(const spec *s, const float *x, int batch, int steps, const int3
         double *in = new_doubles((int64_t)steps * I);
         for (int64_t i = 0; i < (int64_t)steps * I; i++)
             in[i] = x[(int64_t)b * steps * I + i];
+        double *points[MAX_LAYERS + 1] = {in}; /* the model input, then each layer's output */
         for (int l = 0; l < s->n; l++) {
-            double *out = new_doubles((int64_t)steps * layer_out(&s->layers[l]));
-            ref_layer(&s->layers[l], steps, lengths ? lengths[b] : steps, in, active, out);
-            in = out;
+            const lstmrt_layer_desc *d = &s->layers[l];
+            const int O = layer_out(d);
+            double *out = new_doubles((int64_t)steps * O);
+            ref_layer(d, steps, lengths ? lengths[b] : steps, in, active, out);
+            if (d->kind == LSTMRT_LAYER_ADD) {
+                const int from = point_width(s, d->add_from);
+                for (int t = 0; t < steps; t++)
+                    for (int j = 0; j < O; j++)
+                        out[t * O + j] = in[t * O + j] + points[d->add_from][(int64_t)t * from + d->add_offset + j];
+            }
+            points[l + 1] = in = out;
         }
         for (int t = 0; t < steps; t++)
             for (int j = 0; j < O; j++)

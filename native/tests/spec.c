@@ -20,7 +20,8 @@ int layer_out(const lstmrt_layer_desc *d)
     case LSTMRT_LAYER_ACTIVATION:
     case LSTMRT_LAYER_AFFINE:
     case LSTMRT_LAYER_NORM:
-    case LSTMRT_LAYER_GLOBAL_POOL: return d->input_size;
+    case LSTMRT_LAYER_GLOBAL_POOL:
+    case LSTMRT_LAYER_ADD: return d->input_size;
     case LSTMRT_LAYER_DENSE:
     case LSTMRT_LAYER_EMBEDDING: return d->hidden_size;
     default: return d->num_directions == 2 && d->merge_mode == LSTMRT_MERGE_CONCAT ? 2 * state_h(d) : state_h(d);
@@ -86,7 +87,8 @@ void add_weights(spec *s)
                 break;
             case LSTMRT_LAYER_EMBEDDING: w->weight_ih = random_floats((int64_t)d->num_embeddings * H, 1.0); break;
             case LSTMRT_LAYER_ACTIVATION:
-            case LSTMRT_LAYER_GLOBAL_POOL: break;
+            case LSTMRT_LAYER_GLOBAL_POOL:
+            case LSTMRT_LAYER_ADD: break;
             default:
                 w->weight_ih = random_floats((int64_t)G * I, a);
                 w->weight_hh = random_floats((int64_t)G * Hr, a);
@@ -282,6 +284,35 @@ void make_spec(int which, spec *s)
         push(s, LSTMRT_LAYER_GLOBAL_POOL, 8, 0)->pool_mode = LSTMRT_POOL_AVERAGE;
         push(s, LSTMRT_LAYER_GLOBAL_POOL, 8, 0)->pool_mode = LSTMRT_POOL_MAX;
         break;
+    case 26:
+        name = "lstm 3-7 + dense 7-1 + add input[2:3]"; /* an audio effect's skip: y = lin(lstm(x)) + x[..., 2] */
+        push(s, LSTMRT_LAYER_LSTM, 3, 7);
+        push(s, LSTMRT_LAYER_DENSE, 7, 1);
+        push(s, LSTMRT_LAYER_ADD, 1, 0)->add_offset = 2;
+        break;
+    case 27:
+        /* residual blocks: every output kept, one read twice, one read by a later add, the last add of its input */
+        name = "gru 5-6, lstm, add 1, rnn, add 3, dense 6-2, add 1[4:6), add in[3:5), add 8";
+        push(s, LSTMRT_LAYER_GRU, 5, 6);
+        push(s, LSTMRT_LAYER_LSTM, 6, 6);
+        push(s, LSTMRT_LAYER_ADD, 6, 0)->add_from = 1;
+        push(s, LSTMRT_LAYER_RNN, 6, 6);
+        push(s, LSTMRT_LAYER_ADD, 6, 0)->add_from = 3;
+        d = push(s, LSTMRT_LAYER_DENSE, 6, 2);
+        d = push(s, LSTMRT_LAYER_ADD, 2, 0);
+        d->add_from = 1;
+        d->add_offset = 4;
+        push(s, LSTMRT_LAYER_ADD, 2, 0)->add_offset = 3;
+        push(s, LSTMRT_LAYER_ADD, 2, 0)->add_from = 8;
+        break;
+    case 28:
+        name = "bi-gru 4-3 concat final only + add out0 + dense 6-2"; /* adds the final output broadcast by predict */
+        d = push(s, LSTMRT_LAYER_GRU, 4, 3);
+        d->num_directions = 2;
+        d->final_only = 1;
+        push(s, LSTMRT_LAYER_ADD, 6, 0)->add_from = 1;
+        push(s, LSTMRT_LAYER_DENSE, 6, 2);
+        break;
     }
     snprintf(s->name, sizeof s->name, "%s", name);
     add_weights(s);
@@ -298,6 +329,10 @@ int spec_in(const spec *s)
 int spec_out(const spec *s)
 {
     return layer_out(&s->layers[s->n - 1]);
+}
+int point_width(const spec *s, int point)
+{
+    return point == 0 ? spec_in(s) : layer_out(&s->layers[point - 1]);
 }
 
 /* Inputs: uniform [-1, 1], or token ids for an embedding. */

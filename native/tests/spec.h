@@ -14,7 +14,7 @@ typedef struct spec {
     double scale; /* weight range: scale / sqrt(fan-in) */
 } spec;
 
-enum { NUM_SPECS = 26 }; /* make_spec's catalogue: 0 .. NUM_SPECS - 1 */
+enum { NUM_SPECS = 29 }; /* make_spec's catalogue: 0 .. NUM_SPECS - 1 */
 
 enum { PB = 3, PT = 100 }; /* predict shape: batch 3 gives 85-step blocks, so 100 steps cross a block boundary */
 
@@ -34,6 +34,7 @@ void make_spec(int which, spec *s);
 int spec_is_tokens(const spec *s);
 int spec_in(const spec *s);
 int spec_out(const spec *s);
+int point_width(const spec *s, int point); /* an add's add_from: 0 the model input, k layer k - 1's output */
 float *make_inputs(const spec *s, int64_t batch, int64_t steps);
 lstmrt_model_t *create_model(const spec *s); /* a failure is a failed check, and NULL */
 /* make_spec, its name as the check context, create_model: how a case over the specs takes each one. */

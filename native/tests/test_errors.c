@@ -19,7 +19,7 @@ void test_model_create_errors(void)
     EXPECT_FAIL(lstmrt_model_create(ok.layers, 5000, &m), INVALID);
 
     /* One broken field at a time, on otherwise valid layers. */
-    enum { NCASES = 34 };
+    enum { NCASES = 39 };
     for (int c = 0; c < NCASES; c++) {
         spec s = ok;
         lstmrt_layer_desc *d = &s.layers[0];
@@ -108,6 +108,26 @@ void test_model_create_errors(void)
             d->kind = LSTMRT_LAYER_GLOBAL_POOL;
             d->pool_mode = (lstmrt_pool_mode)-1;
             break;
+        case 34: /* layer 0 can add only the model input */
+            d->kind = LSTMRT_LAYER_ADD;
+            d->add_from = 1;
+            break;
+        case 35:
+            d->kind = LSTMRT_LAYER_ADD;
+            d->add_from = -1;
+            break;
+        case 36:
+            d->kind = LSTMRT_LAYER_ADD;
+            d->add_offset = -1;
+            break;
+        case 37: /* features [1, 8) of a 7-feature input */
+            d->kind = LSTMRT_LAYER_ADD;
+            d->add_offset = 1;
+            break;
+        case 38: /* the slice's end overflows int32 */
+            d->kind = LSTMRT_LAYER_ADD;
+            d->add_offset = INT32_MAX;
+            break;
         }
         snprintf(context, sizeof context, "model_create broken field case %d", c);
         m = (lstmrt_model_t *)&ok;
@@ -140,6 +160,14 @@ void test_model_create_errors(void)
     s.layers[0].weights[0].weight_ih = NULL;
     EXPECT_FAIL(lstmrt_model_create(s.layers, 3, &m), INVALID);
     CHECK(m == NULL);
+    make_spec(27, &s); /* layer 6 adds features [4, 6) of layer 0's 6 */
+    s.layers[6].add_offset = 5;
+    EXPECT_FAIL(lstmrt_model_create(s.layers, s.n, &m), INVALID);
+    CHECK(m == NULL && strstr(lstmrt_last_error(), "layer 6: adds features [5, 7)") != NULL);
+    make_spec(27, &s); /* layer 2 adds layer 0's output: the add must come after it */
+    s.layers[2].add_from = 3;
+    EXPECT_FAIL(lstmrt_model_create(s.layers, s.n, &m), INVALID);
+    CHECK(m == NULL && strstr(lstmrt_last_error(), "add_from 3 must be in [0, 2]") != NULL);
 
     /* A success afterwards clears the message. */
     CHECK(lstmrt_model_create(ok.layers, 1, &m) == LSTMRT_STATUS_OK && m != NULL);

@@ -241,6 +241,8 @@ Model::Model(const py::list &layers)
         L.epsilon = field<float>(d, "epsilon", i);
         L.norm_mode = (lstmrt_norm_mode)field<int>(d, "norm_mode", i);
         L.pool_mode = (lstmrt_pool_mode)field<int>(d, "pool_mode", i);
+        L.add_from = field<int32_t>(d, "add_from", i);
+        L.add_offset = field<int32_t>(d, "add_offset", i);
         auto dirs = field<py::list>(d, "weights", i);
         for (size_t k = 0; k < dirs.size() && k < 2; k++) {
             if (!py::isinstance<py::dict>(dirs[k]))

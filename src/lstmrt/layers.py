@@ -21,6 +21,7 @@ _KIND = {
     "embedding": 6,
     "norm": 7,
     "global_pool": 8,
+    "add": 9,
 }
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
@@ -71,6 +72,8 @@ class Layer:
             "epsilon": 0.0,
             "norm_mode": 0,
             "pool_mode": 0,
+            "add_from": 0,
+            "add_offset": 0,
         }
 
     def __repr__(self) -> str:
@@ -505,6 +508,34 @@ class GlobalPooling(Layer):
 
     def _summary(self) -> str:
         return f"{self.input_size} features, mode={self.mode!r}"
+
+
+class Add(Layer):
+    """A residual / skip connection: y = x + s[start : start + features] at every step, s an earlier point of the
+    chain: the model input (source="input") or the output of the layer at index `source` of the Model's list. torch:
+    `self.lin(out) + x[:, :, 0:1]` (the audio-effect skip), `out = lstm2(out) + out`; Keras: Add of two layers."""
+
+    kind = "add"
+
+    def __init__(self, features, source="input", start=0):
+        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or not 1 <= features <= 1 << 24:
+            raise ValueError(f"Add: features must be an int in [1, 16777216], got {features!r}")
+        if source != "input" and (isinstance(source, bool) or not isinstance(source, (int, np.integer)) or source < 0):
+            raise ValueError(f'Add: source must be "input" or the index of an earlier layer, got {source!r}')
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < 1 << 24:
+            raise ValueError(f"Add: start must be an int in [0, 16777216), got {start!r}")
+        self.input_size = self.output_size = int(features)
+        self.source = source if source == "input" else int(source)
+        self.start = int(start)
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.input_size)
+        d.update(add_from=0 if self.source == "input" else self.source + 1, add_offset=self.start)
+        return d
+
+    def _summary(self) -> str:
+        source = "input" if self.source == "input" else f"layer {self.source}"
+        return f"{source}[{self.start}:{self.start + self.input_size}]"
 
 
 class Embedding(Layer):

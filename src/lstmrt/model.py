@@ -6,12 +6,12 @@ import numpy as np
 
 from . import _native
 from ._arrays import as_float_array, checked_count, describe_shape, raise_token_problem
-from .layers import Bidirectional, Embedding, GlobalPooling, Layer, is_recurrent, state_layout
+from .layers import Add, Bidirectional, Embedding, GlobalPooling, Layer, is_recurrent, state_layout
 
 
 class Model:
     """A chain of layer specs (lstmrt.LSTM, GRU, SimpleRNN, Bidirectional, Dense, Activation, Affine, LayerNorm,
-    GlobalPooling, Embedding) in the canonical layout of docs/math.md.
+    GlobalPooling, Embedding, Add) in the canonical layout of docs/math.md.
 
     `return_sequences=False` makes `predict` return only each sequence's last output (Keras semantics);
     streams always return the output for the sequence ending at the current step. `squeeze_output=True` (a model
@@ -30,6 +30,7 @@ class Model:
             raise ValueError("input_size is required when the first layer is an Activation")
         self._input_size = int(size)
         descs, final_only = [], None  # final_only: the last layer that outputs its final output at every step
+        widths = []  # each layer's output features, which a later Add may read
         for i, spec in enumerate(layers):
             if isinstance(spec, Embedding) and i != 0:
                 raise ValueError(f"layer {i}: an Embedding must be the first layer")
@@ -46,8 +47,11 @@ class Model:
                 raise ValueError(
                     f"layer {i} ({type(spec).__name__}) expects {spec.input_size} input features but {prev} {size}"
                 )
+            if isinstance(spec, Add):
+                self._check_add(i, spec, widths)
             descs.append(spec._desc(size))
             size = spec.output_size if spec.output_size is not None else size
+            widths.append(size)
         self._native = _native.Model(descs)
         self._layers = tuple(layers)
         self._output_size = int(size)
@@ -59,6 +63,17 @@ class Model:
         # state layout of the C runtime (layers.state_layout): per recurrent layer and direction, h (batch, Hr) then
         # c (batch, H); per global pool, its value (batch, F), for a mean its low part (batch, F), its count (batch, 1)
         self._state_layout = [(i, names, sizes) for i, spec in enumerate(layers) for names, sizes in state_layout(spec)]
+
+    def _check_add(self, i: int, spec: Add, widths: list) -> None:
+        """The point an Add reads comes before it and has the features it adds."""
+        if spec.source != "input" and spec.source >= i:
+            raise ValueError(f"layer {i} (Add) adds the output of layer {spec.source}: it must be an earlier layer")
+        width = self._input_size if spec.source == "input" else widths[spec.source]
+        if spec.start + spec.input_size > width:
+            what = "the model input has" if spec.source == "input" else f"layer {spec.source} outputs"
+            raise ValueError(
+                f"layer {i} (Add) adds features [{spec.start}, {spec.start + spec.input_size}) but {what} {width}"
+            )
 
     def __copy__(self):  # immutable (the weights live in the C model): a copy can be itself
         return self
