@@ -11,16 +11,19 @@ import itertools
 import re
 
 from ..errors import ArchitectureError, ModelTooLargeError, UnsupportedModelError
-from ..layers import Activation, Bidirectional, Dense, Embedding, GlobalPooling, is_recurrent
+from ..layers import Activation, Add, Bidirectional, Dense, Embedding, GlobalPooling, is_recurrent
 from ..model import Model
 from . import torch_layers
 from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
 from .torch_tree import (
+    ADD_ENTRY,
+    ADD_SOURCE,
     CELLS,
     LAST_STEP_ENTRY,
     POOLING_ENTRIES,
     RECURRENT,
     SHAPE_ENTRIES,
+    SKIP_ENTRIES,
     SQUEEZE_ENTRY,
     TIME_ENDS,
     LiveRecord,
@@ -136,7 +139,7 @@ def _variants(unit, two_d: bool = False) -> list:
         )
     if kind == "activation":
         return [[Activation(unit.activation)]]
-    if kind in SHAPE_ENTRIES:  # placed by _final_step / _squeezed, which know the layers around them
+    if kind in SHAPE_ENTRIES or kind in SKIP_ENTRIES:  # placed by _final_step / _squeezed, which know the layers
         return [[]]
     if kind in _NO_OPS:
         return [[]]
@@ -311,7 +314,7 @@ def build_model(
     else:
         units, per_unit = _pick_order(units, variants)
     if used is not None:
-        used[:] = [u for u in units if u.kind not in SHAPE_ENTRIES]
+        used[:] = [u for u in units if u.kind not in SHAPE_ENTRIES and u.kind not in SKIP_ENTRIES]
     specs, final_only = _final_step(units, per_unit)
     return native_model(specs, return_sequences=not final_only, squeeze_output=_squeezed(units, per_unit))
 
@@ -325,7 +328,7 @@ def _squeezed(units, per_unit) -> bool:
     for unit, unit_specs in zip(units, per_unit):
         if dropped is not None:
             across = [s for s in unit_specs if not isinstance(s, Activation) or s.activation in _ACROSS_FEATURES]
-            if across or unit.kind in TIME_ENDS or unit.kind == SQUEEZE_ENTRY:
+            if across or unit.kind in TIME_ENDS or unit.kind in (SQUEEZE_ENTRY, ADD_ENTRY):
                 raise ArchitectureError(
                     f"{_what(unit)} comes after the output's feature axis was squeezed ({_taken_where(dropped)}); "
                     "only element-wise activations can follow it"
@@ -390,6 +393,8 @@ def _what(unit) -> str:
         return f"taking {_TIME_ENDS_NAMED[unit.kind]} ({_taken_where(unit)})"
     if unit.kind == SQUEEZE_ENTRY:
         return f"another squeeze ({_taken_where(unit)})"
+    if unit.kind == ADD_ENTRY:
+        return f"a skip connection's sum ({_taken_where(unit)})"
     return f"module {unit.label}"
 
 
@@ -406,8 +411,14 @@ def _final_step(units, per_unit) -> tuple:
     does; where it pools over time (out.mean(1), out.max(1)[0]), a GlobalPooling layer pools the steps so far, so
     its final output is the pool of the whole sequence. Either way the model's predict returns one output per
     sequence; a recurrent layer, or another of these, after it would need a time axis that is gone."""
-    specs, taken = [], None
+    specs, taken, points = [], None, {}  # points: ADD_SOURCE id -> how many specs came before it
     for unit, unit_specs in zip(units, per_unit):
+        if unit.kind == ADD_SOURCE:
+            points[unit.skip] = len(specs)
+            continue
+        if unit.kind == ADD_ENTRY:
+            specs.append(_skip_add(unit, specs, points[unit.skip[0]]))
+            continue
         if unit.kind in TIME_ENDS:
             what = _TIME_ENDS_NAMED[unit.kind]
             recurrent = [i for i, s in enumerate(specs) if is_recurrent(s)]
@@ -434,6 +445,28 @@ def _final_step(units, per_unit) -> tuple:
             )
         specs += unit_specs
     return specs, taken is not None
+
+
+def _width(specs, point: int) -> int:
+    """Features of the data after the first `point` specs (0: the model input)."""
+    after = next((s.output_size for s in reversed(specs[:point]) if s.output_size is not None), None)
+    return after if after is not None else next(s.input_size for s in specs if s.input_size is not None)
+
+
+def _skip_add(unit, specs, point: int) -> Add:
+    """The Add of a skip connection: the features [start, end) of the data after the first `point` specs, added to
+    the data after all of them. torch would broadcast a term of one feature to the other's; lstmrt adds as many."""
+    _, start, end = unit.skip
+    width, features = _width(specs, point), _width(specs, len(specs))
+    taken = range(width)[start:end]  # the slice as torch takes it (negative bounds from the end)
+    source = "input" if point == 0 else point - 1
+    what = "the input" if point == 0 else f"the output of layer {point - 1}"
+    if len(taken) != features:
+        raise ArchitectureError(
+            f"a skip connection ({_taken_where(unit)}) adds {len(taken)} feature(s) of {what} to {features}: lstmrt "
+            "adds as many features as the data has (torch would broadcast one feature to many)"
+        )
+    return Add(features, source, taken.start)
 
 
 def _taken_where(unit) -> str:

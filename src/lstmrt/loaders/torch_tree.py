@@ -25,6 +25,8 @@ POOLING_ENTRIES = {"mean_over_time": "average", "max_over_time": "max"}  # out.m
 TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES)  # what leaves one (B, F) vector per sequence: no time axis after it
 SQUEEZE_ENTRY = "squeeze"  # out.squeeze(-1) of a one-feature output: predict drops the axis (Model(squeeze_output=))
 SHAPE_ENTRIES = (*TIME_ENDS, SQUEEZE_ENTRY)  # the layers= entries that are not modules or activations
+ADD_SOURCE, ADD_ENTRY = "add_source", "add"  # a skip connection in forward(): where its earlier point is, the sum
+SKIP_ENTRIES = (ADD_SOURCE, ADD_ENTRY)
 
 
 @dataclasses.dataclass
@@ -33,7 +35,9 @@ class Unit:
     "activation" for a functional activation (`activation` holds its name); "last_step" where forward() takes each
     sequence's last step (out[:, -1], h_n[-1]), "mean_over_time" / "max_over_time" where it pools over the time axis
     (out.mean(1), out.max(1)[0]) — `reason` "layers=" when named there; "squeeze" where it squeezes or flattens
-    the data (`shape_op` says how: torch_build._squeezed decides what that does); "unsupported" with `reason`.
+    the data (`shape_op` says how: torch_build._squeezed decides what that does); "add_source" / "add" where a skip
+    connection reads an earlier point and adds it (`skip`: the point's id; for the add (id, start, end) of the
+    features added, end None for all); "unsupported" with `reason`.
     guessed_before: the order between the previous unit and this one is registration order, not known forward
     order (a state dict, or a user-defined module whose forward() lstmrt cannot see)."""
 
@@ -45,6 +49,7 @@ class Unit:
     reason: str = ""
     guessed_before: bool = False
     shape_op: tuple = ()
+    skip: object = None
 
     @property
     def label(self) -> str:
@@ -187,6 +192,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
                 units += units_from_module(children[item], join(item), forward_order, walk)
             elif tag == SQUEEZE_ENTRY:
                 units.append(Unit(path, tag, {}, shape_op=item))
+            elif tag in SKIP_ENTRIES:
+                units.append(Unit(path, tag, {}, skip=item))
             elif tag in SHAPE_ENTRIES:
                 units.append(Unit(path, tag, {}))
             else:

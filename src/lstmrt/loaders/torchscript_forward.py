@@ -1,8 +1,9 @@
 """The forward order of a user-defined module in a TorchScript archive, read from its forward() code as data:
 submodule calls, tuple indexing of a recurrent module's (output, state), element-wise torch activations, a zero
 initial state built in forward() (or in a method it calls), taking each sequence's last step (torchscript_steps.py),
-pooling over time (torchscript_pooling.py) and dropping a one-feature output's axis (torchscript_shapes.py).
-Anything else (arithmetic, other slicing, loops, branches) cannot be followed: that is an error asking for
+pooling over time (torchscript_pooling.py), dropping a one-feature output's axis (torchscript_shapes.py) and adding
+an earlier point of the flow (skip connections, torchscript_residual.py).
+Anything else (other arithmetic, other slicing, loops, branches) cannot be followed: that is an error asking for
 layers=, because the network is then not a plain chain lstmrt can reproduce."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ast
 
 from ..errors import ArchitectureError
 from . import torchscript_pooling as pooling
+from . import torchscript_residual as residual
 from . import torchscript_shapes as shapes
 from . import torchscript_steps as steps
 from .torch_tree import CELLS, class_name, module_parts
@@ -201,6 +203,11 @@ class _Walker:
             )
         if value[0] == "input":
             raise _Unfollowable(f"{what} is the input {value[1]!r} of forward(), which lstmrt does not take")
+        if value[0] == "sliced":
+            raise _Unfollowable(
+                f"{what} is a slice of the features, which lstmrt follows only as a term of a sum (a skip "
+                "connection, lin(out) + x[:, :, 0:1])"
+            )
         if value[0] == "indices":
             raise _Unfollowable(
                 f"{what} is the indices of torch.max over time (where each maximum is), which no lstmrt layer "
@@ -302,7 +309,7 @@ class _Walker:
             return ("zeros",)
         if op in _MADE_TENSORS:
             return ("tensor",)
-        if op in _ARITHMETIC or op in ("__is__", "__isnot__"):
+        if op in _ARITHMETIC or op in ("__is__", "__isnot__", "add_"):
             return self.scalar(op, node)
         first = self.eval(node.args[0])
         if first == ("zeros",) and op in _ZERO_KEEPING:
@@ -329,6 +336,8 @@ class _Walker:
         """Arithmetic on sizes and attributes (self.num_layers * 2, num_layers - 1), and `is None` tests: a
         constant when every operand is one, else a size; on the network's data it cannot be followed."""
         values = [self.eval(a) for a in node.args]
+        if op in ("add", "add_") and any(v[0] not in ("const", "aux", "attr") for v in values):
+            return self.skip_connection(op, values, node)
         if op in ("__is__", "__isnot__"):
             if len(values) != 2 or values[1] != ("const", None):
                 raise _Unfollowable(f"call `{_code(node)}`")
@@ -342,6 +351,24 @@ class _Walker:
         if all(v[0] in ("const", "aux", "attr") for v in values):
             return ("aux",)
         raise _Unfollowable(f"call `{_code(node)}`: arithmetic on the network's data")
+
+    def skip_connection(self, op, values, node):
+        """a + b (torch.add, +=) of the data and an earlier point of it (torchscript_residual)."""
+        alpha = values[2:] + [self.eval(k.value) for k in node.keywords]
+        if len(values) < 2 or any(v != ("const", 1) for v in alpha) or any(k.arg != "alpha" for k in node.keywords):
+            raise _Unfollowable(f"call `{_code(node)}`: lstmrt adds two terms (alpha=1)")
+        if op == "add_" and values[0][0] == "sliced":
+            raise _Unfollowable(f"call `{_code(node)}` adds in place to a slice of the features (a view)")
+        terms = [v if v[0] == "sliced" else self.seq(v, "a term of the sum") for v in values[:2]]
+        total = residual.add(terms, _code(node))
+        if op == "add_":  # in place: every name for that tensor, and slices of it (views), now see the sum
+            items = terms[0][1]
+            for name, value in list(self.env.items()):
+                if value == values[0]:
+                    self.env[name] = total
+                elif residual.sliced_view_of(value, items):
+                    self.env[name] = ("sliced", total[1], *value[2:])
+        return total
 
     def call_module(self, name, node):
         items = self.seq(self.eval(node.args[0]), f"the input of {name}")[1]
@@ -416,6 +443,8 @@ class _Walker:
             dim, start, end, step = (args + [0, None, None, 1][len(args) :])[:4]
             if start in (None, 0) and (end is None or (isinstance(end, int) and end >= _INT64_MAX)) and step == 1:
                 return first  # `[:]` on one dimension: changes nothing
+            if first[0] == "seq":
+                return residual.feature_slice(first, args)  # x[:, :, 0:1], a term of a skip connection
         elif op == "select" and len(args) == 2 and first[0] == "seq":
             return steps.select_step(first, args[0], args[1], self)
         elif op == "select" and len(args) == 2 and first[0] == "h":
