@@ -514,8 +514,9 @@ def render(results, owned, meta):
         "reference (`native/tests/reference.c`) implements "
         "LSTM (projection, peephole, cell clip, non-default activations), GRU (reset after and before), "
         "SimpleRNN, Dense (softmax, log-softmax), Activation, Affine, LayerNorm (layer, RMS, variance scale), "
-        "GlobalPooling (average of the active steps, max of every step), Embedding and bidirectional merges "
-        "(concat, sum, mul, ave) from the equations; 26 model specs at awkward sizes (1, 3, 5, 7, 9, 16, 17, 33).",
+        "GlobalPooling (average of the active steps, max of every step), Embedding, Add (skip connections from the "
+        "input and from kept layer outputs) and bidirectional merges (concat, sum, mul, ave) from the equations; 29 "
+        "model specs at awkward sizes (1, 3, 5, 7, 9, 16, 17, 33).",
         "",
         "Test cases: " + ", ".join(f"`{n}`" for n in c_case_names()) + ".",
         "",

@@ -285,6 +285,30 @@ def case_pooled_max(K, rng):
     return model, X.astype(np.int32)
 
 
+def case_residual(K, rng):
+    """Skip connections: residual recurrent blocks (Add of a layer's input and output), a head added to the output of
+    an earlier block, the functional `add` form; in Keras 3, `x + y` (an ops Add; tf_keras makes it a TFOpLambda)."""
+    L = K.layers
+    inp = K.Input((T, 3))
+    h = L.Dense(4, activation="tanh")(inp)
+    x = L.Add()([L.LSTM(4, return_sequences=True)(h), h])
+    g = L.GRU(4, return_sequences=True)(x)
+    y = x + g if K.__name__ == "keras" else L.add([x, g])
+    model = K.Model(inp, L.Dense(2)(L.Add()([L.Dense(4)(y), h])))
+    return model, rng.standard_normal((B, T, 3)).astype(np.float32)
+
+
+def case_masked_skip(K, rng):
+    """The input added to the output of a masked LSTM's head (an audio-effect style skip), and a skip from the
+    Masking layer (which zeroes masked steps: its mask_value is 0, as the input's there)."""
+    L = K.layers
+    inp = K.Input((T, 3))
+    masked = L.Masking(0.0)(inp)
+    x = L.Dense(3)(L.LSTM(5, return_sequences=True)(masked))
+    model = K.Model(inp, L.Add()([masked, L.Add()([x, inp])]))
+    return model, masked_input(rng, 3)
+
+
 CASES = {
     f.__name__[5:]: f
     for f in (
@@ -304,6 +328,8 @@ CASES = {
         case_embedding,
         case_pooled_average,
         case_pooled_max,
+        case_residual,
+        case_masked_skip,
     )
 }
 
@@ -646,11 +672,26 @@ def test_refuses_branches_and_states(version):
     L = K.layers
     inp = K.Input((T, 3))
     a, b = L.LSTM(2, return_sequences=True)(inp), L.GRU(2, return_sequences=True)(inp)
-    with pytest.raises(ValueError, match="single-input|not on the single"):
+    with pytest.raises(ValueError, match=r"adds two branches \('lstm.*' and 'gru.*'\): lstmrt runs one chain"):
         load_keras(K.Model(inp, L.Add()([a, b])))
+    with pytest.raises(ValueError, match="takes 3 tensors"):
+        load_keras(K.Model(inp, L.Add()([a, a, a])))
     _, h, _ = L.LSTM(2, return_state=True)(inp)
     with pytest.raises(ValueError, match="output 1 of Keras layer .* return_state"):
         load_keras(K.Model(inp, L.Dense(1)(h)))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_refuses_skip_connections_lstmrt_cannot_compute(version):
+    K = framework(version)
+    L = K.layers
+    inp = K.Input((T, 3))
+    backwards = L.SimpleRNN(3, go_backwards=True, return_sequences=True)(inp)
+    with pytest.raises(ValueError, match=r"adds data in reversed time order \(after a go_backwards layer\)"):
+        load_keras(K.Model(inp, L.Add()([backwards, inp])))
+    masked = L.Masking(0.5)(inp)
+    with pytest.raises(ValueError, match=r"adds the output of Masking\(mask_value=0.5\), which Keras zeroes"):
+        load_keras(K.Model(inp, L.Add()([L.Dense(3)(L.LSTM(2, return_sequences=True)(masked)), masked])))
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -152,12 +152,12 @@ int main(void)
     const int tiers = lstmrt__supported_kernels(tables, 8);
     const int32_t batches[] = {1, 3, 64};
 
-    /* model shapes: fused cells, general cells (peephole + clip, reset-before GRU), projection, a stack */
+    /* model shapes: fused cells, general cells (peephole + clip, reset-before GRU), projection, a stack, adds */
     struct {
         const char *name;
         int n;
-        lstmrt_layer_desc L[3];
-    } models[7];
+        lstmrt_layer_desc L[4];
+    } models[8];
     models[0].name = "lstm 7->33", models[0].n = 1, models[0].L[0] = make_layer(LSTMRT_LAYER_LSTM, 7, 33, 1);
     models[1].name = "gru 5->16", models[1].n = 1, models[1].L[0] = make_layer(LSTMRT_LAYER_GRU, 5, 16, 2);
     models[2].name = "gru reset-before 4->17", models[2].n = 1, models[2].L[0] = make_layer(LSTMRT_LAYER_GRU, 4, 17, 3);
@@ -184,6 +184,18 @@ int main(void)
     models[6].L[0].num_directions = 1;
     models[6].L[0].weights[0].weight_ih = random_floats(50 * 12, 9);
     models[6].L[1] = make_layer(LSTMRT_LAYER_LSTM, 12, 16, 10);
+    models[7].name = "lstm 4->8 | add its output | dense 8->1 | add input[2:3]", models[7].n = 4;
+    models[7].L[0] = make_layer(LSTMRT_LAYER_LSTM, 4, 8, 11);
+    models[7].L[2] = make_layer(LSTMRT_LAYER_DENSE, 8, 1, 12);
+    for (int l = 1; l < 4; l += 2) { /* adds: no weights; the kept output of layer 0, the model input */
+        memset(&models[7].L[l], 0, sizeof models[7].L[l]);
+        models[7].L[l].kind = LSTMRT_LAYER_ADD;
+        models[7].L[l].num_directions = 1;
+    }
+    models[7].L[1].input_size = 8;
+    models[7].L[1].add_from = 1;
+    models[7].L[3].input_size = 1;
+    models[7].L[3].add_offset = 2;
 
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         lstmrt_model_t *m;

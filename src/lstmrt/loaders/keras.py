@@ -13,12 +13,14 @@ from .keras_layers import (
     POOLING,
     RECURRENT,
     Context,
+    Point,
     bidirectional,
     fail,
     global_pooling,
     per_step,
     recurrent,
     refuse_quantized,
+    skip_add,
 )
 from .keras_model import KerasModel
 from .safety import file_errors
@@ -102,8 +104,12 @@ def _convert(src) -> KerasModel:
     specs, mask_value, mask_zero = [], None, False
     reversed_seq = final = False  # sequence currently in reversed time order / a layer returned its last step
     mask_dropped_by = None  # the layer after which Keras's mask is gone (its later layers see every step)
+    points, before = {}, None  # the data after each layer (Point), for the Add layers reading it; the layer before
     for e in chain:
         cls, cfg = e.class_name, e.config
+        if before is not None:
+            points[before.name] = Point(len(specs), features, final, reversed_seq, before.class_name)
+        before = e
         try:
             refuse_quantized(e, cfg)
             if cls == "Masking":
@@ -142,6 +148,9 @@ def _convert(src) -> KerasModel:
                 if not seq:
                     final, reversed_seq = True, False  # one vector repeated over time: order no longer matters
                 specs.append(spec)
+            elif e.skip_from is not None:
+                here = Point(len(specs), features, final, reversed_seq, cls)
+                specs.append(skip_add(e, points[e.skip_from], here, mask_value))
             elif cls in POOLING:
                 if reversed_seq and POOLING[cls] == "average" and (mask_value is not None or mask_zero):
                     raise fail(

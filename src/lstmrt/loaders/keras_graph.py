@@ -1,7 +1,8 @@
 """A Keras model config (Sequential or Functional; Keras 2 or 3 serialization) as a plain chain of layers.
 
-lstmrt runs chains: one input, one output, each layer fed by the previous one. Anything else (branches, shared
-layers, nested models, several inputs or outputs) is refused here with the layer that breaks the chain.
+lstmrt runs chains: one input, one output, each layer fed by the previous one, and Add layers that sum the data
+with an earlier point of the same chain (skip connections: Entry.skip_from). Anything else (branches, shared layers,
+nested models, several inputs or outputs) is refused here with the layer that breaks the chain.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Entry:
     config: dict
     name: str
     mask_arg: bool = field(default=False)  # Keras 3 functional: called with an explicit mask= tensor
+    skip_from: str | None = None  # an Add: the layer (an earlier one of the chain) whose output it adds
 
 
 def _unwrap(cfg: dict):
@@ -142,6 +144,9 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
         if len(nodes) != 1:
             raise UnsupportedModelError(f"{where} is called {len(nodes)} times: shared layers are not supported")
         args, kwargs = nodes[0]
+        if entry.class_name == "Add" and len(args) == 2:  # keras.layers.Add, or `x + y` (Keras 3's ops Add)
+            main, skip = _flow_and_point(args, by_name, where)
+            args, entry.skip_from = [main], skip[0]
         if len(args) != 1:
             raise UnsupportedModelError(f"{where} takes {len(args)} tensors: lstmrt runs chains of single-input layers")
         for key, value in kwargs.items():
@@ -165,6 +170,35 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
                 "input-to-output chain: branching models are not supported"
             )
     return chain
+
+
+def _flow_and_point(args, by_name: dict, where: str) -> tuple:
+    """(the term that is the data flow, the earlier point of that flow the other term is) of a two-term Add."""
+    for ref in args:
+        if ref[2] != 0:
+            raise UnsupportedModelError(f"{where} adds output {ref[2]} of Keras layer {ref[0]!r}: not supported")
+    a, b = args
+    if b[0] in _upstream(a[0], by_name):
+        return a, b
+    if a[0] in _upstream(b[0], by_name):
+        return b, a
+    raise UnsupportedModelError(
+        f"{where} adds two branches ({a[0]!r} and {b[0]!r}): lstmrt runs one chain of layers, into which an Add "
+        "may add an earlier point of the same chain (a skip connection)"
+    )
+
+
+def _upstream(name: str, by_name: dict) -> set:
+    """The layers whose outputs reach `name`, and `name` itself."""
+    seen, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for args, _ in _nodes(by_name[current][0]):
+            todo += [ref[0] for ref in args]
+    return seen
 
 
 def snake_case(class_name: str) -> str:

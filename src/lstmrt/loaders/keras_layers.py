@@ -7,6 +7,7 @@ cuDNN reads it: the (I, H) block's memory is the (H, I) matrix, and the recurren
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..layers import (
     GRU,
     LSTM,
     Activation,
+    Add,
     Affine,
     Bidirectional,
     Dense,
@@ -43,7 +45,7 @@ POOLING = {"GlobalAveragePooling1D": "average", "GlobalMaxPooling1D": "max"}
 # Supported layers that do not pass Keras's mask on (supports_masking False), by Keras major version: after them
 # Keras runs the recurrent and average-pooling layers on every step. (Checked against Keras 3.15 and tf_keras 2.21.)
 MASK_DROPPERS = {2: ("Normalization", "Identity"), 3: ("RMSNormalization",)}
-SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + tuple(POOLING) + NO_OPS)
+SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + tuple(POOLING) + ("Add",) + NO_OPS)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
 
 
@@ -274,6 +276,35 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
     if cls in ("LayerNormalization", "RMSNormalization"):
         return [_layer_normalization(entry, cls, cfg, weights, input_rank, features)]
     raise fail(entry, f"not supported; supported layers: {SUPPORTED}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """The data after a layer of the chain, as a later Add reads it: how many specs came before, its features,
+    whether time was gone (a final output) or reversed (go_backwards) there, and the layer's class."""
+
+    specs: int
+    features: int | None
+    final: bool
+    reversed_seq: bool
+    class_name: str
+
+
+def skip_add(entry, point: Point, here: Point, mask_value) -> Add:
+    """Keras Add of the data (`here`) and an earlier point of the chain: an lstmrt Add reading that point."""
+    if point.features != here.features:
+        raise fail(entry, f"adds {point.features} features to {here.features}: lstmrt adds as many features")
+    if point.final != here.final:
+        raise fail(entry, "adds a sequence to a final output (return_sequences=False): lstmrt adds the same step")
+    if point.reversed_seq or here.reversed_seq:
+        raise fail(entry, "adds data in reversed time order (after a go_backwards layer), which lstmrt cannot express")
+    if point.class_name == "Masking" and mask_value:
+        raise fail(
+            entry,
+            f"adds the output of Masking(mask_value={mask_value:g}), which Keras zeroes at masked steps: lstmrt adds "
+            "the input unchanged (the same only for mask_value=0)",
+        )
+    return Add(here.features, "input" if point.specs == 0 else point.specs - 1)
 
 
 def global_pooling(entry, cfg: dict, features, *, after_last_step: bool) -> GlobalPooling:
