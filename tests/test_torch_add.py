@@ -305,3 +305,33 @@ def test_refused_with_the_reason(tmp_path, cls, how):
         example = torch.randn(2, 2, 3)  # torch broadcasts (B, F) + (B, T, F) only when B and T agree
     with pytest.raises(lstmrt.LoadError, match=REFUSED[cls]):
         load_as(net, how, example, tmp_path)
+
+
+# -- a state dict records no forward(): "+input" / "+<module>" in layers= say where a skip connection adds --------
+@pytest.mark.parametrize(
+    "name, layers",
+    [
+        ("guitar_amp", ["rec", "lin", "+input[0:1]"]),
+        ("guitar_amp", ["rec", "lin", "+input[:1]"]),
+        ("last_value", ["gru", "fc", "+input[-1:]"]),
+        # out = l1(h) + h with h = tanh(inp(x)), then each block adds the sum before it
+        ("residual_stack", ["inp", "tanh", "l1", "+tanh", "l2", "++tanh", "l3", "+++tanh", "fc"]),
+    ],
+)
+def test_state_dict_with_skip_connections_in_layers(tmp_path, name, layers):
+    net, x, batch_first = build(name)
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
+    model = lstmrt.load(tmp_path / "sd.pt", layers=layers)
+    want = run_torch(net, x)
+    assert_close(model.predict(batch_major(x, batch_first)), want if batch_first else want.transpose(1, 0, 2))
+
+
+def test_layers_skip_connection_mistakes(tmp_path):
+    net, _, _ = build("guitar_amp")
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(lstmrt.LoadError, match=r"'\+lin' adds the output of 'lin', which is not an entry named before"):
+        lstmrt.load(tmp_path / "sd.pt", layers=["rec", "+lin", "lin"])
+    with pytest.raises(lstmrt.LoadError, match=r"adds 20 feature\(s\) of the output of layer 0 to 1"):
+        lstmrt.load(tmp_path / "sd.pt", layers=["rec", "lin", "+rec"])
+    with pytest.raises(lstmrt.LoadError, match=r"a skip connection \('\+input', '\+input\[0:1\]', '\+<module>'\)"):
+        lstmrt.load(tmp_path / "sd.pt", layers=["rec", "lin", "+input[0:1"])

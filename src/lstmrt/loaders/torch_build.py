@@ -471,7 +471,7 @@ def _skip_add(unit, specs, point: int) -> Add:
 
 def _taken_where(unit) -> str:
     if unit.reason == "layers=":  # named in layers=, not taken by a forward()
-        return f"{unit.kind!r} in layers="
+        return f"{unit.path!r} in layers="
     if unit.kind == SQUEEZE_ENTRY and unit.record is not None:
         return f"by nn.Flatten {unit.label}"
     return f"by forward() of {unit.label}"

@@ -5,6 +5,7 @@ records (torch.save(model) or a TorchScript archive), and the `layers=` list tha
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 
 import numpy as np
@@ -222,14 +223,48 @@ def _listed(names) -> str:
     return ", ".join(map(repr, names[:-1])) + f" or {names[-1]!r}"
 
 
+_SKIP = re.compile(r"\+(?P<point>[^\[\]]+)(?:\[(?P<start>-?\d*):(?P<end>-?\d*)\])?\Z")  # "+input[0:1]", "+rec"
+_skip_points = itertools.count()
+
+
+def _skip_units(entry: str, match, chosen: list) -> None:
+    """A skip connection named in layers=: "+input" or "+<name>" adds the model input or the data after the last
+    entry named so before it (a module, an activation, or a skip connection: "++tanh" adds the sum "+tanh" made),
+    whole or its features [start:end]; the ADD_SOURCE goes where that point is in `chosen`."""
+    point = match["point"]
+    if point == "input":
+        where = 0
+    else:
+        named = [i for i, u in enumerate(chosen) if _under(u.path, point)]
+        if not named:
+            raise ArchitectureError(
+                f"layers: {entry!r} adds the output of {point!r}, which is not an entry named before it (or "
+                "'input', the model input)"
+            )
+        where = named[-1] + 1
+    start, end = (int(b) if b not in (None, "") else None for b in (match["start"], match["end"]))
+    ident = next(_skip_points)
+    chosen.insert(where, Unit(entry, ADD_SOURCE, {}, reason="layers=", skip=ident))
+    chosen.append(Unit(entry, ADD_ENTRY, {}, reason="layers=", skip=(ident, start or 0, end)))
+
+
+def _under(path: str, entry: str) -> bool:
+    return path == entry or path.startswith(entry + ".")
+
+
 def select_layers(units: list, layers) -> list:
     """The units named by `layers` (module paths, a container's path standing for all its units), activation
-    names and the SHAPE_ENTRIES, in that order. Every unit with parameters must be used exactly once."""
+    names, the SHAPE_ENTRIES and skip connections ("+input[0:1]", "+<module>"), in that order. Every unit with
+    parameters must be used exactly once."""
     if isinstance(layers, str) or not all(isinstance(e, str) for e in layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
     chosen, used = [], {}
     for entry in layers:
-        matched = [u for u in units if u.kind != "activation" and (u.path == entry or u.path.startswith(entry + "."))]
+        skip = _SKIP.match(entry)
+        if skip:
+            _skip_units(entry, skip, chosen)
+            continue
+        matched = [u for u in units if u.kind != "activation" and _under(u.path, entry)]
         if matched:
             for u in matched:
                 if id(u) in used:
@@ -249,7 +284,8 @@ def select_layers(units: list, layers) -> list:
             modules = ", ".join(repr(u.path) for u in units if u.kind != "activation") or "(none)"
             raise ArchitectureError(
                 f"layers: {entry!r} is neither a module in the file (modules: {modules}), an "
-                f"activation (supported: {', '.join(acts.NAMES)}) nor {_listed(SHAPE_ENTRIES)}"
+                f"activation (supported: {', '.join(acts.NAMES)}), a skip connection ('+input', '+input[0:1]', "
+                f"'+<module>') nor {_listed(SHAPE_ENTRIES)}"
             )
         chosen.append(Unit(entry, "activation", {}, activation=act, reason="layers="))
     left = [u.path for u in units if u.params and id(u) not in used]
