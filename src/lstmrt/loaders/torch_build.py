@@ -412,8 +412,9 @@ def _final_step(units, per_unit) -> tuple:
     its final output is the pool of the whole sequence. Either way the model's predict returns one output per
     sequence; a recurrent layer, or another of these, after it would need a time axis that is gone."""
     specs, taken, points = [], None, {}  # points: ADD_SOURCE id -> how many specs came before it
-    for unit, unit_specs in zip(units, per_unit):
+    for at, (unit, unit_specs) in enumerate(zip(units, per_unit)):
         if unit.kind == ADD_SOURCE:
+            _refuse_in_place_after(unit, units[at + 1 :])
             points[unit.skip] = len(specs)
             continue
         if unit.kind == ADD_ENTRY:
@@ -447,10 +448,21 @@ def _final_step(units, per_unit) -> tuple:
     return specs, taken is not None
 
 
-def _width(specs, point: int) -> int:
-    """Features of the data after the first `point` specs (0: the model input)."""
+def _refuse_in_place_after(source, later) -> None:
+    """A module that changes its input in place (nn.ReLU(inplace=True)) right after a skip connection's source
+    changes the tensor the sum reads, as torch computes it; lstmrt's Add would read the value before it."""
+    following = next((u for u in later if u.kind not in SKIP_ENTRIES), None)
+    if following is not None and following.kind in _ACTIVATIONS and _option(following, "inplace") is True:
+        raise ArchitectureError(
+            f"module {following.label} (nn.{following.kind}(inplace=True)) changes in place the tensor a skip "
+            f"connection adds ({_taken_where(source)}): torch adds its output there; make it inplace=False"
+        )
+
+
+def _width(specs, point: int) -> int | None:
+    """Features of the data after the first `point` specs (0: the model input); None when no spec says yet."""
     after = next((s.output_size for s in reversed(specs[:point]) if s.output_size is not None), None)
-    return after if after is not None else next(s.input_size for s in specs if s.input_size is not None)
+    return after if after is not None else next((s.input_size for s in specs if s.input_size is not None), None)
 
 
 def _skip_add(unit, specs, point: int) -> Add:
@@ -458,6 +470,11 @@ def _skip_add(unit, specs, point: int) -> Add:
     the data after all of them. torch would broadcast a term of one feature to the other's; lstmrt adds as many."""
     _, start, end = unit.skip
     width, features = _width(specs, point), _width(specs, len(specs))
+    if width is None or features is None:
+        raise ArchitectureError(
+            f"a skip connection ({_taken_where(unit)}) adds before any layer with weights, where lstmrt does not yet "
+            "know the input's features"
+        )
     taken = range(width)[start:end]  # the slice as torch takes it (negative bounds from the end)
     source = "input" if point == 0 else point - 1
     what = "the input" if point == 0 else f"the output of layer {point - 1}"

@@ -190,7 +190,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
         units = []
         for tag, item in order:
             if tag == "child":
-                units += units_from_module(children[item], join(item), forward_order, walk)
+                child = children[item] if item in children else submodule(record, item)  # "layers.0": a loop
+                units += units_from_module(child, join(item), forward_order, walk)
             elif tag == SQUEEZE_ENTRY:
                 units.append(Unit(path, tag, {}, shape_op=item))
             elif tag in SKIP_ENTRIES:

@@ -15,7 +15,7 @@ from . import torchscript_pooling as pooling
 from . import torchscript_residual as residual
 from . import torchscript_shapes as shapes
 from . import torchscript_steps as steps
-from .torch_tree import CELLS, class_name, module_parts
+from .torch_tree import CELLS, class_name, module_parts, submodule
 from .torchscript_steps import Unfollowable as _Unfollowable
 
 _SIMPLE = {
@@ -84,7 +84,8 @@ class ForwardOrder:
             name = class_name(record)[0]
             raise ArchitectureError(
                 f"cannot follow {name}.forward in the TorchScript code ({exc}); pass "
-                f"layers=[...] naming its modules and activations in forward order{_packing_hint(cls.forward)}"
+                f"layers=[...] naming its modules, activations and skip connections ('+input', '+<name>') in "
+                f"forward order{_packing_hint(cls.forward)}"
             ) from None
 
 
@@ -104,6 +105,7 @@ _INT64_MAX = 2**63 - 1
 _ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone")  # a zero state stays a zero state
 _MADE_TENSORS = ("ones", "ones_like", "full", "full_like", "rand", "randn", "randn_like", "empty", "tensor")
 _FLOAT32 = 6  # torch's ScalarType code for float32, as x.to(torch.float32) appears in TorchScript code
+_CONVERSIONS = {"int": int, "float": float, "bool": bool, "len": len}
 _ARITHMETIC = {
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
@@ -135,6 +137,7 @@ class _Walker:
                 absent = default is not None and _const(default, "?") is None
                 bound[extra.arg] = ("const", None) if absent else ("input", extra.arg)
         self.env.update(bound)
+        self.given = [v for k, v in self.env.items() if k != (args[0].arg if args else None)]  # the caller's values
         self.name, self.body = fn.name, fn.body
 
     def run(self) -> list:
@@ -220,10 +223,15 @@ class _Walker:
             )
         raise _Unfollowable(f"{what} is not the network's data flow")
 
+    def child(self, name: str):
+        """The record of a child module, or of a submodule of one ("layers.0", an unrolled ModuleList loop)."""
+        head, _, rest = name.partition(".")
+        return submodule(self.children[head], rest) if rest else self.children[head]
+
     def recurrent_of(self, items, what="the final state"):
         """RecurrentInfo of the last torch.nn recurrent module in `items` (the one whose results are indexed)."""
         for tag, name in reversed(items):
-            info = steps.recurrent_info(self.children[name]) if tag == "child" else None
+            info = steps.recurrent_info(self.child(name)) if tag == "child" else None
             if info is not None:
                 return info
         raise _Unfollowable(f"{what} does not come from an nn.LSTM, nn.GRU or nn.RNN of this module")
@@ -273,14 +281,21 @@ class _Walker:
     def call(self, node):
         func = node.func
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) == 2:
-            if self.eval(node.args[0]) == ("self",) and _const(node.args[1]) in self.children:
-                return ("module", _const(node.args[1]))
+            owner, attr = self.eval(node.args[0]), _const(node.args[1])
+            if owner == ("self",) and attr in self.children:
+                return ("module", attr)
+            if owner[0] == "module" and isinstance(attr, str):  # getattr(self.layers, "0"): a loop over a ModuleList
+                try:
+                    self.child(f"{owner[1]}.{attr}")
+                except KeyError:
+                    raise _Unfollowable(f"call `{_code(node)}`: no such submodule") from None
+                return ("module", f"{owner[1]}.{attr}")
         if isinstance(func, ast.Name) and func.id == "unchecked_cast" and len(node.args) == 2:
             return self.eval(node.args[1])  # TorchScript's Optional[T] -> T: the value itself
-        if isinstance(func, ast.Name) and func.id in ("int", "float", "len") and len(node.args) == 1:
+        if isinstance(func, ast.Name) and func.id in _CONVERSIONS and len(node.args) == 1:
             value = self.eval(node.args[0])
             if value[0] == "const" and func.id != "len" and isinstance(value[1], (int, float)):
-                return ("const", int(value[1]) if func.id == "int" else float(value[1]))
+                return ("const", _CONVERSIONS[func.id](value[1]))  # `if self.skip:` is `if bool(self.skip):`
             return ("aux",) if value[0] in ("aux", "const", "attr", "seq") else self.refuse(node)
         if (
             isinstance(func, ast.Attribute)
@@ -361,14 +376,30 @@ class _Walker:
             raise _Unfollowable(f"call `{_code(node)}` adds in place to a slice of the features (a view)")
         terms = [v if v[0] == "sliced" else self.seq(v, "a term of the sum") for v in values[:2]]
         total = residual.add(terms, _code(node))
-        if op == "add_":  # in place: every name for that tensor, and slices of it (views), now see the sum
-            items = terms[0][1]
-            for name, value in list(self.env.items()):
-                if value == values[0]:
-                    self.env[name] = total
-                elif residual.sliced_view_of(value, items):
-                    self.env[name] = ("sliced", total[1], *value[2:])
+        if op == "add_":
+            self.check_in_place(values[0], node)
+            target = node.args[0].id if isinstance(node.args[0], ast.Name) else None
+            if target is not None:
+                self.env[target] = total
         return total
+
+    def check_in_place(self, value, node):
+        """`+=` changes the tensor itself: any other name for it (an alias, or a copy the walker cannot tell from
+        one), a view of it (a slice, the last step, a squeeze, an eval-mode no-op module's output), or the tensor
+        forward() was given (its caller may read it) would see the sum in torch. Refused, unless only the name
+        added to holds it."""
+        target = node.args[0].id if isinstance(node.args[0], ast.Name) else None
+        if value in self.given:
+            raise _Unfollowable(
+                f"`{_code(node)}` changes in place the tensor {self.name}() was given, which its caller may still "
+                "read; lstmrt follows `x = x + y`"
+            )
+        for name, other in self.env.items():
+            if name != target and residual.may_share(other, value[1], self.children):
+                raise _Unfollowable(
+                    f"`{_code(node)}` changes in place a tensor that {name!r} also holds or views; lstmrt follows "
+                    "`x = x + y`"
+                )
 
     def call_module(self, name, node):
         items = self.seq(self.eval(node.args[0]), f"the input of {name}")[1]
@@ -386,10 +417,10 @@ class _Walker:
             if not all(p in (("const", None), ("zeros",)) for p in parts):
                 raise _Unfollowable(f"{name} is called with more than its input and a zero initial state")
         items = items + (("child", name),)
-        info = steps.recurrent_info(self.children[name])
+        info = steps.recurrent_info(self.child(name))
         if info is not None:
             return steps.called(info, items)
-        kind = class_name(self.children[name])[0]
+        kind = class_name(self.child(name))[0]
         return ("pair" if kind in CELLS else "seq", items)
 
     def inline(self, method, node):

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import itertools
 
-from .torch_tree import ADD_ENTRY, ADD_SOURCE, TIME_ENDS
-from .torchscript_steps import Unfollowable, time_gone
+from .torch_live import _ACTIVATIONS
+from .torch_live import _NO_OPS as _NO_OP_MODULES
+from .torch_tree import ADD_ENTRY, ADD_SOURCE, SQUEEZE_ENTRY, TIME_ENDS, class_name
+from .torchscript_steps import LAST_STEP, Unfollowable, time_gone
 
 _INT64_MAX = 2**63 - 1
 _points = itertools.count()  # ids pairing an ADD_SOURCE with its ADD_ENTRY, unique across modules
@@ -35,8 +37,25 @@ def feature_slice(value, args):
     return ("sliced", value[1], start, end)
 
 
-def sliced_view_of(value, items) -> bool:
-    return value[0] == "sliced" and value[1] == items
+def may_share(value, items, children) -> bool:
+    """Whether `value` may be, or view, the tensor of the data after `items` (an in-place add there would change
+    it): the same flow (an alias or a copy: `clone` is followed as a no-op), its (output, state) pair, a slice, or
+    the flow followed by ops that return a view or the tensor itself (the last step, squeezes, an eval-mode dropout
+    or identity module, an activation module, which may be in place)."""
+    if value[0] in ("tuple", "list"):
+        return any(may_share(v, items, children) for v in value[1])
+    if value[0] not in ("seq", "sliced", "pair", "rnn") or value[1][: len(items)] != items:
+        return False
+    return all(
+        tag in _VIEWS or (tag == "child" and _keeps_storage(children.get(name))) for tag, name in value[1][len(items) :]
+    )
+
+
+_VIEWS = (LAST_STEP[0], SQUEEZE_ENTRY, ADD_SOURCE)  # out[:, -1] and squeezes are views; a skip's source changes nothing
+
+
+def _keeps_storage(record) -> bool:
+    return record is not None and class_name(record)[0] in (*_NO_OP_MODULES, *_ACTIVATIONS)
 
 
 def _path(items) -> tuple:
