@@ -101,7 +101,6 @@ def _packing_hint(fn: ast.FunctionDef) -> str:
 
 
 _MAX_INLINED = 8  # methods calling methods (init_hidden() and the like); deeper is not a plain forward()
-_INT64_MAX = 2**63 - 1
 _ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone")  # a zero state stays a zero state
 _MADE_TENSORS = ("ones", "ones_like", "full", "full_like", "rand", "randn", "randn_like", "empty", "tensor")
 _FLOAT32 = 6  # torch's ScalarType code for float32, as x.to(torch.float32) appears in TorchScript code
@@ -472,7 +471,11 @@ class _Walker:
         args = [self.number(a) for a in node.args[1:]]
         if op == "slice":
             dim, start, end, step = (args + [0, None, None, 1][len(args) :])[:4]
-            if start in (None, 0) and (end is None or (isinstance(end, int) and end >= _INT64_MAX)) and step == 1:
+            if (
+                start in (None, 0)
+                and (end is None or (isinstance(end, int) and end >= residual.INT64_MAX))
+                and step == 1
+            ):
                 return first  # `[:]` on one dimension: changes nothing
             if first[0] == "seq":
                 return residual.feature_slice(first, args)  # x[:, :, 0:1], a term of a skip connection

@@ -19,7 +19,7 @@ from .torch_live import _NO_OPS as _NO_OP_MODULES
 from .torch_tree import ADD_ENTRY, ADD_SOURCE, SQUEEZE_ENTRY, TIME_ENDS, class_name
 from .torchscript_steps import LAST_STEP, Unfollowable, time_gone
 
-_INT64_MAX = 2**63 - 1
+INT64_MAX = 2**63 - 1  # torch.slice's end for `[a:]` in TorchScript code
 _points = itertools.count()  # ids pairing an ADD_SOURCE with its ADD_ENTRY, unique across modules
 
 
@@ -33,7 +33,7 @@ def feature_slice(value, args):
     if step != 1 or not all(b is None or isinstance(b, int) for b in (start, end)):
         raise Unfollowable("a slice of the features with a step, or bounds computed from the data")
     start = start or 0
-    end = None if end is not None and end >= _INT64_MAX else end
+    end = None if end is not None and end >= INT64_MAX else end
     return ("sliced", value[1], start, end)
 
 
