@@ -16,7 +16,7 @@ import itertools
 
 from .torch_live import _ACTIVATIONS
 from .torch_live import _NO_OPS as _NO_OP_MODULES
-from .torch_tree import ADD_ENTRY, ADD_SOURCE, SQUEEZE_ENTRY, TIME_ENDS, class_name
+from .torch_tree import ADD_ENTRY, ADD_SOURCE, SQUEEZE_ENTRY, TIME_ENDS, class_name, module_parts
 from .torchscript_steps import LAST_STEP, Unfollowable, time_gone
 
 INT64_MAX = 2**63 - 1  # torch.slice's end for `[a:]` in TorchScript code
@@ -40,8 +40,8 @@ def feature_slice(value, args):
 def may_share(value, items, children) -> bool:
     """Whether `value` may be, or view, the tensor of the data after `items` (an in-place add there would change
     it): the same flow (an alias or a copy: `clone` is followed as a no-op), its (output, state) pair, a slice, or
-    the flow followed by ops that return a view or the tensor itself (the last step, squeezes, an eval-mode dropout
-    or identity module, an activation module, which may be in place)."""
+    the flow followed by ops that may return a view or the tensor itself (the last step, squeezes, the child modules
+    of _keeps_storage)."""
     if value[0] in ("tuple", "list"):
         return any(may_share(v, items, children) for v in value[1])
     if value[0] not in ("seq", "sliced", "pair", "rnn") or value[1][: len(items)] != items:
@@ -55,7 +55,14 @@ _VIEWS = (LAST_STEP[0], SQUEEZE_ENTRY, ADD_SOURCE)  # out[:, -1] and squeezes ar
 
 
 def _keeps_storage(record) -> bool:
-    return record is not None and class_name(record)[0] in (*_NO_OP_MODULES, *_ACTIVATIONS)
+    """Whether a child module may return its input's tensor: a dropout, identity or activation module, a Sequential
+    of those, or a user-defined module (its forward() is not seen from here)."""
+    if record is None:
+        return False
+    name, torch_nn = class_name(record)
+    if name == "Sequential" and torch_nn:
+        return all(_keeps_storage(child) for child in module_parts(record)[1].values())
+    return not torch_nn or name in (*_NO_OP_MODULES, *_ACTIVATIONS)
 
 
 def _path(items) -> tuple:
