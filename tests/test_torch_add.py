@@ -432,3 +432,31 @@ def test_layers_skip_connection_mistakes(tmp_path):
         lstmrt.load(tmp_path / "sd.pt", layers=["rec", "lin", "+rec"])
     with pytest.raises(lstmrt.LoadError, match=r"a skip connection \('\+input', '\+input\[0:1\]', '\+<module>'\)"):
         lstmrt.load(tmp_path / "sd.pt", layers=["rec", "lin", "+input[0:1"])
+
+
+class InnerBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 4, batch_first=True)
+
+    def forward(self, x):
+        return x + self.lstm(x)[0]
+
+
+class WithInnerBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp, self.block, self.head = nn.Linear(2, 4), InnerBlock(), nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(self.block(self.inp(x))) + x[:, :, 0:1]
+
+
+def test_layers_names_every_skip_even_inside_a_block(tmp_path):
+    """layers= states the whole order instead of the forward() code: a block's own skip is named there too."""
+    torch.manual_seed(0)
+    net, x = WithInnerBlock().eval(), torch.randn(2, 7, 2)
+    model = load_as(net, "script", x, tmp_path)  # read from the code
+    assert_close(model.predict(x.numpy()), run_torch(net, x))
+    named = lstmrt.load(tmp_path / "m.pt", layers=["inp", "block.lstm", "+inp", "head", "+input[0:1]"])
+    assert_close(named.predict(x.numpy()), run_torch(net, x))

@@ -28,6 +28,7 @@ SQUEEZE_ENTRY = "squeeze"  # out.squeeze(-1) of a one-feature output: predict dr
 SHAPE_ENTRIES = (*TIME_ENDS, SQUEEZE_ENTRY)  # the layers= entries that are not modules or activations
 ADD_SOURCE, ADD_ENTRY = "add_source", "add"  # a skip connection in forward(): where its earlier point is, the sum
 SKIP_ENTRIES = (ADD_SOURCE, ADD_ENTRY)
+SKIP_IDS = itertools.count()  # pair each ADD_SOURCE with its ADD_ENTRY: one counter for forward() code and layers=
 
 
 @dataclasses.dataclass
@@ -225,7 +226,6 @@ def _listed(names) -> str:
 
 
 _SKIP = re.compile(r"\+(?P<point>[^\[\]]+)(?:\[(?P<start>-?\d*):(?P<end>-?\d*)\])?\Z")  # "+input[0:1]", "+rec"
-_skip_points = itertools.count()
 
 
 def _skip_units(entry: str, match, chosen: list) -> None:
@@ -244,7 +244,7 @@ def _skip_units(entry: str, match, chosen: list) -> None:
             )
         where = named[-1] + 1
     start, end = (int(b) if b not in (None, "") else None for b in (match["start"], match["end"]))
-    ident = next(_skip_points)
+    ident = next(SKIP_IDS)
     chosen.insert(where, Unit(entry, ADD_SOURCE, {}, reason="layers=", skip=ident))
     chosen.append(Unit(entry, ADD_ENTRY, {}, reason="layers=", skip=(ident, start or 0, end)))
 

@@ -376,18 +376,17 @@ class _Walker:
         terms = [v if v[0] == "sliced" else self.seq(v, "a term of the sum") for v in values[:2]]
         total = residual.add(terms, _code(node))
         if op == "add_":
-            self.check_in_place(values[0], node)
             target = node.args[0].id if isinstance(node.args[0], ast.Name) else None
+            self.check_in_place(values[0], target, node)
             if target is not None:
                 self.env[target] = total
         return total
 
-    def check_in_place(self, value, node):
+    def check_in_place(self, value, target, node):
         """`+=` changes the tensor itself: any other name for it (an alias, or a copy the walker cannot tell from
         one), a view of it (a slice, the last step, a squeeze, an eval-mode no-op module's output), or the tensor
         forward() was given (its caller may read it) would see the sum in torch. Refused, unless only the name
-        added to holds it."""
-        target = node.args[0].id if isinstance(node.args[0], ast.Name) else None
+        added to (`target`, None for an expression) holds it."""
         if value in self.given:
             raise _Unfollowable(
                 f"`{_code(node)}` changes in place the tensor {self.name}() was given, which its caller may still "

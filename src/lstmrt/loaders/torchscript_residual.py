@@ -12,15 +12,12 @@ Values this module makes: ("sliced", items, start, end), the features [start, en
 
 from __future__ import annotations
 
-import itertools
-
 from .torch_live import _ACTIVATIONS
 from .torch_live import _NO_OPS as _NO_OP_MODULES
-from .torch_tree import ADD_ENTRY, ADD_SOURCE, SQUEEZE_ENTRY, TIME_ENDS, class_name, module_parts
+from .torch_tree import ADD_ENTRY, ADD_SOURCE, SKIP_IDS, SQUEEZE_ENTRY, TIME_ENDS, class_name, module_parts
 from .torchscript_steps import LAST_STEP, Unfollowable, time_gone
 
 INT64_MAX = 2**63 - 1  # torch.slice's end for `[a:]` in TorchScript code
-_points = itertools.count()  # ids pairing an ADD_SOURCE with its ADD_ENTRY, unique across modules
 
 
 def feature_slice(value, args):
@@ -103,5 +100,5 @@ def add(terms, code: str):
             "lstmrt adds the same step of both"
         )
     start, end = terms[skip][2:] if terms[skip][0] == "sliced" else (0, None)
-    point = next(_points)
+    point = next(SKIP_IDS)
     return ("seq", items[:position] + ((ADD_SOURCE, point),) + after + ((ADD_ENTRY, (point, start, end)),))
