@@ -167,6 +167,31 @@ int64_t lstmrt_model_state_size(const lstmrt_model_t *model);
 /* Bytes of packed weights held by the model. */
 int64_t lstmrt_model_weight_bytes(const lstmrt_model_t *model);
 
+/* Floats that weight array `slot` (0 weight_ih, 1 weight_hh, 2 bias_ih, 3 bias_hh, 4 weight_peephole, 5 weight_proj,
+ * the order of lstmrt_direction_weights) of direction `direction` holds for this desc when given; 0 for an array the
+ * layer does not read, -1 when the kind or a size it depends on is out of range. */
+int64_t lstmrt_layer_weight_floats(const lstmrt_layer_desc *layer, int32_t direction, int32_t slot);
+
+/* Model files (.lstmrt): a model's layer descs and float32 weights in one little-endian file, written by the Python
+ * package (Model.save, `lstmrt export`); layout in docs/model-file.md. Every offset, count and size is checked and
+ * the descs pass lstmrt_model_create's validation before a weight is read: a damaged file fails with
+ * INVALID_ARGUMENT and a message (a file of a newer format version: UNSUPPORTED). */
+typedef struct lstmrt_file_info {
+    int32_t num_layers;
+    const char *options;  /* the Python package's Model options, UTF-8 JSON (not NUL-terminated); C needs none */
+    size_t options_bytes; /* 0 when the file has none */
+} lstmrt_file_info;
+
+/* A model from a file's bytes (copied: data may be freed afterwards; any alignment). */
+lstmrt_status lstmrt_model_load(const void *data, size_t size, lstmrt_model_t **out);
+/* A model from a file on disk (read whole, then as lstmrt_model_load). */
+lstmrt_status lstmrt_model_load_file(const char *path, lstmrt_model_t **out);
+/* The descs of a file without creating a model: their weight pointers point into `data`, which must be 4-byte
+ * aligned and outlive them. With layers NULL only the header is checked and info->num_layers set; then call again
+ * with capacity >= num_layers. */
+lstmrt_status lstmrt_file_read(const void *data, size_t size, lstmrt_layer_desc *layers, int32_t capacity,
+                               lstmrt_file_info *info);
+
 /* Whole sequences from a zero state. x: (batch, steps, input_size); y: (batch, steps, output_size).
  * lengths (batch) optional: steps t >= lengths[b] are padding (state carried, final outputs zero; the
  * backward direction starts at each sequence's own last step). mask (batch, steps) optional: 0 marks a

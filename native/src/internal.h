@@ -7,6 +7,7 @@
 
 /* Sizes are bounded so that every product of two of them fits comfortably in int64 and a float index. */
 #define LSTMRT_MAX_DIM (1 << 24)
+#define LSTMRT_MAX_LAYERS 4096
 
 /* A sequence of feature rows: row (b, t) starts at data + b * batch_stride + t * time_stride. */
 typedef struct seq_view {
@@ -110,6 +111,8 @@ struct lstmrt_stream {
 
 /* error.c */
 lstmrt_status lstmrt__fail(lstmrt_status status, const char *fmt, ...);
+/* The checks of lstmrt_model_create on a chain of descs, weights not read (model.c; also for model files). */
+lstmrt_status lstmrt__validate_layers(const lstmrt_layer_desc *layers, int32_t num_layers);
 void lstmrt__clear_error(void);
 
 /* memory.c: 64-byte aligned blocks */

@@ -128,6 +128,44 @@ static int32_t layer_output_size(const lstmrt_layer_desc *d)
     }
 }
 
+int64_t lstmrt_layer_weight_floats(const lstmrt_layer_desc *d, int32_t direction, int32_t slot)
+{
+    if (!d || (int)d->kind < 0 || d->kind >= LSTMRT_LAYER_KIND_COUNT || !dim_ok(d->input_size))
+        return -1;
+    if (direction < 0 || direction > 1 || slot < 0 || slot > 5)
+        return 0;
+    const int64_t I = d->input_size, H = d->hidden_size, P = d->proj_size;
+    switch (d->kind) {
+    case LSTMRT_LAYER_LSTM:
+    case LSTMRT_LAYER_GRU:
+    case LSTMRT_LAYER_RNN: {
+        if (!dim_ok(H) || (P != 0 && !dim_ok(P)))
+            return -1;
+        if (direction >= d->num_directions)
+            return 0;
+        const int64_t G = gate_count(d->kind) * H;
+        const int64_t per_slot[6] = {G * I,
+                                     G * (P > 0 ? P : H),
+                                     G,
+                                     G,
+                                     d->kind == LSTMRT_LAYER_LSTM ? 3 * H : 0,
+                                     d->kind == LSTMRT_LAYER_LSTM ? P * H : 0};
+        return per_slot[slot];
+    }
+    case LSTMRT_LAYER_DENSE:
+        if (!dim_ok(H))
+            return -1;
+        return direction != 0 ? 0 : slot == 0 ? H * I : slot == 2 ? H : 0;
+    case LSTMRT_LAYER_AFFINE:
+    case LSTMRT_LAYER_NORM: return direction == 0 && (slot == 0 || slot == 2) ? I : 0;
+    case LSTMRT_LAYER_EMBEDDING:
+        if (!dim_ok(H) || !dim_ok(d->num_embeddings))
+            return -1;
+        return direction == 0 && slot == 0 ? (int64_t)d->num_embeddings * H : 0;
+    default: return 0;
+    }
+}
+
 static float *copy_floats(const float *src, int64_t n, int64_t *bytes)
 {
     float *dst = lstmrt__alloc_floats(n);
@@ -288,6 +326,29 @@ static void keep_add_sources(lstmrt_model_t *m)
     }
 }
 
+lstmrt_status lstmrt__validate_layers(const lstmrt_layer_desc *layers, int32_t num_layers)
+{
+    if (num_layers < 1 || num_layers > LSTMRT_MAX_LAYERS)
+        return FAIL("need between 1 and %d layers, got %d", LSTMRT_MAX_LAYERS, num_layers);
+    for (int32_t l = 0; l < num_layers; l++) {
+        lstmrt_status s = validate_layer(&layers[l], l);
+        if (s != LSTMRT_STATUS_OK)
+            return s;
+        if (l > 0 && layers[l].input_size != layer_output_size(&layers[l - 1]))
+            return FAIL("layer %d: input_size %d but layer %d outputs %d features", l, layers[l].input_size, l - 1,
+                        layer_output_size(&layers[l - 1]));
+        if (layers[l].kind == LSTMRT_LAYER_ADD) {
+            const int32_t from = layers[l].add_from;
+            const int64_t width = from == 0 ? layers[0].input_size : layer_output_size(&layers[from - 1]);
+            if ((int64_t)layers[l].add_offset + layers[l].input_size > width)
+                return FAIL("layer %d: adds features [%d, %lld) of %s, which has %lld", l, layers[l].add_offset,
+                            (long long)layers[l].add_offset + layers[l].input_size,
+                            from == 0 ? "the model input" : "a layer's output", (long long)width);
+        }
+    }
+    return LSTMRT_STATUS_OK;
+}
+
 void lstmrt_model_free(lstmrt_model_t *m)
 {
     if (!m)
@@ -309,24 +370,9 @@ lstmrt_status lstmrt_model_create(const lstmrt_layer_desc *layers, int32_t num_l
     *out = NULL;
     if (!layers)
         return FAIL("layers is NULL");
-    if (num_layers < 1 || num_layers > 4096)
-        return FAIL("need between 1 and 4096 layers, got %d", num_layers);
-    for (int32_t l = 0; l < num_layers; l++) {
-        lstmrt_status s = validate_layer(&layers[l], l);
-        if (s != LSTMRT_STATUS_OK)
-            return s;
-        if (l > 0 && layers[l].input_size != layer_output_size(&layers[l - 1]))
-            return FAIL("layer %d: input_size %d but layer %d outputs %d features", l, layers[l].input_size, l - 1,
-                        layer_output_size(&layers[l - 1]));
-        if (layers[l].kind == LSTMRT_LAYER_ADD) {
-            const int32_t from = layers[l].add_from;
-            const int64_t width = from == 0 ? layers[0].input_size : layer_output_size(&layers[from - 1]);
-            if ((int64_t)layers[l].add_offset + layers[l].input_size > width)
-                return FAIL("layer %d: adds features [%d, %lld) of %s, which has %lld", l, layers[l].add_offset,
-                            (long long)layers[l].add_offset + layers[l].input_size,
-                            from == 0 ? "the model input" : "a layer's output", (long long)width);
-        }
-    }
+    lstmrt_status status = lstmrt__validate_layers(layers, num_layers);
+    if (status != LSTMRT_STATUS_OK)
+        return status;
     lstmrt_model_t *m = calloc(1, sizeof *m);
     if (!m || !(m->layers = calloc((size_t)num_layers, sizeof(layer))) ||
         !(m->predict_team = calloc(1, sizeof(team_slot)))) {

@@ -149,57 +149,21 @@ template <typename T> T field(const py::dict &d, const char *key, size_t layer)
     return cast_or_type_error<T>(d[key], "layer " + std::to_string(layer) + ": field '" + key + "' has the wrong type");
 }
 
-// Elements the C runtime reads through a weight pointer, from the desc's sizes: the C API takes bare pointers,
-// so the binding is the last place that knows the arrays' lengths. -1: a size is not positive or the product
-// overflows; lstmrt_model_create then refuses the desc before reading any weight.
-int64_t elements(std::initializer_list<int64_t> dims)
-{
-    int64_t n = 1;
-    for (int64_t d : dims) {
-        if (d < 1 || n > INT64_MAX / d)
-            return -1;
-        n *= d;
-    }
-    return n;
-}
-
-int64_t required(const lstmrt_layer_desc &L, const char *key)
-{
-    const int64_t I = L.input_size, H = L.hidden_size, P = L.proj_size;
-    const int64_t gates = L.kind == LSTMRT_LAYER_LSTM ? 4 : L.kind == LSTMRT_LAYER_GRU ? 3 : 1;
-    const std::string k = key;
-    switch (L.kind) {
-    case LSTMRT_LAYER_LSTM:
-    case LSTMRT_LAYER_GRU:
-    case LSTMRT_LAYER_RNN:
-        if (k == "weight_ih")
-            return elements({gates, H, I});
-        if (k == "weight_hh")
-            return elements({gates, H, P > 0 ? P : H});
-        if (k == "bias_ih" || k == "bias_hh")
-            return elements({gates, H});
-        if (k == "weight_peephole")
-            return elements({3, H});
-        return elements({P, H}); // weight_proj
-    case LSTMRT_LAYER_DENSE: return k == "weight_ih" ? elements({H, I}) : elements({H});
-    case LSTMRT_LAYER_AFFINE:
-    case LSTMRT_LAYER_NORM: return elements({I});
-    case LSTMRT_LAYER_EMBEDDING: return elements({L.num_embeddings, H});
-    default: return -1;
-    }
-}
+// The weight arrays of a direction, in the order of lstmrt_direction_weights (lstmrt_layer_weight_floats' slots).
+const char *const kWeights[] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_peephole", "weight_proj"};
 
 // The weight `key` of direction dict `w` as a float32 C-contiguous array (kept alive in `keep`), its size checked
 // against what the desc makes the C runtime read. NULL when absent.
-const float *weight_ptr(const py::dict &w, const char *key, const lstmrt_layer_desc &L, size_t layer,
-                        std::vector<f32array> &keep)
+const float *weight_ptr(const py::dict &w, const char *key, const lstmrt_layer_desc &L, int32_t direction, int32_t slot,
+                        size_t layer, std::vector<f32array> &keep)
 {
     if (!w.contains(key) || w[key].is_none())
         return nullptr;
     f32array arr = cast_or_type_error<f32array>(w[key], "layer " + std::to_string(layer) + ": " + key +
                                                             " must be a float32 array");
-    const int64_t need = required(L, key);
-    if (need >= 0 && arr.size() != need)
+    // the C API takes bare pointers: this is the last place that knows the array's length
+    const int64_t need = lstmrt_layer_weight_floats(&L, direction, slot);
+    if (need > 0 && arr.size() != need)
         throw py::value_error("layer " + std::to_string(layer) + ": " + key + " has " + std::to_string(arr.size()) +
                               " elements but kind " + std::to_string((int)L.kind) + " with input_size " +
                               std::to_string(L.input_size) + ", hidden_size " + std::to_string(L.hidden_size) +
@@ -214,8 +178,6 @@ Model::Model(const py::list &layers)
 {
     std::vector<f32array> keep; // the arrays stay alive until lstmrt_model_create has copied them
     std::vector<lstmrt_layer_desc> descs;
-    static const char *const kWeights[] = {"weight_ih", "weight_hh",       "bias_ih",
-                                           "bias_hh",   "weight_peephole", "weight_proj"};
     for (auto item : layers) {
         const size_t i = descs.size();
         if (!py::isinstance<py::dict>(item))
@@ -251,7 +213,7 @@ Model::Model(const py::list &layers)
             const float **slots[] = {&L.weights[k].weight_ih, &L.weights[k].weight_hh,       &L.weights[k].bias_ih,
                                      &L.weights[k].bias_hh,   &L.weights[k].weight_peephole, &L.weights[k].weight_proj};
             for (size_t j = 0; j < 6; j++)
-                *slots[j] = weight_ptr(w, kWeights[j], L, i, keep);
+                *slots[j] = weight_ptr(w, kWeights[j], L, (int32_t)k, (int32_t)j, i, keep);
         }
         descs.push_back(L);
     }
@@ -260,6 +222,69 @@ Model::Model(const py::list &layers)
     check(lstmrt_model_create(descs.data(), (int32_t)descs.size(), &ptr));
     tokens = descs[0].kind == LSTMRT_LAYER_EMBEDDING;
     num_embeddings = descs[0].num_embeddings;
+}
+
+// A model file's layers as the dicts Model takes (each weight a flat float32 copy), and its options (JSON bytes for
+// the Python package). lstmrt_file_read checks the whole file; its weights are read in place, so a buffer that is
+// not 4-byte aligned is copied first.
+py::tuple read_model_file(const py::buffer &file)
+{
+    const py::buffer_info buf = file.request();
+    if (buf.ndim != 1 || buf.itemsize != 1)
+        throw py::type_error("a model file's bytes must be a 1-D byte buffer");
+    const void *data = buf.ptr;
+    std::vector<float> aligned;
+    if (reinterpret_cast<uintptr_t>(data) % alignof(float) != 0) {
+        aligned.resize((size_t)buf.size / sizeof(float) + 1);
+        std::memcpy(aligned.data(), buf.ptr, (size_t)buf.size);
+        data = aligned.data();
+    }
+    lstmrt_file_info info;
+    check(lstmrt_file_read(data, (size_t)buf.size, nullptr, 0, &info));
+    std::vector<lstmrt_layer_desc> descs((size_t)info.num_layers);
+    check(lstmrt_file_read(data, (size_t)buf.size, descs.data(), info.num_layers, &info));
+    py::list layers;
+    for (const lstmrt_layer_desc &L : descs) {
+        py::dict d;
+        d["kind"] = (int)L.kind;
+        d["input_size"] = L.input_size;
+        d["hidden_size"] = L.hidden_size;
+        d["proj_size"] = L.proj_size;
+        d["num_embeddings"] = L.num_embeddings;
+        d["num_directions"] = L.num_directions;
+        d["merge_mode"] = (int)L.merge_mode;
+        d["activations"] = py::make_tuple((int)L.activations[0], (int)L.activations[1], (int)L.activations[2]);
+        d["cell_clip"] = L.cell_clip;
+        d["linear_before_reset"] = L.linear_before_reset;
+        d["hold_masked_output"] = L.hold_masked_output;
+        d["go_backwards"] = L.go_backwards;
+        d["final_only"] = L.final_only;
+        d["epsilon"] = L.epsilon;
+        d["norm_mode"] = (int)L.norm_mode;
+        d["pool_mode"] = (int)L.pool_mode;
+        d["add_from"] = L.add_from;
+        d["add_offset"] = L.add_offset;
+        py::list dirs;
+        for (int32_t k = 0; k < L.num_directions; k++) {
+            const lstmrt_direction_weights &w = L.weights[k];
+            const float *const slots[] = {w.weight_ih, w.weight_hh,       w.bias_ih,
+                                          w.bias_hh,   w.weight_peephole, w.weight_proj};
+            py::dict arrays;
+            for (int32_t j = 0; j < 6; j++) {
+                if (!slots[j]) {
+                    arrays[kWeights[j]] = py::none();
+                    continue;
+                }
+                f32array a(lstmrt_layer_weight_floats(&L, k, j));
+                std::memcpy(a.mutable_data(), slots[j], (size_t)a.nbytes());
+                arrays[kWeights[j]] = a;
+            }
+            dirs.append(arrays);
+        }
+        d["weights"] = dirs;
+        layers.append(d);
+    }
+    return py::make_tuple(layers, py::bytes(info.options, info.options_bytes));
 }
 
 struct Stream;
@@ -466,6 +491,7 @@ PYBIND11_MODULE(_native, mod)
         .def("compute", &Probe::run<lstmrt_probe_compute>, py::arg("passes"))
         .def_property_readonly("stream_bytes", [](const Probe &p) { return lstmrt_probe_stream_bytes(p.ptr); })
         .def_property_readonly("compute_flops", [](const Probe &p) { return lstmrt_probe_compute_flops(p.ptr); });
+    mod.def("read_model_file", &read_model_file, py::arg("data"));
     mod.def("kernel_tier", []() { return std::string(lstmrt_kernel_tier()); });
     mod.def("cpu_features", []() { return std::string(lstmrt_cpu_features()); });
     mod.attr("ACTIVATION_COUNT") = (int)LSTMRT_ACT_COUNT;

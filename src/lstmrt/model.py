@@ -53,6 +53,7 @@ class Model:
             size = spec.output_size if spec.output_size is not None else size
             widths.append(size)
         self._native = _native.Model(descs)
+        self._descs = tuple(descs)  # what the C runtime was given: Model.save writes it
         self._layers = tuple(layers)
         self._output_size = int(size)
         self._tokens = isinstance(layers[0], Embedding)
@@ -92,6 +93,14 @@ class Model:
             "return_sequences": self._return_sequences,
             "squeeze_output": self._squeeze_output,
         }
+
+    def save(self, file) -> None:
+        """Write lstmrt's model file (.lstmrt by convention; docs/model-file.md): the layers, weights and options,
+        which lstmrt.load reads back and the C library loads without Python (lstmrt_model_load_file). file: a path
+        or a binary file object."""
+        from .model_file import save
+
+        save(self, file)
 
     # -- description ---------------------------------------------------------------------------------------
     @property

@@ -14,6 +14,7 @@ import zipfile
 
 from ..errors import CorruptFileError, LayerOrderWarning, UnsupportedModelError
 from ..model import Model
+from ..model_file import looks_like_model_file
 from .safety import file_errors, open_zip
 from .safetensors import looks_like_safetensors, read_header, read_safetensors
 from .torch_build import build_model
@@ -37,11 +38,13 @@ FORMATS = {
     "torchscript": "TorchScript archive",
     "safetensors": "safetensors file",
     "keras": "Keras model file",
+    "lstmrt": "lstmrt model file",
 }
 
 
 def load(source, *, key=None, prefix=None, layers=None) -> Model:
-    """A Model from `source`: a file path (torch.save zip or legacy, TorchScript, safetensors, Keras .h5/.keras)
+    """A Model from `source`: a file path (torch.save zip or legacy, TorchScript, safetensors, Keras .h5/.keras,
+    lstmrt's own .lstmrt)
     or a live torch nn.Module / Keras model. key: where a checkpoint dict nests the state dict (found alone when
     there is one obvious candidate). prefix: only the modules under this dotted path ("decoder.rnn").
     layers: the forward order, as module names of the file and activation names (["gru", "head", "relu"]).
@@ -60,6 +63,15 @@ def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
     with file_errors(path, reading=True):
         fmt = detect_format(path)
     info = {"format": FORMATS[fmt], "path": path, "key": None, "prefix": prefix}
+    if fmt == "lstmrt":
+        _not_applicable(key=key, prefix=prefix, layers=layers, where="lstmrt model files (they hold one model)")
+        from ..model_file import from_bytes
+
+        with file_errors(path, reading=True):
+            with open(path, "rb") as f:
+                data = f.read()
+            info["content"] = "lstmrt model"
+            return from_bytes(data, path), info
     if fmt == "keras":
         _not_applicable(key=key, prefix=prefix, where="Keras files")
         from .keras import load_keras
@@ -125,6 +137,8 @@ def detect_format(path: str) -> str:
         size = os.fstat(f.fileno()).st_size
     if _is_keras(path, head):
         return "keras"
+    if looks_like_model_file(head):
+        return "lstmrt"
     if zipfile.is_zipfile(path):
         from .torch_file import archive_root
 
