@@ -16,6 +16,7 @@ COMMANDS = {
     "info": "version, CPU features seen and the kernel tier in use",
     "inspect": "print the layers, sizes and parameter count found in a checkpoint",
     "run": "stream a .npy/.csv input through a checkpoint's model",
+    "export": "write a checkpoint's model as an lstmrt model file (or C array) that the C library loads alone",
     "bench": "benchmark lstmrt against PyTorch / ONNX Runtime / TFLite (when installed)",
 }
 

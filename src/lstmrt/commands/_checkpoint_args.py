@@ -9,7 +9,7 @@ LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, ImportError, pickle.Unp
 
 
 def add_load_arguments(parser):
-    parser.add_argument("file", help="checkpoint: torch.save (zip or legacy), TorchScript, safetensors, Keras")
+    parser.add_argument("file", help="checkpoint: torch.save (zip or legacy), TorchScript, safetensors, Keras, .lstmrt")
     parser.add_argument("--key", help="where a checkpoint dict nests the state dict (default: the one candidate)")
     parser.add_argument("--prefix", help="load only the modules under this dotted path, e.g. decoder.rnn")
     parser.add_argument(
