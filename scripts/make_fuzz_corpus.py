@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write the fuzzing seed corpus tests/fuzz_corpus/: one small valid file per format lstmrt.load reads, made by
-the real frameworks (torch, Keras 3, tf_keras), and MANIFEST.json describing them.
+the real frameworks (torch, Keras 3, tf_keras) and lstmrt's own model files saved from them, and MANIFEST.json
+describing them.
 
     python scripts/make_fuzz_corpus.py            # rewrite tests/fuzz_corpus/
     python scripts/make_fuzz_corpus.py --check    # write to a temporary directory and load every file
@@ -122,6 +123,20 @@ def keras_files(out: Path) -> list:
     return files
 
 
+def model_files(out: Path, lstmrt) -> list:
+    """lstmrt's own model files, saved from corpus files: a bidirectional projected stack, a token model and a
+    masked Keras model (a KerasModel, whose options the file carries)."""
+    files = []
+    for name, source, args in (
+        ("stack.lstmrt", "whole_module.pt", {}),
+        ("tokens.lstmrt", "checkpoint.pt", {"layers": ["embedding", "lstm", "decoder"]}),
+        ("keras3.lstmrt", "keras3.keras", {}),
+    ):
+        lstmrt.load(out / source, **args).save(out / name)
+        files.append({"file": name, "format": "lstmrt", "load": {}})
+    return files
+
+
 def load_args(entry: dict, directory: Path) -> dict:
     """The keyword arguments for lstmrt.load of a manifest entry (a layers= .json file becomes its dict: the
     architecture of a Keras weights-only file)."""
@@ -145,6 +160,7 @@ def main(argv=None) -> int:
         for old in out.iterdir() if not args.check else ():
             old.unlink()
         files = torch_files(out) + keras_files(out)
+        files += model_files(out, lstmrt)
         for entry in files:
             model = lstmrt.load(out / entry["file"], **load_args(entry, out))
             entry["input_size"], entry["output_size"] = model.input_size, model.output_size

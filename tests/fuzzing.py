@@ -33,6 +33,7 @@ import time
 import traceback
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -382,6 +383,29 @@ def legacy_pickle(data: bytes, rng) -> bytes:
     return data[:start] + pickle_ops(data[start:end], rng) + data[end:]
 
 
+MODEL_FILE_HEADER, MODEL_FILE_RECORD = 64, 272  # docs/model-file.md
+
+
+def model_file_mutation(data: bytes, rng) -> bytes:
+    """An lstmrt model file with a field of its header or layer records (or any byte) changed, then, mostly, its
+    checksum recomputed: otherwise the checksum refuses nearly every change before the structural checks see it."""
+    if len(data) < MODEL_FILE_HEADER:
+        return bytes_mutation(data, rng)
+    layers = min(int.from_bytes(data[24:28], "little"), 64)
+    fields_end = min(len(data), MODEL_FILE_HEADER + layers * MODEL_FILE_RECORD)
+    if rng.random() < 0.7:
+        width = rng.choice([4, 4, 8])
+        at = rng.randrange(0, max(1, fields_end - width), 4)
+        value = rng.choice(INTERESTING + [-1, -(2**31), 2**32 - 1, len(data), len(data) - 4])
+        mutated = data[:at] + (value % (1 << (8 * width))).to_bytes(width, "little") + data[at + width :]
+    else:
+        mutated = bytes_mutation(data, rng)
+    if rng.random() < 0.9 and len(mutated) >= 16:
+        crc = zlib.crc32(mutated[16:]).to_bytes(4, "little")
+        mutated = mutated[:12] + crc + mutated[16:]
+    return mutated
+
+
 def mutators_for(fmt: str) -> list:
     """(name, function(data, rng)) for a corpus format, structure-aware ones first."""
     if fmt in ("torch-zip", "torchscript"):
@@ -397,6 +421,8 @@ def mutators_for(fmt: str) -> list:
                 lambda d, r: zip_rewrite(d, r, member_mutation) if d[:2] == b"PK" else hdf5_mutation(d, r),
             )
         ] * 2 + [("bytes", bytes_mutation)] * 2
+    if fmt == "lstmrt":
+        return [("model-file", model_file_mutation)] * 3 + [("bytes", bytes_mutation)]
     raise ValueError(fmt)
 
 
