@@ -15,7 +15,7 @@ import zipfile
 from ..errors import CorruptFileError, LayerOrderWarning, UnsupportedModelError
 from ..model import Model
 from ..model_file import looks_like_model_file
-from .safety import file_errors, open_zip
+from .safety import Budget, file_errors, open_zip
 from .safetensors import looks_like_safetensors, read_header, read_safetensors
 from .torch_build import build_model
 from .torch_checkpoint import select_model
@@ -69,6 +69,7 @@ def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
 
         with file_errors(path, reading=True):
             with open(path, "rb") as f:
+                Budget(path).take(os.fstat(f.fileno()).st_size // 4, 4, "the file")  # all of it is weights, nearly
                 data = f.read()
             info["content"] = "lstmrt model"
             return from_bytes(data, path), info
