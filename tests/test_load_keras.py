@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from conftest import ATOL, assert_close  # noqa: E402
 
+import lstmrt  # noqa: E402
 from lstmrt import UnsupportedModelError  # noqa: E402
 from lstmrt.loaders.keras import is_keras_file, load_keras  # noqa: E402
 
@@ -385,6 +386,18 @@ def test_matches_framework(built, version, case, fmt):
         assert is_keras_file(source)
     model = load_keras(source, layers=layers)
     assert_close(model.predict(X), expected, what=f"{version} {case} {fmt}")
+
+
+@pytest.mark.parametrize("version, case", [(v, c) for v in VERSIONS for c in CASES])
+def test_model_files_keep_every_case(built, version, case, tmp_path):
+    """Each case saved as lstmrt's own file loads back as the same kind of model (a KerasModel keeps its masking)
+    and still matches Keras."""
+    sources, X, expected = built(version, case)
+    model = load_keras(sources["live"][0])
+    model.save(tmp_path / "model.lstmrt")
+    loaded = lstmrt.load(tmp_path / "model.lstmrt")
+    assert type(loaded) is type(model)
+    assert_close(loaded.predict(X), expected, what=f"{version} {case} via .lstmrt")
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -202,6 +202,17 @@ def test_formats_match_torch(name, fmt, tmp_path, rng):
     assert_close(model.predict(X[0]), reference(module, X[:1])[0])
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_model_files_keep_every_model(name, tmp_path, rng):
+    """Each model, loaded from the live module and saved as lstmrt's own file, loads back without torch's help and
+    still matches torch."""
+    module = make(name)
+    X = example(name, rng)
+    lstmrt.load(module).save(tmp_path / "model.lstmrt")
+    model = lstmrt.load(tmp_path / "model.lstmrt")
+    assert_close(model.predict(X), reference(module, X))
+
+
 @pytest.mark.parametrize("fmt", ["whole", "script", "trace"])
 def test_rnn_relu_nonlinearity_read_from_module_tree(fmt, tmp_path, rng):
     torch.manual_seed(1)
