@@ -76,8 +76,10 @@ static int little_endian_host(void)
 /* The header: magic, version, size, checksum, layer count and record size, options. */
 static lstmrt_status read_header(const unsigned char *p, size_t size, lstmrt_file_info *info)
 {
-    if (size < HEADER_BYTES || memcmp(p, MAGIC, sizeof MAGIC) != 0)
+    if (size < sizeof MAGIC || memcmp(p, MAGIC, sizeof MAGIC) != 0)
         return FAIL("not an lstmrt model file (no lstmrt header)");
+    if (size < HEADER_BYTES)
+        return FAIL("model file of %zu bytes: truncated (its header alone has %d)", size, HEADER_BYTES);
     const uint32_t version = u32_at(p + 8);
     if (version != FORMAT_VERSION)
         return lstmrt__fail(LSTMRT_STATUS_UNSUPPORTED,

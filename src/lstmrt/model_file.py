@@ -119,8 +119,9 @@ def looks_like_model_file(head: bytes) -> bool:
 def from_bytes(data, where: str = "model file") -> Model:
     """The Model of a model file's bytes. A damaged file raises CorruptFileError, a newer format
     UnsupportedModelError, both naming `where`."""
+    data = memoryview(data).cast("B")  # outside the try: a wrong argument is the caller's TypeError
     try:
-        descs, options = _native.read_model_file(memoryview(data).cast("B"))
+        descs, options = _native.read_model_file(data)
     except TypeError as exc:  # UNSUPPORTED from C: a newer format version, or a big-endian host
         raise UnsupportedModelError(f"{where}: {exc}") from None
     except ValueError as exc:
@@ -139,10 +140,13 @@ def _options(raw: bytes, where: str) -> tuple:
         options = json.loads(raw.decode("utf-8")) if raw else {"class": "Model"}
     except (UnicodeDecodeError, ValueError) as exc:
         raise CorruptFileError(f"{where}: its options are not JSON ({exc})") from None
+    if not isinstance(options, dict):
+        raise CorruptFileError(f"{where}: its options are {type(options).__name__}, not a JSON object")
     classes = _model_classes()
-    if not isinstance(options, dict) or options.get("class") not in classes:
-        name = options.get("class") if isinstance(options, dict) else options
-        raise UnsupportedModelError(f"{where}: model class {name!r}; this lstmrt knows {', '.join(classes)}")
+    if options.get("class") not in classes:
+        raise UnsupportedModelError(
+            f"{where}: model class {options.get('class')!r}; this lstmrt knows {', '.join(classes)}"
+        )
     cls, known = classes[options.pop("class")]
     unknown = sorted(set(options) - set(known))
     if unknown:
@@ -187,7 +191,7 @@ def _or(value, default):
 def _recurrent(kind: str, d: dict, w: dict):
     n_in, H, P = d["input_size"], d["hidden_size"], d["proj_size"]
     G = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
-    names = [acts.NAMES[a] for a in d["activations"]]
+    names = [acts.NAMES[a] for a in d["activations"][: {"lstm": 3, "gru": 2, "rnn": 1}[kind]]]  # C reads no more
     args = (w["weight_ih"].reshape(G * H, n_in), w["weight_hh"].reshape(G * H, P or H), w["bias_ih"], w["bias_hh"])
     options = dict(
         hold_masked_output=bool(d["hold_masked_output"]),

@@ -136,10 +136,10 @@ def detect_format(path: str) -> str:
     with open(path, "rb") as f:
         head = f.read(512)
         size = os.fstat(f.fileno()).st_size
+    if looks_like_model_file(head):  # first: its magic settles it, where zipfile and HDF5 search the whole file
+        return "lstmrt"
     if _is_keras(path, head):
         return "keras"
-    if looks_like_model_file(head):
-        return "lstmrt"
     if zipfile.is_zipfile(path):
         from .torch_file import archive_root
 
