@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_TREES = ["src", "tests", "bench", "scripts", "setup.py"]
-C_SOURCES = ["native/include", "native/src", "native/tests", "src/lstmrt/_native.cpp"]
+C_SOURCES = ["native/include", "native/src", "native/tests", "native/examples", "src/lstmrt/_native.cpp"]
 
 pytestmark = pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="not a source checkout")
 

@@ -187,8 +187,8 @@ lstmrt_status lstmrt_model_load(const void *data, size_t size, lstmrt_model_t **
 /* A model from a file on disk (read whole, then as lstmrt_model_load). */
 lstmrt_status lstmrt_model_load_file(const char *path, lstmrt_model_t **out);
 /* The descs of a file without creating a model: their weight pointers point into `data`, which must be 4-byte
- * aligned and outlive them. With layers NULL only the header is checked and info->num_layers set; then call again
- * with capacity >= num_layers. */
+ * aligned and outlive them. With layers NULL only the header is checked (not the checksum) and info->num_layers set;
+ * then call again with capacity >= num_layers. */
 lstmrt_status lstmrt_file_read(const void *data, size_t size, lstmrt_layer_desc *layers, int32_t capacity,
                                lstmrt_file_info *info);
 

@@ -139,25 +139,22 @@ int64_t lstmrt_layer_weight_floats(const lstmrt_layer_desc *d, int32_t direction
     case LSTMRT_LAYER_LSTM:
     case LSTMRT_LAYER_GRU:
     case LSTMRT_LAYER_RNN: {
-        if (!dim_ok(H) || (P != 0 && !dim_ok(P)))
+        const int lstm = d->kind == LSTMRT_LAYER_LSTM; /* only an LSTM has peepholes and a projection */
+        if (!dim_ok(H) || (lstm && P != 0 && !dim_ok(P)) || d->num_directions < 1 || d->num_directions > 2)
             return -1;
         if (direction >= d->num_directions)
             return 0;
-        const int64_t G = gate_count(d->kind) * H;
-        const int64_t per_slot[6] = {G * I,
-                                     G * (P > 0 ? P : H),
-                                     G,
-                                     G,
-                                     d->kind == LSTMRT_LAYER_LSTM ? 3 * H : 0,
-                                     d->kind == LSTMRT_LAYER_LSTM ? P * H : 0};
+        const int64_t G = gate_count(d->kind) * H, Hr = lstm && P > 0 ? P : H;
+        const int64_t per_slot[6] = {G * I, G * Hr, G, G, lstm ? 3 * H : 0, lstm ? P * H : 0};
         return per_slot[slot];
     }
     case LSTMRT_LAYER_DENSE:
         if (!dim_ok(H))
             return -1;
         return direction != 0 ? 0 : slot == 0 ? H * I : slot == 2 ? H : 0;
-    case LSTMRT_LAYER_AFFINE:
-    case LSTMRT_LAYER_NORM: return direction == 0 && (slot == 0 || slot == 2) ? I : 0;
+    case LSTMRT_LAYER_AFFINE: return direction == 0 && (slot == 0 || slot == 2) ? I : 0;
+    case LSTMRT_LAYER_NORM: /* the RMS modes have no shift */
+        return direction == 0 && (slot == 0 || (slot == 2 && d->norm_mode == LSTMRT_NORM_LAYER)) ? I : 0;
     case LSTMRT_LAYER_EMBEDDING:
         if (!dim_ok(H) || !dim_ok(d->num_embeddings))
             return -1;

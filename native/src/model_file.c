@@ -1,8 +1,8 @@
 /* Model files (.lstmrt): the layer descs of a model and its float32 weights in one little-endian file (layout:
  * docs/model-file.md). Files come from anywhere, so every offset, count and size is checked against the buffer, and
  * the descs pass model creation's validation, before a weight is read. Integers are decoded byte by byte (any host
- * order); the weights are used in place, which needs a little-endian host. */
-#include <errno.h>
+ * order); the weights are used in place, which needs a little-endian host. No errno: some 32-bit multilib setups
+ * lack the kernel headers <errno.h> pulls in, and the library builds everywhere without it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,8 +73,9 @@ static int little_endian_host(void)
     return first == 1;
 }
 
-/* The header: magic, version, size, checksum, layer count and record size, options. */
-static lstmrt_status read_header(const unsigned char *p, size_t size, lstmrt_file_info *info)
+/* The header: magic, version, size, checksum (when `whole`: the call that reads the layers), layer count and record
+ * size, options. */
+static lstmrt_status read_header(const unsigned char *p, size_t size, int whole, lstmrt_file_info *info)
 {
     if (size < sizeof MAGIC || memcmp(p, MAGIC, sizeof MAGIC) != 0)
         return FAIL("not an lstmrt model file (no lstmrt header)");
@@ -89,7 +90,7 @@ static lstmrt_status read_header(const unsigned char *p, size_t size, lstmrt_fil
     if (declared != (uint64_t)size)
         return FAIL("model file of %llu bytes, but its header says %llu: %s", (unsigned long long)size,
                     (unsigned long long)declared, declared > (uint64_t)size ? "truncated" : "bytes after its end");
-    const uint32_t crc = crc32_of(p + 16, (uint64_t)size - 16);
+    const uint32_t crc = whole ? crc32_of(p + 16, (uint64_t)size - 16) : u32_at(p + 12);
     if (crc != u32_at(p + 12))
         return FAIL("model file damaged: checksum %08x, header says %08x", (unsigned)crc, (unsigned)u32_at(p + 12));
     const uint32_t layers = u32_at(p + 24), record = u32_at(p + 28);
@@ -188,7 +189,7 @@ lstmrt_status lstmrt_file_read(const void *data, size_t size, lstmrt_layer_desc 
     if (!data || !info)
         return FAIL("data and info must not be NULL");
     const unsigned char *p = data;
-    lstmrt_status s = read_header(p, size, info);
+    lstmrt_status s = read_header(p, size, layers != NULL, info);
     if (s != LSTMRT_STATUS_OK || !layers)
         return s;
     if (capacity < info->num_layers)
@@ -255,7 +256,12 @@ lstmrt_status lstmrt_model_load_file(const char *path, lstmrt_model_t **out)
         return FAIL("path is NULL");
     FILE *f = fopen(path, "rb");
     if (!f)
-        return FAIL("cannot open %s: %s", path, strerror(errno));
+        return FAIL("cannot open %s (missing or not readable)", path);
+    if (fgetc(f) == EOF && ferror(f)) { /* a directory opens on POSIX (then ftell says LONG_MAX): reading fails */
+        lstmrt_status s = FAIL("cannot read %s (a directory?)", path);
+        fclose(f);
+        return s;
+    }
     long size = -1;
     if (fseek(f, 0, SEEK_END) == 0)
         size = ftell(f);
@@ -266,7 +272,7 @@ lstmrt_status lstmrt_model_load_file(const char *path, lstmrt_model_t **out)
     else if (!(data = malloc(size ? (size_t)size : 1)))
         s = lstmrt__fail(LSTMRT_STATUS_OUT_OF_MEMORY, "cannot allocate %ld bytes to read %s", size, path);
     else if (fread(data, 1, (size_t)size, f) != (size_t)size)
-        s = FAIL("cannot read %s: %s", path, ferror(f) ? strerror(errno) : "shorter than its size");
+        s = FAIL("cannot read %s: %s", path, ferror(f) ? "read error" : "shorter than its size");
     fclose(f);
     if (s == LSTMRT_STATUS_OK)
         s = lstmrt_model_load(data, (size_t)size, out);

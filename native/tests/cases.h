@@ -23,6 +23,13 @@ void test_pool_state_errors(void);
 void test_status_strings(void);
 void test_probes(void);
 
+/* test_model_file.c */
+void test_model_file_round_trip(void);
+void test_layer_weight_floats(void);
+void test_model_file_load_file(void);
+void test_model_file_errors(void);
+void test_model_file_corruption(void);
+
 /* test_teams.c */
 void test_sweep_policy(void);
 void test_teams(void);

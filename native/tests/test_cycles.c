@@ -1,6 +1,7 @@
 /* Cycles: the lifetime workload for valgrind (every allocation and free path, including failing calls), run by
  * test_lstmrt --cycles N. */
 #include "cases.h"
+#include "model_bytes.h"
 #include "spec.h"
 
 static int cycle_once(int round)
@@ -42,6 +43,15 @@ static int cycle_once(int round)
             }
         }
         EXPECT_FAIL(lstmrt_model_predict(m, x, B, T, NULL, NULL, NULL), INVALID);
+        /* the model's file: loaded, it predicts the same; cut short, it is refused */
+        const model_file f = model_bytes(s.layers, s.n, "{}");
+        lstmrt_model_t *loaded = NULL;
+        float *y2 = new_floats(B * T * O);
+        CHECK(lstmrt_model_load(f.bytes, f.size, &loaded) == LSTMRT_STATUS_OK);
+        CHECK(lstmrt_model_predict(loaded, x, B, T, lengths, mask, y2) == LSTMRT_STATUS_OK);
+        CHECK(lstmrt_model_predict(m, x, B, T, lengths, mask, y) == LSTMRT_STATUS_OK && same_bits(y, y2, B * T * O));
+        lstmrt_model_free(loaded);
+        EXPECT_FAIL(lstmrt_model_load(f.bytes, f.size - 4, &loaded), INVALID);
         lstmrt_stream_free(copy);
         lstmrt_stream_free(st);
         lstmrt_model_free(m);
@@ -61,13 +71,17 @@ int run_cycles(long cycles)
 {
     case_name = "cycles";
     printf("kernel tier: %s\n", lstmrt_kernel_tier());
-    /* the partial-allocation failure path once (its 64 MB bias buffer makes it slow under valgrind) */
-    case_failures = 0;
-    test_out_of_memory();
-    if (case_failures)
-        cases_failed++;
-    else
-        cases_passed++;
+    /* once each: the partial-allocation failure path (its 64 MB bias buffer makes it slow under valgrind), and
+     * the model file corruption sweep (every damaged file the reader refuses or loads, and the model it loads) */
+    static void (*const once[])(void) = {test_out_of_memory, test_model_file_corruption};
+    for (size_t k = 0; k < sizeof once / sizeof once[0]; k++) {
+        case_failures = 0;
+        once[k]();
+        if (case_failures)
+            cases_failed++;
+        else
+            cases_passed++;
+    }
     for (long r = 0; r < cycles; r++) {
         case_failures = 0;
         if (cycle_once((int)r))
@@ -75,8 +89,8 @@ int run_cycles(long cycles)
         else
             cases_failed++;
     }
-    printf("cycles: %ld x %d models (create, predict, stream step/run/copy/state, free, failing calls)\n", cycles,
-           NUM_SPECS);
+    printf("cycles: %ld x %d models (create, predict, stream step/run/copy/state, model file, free, failing calls)\n",
+           cycles, NUM_SPECS);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
     return cases_failed == 0 ? 0 : 1;
 }

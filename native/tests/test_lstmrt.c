@@ -49,6 +49,11 @@ int main(int argc, char **argv)
     RUN(test_predict_errors);
     RUN(test_stream_errors);
     RUN(test_probes);
+    RUN(test_model_file_round_trip);
+    RUN(test_layer_weight_floats);
+    RUN(test_model_file_load_file);
+    RUN(test_model_file_errors);
+    RUN(test_model_file_corruption);
     printf("checks: %ld\n", checks_run);
     printf("%d passed, %d failed\n", cases_passed, cases_failed);
     return cases_failed == 0 ? 0 : 1;
