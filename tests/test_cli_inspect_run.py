@@ -121,3 +121,28 @@ def test_run_errors(causal, tmp_path, capsys):
     assert re.search(r"output must be a .npy or .csv file, got '.*y.txt'", err)
     err = refused(capsys, ["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.csv")])
     assert "a batch of sequences (2, 3, 5) does not fit a .csv" in err
+
+
+def test_export_writes_a_model_file_that_loads_back(causal, tmp_path, capsys, rng):
+    path, _ = causal
+    assert main(["export", str(path), "-o", str(tmp_path / "gru.lstmrt")]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'gru.lstmrt'}: lstmrt model file, " in out and "(1) GRU(5 -> 5)" in out
+    X = rng.standard_normal((2, 9, 3)).astype(np.float32)
+    assert np.array_equal(lstmrt.load(tmp_path / "gru.lstmrt").predict(X), lstmrt.load(path).predict(X))
+    assert main(["inspect", str(tmp_path / "gru.lstmrt")]) == 0
+    assert "lstmrt model file, lstmrt model" in capsys.readouterr().out
+
+
+def test_export_c_array_and_its_errors(causal, tmp_path, capsys):
+    path, _ = causal
+    assert main(["export", str(path), "-o", str(tmp_path / "m.c"), "--c-array", "gru_model"]) == 0
+    text = (tmp_path / "m.c").read_text()
+    size = len(lstmrt.model_file.to_bytes(lstmrt.load(path)))
+    assert f"const unsigned char gru_model[{size}] = {{" in text and f"const size_t gru_model_size = {size};" in text
+    assert "__attribute__((aligned(64)))" in text and "(0) GRU(3 -> 5)" in text
+    assert "not a C identifier" in refused(
+        capsys, ["export", str(path), "-o", str(tmp_path / "x.c"), "--c-array", "9a"]
+    )
+    missing = str(tmp_path / "no" / "such" / "dir" / "m.lstmrt")
+    assert "No such file or directory" in refused(capsys, ["export", str(path), "-o", missing])
