@@ -188,21 +188,29 @@ def _or(value, default):
     return default if value is None else value
 
 
+def _shaped(value, *shape):
+    """A flat weight from the file in its spec's shape; None stays None (an absent array)."""
+    return None if value is None else value.reshape(shape)
+
+
+_CELLS = {"lstm": (LSTM, 3), "gru": (GRU, 2), "rnn": (SimpleRNN, 1)}  # spec class, activation slots it uses
+
+
 def _recurrent(kind: str, d: dict, w: dict):
     n_in, H, P = d["input_size"], d["hidden_size"], d["proj_size"]
-    G = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
-    names = [acts.NAMES[a] for a in d["activations"][: {"lstm": 3, "gru": 2, "rnn": 1}[kind]]]  # C reads no more
-    args = (w["weight_ih"].reshape(G * H, n_in), w["weight_hh"].reshape(G * H, P or H), w["bias_ih"], w["bias_hh"])
+    cls, slots = _CELLS[kind]
+    G = cls.gates
+    names = [acts.NAMES[a] for a in d["activations"][:slots]]  # the C runtime reads no other slot
+    args = (_shaped(w["weight_ih"], G * H, n_in), _shaped(w["weight_hh"], G * H, P or H), w["bias_ih"], w["bias_hh"])
     options = dict(
         hold_masked_output=bool(d["hold_masked_output"]),
         go_backwards=bool(d["go_backwards"]),
         return_sequences=not d["final_only"],
     )
-    if kind == "lstm":
-        peephole = None if w["weight_peephole"] is None else w["weight_peephole"].reshape(3, H)
-        proj = None if w["weight_proj"] is None else w["weight_proj"].reshape(P, H)
+    if cls is LSTM:
+        peephole, proj = _shaped(w["weight_peephole"], 3, H), _shaped(w["weight_proj"], P, H)
         clip = d["cell_clip"] or None
         return LSTM(*args, weight_hr=proj, peephole=peephole, activations=names, cell_clip=clip, **options)
-    if kind == "gru":
-        return GRU(*args, reset_after=bool(d["linear_before_reset"]), activations=names[:2], **options)
+    if cls is GRU:
+        return GRU(*args, reset_after=bool(d["linear_before_reset"]), activations=names, **options)
     return SimpleRNN(*args, activation=names[0], **options)
