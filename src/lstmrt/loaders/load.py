@@ -39,6 +39,7 @@ FORMATS = {
     "safetensors": "safetensors file",
     "keras": "Keras model file",
     "lstmrt": "lstmrt model file",
+    "onnx": "ONNX model",
 }
 
 
@@ -73,6 +74,14 @@ def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
                 data = f.read()
             info["content"] = "lstmrt model"
             return from_bytes(data, path), info
+    if fmt == "onnx":
+        _not_applicable(key=key, prefix=prefix, layers=layers, where="ONNX files (their graph gives the order)")
+        from .onnx import load_onnx
+
+        with file_errors(path):
+            model, facts = load_onnx(path)
+        info.update(content="ONNX graph", onnx=facts)
+        return model, info
     if fmt == "keras":
         _not_applicable(key=key, prefix=prefix, where="Keras files")
         from .keras import load_keras
@@ -176,11 +185,7 @@ def detect_format(path: str) -> str:
         )
     _refuse_tensorflow(path)
     if path.lower().endswith(".onnx") or _looks_like_onnx(head):
-        raise UnsupportedModelError(
-            f"{path}: an ONNX model; lstmrt does not read ONNX files: load the model it was exported from (a torch "
-            "or Keras file, or the live module), or build lstmrt.LSTM / GRU / SimpleRNN from the recurrent node's "
-            "initializers with the ONNX table of docs/math.md"
-        )
+        return "onnx"
     raise UnsupportedModelError(f"{path}: unrecognized file format; supported: " + ", ".join(FORMATS.values()))
 
 

@@ -1,0 +1,17 @@
+"""ONNX files: a graph of LSTM / GRU / RNN nodes and the ops around them, read with lstmrt's own protobuf decoder
+(no onnx package needed) and turned into a Model by the graph reader. Nothing in the file is run."""
+
+from __future__ import annotations
+
+from ..model import Model
+from .onnx_graph import GraphReader
+from .onnx_proto import read_onnx
+
+
+def load_onnx(path: str):
+    """(Model, facts): facts name the graph's input and layouts and the producer, for lstmrt inspect."""
+    onnx_model = read_onnx(path)
+    layers, options, facts = GraphReader(onnx_model, path).read()
+    facts["producer"] = onnx_model.producer
+    facts["opset"] = onnx_model.opsets.get("", onnx_model.opsets.get("ai.onnx"))
+    return Model(layers, **options), facts

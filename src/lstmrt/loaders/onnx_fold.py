@@ -1,0 +1,151 @@
+"""Constant folding for the ONNX graph reader: the shape arithmetic exporters emit around recurrent nodes (Shape,
+Gather, Unsqueeze, Concat, ConstantOfShape, Expand, ...) evaluated with NumPy. Shape vectors may hold symbolic
+sizes (onnx_values.Size, in object arrays): what only moves them around stays exact, arithmetic on them gives an
+Opaque value."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .onnx_values import ZEROS, Opaque, Size, Zeros
+
+# ONNX TensorProto data types a Cast may target, as NumPy dtypes
+CAST_TYPES = {
+    1: np.float32,
+    2: np.uint8,
+    3: np.int8,
+    4: np.uint16,
+    5: np.int16,
+    6: np.int32,
+    7: np.int64,
+    9: np.bool_,
+    10: np.float16,
+    11: np.float64,
+    12: np.uint32,
+    13: np.uint64,
+}
+_ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": None, "Equal": np.equal}
+INT_MAX = 2**62  # Slice ends past this mean "to the end" (exporters write INT64_MAX)
+
+
+def _numeric(a) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype != object
+
+
+def symbolic(a) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype == object and any(isinstance(v, Size) for v in a.flat)
+
+
+def fold(node, args: list, opset: int):
+    """The value of `node`'s first output when its inputs are constants (ndarray or None) or zeros; None when
+    this op is not folded here."""
+    value = _fold(node, args, opset)
+    return value if value is None or isinstance(value, (np.ndarray, Zeros, Opaque)) else np.asarray(value)
+
+
+def _fold(node, args: list, opset: int):
+    op, attrs = node.op_type, node.attrs
+    if any(isinstance(a, Zeros) for a in args):
+        # zeros moved around, broadcast or stacked stay zeros (the initial states torch builds in forward())
+        if op == "Concat":
+            return ZEROS if all(isinstance(a, Zeros) or (_numeric(a) and not a.any()) for a in args) else None
+        return ZEROS if op in _KEEPS_ZEROS and isinstance(args[0], Zeros) else None
+    if op == "Constant":
+        return constant(attrs)
+    if op in ("Identity", "Dropout"):
+        return args[0]
+    if op == "Cast":
+        to = CAST_TYPES.get(attrs.get("to"))
+        return args[0] if symbolic(args[0]) or to is None else args[0].astype(to)
+    if op == "Shape":
+        return _slice_shape(np.array(args[0].shape, np.int64), attrs)
+    if op == "Gather":
+        return np.take(args[0], args[1].astype(np.int64), axis=attrs.get("axis", 0))
+    if op == "Unsqueeze":
+        return unsqueeze(args[0], axes_of(node, args, opset, 13))
+    if op == "Squeeze":
+        axes = axes_of(node, args, opset, 13)
+        return np.squeeze(args[0], axis=None if axes is None else tuple(axes))
+    if op == "Concat":
+        return np.concatenate([a for a in args if a is not None], axis=attrs.get("axis", 0))
+    if op == "Reshape":
+        return reshape(args[0], args[1], attrs.get("allowzero", 0))
+    if op == "Transpose":
+        return np.transpose(args[0], attrs.get("perm"))
+    if op == "Slice":
+        return args[0][slices(node, args, opset, args[0].ndim)]
+    if op == "ConstantOfShape":
+        value = attrs.get("value")
+        value = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
+        if not value.any():
+            return ZEROS
+        return Opaque("ConstantOfShape") if symbolic(args[0]) else np.full(tuple(args[0]), value[0])
+    if op == "Expand":
+        if _numeric(args[0]) and not args[0].any():
+            return ZEROS
+        return Opaque("Expand") if symbolic(args[1]) else args[0] * np.ones(tuple(args[1]), args[0].dtype)
+    if op in _ARITHMETIC:
+        if symbolic(args[0]) or symbolic(args[1]):
+            return Opaque(op + " of run-time sizes")
+        if op == "Div":
+            return args[0] // args[1] if args[0].dtype.kind in "iu" else args[0] / args[1]
+        return _ARITHMETIC[op](args[0], args[1])
+    return None
+
+
+_KEEPS_ZEROS = {"Identity", "Cast", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Slice", "Gather", "Expand"}
+
+
+def constant(attrs: dict):
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in attrs:
+            kind = np.float32 if "float" in key else np.int64 if "int" in key else None
+            return np.asarray(attrs[key], kind) if kind else np.asarray(attrs[key])
+    return Opaque("Constant without a numeric value")
+
+
+def axes_of(node, args, opset: int, since: int):
+    """Squeeze/Unsqueeze/ReduceX axes: an attribute before opset `since`, the second input from it on."""
+    if opset < since:
+        return node.attrs.get("axes")
+    if len(args) < 2 or args[1] is None:
+        return None
+    return [int(a) for a in np.asarray(args[1]).reshape(-1)]
+
+
+def unsqueeze(a, axes):
+    rank = a.ndim + len(axes)
+    for axis in sorted(x % rank for x in axes):
+        a = np.expand_dims(a, axis)
+    return a
+
+
+def reshape(a, shape, allowzero: int):
+    target = [int(s) for s in np.asarray(shape).reshape(-1)]
+    if not allowzero:
+        target = [a.shape[i] if s == 0 else s for i, s in enumerate(target)]
+    return np.reshape(a, target)
+
+
+def slice_params(node, args, opset: int, rank: int) -> list:
+    """[(axis, start, end, step)] of a Slice (attributes before opset 10, inputs from it on)."""
+    if opset < 10:
+        starts, ends = node.attrs.get("starts", ()), node.attrs.get("ends", ())
+        axes, steps = node.attrs.get("axes", range(len(starts))), [1] * len(starts)
+    else:
+        starts, ends = (np.asarray(args[i]).reshape(-1).tolist() for i in (1, 2))
+        axes = np.asarray(args[3]).reshape(-1).tolist() if len(args) > 3 and args[3] is not None else range(len(starts))
+        steps = np.asarray(args[4]).reshape(-1).tolist() if len(args) > 4 and args[4] is not None else [1] * len(starts)
+    return [(int(ax) % rank, int(s), int(e), int(st)) for ax, s, e, st in zip(axes, starts, ends, steps)]
+
+
+def slices(node, args, opset: int, rank: int) -> tuple:
+    index = [slice(None)] * rank
+    for axis, start, end, step in slice_params(node, args, opset, rank):
+        index[axis] = slice(start, None if abs(end) >= INT_MAX else end, step)
+    return tuple(index)
+
+
+def _slice_shape(shape, attrs):
+    start, end = attrs.get("start", 0), attrs.get("end")
+    return shape[start:end]

@@ -1,0 +1,105 @@
+"""ONNX LSTM, GRU and RNN nodes as lstmrt layer specs, by the ONNX table of docs/math.md: gate blocks reordered
+to lstmrt's, B split into its input and recurrent halves, one spec per direction."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedModelError
+from ..layers import GRU, LSTM, Bidirectional, SimpleRNN
+
+# ONNX activation name -> lstmrt name, and the (alpha, beta) that name computes with; other values are refused
+RECURRENT_ACTIVATIONS = {
+    "Sigmoid": ("sigmoid", None),
+    "Tanh": ("tanh", None),
+    "Relu": ("relu", None),
+    "HardSigmoid": ("hard_sigmoid", (0.2, 0.5)),
+    "Elu": ("elu", (1.0,)),
+    "Softsign": ("softsign", None),
+    "Softplus": ("softplus", None),
+    "Affine": ("linear", (1.0, 0.0)),
+}
+
+# per op: spec class, ONNX gate blocks in lstmrt's order, default activations, activations per direction
+_KINDS = {
+    "LSTM": (LSTM, [0, 2, 3, 1], ("Sigmoid", "Tanh", "Tanh")),  # ONNX i, o, f, c -> i, f, g, o
+    "GRU": (GRU, [1, 0, 2], ("Sigmoid", "Tanh")),  # ONNX z, r, h -> r, z, n
+    "RNN": (SimpleRNN, [0], ("Tanh",)),
+}
+_DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
+
+
+def recurrent_spec(node, where: str, weights: dict, input_size: int):
+    """The lstmrt spec of one recurrent node. weights: W, R and the optional B, P as float32 arrays."""
+    cls, order, default_acts = _KINDS[node.op_type]
+    attrs = node.attrs
+    direction = attrs.get("direction", "forward")
+    if direction not in _DIRECTIONS:
+        raise UnsupportedModelError(f"{where}: direction {direction!r} is not forward, reverse or bidirectional")
+    D, H = _DIRECTIONS[direction], attrs.get("hidden_size")
+    if attrs.get("input_forget", 0):
+        raise UnsupportedModelError(f"{where}: input_forget=1 (input and forget gates coupled) is not supported")
+    W, R, B, P = (weights.get(k) for k in ("W", "R", "B", "P"))
+    G = len(order)
+    if H is None:
+        H = W.shape[1] // G if W.ndim == 3 else 0
+    _expect(W, (D, G * H, input_size), "W", where)
+    _expect(R, (D, G * H, H), "R", where)
+    if B is not None:
+        _expect(B, (D, 2 * G * H), "B", where)
+    if P is not None:
+        _expect(P, (D, 3 * H), "P", where)
+    acts = _activations(attrs, len(default_acts), D, default_acts, where)
+    specs = []
+    for d in range(D):
+        args = [_blocks(W[d], order, H), _blocks(R[d], order, H)]
+        if B is not None:
+            args += [_blocks(B[d, : G * H], order, H), _blocks(B[d, G * H :], order, H)]
+        options = {"go_backwards": direction == "reverse"}
+        if cls is LSTM:
+            clip = attrs.get("clip")
+            options.update(activations=acts[d], cell_clip=clip)
+            if P is not None:
+                options["peephole"] = P[d].reshape(3, H)[[0, 2, 1]]  # ONNX i, o, f -> rows i, f, o
+        elif cls is GRU:
+            options.update(activations=acts[d], reset_after=bool(attrs.get("linear_before_reset", 0)))
+        else:
+            options["activation"] = acts[d][0]
+        specs.append(cls(*args, **options))
+    return specs[0] if D == 1 else Bidirectional(specs[0], specs[1], "concat")
+
+
+def _blocks(w, order, H):
+    return np.concatenate([w[k * H : (k + 1) * H] for k in order])
+
+
+def _expect(array, shape, name, where):
+    if array is None or array.shape != shape:
+        got = "absent" if array is None else f"shape {array.shape}"
+        raise UnsupportedModelError(f"{where}: {name} is {got}, expected {shape}")
+
+
+def _activations(attrs, count, D, default, where) -> list:
+    """Per direction, the lstmrt names of the node's `activations` (ONNX lists count per direction)."""
+    names = attrs.get("activations", default * D)
+    if len(names) != count * D:
+        raise UnsupportedModelError(f"{where}: activations lists {len(names)} names, expected {count * D}")
+    alphas, betas = list(attrs.get("activation_alpha", ())), list(attrs.get("activation_beta", ()))
+    out = []
+    for name in names:
+        if name not in RECURRENT_ACTIVATIONS:
+            raise UnsupportedModelError(
+                f"{where}: activation {name!r} is not supported; supported: {', '.join(RECURRENT_ACTIVATIONS)}"
+            )
+        lstmrt_name, params = RECURRENT_ACTIVATIONS[name]
+        if params is not None:
+            # activation_alpha / beta list one value per activation that takes it, in order
+            given = [alphas.pop(0) if alphas else None]
+            if len(params) == 2:
+                given.append(betas.pop(0) if betas else None)
+            if any(g is not None and not np.isclose(g, p, rtol=1e-6, atol=0) for g, p in zip(given, params)):
+                raise UnsupportedModelError(
+                    f"{where}: {name} with alpha/beta {given}; only {params} (the defaults) are supported"
+                )
+        out.append(lstmrt_name)
+    return [tuple(out[d * count : (d + 1) * count]) for d in range(D)]
