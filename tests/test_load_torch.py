@@ -748,26 +748,6 @@ def test_format_from_content_not_extension(tmp_path, rng):
         lstmrt.load(tmp_path / "other.zip")
 
 
-def test_onnx_export_is_refused_as_onnx(tmp_path, capsys):
-    """A user moving from ONNX Runtime tries the .onnx file they exported: it was an 'unrecognized file format'
-    listing torch and Keras formats; now it is named as ONNX, with what to load instead (also without the
-    extension, as ONNX files are often named .bin or .model)."""
-    pytest.importorskip("onnx")
-    from lstmrt.cli import main
-
-    torch.manual_seed(0)
-    net = nn.LSTM(4, 8, batch_first=True)
-    with warnings.catch_warnings():  # the TorchScript-based exporter's deprecation and tracer warnings
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.randn(1, 5, 4),), str(tmp_path / "model.onnx"), dynamo=False)
-    (tmp_path / "model.bin").write_bytes((tmp_path / "model.onnx").read_bytes())
-    for name in ("model.onnx", "model.bin"):
-        with pytest.raises(lstmrt.UnsupportedModelError, match="an ONNX model; lstmrt does not read ONNX.*math.md"):
-            lstmrt.load(tmp_path / name)
-        assert main(["inspect", str(tmp_path / name)]) == 2
-        assert "an ONNX model" in capsys.readouterr().err
-
-
 def test_options_that_do_not_apply(tmp_path):
     module = make("tokens")
     safetensors_torch.save_file(module.state_dict(), str(tmp_path / "m.safetensors"))

@@ -169,6 +169,8 @@ class GraphReader:
             raise self._refuse(node, f"is in domain {node.domain!r}; lstmrt reads standard ONNX operators")
         if node.op_type in RECURRENT:
             return self._recurrent(node, args)
+        if node.op_type in ("If", "Loop", "Scan"):  # their subgraphs read outer tensors this reader does not follow
+            raise self._refuse(node, "is control flow: export the recurrent layer as an ONNX LSTM / GRU / RNN node")
         data = [a for a in args if isinstance(a, (Data, Final, StateInput, LengthsInput))]
         if not data:
             value = fold.fold(node, args, self.opset)
@@ -181,16 +183,10 @@ class GraphReader:
             return handler(node, *args)
         if name in _ACTIVATIONS or name in ("Elu", "HardSigmoid", "Gelu", "Softmax", "LogSoftmax", "Clip"):
             return [self._activation(node, args[0])]
-        raise self._refuse(node, "is not supported in the data path of a model" + self._suggest(name))
+        raise self._refuse(node, "is not supported in the data path of a model")
 
     def _refuse(self, node, why: str) -> UnsupportedModelError:
         return UnsupportedModelError(f"{self.node_where} {why}")
-
-    @staticmethod
-    def _suggest(op: str) -> str:
-        if op in ("Loop", "Scan", "If"):
-            return " (control flow: export the recurrent layer as an ONNX LSTM/GRU/RNN node)"
-        return ""
 
     def _recurrent(self, node, args):
         x = args[0]

@@ -1,0 +1,488 @@
+"""lstmrt.load on real ONNX files, each compared with ONNX Runtime running the very file lstmrt loads: exports of
+torch modules (torch.onnx.export with the TorchScript-based exporter, dynamo=False) and graphs built with
+onnx.helper. lstmrt's predict takes (B, T, F) whatever the graph's layout: a sequence-first graph is fed
+X.transpose(1, 0, 2) on the ONNX Runtime side and its (T, B, O) output transposed back."""
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import assert_cell_close, assert_close
+
+import lstmrt
+from lstmrt.cli import main
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+helper, numpy_helper, TensorProto, nn = onnx.helper, onnx.numpy_helper, onnx.TensorProto, torch.nn
+
+F_IN, H, F_OUT, T, B = 3, 5, 2, 7, 3  # input, hidden, output features; steps; sequences: small, none equal
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+SLOTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")  # an LSTM/GRU/RNN node's inputs
+
+
+# -- ONNX Runtime and the comparison ------------------------------------------------------------------------------
+def _ort(path, feeds):
+    """All outputs of ONNX Runtime running the file."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def _inputs(rng, b=B, t=T):
+    return rng.standard_normal((b, t, F_IN)).astype(np.float32)
+
+
+def _compare(path, seq_first, reference, X, lengths=None):
+    """lstmrt.load(path).predict(X, lengths) against ONNX Runtime's first output for X (B, T, F), running
+    `reference` (the file itself, except where ONNX Runtime cannot: see _graph_file) fed in its layout."""
+    model = lstmrt.load(path)
+    feeds = {"X": np.ascontiguousarray(X.transpose(1, 0, 2) if seq_first else X)}
+    if lengths is not None:
+        feeds["sequence_lens"] = lengths
+    want = _ort(reference, feeds)[0]
+    if seq_first and want.ndim == 3:
+        want = want.transpose(1, 0, 2)
+    assert_close(model.predict(X, lengths=lengths), want)
+    assert (model.input_size, model.output_size) == (X.shape[-1], want.shape[-1])
+    return model
+
+
+def _refused(path, pattern, *names, cls=lstmrt.UnsupportedModelError):
+    """lstmrt.load(path) raises cls matching pattern; the message starts with the path and holds each name."""
+    with pytest.raises(cls, match=pattern) as caught:
+        lstmrt.load(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)), message
+    for name in names:
+        assert name in message, f"{name!r} not in: {message}"
+
+
+# -- torch exports ------------------------------------------------------------------------------------------------
+class Chain(nn.Module):
+    """Modules in turn; of a recurrent module's outputs, the sequence goes on."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        self.layers = nn.ModuleList(modules)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+            x = x[0] if isinstance(x, tuple) else x
+        return x
+
+
+class LastStep(nn.Module):
+    """The tutorial classifier: fc(out[:, -1]) or fc(h_n[-1])."""
+
+    def __init__(self, lstm, fc, from_h_n):
+        super().__init__()
+        self.lstm, self.fc, self.from_h_n = lstm, fc, from_h_n
+
+    def forward(self, x):
+        out, (h_n, _) = self.lstm(x)
+        return self.fc(h_n[-1] if self.from_h_n else out[:, -1])
+
+
+class Step(nn.Module):
+    """One streaming step, the state in and out: what is exported for a runtime that keeps no state."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(F_IN, H, num_layers=2, batch_first=True), nn.Linear(H, F_OUT)
+
+    def forward(self, x, h, c):
+        y, (h, c) = self.lstm(x, (h, c))
+        return self.fc(y), h, c
+
+
+def _lstm(**options):
+    return nn.LSTM(F_IN, H, batch_first=True, **options)
+
+
+TORCH = {  # id -> (module factory, batch_first)
+    "nn.LSTM+Linear": (lambda: Chain(_lstm(), nn.Linear(H, F_OUT)), True),
+    "nn.LSTMx2-bidirectional+Linear-dynamic-axes": (
+        lambda: Chain(_lstm(num_layers=2, bidirectional=True), nn.Linear(2 * H, F_OUT)),
+        True,
+    ),
+    "nn.GRU-seq-first-2-outputs": (lambda: nn.GRU(F_IN, H), False),
+    "nn.RNN-relu": (lambda: nn.RNN(F_IN, H, nonlinearity="relu", batch_first=True), True),
+    "nn.LSTM+fc-out-last-step": (lambda: LastStep(_lstm(), nn.Linear(H, F_OUT), from_h_n=False), True),
+    "nn.LSTMx2+fc-h_n-last": (lambda: LastStep(_lstm(num_layers=2), nn.Linear(H, F_OUT), from_h_n=True), True),
+    "nn.LSTM+Linear+ReLU": (lambda: Chain(_lstm(), nn.Linear(H, F_OUT), nn.ReLU()), True),
+    "nn.LSTM+Linear+Sigmoid": (lambda: Chain(_lstm(), nn.Linear(H, F_OUT), nn.Sigmoid()), True),
+    "nn.LSTM+Linear+Softmax": (lambda: Chain(_lstm(), nn.Linear(H, F_OUT), nn.Softmax(dim=-1)), True),
+    "nn.LSTM+nn.GRU": (lambda: Chain(_lstm(), nn.GRU(H, H + 1, batch_first=True)), True),
+}
+
+
+def _export(module, args, path, **options):
+    with warnings.catch_warnings():  # the TorchScript-based exporter's deprecation and tracer warnings
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), args, str(path), dynamo=False, **options)
+    return path
+
+
+def _torch_file(name, directory):
+    """(path, sequence-first) of TORCH[name] exported at (B, T) with input "X", first output "Y"."""
+    build, batch_first = TORCH[name]
+    torch.manual_seed(0)
+    module = build()
+    axes = {"X": {0: "batch", 1: "time"}, "Y": {0: "batch", 1: "time"}} if name.endswith("dynamic-axes") else None
+    example = torch.randn((B, T, F_IN) if batch_first else (T, B, F_IN))
+    path = _export(
+        module, (example,), directory / "model.onnx", input_names=["X"], output_names=["Y"], dynamic_axes=axes
+    )
+    return path, not batch_first
+
+
+# -- graphs built with onnx.helper --------------------------------------------------------------------------------
+def _value(name, shape, elem=TensorProto.FLOAT):
+    """A value's type; shape: dimensions, or the rank of a shape left unknown."""
+    return helper.make_tensor_value_info(name, elem, [None] * shape if isinstance(shape, int) else shape)
+
+
+def _save(path, nodes, inputs, outputs, inits, *, opset=14, ir_version=8, **save_options):
+    """Save a graph with onnx.save, checked first by onnx.checker. inits: name -> array."""
+    tensors = [numpy_helper.from_array(value, name) for name, value in inits.items()]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, tensors)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path), **save_options)
+    return path
+
+
+def _weights(rng, op, directions=1, peephole=False):
+    """W, R, B (and P) of an ONNX LSTM/GRU/RNN node, random, by slot name."""
+    gates = GATES[op]
+    shapes = {
+        "W": (gates * H, F_IN),
+        "R": (gates * H, H),
+        "B": (2 * gates * H,),
+        **({"P": (3 * H,)} if peephole else {}),
+    }
+    return {
+        name: (0.5 * rng.standard_normal((directions, *shape))).astype(np.float32) for name, shape in shapes.items()
+    }
+
+
+def _recurrent_file(
+    path,
+    op,
+    consts,
+    *,
+    lengths=False,
+    store="initializer",
+    head=None,
+    before=(),
+    inputs=None,
+    opset=14,
+    ir_version=8,
+    save_options=None,
+    **attrs,
+):
+    """Save a graph: X -> one `op` node named op.lower() (outputs Y, Y_h) -> its Y arranged as torch arranges it,
+    "seq" (T, B, D*H) or, with layout=1, (B, T, D*H) -> head (nodes from "seq" or "Y_h" to "out", and their
+    constants). X is ["T", "B", F_IN] (layout=1: ["B", "T", F_IN]); lengths=True: sequence_lens a second graph input.
+    consts: the node's constant inputs by slot name (W, R, B, P, initial_h, ...), given as `store` says:
+    "initializer"; "constant": Constant nodes; "input": initializers also listed as graph inputs (ir_version 3);
+    "float16" / "float64": initializers of that type, each Cast to float; "float16-graph": the whole graph in
+    float16. before, inputs: nodes ahead of the op node and the graph inputs, to replace X."""
+    directions = 2 if attrs.get("direction") == "bidirectional" else 1
+    layout = attrs.get("layout", 0)
+    elem = TensorProto.FLOAT16 if store == "float16-graph" else TensorProto.FLOAT
+    nodes, inits = list(before), {}
+    for name, value in consts.items():
+        if store in ("float16", "float64"):
+            inits[f"{name}_{store}"] = value.astype(store)
+            nodes.append(helper.make_node("Cast", [f"{name}_{store}"], [name], to=TensorProto.FLOAT))
+        elif store == "constant":
+            nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name)))
+        else:
+            inits[name] = value.astype(np.float16) if store == "float16-graph" else value
+    given = {"X", *consts, *(["sequence_lens"] if lengths else [])}
+    slots = SLOTS[: max(SLOTS.index(slot) for slot in given) + 1]
+    node_inputs = [slot if slot in given else "" for slot in slots]
+    nodes.append(helper.make_node(op, node_inputs, ["Y", "Y_h"], name=op.lower(), hidden_size=H, **attrs))
+    head_nodes, head_consts = head if head is not None else ([], {})
+    on_y_h = any("Y_h" in node.input for node in head_nodes)  # else the head reads seq (an If: in its branches)
+    if not on_y_h:
+        if layout == 1 or directions == 2:  # (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H): torch's concatenation
+            if layout == 0:
+                nodes.append(helper.make_node("Transpose", ["Y"], ["Y_tbdh"], perm=[0, 2, 1, 3]))
+            nodes.append(helper.make_node("Reshape", ["Y_tbdh" if layout == 0 else "Y", "merge"], ["seq"], allowzero=0))
+            inits["merge"] = np.array([0, 0, -1], np.int64)
+        elif opset < 13:
+            nodes.append(helper.make_node("Squeeze", ["Y"], ["seq"], axes=[1]))
+        else:
+            nodes.append(helper.make_node("Squeeze", ["Y", "direction_axis"], ["seq"]))
+            inits["direction_axis"] = np.array([1], np.int64)
+    nodes += head_nodes
+    inits.update(head_consts)
+    if inputs is None:
+        inputs = [_value("X", ["B", "T", F_IN] if layout else ["T", "B", F_IN], elem)]
+        inputs += [_value("sequence_lens", ["B"], TensorProto.INT32)] if lengths else []
+    if store == "input":
+        inputs = inputs + [_value(n, v.shape, helper.np_dtype_to_tensor_dtype(v.dtype)) for n, v in inits.items()]
+    output = [_value("out" if head_nodes else "seq", 2 if on_y_h else 3, elem)]
+    return _save(path, nodes, inputs, output, inits, opset=opset, ir_version=ir_version, **(save_options or {}))
+
+
+def _matmul_add(rng, width):
+    """x @ W + b on each step's features, as torch exports a Linear on a sequence."""
+    nodes = [
+        helper.make_node("MatMul", ["seq", "head_W"], ["head_xW"], name="head_matmul"),
+        helper.make_node("Add", ["head_xW", "head_b"], ["out"], name="head_add"),
+    ]
+    return nodes, {"head_W": rng.standard_normal((width, F_OUT)).astype(np.float32), "head_b": _vector(rng, F_OUT)}
+
+
+def _gemm_on_y_h(rng, width):
+    """Gemm(transB=1) on the final h, Y_h (1, B, H) squeezed to (B, H): predict returns (B, F_OUT)."""
+    nodes = [
+        helper.make_node("Squeeze", ["Y_h", "head_axis"], ["last"]),
+        helper.make_node("Gemm", ["last", "gemm_W", "gemm_b"], ["out"], name="head_gemm", transB=1),
+    ]
+    consts = {"head_axis": np.array([0], np.int64), "gemm_b": _vector(rng, F_OUT)}
+    return nodes, {**consts, "gemm_W": rng.standard_normal((F_OUT, width)).astype(np.float32)}
+
+
+def _vector(rng, n):
+    return rng.standard_normal(n).astype(np.float32)
+
+
+HARD_SIGMOID_TANH_SOFTSIGN = dict(
+    activations=["HardSigmoid", "Tanh", "Softsign"], activation_alpha=[0.2], activation_beta=[0.5]
+)
+GRAPHS = {  # id -> op, node attributes and _recurrent_file options; peephole: with P
+    "LSTM-peephole-clip-HardSigmoid-Tanh-Softsign": dict(  # clip 0.5 is reached: ~0.2 off without it
+        op="LSTM", peephole=True, clip=0.5, **HARD_SIGMOID_TANH_SOFTSIGN
+    ),
+    "LSTM-reverse": dict(op="LSTM", direction="reverse"),
+    "LSTM-bidirectional": dict(op="LSTM", direction="bidirectional"),
+    "LSTM-layout-1": dict(op="LSTM", layout=1),
+    "GRU-linear_before_reset-0": dict(op="GRU", linear_before_reset=0),
+    "GRU-linear_before_reset-1": dict(op="GRU", linear_before_reset=1),
+    "RNN-Relu": dict(op="RNN", activations=["Relu"]),
+    "LSTM-Constant-nodes": dict(op="LSTM", store="constant"),
+    "LSTM-float16-initializers-Cast": dict(op="LSTM", store="float16"),
+    "LSTM-float64-initializers-Cast": dict(op="LSTM", store="float64"),
+    "LSTM-float16-graph": dict(op="LSTM", store="float16-graph"),
+    "LSTM-ir3-initializers-among-inputs": dict(op="LSTM", store="input", ir_version=3, opset=9),
+    "LSTM-MatMul-Add-head": dict(op="LSTM", head=_matmul_add),
+    "LSTM-Y_h-Gemm-transB-head": dict(op="LSTM", head=_gemm_on_y_h),
+}
+
+
+def _graph_file(name, directory, rng):
+    """(path, sequence-first, reference) of GRAPHS[name]: the file, and the file ONNX Runtime runs (sequence-first
+    or not) to give the expected output. That is the file itself except where ONNX Runtime cannot run it exactly:
+    it refuses layout=1 ("batchwise recurrent operations are not supported"), and it computes a float16 LSTM in
+    half precision (1e-4 off, where lstmrt converts the weights to float32). There the reference is the same graph
+    with layout 0, or in float32 holding the float16-rounded weights."""
+    case = dict(GRAPHS[name])
+    op, peephole, head = case.pop("op"), case.pop("peephole", False), case.pop("head", None)
+    directions = 2 if case.get("direction") == "bidirectional" else 1
+    consts = _weights(rng, op, directions, peephole)
+    head = head(rng, directions * H) if head is not None else None
+    path = _recurrent_file(directory / "model.onnx", op, consts, head=head, **case)
+    if case.get("store") == "float16-graph":
+        consts = {k: v.astype(np.float16).astype(np.float32) for k, v in consts.items()}
+    elif not case.get("layout"):
+        return path, True, path
+    case.update(store="initializer", layout=0)
+    return path, True, _recurrent_file(directory / "reference.onnx", op, consts, head=head, **case)
+
+
+def _file(name, directory, rng):
+    """(path, sequence-first, reference) of a TORCH or GRAPHS case."""
+    if name in TORCH:
+        path, seq_first = _torch_file(name, directory)
+        return path, seq_first, path
+    return _graph_file(name, directory, rng)
+
+
+# -- models against ONNX Runtime ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(TORCH))
+def test_torch_export_matches_onnxruntime(tmp_path, rng, name):
+    path, seq_first, reference = _file(name, tmp_path, rng)
+    _compare(path, seq_first, reference, _inputs(rng))
+    if name.endswith("dynamic-axes"):  # exported at (B, T): other sizes too
+        _compare(path, seq_first, reference, _inputs(rng, B - 1, T + 4))
+
+
+@pytest.mark.parametrize("name", list(GRAPHS))
+def test_onnx_graph_matches_onnxruntime(tmp_path, rng, name):
+    _compare(*_graph_file(name, tmp_path, rng), _inputs(rng))
+
+
+def test_stream_steps_give_predict_rows(tmp_path, rng):
+    model = lstmrt.load(_file("nn.LSTM+Linear", tmp_path, rng)[0])
+    X = _inputs(rng, 1)
+    s = model.stream()
+    assert_close(np.stack([s.step(X[0, t]).copy() for t in range(T)]), model.predict(X)[0])
+
+
+def test_torch_step_export_keeps_its_state_in_the_stream(tmp_path, rng):
+    """forward(x, h, c) -> (y, h, c) exported for one step: lstmrt's model takes x; h and c are the stream's state."""
+    torch.manual_seed(0)
+    state = torch.zeros(2, 1, H)
+    path = _export(
+        Step(),
+        (torch.zeros(1, 1, F_IN), state, state),
+        tmp_path / "step.onnx",
+        input_names=["X", "h", "c"],
+        output_names=["Y", "h_out", "c_out"],
+    )
+    model = lstmrt.load(path)
+    assert (model.input_size, model.output_size) == (F_IN, F_OUT)
+    X = 2 * rng.standard_normal((T + 2, F_IN)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    h = c = np.zeros((2, 1, H), np.float32)
+    ys, states = [], []  # ONNX Runtime's outputs, and the state before each step
+    for x in X:
+        states.append((h, c))
+        y, h, c = session.run(None, {"X": x[None, None], "h": h, "c": c})
+        ys.append(y[0, 0])
+    s = model.stream()
+    assert_close(np.stack([s.step(x).copy() for x in X]), np.stack(ys))
+    for layer, (h_layer, c_layer) in enumerate(s.state):
+        assert_close(h_layer, h[layer, 0], what=f"h of layer {layer}")
+        assert_cell_close(c_layer, c[layer, 0], what=f"c of layer {layer}")
+    k = 4  # a fresh stream given ONNX Runtime's state after k steps goes on as ONNX Runtime does
+    resumed = model.stream()
+    resumed.state = [(states[k][0][layer, 0], states[k][1][layer, 0]) for layer in range(2)]
+    assert_close(np.stack([resumed.step(x).copy() for x in X[k:]]), np.stack(ys[k:]))
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_sequence_lens_input_is_predicts_lengths(tmp_path, rng, direction):
+    """sequence_lens, a second graph input, is not a model input: it is predict's lengths (padding outputs 0, in
+    ONNX Runtime as in lstmrt; the backward direction starts at each sequence's own last step)."""
+    consts = _weights(rng, "LSTM", 2 if direction == "bidirectional" else 1)
+    path = _recurrent_file(tmp_path / "model.onnx", "LSTM", consts, lengths=True, direction=direction)
+    model = _compare(path, True, path, _inputs(rng), lengths=np.array([T, 3, 1], np.int32))
+    assert model.input_size == F_IN
+
+
+def test_dense_chain_without_recurrent_node_loads_as_dense(tmp_path, rng):
+    """MatMul + Add + Relu on (B, T, F), as x @ W + b: a per-step Dense model."""
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["xW"]),
+        helper.make_node("Add", ["xW", "b"], ["z"]),
+        helper.make_node("Relu", ["z"], ["out"]),
+    ]
+    consts = {"W": rng.standard_normal((F_IN, F_OUT)).astype(np.float32), "b": _vector(rng, F_OUT)}
+    path = _save(tmp_path / "dense.onnx", nodes, [_value("X", ["B", "T", F_IN])], [_value("out", 3)], consts)
+    model = _compare(path, False, path, _inputs(rng))
+    assert isinstance(model.layers[0], lstmrt.Dense)
+    assert not any(isinstance(layer, (lstmrt.LSTM, lstmrt.GRU, lstmrt.SimpleRNN)) for layer in model.layers)
+
+
+@pytest.mark.parametrize(
+    "name", ["LSTM-peephole-clip-HardSigmoid-Tanh-Softsign", "LSTM-bidirectional", "nn.LSTMx2+fc-h_n-last"]
+)
+def test_saved_as_lstmrt_file_predicts_the_same(tmp_path, rng, name):
+    model = lstmrt.load(_file(name, tmp_path, rng)[0])
+    model.save(tmp_path / "m.lstmrt")
+    X = _inputs(rng)
+    assert np.array_equal(lstmrt.load(tmp_path / "m.lstmrt").predict(X), model.predict(X))
+
+
+def test_detected_by_content_not_by_extension(tmp_path, rng):
+    path, seq_first, _ = _file("nn.LSTM+Linear", tmp_path, rng)
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes(path.read_bytes())
+    _compare(renamed, seq_first, renamed, _inputs(rng))
+
+
+def test_cli_inspect_and_export(tmp_path, rng, capsys):
+    path = _file("nn.LSTM+Linear", tmp_path, rng)[0]
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: ") and f"(0) LSTM({F_IN} -> {H})" in out and f"(1) Dense({H} -> {F_OUT}" in out
+    target = tmp_path / "m.lstmrt"
+    assert main(["export", str(path), "-o", str(target)]) == 0
+    X = _inputs(rng)
+    assert np.array_equal(lstmrt.load(target).predict(X), lstmrt.load(path).predict(X))
+
+
+# -- refusals -----------------------------------------------------------------------------------------------------
+def _head(op, name, inputs=("seq",), consts=None):
+    """A head of one node named `name`: `op` of inputs (names, then consts: name -> array) -> out."""
+    consts = consts or {}
+    return [helper.make_node(op, [*inputs, *consts], ["out"], name=name)], consts
+
+
+def _if_head():
+    then, other = (
+        helper.make_graph([helper.make_node(op, ["seq"], [f"{op}_out"])], op, [], [_value(f"{op}_out", 3)])
+        for op in ("Identity", "Neg")
+    )
+    node = helper.make_node("If", ["flag"], ["out"], name="branch", then_branch=then, else_branch=other)
+    return [node], {"flag": np.array(True)}
+
+
+def _loop_head():
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Neg", ["v_in"], ["v_out"])],
+        "body",
+        [_value("i", [], TensorProto.INT64), _value("cond_in", [], TensorProto.BOOL), _value("v_in", 3)],
+        [_value("cond_out", [], TensorProto.BOOL), _value("v_out", 3)],
+    )
+    node = helper.make_node("Loop", ["trips", "", "seq"], ["out"], name="repeat", body=body)
+    return [node], {"trips": np.array(2, np.int64)}
+
+
+def _two_inputs(path, consts):
+    """A + A2 -> X -> LSTM: two data inputs reach the output."""
+    add = helper.make_node("Add", ["A", "A2"], ["X"], name="add_inputs")
+    inputs = [_value(name, ["T", "B", F_IN]) for name in ("A", "A2")]
+    return _recurrent_file(path, "LSTM", consts, before=[add], inputs=inputs)
+
+
+# the weights in w.bin; the 8-byte Squeeze axis stays inline, as ONNX Runtime needs it to load the file
+EXTERNAL = dict(save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=64)
+CONV_W = np.full((F_OUT, B, 1), 0.5, np.float32)  # seq (T, B, H) taken as (N, C, L): steps as the batch, B channels
+REFUSED = {  # id -> (file from (path, LSTM weights), pattern the message matches, names it holds)
+    "input_forget": (lambda p, w: _recurrent_file(p, "LSTM", w, input_forget=1), "(?i)input_forget", ()),
+    "initial_h-non-zero": (
+        lambda p, w: _recurrent_file(p, "LSTM", {**w, "initial_h": np.full((1, B, H), 0.5, np.float32)}),
+        "(?i)initial",
+        (),
+    ),
+    "Conv": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_head("Conv", "conv_1", consts={"conv_W": CONV_W})),
+        r"\bConv\b",
+        ("conv_1",),
+    ),
+    "Mul-of-non-constants": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_head("Mul", "square", ("seq", "seq"))),
+        r"\bMul\b",
+        ("square",),
+    ),
+    "If": (lambda p, w: _recurrent_file(p, "LSTM", w, head=_if_head()), r"\bIf\b", ()),
+    "Loop": (lambda p, w: _recurrent_file(p, "LSTM", w, head=_loop_head()), r"\bLoop\b", ()),
+    "two-data-inputs": (_two_inputs, "(?i)input", ()),
+    "external-data": (lambda p, w: _recurrent_file(p, "LSTM", w, save_options=EXTERNAL), "(?i)external", ()),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_unsupported_graph_is_refused(tmp_path, rng, name):
+    build, pattern, names = REFUSED[name]
+    path = build(tmp_path / "model.onnx", _weights(rng, "LSTM"))
+    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # a valid file: the refusal is lstmrt's
+    _refused(path, pattern, *names)
+
+
+def test_truncated_file_is_corrupt(tmp_path, rng):
+    consts = _weights(rng, "LSTM")
+    data = _recurrent_file(tmp_path / "whole.onnx", "LSTM", consts).read_bytes()
+    start = data.find(consts["R"].tobytes())
+    assert start > 0
+    cut = tmp_path / "model.onnx"
+    cut.write_bytes(data[: start + consts["R"].nbytes // 2])  # in the middle of initializer R
+    _refused(cut, None, cls=lstmrt.CorruptFileError)
