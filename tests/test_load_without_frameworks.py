@@ -1,4 +1,4 @@
-"""lstmrt.load in a process where torch, tensorflow, keras (and the safetensors package) cannot be imported: the
+"""lstmrt.load in a process where torch, tensorflow, keras, onnx (and the safetensors package) cannot be imported: the
 files are written here with the real frameworks, the expected outputs computed here, and a child process with an
 import blocker loads the files and compares."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import ATOL
 
-BLOCKED = ("torch", "tensorflow", "keras", "tf_keras", "safetensors")
+BLOCKED = ("torch", "tensorflow", "keras", "tf_keras", "safetensors", "onnx", "onnxruntime", "onnxscript", "google")
 
 CHILD = r"""
 import json, sys
@@ -124,3 +124,21 @@ def test_keras_file_loads_without_keras(tmp_path):
 
     assert np.max(np.abs(lstmrt.load(model).predict(X) - expected)) <= ATOL  # a live model: load_keras
     run_child([case(tmp_path, "model.keras", X, expected)])
+
+
+def test_onnx_file_loads_without_onnx(tmp_path):
+    """The ONNX decoder is lstmrt's own: neither onnx, onnxruntime nor protobuf (google.protobuf) is imported."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")  # torch.onnx.export writes the file with it
+    from torch import nn
+
+    torch.manual_seed(2)
+    net = nn.GRU(3, 5, num_layers=2).eval()  # sequence first: lstmrt takes (B, T, F), ONNX Runtime (T, B, F)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(7, 2, 3),), str(tmp_path / "gru.onnx"), dynamo=False)
+    X = np.random.default_rng(2).standard_normal((2, 7, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "gru.onnx"), providers=["CPUExecutionProvider"])
+    (y, _) = session.run(None, {session.get_inputs()[0].name: X.transpose(1, 0, 2)})
+    run_child([case(tmp_path, "gru.onnx", X, y.transpose(1, 0, 2))])

@@ -19,6 +19,8 @@ def run(args) -> int:
     print(repr(model))
     if info.get("order"):
         print(f"layer order: {info['order']}")
+    if info.get("onnx"):
+        print(_onnx_summary(info["onnx"]))
     if isinstance(model.layers[0], Embedding):
         print(f"input: token ids (T,) or (B, T), below {model.layers[0].num_embeddings}")
     else:
@@ -32,3 +34,16 @@ def run(args) -> int:
         )
     )
     return 0
+
+
+def _onnx_summary(facts: dict) -> str:
+    """How the ONNX graph's inputs map to lstmrt's: the layout predict takes, and the inputs it does not take."""
+    lines = [f"ONNX input {facts['input']!r}"]
+    if not facts.get("tokens"):
+        lines[0] += f" is {facts['input_layout']}; predict takes (B, T, F) whatever the graph's layout"
+    if facts.get("state_inputs"):
+        names = ", ".join(repr(n) for n in facts["state_inputs"])
+        lines.append(f"state inputs {names}: a stream carries its state itself (stream.state to set it)")
+    if facts.get("lengths_inputs"):
+        lines.append(f"sequence_lens input {facts['lengths_inputs'][0]!r}: predict(X, lengths=...)")
+    return "\n".join(lines)

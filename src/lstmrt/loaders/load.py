@@ -80,7 +80,9 @@ def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
 
         with file_errors(path):
             model, facts = load_onnx(path)
-        info.update(content="ONNX graph", onnx=facts)
+        info.update(
+            content=f"exported by {facts['producer'] or 'an unnamed producer'}, opset {facts['opset']}", onnx=facts
+        )
         return model, info
     if fmt == "keras":
         _not_applicable(key=key, prefix=prefix, where="Keras files")

@@ -83,6 +83,8 @@ class GraphReader:
                 self.values[v.name] = StateInput(v.name)
             elif roles.get(v.name) == "lengths":
                 self.values[v.name] = LengthsInput(v.name)
+        self.facts["state_inputs"] = [v.name for v in self.graph.inputs if roles.get(v.name) == "state"]
+        self.facts["lengths_inputs"] = [v.name for v in self.graph.inputs if roles.get(v.name) == "lengths"]
         (x,) = data
         shape = x.shape if x.shape is not None else (None, None, None)
         tokens = x.elem_type in (6, 7)  # int32 / int64 ids: an Embedding's input
