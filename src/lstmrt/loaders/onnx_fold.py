@@ -28,6 +28,14 @@ _ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": Non
 INT_MAX = 2**62  # Slice ends past this mean "to the end" (exporters write INT64_MAX)
 
 
+# constants a graph builds from shapes are small; a larger one is left uncomputed rather than allocated
+MAX_FOLDED = 1 << 20
+
+
+def _too_big(shape) -> bool:
+    return int(np.prod(np.maximum(np.asarray(shape, np.int64).reshape(-1), 1), dtype=np.float64)) > MAX_FOLDED
+
+
 def _numeric(a) -> bool:
     return isinstance(a, np.ndarray) and a.dtype != object
 
@@ -79,11 +87,15 @@ def _fold(node, args: list, opset: int):
         value = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
         if not value.any():
             return ZEROS
-        return Opaque("ConstantOfShape") if symbolic(args[0]) else np.full(tuple(args[0]), value[0])
+        if symbolic(args[0]) or _too_big(args[0]):
+            return Opaque("ConstantOfShape")
+        return np.full(tuple(args[0]), value[0])
     if op == "Expand":
         if _numeric(args[0]) and not args[0].any():
             return ZEROS
-        return Opaque("Expand") if symbolic(args[1]) else args[0] * np.ones(tuple(args[1]), args[0].dtype)
+        if symbolic(args[1]) or _too_big(args[1]):
+            return Opaque("Expand")
+        return args[0] * np.ones(tuple(args[1]), args[0].dtype)
     if op in _ARITHMETIC:
         if symbolic(args[0]) or symbolic(args[1]):
             return Opaque(op + " of run-time sizes")

@@ -5,6 +5,7 @@ than matched by pattern. What the model's output depends on and lstmrt cannot co
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 
 import numpy as np
@@ -175,13 +176,22 @@ class GraphReader:
             raise self._refuse(node, "is control flow: export the recurrent layer as an ONNX LSTM / GRU / RNN node")
         data = [a for a in args if isinstance(a, (Data, Final, StateInput, LengthsInput))]
         if not data:
-            value = fold.fold(node, args, self.opset)
+            try:
+                value = fold.fold(node, args, self.opset)
+            except (ValueError, IndexError, TypeError, OverflowError) as exc:  # constants that contradict the op
+                raise CorruptFileError(f"{self.node_where} cannot compute its constant inputs: {exc}") from exc
             return [Opaque(node.op_type) if value is None else value]
         name = node.op_type
         if isinstance(data[0], (StateInput, LengthsInput)) and name in _MOVES:
             return [data[0]]  # a slice of a state input per layer: the stream keeps that state itself
         handler = getattr(self, "_op_" + name, None)
         if handler is not None:
+            try:
+                inspect.signature(handler).bind(node, *args)
+            except TypeError:
+                raise CorruptFileError(
+                    f"{self.node_where} has {len(args)} inputs, a number the op does not take"
+                ) from None
             return handler(node, *args)
         if name in _ACTIVATIONS or name in ("Elu", "HardSigmoid", "Gelu", "Softmax", "LogSoftmax", "Clip"):
             return [self._activation(node, args[0])]
@@ -195,6 +205,8 @@ class GraphReader:
         if not isinstance(x, Data) or x.depth != len(self.layers) or x.last or x.final_of:
             raise self._refuse(node, "reads an input that is not the output of the layers before it")
         layout = node.attrs.get("layout", 0)
+        if layout not in (0, 1):
+            raise CorruptFileError(f"{self.node_where} has layout {layout!r}; ONNX defines 0 and 1")
         time, batch = (x.axes[0], x.axes[1]) if layout == 0 else (x.axes[1], x.axes[0])
         if len(x.axes) != 3 or x.axes[2] != FEATURES or {time, batch} != set(INPUT_AXES):
             raise self._refuse(node, f"reads axes {x.axes}; expected (time, batch, features) for layout={layout}")
@@ -226,7 +238,8 @@ class GraphReader:
                 raise
             raise self._refuse(node, f"has weights lstmrt cannot use: {exc}") from None
         self.layers.append(spec)
-        index, D, H = len(self.layers) - 1, (2 if isinstance(spec, Bidirectional) else 1), node.attrs["hidden_size"]
+        D = 2 if isinstance(spec, Bidirectional) else 1
+        index, H = len(self.layers) - 1, (spec.forward if D == 2 else spec).hidden_size
         if layout == 0:
             y = Data((time, DIRECTIONS, batch, FEATURES), (None, D, None, H), len(self.layers))
         else:
@@ -260,6 +273,8 @@ class GraphReader:
         if not isinstance(x, Data):
             raise self._refuse(node, "transposes a final state")
         perm = node.attrs.get("perm", tuple(reversed(range(len(x.axes)))))
+        if sorted(perm) != list(range(len(x.axes))):
+            raise CorruptFileError(f"{self.node_where} has perm {perm}, not a permutation of {len(x.axes)} axes")
         return [replace(x, axes=tuple(x.axes[p] for p in perm), sizes=tuple(x.sizes[p] for p in perm))]
 
     def _op_Squeeze(self, node, x, axes=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
+from ..errors import CorruptFileError, UnsupportedModelError
 from ..layers import GRU, LSTM, Bidirectional, SimpleRNN
 
 # ONNX activation name -> lstmrt name, and the (alpha, beta) that name computes with; other values are refused
@@ -36,6 +36,7 @@ def recurrent_spec(node, where: str, weights: dict, input_size: int):
     direction = attrs.get("direction", "forward")
     if direction not in _DIRECTIONS:
         raise UnsupportedModelError(f"{where}: direction {direction!r} is not forward, reverse or bidirectional")
+    _check_types(attrs, where)
     D, H = _DIRECTIONS[direction], attrs.get("hidden_size")
     if attrs.get("input_forget", 0):
         raise UnsupportedModelError(f"{where}: input_forget=1 (input and forget gates coupled) is not supported")
@@ -67,6 +68,27 @@ def recurrent_spec(node, where: str, weights: dict, input_size: int):
             options["activation"] = acts[d][0]
         specs.append(cls(*args, **options))
     return specs[0] if D == 1 else Bidirectional(specs[0], specs[1], "concat")
+
+
+# attribute -> the Python type the decoder gives for its ONNX type
+_TYPES = {
+    "hidden_size": int,
+    "clip": float,
+    "input_forget": int,
+    "linear_before_reset": int,
+    "layout": int,
+    "activations": tuple,
+    "activation_alpha": tuple,
+    "activation_beta": tuple,
+}
+
+
+def _check_types(attrs: dict, where: str) -> None:
+    for name, kind in _TYPES.items():
+        if name in attrs and not isinstance(attrs[name], kind):
+            raise CorruptFileError(f"{where}: attribute {name} is a {type(attrs[name]).__name__}, not {kind.__name__}")
+    if attrs.get("hidden_size", 1) <= 0 or attrs.get("layout", 0) not in (0, 1):
+        raise CorruptFileError(f"{where}: hidden_size {attrs.get('hidden_size')} / layout {attrs.get('layout')}")
 
 
 def _blocks(w, order, H):
