@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import activations as acts
-from ..errors import CorruptFileError, UnsupportedModelError
+from ..errors import CorruptFileError, LoadError, UnsupportedModelError
 from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding
 from . import onnx_fold as fold
 from .onnx_layers import recurrent_spec
@@ -234,7 +234,7 @@ class GraphReader:
         try:
             spec = recurrent_spec(node, self.node_where, weights, input_size)
         except ValueError as exc:
-            if isinstance(exc, UnsupportedModelError):
+            if isinstance(exc, LoadError):
                 raise
             raise self._refuse(node, f"has weights lstmrt cannot use: {exc}") from None
         self.layers.append(spec)
@@ -330,12 +330,23 @@ class GraphReader:
             whole = start == 0 and end >= fold.INT_MAX and step == 1
             if whole:
                 continue
+            if x.axes[axis] == FEATURES and step == 1 and x.features is not None:
+                x = self._feature_slice(node, x, start, end)
+                continue
             if step == 1 and end >= fold.INT_MAX and self._is_last_step(x, axis, start):
                 x = replace(x, axes=x.axes[:axis] + (UNIT,) + x.axes[axis + 1 :], last=True)
                 x = replace(x, sizes=x.sizes[:axis] + (1,) + x.sizes[axis + 1 :])
                 continue
             raise self._refuse(node, f"slices axis {x.axes[axis]} [{start}:{end}:{step}]; lstmrt reads whole steps")
         return [x]
+
+    def _feature_slice(self, node, x, start, end):
+        """x[..., start:end]: kept for a skip connection, which adds such a slice of an earlier point."""
+        first, stop, _ = slice(start, end).indices(x.features)
+        if stop <= first:
+            raise self._refuse(node, f"slices features [{start}:{end}] of {x.features} to nothing")
+        offset = (x.feature_start or 0) + first
+        return replace(x, sizes=self._with_features(x, stop - first), feature_start=offset)
 
     def _op_Concat(self, node, *parts):
         if all(isinstance(p, Final) for p in parts):
@@ -361,7 +372,13 @@ class GraphReader:
 
     def _op_Gemm(self, node, x, w, c=None):
         attrs = node.attrs
-        if not isinstance(x, Data) or len(x.axes) != 2 or attrs.get("transA", 0) or not isinstance(w, np.ndarray):
+        if (
+            not isinstance(x, Data)
+            or len(x.axes) != 2
+            or attrs.get("transA", 0)
+            or not isinstance(w, np.ndarray)
+            or w.ndim != 2
+        ):
             raise self._refuse(node, "is not (batch, features) data times a constant matrix")
         weight = (w if attrs.get("transB", 0) else w.T) * attrs.get("alpha", 1.0)
         self._check_features(node, x, weight.shape[1])
@@ -415,6 +432,7 @@ class GraphReader:
     def _activation(self, node, x):
         if not isinstance(x, Data):
             raise self._refuse(node, "applies an activation to a final state")
+        self._check_latest(node, x)
         name = self._activation_name(node, x)
         last = self.layers[-1] if self.layers else None
         if isinstance(last, Dense) and last.activation == "linear" and x.depth == len(self.layers):
@@ -468,10 +486,13 @@ class GraphReader:
     def _skip(self, node, a, b):
         """Add of two data values: a skip connection, when one is an earlier point of the other's chain."""
         late, early = (a, b) if a.depth >= b.depth else (b, a)
-        if late.depth != len(self.layers) or late.depth == early.depth or late.axes != early.axes or late.last:
+        if late.depth == early.depth or late.axes != early.axes or late.last or early.last or early.final_of:
             raise self._refuse(node, "adds two data values that are not a layer's output and an earlier point of it")
+        self._check_latest(node, late)
+        if late.features != early.features:
+            raise self._refuse(node, f"adds {early.features} features to {late.features}")
         source = "input" if early.depth == 0 else early.depth - 1
-        self._append(Add(late.features, source=source))
+        self._append(Add(late.features, source=source, start=early.feature_start or 0))
         return replace(late, depth=len(self.layers))
 
     # -- helpers ------------------------------------------------------------------------------------------------
@@ -480,8 +501,21 @@ class GraphReader:
             raise UnsupportedModelError(f"{self.node_where} looks up tokens after other layers")
         self.layers.append(spec)
 
+    def _check_latest(self, node, x):
+        """Layers form a chain: an op that adds one must read the output of the last layer (not a branch of an
+        earlier point, nor one direction's final state)."""
+        if x.final_of:
+            raise self._refuse(node, "reads one direction's final state of a bidirectional layer (not both)")
+        if x.depth != len(self.layers):
+            raise self._refuse(node, "reads a value other than the last layer's output (the graph branches)")
+        if x.feature_start is not None:
+            raise self._refuse(
+                node, "reads a slice of the features (lstmrt adds such slices only as a skip connection)"
+            )
+
     def _check_features(self, node, x, size):
-        if not x.axes or x.axes[-1] != FEATURES or x.final_of:
+        self._check_latest(node, x)
+        if not x.axes or x.axes[-1] != FEATURES:
             raise self._refuse(node, f"multiplies axis {x.axes[-1] if x.axes else None}, not the features")
         if x.features not in (None, size):
             raise self._refuse(node, f"expects {size} features; the layers before output {x.features}")
@@ -494,6 +528,11 @@ class GraphReader:
         """A constant broadcast over batch and time: one value per feature (or one for all)."""
         if not isinstance(c, np.ndarray) or fold.symbolic(c) or c.dtype.kind not in "fiu":
             raise self._refuse(node, "combines the data with a value computed at run time")
+        self._check_latest(node, x)
+        if not x.axes or x.axes[-1] != FEATURES:
+            raise self._refuse(
+                node, f"combines axis {x.axes[-1] if x.axes else None} with a constant, not the features"
+            )
         features = x.features
         flat = c.reshape(-1).astype(np.float32)
         if c.ndim > len(x.axes) or c.ndim and any(n != 1 for n in c.shape[:-1]) or flat.size not in (1, features):

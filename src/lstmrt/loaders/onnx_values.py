@@ -23,13 +23,15 @@ class Size:
 class Data:
     """A tensor computed from the model input by the first `depth` layers of the chain.
     sizes: per axis, an int, or None for the input axes (batch, time). last: the time axis was reduced to the last
-    step. final_of: a bidirectional layer's final state of one direction, (layer, direction), until concatenated."""
+    step. final_of: a bidirectional layer's final state of one direction, (layer, direction), until concatenated.
+    feature_start: the features are a slice starting there (only a skip connection reads such a slice)."""
 
     axes: tuple
     sizes: tuple
     depth: int
     last: bool = False
     final_of: tuple | None = None
+    feature_start: int | None = None
 
     def drop(self, i: int) -> Data:
         return replace(self, axes=self.axes[:i] + self.axes[i + 1 :], sizes=self.sizes[:i] + self.sizes[i + 1 :])

@@ -1,0 +1,264 @@
+"""The ONNX graph reader on the shapes torch exports around recurrent nodes (skip connections, feature slices of the
+input, token ids, a bidirectional layer's final states, static shapes baked into Reshapes, activation heads), each
+compared with ONNX Runtime on the file, and with torch at shapes other than the exported one; and the graphs it
+must refuse, by node name and reason."""
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import lstmrt
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+nn, helper, numpy_helper, TensorProto = torch.nn, onnx.helper, onnx.numpy_helper, onnx.TensorProto
+
+F_IN, H, B, T = 3, 6, 2, 5
+
+
+class Skip(nn.Module):
+    """out + a slice of the input (the audio-effect model), or a layer's output added to a later one's."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        hidden = F_IN if kind == "output" else H  # a residual around an LSTM keeps the width
+        self.lstm, self.lstm2 = nn.LSTM(F_IN, hidden, batch_first=True), nn.LSTM(hidden, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, 2 if kind == "input-last-two" else hidden if kind == "output" else 1)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        if self.kind == "input-slice":
+            return self.fc(out) + x[:, :, 1:2]
+        if self.kind == "input-last-two":
+            return self.fc(out) + x[..., -2:]
+        out = out + x  # kind "output": residual around each LSTM
+        deeper, _ = self.lstm2(out)
+        return self.fc(deeper + out)
+
+
+class BidirectionalFinal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru, self.fc = nn.GRU(F_IN, H, bidirectional=True, batch_first=True), nn.Linear(2 * H, 3)
+
+    def forward(self, x):
+        _, h = self.gru(x)
+        return self.fc(torch.cat([h[-2], h[-1]], 1))
+
+
+class ViewFinal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(F_IN, H), nn.Linear(H, 2)  # sequence first
+
+    def forward(self, x):
+        _, (h, _) = self.lstm(x)
+        return self.fc(h.view(-1, H))
+
+
+class Head(nn.Module):
+    def __init__(self, activation, bidirectional=False, layers=1):
+        super().__init__()
+        self.lstm = nn.LSTM(F_IN, H, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+        self.fc, self.act = nn.Linear(H * (2 if bidirectional else 1), 4), activation
+
+    def forward(self, x):
+        return self.act(self.fc(self.lstm(x)[0]))
+
+
+TORCH = {  # id -> (module factory, batch_first, dynamic axes)
+    "skip-input-slice": (lambda: Skip("input-slice"), True, True),
+    "skip-input-last-two": (lambda: Skip("input-last-two"), True, True),
+    "skip-output-residuals": (lambda: Skip("output"), True, True),
+    "gru-bidirectional-final-states-cat": (BidirectionalFinal, True, True),
+    "lstm-seq-first-h_n.view": (ViewFinal, False, True),
+    "bidirectional-x2-static-shapes": (lambda: Head(nn.Identity(), bidirectional=True, layers=2), True, False),
+    "head-gelu": (lambda: Head(nn.GELU()), True, True),
+    "head-hardswish": (lambda: Head(nn.Hardswish()), True, True),
+    "head-hardsigmoid": (lambda: Head(nn.Hardsigmoid()), True, True),
+    "head-elu": (lambda: Head(nn.ELU()), True, True),
+    "head-softplus": (lambda: Head(nn.Softplus()), True, True),
+    "head-relu6": (lambda: Head(nn.ReLU6()), True, True),
+    "head-log-softmax": (lambda: Head(nn.LogSoftmax(dim=-1)), True, True),
+}
+
+
+def _export(module, example, path, dynamic):
+    axes = {"X": {0: "b", 1: "t"} if example.ndim == 3 and module_batch_first(example) else {0: "t", 1: "b"}}
+    with warnings.catch_warnings():  # the TorchScript-based exporter's deprecation and tracer warnings
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=["X"],
+            dynamic_axes=axes if dynamic else None,
+        )
+    return path
+
+
+def module_batch_first(example):
+    return example.shape[0] == B
+
+
+def _ort(path, X):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"X": X})[0]
+
+
+@pytest.mark.parametrize("name", list(TORCH))
+def test_torch_export_matches_onnxruntime_and_torch(tmp_path, rng, name):
+    build, batch_first, dynamic = TORCH[name]
+    torch.manual_seed(0)
+    module = build().eval()
+    example = torch.randn((B, T, F_IN) if batch_first else (T, B, F_IN))
+    path = _export(module, example, tmp_path / "m.onnx", dynamic)
+    model = lstmrt.load(path)
+    X = rng.standard_normal((B, T, F_IN)).astype(np.float32)
+    X_graph = X if batch_first else np.ascontiguousarray(X.transpose(1, 0, 2))
+    want = _ort(path, X_graph)
+    got = model.predict(X)
+    assert_close(got, want if want.ndim == 2 or batch_first else want.transpose(1, 0, 2))
+    # a shape other than the exported one, against torch itself (a static-shape graph runs in ONNX Runtime only at
+    # the shape it was exported with; lstmrt reads the layers, not the shapes)
+    X = rng.standard_normal((B + 1, T + 3, F_IN)).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(X if batch_first else np.ascontiguousarray(X.transpose(1, 0, 2)))).numpy()
+    assert_close(model.predict(X), want if want.ndim == 2 or batch_first else want.transpose(1, 0, 2))
+
+
+def test_token_model_squeezed_output(tmp_path, rng):
+    """nn.Embedding -> LSTM -> Linear(., 1) -> squeeze(-1): integer ids in, (B, T) out, as torch and ONNX Runtime."""
+
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding, self.lstm, self.fc = nn.Embedding(20, 4), nn.LSTM(4, H, batch_first=True), nn.Linear(H, 1)
+
+        def forward(self, ids):
+            return self.fc(self.lstm(self.embedding(ids))[0]).squeeze(-1)
+
+    torch.manual_seed(1)
+    path = _export(Tokens(), torch.randint(0, 20, (B, T)), tmp_path / "tokens.onnx", dynamic=True)
+    model = lstmrt.load(path)
+    ids = rng.integers(0, 20, (B, T))
+    assert_close(model.predict(ids), _ort(path, ids))
+    assert isinstance(model.layers[0], lstmrt.Embedding) and model.squeeze_output
+
+
+# -- refusals -----------------------------------------------------------------------------------------------------
+class Branches(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.lstm, self.fc, self.fc2 = nn.LSTM(F_IN, H, batch_first=True), nn.Linear(H, 2), nn.Linear(H, 2)
+        self.encoder = nn.LSTM(F_IN, H, batch_first=True)
+
+    def forward(self, x):
+        out, (h, c) = self.lstm(x)
+        if self.kind == "two-heads":
+            return self.fc(out) + self.fc2(out)
+        if self.kind == "dense-on-feature-slice":
+            return self.fc2(torch.cat([out[:, :, :3], out[:, :, :3]], -1))[..., :2]
+        if self.kind == "concat-features":
+            return torch.cat([out, x], -1)
+        if self.kind == "leaky-relu":
+            return nn.functional.leaky_relu(self.fc(out))
+        if self.kind == "encoder-decoder":
+            return self.fc(self.encoder(x, (h, c))[0])
+        raise AssertionError(self.kind)
+
+
+class OneDirectionFinal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(F_IN, H, bidirectional=True, batch_first=True), nn.Linear(H, 2)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[1][0][-1])
+
+
+REFUSED = {  # id -> (module factory, words of the message)
+    "two-heads": (lambda: Branches("two-heads"), ["MatMul", "branches"]),
+    "dense-on-feature-slice": (lambda: Branches("dense-on-feature-slice"), ["Concat"]),
+    "concat-features": (lambda: Branches("concat-features"), ["Concat", "concatenates"]),
+    "leaky-relu": (lambda: Branches("leaky-relu"), ["LeakyRelu", "not supported"]),
+    "encoder-decoder": (lambda: Branches("encoder-decoder"), ["/encoder/LSTM", "not the output of the layers before"]),
+    "bidirectional-one-direction-final": (OneDirectionFinal, ["Gemm", "one direction's final state"]),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_torch_export_refused_naming_the_node(tmp_path, name):
+    build, words = REFUSED[name]
+    torch.manual_seed(0)
+    path = _export(build(), torch.randn(B, T, F_IN), tmp_path / "m.onnx", dynamic=True)
+    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # a valid file
+    with pytest.raises(lstmrt.UnsupportedModelError) as caught:
+        lstmrt.load(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)), message
+    for word in words:
+        assert word in message, message
+
+
+def _damaged(tmp_path, edit):
+    """A valid exported LSTM + Linear whose graph `edit` damages (onnx.checker would refuse the result)."""
+    torch.manual_seed(0)
+    path = _export(Head(nn.Identity()), torch.randn(B, T, F_IN), tmp_path / "m.onnx", dynamic=True)
+    model = onnx.load(str(path))
+    edit(model.graph)
+    onnx.save(model, str(path))
+    return path
+
+
+def _node(graph, op):
+    return next(n for n in graph.node if n.op_type == op)
+
+
+def _set_attr(node, name, value):
+    for a in list(node.attribute):
+        if a.name == name:
+            node.attribute.remove(a)
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+DAMAGED = {  # id -> (edit of the graph, exception class, words)
+    "layout-2": (lambda g: _set_attr(_node(g, "LSTM"), "layout", 2), lstmrt.CorruptFileError, ["layout 2"]),
+    "hidden_size-a-string": (
+        lambda g: _set_attr(_node(g, "LSTM"), "hidden_size", "six"),
+        lstmrt.CorruptFileError,
+        ["hidden_size is a str"],
+    ),
+    "hidden_size-wrong": (
+        lambda g: _set_attr(_node(g, "LSTM"), "hidden_size", H + 1),
+        lstmrt.UnsupportedModelError,
+        ["W is shape", "expected"],
+    ),
+    "matmul-one-input": (lambda g: _node(g, "MatMul").input.pop(), lstmrt.CorruptFileError, ["MatMul", "1 inputs"]),
+    "transpose-bad-perm": (
+        lambda g: _set_attr(_node(g, "Transpose"), "perm", [0, 0, 2]),
+        lstmrt.CorruptFileError,
+        ["perm", "not a permutation"],
+    ),
+    "nodes-out-of-order": (lambda g: g.node.insert(0, g.node.pop()), lstmrt.CorruptFileError, ["before any node"]),
+    "custom-domain": (
+        lambda g: setattr(_node(g, "MatMul"), "domain", "com.example"),
+        lstmrt.UnsupportedModelError,
+        ["com.example"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_damaged_graph_refused(tmp_path, name):
+    edit, cls, words = DAMAGED[name]
+    with pytest.raises(cls) as caught:
+        lstmrt.load(_damaged(tmp_path, edit))
+    for word in words:
+        assert word in str(caught.value), str(caught.value)
