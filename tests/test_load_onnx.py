@@ -1,7 +1,8 @@
 """lstmrt.load on real ONNX files, each compared with ONNX Runtime running the very file lstmrt loads: exports of
-torch modules (torch.onnx.export with the TorchScript-based exporter, dynamo=False) and graphs built with
-onnx.helper. lstmrt's predict takes (B, T, F) whatever the graph's layout: a sequence-first graph is fed
-X.transpose(1, 0, 2) on the ONNX Runtime side and its (T, B, O) output transposed back."""
+torch modules (torch.onnx.export with the TorchScript-based exporter, dynamo=False, and with the default exporter,
+dynamo=True, which keeps the weights in an external file) and graphs built with onnx.helper. lstmrt's predict
+takes (B, T, F) whatever the graph's layout: a sequence-first graph is fed X.transpose(1, 0, 2) on the ONNX Runtime
+side and its (T, B, O) output transposed back."""
 
 import warnings
 
@@ -409,6 +410,116 @@ def test_cli_inspect_and_export(tmp_path, rng, capsys):
     assert np.array_equal(lstmrt.load(target).predict(X), lstmrt.load(path).predict(X))
 
 
+# the weights in w.bin, or in a file per tensor named after it; the 8-byte Squeeze axis stays inline, as ONNX Runtime
+# needs it to load the file
+EXTERNAL = {
+    "one-file": dict(save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=64),
+    "file-per-tensor": dict(save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=64),
+}
+
+
+@pytest.mark.parametrize("name", list(EXTERNAL))
+def test_external_data_matches_onnxruntime(tmp_path, rng, monkeypatch, name):
+    """Weights in files beside the model (onnx.save(..., save_as_external_data=True)), loaded by a relative path:
+    read from the model's directory, not the working directory's."""
+    head = _matmul_add(rng, H)
+    path = _recurrent_file(
+        tmp_path / "model.onnx", "LSTM", _weights(rng, "LSTM"), head=head, save_options=EXTERNAL[name]
+    )
+    assert (tmp_path / ("w.bin" if name == "one-file" else "head_W")).exists()
+    monkeypatch.chdir(tmp_path.parent)
+    relative = path.relative_to(tmp_path.parent)
+    _compare(relative, True, relative, _inputs(rng))
+
+
+# -- torch.onnx.export's default exporter (dynamo=True): the weights in an external file, model.onnx.data ---------
+VOCAB = 11
+
+
+class Tokens(nn.Module):
+    """Token ids -> Embedding -> LSTM -> Linear to one score per step, squeezed: (B, T) ids -> (B, T)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding, self.lstm = nn.Embedding(VOCAB, F_IN), _lstm()
+        self.fc = nn.Linear(H, 1)
+
+    def forward(self, tokens):
+        return self.fc(self.lstm(self.embedding(tokens))[0]).squeeze(-1)
+
+
+DYNAMO = {  # id -> (module factory, batch_first); "tokens" in the id: the input is token ids
+    "nn.LSTM+Linear": (lambda: Chain(_lstm(), nn.Linear(H, F_OUT)), True),
+    "nn.GRU-seq-first-2-outputs": (lambda: nn.GRU(F_IN, H), False),
+    "nn.LSTM+fc-out-last-step": (lambda: LastStep(_lstm(), nn.Linear(H, F_OUT), from_h_n=False), True),
+    "nn.LSTMx2+fc-h_n-last": (lambda: LastStep(_lstm(num_layers=2), nn.Linear(H, F_OUT), from_h_n=True), True),
+    "nn.Embedding+LSTM+Linear+squeeze-tokens": (Tokens, True),
+    # batch and time dynamic: the exporter computes the Reshape after each node from Shape slices (Mul of D and H)
+    "nn.LSTMx2-bidirectional+Linear-dynamic": (
+        lambda: Chain(_lstm(num_layers=2, bidirectional=True), nn.Linear(2 * H, F_OUT)),
+        True,
+    ),
+}
+
+
+DYNAMIC = "nn.LSTMx2-bidirectional+Linear-dynamic"
+
+
+def _dynamo_input(name, rng):
+    """A (B, T) batch for DYNAMO[name]: token ids, or features (B, T, F_IN)."""
+    return rng.integers(0, VOCAB, (B, T)) if "tokens" in name else _inputs(rng)
+
+
+@pytest.fixture(scope="module")
+def dynamo_file(tmp_path_factory):
+    """name -> (path, sequence-first) of DYNAMO[name] exported at (B, T) by torch.onnx.export's default exporter,
+    with input "X" and first output "Y": each module exported once for the tests of this file (~1 s each)."""
+    pytest.importorskip("onnxscript")  # the default exporter needs it
+    files = {}
+
+    def export(name):
+        if name != DYNAMIC and DYNAMIC not in files:
+            # first: after an export of a static nn.LSTM, torch 2.13 exports the next one with time static too
+            export(DYNAMIC)
+        if name not in files:
+            build, batch_first = DYNAMO[name]
+            torch.manual_seed(0)
+            example = _dynamo_input(name, np.random.default_rng(0))
+            example = torch.from_numpy(example if batch_first else example.transpose(1, 0, 2).copy())
+            path = tmp_path_factory.mktemp("dynamo") / "model.onnx"
+            with warnings.catch_warnings():  # torch.export's warnings; its progress lines go to stdout
+                warnings.simplefilter("ignore")
+                dynamic = ({0: torch.export.Dim("batch"), 1: torch.export.Dim("time")},) if "dynamic" in name else None
+                torch.onnx.export(
+                    build().eval(),
+                    (example,),
+                    str(path),
+                    dynamo=True,
+                    input_names=["X"],
+                    output_names=["Y"],
+                    dynamic_shapes=dynamic,
+                )
+            files[name] = path, not batch_first
+        return files[name]
+
+    return export
+
+
+@pytest.mark.parametrize("name", list(DYNAMO))
+def test_torch_default_exporter_matches_onnxruntime(dynamo_file, rng, name):
+    path, seq_first = dynamo_file(name)
+    initializers = onnx.load(str(path), load_external_data=False).graph.initializer
+    assert any(t.data_location == TensorProto.EXTERNAL for t in initializers)  # what the default exporter writes
+    assert path.with_name("model.onnx.data").exists()
+    X = _dynamo_input(name, rng)
+    if "tokens" in name:
+        assert_close(lstmrt.load(path).predict(X), _ort(path, {"X": X})[0])
+    else:
+        _compare(path, seq_first, path, X)
+    if "dynamic" in name:  # other batch and time sizes than the export's
+        _compare(path, seq_first, path, _inputs(rng, b=B + 2, t=T + 4))
+
+
 # -- refusals -----------------------------------------------------------------------------------------------------
 def _head(op, name, inputs=("seq",), consts=None):
     """A head of one node named `name`: `op` of inputs (names, then consts: name -> array) -> out."""
@@ -443,8 +554,6 @@ def _two_inputs(path, consts):
     return _recurrent_file(path, "LSTM", consts, before=[add], inputs=inputs)
 
 
-# the weights in w.bin; the 8-byte Squeeze axis stays inline, as ONNX Runtime needs it to load the file
-EXTERNAL = dict(save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=64)
 CONV_W = np.full((F_OUT, B, 1), 0.5, np.float32)  # seq (T, B, H) taken as (N, C, L): steps as the batch, B channels
 REFUSED = {  # id -> (file from (path, LSTM weights), pattern the message matches, names it holds)
     "input_forget": (lambda p, w: _recurrent_file(p, "LSTM", w, input_forget=1), "(?i)input_forget", ()),
@@ -466,7 +575,6 @@ REFUSED = {  # id -> (file from (path, LSTM weights), pattern the message matche
     "If": (lambda p, w: _recurrent_file(p, "LSTM", w, head=_if_head()), r"\bIf\b", ()),
     "Loop": (lambda p, w: _recurrent_file(p, "LSTM", w, head=_loop_head()), r"\bLoop\b", ()),
     "two-data-inputs": (_two_inputs, "(?i)input", ()),
-    "external-data": (lambda p, w: _recurrent_file(p, "LSTM", w, save_options=EXTERNAL), "(?i)external", ()),
 }
 
 

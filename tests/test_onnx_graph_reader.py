@@ -233,7 +233,7 @@ DAMAGED = {  # id -> (edit of the graph, exception class, words)
     "hidden_size-a-string": (
         lambda g: _set_attr(_node(g, "LSTM"), "hidden_size", "six"),
         lstmrt.CorruptFileError,
-        ["hidden_size is a str"],
+        ["hidden_size", "type str"],
     ),
     "hidden_size-wrong": (
         lambda g: _set_attr(_node(g, "LSTM"), "hidden_size", H + 1),

@@ -4,7 +4,10 @@ unpacked repeated fields; then the files it must refuse, and damaged files (trun
 
 import io
 import math
+import os
+import re
 import struct
+import sys
 import warnings
 import zipfile
 
@@ -16,6 +19,7 @@ from lstmrt.errors import (
     LoadError,
     ModelTooLargeError,
     UnexpectedContentError,
+    UnsafeFileError,
     UnsupportedModelError,
 )
 from lstmrt.loaders import protobuf
@@ -107,8 +111,11 @@ def expected_value_info(info) -> ValueInfo:
 
 def assert_agrees(data: bytes) -> OnnxModel:
     """lstmrt's decoding of `data` says what onnx's parse of it says."""
-    ref = onnx.ModelProto.FromString(data)
-    model = parse_onnx(data, "model.onnx")
+    return assert_same(parse_onnx(data, "model.onnx"), onnx.ModelProto.FromString(data))
+
+
+def assert_same(model: OnnxModel, ref) -> OnnxModel:
+    """lstmrt's decoding `model` says what onnx's `ref` (a ModelProto, its tensors' data loaded) says."""
     assert model.ir_version == ref.ir_version
     assert model.producer == ref.producer_name
     expected_opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in ref.opset_import}
@@ -372,18 +379,207 @@ def test_torch_export(tmp_path):
     assert model.graph.inputs[0] == ValueInfo("x", TensorProto.FLOAT, ("batch", "time", 3))
 
 
-# -- what lstmrt refuses ----------------------------------------------------------------------------------------------
-def test_external_data_is_refused_without_opening_it(tmp_path):
-    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "weight")
-    model = onnx.ModelProto.FromString(model_bytes(initializers=[w]))
-    path = tmp_path / "model.onnx"
-    onnx.save(model, str(path), save_as_external_data=True, location="weights.bin", size_threshold=0)
-    (tmp_path / "weights.bin").unlink()  # never opened: its absence changes nothing
-    with pytest.raises(UnsupportedModelError, match=r"tensor 'weight' keeps its data in an external file.*"
-                       r"save_as_external_data=False"):  # fmt: skip
+# -- external data ---------------------------------------------------------------------------------------------------
+_AUDIT = {"hooked": False, "paths": None}  # the real paths opened while a test records them (see `opened`)
+
+
+def _audit(event, args):
+    if _AUDIT["paths"] is not None and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        _AUDIT["paths"].append(os.path.realpath(os.fsdecode(args[0])))
+
+
+@pytest.fixture
+def opened(tmp_path):
+    """A function giving the real paths of the files under tmp_path opened so far in the test, from the audit
+    event "open" that every open() and os.open() raises: it sees a file opened through a symlink as what it is.
+    The hook is installed once: audit hooks cannot be removed, and this one records only inside the fixture."""
+    if not _AUDIT["hooked"]:
+        sys.addaudithook(_audit)
+        _AUDIT["hooked"] = True
+    _AUDIT["paths"] = paths = []
+    root = os.path.realpath(tmp_path)
+    yield lambda: [p for p in paths if p.startswith(root + os.sep)]
+    _AUDIT["paths"] = None
+
+
+EXTERNAL_TENSORS = {  # sizes around the thresholds below; "empty": 0 bytes at the end of its file
+    "W": np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5,
+    "big": np.linspace(-1, 1, 300, dtype=np.float32),
+    "half": np.arange(35, dtype=np.float16).reshape(5, 7) / 8,
+    "ids": np.arange(-4, 5, dtype=np.int64),
+    "mask": np.arange(11) % 3 == 0,
+    "empty": np.zeros((0, 3), np.float32),
+    "tiny": np.float32(2.5),
+}
+
+
+def external_model(directory, **options):
+    """A real model with initializers and a Constant node, saved in `directory` by onnx.save with
+    save_as_external_data=True and `options`."""
+    value = numpy_helper.from_array(np.arange(40, dtype=np.float32).reshape(4, 10), "const_value")
+    nodes = [helper.make_node("Constant", [], ["c"], name="const", value=value)]
+    data = model_bytes(nodes, [numpy_helper.from_array(v, k) for k, v in EXTERNAL_TENSORS.items()])
+    directory.mkdir(exist_ok=True)
+    path = directory / "model.onnx"
+    onnx.save(onnx.ModelProto.FromString(data), str(path), save_as_external_data=True, **options)
+    return path
+
+
+def all_tensors(model):
+    node_tensors = [a.t for n in model.graph.node for a in n.attribute if a.type == AttributeProto.TENSOR]
+    return [*model.graph.initializer, *node_tensors]
+
+
+def external_locations(path) -> dict:
+    """tensor name -> location, of the tensors of the model at `path` that keep their data in an external file."""
+    model = onnx.load(str(path), load_external_data=False)
+    return {
+        t.name: {e.key: e.value for e in t.external_data}["location"]
+        for t in all_tensors(model)
+        if t.data_location == TensorProto.EXTERNAL
+    }
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(all_tensors_to_one_file=True, location="weights.bin", size_threshold=0),
+        dict(all_tensors_to_one_file=True, location="weights.bin", size_threshold=100, convert_attribute=True),
+        dict(all_tensors_to_one_file=False, size_threshold=0, convert_attribute=True),
+    ],
+    ids=["one-file", "one-file-size_threshold-100-attributes", "file-per-tensor-attributes"],
+)
+def test_external_data_reads_as_onnx_reads_it(tmp_path, opened, options):
+    path = external_model(tmp_path / "model", **options)
+    locations = external_locations(path)
+    inline = {*EXTERNAL_TENSORS, "const_value"} - set(locations)
+    if options["size_threshold"] == 0:
+        assert inline == ({"const_value"} if not options.get("convert_attribute") else set())
+    else:  # onnx compares sys.getsizeof(raw_data), 33 bytes over the data, with the threshold
+        assert inline == {"W", "mask", "empty", "tiny"}
+    before = len(opened())
+    model = read_onnx(path)
+    files = [os.path.realpath(path), *{os.path.realpath(path.parent / loc) for loc in locations.values()}]
+    assert sorted(opened()[before:]) == sorted(files)  # the model and each data file, once
+    assert_same(model, onnx.load(str(path)))
+    external = model.graph.initializers["big"]
+    assert not external.flags.writeable and external.tobytes() == EXTERNAL_TENSORS["big"].tobytes()
+    with pytest.raises(UnsupportedModelError, match=r"^m.onnx: tensor '\w+' keeps its data in an external file "
+                       r"\('[^']+'\); reading it needs the model's directory"):  # fmt: skip
+        parse_onnx(path.read_bytes(), "m.onnx")
+
+
+def one_file_model(directory):
+    """external_model in `directory`, every tensor's data in weights.bin."""
+    return external_model(directory, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+
+
+def edit_big(path, edit: dict):
+    """The model at `path` rewritten with the external_data entries of tensor 'big' changed by `edit` (key -> value;
+    None removes the key): the file a hostile or broken exporter would write."""
+    model = onnx.load(str(path), load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == "big")
+    entries = {e.key: e.value for e in tensor.external_data}
+    entries.update(edit)
+    del tensor.external_data[:]
+    for k, v in entries.items():
+        if v is not None:
+            tensor.external_data.add(key=k, value=v)
+    path.write_bytes(model.SerializeToString())  # not onnx.save: it would append the data to weights.bin again
+    return path
+
+
+ESCAPES = {  # id -> location of tensor 'big', from (model directory, the file outside it)
+    "parent": lambda d, outside: "../outside.bin",
+    "parent-from-a-subdirectory": lambda d, outside: "sub/../../outside.bin",
+    "parent-with-backslashes": lambda d, outside: "..\\outside.bin",
+    "absolute": lambda d, outside: str(outside),
+    "drive-letter": lambda d, outside: "C:/outside.bin",
+    "symlink-to-a-file": lambda d, outside: (d / "link.bin").symlink_to(outside) or "link.bin",
+    "symlink-to-a-directory": lambda d, outside: (d / "up").symlink_to(outside.parent) or "up/outside.bin",
+}
+
+
+@pytest.mark.parametrize("name", list(ESCAPES))
+def test_external_data_outside_the_model_directory_is_refused_unopened(tmp_path, opened, name):
+    path = one_file_model(tmp_path / "model")
+    outside = tmp_path / "outside.bin"  # the very bytes of weights.bin: read, it would load without error
+    outside.write_bytes((path.parent / "weights.bin").read_bytes())
+    (path.parent / "sub").mkdir()
+    location = ESCAPES[name](path.parent, outside)
+    edit_big(path, {"location": location})
+    before = len(opened())
+    with pytest.raises(UnsafeFileError) as caught:
+        read_onnx(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: tensor 'big' keeps its data in {location!r}, "), message
+    assert "only from the model's directory" in message
+    inside = os.path.realpath(path.parent) + os.sep
+    files = opened()[before:]
+    assert os.path.realpath(path) in files and all(f.startswith(inside) for f in files), files
+
+
+def test_external_data_through_a_symlink_inside_the_directory(tmp_path):
+    path = one_file_model(tmp_path / "model")
+    (path.parent / "sub").mkdir()
+    (path.parent / "sub" / "link.bin").symlink_to(path.parent / "weights.bin")
+    edit_big(path, {"location": "sub/./link.bin"})
+    assert read_onnx(path).graph.initializers["big"].tobytes() == EXTERNAL_TENSORS["big"].tobytes()
+
+
+DAMAGE = {  # id -> (edit of tensor 'big''s external_data, the message's pattern); 'big' is not the last in the file
+    "offset-past-the-end": ({"offset": "100000"}, r"external data offset 100,000 is past the end of 'weights.bin' "
+                            r"\([0-9,]+ bytes\)"),
+    "length-past-the-end": ({"length": "100000"}, r"external data of 100,000 bytes at offset [0-9,]+ runs past the "
+                            r"end of 'weights.bin' \([0-9,]+ bytes\)"),
+    "length-short": ({"length": "1196"}, r"of dims \(300,\) needs 1,200 bytes, its external data \('weights.bin', "
+                     r"offset [0-9,]+\) holds 1,196"),
+    "no-length-and-more-data-after": ({"length": None}, r"needs 1,200 bytes, its external data .* holds"),
+    "negative-offset": ({"offset": "-4"}, r"external data offset '-4' is not a non-negative integer"),
+    "length-not-a-number": ({"length": "1.2e3"}, r"length '1.2e3' is not a non-negative integer"),
+    "offset-of-30-digits": ({"offset": "9" * 30}, r"offset '9{30}' is not a non-negative integer"),
+    "offset-of-5000-zeros-then-100000": ({"offset": "0" * 5000 + "100000"}, r"offset 100,000 is past the end"),
+    "missing-file": ({"location": "gone.bin"}, r"external data file 'gone.bin' is missing from "),
+    "no-location": ({"location": None}, r"keeps its data in an external file but names no location"),
+    "location-a-directory": ({"location": "sub"}, r"external data location 'sub' is not a regular file"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(DAMAGE))
+def test_external_data_damaged(tmp_path, name):
+    edit, pattern = DAMAGE[name]
+    path = one_file_model(tmp_path / "model")
+    (path.parent / "sub").mkdir()
+    edit_big(path, edit)
+    with pytest.raises(CorruptFileError, match="^" + re.escape(f"{path}: tensor 'big'") + r"[: ].*" + pattern) as e:
+        read_onnx(path)
+    assert not isinstance(e.value, UnexpectedContentError)
+
+
+def test_external_data_offset_and_length_defaults(tmp_path):
+    """offset defaults to 0 and length to the end of the file: a file holding the tensor alone."""
+    path = one_file_model(tmp_path / "model")
+    (path.parent / "big.bin").write_bytes(EXTERNAL_TENSORS["big"].tobytes())
+    edit_big(path, {"location": "big.bin", "offset": None, "length": None, "checksum": "ignored"})
+    assert read_onnx(path).graph.initializers["big"].tobytes() == EXTERNAL_TENSORS["big"].tobytes()
+
+
+def test_external_data_entries_without_data_location_external_are_ignored():
+    """data_location alone says where the data is (as in onnx and ONNX Runtime): here, raw_data."""
+    tensor = numpy_helper.from_array(np.ones(3, np.float32), "w")
+    tensor.external_data.add(key="location", value="../../etc/passwd")
+    model = parse_onnx(model_bytes(initializers=[tensor]), "m.onnx")
+    assert model.graph.initializers["w"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_external_data_past_the_load_limit(tmp_path, monkeypatch):
+    path = one_file_model(tmp_path / "model")
+    monkeypatch.setenv("LSTMRT_MAX_LOAD_BYTES", "1000")
+    with pytest.raises(ModelTooLargeError, match=r"tensor 'big' of dims \(300,\) brings the tensors to"):
         read_onnx(path)
 
 
+# -- what lstmrt refuses ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "tensor, kind",
     [

@@ -53,6 +53,8 @@ def fold(node, args: list, opset: int):
 
 def _fold(node, args: list, opset: int):
     op, attrs = node.op_type, node.attrs
+    if any(isinstance(a, Opaque) for a in args):
+        return Opaque(op)
     if any(isinstance(a, Zeros) for a in args):
         # zeros moved around, broadcast or stacked stay zeros (the initial states torch builds in forward())
         if op == "Concat":
@@ -119,10 +121,22 @@ def constant(attrs: dict):
 def axes_of(node, args, opset: int, since: int):
     """Squeeze/Unsqueeze/ReduceX axes: an attribute before opset `since`, the second input from it on."""
     if opset < since:
-        return node.attrs.get("axes")
+        axes = node.attrs.get("axes")
+        return None if axes is None else ints(axes, "axes")
     if len(args) < 2 or args[1] is None:
         return None
-    return [int(a) for a in np.asarray(args[1]).reshape(-1)]
+    return ints(args[1], "axes")
+
+
+def ints(value, what: str) -> list:
+    """A constant list of integers (an attribute's tuple or a constant input), else ValueError."""
+    array = np.asarray(value) if isinstance(value, (tuple, list, np.ndarray)) else None
+    if array is None or array.dtype.kind not in "iu" and not (array.size == 0 or array.dtype == object):
+        raise ValueError(f"{what} is not a constant list of integers")
+    values = array.reshape(-1).tolist()
+    if not all(isinstance(v, int) for v in values):
+        raise ValueError(f"{what} is not a constant list of integers")
+    return values
 
 
 def unsqueeze(a, axes):
@@ -142,13 +156,19 @@ def reshape(a, shape, allowzero: int):
 def slice_params(node, args, opset: int, rank: int) -> list:
     """[(axis, start, end, step)] of a Slice (attributes before opset 10, inputs from it on)."""
     if opset < 10:
-        starts, ends = node.attrs.get("starts", ()), node.attrs.get("ends", ())
-        axes, steps = node.attrs.get("axes", range(len(starts))), [1] * len(starts)
+        starts, ends = ints(node.attrs.get("starts", ()), "starts"), ints(node.attrs.get("ends", ()), "ends")
+        axes = ints(node.attrs.get("axes", tuple(range(len(starts)))), "axes")
+        steps = [1] * len(starts)
     else:
-        starts, ends = (np.asarray(args[i]).reshape(-1).tolist() for i in (1, 2))
-        axes = np.asarray(args[3]).reshape(-1).tolist() if len(args) > 3 and args[3] is not None else range(len(starts))
-        steps = np.asarray(args[4]).reshape(-1).tolist() if len(args) > 4 and args[4] is not None else [1] * len(starts)
-    return [(int(ax) % rank, int(s), int(e), int(st)) for ax, s, e, st in zip(axes, starts, ends, steps)]
+        if len(args) < 3:
+            raise ValueError("Slice needs starts and ends")
+        starts, ends = ints(args[1], "starts"), ints(args[2], "ends")
+        given = [a is not None for a in args[3:5]] + [False, False]
+        axes = ints(args[3], "axes") if given[0] else list(range(len(starts)))
+        steps = ints(args[4], "steps") if given[1] else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps) or 0 in steps or rank == 0:
+        raise ValueError("Slice's starts, ends, axes and steps do not match")
+    return [(ax % rank, s, e, st) for ax, s, e, st in zip(axes, starts, ends, steps)]
 
 
 def slices(node, args, opset: int, rank: int) -> tuple:

@@ -47,6 +47,17 @@ _ACTIVATIONS = {
 }
 
 
+# the Python type of each attribute this reader reads, as the decoder gives it (the same name has one ONNX type
+# across the ops here); anything else is a damaged file
+_ATTRIBUTE_TYPES = {
+    **dict.fromkeys(("axis", "to", "allowzero", "transA", "transB", "start", "end", "layout", "hidden_size"), int),
+    **dict.fromkeys(("alpha", "beta", "gamma", "min", "max", "clip"), float),
+    **dict.fromkeys(("perm", "axes", "starts", "ends", "activations"), tuple),
+    **dict.fromkeys(("approximate", "direction"), str),
+    "value": np.ndarray,
+}
+
+
 class GraphReader:
     """Reads one OnnxModel; `read()` gives (layers, Model options, facts for load's info)."""
 
@@ -168,6 +179,10 @@ class GraphReader:
             ) from None
 
     def _run(self, node, args) -> list:
+        for name, value in node.attrs.items():
+            kind = _ATTRIBUTE_TYPES.get(name)
+            if kind is not None and not isinstance(value, kind):
+                raise CorruptFileError(f"{self.node_where} has attribute {name} of type {type(value).__name__}")
         if node.domain not in ("", "ai.onnx"):
             raise self._refuse(node, f"is in domain {node.domain!r}; lstmrt reads standard ONNX operators")
         if node.op_type in RECURRENT:
@@ -192,7 +207,12 @@ class GraphReader:
                 raise CorruptFileError(
                     f"{self.node_where} has {len(args)} inputs, a number the op does not take"
                 ) from None
-            return handler(node, *args)
+            try:
+                return handler(node, *args)
+            except ValueError as exc:  # fold.ints and friends: parameters that are not constants lstmrt can read
+                if isinstance(exc, LoadError):
+                    raise
+                raise self._refuse(node, f"has parameters lstmrt cannot read: {exc}") from exc
         if name in _ACTIVATIONS or name in ("Elu", "HardSigmoid", "Gelu", "Softmax", "LogSoftmax", "Clip"):
             return [self._activation(node, args[0])]
         raise self._refuse(node, "is not supported in the data path of a model")
@@ -300,9 +320,12 @@ class GraphReader:
     def _op_Reshape(self, node, x, shape):
         if isinstance(x, Final):
             return [self._final_data(x, self.node_where)]
-        if not isinstance(shape, np.ndarray) or fold.symbolic(shape):
+        if not isinstance(shape, np.ndarray) or shape.ndim != 1:
             raise self._refuse(node, "reshapes the data to a shape computed at run time")
-        target = [int(s) for s in shape.reshape(-1)]
+        # a symbolic size (Shape of the data) copies that axis, as a 0 copies the axis at its position
+        target = [("copy", s.tag) if isinstance(s, Size) else s for s in shape.tolist()]
+        if not all(isinstance(t, (int, tuple)) for t in target):
+            raise self._refuse(node, "reshapes the data to a shape computed at run time")
         result = reshape_data(x, target, node.attrs.get("allowzero", 0), self.static)
         if isinstance(result, str):
             raise self._refuse(node, f"reshapes axes {x.axes} (sizes {x.sizes}) to {target}: {result}")

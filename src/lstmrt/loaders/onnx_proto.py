@@ -8,23 +8,34 @@ recursion stops at model -> graph -> node -> attribute -> tensor), model-local f
 doc strings and metadata. Fields of the wrong wire type are unknown fields and skipped, and a singular message given
 twice is merged, as protobuf parsers do; a field number absent from the schema is skipped.
 
-Errors: CorruptFileError for anything malformed (including what is not ONNX at all), UnsupportedModelError for a
-well-formed file holding what lstmrt does not read (external data, segments, sparse initializers, string or complex
-tensors), ModelTooLargeError before allocating tensors past the load limit (lstmrt.loaders.safety.Budget).
+External data (TensorProto.data_location EXTERNAL: `location`, `offset`, `length` in external_data, as onnx.save(...,
+save_as_external_data=True) and torch.onnx.export's default exporter write the weights) is read from the model's
+directory, each data file opened once and only the named ranges read, after the size checks and the load limit.
+A location that is absolute, has a drive letter or a `..` component, or leads outside the model's directory through
+a symlink is an UnsafeFileError, raised before that file is opened (ONNX Runtime refuses the same paths). Other
+keys (checksum, ...) are ignored.
+
+Errors: CorruptFileError for anything malformed (including what is not ONNX at all, and external data missing or
+not covering its tensor), UnsupportedModelError for a well-formed file holding what lstmrt does not read (segments,
+sparse initializers, string or complex tensors, external data when parsing bytes with no directory),
+ModelTooLargeError before allocating tensors past the load limit (lstmrt.loaders.safety.Budget).
 
 Tensors (initializers, TENSOR attributes) stored in raw_data, as exporters write them, are views of the parsed bytes:
-no copy, read-only when those are `bytes`, and keeping them alive; BOOL and BFLOAT16 tensors, and those stored in
-the typed fields (float_data, int32_data, ...), are arrays of their own."""
+no copy, read-only when those are `bytes`, and keeping them alive; external ones are read-only views of the bytes
+read for them; BOOL and BFLOAT16 tensors, and those stored in the typed fields (float_data, int32_data, ...), are
+arrays of their own."""
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import stat
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import CorruptFileError, UnsupportedModelError
+from ..errors import CorruptFileError, UnsafeFileError, UnsupportedModelError
 from .protobuf import (
     FIXED32,
     FIXED64,
@@ -70,6 +81,8 @@ _FIELD_TYPE = {2: 1, 3: 2, 4: 3, 5: 4, 6: 5, 7: 6, 8: 7, 9: 8, 10: 9, 11: 10, 22
 # The wire types each value field may have (the others are strings or messages: LEN).
 _VALUE_WIRES = {2: (FIXED32,), 3: (VARINT,), 7: (FIXED32, LEN), 8: (VARINT, LEN)}
 _DEFAULT_DOMAINS = ("", "ai.onnx")  # two spellings of the standard operator set
+_DRIVE = re.compile(r"[A-Za-z]:")  # C:\x, C:x: a Windows path, absolute or on another drive
+_DECIMAL = re.compile(r"0*[0-9]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -127,23 +140,27 @@ class OnnxModel:
 
 
 def read_onnx(path) -> OnnxModel:
-    """The model in an .onnx file, its size checked against the load limit before it is read."""
+    """The model in an .onnx file, its size checked against the load limit before it is read; tensors kept in
+    external files are read from the file's directory (see parse_onnx)."""
     where = os.fsdecode(os.fspath(path))
     with open(path, "rb") as f:
         Budget(where).take(os.fstat(f.fileno()).st_size // 4, 4, "the file")
         data = f.read()
-    return parse_onnx(data, where)
+    return parse_onnx(data, where, directory=os.path.dirname(where) or os.curdir)
 
 
-def parse_onnx(data, where: str, budget: Budget | None = None) -> OnnxModel:
+def parse_onnx(data, where: str, budget: Budget | None = None, *, directory=None) -> OnnxModel:
     """The model serialized in `data` (bytes-like); `where` names it in error messages; tensors are counted
-    against `budget` (a new Budget(where) by default)."""
+    against `budget` (a new Budget(where) by default). directory: the model file's directory, where tensors with
+    external data are read (each file opened once, only the ranges the tensors name read); without it, such
+    tensors are refused."""
     budget = Budget(where) if budget is None else budget
-    with file_errors(where, reading=True):  # a backstop only: every malformation has its own check
-        return _model(data, where, budget)
+    # file_errors is a backstop only: every malformation has its own check
+    with _ExternalFiles(directory) as external, file_errors(where, reading=True):
+        return _model(data, where, budget, external)
 
 
-def _model(data, where: str, budget: Budget) -> OnnxModel:
+def _model(data, where: str, budget: Budget, external: _ExternalFiles) -> OnnxModel:
     ir_version, producer, graphs, opset_parts = 0, b"", [], []
     for number, wire, value in fields(data, where):
         if number == 1 and wire == VARINT:
@@ -163,7 +180,7 @@ def _model(data, where: str, budget: Budget) -> OnnxModel:
             raise CorruptFileError(f"{where}: opset_import names domain {domain!r} twice")
         opsets[domain] = version
     producer = text(producer, f"{where}: producer_name")
-    return OnnxModel(ir_version, opsets, producer, _graph(merged(graphs), where, budget))
+    return OnnxModel(ir_version, opsets, producer, _graph(merged(graphs), where, budget, external))
 
 
 def _opset(buf, where: str) -> tuple:
@@ -181,7 +198,7 @@ def _domain(raw, where: str) -> str:
     return "" if domain in _DEFAULT_DOMAINS else domain
 
 
-def _graph(buf, where: str, budget: Budget) -> Graph:
+def _graph(buf, where: str, budget: Budget, external: _ExternalFiles) -> Graph:
     name, nodes, initializers, inputs, outputs = b"", [], [], [], []
     for number, wire, value in fields(buf, f"{where}: graph"):
         if wire != LEN:  # every field read here is a string or a message
@@ -200,7 +217,7 @@ def _graph(buf, where: str, budget: Budget) -> Graph:
             raise UnsupportedModelError(f"{where}: the graph has sparse initializers, which lstmrt does not read")
     tensors = {}
     for part in initializers:
-        tensor_name, array = _tensor(part, where, budget)
+        tensor_name, array = _tensor(part, where, budget, external)
         if not tensor_name:
             raise CorruptFileError(f"{where}: an initializer has no name")
         if tensor_name in tensors:
@@ -208,14 +225,14 @@ def _graph(buf, where: str, budget: Budget) -> Graph:
         tensors[tensor_name] = array
     return Graph(
         name=text(name, f"{where}: graph name"),
-        nodes=tuple(_node(part, where, i, budget) for i, part in enumerate(nodes)),
+        nodes=tuple(_node(part, where, i, budget, external) for i, part in enumerate(nodes)),
         initializers=tensors,
         inputs=tuple(_value_info(part, f"{where}: graph input") for part in inputs),
         outputs=tuple(_value_info(part, f"{where}: graph output") for part in outputs),
     )
 
 
-def _node(buf, where: str, index: int, budget: Budget) -> Node:
+def _node(buf, where: str, index: int, budget: Budget, external: _ExternalFiles) -> Node:
     here = f"{where}: node {index}"
     inputs, outputs, attributes, name, op_type, domain = [], [], [], b"", b"", b""
     for number, wire, value in fields(buf, here):
@@ -237,7 +254,7 @@ def _node(buf, where: str, index: int, budget: Budget) -> Node:
     here = f"{where}: node {name!r} ({op_type})" if name else f"{here} ({op_type})"
     attrs = {}
     for part in attributes:
-        key, value = _attribute(part, here, budget)
+        key, value = _attribute(part, here, budget, external)
         if key in attrs:
             raise CorruptFileError(f"{here}: attribute {key!r} is given twice")
         attrs[key] = value
@@ -251,7 +268,7 @@ def _node(buf, where: str, index: int, budget: Budget) -> Node:
     )
 
 
-def _attribute(buf, where: str, budget: Budget) -> tuple:
+def _attribute(buf, where: str, budget: Budget, external: _ExternalFiles) -> tuple:
     name, kind, ref, scalars, s, tensors, strings = b"", 0, b"", {}, b"", [], []
     floats, ints, present = Repeated(FIXED32), Repeated(VARINT), set()
     for number, wire, value in fields(buf, f"{where}: attribute"):
@@ -297,7 +314,7 @@ def _attribute(buf, where: str, budget: Budget) -> tuple:
     if kind == 4:
         if not tensors:
             raise CorruptFileError(f"{here} is a TENSOR attribute without a tensor")
-        return name, _tensor(merged(tensors), here, budget)[1]
+        return name, _tensor(merged(tensors), here, budget, external)[1]
     if kind == 6:
         return name, tuple(floats.raw(here).view(np.float32).tolist())
     if kind == 7:
@@ -307,11 +324,11 @@ def _attribute(buf, where: str, budget: Budget) -> tuple:
     return name, Unsupported(_ATTRIBUTE_TYPES[kind])
 
 
-def _tensor(buf, where: str, budget: Budget) -> tuple:
+def _tensor(buf, where: str, budget: Budget, external: _ExternalFiles) -> tuple:
     """(name, array) of one TensorProto, its size checked against its data and then `budget` before the array
-    is made."""
+    is made (and before its external data is read)."""
     dims, typed = Repeated(VARINT), {number: Repeated(wire) for number, wire in _TYPED_WIRE.items()}
-    data_type, name, raw, location, external_data, segment = 0, b"", None, 0, False, False
+    data_type, name, raw, location, entries, segment = 0, b"", None, 0, [], False
     for number, wire, value in fields(buf, f"{where}: tensor"):
         if number == 1:
             dims.add(wire, value)
@@ -330,14 +347,9 @@ def _tensor(buf, where: str, budget: Budget) -> tuple:
         elif number == 9:
             raw = value
         elif number == 13:
-            external_data = True  # location, offset, length: never looked at
+            entries.append(value)
     name = text(name, f"{where}: tensor name")
     here = f"{where}: tensor {name!r}" if name else f"{where}: tensor"
-    if location == 1 or external_data:
-        raise UnsupportedModelError(
-            f"{here} keeps its data in an external file; lstmrt reads only self-contained .onnx files "
-            "(re-save with onnx.save(model, path, save_as_external_data=False))"
-        )
     if segment:
         raise UnsupportedModelError(f"{here} is one segment of a tensor split in several, which lstmrt does not read")
     shape = dims.raw(here).view(np.int64)
@@ -356,13 +368,23 @@ def _tensor(buf, where: str, budget: Budget) -> tuple:
     # The data must hold exactly the elements dims declare: checked before the budget, so a huge dims over a
     # short buffer reads as the damage it is rather than as a model too large.
     field = typed[_TYPED_FIELD.get(data_type, _INT32_DATA)]
-    if raw is not None and len(raw) != count * storage.itemsize:
+    span = None
+    if location == 1:  # data_location alone decides, as in onnx and ONNX Runtime: external_data is else ignored
+        span = external.find(_external_entries(entries, here), here)
+        if span.length != count * storage.itemsize:
+            raise CorruptFileError(
+                f"{here} of dims {shape} needs {count * storage.itemsize:,} bytes, its external data "
+                f"({span.location!r}, offset {span.offset:,}) holds {span.length:,}"
+            )
+    elif raw is not None and len(raw) != count * storage.itemsize:
         raise CorruptFileError(
             f"{here} of dims {shape} needs {count * storage.itemsize:,} bytes, its raw_data holds {len(raw):,}"
         )
-    if raw is None and field.count(here) != count:
+    elif raw is None and field.count(here) != count:
         raise CorruptFileError(f"{here} of dims {shape} needs {count:,} values, it holds {field.count(here):,}")
     budget.take(count, storage.itemsize, f"{here.removeprefix(f'{budget.source}: ')} of dims {shape}")
+    if span is not None:  # external data wins over raw_data, as in onnx's own reader
+        raw = external.read(span, here)
     if raw is not None:  # raw_data wins over the typed fields, as in onnx's own reader
         array = np.frombuffer(raw, storage)
         if not array.dtype.isnative:
@@ -374,6 +396,137 @@ def _tensor(buf, where: str, budget: Budget) -> tuple:
     elif data_type == _BFLOAT16:
         array = (array.astype(np.uint32) << 16).view(np.float32)
     return name, array.reshape(shape)
+
+
+def _external_entries(entries: list, where: str) -> dict:
+    """TensorProto.external_data (StringStringEntryProto key 1, value 2) as a dict; a key given twice keeps its
+    last value, as in onnx and ONNX Runtime."""
+    out = {}
+    for entry in entries:
+        key, value = b"", b""
+        for number, wire, part in fields(entry, f"{where}: external_data"):
+            if number == 1 and wire == LEN:
+                key = part
+            elif number == 2 and wire == LEN:
+                value = part
+        out[text(key, f"{where}: external_data key")] = text(value, f"{where}: external_data value")
+    return out
+
+
+# -- external data ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Span:
+    """Where one tensor's bytes are: `length` bytes at `offset` of the open data file `path` (a real path)."""
+
+    location: str
+    path: str
+    offset: int
+    length: int
+
+
+class _ExternalFiles:
+    """The data files of one load, each opened once. Paths are checked as ONNX Runtime checks them (a location
+    is relative, without `..`, and still inside the model's directory once symlinks are resolved), so that a
+    model cannot make lstmrt read a file of the machine it was not given: a hostile file would otherwise read,
+    say, ~/.ssh/id_rsa into its weights and out through the model's outputs."""
+
+    def __init__(self, directory):
+        self.directory = None if directory is None else os.path.realpath(directory)
+        self.files = {}  # real path -> (open file, size)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for f, _ in self.files.values():
+            f.close()
+        self.files.clear()
+
+    def find(self, entries: dict, where: str) -> _Span:
+        """The span `entries` (location, offset, length) name, every check done and nothing read yet."""
+        location = entries.get("location", "")
+        if self.directory is None:
+            raise UnsupportedModelError(
+                f"{where} keeps its data in an external file ({location!r}); reading it needs the model's "
+                "directory: load the model from its path (lstmrt.load(path)) or pass parse_onnx(directory=)"
+            )
+        if not location:
+            raise CorruptFileError(f"{where} keeps its data in an external file but names no location")
+        if "\0" in location:
+            raise CorruptFileError(f"{where}: external data location {location!r} holds a NUL character")
+        parts = location.replace("\\", "/").split("/")
+        unsafe = (
+            "an absolute path" if os.path.isabs(location) or location.startswith(("/", "\\"))
+            else "a path with a drive letter" if _DRIVE.match(location)
+            else "a path with a '..' component" if ".." in parts
+            else None
+        )  # fmt: skip
+        path = os.path.realpath(os.path.join(self.directory, location))
+        if unsafe is None and not _inside(path, self.directory):
+            unsafe = "a path leading outside the model's directory through a symlink"
+        if unsafe is not None:
+            raise UnsafeFileError(
+                f"{where} keeps its data in {location!r}, {unsafe}: lstmrt reads external data only from the "
+                f"model's directory ({self.directory})"
+            )
+        offset = _offset(entries, "offset", 0, where)
+        length = _offset(entries, "length", None, where)
+        size = self._open(path, location, where)
+        if offset > size:
+            raise CorruptFileError(
+                f"{where}: external data offset {offset:,} is past the end of {location!r} ({size:,} bytes)"
+            )
+        length = size - offset if length is None else length
+        if length > size - offset:
+            raise CorruptFileError(
+                f"{where}: external data of {length:,} bytes at offset {offset:,} runs past the end of "
+                f"{location!r} ({size:,} bytes)"
+            )
+        return _Span(location, path, offset, length)
+
+    def _open(self, path: str, location: str, where: str) -> int:
+        """The size of the data file at `path`, opened now unless it already is."""
+        if path not in self.files:
+            try:
+                if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or a device would block or never end
+                    raise CorruptFileError(f"{where}: external data location {location!r} is not a regular file")
+                f = open(path, "rb")
+            except FileNotFoundError:
+                raise CorruptFileError(
+                    f"{where}: external data file {location!r} is missing from {self.directory}"
+                ) from None
+            except OSError as exc:
+                raise CorruptFileError(f"{where}: external data file {location!r}: {exc.strerror}") from None
+            self.files[path] = f, os.fstat(f.fileno()).st_size
+        return self.files[path][1]
+
+    def read(self, span: _Span, where: str) -> bytes:
+        f = self.files[span.path][0]
+        f.seek(span.offset)
+        data = f.read(span.length)
+        if len(data) != span.length:  # the file shrank since it was opened
+            raise CorruptFileError(f"{where}: external data file {span.location!r} is truncated")
+        return data
+
+
+def _inside(path: str, directory: str) -> bool:
+    try:
+        return os.path.commonpath([directory, path]) == directory
+    except ValueError:  # on Windows, paths on two drives
+        return False
+
+
+def _offset(entries: dict, key: str, default, where: str):
+    """A non-negative decimal integer of external_data, or `default` when absent. Over 20 digits (past 2**64, what
+    no file holds) is refused before int() meets a string of any length."""
+    value = entries.get(key)
+    if value is None:
+        return default
+    if not _DECIMAL.fullmatch(value):
+        raise CorruptFileError(
+            f"{where}: external data {key} {value!r} is not a non-negative integer (of at most 20 digits)"
+        )
+    return int(value.lstrip("0") or "0")  # int() counts leading zeros against its 4,300-digit limit
 
 
 def _value_info(buf, where: str) -> ValueInfo:
