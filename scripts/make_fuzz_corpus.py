@@ -3,18 +3,22 @@
 the real frameworks (torch, Keras 3, tf_keras) and lstmrt's own model files saved from them, and MANIFEST.json
 describing them.
 
-    python scripts/make_fuzz_corpus.py            # rewrite tests/fuzz_corpus/
-    python scripts/make_fuzz_corpus.py --check    # write to a temporary directory and load every file
+    python scripts/make_fuzz_corpus.py                # rewrite tests/fuzz_corpus/
+    python scripts/make_fuzz_corpus.py --check        # write to a temporary directory and load every file
+    python scripts/make_fuzz_corpus.py --only onnx    # (re)write one group of files, keep the others as they are
 
 Models are tiny (sizes 2-5) so the corpus stays well under 1 MB and a mutated file loads in milliseconds. Keras
-files carry a save date, so regenerated files differ byte-wise from the committed ones; their content does not.
-Every file must load with lstmrt before it is kept (the fuzzer mutates *valid* files)."""
+files carry a save date, and TorchScript and legacy torch files differ between torch versions, so regenerated
+files differ byte-wise from the committed ones; their content does not. --only adds a group (its manifest entries
+replaced, the others kept in place) without rewriting the rest. Every file must load with lstmrt before it is kept
+(the fuzzer mutates *valid* files)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -123,6 +127,101 @@ def keras_files(out: Path) -> list:
     return files
 
 
+def onnx_files(out: Path) -> list:
+    """ONNX files: two torch.onnx.export (the TorchScript-based exporter, dynamo=False) with dynamic batch and
+    time axes, a bidirectional LSTM stack and a token model, and a graph built with onnx.helper holding what no
+    exporter writes: an LSTM node with peepholes, clip and non-default activations, a MatMul + Add head."""
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+    from torch import nn
+
+    class Stack(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0])
+
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(7, 3)
+            self.gru = nn.GRU(3, 4, batch_first=True)
+            self.decoder = nn.Linear(4, 7)
+
+        def forward(self, tokens):
+            return self.decoder(self.gru(self.embedding(tokens))[0])
+
+    files = []
+
+    def export(name, module, example):
+        axes = {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"}}
+        with warnings.catch_warnings():  # the TorchScript-based exporter's deprecation and tracer warnings
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module.eval(),
+                (example,),
+                str(out / name),
+                dynamo=False,
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes=axes,
+            )
+        files.append({"file": name, "format": "onnx", "load": {}})
+
+    torch.manual_seed(SEED)
+    export("lstm_stack.onnx", Stack(), torch.zeros(2, 5, 3))
+    export("tokens.onnx", Tokens(), torch.zeros(2, 5, dtype=torch.int64))
+
+    H, F_IN, F_OUT = 3, 2, 2
+    rng = np.random.default_rng(SEED)
+
+    def rand(*shape):
+        return (0.5 * rng.standard_normal(shape)).astype(np.float32)
+
+    inits = {
+        "W": rand(1, 4 * H, F_IN),
+        "R": rand(1, 4 * H, H),
+        "B": rand(1, 8 * H),
+        "P": rand(1, 3 * H),
+        "axis": np.array([1], np.int64),
+        "head_W": rand(H, F_OUT),
+        "head_b": rand(F_OUT),
+    }
+    nodes = [
+        helper.make_node(
+            "LSTM",
+            ["x", "W", "R", "B", "", "", "", "P"],
+            ["Y", "Y_h"],
+            name="lstm",
+            hidden_size=H,
+            clip=0.5,
+            activations=["HardSigmoid", "Tanh", "Softsign"],
+            activation_alpha=[0.2],
+            activation_beta=[0.5],
+        ),
+        helper.make_node("Squeeze", ["Y", "axis"], ["seq"]),
+        helper.make_node("MatMul", ["seq", "head_W"], ["xW"], name="head_matmul"),
+        helper.make_node("Add", ["xW", "head_b"], ["y"], name="head_add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "peephole",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["time", "batch", F_IN])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["time", "batch", F_OUT])],
+        [numpy_helper.from_array(value, name) for name, value in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(out / "lstm_peephole.onnx"))
+    files.append({"file": "lstm_peephole.onnx", "format": "onnx", "load": {}})
+    return files
+
+
 def model_files(out: Path, lstmrt) -> list:
     """lstmrt's own model files, saved from corpus files: a bidirectional projected stack, a token model and a
     masked Keras model (a KerasModel, whose options the file carries)."""
@@ -147,9 +246,26 @@ def load_args(entry: dict, directory: Path) -> dict:
     return args
 
 
+def write_group(group: str, out: Path, lstmrt) -> list:
+    """The manifest entries of one group of files, written to `out` (lstmrt model files are saved from the
+    torch and Keras files already there)."""
+    if group == "lstmrt":
+        return model_files(out, lstmrt)
+    return {"torch": torch_files, "keras": keras_files, "onnx": onnx_files}[group](out)
+
+
+GROUPS = ("torch", "keras", "lstmrt", "onnx")  # in manifest order
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="write to a temporary directory and only check")
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=GROUPS,
+        help="write only this group of files (repeatable); the other files and their manifest entries are kept",
+    )
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
     import lstmrt
@@ -157,10 +273,22 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) if args.check else CORPUS
         out.mkdir(parents=True, exist_ok=True)
-        for old in out.iterdir() if not args.check else ():
-            old.unlink()
-        files = torch_files(out) + keras_files(out)
-        files += model_files(out, lstmrt)
+        if args.only:  # start from the committed corpus: a copy of it when checking
+            kept = json.loads((CORPUS / "MANIFEST.json").read_text())["files"]
+            if args.check:
+                for path in CORPUS.iterdir():
+                    shutil.copyfile(path, out / path.name)
+        else:
+            kept = []
+            for old in out.iterdir() if not args.check else ():
+                old.unlink()
+        files = []
+        for group in (g for g in GROUPS if not args.only or g in args.only):
+            files += write_group(group, out, lstmrt)
+        # a rewritten file keeps its place in the manifest, a new one goes last
+        written = {entry["file"]: entry for entry in files}
+        known = {entry["file"] for entry in kept}
+        files = [written.get(e["file"], e) for e in kept] + [e for e in files if e["file"] not in known]
         for entry in files:
             model = lstmrt.load(out / entry["file"], **load_args(entry, out))
             entry["input_size"], entry["output_size"] = model.input_size, model.output_size

@@ -59,7 +59,7 @@ def run_worker(target: str, seconds: float, tmp_path: Path) -> dict:
 def test_corpus_is_small_and_complete():
     manifest = json.loads((CORPUS / "MANIFEST.json").read_text())
     formats = {entry["format"] for entry in manifest["files"]}
-    assert formats == {"torch-zip", "torch-legacy", "torchscript", "safetensors", "keras", "lstmrt"}
+    assert formats == {"torch-zip", "torch-legacy", "torchscript", "safetensors", "keras", "lstmrt", "onnx"}
     assert all((CORPUS / entry["file"]).exists() for entry in manifest["files"])
     assert sum(p.stat().st_size for p in CORPUS.iterdir()) < CORPUS_LIMIT
 

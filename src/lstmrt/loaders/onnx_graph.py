@@ -193,7 +193,7 @@ class GraphReader:
         if not data:
             try:
                 value = fold.fold(node, args, self.opset)
-            except (ValueError, IndexError, TypeError, OverflowError) as exc:  # constants that contradict the op
+            except (ValueError, IndexError, TypeError, OverflowError, AttributeError) as exc:  # absent or contradictory
                 raise CorruptFileError(f"{self.node_where} cannot compute its constant inputs: {exc}") from exc
             return [Opaque(node.op_type) if value is None else value]
         name = node.op_type
@@ -221,7 +221,7 @@ class GraphReader:
         return UnsupportedModelError(f"{self.node_where} {why}")
 
     def _recurrent(self, node, args):
-        x = args[0]
+        x = args[0] if args else None
         if not isinstance(x, Data) or x.depth != len(self.layers) or x.last or x.final_of:
             raise self._refuse(node, "reads an input that is not the output of the layers before it")
         layout = node.attrs.get("layout", 0)
@@ -312,8 +312,11 @@ class GraphReader:
     def _op_Unsqueeze(self, node, x, axes=None):
         if not isinstance(x, Data):
             raise self._refuse(node, "adds an axis to a final state")
-        rank = len(x.axes) + len(fold.axes_of(node, [x, axes], self.opset, 13))
-        for i in sorted(a % rank for a in fold.axes_of(node, [x, axes], self.opset, 13)):
+        added = fold.axes_of(node, [x, axes], self.opset, 13)
+        if added is None:
+            raise self._refuse(node, "has no axes")
+        rank = len(x.axes) + len(added)
+        for i in sorted(a % rank for a in added):
             x = replace(x, axes=x.axes[:i] + (UNIT,) + x.axes[i:], sizes=x.sizes[:i] + (1,) + x.sizes[i:])
         return [x]
 
@@ -493,7 +496,7 @@ class GraphReader:
         bounds = [self.values.get(n) if n else None for n in node.inputs[1:3]]
         low = node.attrs.get("min") if self.opset < 11 else bounds[0] if bounds else None
         high = node.attrs.get("max") if self.opset < 11 else bounds[1] if len(bounds) > 1 else None
-        if low is not None and high is not None and float(np.asarray(low)) == 0 and float(np.asarray(high)) == 6:
+        if _scalar(low) == 0 and _scalar(high) == 6:
             return "relu6"
         raise self._refuse(node, "clips to bounds other than [0, 6] (relu6)")
 
@@ -594,3 +597,12 @@ class GraphReader:
         if spec.go_backwards:
             spec.return_sequences = False  # a reverse direction's final h is its output at step 0
         return data
+
+
+def _scalar(value):
+    """A bound given as a number or a one-element constant, else None."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "fiu":
+        return float(value.reshape(-1)[0])
+    return None

@@ -43,7 +43,7 @@ def recurrent_spec(node, where: str, weights: dict, input_size: int):
     W, R, B, P = (weights.get(k) for k in ("W", "R", "B", "P"))
     G = len(order)
     if H is None:
-        H = W.shape[1] // G if W.ndim == 3 else 0
+        H = W.shape[1] // G if W is not None and W.ndim == 3 else 0
     _expect(W, (D, G * H, input_size), "W", where)
     _expect(R, (D, G * H, H), "R", where)
     if B is not None:
