@@ -87,8 +87,8 @@ TORCH = {  # id -> (module factory, batch_first, dynamic axes)
 }
 
 
-def _export(module, example, path, dynamic):
-    axes = {"X": {0: "b", 1: "t"} if example.ndim == 3 and module_batch_first(example) else {0: "t", 1: "b"}}
+def _export(module, example, path, dynamic, batch_first=True):
+    axes = {"X": {0: "b", 1: "t"} if batch_first else {0: "t", 1: "b"}}
     with warnings.catch_warnings():  # the TorchScript-based exporter's deprecation and tracer warnings
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -102,10 +102,6 @@ def _export(module, example, path, dynamic):
     return path
 
 
-def module_batch_first(example):
-    return example.shape[0] == B
-
-
 def _ort(path, X):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {"X": X})[0]
@@ -117,7 +113,7 @@ def test_torch_export_matches_onnxruntime_and_torch(tmp_path, rng, name):
     torch.manual_seed(0)
     module = build().eval()
     example = torch.randn((B, T, F_IN) if batch_first else (T, B, F_IN))
-    path = _export(module, example, tmp_path / "m.onnx", dynamic)
+    path = _export(module, example, tmp_path / "m.onnx", dynamic, batch_first)
     model = lstmrt.load(path)
     X = rng.standard_normal((B, T, F_IN)).astype(np.float32)
     X_graph = X if batch_first else np.ascontiguousarray(X.transpose(1, 0, 2))
@@ -149,6 +145,26 @@ def test_token_model_squeezed_output(tmp_path, rng):
     ids = rng.integers(0, 20, (B, T))
     assert_close(model.predict(ids), _ort(path, ids))
     assert isinstance(model.layers[0], lstmrt.Embedding) and model.squeeze_output
+
+
+def test_selu_with_its_parameters_written_out(tmp_path, rng):
+    """A Selu node may spell out ONNX's default alpha and gamma (float32 values): still lstmrt's selu."""
+    weight = rng.standard_normal((F_IN, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["h"]),
+        helper.make_node("Selu", ["h"], ["Y"], alpha=1.67326319217681884765625, gamma=1.05070102214813232421875),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["B", "T", F_IN])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["B", "T", 4])],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    onnx.save(model, str(tmp_path / "selu.onnx"))
+    X = 3 * rng.standard_normal((B, T, F_IN)).astype(np.float32)
+    assert_close(lstmrt.load(tmp_path / "selu.onnx").predict(X), _ort(tmp_path / "selu.onnx", X))
 
 
 # -- refusals -----------------------------------------------------------------------------------------------------

@@ -7,23 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .onnx_proto import NUMPY_TYPES
 from .onnx_values import ZEROS, Opaque, Size, Zeros
 
-# ONNX TensorProto data types a Cast may target, as NumPy dtypes
-CAST_TYPES = {
-    1: np.float32,
-    2: np.uint8,
-    3: np.int8,
-    4: np.uint16,
-    5: np.int16,
-    6: np.int32,
-    7: np.int64,
-    9: np.bool_,
-    10: np.float16,
-    11: np.float64,
-    12: np.uint32,
-    13: np.uint64,
-}
+# the types a Cast may target; not bfloat16: the decoder's float32 for it would make a data Cast to bfloat16 a no-op
+CAST_TYPES = {code: kind for code, kind in NUMPY_TYPES.items() if code != 16}
 _ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": None, "Equal": np.equal}
 INT_MAX = 2**62  # Slice ends past this mean "to the end" (exporters write INT64_MAX)
 

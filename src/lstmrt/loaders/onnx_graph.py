@@ -14,7 +14,7 @@ from .. import activations as acts
 from ..errors import CorruptFileError, LoadError, UnsupportedModelError
 from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding
 from . import onnx_fold as fold
-from .onnx_layers import recurrent_spec
+from .onnx_layers import RECURRENT_ACTIVATIONS, recurrent_spec
 from .onnx_reshape import reshape_data
 from .onnx_values import (
     DIRECTIONS,
@@ -35,11 +35,7 @@ RECURRENT = ("LSTM", "GRU", "RNN")
 _MOVES = {"Identity", "Cast", "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Slice", "Gather", "Concat", "Expand"}
 # element-wise ONNX ops after a layer -> lstmrt activation (ops with attributes are mapped in _activation)
 _ACTIVATIONS = {
-    "Relu": "relu",
-    "Sigmoid": "sigmoid",
-    "Tanh": "tanh",
-    "Softsign": "softsign",
-    "Softplus": "softplus",
+    **{op: name for op, (name, params) in RECURRENT_ACTIVATIONS.items() if params is None},
     "Exp": "exponential",
     "Mish": "mish",
     "HardSwish": "hard_silu",
@@ -56,6 +52,8 @@ _ATTRIBUTE_TYPES = {
     **dict.fromkeys(("approximate", "direction"), str),
     "value": np.ndarray,
 }
+
+_SELU = (1.6732632423543772, 1.0507009873554805)  # ONNX's defaults, lstmrt's selu (docs/math.md)
 
 
 class GraphReader:
@@ -422,38 +420,37 @@ class GraphReader:
         x, c = (a, b) if isinstance(a, Data) else (b, a)
         shift = self._per_feature(node, x, c)
         last = self.layers[-1] if self.layers else None
-        if (
-            isinstance(last, Dense)
-            and last.bias is None
-            and last.activation == "linear"
-            and x.depth == len(self.layers)
-        ):
+        if isinstance(last, Dense) and last.bias is None and last.activation == "linear":
             self.layers[-1] = Dense(last.weight, shift)  # MatMul + Add: nn.Linear as exporters write it
-        else:
-            self._append(Affine(np.ones_like(shift), shift))
-        return [replace(x, depth=len(self.layers))]
+            return [x]
+        return self._affine(x, shift=shift)
 
     def _op_Sub(self, node, a, b):
         if not isinstance(a, Data) or isinstance(b, Data):
             raise self._refuse(node, "subtracts the data from a constant or from data")
-        shift = self._per_feature(node, a, b)
-        self._append(Affine(np.ones_like(shift), -shift))
-        return [replace(a, depth=len(self.layers))]
+        return self._affine(a, shift=-self._per_feature(node, a, b))
 
     def _op_Mul(self, node, a, b):
         x, c = (a, b) if isinstance(a, Data) else (b, a)
         if isinstance(c, Data):
             raise self._refuse(node, "multiplies two data values")
-        scale = self._per_feature(node, x, c)
-        self._append(Affine(scale, np.zeros_like(scale)))
-        return [replace(x, depth=len(self.layers))]
+        return self._affine(x, scale=self._per_feature(node, x, c))
 
     def _op_Div(self, node, a, b):
         if not isinstance(a, Data) or isinstance(b, Data):
             raise self._refuse(node, "divides by data")
-        scale = self._per_feature(node, a, b)
-        self._append(Affine(1 / scale, np.zeros_like(scale)))
-        return [replace(a, depth=len(self.layers))]
+        return self._affine(a, scale=1 / self._per_feature(node, a, b))
+
+    def _affine(self, x, *, scale=None, shift=None) -> list:
+        """A per-feature scale or shift by a constant (checked by _per_feature) as an Affine layer."""
+        size = (scale if shift is None else shift).shape
+        self._append(
+            Affine(
+                np.ones(size, np.float32) if scale is None else scale,
+                np.zeros(size, np.float32) if shift is None else shift,
+            )
+        )
+        return [replace(x, depth=len(self.layers))]
 
     def _activation(self, node, x):
         if not isinstance(x, Data):
@@ -470,7 +467,8 @@ class GraphReader:
     def _activation_name(self, node, x) -> str:
         op, attrs = node.op_type, node.attrs
         if op in _ACTIVATIONS:
-            if op == "Selu" and (attrs.get("alpha", 1.67326) != 1.67326 or attrs.get("gamma", 1.0507) != 1.0507):
+            given = (attrs.get("alpha", _SELU[0]), attrs.get("gamma", _SELU[1]))
+            if op == "Selu" and not np.allclose(given, _SELU, rtol=1e-6, atol=0):
                 raise self._refuse(node, "has alpha/gamma other than the defaults")
             return _ACTIVATIONS[op]
         if op == "Elu" and np.isclose(attrs.get("alpha", 1.0), 1.0):
@@ -486,7 +484,7 @@ class GraphReader:
         if op in ("Softmax", "LogSoftmax"):
             axis = attrs.get("axis", -1 if self.opset >= 13 else 1) % len(x.axes)
             if x.axes[axis] == FEATURES and (self.opset >= 13 or axis == len(x.axes) - 1):
-                return acts.canonical(op.lower().replace("logsoftmax", "log_softmax"))
+                return acts.canonical(op)  # "logsoftmax" is an alias of log_softmax
             raise self._refuse(node, f"normalises over axis {axis} ({x.axes[axis]}); lstmrt's softmax is per step")
         if op == "Clip":
             return self._clip(node)

@@ -65,6 +65,11 @@ _STORAGE = {
     13: "<u8", 16: "<u2",
 }  # fmt: skip
 _BOOL, _BFLOAT16 = 9, 16
+# the NumPy type of each supported type's values once decoded
+NUMPY_TYPES = {
+    code: np.bool_ if code == _BOOL else np.float32 if code == _BFLOAT16 else np.dtype(storage).type
+    for code, storage in _STORAGE.items()
+}
 # The typed field holding a type's values when raw_data is absent (TensorProto: float_data 4, int32_data 5,
 # int64_data 7, double_data 10, uint64_data 11), and the wire encoding of each. The rest use int32_data: one varint per
 # element whatever its width, float16/bfloat16 as their bit patterns.
