@@ -254,6 +254,30 @@ def _vector(rng, n):
     return rng.standard_normal(n).astype(np.float32)
 
 
+def _dead_add_then_tanh(rng, width):
+    """tanh(x @ W), beside an unread x @ W + b: the reader must not merge the bias into the Dense tanh reads."""
+    nodes, consts = _matmul_add(rng, width)
+    nodes[1].output[0] = "unread"
+    return nodes + [helper.make_node("Tanh", ["head_xW"], ["out"])], consts
+
+
+def _dead_relu_then_add(rng, width):
+    """x @ W + b, beside an unread relu(x @ W): the reader must not merge the relu into the Dense."""
+    nodes, consts = _matmul_add(rng, width)
+    return nodes + [helper.make_node("Relu", ["head_xW"], ["unread"])], consts
+
+
+def _last_step_beside_unread_y_h(rng, width):
+    """Y[-1] of the sequence, beside an unread Y_h: for a reverse layer these differ (Y_h is Y[0])."""
+    nodes = [
+        helper.make_node("Squeeze", ["Y_h", "head_axis"], ["unread"]),
+        helper.make_node("Squeeze", ["Y", "direction_axis"], ["steps"]),
+        helper.make_node("Gather", ["steps", "last_index"], ["out"], axis=0),
+    ]
+    axes = {"head_axis": np.array([0], np.int64), "direction_axis": np.array([1], np.int64)}
+    return nodes, {**axes, "last_index": np.array(-1, np.int64)}
+
+
 HARD_SIGMOID_TANH_SOFTSIGN = dict(
     activations=["HardSigmoid", "Tanh", "Softsign"], activation_alpha=[0.2], activation_beta=[0.5]
 )
@@ -274,6 +298,9 @@ GRAPHS = {  # id -> op, node attributes and _recurrent_file options; peephole: w
     "LSTM-ir3-initializers-among-inputs": dict(op="LSTM", store="input", ir_version=3, opset=9),
     "LSTM-MatMul-Add-head": dict(op="LSTM", head=_matmul_add),
     "LSTM-Y_h-Gemm-transB-head": dict(op="LSTM", head=_gemm_on_y_h),
+    "LSTM-MatMul-Tanh-beside-unread-Add": dict(op="LSTM", head=_dead_add_then_tanh),
+    "LSTM-MatMul-Add-beside-unread-Relu": dict(op="LSTM", head=_dead_relu_then_add),
+    "LSTM-reverse-last-step-beside-unread-Y_h": dict(op="LSTM", direction="reverse", head=_last_step_beside_unread_y_h),
 }
 
 
@@ -554,6 +581,22 @@ def _two_inputs(path, consts):
     return _recurrent_file(path, "LSTM", consts, before=[add], inputs=inputs)
 
 
+def _skip_of_unbiased(rng):
+    """lstm2(x @ W + b) + x @ W: a skip connection reads the Dense's output without the bias merged into it."""
+    nodes, consts = _matmul_add(rng, H)
+    nodes[1].output[0] = "biased"
+    consts["head_W"] = rng.standard_normal((H, H)).astype(np.float32)
+    consts["head_b"] = _vector(rng, H)
+    inner = {k + "2": v for k, v in _weights(rng, "LSTM").items() if k != "W"}
+    inner["W2"] = (0.5 * rng.standard_normal((1, 4 * H, H))).astype(np.float32)
+    nodes += [
+        helper.make_node("LSTM", ["biased", "W2", "R2", "B2"], ["Y2"], hidden_size=H),
+        helper.make_node("Squeeze", ["Y2", "direction_axis"], ["deeper"]),
+        helper.make_node("Add", ["deeper", "head_xW"], ["out"], name="skip_unbiased"),
+    ]
+    return nodes, {**consts, **inner}
+
+
 CONV_W = np.full((F_OUT, B, 1), 0.5, np.float32)  # seq (T, B, H) taken as (N, C, L): steps as the batch, B channels
 REFUSED = {  # id -> (file from (path, LSTM weights), pattern the message matches, names it holds)
     "input_forget": (lambda p, w: _recurrent_file(p, "LSTM", w, input_forget=1), "(?i)input_forget", ()),
@@ -575,6 +618,11 @@ REFUSED = {  # id -> (file from (path, LSTM weights), pattern the message matche
     "If": (lambda p, w: _recurrent_file(p, "LSTM", w, head=_if_head()), r"\bIf\b", ()),
     "Loop": (lambda p, w: _recurrent_file(p, "LSTM", w, head=_loop_head()), r"\bLoop\b", ()),
     "two-data-inputs": (_two_inputs, "(?i)input", ()),
+    "skip-reads-a-Dense-before-its-bias": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_skip_of_unbiased(np.random.default_rng(5))),
+        "(?i)before a later node was merged",
+        ("skip_unbiased",),
+    ),
 }
 
 

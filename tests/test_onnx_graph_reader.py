@@ -199,6 +199,22 @@ class OneDirectionFinal(nn.Module):
         return self.fc(self.lstm(x)[1][0][-1])
 
 
+class FinalAfterDeeperLayer(nn.Module):
+    """A bidirectional layer's final states read after a later layer has read its sequence: the final states make
+    each direction return its last output, which would change what the later layer reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru, self.fc = nn.GRU(F_IN, H, bidirectional=True, batch_first=True), nn.Linear(2 * H, 2)
+        self.gru2 = nn.GRU(2 * H, 2, batch_first=True)
+
+    def forward(self, x):
+        out, h = self.gru(x)
+        forward, backward = h[-2], h[-1]
+        deeper = self.gru2(out)[0][:, -1]
+        return self.fc(torch.cat([forward, backward], 1)) + deeper
+
+
 REFUSED = {  # id -> (module factory, words of the message)
     "two-heads": (lambda: Branches("two-heads"), ["MatMul", "branches"]),
     "dense-on-feature-slice": (lambda: Branches("dense-on-feature-slice"), ["Concat"]),
@@ -206,6 +222,7 @@ REFUSED = {  # id -> (module factory, words of the message)
     "leaky-relu": (lambda: Branches("leaky-relu"), ["LeakyRelu", "not supported"]),
     "encoder-decoder": (lambda: Branches("encoder-decoder"), ["/encoder/LSTM", "not the output of the layers before"]),
     "bidirectional-one-direction-final": (OneDirectionFinal, ["Gemm", "one direction's final state"]),
+    "bidirectional-final-after-deeper-layer": (FinalAfterDeeperLayer, ["Concat", "changes layer 0"]),
 }
 
 

@@ -54,6 +54,7 @@ _ATTRIBUTE_TYPES = {
 }
 
 _SELU = (1.6732632423543772, 1.0507009873554805)  # ONNX's defaults, lstmrt's selu (docs/math.md)
+_STALE = "reads a layer's output from before a later node was merged into that layer (the graph branches there)"
 
 
 class GraphReader:
@@ -64,13 +65,15 @@ class GraphReader:
         self.opset = model.opsets.get("", model.opsets.get("ai.onnx", 1))
         self.values = dict(self.graph.initializers)
         self.layers = []
+        self.revision, self.layer_revisions = 0, []  # layer changes so far; per layer, its last change
         self.time_axis = None  # "x0" or "x1", settled by the first recurrent node
         self.static = {}  # input axis tag -> its size in the graph's declared input shape (exporters bake it in)
         self.facts = {}
 
     def read(self):
+        self.nodes = self._live_nodes()
         self._bind_inputs()
-        for index, node in enumerate(self.graph.nodes):
+        for index, node in self.nodes:
             self.node_where = f"{self.where}: node {node.name or '#' + str(index)} ({node.op_type})"
             args = [self._value(name) if name else None for name in node.inputs]
             outputs = self._run(node, args)
@@ -80,6 +83,24 @@ class GraphReader:
         return self._outputs()
 
     # -- inputs and outputs -------------------------------------------------------------------------------------
+    def _live_nodes(self) -> list:
+        """(index, node) of the nodes the graph's outputs depend on. A node whose result nobody reads must not
+        count: it would make an input look like data, or make the reader merge an op into a layer that the
+        model's output reads unmerged."""
+        nodes = self.graph.nodes
+        producer = {name: index for index, node in enumerate(nodes) for name in node.outputs if name}
+        todo, live = [v.name for v in self.graph.outputs], set()
+        while todo:
+            index = producer.get(todo.pop())
+            if index is None or index in live:
+                continue
+            live.add(index)
+            if any(getattr(v, "kind", None) in ("GRAPH", "GRAPHS") for v in nodes[index].attrs.values()):
+                live = range(len(nodes))  # a subgraph may read any tensor of the graph: keep every node
+                break
+            todo += [name for name in nodes[index].inputs if name]
+        return [(index, node) for index, node in enumerate(nodes) if index in live]
+
     def _bind_inputs(self):
         roles = self._input_roles()
         data = [v for v in self.graph.inputs if roles.get(v.name) == "data"]
@@ -112,7 +133,7 @@ class GraphReader:
         """Each graph input (that is not an initializer): "data" if a computation reads it, else "state" when it
         reaches only initial_h / initial_c, "lengths" when only sequence_lens (through ops that move it)."""
         consumers = {}
-        for node in self.graph.nodes:
+        for _, node in self.nodes:
             for slot, name in enumerate(node.inputs):
                 consumers.setdefault(name, []).append((node, slot))
         roles = {}
@@ -148,6 +169,8 @@ class GraphReader:
                 )
         if isinstance(y, Final):
             y = self._final_data(y, "the graph's output")
+        if isinstance(y, Data) and self._stale(y):
+            raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} {_STALE}")
         if not isinstance(y, Data) or y.depth == 0 and not self.layers:
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} is not computed from the input")
         if y.depth != len(self.layers) or y.final_of:
@@ -188,6 +211,8 @@ class GraphReader:
         if node.op_type in ("If", "Loop", "Scan"):  # their subgraphs read outer tensors this reader does not follow
             raise self._refuse(node, "is control flow: export the recurrent layer as an ONNX LSTM / GRU / RNN node")
         data = [a for a in args if isinstance(a, (Data, Final, StateInput, LengthsInput))]
+        if any(isinstance(a, Data) and self._stale(a) for a in data):
+            raise self._refuse(node, _STALE)
         if not data:
             try:
                 value = fold.fold(node, args, self.opset)
@@ -255,13 +280,13 @@ class GraphReader:
             if isinstance(exc, LoadError):
                 raise
             raise self._refuse(node, f"has weights lstmrt cannot use: {exc}") from None
-        self.layers.append(spec)
+        self._append(spec)
         D = 2 if isinstance(spec, Bidirectional) else 1
         index, H = len(self.layers) - 1, (spec.forward if D == 2 else spec).hidden_size
         if layout == 0:
-            y = Data((time, DIRECTIONS, batch, FEATURES), (None, D, None, H), len(self.layers))
+            y = Data((time, DIRECTIONS, batch, FEATURES), (None, D, None, H), len(self.layers), revision=self.revision)
         else:
-            y = Data((batch, time, DIRECTIONS, FEATURES), (None, None, D, H), len(self.layers))
+            y = Data((batch, time, DIRECTIONS, FEATURES), (None, None, D, H), len(self.layers), revision=self.revision)
         finals = [Final(tuple((index, d, D, which) for d in range(D))) for which in ("h", "c")]
         return [y] + finals
 
@@ -380,10 +405,13 @@ class GraphReader:
             a, b = parts
             if directions[0][0] == directions[1][0] and node.attrs.get("axis") % len(a.axes) == a.axes.index(FEATURES):
                 spec = self.layers[directions[0][0]]
-                for direction in (spec.forward, spec.backward):
-                    direction.return_sequences = False  # Keras semantics: each direction's final output
+                if spec.forward.return_sequences:
+                    self._changed(directions[0][0])
+                    for direction in (spec.forward, spec.backward):
+                        direction.return_sequences = False  # Keras semantics: each direction's final output
                 size = a.features + b.features
-                return [replace(a, final_of=None, sizes=tuple(size if s == a.features else s for s in a.sizes))]
+                sizes = tuple(size if s == a.features else s for s in a.sizes)
+                return [replace(a, final_of=None, sizes=sizes, revision=self.revision)]
         raise self._refuse(node, "concatenates data values (only a bidirectional layer's two final states are read)")
 
     # -- ops that compute ---------------------------------------------------------------------------------------
@@ -392,7 +420,7 @@ class GraphReader:
             raise self._refuse(node, "multiplies the data by something other than a constant matrix")
         self._check_features(node, x, w.shape[0])
         self._append(Dense(w.astype(np.float32).T))
-        return [replace(x, depth=len(self.layers), sizes=self._with_features(x, w.shape[1]))]
+        return [self._output(x, sizes=self._with_features(x, w.shape[1]))]
 
     def _op_Gemm(self, node, x, w, c=None):
         attrs = node.attrs
@@ -412,7 +440,7 @@ class GraphReader:
                 raise self._refuse(node, "adds a C that is not a constant per output feature")
             bias = np.broadcast_to(c.reshape(-1) * attrs.get("beta", 1.0), weight.shape[0])
         self._append(Dense(weight.astype(np.float32), None if bias is None else bias.astype(np.float32)))
-        return [replace(x, depth=len(self.layers), sizes=self._with_features(x, weight.shape[0]))]
+        return [self._output(x, sizes=self._with_features(x, weight.shape[0]))]
 
     def _op_Add(self, node, a, b):
         if isinstance(a, Data) and isinstance(b, Data):
@@ -422,7 +450,8 @@ class GraphReader:
         last = self.layers[-1] if self.layers else None
         if isinstance(last, Dense) and last.bias is None and last.activation == "linear":
             self.layers[-1] = Dense(last.weight, shift)  # MatMul + Add: nn.Linear as exporters write it
-            return [x]
+            self._changed(len(self.layers) - 1)
+            return [self._output(x)]
         return self._affine(x, shift=shift)
 
     def _op_Sub(self, node, a, b):
@@ -450,7 +479,7 @@ class GraphReader:
                 np.zeros(size, np.float32) if shift is None else shift,
             )
         )
-        return [replace(x, depth=len(self.layers))]
+        return [self._output(x)]
 
     def _activation(self, node, x):
         if not isinstance(x, Data):
@@ -460,9 +489,10 @@ class GraphReader:
         last = self.layers[-1] if self.layers else None
         if isinstance(last, Dense) and last.activation == "linear" and x.depth == len(self.layers):
             self.layers[-1] = Dense(last.weight, last.bias, activation=name)
+            self._changed(len(self.layers) - 1)
         else:
             self._append(Activation(name))
-        return replace(x, depth=len(self.layers))
+        return self._output(x)
 
     def _activation_name(self, node, x) -> str:
         op, attrs = node.op_type, node.attrs
@@ -505,7 +535,7 @@ class GraphReader:
         if ids.depth != 0 or FEATURES in ids.axes:
             raise self._refuse(node, "looks up ids that are not the model input")
         self._append(Embedding(table.astype(np.float32)))
-        return Data(ids.axes + (FEATURES,), ids.sizes + (table.shape[1],), len(self.layers))
+        return self._output(ids, axes=ids.axes + (FEATURES,), sizes=ids.sizes + (table.shape[1],))
 
     def _skip(self, node, a, b):
         """Add of two data values: a skip connection, when one is an earlier point of the other's chain."""
@@ -517,13 +547,30 @@ class GraphReader:
             raise self._refuse(node, f"adds {early.features} features to {late.features}")
         source = "input" if early.depth == 0 else early.depth - 1
         self._append(Add(late.features, source=source, start=early.feature_start or 0))
-        return replace(late, depth=len(self.layers))
+        return self._output(late)
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _append(self, spec):
         if isinstance(spec, Embedding) and self.layers:
             raise UnsupportedModelError(f"{self.node_where} looks up tokens after other layers")
         self.layers.append(spec)
+        self.layer_revisions.append(None)
+        self._changed(len(self.layers) - 1)
+
+    def _changed(self, index):
+        """Layer `index` was added or changed in place (merged with the op of `node`): values made from it before
+        are stale. Only the last layer may change, so that no later layer has read the old version."""
+        if index != len(self.layers) - 1:
+            raise UnsupportedModelError(f"{self.node_where} changes layer {index}, which later layers already read")
+        self.revision += 1
+        self.layer_revisions[index] = self.revision
+
+    def _stale(self, x: Data) -> bool:
+        return x.depth > 0 and x.revision < self.layer_revisions[x.depth - 1]
+
+    def _output(self, x: Data, **changes) -> Data:
+        """x as the output of the last layer, as it is now."""
+        return replace(x, depth=len(self.layers), revision=self.revision, **changes)
 
     def _check_latest(self, node, x):
         """Layers form a chain: an op that adds one must read the output of the last layer (not a branch of an
@@ -589,12 +636,11 @@ class GraphReader:
         spec = self.layers[layer]
         H = spec.forward.output_size if count == 2 else spec.output_size
         batch = "x1" if self.time_axis == "x0" else "x0"
-        data = Data((batch, FEATURES), (None, H), layer + 1, last=True)
-        if count == 2:
-            return replace(data, final_of=(layer, direction))
-        if spec.go_backwards:
+        if count == 1 and spec.go_backwards and spec.return_sequences:
             spec.return_sequences = False  # a reverse direction's final h is its output at step 0
-        return data
+            self._changed(layer)
+        data = Data((batch, FEATURES), (None, H), layer + 1, last=True, revision=self.revision)
+        return replace(data, final_of=(layer, direction)) if count == 2 else data
 
 
 def _scalar(value):

@@ -24,7 +24,9 @@ class Data:
     """A tensor computed from the model input by the first `depth` layers of the chain.
     sizes: per axis, an int, or None for the input axes (batch, time). last: the time axis was reduced to the last
     step. final_of: a bidirectional layer's final state of one direction, (layer, direction), until concatenated.
-    feature_start: the features are a slice starting there (only a skip connection reads such a slice)."""
+    feature_start: the features are a slice starting there (only a skip connection reads such a slice).
+    revision: the reader's count of layer changes when the value was made: an op merged into a layer later (a bias
+    or an activation into a Dense) changes what the layer outputs, so a value made before is stale."""
 
     axes: tuple
     sizes: tuple
@@ -32,6 +34,7 @@ class Data:
     last: bool = False
     final_of: tuple | None = None
     feature_start: int | None = None
+    revision: int = 0
 
     def drop(self, i: int) -> Data:
         return replace(self, axes=self.axes[:i] + self.axes[i + 1 :], sizes=self.sizes[:i] + self.sizes[i + 1 :])
