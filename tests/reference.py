@@ -65,9 +65,9 @@ def _log_softmax(x):
 
 
 def _with_expm1(f):
-    def g(x):
+    def g(*args):
         with np.errstate(over="ignore", invalid="ignore"):
-            return f(x)
+            return f(*args)
 
     return g
 
@@ -93,11 +93,42 @@ ACTIVATIONS = {
     "mish": _with_expm1(lambda x: x * np.tanh(_softplus(x))),
     "softmax": _softmax,
     "log_softmax": _log_softmax,
+    "hard_tanh": lambda x: np.where(x < -1, -1.0, np.where(x > 1, 1.0, x)),
+    "tanh_shrink": lambda x: x - np.tanh(x),
+    "log_sigmoid": lambda x: np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x))),
+    "sparse_plus": lambda x: np.where(x <= -1, 0.0, np.where(x < 1, (x + 1) ** 2 / 4, x)),
+    "sparse_sigmoid": lambda x: np.where(x <= -1, 0.0, np.where(x >= 1, 1.0, (x + 1) / 2)),
+}
+
+
+def _squareplus(x, b):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.sqrt(x * x + b)
+        return np.where(x >= 0, (x + s) / 2, b / (2 * (s - x)))
+
+
+def _zero_keeping_nan(x):
+    return np.where(np.isnan(x), x, 0.0)
+
+
+# Activations with a parameter a: (its value when the name gives none, f(x, a)).
+PARAMETRIC = {
+    "leaky_relu": (0.2, lambda x, a: np.where(x < 0, a * x, x)),
+    "celu": (1.0, _with_expm1(lambda x, a: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0.0) / a)))),
+    "hard_shrink": (0.5, lambda x, a: np.where(np.abs(x) > a, x, _zero_keeping_nan(x))),
+    "soft_shrink": (0.5, lambda x, a: np.where(x > a, x - a, np.where(x < -a, x + a, _zero_keeping_nan(x)))),
+    "squareplus": (4.0, _squareplus),
 }
 
 
 def activate(name: str, x):
-    return ACTIVATIONS[name](np.asarray(x, np.float64))
+    """name as lstmrt spells it: "relu", "leaky_relu" (the default parameter) or "leaky_relu(0.01)"."""
+    x = np.asarray(x, np.float64)
+    key, _, given = name.partition("(")
+    if key in PARAMETRIC:
+        default, f = PARAMETRIC[key]
+        return f(x, float(given.rstrip(")")) if given else default)
+    return ACTIVATIONS[name](x)
 
 
 def _f64(a, shape=None):

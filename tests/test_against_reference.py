@@ -48,6 +48,33 @@ def test_reference_matches_torch(rng):
         assert_close(ref.predict(lstmrt.from_torch(module).layers, X), want, atol=1e-12)
 
 
+F = torch.nn.functional
+TORCH_ACTIVATIONS = {  # lstmrt's name -> the torch function that defines it
+    "leaky_relu(0.01)": lambda x: F.leaky_relu(x, 0.01),
+    "leaky_relu(-0.5)": lambda x: F.leaky_relu(x, -0.5),
+    "celu(0.5)": lambda x: F.celu(x, 0.5),
+    "hard_shrink(0.7)": lambda x: F.hardshrink(x, 0.7),
+    "soft_shrink(1.5)": lambda x: F.softshrink(x, 1.5),
+    "hard_tanh": F.hardtanh,
+    "tanh_shrink": F.tanhshrink,
+    "log_sigmoid": F.logsigmoid,
+    "hard_silu": F.hardswish,
+    "mish": F.mish,
+    "selu": F.selu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+}
+
+
+@pytest.mark.parametrize("name", list(TORCH_ACTIVATIONS))
+def test_reference_activation_matches_torch(name):
+    X = np.concatenate([np.linspace(-10, 10, 401), [0.0, -0.0, 0.7, -0.7, 1e30, -1e30, np.inf, -np.inf, np.nan]])
+    with torch.no_grad():
+        want = TORCH_ACTIVATIONS[name](torch.from_numpy(X)).numpy()
+    with np.errstate(over="ignore", invalid="ignore"):  # both sides of np.where are computed, at inf too
+        got = ref.activate(name, X)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)  # infinities and NaNs where torch has them
+
+
 def _onnx_blocks(w, order, H):
     return np.concatenate([w[k * H : (k + 1) * H] for k in order])
 
@@ -184,6 +211,19 @@ SLOTS = [
 ]
 
 
+# activations with a parameter other than the default (negative slopes and alphas, zero thresholds included)
+WITH_PARAMETER = (
+    "leaky_relu(0.01)",
+    "leaky_relu(-0.5)",
+    "celu(0.5)",
+    "celu(-2)",
+    "hard_shrink(0)",
+    "hard_shrink(0.7)",
+    "soft_shrink(1.5)",
+    "squareplus(0)",
+)
+
+
 def _with_activation(kind, slot, name, rng, input_size, hidden_size):
     if kind == "rnn":
         return specs.rnn(rng, input_size, hidden_size, activation=name)
@@ -194,7 +234,7 @@ def _with_activation(kind, slot, name, rng, input_size, hidden_size):
     return specs.recurrent(kind, rng, input_size, hidden_size, activations=tuple(acts))
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", ELEMENTWISE + WITH_PARAMETER)
 @pytest.mark.parametrize("kind,slot", SLOTS)
 def test_activation_in_cell_slot(rng, kind, slot, name):
     """Unbounded functions in a gate slot (exponential, relu, ...) make the state grow: few steps, small inputs,
@@ -206,7 +246,7 @@ def test_activation_in_cell_slot(rng, kind, slot, name):
     check([layer], X, atol=ATOL * max(1.0, float(np.abs(want).max())))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + WITH_PARAMETER)
 def test_activation_in_dense_and_activation_layers(rng, name):
     layers = [specs.dense(rng, 7, 17, activation=name), lstmrt.Activation(name)]
     X = inputs(rng, 2, 5, 7)
@@ -216,12 +256,13 @@ def test_activation_in_dense_and_activation_layers(rng, name):
 
 
 SPECIAL = np.array(
-    [0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 3.0, -3.0, 6.0, 20.0, -20.0, 88.0, -88.0, 1e4, -1e4, np.inf, -np.inf, np.nan],
+    [0.0, -0.0, 1e-30, -1e-30, 0.5, -0.5, 0.7, -0.7, 1.0, -1.0, 3.0, -3.0, 6.0, 20.0, -20.0, 88.0, -88.0, 1e4, -1e4]
+    + [1e30, -1e30, np.inf, -np.inf, np.nan],
     np.float32,
 )
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("name", ELEMENTWISE + WITH_PARAMETER)
 def test_activation_special_values(name):
     """±0, tiny, large |x|, ±inf, NaN: the float32 result equals the float64 formula rounded to float32
     (overflow to inf included) and NaN stays NaN."""

@@ -19,6 +19,7 @@ from lstmrt.layers import Layer
 from lstmrt.loaders.load import load_with_info
 
 B, T = 3, 9
+RECORD, ARRAYS = 288, 96  # docs/model-file.md, version 2: a layer record's size, where its array references start
 
 
 # -- a catalogue of models: name -> rng -> (layers, Model options) ---------------------------------------------------
@@ -50,6 +51,15 @@ CASES = {
         {},
     ),
     "rnn": lambda rng: ([specs.rnn(rng, 3, 4, activation="relu", bias=False), specs.rnn(rng, 4, 4)], {}),
+    "activation-parameters": lambda rng: (
+        [
+            specs.lstm(rng, 3, 4, activations=("hard_sigmoid", "leaky_relu(0.01)", "celu(0.5)")),
+            specs.gru(rng, 4, 4, activations=("sigmoid", "soft_shrink(0.2)")),
+            specs.rnn(rng, 4, 3, activation="squareplus(1)"),
+            lstmrt.Activation("hard_shrink(0.1)"),
+        ],
+        {},
+    ),
     "bidirectional-concat": lambda rng: ([specs.bidirectional("lstm", rng, 3, 4, proj_size=2, peephole=True)], {}),
     "bidirectional-sum": lambda rng: ([specs.bidirectional("gru", rng, 3, 4, "sum", reset_after=False)], {}),
     "bidirectional-mul": lambda rng: ([specs.bidirectional("rnn", rng, 3, 4, "mul", hold_masked_output=True)], {}),
@@ -169,9 +179,9 @@ def test_layout_is_the_documented_one(rng):
     model = lstmrt.Model([lstm, specs.dense(rng, 5, 2)], return_sequences=False)
     data = model_file.to_bytes(model)
     magic, version, crc, size, layers, record, options_at, options_size = struct.unpack_from("<8sIIQIIQQ", data)
-    assert (magic, version, size, layers, record) == (b"\x89LSTMRT\n", 1, len(data), 2, 272)
+    assert (magic, version, size, layers, record) == (b"\x89LSTMRT\n", 2, len(data), 2, RECORD)
     assert crc == zlib.crc32(data[16:]) and data[48:64] == bytes(16)
-    assert options_at >= 64 + 2 * 272
+    assert options_at >= 64 + 2 * RECORD
     options = json.loads(data[options_at : options_at + options_size])
     assert options == {"class": "Model", "return_sequences": False, "squeeze_output": False}
     kind, input_size, hidden_size, proj_size, _, directions = struct.unpack_from("<6i", data, 64)
@@ -179,15 +189,47 @@ def test_layout_is_the_documented_one(rng):
     assert struct.unpack_from("<i", data, 64 + 56) == (1,)  # final_only: the LSTM's return_sequences=False
     arrays = [lstm.weight_ih, lstm.weight_hh, lstm.bias_ih, lstm.bias_hh, lstm.peephole, None] + [None] * 6
     for slot, array in enumerate(arrays):
-        at, count = struct.unpack_from("<QQ", data, 64 + 80 + 16 * slot)
+        at, count = struct.unpack_from("<QQ", data, 64 + ARRAYS + 16 * slot)
         if array is None:
             assert (at, count) == (0, 0), slot
             continue
         assert at % 64 == 0 and count == array.size, slot
         assert np.array_equal(np.frombuffer(data, "<f4", count, at), array.ravel()), slot
     dense = model.layers[1]
-    at, count = struct.unpack_from("<QQ", data, 64 + 272 + 80)
+    at, count = struct.unpack_from("<QQ", data, 64 + RECORD + ARRAYS)
     assert np.array_equal(np.frombuffer(data, "<f4", count, at).reshape(2, 5), dense.weight)
+    assert data[64 + RECORD + 80 : 64 + RECORD + ARRAYS] == bytes(16)  # activation_alpha of linear, then zero
+
+
+def test_activation_parameters_are_in_the_record(rng):
+    model = lstmrt.Model([specs.dense(rng, 3, 4, activation="leaky_relu(0.01)"), lstmrt.Activation("celu(-2)")])
+    data = model_file.to_bytes(model)
+    assert struct.unpack_from("<3f4x", data, 64 + 80) == (np.float32(0.01), 0.0, 0.0)
+    assert struct.unpack_from("<3f4x", data, 64 + RECORD + 80) == (-2.0, 0.0, 0.0)
+    loaded = model_file.from_bytes(data)
+    assert [loaded.layers[0].activation, loaded.layers[1].activation] == ["leaky_relu(0.01)", "celu(-2)"]
+    assert_same_outputs(loaded, model, rng)
+
+
+def as_version_1(data: bytes) -> bytes:
+    """The file as version 1 wrote it: 272-byte records without activation_alpha (the options and weights stay
+    where they are; the bytes freed after the records are zero)."""
+    layers = struct.unpack_from("<I", data, 24)[0]
+    records = b"".join(
+        data[at : at + 80] + data[at + ARRAYS : at + RECORD] for at in range(64, 64 + layers * RECORD, RECORD)
+    )
+    old = bytearray(data)
+    old[64 : 64 + layers * RECORD] = records.ljust(layers * RECORD, b"\0")
+    struct.pack_into("<II", old, 8, 1, 0)
+    struct.pack_into("<I", old, 28, 272)
+    return with_crc(old)
+
+
+def test_version_1_files_load(rng):
+    model = build("add-from-a-layer", rng)
+    loaded = model_file.from_bytes(as_version_1(model_file.to_bytes(model)))
+    assert_same_outputs(loaded, model, rng)
+    assert model_file.to_bytes(loaded) == model_file.to_bytes(model)
 
 
 def test_a_misaligned_buffer_loads(rng):
@@ -336,7 +378,7 @@ def with_u32(data, at, value):
 
 
 def flip_a_weight_byte(data):
-    at, _ = struct.unpack_from("<QQ", data, 64 + 80)  # layer 0's weight_ih
+    at, _ = struct.unpack_from("<QQ", data, 64 + ARRAYS)  # layer 0's weight_ih
     damaged = bytearray(data)
     damaged[at + 1] ^= 0x10
     return bytes(damaged)
@@ -344,9 +386,9 @@ def flip_a_weight_byte(data):
 
 def one_float_short(data):
     """Layer 0's weight_ih reference says one float fewer than the layer's sizes read."""
-    at, count = struct.unpack_from("<QQ", data, 64 + 80)
+    at, count = struct.unpack_from("<QQ", data, 64 + ARRAYS)
     data = bytearray(data)
-    struct.pack_into("<QQ", data, 64 + 80, at, count - 1)
+    struct.pack_into("<QQ", data, 64 + ARRAYS, at, count - 1)
     return with_crc(data)
 
 
@@ -355,10 +397,25 @@ DAMAGE = {
     "cut in the records": (lambda d: d[:400], lstmrt.CorruptFileError, r"of 400 bytes, .* truncated"),
     "an extra byte": (lambda d: d + b"\0", lstmrt.CorruptFileError, r"header says \d+: bytes after its end"),
     "a flipped weight byte": (flip_a_weight_byte, lstmrt.CorruptFileError, r"damaged: checksum [0-9a-f]{8}"),
-    "version 2": (
-        lambda d: with_u32(d, 8, 2),
+    "version 3": (
+        lambda d: with_u32(d, 8, 3),
         lstmrt.UnsupportedModelError,
-        r"format version 2; this lstmrt reads version 1",
+        r"format version 3; this lstmrt reads versions 1 to 2",
+    ),
+    "version 1 records under version 2": (
+        lambda d: with_u32(d, 28, 272),
+        lstmrt.CorruptFileError,
+        r"layer records of 272 bytes; version 2 has 288",
+    ),
+    "bytes 92 to 95 not zero": (
+        lambda d: with_u32(d, 64 + 92, 1),
+        lstmrt.CorruptFileError,
+        r"layer 0: bytes 92 to 95 of its record are not zero",
+    ),
+    "a parameter of an activation without one": (
+        lambda d: with_u32(d, 64 + RECORD + 80, 0x3F000000),  # 0.5 for the dense layer's linear
+        lstmrt.CorruptFileError,
+        r"layer 1: activation_alpha\[0\] = 0.5 is not a parameter",
     ),
     "an unknown option": (
         lambda d: with_options(d, '{"class": "Model", "foo": 1}'),
@@ -415,7 +472,7 @@ def test_load_arguments_do_not_apply(option, tmp_path, rng):
 FIELDS = (
     "kind input_size hidden_size proj_size num_embeddings num_directions merge_mode activations[0] activations[1] "
     "activations[2] cell_clip linear_before_reset hold_masked_output go_backwards final_only epsilon norm_mode "
-    "pool_mode add_from add_offset"
+    "pool_mode add_from add_offset activation_alpha[0] activation_alpha[1] activation_alpha[2]"
 ).split()
 HOSTILE_INTS = (-(2**31), -1, 0, 1, 2, 3, 5, 9, 100, 2**31 - 1)
 HOSTILE_FLOATS = (float("nan"), float("inf"), -1.0, 0.0, 1e-30, 1e30)
@@ -424,7 +481,12 @@ HOSTILE_FLOATS = (float("nan"), float("inf"), -1.0, 0.0, 1e-30, 1e30)
 @pytest.mark.parametrize("field", FIELDS)
 def test_hostile_record_fields(field, rng):
     models = [
-        lstmrt.Model([specs.lstm(rng, 3, 4, proj_size=2, peephole=True, cell_clip=3.0), specs.dense(rng, 2, 2)]),
+        lstmrt.Model(
+            [
+                specs.lstm(rng, 3, 4, proj_size=2, peephole=True, cell_clip=3.0),
+                specs.dense(rng, 2, 2, activation="leaky_relu(0.01)"),
+            ]
+        ),
         lstmrt.Model([specs.bidirectional("gru", rng, 3, 4, "sum"), lstmrt.LayerNorm(4), lstmrt.Add(4, 0)]),
         lstmrt.Model(
             [
@@ -437,14 +499,14 @@ def test_hostile_record_fields(field, rng):
         ),
     ]
     index = FIELDS.index(field)
-    floats = field in ("cell_clip", "epsilon")
+    floats = field in ("cell_clip", "epsilon") or field.startswith("activation_alpha")
     loaded = 0
     for model in models:
         data = model_file.to_bytes(model)
         for layer in range(len(model.layers)):
             for value in HOSTILE_FLOATS if floats else HOSTILE_INTS:
                 damaged = bytearray(data)
-                struct.pack_into("<f" if floats else "<i", damaged, 64 + 272 * layer + 4 * index, value)
+                struct.pack_into("<f" if floats else "<i", damaged, 64 + RECORD * layer + 4 * index, value)
                 try:
                     got = model_file.from_bytes(with_crc(damaged))
                 except lstmrt.LoadError as exc:

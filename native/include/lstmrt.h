@@ -58,6 +58,17 @@ typedef enum lstmrt_activation {
     LSTMRT_ACT_MISH,
     LSTMRT_ACT_SOFTMAX,     /* over the feature axis; Dense/Activation layers only */
     LSTMRT_ACT_LOG_SOFTMAX, /* over the feature axis; Dense/Activation layers only */
+    /* Activations with a parameter read it from activation_alpha (the value in brackets is Keras's default). */
+    LSTMRT_ACT_LEAKY_RELU,     /* x >= 0 ? x : alpha x (negative slope alpha, 0.2) */
+    LSTMRT_ACT_CELU,           /* x > 0 ? x : alpha (exp(x / alpha) - 1) (alpha != 0, 1) */
+    LSTMRT_ACT_HARD_SHRINK,    /* |x| > alpha ? x : 0 (alpha >= 0, 0.5) */
+    LSTMRT_ACT_SOFT_SHRINK,    /* x - alpha, x + alpha or 0, as |x| > alpha (alpha >= 0, 0.5) */
+    LSTMRT_ACT_SQUAREPLUS,     /* (x + sqrt(x^2 + alpha)) / 2 (alpha >= 0, 4) */
+    LSTMRT_ACT_HARD_TANH,      /* clip(x, -1, 1) */
+    LSTMRT_ACT_TANH_SHRINK,    /* x - tanh(x) */
+    LSTMRT_ACT_LOG_SIGMOID,    /* log(sigmoid(x)) */
+    LSTMRT_ACT_SPARSE_PLUS,    /* 0, (x + 1)^2 / 4, x (Keras) */
+    LSTMRT_ACT_SPARSE_SIGMOID, /* clip((x + 1) / 2, 0, 1) (Keras) */
     LSTMRT_ACT_COUNT
 } lstmrt_activation;
 
@@ -145,6 +156,8 @@ typedef struct lstmrt_layer_desc {
     lstmrt_pool_mode pool_mode;          /* global pool only */
     int32_t add_from;   /* add only: 0 = the model's input, k >= 1 = the output of layer k - 1 (k <= this layer) */
     int32_t add_offset; /* add only: first feature of that point added; the slice must fit in its width */
+    float activation_alpha[3]; /* the parameter of activations[k] when it takes one (leaky_relu ... squareplus);
+                                  0 in every other slot */
 } lstmrt_layer_desc;
 
 typedef struct lstmrt_model lstmrt_model_t;

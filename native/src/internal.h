@@ -27,6 +27,12 @@ typedef struct packed_direction {
     float *peephole;      /* LSTM: (3, H) or NULL */
 } packed_direction;
 
+/* An activation as a layer applies it: its kind and, for the kinds that take one, its parameter. */
+typedef struct activation {
+    lstmrt_activation kind;
+    float alpha;
+} activation;
+
 typedef struct layer {
     lstmrt_layer_kind kind;
     int32_t input_size;
@@ -38,7 +44,7 @@ typedef struct layer {
     int32_t num_directions;
     int32_t num_embeddings;
     lstmrt_merge_mode merge_mode;
-    lstmrt_activation act[3];
+    activation act[3];
     float cell_clip;
     int32_t linear_before_reset;
     int32_t hold_masked_output;
@@ -141,9 +147,9 @@ void pool_steps(const layer *L, int64_t batch, int64_t steps, seq_view x, const 
 int64_t pool_bad_count(const lstmrt_model_t *m, int64_t batch, const float *state);
 
 /* activations.c: in-place element-wise (or row-wise for softmax) activation of rows x n. */
-void apply_activation(const lstmrt_kernels *k, lstmrt_activation a, float *v, int64_t rows, int64_t n,
-                      int64_t row_stride);
-const char *activation_name(lstmrt_activation a);
+void apply_activation(const lstmrt_kernels *k, activation a, float *v, int64_t rows, int64_t n, int64_t row_stride);
+/* Whether alpha is a valid parameter of kind (0 for the activations without one). */
+int activation_alpha_ok(lstmrt_activation kind, float alpha);
 
 /* workspace.c */
 size_t workspace_floats(const lstmrt_model_t *m, int64_t batch, int64_t steps);

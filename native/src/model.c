@@ -32,10 +32,30 @@ static int activation_ok(lstmrt_activation a, int allow_softmax)
     return allow_softmax || (a != LSTMRT_ACT_SOFTMAX && a != LSTMRT_ACT_LOG_SOFTMAX);
 }
 
+/* The activation slots a layer reads: LSTM 3, GRU 2, RNN, dense and activation 1, the others none. */
+static int activation_slots(lstmrt_layer_kind k)
+{
+    switch (k) {
+    case LSTMRT_LAYER_LSTM: return 3;
+    case LSTMRT_LAYER_GRU: return 2;
+    case LSTMRT_LAYER_RNN:
+    case LSTMRT_LAYER_DENSE:
+    case LSTMRT_LAYER_ACTIVATION: return 1;
+    default: return 0;
+    }
+}
+
 static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
 {
     if ((int)d->kind < 0 || d->kind >= LSTMRT_LAYER_KIND_COUNT)
         return FAIL("layer %d: unknown layer kind %d", index, (int)d->kind);
+    /* a parameter nothing reads is refused rather than ignored: the caller meant something else */
+    for (int a = 0; a < 3; a++)
+        if (a < activation_slots(d->kind) ? !activation_alpha_ok(d->activations[a], d->activation_alpha[a])
+                                          : d->activation_alpha[a] != 0.0f)
+            return FAIL("layer %d: activation_alpha[%d] = %g is not a parameter activation %d takes (0 where it "
+                        "takes none)",
+                        index, a, (double)d->activation_alpha[a], (int)d->activations[a]);
     if (!dim_ok(d->input_size))
         return FAIL("layer %d: input_size %d out of range [1, %d]", index, d->input_size, LSTMRT_MAX_DIM);
     if (d->num_directions != 1 && !(d->num_directions == 2 && is_recurrent(d->kind)))
@@ -258,7 +278,8 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
     L->num_directions = d->num_directions;
     L->num_embeddings = d->num_embeddings;
     L->merge_mode = d->merge_mode;
-    memcpy(L->act, d->activations, sizeof L->act);
+    for (int a = 0; a < 3; a++)
+        L->act[a] = (activation){d->activations[a], d->activation_alpha[a]};
     L->cell_clip = d->cell_clip;
     L->linear_before_reset = d->linear_before_reset;
     L->hold_masked_output = d->hold_masked_output != 0;

@@ -12,12 +12,14 @@
 #define FAIL(...) lstmrt__fail(LSTMRT_STATUS_INVALID_ARGUMENT, __VA_ARGS__)
 
 enum {
-    FORMAT_VERSION = 1,
+    FORMAT_VERSION = 2, /* the version written; version 1 is read too */
     HEADER_BYTES = 64,
-    RECORD_BYTES = 272, /* 20 fields of 4 bytes, then 2 directions x 6 arrays x (offset, count) of 8 bytes */
-    RECORD_ARRAYS_AT = 80,
     SLOTS = 6,
 };
+/* A layer record, per version: fields of 4 bytes (version 2 adds activation_alpha and 4 zero bytes to the 20 of
+ * version 1), then 2 directions x 6 arrays x (offset, count) of 8 bytes. */
+static const uint32_t RECORD_BYTES[FORMAT_VERSION + 1] = {0, 272, 288};
+static const uint32_t RECORD_ARRAYS_AT[FORMAT_VERSION + 1] = {0, 80, 96};
 static const unsigned char MAGIC[8] = {0x89, 'L', 'S', 'T', 'M', 'R', 'T', '\n'};
 static const char *const SLOT_NAMES[SLOTS] = {"weight_ih", "weight_hh",       "bias_ih",
                                               "bias_hh",   "weight_peephole", "weight_proj"};
@@ -95,9 +97,10 @@ static lstmrt_status read_header(const unsigned char *p, size_t size, int whole,
     if (size < HEADER_BYTES)
         return FAIL("model file of %zu bytes: truncated (its header alone has %d)", size, HEADER_BYTES);
     const uint32_t version = u32_at(p + 8);
-    if (version != FORMAT_VERSION)
+    if (version < 1 || version > FORMAT_VERSION)
         return lstmrt__fail(LSTMRT_STATUS_UNSUPPORTED,
-                            "model file format version %u; this lstmrt reads version %d (a newer lstmrt wrote it?)",
+                            "model file format version %u; this lstmrt reads versions 1 to %d (a newer lstmrt wrote "
+                            "it?)",
                             (unsigned)version, FORMAT_VERSION);
     const uint64_t declared = u64_at(p + 16);
     if (declared != (uint64_t)size)
@@ -114,10 +117,10 @@ static lstmrt_status read_header(const unsigned char *p, size_t size, int whole,
     const uint32_t layers = u32_at(p + 24), record = u32_at(p + 28);
     if (layers < 1 || layers > LSTMRT_MAX_LAYERS)
         return FAIL("model file has %u layers (1 to %d)", (unsigned)layers, LSTMRT_MAX_LAYERS);
-    if (record != RECORD_BYTES)
-        return FAIL("model file layer records of %u bytes; version %d has %d", (unsigned)record, FORMAT_VERSION,
-                    RECORD_BYTES);
-    const uint64_t records_end = HEADER_BYTES + (uint64_t)layers * RECORD_BYTES;
+    if (record != RECORD_BYTES[version])
+        return FAIL("model file layer records of %u bytes; version %u has %u", (unsigned)record, (unsigned)version,
+                    (unsigned)RECORD_BYTES[version]);
+    const uint64_t records_end = HEADER_BYTES + (uint64_t)layers * record;
     if (records_end > (uint64_t)size)
         return FAIL("model file of %llu bytes cannot hold its %u layer records", (unsigned long long)size,
                     (unsigned)layers);
@@ -131,7 +134,7 @@ static lstmrt_status read_header(const unsigned char *p, size_t size, int whole,
     return LSTMRT_STATUS_OK;
 }
 
-static void read_fields(const unsigned char *r, lstmrt_layer_desc *d)
+static void read_fields(const unsigned char *r, uint32_t version, lstmrt_layer_desc *d)
 {
     memset(d, 0, sizeof *d);
     d->kind = (lstmrt_layer_kind)i32_at(r);
@@ -153,6 +156,8 @@ static void read_fields(const unsigned char *r, lstmrt_layer_desc *d)
     d->pool_mode = (lstmrt_pool_mode)i32_at(r + 68);
     d->add_from = i32_at(r + 72);
     d->add_offset = i32_at(r + 76);
+    for (int a = 0; a < 3 && version >= 2; a++)
+        d->activation_alpha[a] = f32_at(r + 80 + 4 * a);
 }
 
 static const float **slot_of(lstmrt_direction_weights *w, int slot)
@@ -216,17 +221,20 @@ lstmrt_status lstmrt_file_read(const void *data, size_t size, lstmrt_layer_desc 
         return lstmrt__fail(LSTMRT_STATUS_UNSUPPORTED, "model files hold little-endian floats; this host is not");
     if ((uintptr_t)p % 4 != 0) /* the weights are read in place as floats */
         return FAIL("data must be 4-byte aligned (lstmrt_model_load copies unaligned data)");
-    const uint64_t data_at = HEADER_BYTES + (uint64_t)info->num_layers * RECORD_BYTES;
+    const uint32_t version = u32_at(p + 8), record_bytes = RECORD_BYTES[version];
+    const uint64_t data_at = HEADER_BYTES + (uint64_t)info->num_layers * record_bytes;
     for (int32_t l = 0; l < info->num_layers; l++) {
-        const unsigned char *record = p + HEADER_BYTES + (size_t)l * RECORD_BYTES;
-        read_fields(record, &layers[l]);
-        if ((s = read_arrays(p, size, data_at, record + RECORD_ARRAYS_AT, &layers[l], l)) != LSTMRT_STATUS_OK)
+        const unsigned char *record = p + HEADER_BYTES + (size_t)l * record_bytes;
+        if (version >= 2 && u32_at(record + 92) != 0)
+            return FAIL("layer %d: bytes 92 to 95 of its record are not zero", l);
+        read_fields(record, version, &layers[l]);
+        if ((s = read_arrays(p, size, data_at, record + RECORD_ARRAYS_AT[version], &layers[l], l)) != LSTMRT_STATUS_OK)
             return s;
     }
     if ((s = lstmrt__validate_layers(layers, info->num_layers)) != LSTMRT_STATUS_OK)
         return s;
     for (int32_t l = 0; l < info->num_layers; l++) {
-        const unsigned char *refs = p + HEADER_BYTES + (size_t)l * RECORD_BYTES + RECORD_ARRAYS_AT;
+        const unsigned char *refs = p + HEADER_BYTES + (size_t)l * record_bytes + RECORD_ARRAYS_AT[version];
         if ((s = check_counts(refs, &layers[l], l)) != LSTMRT_STATUS_OK)
             return s;
     }

@@ -195,6 +195,9 @@ Model::Model(const py::list &layers)
         auto acts = field<std::vector<int>>(d, "activations", i);
         for (size_t a = 0; a < acts.size() && a < 3; a++)
             L.activations[a] = (lstmrt_activation)acts[a];
+        auto alphas = field<std::vector<float>>(d, "activation_alpha", i);
+        for (size_t a = 0; a < alphas.size() && a < 3; a++)
+            L.activation_alpha[a] = alphas[a];
         L.cell_clip = field<float>(d, "cell_clip", i);
         L.linear_before_reset = field<int32_t>(d, "linear_before_reset", i);
         L.hold_masked_output = field<int32_t>(d, "hold_masked_output", i);
@@ -254,6 +257,7 @@ py::tuple read_model_file(const py::buffer &file)
         d["num_directions"] = L.num_directions;
         d["merge_mode"] = (int)L.merge_mode;
         d["activations"] = py::make_tuple((int)L.activations[0], (int)L.activations[1], (int)L.activations[2]);
+        d["activation_alpha"] = py::make_tuple(L.activation_alpha[0], L.activation_alpha[1], L.activation_alpha[2]);
         d["cell_clip"] = L.cell_clip;
         d["linear_before_reset"] = L.linear_before_reset;
         d["hold_masked_output"] = L.hold_masked_output;

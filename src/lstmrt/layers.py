@@ -63,6 +63,7 @@ class Layer:
             "num_directions": 1,
             "merge_mode": 0,
             "activations": [0, 0, 0],
+            "activation_alpha": [0.0, 0.0, 0.0],
             "cell_clip": 0.0,
             "linear_before_reset": 0,
             "hold_masked_output": 0,
@@ -200,6 +201,7 @@ class LSTM(_Recurrent):
         d.update(
             proj_size=self.proj_size,
             activations=[acts.code(a) for a in self.activations],
+            activation_alpha=[acts.alpha(a) for a in self.activations],
             cell_clip=self.cell_clip or 0.0,
             weights=[self._direction_weights()],
             **self._option_desc(),
@@ -259,6 +261,7 @@ class GRU(_Recurrent):
         d = self._base_desc(self.input_size, self.hidden_size)
         d.update(
             activations=[acts.code(a) for a in self.activations] + [0],
+            activation_alpha=[acts.alpha(a) for a in self.activations] + [0.0],
             linear_before_reset=int(self.reset_after),
             weights=[self._direction_weights()],
             **self._option_desc(),
@@ -306,7 +309,10 @@ class SimpleRNN(_Recurrent):
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.hidden_size)
         d.update(
-            activations=[acts.code(self.activation), 0, 0], weights=[self._direction_weights()], **self._option_desc()
+            activations=[acts.code(self.activation), 0, 0],
+            activation_alpha=[acts.alpha(self.activation), 0.0, 0.0],
+            weights=[self._direction_weights()],
+            **self._option_desc(),
         )
         return d
 
@@ -388,7 +394,9 @@ class Dense(Layer):
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.output_size)
         d.update(
-            activations=[acts.code(self.activation), 0, 0], weights=[{"weight_ih": self.weight, "bias_ih": self.bias}]
+            activations=[acts.code(self.activation), 0, 0],
+            activation_alpha=[acts.alpha(self.activation), 0.0, 0.0],
+            weights=[{"weight_ih": self.weight, "bias_ih": self.bias}],
         )
         return d
 
@@ -408,6 +416,7 @@ class Activation(Layer):
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(input_size, input_size)
         d["activations"] = [acts.code(self.activation), 0, 0]
+        d["activation_alpha"] = [acts.alpha(self.activation), 0.0, 0.0]
         return d
 
     def _summary(self) -> str:

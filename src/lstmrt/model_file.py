@@ -34,12 +34,13 @@ from .layers import (
 from .model import Model
 
 MAGIC = b"\x89LSTMRT\n"
-VERSION = 1
+VERSION = 2  # written; the C reader reads version 1 too
 # magic, version, CRC-32 of the bytes after this field, file size, layers, record size, options offset and size
 _HEADER = struct.Struct("<8sIIQIIQQ16x")
 # kind, input, hidden, proj, embeddings, directions, merge, 3 activations, cell_clip, linear_before_reset,
-# hold_masked_output, go_backwards, final_only, epsilon, norm_mode, pool_mode, add_from, add_offset
-_FIELDS = struct.Struct("<10if4if4i")
+# hold_masked_output, go_backwards, final_only, epsilon, norm_mode, pool_mode, add_from, add_offset, 3 activation
+# parameters, 4 zero bytes
+_FIELDS = struct.Struct("<10if4if4i3f4x")
 _ARRAY = struct.Struct("<QQ")  # offset, floats
 SLOTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_peephole", "weight_proj")
 _RECORD_BYTES = _FIELDS.size + 2 * len(SLOTS) * _ARRAY.size
@@ -84,6 +85,7 @@ def to_bytes(model: Model) -> bytes:
             *(d[k] for k in ("linear_before_reset", "hold_masked_output", "go_backwards", "final_only")),
             d["epsilon"],
             *(d[k] for k in ("norm_mode", "pool_mode", "add_from", "add_offset")),
+            *d["activation_alpha"],
         )
         records.append(fields + b"".join(refs))
     body = bytearray(at)
@@ -168,9 +170,9 @@ def _spec(d: dict):
         cells = [_recurrent(kind, d, weights) for weights in d["weights"]]
         return cells[0] if len(cells) == 1 else Bidirectional(*cells, merge_mode=MERGE_MODES[d["merge_mode"]])
     if kind == "dense":
-        return Dense(w["weight_ih"].reshape(H, n_in), w["bias_ih"], activation=acts.NAMES[d["activations"][0]])
+        return Dense(w["weight_ih"].reshape(H, n_in), w["bias_ih"], activation=_activations(d, 1)[0])
     if kind == "activation":
-        return Activation(acts.NAMES[d["activations"][0]])
+        return Activation(_activations(d, 1)[0])
     if kind == "affine":
         ones, zeros = np.ones(n_in, np.float32), np.zeros(n_in, np.float32)
         return Affine(_or(w["weight_ih"], ones), _or(w["bias_ih"], zeros))
@@ -182,6 +184,11 @@ def _spec(d: dict):
     if kind == "add":
         return Add(n_in, "input" if d["add_from"] == 0 else d["add_from"] - 1, d["add_offset"])
     return Embedding(w["weight_ih"].reshape(d["num_embeddings"], H))
+
+
+def _activations(d: dict, slots: int) -> list:
+    """The canonical names of a desc's first `slots` activations (the C runtime reads no other slot)."""
+    return [acts.from_code(d["activations"][k], d["activation_alpha"][k]) for k in range(slots)]
 
 
 def _or(value, default):
@@ -200,7 +207,7 @@ def _recurrent(kind: str, d: dict, w: dict):
     n_in, H, P = d["input_size"], d["hidden_size"], d["proj_size"]
     cls, slots = _CELLS[kind]
     G = cls.gates
-    names = [acts.NAMES[a] for a in d["activations"][:slots]]  # the C runtime reads no other slot
+    names = _activations(d, slots)
     args = (_shaped(w["weight_ih"], G * H, n_in), _shaped(w["weight_hh"], G * H, P or H), w["bias_ih"], w["bias_hh"])
     options = dict(
         hold_masked_output=bool(d["hold_masked_output"]),
