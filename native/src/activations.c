@@ -47,7 +47,7 @@ static float activate(activation a, float v)
     case LSTMRT_ACT_SILU: return v / (1.0f + expf(-v));
     case LSTMRT_ACT_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     case LSTMRT_ACT_GELU_TANH: return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
-    case LSTMRT_ACT_HARD_SILU: return v * relu6f(v + 3.0f) / 6.0f;
+    case LSTMRT_ACT_HARD_SILU: return v * (relu6f(v + 3.0f) / 6.0f); /* v * 6 would overflow near FLT_MAX */
     case LSTMRT_ACT_MISH: return v * tanhf(softplusf(v));
     case LSTMRT_ACT_LEAKY_RELU: return v < 0.0f ? alpha * v : v;
     case LSTMRT_ACT_CELU: return v > 0.0f ? v : alpha * expm1f(v / alpha);

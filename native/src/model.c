@@ -50,12 +50,16 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
     if ((int)d->kind < 0 || d->kind >= LSTMRT_LAYER_KIND_COUNT)
         return FAIL("layer %d: unknown layer kind %d", index, (int)d->kind);
     /* a parameter nothing reads is refused rather than ignored: the caller meant something else */
-    for (int a = 0; a < 3; a++)
-        if (a < activation_slots(d->kind) ? !activation_alpha_ok(d->activations[a], d->activation_alpha[a])
-                                          : d->activation_alpha[a] != 0.0f)
+    for (int a = 0; a < 3; a++) {
+        const float alpha = d->activation_alpha[a];
+        if (a >= activation_slots(d->kind) && alpha != 0.0f)
+            return FAIL("layer %d: activation_alpha[%d] = %g in a slot this kind of layer does not read (0 there)",
+                        index, a, (double)alpha);
+        if (a < activation_slots(d->kind) && !activation_alpha_ok(d->activations[a], alpha))
             return FAIL("layer %d: activation_alpha[%d] = %g is not a parameter activation %d takes (0 where it "
                         "takes none)",
-                        index, a, (double)d->activation_alpha[a], (int)d->activations[a]);
+                        index, a, (double)alpha, (int)d->activations[a]);
+    }
     if (!dim_ok(d->input_size))
         return FAIL("layer %d: input_size %d out of range [1, %d]", index, d->input_size, LSTMRT_MAX_DIM);
     if (d->num_directions != 1 && !(d->num_directions == 2 && is_recurrent(d->kind)))

@@ -9,12 +9,14 @@ void test_wide_batch(void);
 void test_lengths_match_unpadded(void);
 void test_final_only_long_sequence(void);
 void test_special_values(void);
+void test_activation_special_values(void);
 
 /* test_streams.c */
 void test_stream_invariants(void);
 
 /* test_errors.c */
 void test_model_create_errors(void);
+void test_activation_alpha_errors(void);
 void test_out_of_memory(void);
 void test_embedding_id_changed_during_call(void);
 void test_predict_errors(void);
@@ -25,6 +27,7 @@ void test_probes(void);
 
 /* test_model_file.c */
 void test_model_file_round_trip(void);
+void test_model_file_version_1(void);
 void test_layer_weight_floats(void);
 void test_model_file_load_file(void);
 void test_model_file_errors(void);

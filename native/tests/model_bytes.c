@@ -47,13 +47,32 @@ void reseal(unsigned char *bytes, size_t size)
         put_u32(bytes + AT_CRC, zlib_crc32(bytes + 16, size - 16));
 }
 
+/* Version 1's records lack activation_alpha and the 4 zero bytes: 16 bytes shorter, the array references 16 earlier. */
+static size_t record_bytes(uint32_t version)
+{
+    return version == 1 ? FILE_RECORD_BYTES_V1 : FILE_RECORD_BYTES;
+}
+static size_t record_in(uint32_t version, int layer)
+{
+    return FILE_HEADER_BYTES + (size_t)layer * record_bytes(version);
+}
+static size_t ref_in(uint32_t version, int layer, int dir, int slot)
+{
+    const size_t arrays = version == 1 ? AT_RECORD_ARRAYS_V1 : AT_RECORD_ARRAYS;
+    return record_in(version, layer) + arrays + 16 * (size_t)(dir * 6 + slot);
+}
+
 size_t record_at(int layer)
 {
-    return FILE_HEADER_BYTES + (size_t)layer * FILE_RECORD_BYTES;
+    return record_in(FILE_VERSION, layer);
 }
 size_t array_ref_at(int layer, int dir, int slot)
 {
-    return record_at(layer) + AT_RECORD_ARRAYS + 16 * (size_t)(dir * 6 + slot);
+    return ref_in(FILE_VERSION, layer, dir, slot);
+}
+size_t array_ref_in(model_file f, int layer, int dir, int slot)
+{
+    return ref_in(f.version, layer, dir, slot);
 }
 
 int64_t desc_floats(const lstmrt_layer_desc *d, int dir, int slot)
@@ -88,7 +107,7 @@ static size_t aligned(size_t n)
     return (n + FILE_ALIGN - 1) / FILE_ALIGN * FILE_ALIGN;
 }
 
-static void put_fields(unsigned char *r, const lstmrt_layer_desc *d)
+static void put_fields(unsigned char *r, const lstmrt_layer_desc *d, uint32_t version)
 {
     const int32_t ints[10] = {(int32_t)d->kind,  d->input_size,     d->hidden_size,         d->proj_size,
                               d->num_embeddings, d->num_directions, (int32_t)d->merge_mode, d->activations[0],
@@ -105,11 +124,14 @@ static void put_fields(unsigned char *r, const lstmrt_layer_desc *d)
     put_u32(r + 68, (uint32_t)d->pool_mode);
     put_u32(r + 72, (uint32_t)d->add_from);
     put_u32(r + 76, (uint32_t)d->add_offset);
+    if (version >= 2) /* bytes 92 to 95 stay zero */
+        for (int a = 0; a < 3; a++)
+            put_f32(r + AT_FIELD_ALPHA + 4 * a, d->activation_alpha[a]);
 }
 
-model_file model_bytes(const lstmrt_layer_desc *layers, int num_layers, const char *options)
+static model_file write_model(uint32_t version, const lstmrt_layer_desc *layers, int num_layers, const char *options)
 {
-    const size_t options_bytes = options ? strlen(options) : 0, options_at = record_at(num_layers);
+    const size_t options_bytes = options ? strlen(options) : 0, options_at = record_in(version, num_layers);
     /* First pass: the size, each array at the next 64-byte boundary after the options (the file ends on one too). */
     size_t size = aligned(options_at + options_bytes);
     for (int l = 0; l < num_layers; l++)
@@ -117,28 +139,28 @@ model_file model_bytes(const lstmrt_layer_desc *layers, int num_layers, const ch
             for (int slot = 0; slot < 6; slot++)
                 if (slot_array(&layers[l].weights[dir], slot))
                     size = aligned(size + 4 * (size_t)desc_floats(&layers[l], dir, slot));
-    model_file f = {arena_alloc(size), size};
+    model_file f = {arena_alloc(size), size, version};
     unsigned char *p = f.bytes;
     memcpy(p, MAGIC, sizeof MAGIC);
-    put_u32(p + AT_VERSION, 1);
+    put_u32(p + AT_VERSION, version);
     put_u64(p + AT_FILE_SIZE, size);
     put_u32(p + AT_NUM_LAYERS, (uint32_t)num_layers);
-    put_u32(p + AT_RECORD_SIZE, FILE_RECORD_BYTES);
+    put_u32(p + AT_RECORD_SIZE, (uint32_t)record_bytes(version));
     put_u64(p + AT_OPTIONS, options_bytes ? options_at : 0);
     put_u64(p + AT_OPTIONS + 8, options_bytes);
     if (options_bytes)
         memcpy(p + options_at, options, options_bytes);
     size_t at = aligned(options_at + options_bytes);
     for (int l = 0; l < num_layers; l++) {
-        put_fields(p + record_at(l), &layers[l]);
+        put_fields(p + record_in(version, l), &layers[l], version);
         for (int dir = 0; dir < 2; dir++)
             for (int slot = 0; slot < 6; slot++) {
                 const float *w = slot_array(&layers[l].weights[dir], slot);
                 if (!w)
                     continue; /* (0, 0): absent */
                 const int64_t n = desc_floats(&layers[l], dir, slot);
-                put_u64(p + array_ref_at(l, dir, slot), at);
-                put_u64(p + array_ref_at(l, dir, slot) + 8, (uint64_t)n);
+                put_u64(p + ref_in(version, l, dir, slot), at);
+                put_u64(p + ref_in(version, l, dir, slot) + 8, (uint64_t)n);
                 for (int64_t i = 0; i < n; i++)
                     put_f32(p + at + 4 * i, w[i]);
                 at = aligned(at + 4 * (size_t)n);
@@ -146,4 +168,13 @@ model_file model_bytes(const lstmrt_layer_desc *layers, int num_layers, const ch
     }
     reseal(p, size);
     return f;
+}
+
+model_file model_bytes(const lstmrt_layer_desc *layers, int num_layers, const char *options)
+{
+    return write_model(FILE_VERSION, layers, num_layers, options);
+}
+model_file model_bytes_v1(const lstmrt_layer_desc *layers, int num_layers, const char *options)
+{
+    return write_model(1, layers, num_layers, options);
 }

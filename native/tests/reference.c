@@ -1,21 +1,57 @@
 /* Reference (reference.h): float64, one sequence at a time, straight from the equations (docs/math.md, lstmrt.h). */
 #include "reference.h"
 
-static double ref_act(lstmrt_activation a, double v)
+/* clip(v, lo, hi) by comparisons, which let NaN through (fmin/fmax would swallow it, and NaN must propagate) */
+static double clip(double v, double lo, double hi)
 {
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Element-wise activations, `alpha` the parameter of those that take one: docs/math.md section 7's table in double.
+ * Where a form of the table overflows or cancels even in double (softplus, mish and log_sigmoid at large |x|,
+ * squareplus at large negative x), it is split on the sign. */
+static double ref_act(lstmrt_activation a, double alpha, double v)
+{
+    static const double selu_alpha = 1.6732632423543772848, selu_scale = 1.0507009873554804934;
     switch (a) {
     case LSTMRT_ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
     case LSTMRT_ACT_TANH: return tanh(v);
-    case LSTMRT_ACT_RELU: return v > 0.0 ? v : 0.0;
+    case LSTMRT_ACT_RELU: return v < 0.0 ? 0.0 : v;
     case LSTMRT_ACT_LINEAR: return v;
-    case LSTMRT_ACT_HARD_SIGMOID: return fmin(1.0, fmax(0.0, 0.2 * v + 0.5));
+    case LSTMRT_ACT_HARD_SIGMOID: return clip(0.2 * v + 0.5, 0.0, 1.0);
+    case LSTMRT_ACT_HARD_SIGMOID_V3: return clip(v + 3.0, 0.0, 6.0) / 6.0;
     case LSTMRT_ACT_ELU: return v > 0.0 ? v : expm1(v);
-    case LSTMRT_ACT_SOFTSIGN: return v / (1.0 + fabs(v));
-    default: return NAN; /* not in the reference: fails the comparison loudly */
+    case LSTMRT_ACT_SOFTSIGN: return isinf(v) ? copysign(1.0, v) : v / (1.0 + fabs(v)); /* inf / inf */
+    case LSTMRT_ACT_SOFTPLUS: return v > 0.0 ? v + log1p(exp(-v)) : log1p(exp(v));
+    case LSTMRT_ACT_SELU: return selu_scale * (v > 0.0 ? v : selu_alpha * expm1(v));
+    case LSTMRT_ACT_EXPONENTIAL: return exp(v);
+    case LSTMRT_ACT_RELU6: return clip(v, 0.0, 6.0);
+    case LSTMRT_ACT_SILU: return v * (1.0 / (1.0 + exp(-v)));
+    case LSTMRT_ACT_GELU: return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+    case LSTMRT_ACT_GELU_TANH:
+        return 0.5 * v * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (v + 0.044715 * v * v * v)));
+    case LSTMRT_ACT_HARD_SILU: return v * clip(v + 3.0, 0.0, 6.0) / 6.0;
+    case LSTMRT_ACT_MISH: return v * tanh(v > 0.0 ? v + log1p(exp(-v)) : log1p(exp(v)));
+    case LSTMRT_ACT_LEAKY_RELU: return v >= 0.0 ? v : alpha * v;
+    case LSTMRT_ACT_CELU: return v > 0.0 ? v : alpha * expm1(v / alpha);
+    case LSTMRT_ACT_HARD_SHRINK: return fabs(v) > alpha || isnan(v) ? v : 0.0;
+    case LSTMRT_ACT_SOFT_SHRINK: return v > alpha ? v - alpha : v < -alpha ? v + alpha : isnan(v) ? v : 0.0;
+    case LSTMRT_ACT_SQUAREPLUS: {
+        /* hypot: x^2 + b without overflow; below 0 the rationalised b / (2 (s - x)): x + s would cancel to 0 for
+           large |x|, and be NaN at -inf, where the limit is 0 */
+        const double s = hypot(v, sqrt(alpha));
+        return v >= 0.0 ? 0.5 * (v + s) : 0.5 * alpha / (s - v);
+    }
+    case LSTMRT_ACT_HARD_TANH: return clip(v, -1.0, 1.0);
+    case LSTMRT_ACT_TANH_SHRINK: return v - tanh(v);
+    case LSTMRT_ACT_LOG_SIGMOID: return v >= 0.0 ? -log1p(exp(-v)) : v - log1p(exp(v));
+    case LSTMRT_ACT_SPARSE_PLUS: return v <= -1.0 ? 0.0 : v < 1.0 ? (v + 1.0) * (v + 1.0) / 4.0 : v;
+    case LSTMRT_ACT_SPARSE_SIGMOID: return v <= -1.0 ? 0.0 : v >= 1.0 ? 1.0 : (v + 1.0) / 2.0;
+    default: return NAN; /* softmax variants are row-wise (ref_act_row); unknown: fails the comparison loudly */
     }
 }
 
-static void ref_act_row(lstmrt_activation a, double *v, int n)
+static void ref_act_row(lstmrt_activation a, double alpha, double *v, int n)
 {
     if (a == LSTMRT_ACT_SOFTMAX || a == LSTMRT_ACT_LOG_SOFTMAX) {
         double mx = v[0], sum = 0.0;
@@ -28,7 +64,7 @@ static void ref_act_row(lstmrt_activation a, double *v, int n)
         return;
     }
     for (int i = 0; i < n; i++)
-        v[i] = ref_act(a, v[i]);
+        v[i] = ref_act(a, alpha, v[i]);
 }
 
 static double dot(const float *w, const double *x, int n)
@@ -79,34 +115,34 @@ static void ref_direction(const lstmrt_layer_desc *d, int dir, int reverse, int 
                     gi += pp[j] * c[j];
                     gf += pp[H + j] * c[j];
                 }
-                gi = ref_act(d->activations[0], clipped(gi, clip));
-                gf = ref_act(d->activations[0], clipped(gf, clip));
-                gg = ref_act(d->activations[1], clipped(gg, clip));
+                gi = ref_act(d->activations[0], d->activation_alpha[0], clipped(gi, clip));
+                gf = ref_act(d->activations[0], d->activation_alpha[0], clipped(gf, clip));
+                gg = ref_act(d->activations[1], d->activation_alpha[1], clipped(gg, clip));
                 c[j] = gf * c[j] + gi * gg;
                 if (pp)
                     go += pp[2 * H + j] * c[j];
-                go = ref_act(d->activations[0], clipped(go, clip));
-                m[j] = go * ref_act(d->activations[2], c[j]);
+                go = ref_act(d->activations[0], d->activation_alpha[0], clipped(go, clip));
+                m[j] = go * ref_act(d->activations[2], d->activation_alpha[2], c[j]);
             }
             for (int j = 0; j < Hr; j++)
                 h[j] = P ? dot(w->weight_proj + (int64_t)j * H, m, H) : m[j];
         } else if (d->kind == LSTMRT_LAYER_GRU) {
             /* g: r z n input parts; gh: r z n recurrent parts (gh_n = W_hn h + b_hn) */
             for (int j = 0; j < 2 * H; j++)
-                g[j] = ref_act(d->activations[0], g[j] + gh[j]); /* r, z */
+                g[j] = ref_act(d->activations[0], d->activation_alpha[0], g[j] + gh[j]); /* r, z */
             for (int j = 0; j < H; j++)
                 rh[j] = g[j] * h[j];
             for (int j = 0; j < H; j++) {
                 const float *w_hn = w->weight_hh + (int64_t)(2 * H + j) * H;
                 const double hn =
                     d->linear_before_reset ? g[j] * gh[2 * H + j] : dot(w_hn, rh, H) + bias_at(w->bias_hh, 2 * H + j);
-                m[j] = ref_act(d->activations[1], g[2 * H + j] + hn);
+                m[j] = ref_act(d->activations[1], d->activation_alpha[1], g[2 * H + j] + hn);
             }
             for (int j = 0; j < H; j++)
                 h[j] = (1.0 - g[H + j]) * m[j] + g[H + j] * h[j];
         } else {
             for (int j = 0; j < H; j++)
-                h[j] = ref_act(d->activations[0], g[j] + gh[j]);
+                h[j] = ref_act(d->activations[0], d->activation_alpha[0], g[j] + gh[j]);
         }
         memcpy(yt, h, (size_t)Hr * sizeof(double));
     }
@@ -168,13 +204,13 @@ static void ref_layer(const lstmrt_layer_desc *d, int T, int end, const double *
         for (int t = 0; t < T; t++) {
             for (int j = 0; j < O; j++)
                 y[t * O + j] = dot(w->weight_ih + (int64_t)j * I, x + (int64_t)t * I, I) + bias_at(w->bias_ih, j);
-            ref_act_row(d->activations[0], y + (int64_t)t * O, O);
+            ref_act_row(d->activations[0], d->activation_alpha[0], y + (int64_t)t * O, O);
         }
         return;
     case LSTMRT_LAYER_ACTIVATION:
         for (int t = 0; t < T; t++) {
             memcpy(y + (int64_t)t * O, x + (int64_t)t * I, (size_t)O * sizeof(double));
-            ref_act_row(d->activations[0], y + (int64_t)t * O, O);
+            ref_act_row(d->activations[0], d->activation_alpha[0], y + (int64_t)t * O, O);
         }
         return;
     case LSTMRT_LAYER_AFFINE:

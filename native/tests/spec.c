@@ -62,6 +62,14 @@ lstmrt_layer_desc *push(spec *s, lstmrt_layer_kind kind, int in, int hidden)
     return d;
 }
 
+/* activations[slot] = a with its parameter alpha (0 for an activation that takes none) */
+lstmrt_layer_desc *set_act(lstmrt_layer_desc *d, int slot, lstmrt_activation a, float alpha)
+{
+    d->activations[slot] = a;
+    d->activation_alpha[slot] = alpha;
+    return d;
+}
+
 /* Random weights for every layer, once the options that shape them (directions, projection) are set. */
 void add_weights(spec *s)
 {
@@ -312,6 +320,69 @@ void make_spec(int which, spec *s)
         d->final_only = 1;
         push(s, LSTMRT_LAYER_ADD, 6, 0)->add_from = 1;
         push(s, LSTMRT_LAYER_DENSE, 6, 2);
+        break;
+    /* 29-33: the activations with a parameter, each at two values (0, or a negative one, where allowed), and the
+       other new ones: each in a dense layer, an activation layer and a recurrent slot. The gates (slot 0 of an LSTM
+       or GRU) are sparse_sigmoid, the one of them that keeps a gate in [0, 1]. */
+    case 29:
+        name = "lstm 5-7 sparse_sigmoid/soft_shrink(.7)/squareplus(4), leaky_relu(.01), (-.5)";
+        d = push(s, LSTMRT_LAYER_LSTM, 5, 7);
+        set_act(d, 0, LSTMRT_ACT_SPARSE_SIGMOID, 0.0f);
+        set_act(d, 1, LSTMRT_ACT_SOFT_SHRINK, 0.7f);
+        set_act(d, 2, LSTMRT_ACT_SQUAREPLUS, 4.0f);
+        s->scale = 1.0; /* c integrates where the forget gate is exactly 1: smaller weights keep it O(1) (SAME_TOL) */
+        set_act(push(s, LSTMRT_LAYER_DENSE, 7, 6), 0, LSTMRT_ACT_LEAKY_RELU, 0.01f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 6, 0), 0, LSTMRT_ACT_LEAKY_RELU, -0.5f);
+        break;
+    case 30:
+        name = "gru 4-6 sparse_sigmoid/celu(-2), celu(.5), (-2), hard_shrink(.7), (0)";
+        d = push(s, LSTMRT_LAYER_GRU, 4, 6);
+        set_act(d, 0, LSTMRT_ACT_SPARSE_SIGMOID, 0.0f);
+        set_act(d, 1, LSTMRT_ACT_CELU, -2.0f);
+        set_act(push(s, LSTMRT_LAYER_DENSE, 6, 5), 0, LSTMRT_ACT_CELU, 0.5f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 5, 0), 0, LSTMRT_ACT_CELU, -2.0f);
+        set_act(push(s, LSTMRT_LAYER_DENSE, 5, 5), 0, LSTMRT_ACT_HARD_SHRINK, 0.7f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 5, 0), 0, LSTMRT_ACT_HARD_SHRINK, 0.0f);
+        break;
+    case 31:
+        name = "rnn leaky_relu(-.5), hard_shrink(.7), squareplus(0), soft_shrink(0), (.7), ...";
+        set_act(push(s, LSTMRT_LAYER_RNN, 3, 7), 0, LSTMRT_ACT_LEAKY_RELU, -0.5f);
+        set_act(push(s, LSTMRT_LAYER_RNN, 7, 6), 0, LSTMRT_ACT_HARD_SHRINK, 0.7f);
+        set_act(push(s, LSTMRT_LAYER_RNN, 6, 5), 0, LSTMRT_ACT_SQUAREPLUS, 0.0f);
+        /* soft_shrink(0) is the identity: squareplus(0), a relu, sees both signs */
+        set_act(push(s, LSTMRT_LAYER_DENSE, 5, 6), 0, LSTMRT_ACT_SOFT_SHRINK, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 6, 0), 0, LSTMRT_ACT_SQUAREPLUS, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_DENSE, 6, 4), 0, LSTMRT_ACT_SQUAREPLUS, 4.0f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 4, 0), 0, LSTMRT_ACT_SOFT_SHRINK, 0.7f);
+        break;
+    case 32: /* tanh_shrink (x^3 / 3 near 0) after hard_tanh, not after itself: the output stays O(0.1) */
+        name = "gru 4-6 sparse_sigmoid/hard_tanh, rnn log_sigmoid, hard_tanh, tanh_shrink";
+        s->scale = 2.5; /* pre-activations beyond hard_tanh's clip at +-1 */
+        d = push(s, LSTMRT_LAYER_GRU, 4, 6);
+        d->linear_before_reset = 0;
+        set_act(d, 0, LSTMRT_ACT_SPARSE_SIGMOID, 0.0f);
+        set_act(d, 1, LSTMRT_ACT_HARD_TANH, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_RNN, 6, 5), 0, LSTMRT_ACT_LOG_SIGMOID, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 5, 0), 0, LSTMRT_ACT_HARD_TANH, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_DENSE, 5, 6), 0, LSTMRT_ACT_TANH_SHRINK, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_DENSE, 6, 5), 0, LSTMRT_ACT_HARD_TANH, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 5, 0), 0, LSTMRT_ACT_TANH_SHRINK, 0.0f);
+        break;
+    case 33:
+        name = "lstm sparse_sigmoid/leaky_relu(-.5)/soft_shrink(0), rnn sparse_plus, ...";
+        d = push(s, LSTMRT_LAYER_LSTM, 4, 6);
+        set_act(d, 0, LSTMRT_ACT_SPARSE_SIGMOID, 0.0f);
+        set_act(d, 1, LSTMRT_ACT_LEAKY_RELU, -0.5f);
+        set_act(d, 2, LSTMRT_ACT_SOFT_SHRINK, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_RNN, 6, 5), 0, LSTMRT_ACT_SPARSE_PLUS, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_RNN, 5, 5), 0, LSTMRT_ACT_CELU, 0.5f);
+        set_act(push(s, LSTMRT_LAYER_RNN, 5, 5), 0, LSTMRT_ACT_TANH_SHRINK, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_DENSE, 5, 6), 0, LSTMRT_ACT_LOG_SIGMOID, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 6, 0), 0, LSTMRT_ACT_LOG_SIGMOID, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_DENSE, 6, 4), 0, LSTMRT_ACT_SPARSE_PLUS, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 4, 0), 0, LSTMRT_ACT_SPARSE_PLUS, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_DENSE, 4, 3), 0, LSTMRT_ACT_SPARSE_SIGMOID, 0.0f);
+        set_act(push(s, LSTMRT_LAYER_ACTIVATION, 3, 0), 0, LSTMRT_ACT_SPARSE_SIGMOID, 0.0f);
         break;
     }
     snprintf(s->name, sizeof s->name, "%s", name);

@@ -14,7 +14,7 @@ typedef struct spec {
     double scale; /* weight range: scale / sqrt(fan-in) */
 } spec;
 
-enum { NUM_SPECS = 29 }; /* make_spec's catalogue: 0 .. NUM_SPECS - 1 */
+enum { NUM_SPECS = 34 }; /* make_spec's catalogue: 0 .. NUM_SPECS - 1 */
 
 enum { PB = 3, PT = 100 }; /* predict shape: batch 3 gives 85-step blocks, so 100 steps cross a block boundary */
 
@@ -26,6 +26,7 @@ int layer_out(const lstmrt_layer_desc *d);
 int state_parts(const lstmrt_layer_desc *d, int sizes[4]);
 
 lstmrt_layer_desc *push(spec *s, lstmrt_layer_kind kind, int in, int hidden);
+lstmrt_layer_desc *set_act(lstmrt_layer_desc *d, int slot, lstmrt_activation a, float alpha); /* returns d */
 void add_weights(spec *s);
 void blank_spec(spec *s, uint64_t seed);
 void start_spec(spec *s, uint64_t seed, const char *name);

@@ -1,5 +1,7 @@
-/* Error paths: the right status, a message, and no effect. Model creation, out of memory, predict and stream
- * arguments, token ids; status strings and the benchmark probes. */
+/* Error paths: the right status, a message, and no effect. Model creation (and activation parameters), out of
+ * memory, predict and stream arguments, token ids; status strings and the benchmark probes. */
+#include <float.h>
+
 #include "cases.h"
 #include "internal.h" /* one test drives forward_layers directly */
 #include "spec.h"
@@ -510,4 +512,92 @@ void test_probes(void)
     lstmrt_probe_stream(NULL, 1);
     lstmrt_probe_compute(NULL, 1);
     CHECK(lstmrt_probe_stream_bytes(NULL) == 0 && lstmrt_probe_compute_flops(NULL) == 0);
+}
+
+/* activation_alpha: refused where the activation takes no parameter, in a slot the layer kind does not read, and
+ * outside the activation's domain, with the layer, slot and value in the message; accepted at the domain's edges. */
+void test_activation_alpha_errors(void)
+{
+    static const struct {
+        lstmrt_layer_kind kind;
+        int slot;
+        lstmrt_activation act; /* put in that slot */
+        float alpha;
+        const char *shown; /* the value as the message prints it; NULL: printf's text varies (NaN, inf) */
+        int accepted;
+    } cases[] = {
+        /* an activation that takes none, in a slot its layer reads */
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_RELU, 0.1f, "0.1", 0},
+        {LSTMRT_LAYER_ACTIVATION, 0, LSTMRT_ACT_SOFTMAX, 1.0f, "1", 0},
+        {LSTMRT_LAYER_LSTM, 2, LSTMRT_ACT_TANH, -0.25f, "-0.25", 0},
+        {LSTMRT_LAYER_GRU, 0, LSTMRT_ACT_SPARSE_SIGMOID, 0.5f, "0.5", 0},
+        {LSTMRT_LAYER_RNN, 0, LSTMRT_ACT_HARD_TANH, 1e-30f, "1e-30", 0},
+        /* a slot the kind does not read, even holding an activation that takes a parameter */
+        {LSTMRT_LAYER_DENSE, 1, LSTMRT_ACT_LEAKY_RELU, 0.5f, "0.5", 0},
+        {LSTMRT_LAYER_ACTIVATION, 2, LSTMRT_ACT_CELU, 1.0f, "1", 0},
+        {LSTMRT_LAYER_RNN, 1, LSTMRT_ACT_SQUAREPLUS, 4.0f, "4", 0},
+        {LSTMRT_LAYER_GRU, 2, LSTMRT_ACT_LEAKY_RELU, 0.2f, "0.2", 0},
+        {LSTMRT_LAYER_AFFINE, 0, LSTMRT_ACT_LEAKY_RELU, 0.2f, "0.2", 0},
+        {LSTMRT_LAYER_NORM, 0, LSTMRT_ACT_SIGMOID, 2.0f, "2", 0},
+        {LSTMRT_LAYER_EMBEDDING, 1, LSTMRT_ACT_SIGMOID, -1.0f, "-1", 0},
+        {LSTMRT_LAYER_GLOBAL_POOL, 0, LSTMRT_ACT_SIGMOID, 3.0f, "3", 0},
+        {LSTMRT_LAYER_ADD, 2, LSTMRT_ACT_SIGMOID, 0.5f, "0.5", 0},
+        /* outside the domain: celu divides by alpha; a lambda or squareplus's b is >= 0; all finite */
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_CELU, 0.0f, "0", 0},
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_CELU, -0.0f, "-0", 0},
+        {LSTMRT_LAYER_LSTM, 1, LSTMRT_ACT_CELU, 0.0f, "0", 0},
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_CELU, INFINITY, NULL, 0},
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_LEAKY_RELU, NAN, NULL, 0},
+        {LSTMRT_LAYER_ACTIVATION, 0, LSTMRT_ACT_LEAKY_RELU, -INFINITY, NULL, 0},
+        {LSTMRT_LAYER_RNN, 0, LSTMRT_ACT_LEAKY_RELU, INFINITY, NULL, 0},
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_HARD_SHRINK, -0.5f, "-0.5", 0},
+        {LSTMRT_LAYER_ACTIVATION, 0, LSTMRT_ACT_SOFT_SHRINK, -1e-30f, "-1e-30", 0},
+        {LSTMRT_LAYER_GRU, 1, LSTMRT_ACT_SQUAREPLUS, -4.0f, "-4", 0},
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_SQUAREPLUS, INFINITY, NULL, 0},
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_HARD_SHRINK, NAN, NULL, 0},
+        {LSTMRT_LAYER_ACTIVATION, 0, LSTMRT_ACT_SOFT_SHRINK, INFINITY, NULL, 0},
+        /* the edges of the domains */
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_LEAKY_RELU, 0.0f, NULL, 1},
+        {LSTMRT_LAYER_RNN, 0, LSTMRT_ACT_LEAKY_RELU, -1e30f, NULL, 1},
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_CELU, -1e-30f, NULL, 1},
+        {LSTMRT_LAYER_ACTIVATION, 0, LSTMRT_ACT_CELU, FLT_MAX, NULL, 1},
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_HARD_SHRINK, 0.0f, NULL, 1},
+        {LSTMRT_LAYER_DENSE, 0, LSTMRT_ACT_HARD_SHRINK, -0.0f, NULL, 1}, /* -0 == 0 */
+        {LSTMRT_LAYER_LSTM, 2, LSTMRT_ACT_SOFT_SHRINK, FLT_MAX, NULL, 1},
+        {LSTMRT_LAYER_GRU, 1, LSTMRT_ACT_SQUAREPLUS, 0.0f, NULL, 1},
+        {LSTMRT_LAYER_ACTIVATION, 0, LSTMRT_ACT_SQUAREPLUS, FLT_MAX, NULL, 1},
+        {LSTMRT_LAYER_DENSE, 1, LSTMRT_ACT_LEAKY_RELU, 0.0f, NULL, 1}, /* an unread slot at 0 */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        spec s;
+        char want[96];
+        snprintf(context, sizeof context, "activation_alpha case %zu: kind %d, slot %d, activation %d, alpha %g", c,
+                 (int)cases[c].kind, cases[c].slot, (int)cases[c].act, (double)cases[c].alpha);
+        blank_spec(&s, 60 + c);
+        const int embedding = cases[c].kind == LSTMRT_LAYER_EMBEDDING;
+        lstmrt_layer_desc *d = push(&s, cases[c].kind, embedding ? 1 : 3, 4);
+        d->num_embeddings = 5;
+        add_weights(&s);
+        set_act(d, cases[c].slot, cases[c].act, cases[c].alpha);
+        lstmrt_model_t *m = (lstmrt_model_t *)&s;
+        if (cases[c].accepted) {
+            CHECK(lstmrt_model_create(s.layers, 1, &m) == LSTMRT_STATUS_OK && m != NULL);
+            lstmrt_model_free(m);
+        } else {
+            EXPECT_FAIL(lstmrt_model_create(s.layers, 1, &m), INVALID);
+            snprintf(want, sizeof want, "layer 0: activation_alpha[%d] = %s", cases[c].slot,
+                     cases[c].shown ? cases[c].shown : "");
+            CHECK(m == NULL && strstr(lstmrt_last_error(), want) != NULL);
+        }
+        arena_reset();
+    }
+    /* a later layer: the message names it */
+    spec s;
+    make_spec(29, &s); /* lstm, dense leaky_relu(0.01), activation leaky_relu(-0.5) */
+    snprintf(context, sizeof context, "activation_alpha of layer 2");
+    s.layers[2].activation_alpha[0] = NAN;
+    lstmrt_model_t *m = NULL;
+    EXPECT_FAIL(lstmrt_model_create(s.layers, s.n, &m), INVALID);
+    CHECK(m == NULL && strstr(lstmrt_last_error(), "layer 2: activation_alpha[0] = ") != NULL);
+    arena_reset();
 }

@@ -40,7 +40,9 @@ int main(int argc, char **argv)
     RUN(test_lengths_match_unpadded);
     RUN(test_final_only_long_sequence);
     RUN(test_special_values);
+    RUN(test_activation_special_values);
     RUN(test_model_create_errors);
+    RUN(test_activation_alpha_errors);
     RUN(test_out_of_memory);
     RUN(test_embedding_id_changed_during_call);
     RUN(test_sweep_policy);
@@ -50,6 +52,7 @@ int main(int argc, char **argv)
     RUN(test_stream_errors);
     RUN(test_probes);
     RUN(test_model_file_round_trip);
+    RUN(test_model_file_version_1);
     RUN(test_layer_weight_floats);
     RUN(test_model_file_load_file);
     RUN(test_model_file_errors);

@@ -1,7 +1,8 @@
 /* Model files (.lstmrt): every catalogue model written by the tests' own writer (model_bytes.h) loads to a model
- * bit-identical to lstmrt_model_create's, from memory at any alignment and from disk; every check of
- * docs/model-file.md refuses its damaged file with the right status and message; and no corruption of a small file
- * crashes the reader or a model it accepts. */
+ * bit-identical to lstmrt_model_create's, from memory at any alignment and from disk, as version 2 and (without
+ * activation parameters) as version 1; every check of docs/model-file.md refuses its damaged file with the right
+ * status and message; and no corruption of a small file of either version crashes the reader or a model it
+ * accepts. */
 #include "cases.h"
 #include "model_bytes.h"
 #include "spec.h"
@@ -20,7 +21,7 @@ enum { FB = 2, FT = 37 }; /* predict / run shape of the round trips */
 
 static model_file copy_file(model_file f)
 {
-    model_file c = {arena_alloc(f.size), f.size};
+    model_file c = {arena_alloc(f.size), f.size, f.version};
     memcpy(c.bytes, f.bytes, f.size);
     return c;
 }
@@ -77,7 +78,9 @@ static int same_fields(const lstmrt_layer_desc *a, const lstmrt_layer_desc *b)
            a->linear_before_reset == b->linear_before_reset && a->hold_masked_output == b->hold_masked_output &&
            a->go_backwards == b->go_backwards && a->final_only == b->final_only && same_f32(a->epsilon, b->epsilon) &&
            a->norm_mode == b->norm_mode && a->pool_mode == b->pool_mode && a->add_from == b->add_from &&
-           a->add_offset == b->add_offset;
+           a->add_offset == b->add_offset && same_f32(a->activation_alpha[0], b->activation_alpha[0]) &&
+           same_f32(a->activation_alpha[1], b->activation_alpha[1]) &&
+           same_f32(a->activation_alpha[2], b->activation_alpha[2]);
 }
 
 static const float *weight_slot(const lstmrt_direction_weights *w, int slot)
@@ -95,18 +98,21 @@ static void check_file_read(const spec *s, model_file f)
     CHECK(info.num_layers == s->n);
     CHECK(info.options_bytes == strlen(OPTIONS) && memcmp(info.options, OPTIONS, info.options_bytes) == 0);
     lstmrt_layer_desc layers[MAX_LAYERS];
-    CHECK(lstmrt_file_read(f.bytes, f.size, layers, MAX_LAYERS, &info) == LSTMRT_STATUS_OK);
+    if (!CHECK(lstmrt_file_read(f.bytes, f.size, layers, MAX_LAYERS, &info) == LSTMRT_STATUS_OK))
+        return;
     for (int l = 0; l < s->n; l++) {
         CHECK(same_fields(&layers[l], &s->layers[l]));
         for (int dir = 0; dir < 2; dir++)
             for (int slot = 0; slot < 6; slot++) {
                 const float *want = weight_slot(&s->layers[l].weights[dir], slot);
                 const float *got = weight_slot(&layers[l].weights[dir], slot);
-                const unsigned char *at = (const unsigned char *)got;
+                const size_t at = (size_t)((uintptr_t)got - (uintptr_t)f.bytes); /* wraps if before the file */
+                const size_t bytes = 4 * (size_t)desc_floats(&s->layers[l], dir, slot);
                 if (!CHECK((want == NULL) == (got == NULL)) || !want)
                     continue;
-                CHECK(at > f.bytes && at < f.bytes + f.size && (at - f.bytes) % FILE_ALIGN == 0);
-                CHECK(same_bits(got, want, desc_floats(&s->layers[l], dir, slot)));
+                /* within the file before comparing: a reader reading the wrong offsets must fail, not crash, here */
+                if (CHECK(at > 0 && at < f.size && bytes <= f.size - at && at % FILE_ALIGN == 0))
+                    CHECK(same_bits(got, want, bytes / 4));
             }
     }
 }
@@ -155,7 +161,52 @@ void test_model_file_round_trip(void)
     CHECK(get_u64(bare.bytes + AT_OPTIONS) == 0 && get_u64(bare.bytes + AT_OPTIONS + 8) == 0);
     CHECK(lstmrt_file_read(bare.bytes, bare.size, layers, 3, &info) == LSTMRT_STATUS_OK);
     CHECK(info.num_layers == 3 && info.options_bytes == 0 && info.options != NULL && info.options[0] == '\0');
+
+    /* activation_alpha at bytes 80 to 91 of a record, bytes 92 to 95 zero: lstm 5-7's slots 1 and 2 */
+    make_spec(29, &s);
+    snprintf(context, sizeof context, "file: activation_alpha of %s", s.name);
+    const model_file a = model_bytes(s.layers, s.n, NULL);
+    uint32_t bits[3];
+    memcpy(bits, s.layers[0].activation_alpha, sizeof bits);
+    CHECK(bits[1] != 0 && bits[2] != 0);
+    for (int k = 0; k < 3; k++)
+        CHECK(get_u32(a.bytes + record_at(0) + AT_FIELD_ALPHA + 4 * k) == bits[k]);
+    CHECK(get_u32(a.bytes + record_at(0) + AT_RECORD_ZERO) == 0);
+    CHECK(lstmrt_file_read(a.bytes, a.size, layers, MAX_LAYERS, &info) == LSTMRT_STATUS_OK);
+    CHECK(memcmp(layers[0].activation_alpha, bits, sizeof bits) == 0);
     arena_reset();
+}
+
+/* Version 1 files (272-byte records, no activation_alpha) still load: every catalogue model without activation
+ * parameters (and their alphas are 0) loads from its version 1 file as from its desc, bit for bit. */
+void test_model_file_version_1(void)
+{
+    int written = 0;
+    for (int which = 0; which < NUM_SPECS; which++) {
+        spec s;
+        make_spec(which, &s);
+        snprintf(context, sizeof context, "%s, version 1", s.name);
+        int has_alpha = 0;
+        for (int l = 0; l < s.n; l++)
+            for (int k = 0; k < 3; k++)
+                has_alpha |= s.layers[l].activation_alpha[k] != 0.0f;
+        if (has_alpha) /* a version 1 file has no place for it */
+            continue;
+        lstmrt_model_t *want = create_model(&s), *got = NULL;
+        const model_file f = model_bytes_v1(s.layers, s.n, OPTIONS);
+        CHECK(get_u32(f.bytes + AT_VERSION) == 1 && get_u32(f.bytes + AT_RECORD_SIZE) == FILE_RECORD_BYTES_V1);
+        CHECK(lstmrt_model_load(f.bytes, f.size, &got) == LSTMRT_STATUS_OK && got != NULL);
+        CHECK(lstmrt_last_error()[0] == '\0');
+        if (want && got)
+            check_same_model(&s, want, got);
+        check_file_read(&s, f);
+        lstmrt_model_free(want);
+        lstmrt_model_free(got);
+        written++;
+        arena_reset();
+    }
+    snprintf(context, sizeof context, "version 1 files");
+    CHECK(written >= 29); /* the catalogue before activation parameters */
 }
 
 /* lstmrt_layer_weight_floats, the reader's count check, against the shapes of docs/math.md. */
@@ -294,12 +345,13 @@ void test_model_file_errors(void)
     DAMAGED("magic mangled as text", f.bytes[0] = 0x0A, INVALID, "not an lstmrt model file");
     DAMAGED("shorter than the magic", f.size = 7, INVALID, "not an lstmrt model file");
     DAMAGED("shorter than a header", f.size = 40, INVALID, "model file of 40 bytes: truncated");
-    DAMAGED("version 2", U32(AT_VERSION, 2), LSTMRT_STATUS_UNSUPPORTED, "version 2");
+    DAMAGED("version 3", U32(AT_VERSION, 3), LSTMRT_STATUS_UNSUPPORTED, "version 3");
+    CHECK(strstr(lstmrt_last_error(), "reads versions 1 to 2") != NULL);
     DAMAGED("version 0", U32(AT_VERSION, 0), LSTMRT_STATUS_UNSUPPORTED, "version 0");
     snprintf(context, sizeof context, "model file: truncated");
     load_fails(base.bytes, size - 1, INVALID, "truncated", __LINE__);
     snprintf(context, sizeof context, "model file: bytes after its end");
-    f = (model_file){arena_alloc(size + 1), size + 1};
+    f = (model_file){arena_alloc(size + 1), size + 1, base.version};
     memcpy(f.bytes, base.bytes, size);
     LOAD_FAILS(f, INVALID, "bytes after its end");
     snprintf(context, sizeof context, "model file: damaged weight");
@@ -312,6 +364,10 @@ void test_model_file_errors(void)
     DAMAGED("0 layers", U32(AT_NUM_LAYERS, 0), INVALID, "0 layers (1 to 4096)");
     DAMAGED("4097 layers", U32(AT_NUM_LAYERS, 4097), INVALID, "4097 layers (1 to 4096)");
     DAMAGED("record size 271", U32(AT_RECORD_SIZE, 271), INVALID, "records of 271 bytes");
+    DAMAGED("version 1's record size in version 2", U32(AT_RECORD_SIZE, FILE_RECORD_BYTES_V1), INVALID,
+            "records of 272 bytes; version 2 has 288");
+    DAMAGED("version 1 with version 2's records", U32(AT_VERSION, 1), INVALID,
+            "records of 288 bytes; version 1 has 272");
     DAMAGED("records beyond the file", U32(AT_NUM_LAYERS, 100), INVALID, "cannot hold its 100 layer records");
     DAMAGED("options past the end", U64(AT_OPTIONS, size - 2), INVALID, "options");
     CHECK(strstr(lstmrt_last_error(), "outside the file") != NULL);
@@ -360,9 +416,37 @@ void test_model_file_errors(void)
     DAMAGED("weight_hh absent", (U64(array_ref_at(0, 0, 1), 0), U64(array_ref_at(0, 0, 1) + 8, 0)), INVALID,
             "weight_ih and weight_hh are required");
     DAMAGED("NaN cell clip", U32(record_at(0) + AT_FIELD_CELL_CLIP, 0x7FC00000u), INVALID, "cell_clip");
+
+    /* activation_alpha (the lstm's sigmoid/tanh/tanh, the dense layer's linear and the softmax take none) and the
+       zero bytes after it */
+    DAMAGED("alpha of a linear dense layer", U32(record_at(1) + AT_FIELD_ALPHA, 0x3F000000u), INVALID,
+            "layer 1: activation_alpha[0] = 0.5 is not a parameter");
+    DAMAGED("NaN alpha of a tanh", U32(record_at(0) + AT_FIELD_ALPHA + 8, 0x7FC00000u), INVALID,
+            "layer 0: activation_alpha[2] = ");
+    DAMAGED("alpha in a slot an activation layer does not read", U32(record_at(2) + AT_FIELD_ALPHA + 4, 0x3F800000u),
+            INVALID, "layer 2: activation_alpha[1] = 1 ");
+    DAMAGED("byte 92", f.bytes[record_at(0) + AT_RECORD_ZERO] = 1, INVALID,
+            "layer 0: bytes 92 to 95 of its record are not zero");
+    DAMAGED("byte 95", f.bytes[record_at(2) + AT_RECORD_ZERO + 3] = 0x80, INVALID,
+            "layer 2: bytes 92 to 95 of its record are not zero");
 #undef DAMAGED
 #undef U32
 #undef U64
+
+    /* parameters outside their activation's domain: gru 4-6 + dense celu(0.5) + ... + dense hard_shrink(0.7) */
+    spec p;
+    make_spec(30, &p);
+    const model_file params = model_bytes(p.layers, p.n, OPTIONS);
+    snprintf(context, sizeof context, "model file: celu(0)");
+    f = copy_file(params);
+    put_u32(f.bytes + record_at(1) + AT_FIELD_ALPHA, 0);
+    reseal(f.bytes, f.size);
+    LOAD_FAILS(f, INVALID, "layer 1: activation_alpha[0] = 0 is not a parameter");
+    snprintf(context, sizeof context, "model file: hard_shrink(-0.7)");
+    f = copy_file(params);
+    f.bytes[record_at(3) + AT_FIELD_ALPHA + 3] ^= 0x80; /* the sign bit */
+    reseal(f.bytes, f.size);
+    LOAD_FAILS(f, INVALID, "layer 3: activation_alpha[0] = -0.7 is not a parameter");
 
     snprintf(context, sizeof context, "model file: NULL arguments");
     m = (lstmrt_model_t *)&s;
@@ -425,15 +509,14 @@ static void kinds_spec(spec *s)
 
 /* No damage crashes the reader: every byte XOR'd by a few masks (resealed past the checksum, so the deeper checks
  * see it), every truncation, and every truncation whose header is made to agree. */
-static void corruption_sweep(const spec *s)
+static void corruption_sweep(const spec *s, model_file f)
 {
-    const model_file f = model_bytes(s->layers, s->n, OPTIONS);
     unsigned char *damaged = arena_alloc(f.size);
     static const unsigned char masks[] = {0x01, 0x80, 0xFF};
     int loaded = 0, refused = 0;
     for (size_t at = 0; at < f.size; at++)
         for (size_t k = 0; k < sizeof masks; k++) {
-            snprintf(context, sizeof context, "%s: byte %zu ^ 0x%02x", s->name, at, masks[k]);
+            snprintf(context, sizeof context, "%s v%u: byte %zu ^ 0x%02x", s->name, (unsigned)f.version, at, masks[k]);
             memcpy(damaged, f.bytes, f.size);
             damaged[at] ^= masks[k];
             if (at >= 16)
@@ -452,12 +535,12 @@ static void corruption_sweep(const spec *s)
     for (int l = 0; l < s->n; l++)
         for (int dir = 0; dir < 2; dir++)
             for (int slot = 0; slot < 6; slot++) {
-                const size_t ref = array_ref_at(l, dir, slot);
+                const size_t ref = array_ref_in(f, l, dir, slot);
                 const size_t end = get_u64(f.bytes + ref) + 4 * get_u64(f.bytes + ref + 8);
                 weights_end = end > weights_end ? end : weights_end;
             }
     for (size_t n = 0; n < f.size; n++) {
-        snprintf(context, sizeof context, "%s: truncated to %zu bytes", s->name, n);
+        snprintf(context, sizeof context, "%s v%u: truncated to %zu bytes", s->name, (unsigned)f.version, n);
         lstmrt_model_t *m = (lstmrt_model_t *)&m;
         EXPECT_FAIL(lstmrt_model_load(f.bytes, n, &m), INVALID);
         CHECK(m == NULL);
@@ -475,8 +558,9 @@ void test_model_file_corruption(void)
 {
     spec s;
     small_spec(&s);
-    corruption_sweep(&s);
+    corruption_sweep(&s, model_bytes(s.layers, s.n, OPTIONS));
+    corruption_sweep(&s, model_bytes_v1(s.layers, s.n, OPTIONS));
     kinds_spec(&s);
-    corruption_sweep(&s);
+    corruption_sweep(&s, model_bytes(s.layers, s.n, OPTIONS));
     arena_reset();
 }

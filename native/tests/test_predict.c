@@ -1,5 +1,7 @@
 /* predict on every model kind: properties, against the float64 reference, a wide batch, lengths, final_only
- * over long sequences, special values. */
+ * over long sequences, special values, and every activation at special values. */
+#include <float.h>
+
 #include "cases.h"
 #include "reference.h"
 
@@ -215,6 +217,71 @@ void test_special_values(void)
         for (int64_t i = 0; i < (int64_t)B * T * O; i++)
             bounded &= isfinite(y[i]) && (!last_recurrent || fabsf(y[i]) <= 1.0f);
         CHECK(bounded);
+        lstmrt_model_free(m);
+        arena_reset();
+    }
+}
+
+/* float32 output vs the float64 reference: NaN where due, else the reference rounded to float, or within a few ulps
+ * (relative) or 1e-7 (absolute, for results that cancel near 0 in float, as x - tanh x does) */
+static int act_matches(float got, double want)
+{
+    if (isnan(want))
+        return isnan(got);
+    const double err = fabs((double)got - want);
+    return got == (float)want || err <= 1e-6 * fabs(want) || err <= 1e-7;
+}
+
+/* Every element-wise activation through an activation layer, at the values where formulas break: ±0, ±inf, NaN,
+ * large |x| (where x^2 overflows float: squareplus), tiny and subnormal x, the kinks of the piecewise ones (±0.7 is
+ * a shrink's lambda, ±1 sparse_plus's and hard_tanh's) and the ends of exp's range. The activations with a parameter
+ * at their catalogue values, Keras's default and the edges validation allows; those from before them for |x| <= 1e30
+ * only, for the reference of the models that use them (their limits at ±inf are not specified). */
+void test_activation_special_values(void)
+{
+    static const float xs[] = {0.0f,   -0.0f,   INFINITY, -INFINITY, NAN,    1e30f,  -1e30f, FLT_MAX, -FLT_MAX,
+                               1e-30f, -1e-30f, 1e-45f,   -1e-45f,   0.5f,   -0.5f,  0.7f,   -0.7f,   1.0f,
+                               -1.0f,  3.0f,    -3.0f,    20.0f,     -20.0f, 100.0f, -100.0f};
+    enum { N = sizeof xs / sizeof xs[0] };
+    static const struct {
+        lstmrt_activation a;
+        float alpha;
+    } acts[] = {
+        {LSTMRT_ACT_LEAKY_RELU, 0.01f},    {LSTMRT_ACT_LEAKY_RELU, -0.5f}, {LSTMRT_ACT_LEAKY_RELU, 0.2f},
+        {LSTMRT_ACT_CELU, 0.5f},           {LSTMRT_ACT_CELU, -2.0f},       {LSTMRT_ACT_CELU, 1.0f},
+        {LSTMRT_ACT_CELU, 1e-30f},         {LSTMRT_ACT_HARD_SHRINK, 0.0f}, {LSTMRT_ACT_HARD_SHRINK, 0.7f},
+        {LSTMRT_ACT_HARD_SHRINK, FLT_MAX}, {LSTMRT_ACT_SOFT_SHRINK, 0.0f}, {LSTMRT_ACT_SOFT_SHRINK, 0.7f},
+        {LSTMRT_ACT_SOFT_SHRINK, FLT_MAX}, {LSTMRT_ACT_SQUAREPLUS, 0.0f},  {LSTMRT_ACT_SQUAREPLUS, 4.0f},
+        {LSTMRT_ACT_SQUAREPLUS, FLT_MAX},  {LSTMRT_ACT_HARD_TANH, 0.0f},   {LSTMRT_ACT_TANH_SHRINK, 0.0f},
+        {LSTMRT_ACT_LOG_SIGMOID, 0.0f},    {LSTMRT_ACT_SPARSE_PLUS, 0.0f}, {LSTMRT_ACT_SPARSE_SIGMOID, 0.0f},
+    };
+    const int older = LSTMRT_ACT_LOG_SOFTMAX; /* the element-wise activations before it */
+    for (int k = 0; k < older + (int)(sizeof acts / sizeof acts[0]); k++) {
+        const lstmrt_activation a = k < older ? (lstmrt_activation)k : acts[k - older].a;
+        const float alpha = k < older ? 0.0f : acts[k - older].alpha;
+        if (a == LSTMRT_ACT_SOFTMAX)
+            continue;
+        spec s;
+        char name[64];
+        snprintf(name, sizeof name, "activation %d (%g) special values", (int)a, (double)alpha);
+        start_spec(&s, 90, name);
+        set_act(push(&s, LSTMRT_LAYER_ACTIVATION, N, 0), 0, a, alpha);
+        lstmrt_model_t *m = create_model(&s);
+        if (!m)
+            continue;
+        float y[N];
+        double want[N];
+        CHECK(lstmrt_model_predict(m, xs, 1, 1, NULL, NULL, y) == LSTMRT_STATUS_OK);
+        ref_predict(&s, xs, 1, 1, NULL, NULL, want);
+        for (int i = 0; i < N; i++) {
+            if (k < older && !(fabsf(xs[i]) <= 1e30f))
+                continue;
+            if (!CHECK(act_matches(y[i], want[i])))
+                printf("  x = %g: got %.9g, want %.17g\n", (double)xs[i], (double)y[i], want[i]);
+        }
+        CHECK(isnan(y[4]));             /* NaN in, NaN out */
+        if (a == LSTMRT_ACT_SQUAREPLUS) /* 0 at -inf (not the NaN of -inf + inf), x where x^2 overflows float */
+            CHECK(y[3] == 0.0f && y[5] == xs[5] && y[7] == xs[7]);
         lstmrt_model_free(m);
         arena_reset();
     }
