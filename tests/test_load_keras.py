@@ -550,8 +550,8 @@ def refusal(version, build):
             ["'conv1d'", "Conv1D", "not supported", "LSTM", "Bidirectional"],
         ),
         (
-            lambda K, L: K.Sequential([K.Input((T, 3)), L.LSTM(2, activation="leaky_relu")]),
-            ["LSTM", "leaky_relu", "supported"],
+            lambda K, L: K.Sequential([K.Input((T, 3)), L.LSTM(2, activation="softmax")]),
+            ["LSTM", "softmax", "supported"],
         ),
         (
             lambda K, L: K.Model(inp := K.Input((T, 3)), L.Bidirectional(L.LSTM(2), merge_mode=None)(inp)[0]),

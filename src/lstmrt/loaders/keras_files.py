@@ -245,7 +245,14 @@ class _LegacyWeights:
         return [g[n] for n in names]
 
 
-_WEIGHTLESS = (*keras_layers.NO_OPS, "Masking", "Activation", "Add", *keras_graph.MASK_OPS)
+_WEIGHTLESS = (
+    *keras_layers.NO_OPS,
+    *keras_layers.ACTIVATION_LAYERS,
+    "Masking",
+    "Activation",
+    "Add",
+    *keras_graph.MASK_OPS,
+)
 
 
 def _names(value, what: str) -> list:

@@ -45,7 +45,11 @@ POOLING = {"GlobalAveragePooling1D": "average", "GlobalMaxPooling1D": "max"}
 # Supported layers that do not pass Keras's mask on (supports_masking False), by Keras major version: after them
 # Keras runs the recurrent and average-pooling layers on every step. (Checked against Keras 3.15 and tf_keras 2.21.)
 MASK_DROPPERS = {2: ("Normalization", "Identity"), 3: ("RMSNormalization",)}
-SUPPORTED = ", ".join(RECURRENT + ("Bidirectional",) + PER_STEP + tuple(POOLING) + ("Add",) + NO_OPS)
+# Keras activation layers, run as an lstmrt Activation. All of them pass Keras's mask on (Keras 2 and 3).
+ACTIVATION_LAYERS = ("LeakyReLU", "ReLU", "ELU")
+SUPPORTED = ", ".join(
+    RECURRENT + ("Bidirectional",) + PER_STEP + ACTIVATION_LAYERS + tuple(POOLING) + ("Add",) + NO_OPS
+)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
 
 
@@ -56,12 +60,66 @@ class Context:
         self.major = major
 
     def act(self, value, where: str, elementwise: bool = False) -> str:
-        """A Keras activation (name, or Keras 3's {"class_name": "function", "config": name}) as an lstmrt name."""
+        """A Keras activation as an lstmrt name: a name, Keras 3's {"class_name": "function", "config": name}, or an
+        activation layer object (Dense(activation=LeakyReLU(0.1)) saves {"class_name": "LeakyReLU", "config": {...}},
+        whose parameters matter: the layer's slope, 0.3 by default, is not the leaky_relu function's 0.2)."""
         if isinstance(value, dict):
+            if isinstance(value.get("config"), dict):
+                return layer_activation(value.get("class_name"), value["config"], where, elementwise)
             value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
+        if value in ACTIVATION_LAYERS:  # Keras 2 reads a layer's class name as that layer with its defaults
+            return layer_activation(value, {}, where, elementwise)
         if value == "hard_sigmoid":  # same name, two formulas: the one of the Keras that wrote the file
             return "hard_sigmoid_v3" if self.major >= 3 else "hard_sigmoid"
         return acts.canonical(value, where=where, elementwise=elementwise)
+
+
+def layer_activation(class_name, cfg: dict, where: str, elementwise: bool = False) -> str:
+    """The activation a Keras activation layer computes, as an lstmrt name: LeakyReLU, ReLU and ELU (as layers or
+    as another layer's activation), Softmax over the last axis as another layer's activation. ValueError for
+    parameters lstmrt does not compute; CorruptFileError for a parameter Keras itself refuses (not a number)."""
+    if not isinstance(class_name, str):
+        raise CorruptFileError(f"{where}: an activation object without a class name ({class_name!r})")
+    if class_name == "LeakyReLU":  # Keras 3 negative_slope, Keras 2 alpha: both 0.3 by default
+        key = "negative_slope" if "negative_slope" in cfg else "alpha"
+        return acts.with_parameter("leaky_relu", _number(cfg, key, 0.3, where), where=where)
+    if class_name == "ReLU":
+        return _relu(cfg, where)
+    if class_name == "ELU":
+        alpha = _number(cfg, "alpha", 1.0, where)
+        if alpha != 1:
+            raise ValueError(
+                f"{where}: ELU(alpha={alpha:g}) is not supported; lstmrt's elu has alpha=1 (x < 0: e^x - 1)"
+            )
+        return "elu"
+    if class_name == "Softmax" and cfg.get("axis", -1) not in (-1, [-1]):
+        raise ValueError(f"{where}: Softmax(axis={cfg['axis']!r}) is not supported; lstmrt's softmax is over axis -1")
+    return acts.canonical(class_name, where=where, elementwise=elementwise)
+
+
+def _relu(cfg: dict, where: str) -> str:
+    """Keras's ReLU(max_value, negative_slope, threshold) where it is one of relu, leaky_relu(slope), relu6 (Keras
+    computes those three cases with exactly those functions); any other combination is refused."""
+    limit = None if cfg.get("max_value") is None else _number(cfg, "max_value", None, where)
+    slope, threshold = _number(cfg, "negative_slope", 0.0, where), _number(cfg, "threshold", 0.0, where)
+    if threshold == 0 and limit is None:
+        return acts.with_parameter("leaky_relu", slope, where=where) if slope else "relu"
+    if threshold == 0 and limit == 6 and slope == 0:
+        return "relu6"
+    shown = "None" if limit is None else f"{limit:g}"
+    raise ValueError(
+        f"{where}: ReLU(max_value={shown}, negative_slope={slope:g}, threshold={threshold:g}) is not supported; "
+        "lstmrt runs ReLU() as relu, ReLU(negative_slope=s) as leaky_relu(s) and ReLU(max_value=6) as relu6"
+    )
+
+
+def _number(cfg: dict, key: str, default, where: str) -> float:
+    """A numeric parameter of a layer's config (absent: Keras's default). Keras refuses to build the layer with
+    anything but a number, so a file holding something else contradicts itself."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CorruptFileError(f"{where}: config {key}={value!r} is not a number (Keras requires one)")
+    return float(value)
 
 
 def fail(entry, message: str):
@@ -248,18 +306,22 @@ def _count(layer_cfg: dict) -> int:
 
 
 def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features):
-    """Dense / Activation / Normalization / Embedding (or TimeDistributed of one) -> specs (maybe none)."""
+    """Dense / Activation / LeakyReLU / ReLU / ELU / Normalization / Embedding (or TimeDistributed of one) -> specs
+    (maybe none)."""
     cls, where = entry.class_name, f"Keras layer {entry.name!r} ({entry.class_name})"
     if cls == "TimeDistributed":
         inner = cfg["layer"]
-        if inner.get("class_name") not in ("Dense", "Activation") + NO_OPS:
-            raise fail(entry, f"wraps {inner.get('class_name')}; supported: Dense, Activation, {', '.join(NO_OPS)}")
+        allowed = ("Dense", "Activation") + ACTIVATION_LAYERS + NO_OPS
+        if inner.get("class_name") not in allowed:
+            raise fail(entry, f"wraps {inner.get('class_name')}; supported: {', '.join(allowed)}")
         sub = type(entry)(inner["class_name"], inner["config"], entry.name)
         return per_step(sub, inner["config"], weights, ctx, input_rank, features)
     if cls in NO_OPS:
         return []
     if cls == "Activation":
         return [Activation(ctx.act(cfg.get("activation"), where))]
+    if cls in ACTIVATION_LAYERS:
+        return [Activation(layer_activation(cls, cfg, where))]
     if cls == "Dense":
         if cfg.get("lora_rank"):
             raise fail(entry, "LoRA Dense layers are not supported (merge the LoRA weights into the kernel first)")
