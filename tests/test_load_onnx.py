@@ -278,6 +278,32 @@ def _last_step_beside_unread_y_h(rng, width):
     return nodes, {**axes, "last_index": np.array(-1, np.int64)}
 
 
+def _ops_head(*ops, dense=True):
+    """A head factory: x @ W + b (dense=True; W doubled, so that outputs pass +-1, where Clip(-1, 1) clips), then one
+    node per op in turn, each (op type, attributes[, constant inputs by name]), named by its op type in lower case."""
+
+    def head(rng, width):
+        nodes, consts = _matmul_add(rng, width) if dense else ([], {})
+        current = "seq"
+        if dense:
+            consts["head_W"] *= 2
+            current = nodes[-1].output[0] = "dense"
+        for i, (op, attrs, *inputs) in enumerate(ops):
+            given = inputs[0] if inputs else {}
+            out = "out" if i == len(ops) - 1 else f"{op.lower()}_out"
+            nodes.append(helper.make_node(op, [current, *given], [out], name=op.lower(), **attrs))
+            consts.update(given)
+            current = out
+        return nodes, consts
+
+    return head
+
+
+def _f32(*values):
+    return np.array(values[0] if len(values) == 1 else values, np.float32)
+
+
+CLIP_MINUS_1_1 = ("Clip", {}, {"clip_min": _f32(-1), "clip_max": _f32(1)})
 HARD_SIGMOID_TANH_SOFTSIGN = dict(
     activations=["HardSigmoid", "Tanh", "Softsign"], activation_alpha=[0.2], activation_beta=[0.5]
 )
@@ -301,6 +327,33 @@ GRAPHS = {  # id -> op, node attributes and _recurrent_file options; peephole: w
     "LSTM-MatMul-Tanh-beside-unread-Add": dict(op="LSTM", head=_dead_add_then_tanh),
     "LSTM-MatMul-Add-beside-unread-Relu": dict(op="LSTM", head=_dead_relu_then_add),
     "LSTM-reverse-last-step-beside-unread-Y_h": dict(op="LSTM", direction="reverse", head=_last_step_beside_unread_y_h),
+    # recurrent activations with parameters: activation_alpha / beta hold values only for the entries that take them
+    "LSTM-Sigmoid-LeakyRelu-Tanh-alpha-0.1": dict(
+        op="LSTM", activations=["Sigmoid", "LeakyRelu", "Tanh"], activation_alpha=[0.1]
+    ),
+    "LSTM-LeakyRelu-without-alpha-is-0.01": dict(op="LSTM", activations=["Sigmoid", "LeakyRelu", "Tanh"]),
+    "RNN-LeakyRelu-0.3": dict(op="RNN", activations=["LeakyRelu"], activation_alpha=[0.3]),
+    "GRU-bidirectional-LeakyRelu-0.1-both-directions": dict(  # read by position, the backward's would be 0.01
+        op="GRU", direction="bidirectional", activations=["Sigmoid", "LeakyRelu"] * 2, activation_alpha=[0.1, 0.1]
+    ),
+    "LSTM-Affine-written-1-0": dict(
+        op="LSTM", activations=["Sigmoid", "Affine", "Tanh"], activation_alpha=[1.0], activation_beta=[0.0]
+    ),
+    # element-wise activations with parameters, merged into the Dense before them or on the sequence
+    "LSTM-MatMul-Add-LeakyRelu-0.05": dict(op="LSTM", head=_ops_head(("LeakyRelu", dict(alpha=0.05)))),
+    "LSTM-LeakyRelu-on-sequence-without-alpha-is-0.01": dict(op="LSTM", head=_ops_head(("LeakyRelu", {}), dense=False)),
+    "LSTM-MatMul-Add-Celu-0.5": dict(op="LSTM", head=_ops_head(("Celu", dict(alpha=0.5)))),
+    "LSTM-MatMul-Add-Shrink-hard-0.3": dict(op="LSTM", head=_ops_head(("Shrink", dict(lambd=0.3)))),
+    "LSTM-MatMul-Add-Shrink-soft-0.3": dict(op="LSTM", head=_ops_head(("Shrink", dict(lambd=0.3, bias=0.3)))),
+    "LSTM-Shrink-defaults-hard-0.5": dict(op="LSTM", head=_ops_head(("Shrink", {}), dense=False)),
+    "LSTM-MatMul-Add-Clip-minus1-1": dict(op="LSTM", head=_ops_head(CLIP_MINUS_1_1)),
+    "LSTM-MatMul-Add-Clip-minus1-1-attributes-opset-9": dict(
+        op="LSTM", opset=9, head=_ops_head(("Clip", dict(min=-1.0, max=1.0)))
+    ),
+    "LSTM-MatMul-Add-PRelu-slope-shape-1": dict(op="LSTM", head=_ops_head(("PRelu", {}, {"slope": _f32([0.15])}))),
+    "LSTM-PRelu-slope-scalar": dict(op="LSTM", head=_ops_head(("PRelu", {}, {"slope": _f32(0.25)}), dense=False)),
+    "LSTM-MatMul-Add-Sigmoid-Log": dict(op="LSTM", head=_ops_head(("Sigmoid", {}), ("Log", {}))),
+    "LSTM-Sigmoid-Log-on-sequence": dict(op="LSTM", head=_ops_head(("Sigmoid", {}), ("Log", {}), dense=False)),
 }
 
 
@@ -481,6 +534,12 @@ DYNAMO = {  # id -> (module factory, batch_first); "tokens" in the id: the input
     "nn.LSTM+fc-out-last-step": (lambda: LastStep(_lstm(), nn.Linear(H, F_OUT), from_h_n=False), True),
     "nn.LSTMx2+fc-h_n-last": (lambda: LastStep(_lstm(num_layers=2), nn.Linear(H, F_OUT), from_h_n=True), True),
     "nn.Embedding+LSTM+Linear+squeeze-tokens": (Tokens, True),
+    # activations with parameters as this exporter writes them (LogSigmoid: Sigmoid, then Log)
+    "nn.LSTM+Linear+LeakyReLU(0.05)": (lambda: Chain(_lstm(), _linear_past_one(), nn.LeakyReLU(0.05)), True),
+    "nn.LSTM+Linear+CELU(0.5)": (lambda: Chain(_lstm(), _linear_past_one(), nn.CELU(0.5)), True),
+    "nn.LSTM+Linear+Hardtanh": (lambda: Chain(_lstm(), _linear_past_one(), nn.Hardtanh()), True),
+    "nn.LSTM+Linear+LogSigmoid": (lambda: Chain(_lstm(), _linear_past_one(), nn.LogSigmoid()), True),
+    "nn.LSTM+Linear+PReLU(0.15)": (lambda: Chain(_lstm(), _linear_past_one(), nn.PReLU(init=0.15)), True),
     # batch and time dynamic: the exporter computes the Reshape after each node from Shape slices (Mul of D and H)
     "nn.LSTMx2-bidirectional+Linear-dynamic": (
         lambda: Chain(_lstm(num_layers=2, bidirectional=True), nn.Linear(2 * H, F_OUT)),
@@ -490,6 +549,15 @@ DYNAMO = {  # id -> (module factory, batch_first); "tokens" in the id: the input
 
 
 DYNAMIC = "nn.LSTMx2-bidirectional+Linear-dynamic"
+
+
+def _linear_past_one():
+    """nn.Linear(H, F_OUT) scaled up: outputs past +-1 (else within +-1), where Hardtanh clips."""
+    linear = nn.Linear(H, F_OUT)
+    with torch.no_grad():
+        linear.weight.mul_(4)
+        linear.bias.mul_(4)
+    return linear
 
 
 def _dynamo_input(name, rng):
@@ -547,6 +615,20 @@ def test_torch_default_exporter_matches_onnxruntime(dynamo_file, rng, name):
         _compare(path, seq_first, path, _inputs(rng, b=B + 2, t=T + 4))
 
 
+@pytest.mark.parametrize(
+    "module", [nn.Hardshrink(0.3), nn.Softshrink(0.3)], ids=["nn.Hardshrink(0.3)", "nn.Softshrink(0.3)"]
+)
+def test_torch_default_exporter_shrinks_are_refused(tmp_path, module):
+    """The default exporter writes no Shrink node for these but |x|, a comparison and Where, which lstmrt does not
+    read (nor the Greater / Less / Or / Where of the TorchScript-based exporter: test_onnx_graph_reader.py)."""
+    pytest.importorskip("onnxscript")
+    path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Chain(_lstm(), module).eval(), (torch.randn(B, T, F_IN),), str(path), dynamo=True)
+    _refused(path, r"\(Abs\) is not supported in the data path")
+
+
 # -- refusals -----------------------------------------------------------------------------------------------------
 def _head(op, name, inputs=("seq",), consts=None):
     """A head of one node named `name`: `op` of inputs (names, then consts: name -> array) -> out."""
@@ -597,6 +679,11 @@ def _skip_of_unbiased(rng):
     return nodes, {**consts, **inner}
 
 
+def _refused_head(*ops, dense=True):
+    """_ops_head's nodes and constants, made with a fixed seed for REFUSED."""
+    return _ops_head(*ops, dense=dense)(np.random.default_rng(5), H)
+
+
 CONV_W = np.full((F_OUT, B, 1), 0.5, np.float32)  # seq (T, B, H) taken as (N, C, L): steps as the batch, B channels
 REFUSED = {  # id -> (file from (path, LSTM weights), pattern the message matches, names it holds)
     "input_forget": (lambda p, w: _recurrent_file(p, "LSTM", w, input_forget=1), "(?i)input_forget", ()),
@@ -622,6 +709,102 @@ REFUSED = {  # id -> (file from (path, LSTM weights), pattern the message matche
         lambda p, w: _recurrent_file(p, "LSTM", w, head=_skip_of_unbiased(np.random.default_rng(5))),
         "(?i)before a later node was merged",
         ("skip_unbiased",),
+    ),
+    # activations lstmrt does not compute, each named with its node
+    "Shrink-bias-neither-0-nor-lambd": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("Shrink", dict(lambd=0.5, bias=0.2)))),
+        r"Shrink with bias 0\.2: .*bias 0 \(hard_shrink\) or bias = lambd = 0\.5 \(soft_shrink\)",
+        ("node shrink (Shrink)",),
+    ),
+    "PRelu-slope-per-feature": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("PRelu", {}, {"slope": _f32(0.1, 0.2)}))),
+        r"slope of shape \(2,\), not one value: .*no per-feature slope",
+        ("node prelu (PRelu)",),
+    ),
+    "PRelu-slope-of-data": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_head("PRelu", "prelu", ("seq", "seq"))),
+        r"has a slope computed at run time",
+        ("node prelu (PRelu)",),
+    ),
+    "PRelu-slope-nan": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("PRelu", {}, {"slope": _f32([np.nan])}))),
+        r"PRelu slope: the parameter of leaky_relu must be finite, got nan",
+        ("node prelu (PRelu)",),
+    ),
+    "Gelu-approximate-unknown": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, opset=20, head=_refused_head(("Gelu", dict(approximate="cubic")))),
+        r"has attributes \{'approximate': 'cubic'\} lstmrt does not compute",
+        ("node gelu (Gelu)",),
+    ),
+    "Clip-minus2-2": (
+        lambda p, w: _recurrent_file(
+            p, "LSTM", w, head=_refused_head(("Clip", {}, {"clip_min": _f32(-2), "clip_max": _f32(2)}))
+        ),
+        r"clips to bounds other than \[0, 6\] \(relu6\) and \[-1, 1\] \(hard_tanh\)",
+        ("node clip (Clip)",),
+    ),
+    "Celu-alpha-0": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("Celu", dict(alpha=0.0)))),
+        r"Celu alpha: the parameter of celu must be finite and not 0, got 0\.0",
+        ("node celu (Celu)",),
+    ),
+    "Elu-alpha-2": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("Elu", dict(alpha=2.0)))),
+        r"Elu with alpha 2: lstmrt computes it with alpha 1 \(elu\)",
+        ("node elu (Elu)",),
+    ),
+    "ThresholdedRelu": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("ThresholdedRelu", dict(alpha=0.5)))),
+        r"ThresholdedRelu \(alpha 0\.5\) is not among lstmrt's activations",
+        ("node thresholdedrelu (ThresholdedRelu)",),
+    ),
+    "Log-of-Tanh": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("Tanh", {}), ("Log", {}))),
+        r"takes the log of a value other than a Sigmoid's output",
+        ("node log (Log)",),
+    ),
+    "Log-after-RNN-Sigmoid": (  # the Sigmoid is inside the recurrence: no log_sigmoid there
+        lambda p, w: _recurrent_file(
+            p,
+            "RNN",
+            _weights(np.random.default_rng(5), "RNN"),
+            activations=["Sigmoid"],
+            head=_refused_head(("Log", {}), dense=False),
+        ),
+        r"takes the log of a value other than a Sigmoid's output",
+        ("node log (Log)",),
+    ),
+    # recurrent node activations lstmrt does not compute, the node named
+    "LSTM-ThresholdedRelu-in-a-slot": (
+        lambda p, w: _recurrent_file(
+            p, "LSTM", w, activations=["Sigmoid", "ThresholdedRelu", "Tanh"], activation_alpha=[0.5]
+        ),
+        r"activation ThresholdedRelu cannot be computed by lstmrt: ThresholdedRelu \(alpha 0\.5\) is not among",
+        ("node lstm (LSTM)",),
+    ),
+    "LSTM-ScaledTanh-in-a-slot": (
+        lambda p, w: _recurrent_file(
+            p, "LSTM", w, activations=["Sigmoid", "ScaledTanh", "Tanh"], activation_alpha=[2.0], activation_beta=[0.5]
+        ),
+        r"ScaledTanh \(alpha 2, beta 0\.5\) is not among lstmrt's activations",
+        ("node lstm (LSTM)",),
+    ),
+    "LSTM-Affine-scaled-in-a-slot": (
+        lambda p, w: _recurrent_file(
+            p, "LSTM", w, activations=["Sigmoid", "Affine", "Tanh"], activation_alpha=[2.0], activation_beta=[0.0]
+        ),
+        r"Affine with alpha 2, beta 0: lstmrt computes it with alpha 1, beta 0 \(linear\)",
+        ("node lstm (LSTM)",),
+    ),
+    "LSTM-Affine-without-alpha": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, activations=["Sigmoid", "Affine", "Tanh"]),
+        r"Affine without its alpha in activation_alpha: ONNX's default \(1\) and ONNX Runtime's \(0\) differ",
+        ("node lstm (LSTM)",),
+    ),
+    "LSTM-Elu-alpha-0.5-in-a-slot": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, activations=["Sigmoid", "Elu", "Tanh"], activation_alpha=[0.5]),
+        r"activation Elu cannot be computed by lstmrt: Elu with alpha 0\.5",
+        ("node lstm (LSTM)",),
     ),
 }
 

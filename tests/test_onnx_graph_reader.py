@@ -70,6 +70,14 @@ class Head(nn.Module):
         return self.act(self.fc(self.lstm(x)[0]))
 
 
+def _loud(head, gain=8.0):
+    """head with its fc scaled up: its outputs (else within +-0.35) reach past +-1, where Hardtanh clips."""
+    with torch.no_grad():
+        head.fc.weight.mul_(gain)
+        head.fc.bias.mul_(gain)
+    return head
+
+
 TORCH = {  # id -> (module factory, batch_first, dynamic axes)
     "skip-input-slice": (lambda: Skip("input-slice"), True, True),
     "skip-input-last-two": (lambda: Skip("input-last-two"), True, True),
@@ -84,6 +92,12 @@ TORCH = {  # id -> (module factory, batch_first, dynamic axes)
     "head-softplus": (lambda: Head(nn.Softplus()), True, True),
     "head-relu6": (lambda: Head(nn.ReLU6()), True, True),
     "head-log-softmax": (lambda: Head(nn.LogSoftmax(dim=-1)), True, True),
+    "head-leaky-relu-default": (lambda: _loud(Head(nn.LeakyReLU())), True, True),  # ONNX LeakyRelu alpha 0.01
+    "head-leaky-relu-0.05": (lambda: _loud(Head(nn.LeakyReLU(0.05))), True, True),
+    "head-celu-0.5": (lambda: _loud(Head(nn.CELU(0.5))), True, True),
+    "head-hardtanh": (lambda: _loud(Head(nn.Hardtanh())), True, True),  # Clip(-1, 1)
+    "head-log-sigmoid": (lambda: _loud(Head(nn.LogSigmoid())), True, True),  # Sigmoid, then Log
+    "head-prelu-one-slope": (lambda: _loud(Head(nn.PReLU(init=0.15))), True, True),  # PRelu, slope (1, 1)
 }
 
 
@@ -183,8 +197,6 @@ class Branches(nn.Module):
             return self.fc2(torch.cat([out[:, :, :3], out[:, :, :3]], -1))[..., :2]
         if self.kind == "concat-features":
             return torch.cat([out, x], -1)
-        if self.kind == "leaky-relu":
-            return nn.functional.leaky_relu(self.fc(out))
         if self.kind == "encoder-decoder":
             return self.fc(self.encoder(x, (h, c))[0])
         raise AssertionError(self.kind)
@@ -219,7 +231,12 @@ REFUSED = {  # id -> (module factory, words of the message)
     "two-heads": (lambda: Branches("two-heads"), ["MatMul", "branches"]),
     "dense-on-feature-slice": (lambda: Branches("dense-on-feature-slice"), ["Concat"]),
     "concat-features": (lambda: Branches("concat-features"), ["Concat", "concatenates"]),
-    "leaky-relu": (lambda: Branches("leaky-relu"), ["LeakyRelu", "not supported"]),
+    # torch writes Hardshrink / Softshrink / Tanhshrink as several nodes (comparisons and Where; Tanh, then Sub of
+    # the Tanh's input), which do not map onto one lstmrt activation
+    "hardshrink": (lambda: Head(nn.Hardshrink(0.3)), ["/act/Greater (Greater)", "not supported"]),
+    "softshrink": (lambda: Head(nn.Softshrink(0.3)), ["/act/Greater (Greater)", "not supported"]),
+    "tanhshrink": (lambda: Head(nn.Tanhshrink()), ["/act/Sub (Sub)", "before a later node was merged"]),
+    "hardtanh-2-2": (lambda: Head(nn.Hardtanh(-2, 2)), ["/act/Clip (Clip)", "[-1, 1] (hard_tanh)"]),
     "encoder-decoder": (lambda: Branches("encoder-decoder"), ["/encoder/LSTM", "not the output of the layers before"]),
     "bidirectional-one-direction-final": (OneDirectionFinal, ["Gemm", "one direction's final state"]),
     "bidirectional-final-after-deeper-layer": (FinalAfterDeeperLayer, ["Concat", "changes layer 0"]),
@@ -272,6 +289,11 @@ DAMAGED = {  # id -> (edit of the graph, exception class, words)
         lambda g: _set_attr(_node(g, "LSTM"), "hidden_size", H + 1),
         lstmrt.UnsupportedModelError,
         ["W is shape", "expected"],
+    ),
+    "activation_alpha-strings": (
+        lambda g: _set_attr(_node(g, "LSTM"), "activation_alpha", ["0.1"]),
+        lstmrt.CorruptFileError,
+        ["attribute activation_alpha holds values other than floats"],
     ),
     "matmul-one-input": (lambda g: _node(g, "MatMul").input.pop(), lstmrt.CorruptFileError, ["MatMul", "1 inputs"]),
     "transpose-bad-perm": (

@@ -13,8 +13,9 @@ import numpy as np
 from .. import activations as acts
 from ..errors import CorruptFileError, LoadError, UnsupportedModelError
 from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding
+from . import onnx_activations
 from . import onnx_fold as fold
-from .onnx_layers import RECURRENT_ACTIVATIONS, recurrent_spec
+from .onnx_layers import recurrent_spec
 from .onnx_reshape import reshape_data
 from .onnx_values import (
     DIRECTIONS,
@@ -33,27 +34,21 @@ from .onnx_values import (
 RECURRENT = ("LSTM", "GRU", "RNN")
 # ops that move a tensor around without computing on it: an input's role is traced through them
 _MOVES = {"Identity", "Cast", "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Slice", "Gather", "Concat", "Expand"}
-# element-wise ONNX ops after a layer -> lstmrt activation (ops with attributes are mapped in _activation)
-_ACTIVATIONS = {
-    **{op: name for op, (name, params) in RECURRENT_ACTIVATIONS.items() if params is None},
-    "Exp": "exponential",
-    "Mish": "mish",
-    "HardSwish": "hard_silu",
-    "Selu": "selu",
-}
+# element-wise ONNX ops after a layer, read as an lstmrt activation (by _activation_name)
+_ACTIVATIONS = (*onnx_activations.ELEMENTWISE, "Gelu", "Softmax", "LogSoftmax", "Clip")
 
 
 # the Python type of each attribute this reader reads, as the decoder gives it (the same name has one ONNX type
 # across the ops here); anything else is a damaged file
 _ATTRIBUTE_TYPES = {
     **dict.fromkeys(("axis", "to", "allowzero", "transA", "transB", "start", "end", "layout", "hidden_size"), int),
-    **dict.fromkeys(("alpha", "beta", "gamma", "min", "max", "clip"), float),
+    **dict.fromkeys(("alpha", "beta", "gamma", "lambd", "bias", "min", "max", "clip"), float),
     **dict.fromkeys(("perm", "axes", "starts", "ends", "activations"), tuple),
     **dict.fromkeys(("approximate", "direction"), str),
     "value": np.ndarray,
 }
 
-_SELU = (1.6732632423543772, 1.0507009873554805)  # ONNX's defaults, lstmrt's selu (docs/math.md)
+_CLIPS = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh"}  # Clip's (min, max) -> lstmrt activation
 _STALE = "reads a layer's output from before a later node was merged into that layer (the graph branches there)"
 
 
@@ -236,7 +231,7 @@ class GraphReader:
                 if isinstance(exc, LoadError):
                     raise
                 raise self._refuse(node, f"has parameters lstmrt cannot read: {exc}") from exc
-        if name in _ACTIVATIONS or name in ("Elu", "HardSigmoid", "Gelu", "Softmax", "LogSoftmax", "Clip"):
+        if name in _ACTIVATIONS:
             return [self._activation(node, args[0])]
         raise self._refuse(node, "is not supported in the data path of a model")
 
@@ -481,11 +476,43 @@ class GraphReader:
         )
         return [self._output(x)]
 
-    def _activation(self, node, x):
+    def _op_PRelu(self, node, x, slope):
+        """PRelu with one slope for all: leaky_relu(slope) (torch's nn.PReLU() exports a (1, 1) slope)."""
+        if not isinstance(slope, np.ndarray) or fold.symbolic(slope) or slope.dtype.kind not in "fiu":
+            raise self._refuse(node, "has a slope computed at run time")
+        if slope.size != 1:
+            raise self._refuse(
+                node, f"has a slope of shape {slope.shape}, not one value: lstmrt's leaky_relu has no per-feature slope"
+            )
+        name = acts.with_parameter("leaky_relu", float(slope.reshape(-1)[0]), where="PRelu slope")
+        return [self._activation(node, x, name)]
+
+    def _op_Log(self, node, x):
+        """Log of a Sigmoid's output: log_sigmoid, which is torch's nn.LogSigmoid as both its exporters write it."""
+        last = self.layers[-1] if self.layers else None
+        # a SimpleRNN's activation is inside its recurrence: only an output activation may become log_sigmoid
+        if (
+            not isinstance(x, Data)
+            or x.depth != len(self.layers)
+            or not isinstance(last, (Dense, Activation))
+            or last.activation != "sigmoid"
+        ):
+            raise self._refuse(node, "takes the log of a value other than a Sigmoid's output (read as log_sigmoid)")
+        self._check_latest(node, x)
+        if isinstance(last, Dense):
+            self.layers[-1] = Dense(last.weight, last.bias, activation="log_sigmoid")
+        else:
+            self.layers[-1] = Activation("log_sigmoid")
+        self._changed(len(self.layers) - 1)
+        return [self._output(x)]
+
+    def _activation(self, node, x, name=None):
+        """x after the element-wise activation `name` (by default, the node's op read as one), merged into the Dense
+        before it when that has none."""
         if not isinstance(x, Data):
             raise self._refuse(node, "applies an activation to a final state")
         self._check_latest(node, x)
-        name = self._activation_name(node, x)
+        name = name or self._activation_name(node, x)
         last = self.layers[-1] if self.layers else None
         if isinstance(last, Dense) and last.activation == "linear" and x.depth == len(self.layers):
             self.layers[-1] = Dense(last.weight, last.bias, activation=name)
@@ -496,21 +523,13 @@ class GraphReader:
 
     def _activation_name(self, node, x) -> str:
         op, attrs = node.op_type, node.attrs
-        if op in _ACTIVATIONS:
-            given = (attrs.get("alpha", _SELU[0]), attrs.get("gamma", _SELU[1]))
-            if op == "Selu" and not np.allclose(given, _SELU, rtol=1e-6, atol=0):
-                raise self._refuse(node, "has alpha/gamma other than the defaults")
-            return _ACTIVATIONS[op]
-        if op == "Elu" and np.isclose(attrs.get("alpha", 1.0), 1.0):
-            return "elu"
-        if op == "HardSigmoid":
-            pair = (attrs.get("alpha", 0.2), attrs.get("beta", 0.5))
-            if np.allclose(pair, (0.2, 0.5)):
-                return "hard_sigmoid"
-            if np.allclose(pair, (1 / 6, 0.5)):
-                return "hard_sigmoid_v3"  # torch nn.Hardsigmoid, Keras 3
-        if op == "Gelu":
-            return {"none": "gelu", "tanh": "gelu_tanh"}.get(attrs.get("approximate", "none"), "")
+        if op in onnx_activations.ELEMENTWISE:
+            try:
+                return onnx_activations.elementwise(op, attrs)
+            except ValueError as exc:
+                raise self._refuse(node, f"cannot be computed by lstmrt: {exc}") from None
+        if op == "Gelu" and attrs.get("approximate", "none") in ("none", "tanh"):
+            return {"none": "gelu", "tanh": "gelu_tanh"}[attrs.get("approximate", "none")]
         if op in ("Softmax", "LogSoftmax"):
             axis = attrs.get("axis", -1 if self.opset >= 13 else 1) % len(x.axes)
             if x.axes[axis] == FEATURES and (self.opset >= 13 or axis == len(x.axes) - 1):
@@ -524,9 +543,10 @@ class GraphReader:
         bounds = [self.values.get(n) if n else None for n in node.inputs[1:3]]
         low = node.attrs.get("min") if self.opset < 11 else bounds[0] if bounds else None
         high = node.attrs.get("max") if self.opset < 11 else bounds[1] if len(bounds) > 1 else None
-        if _scalar(low) == 0 and _scalar(high) == 6:
-            return "relu6"
-        raise self._refuse(node, "clips to bounds other than [0, 6] (relu6)")
+        name = _CLIPS.get((_scalar(low), _scalar(high)))
+        if name is None:
+            raise self._refuse(node, "clips to bounds other than [0, 6] (relu6) and [-1, 1] (hard_tanh)")
+        return name
 
     def _embedding(self, node, table, ids):
         """Gather of rows of a constant table by the token ids of the input: nn.Embedding, Keras Embedding."""

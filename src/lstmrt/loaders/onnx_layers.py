@@ -7,18 +7,7 @@ import numpy as np
 
 from ..errors import CorruptFileError, UnsupportedModelError
 from ..layers import GRU, LSTM, Bidirectional, SimpleRNN
-
-# ONNX activation name -> lstmrt name, and the (alpha, beta) that name computes with; other values are refused
-RECURRENT_ACTIVATIONS = {
-    "Sigmoid": ("sigmoid", None),
-    "Tanh": ("tanh", None),
-    "Relu": ("relu", None),
-    "HardSigmoid": ("hard_sigmoid", (0.2, 0.5)),
-    "Elu": ("elu", (1.0,)),
-    "Softsign": ("softsign", None),
-    "Softplus": ("softplus", None),
-    "Affine": ("linear", (1.0, 0.0)),
-}
+from . import onnx_activations
 
 # per op: spec class, ONNX gate blocks in lstmrt's order, default activations, activations per direction
 _KINDS = {
@@ -81,12 +70,17 @@ _TYPES = {
     "activation_alpha": tuple,
     "activation_beta": tuple,
 }
+# the type of the items of list attributes: a list of another ONNX type (INTS, STRINGS) is a damaged file
+_ITEM_TYPES = {"activations": str, "activation_alpha": float, "activation_beta": float}
 
 
 def _check_types(attrs: dict, where: str) -> None:
     for name, kind in _TYPES.items():
         if name in attrs and not isinstance(attrs[name], kind):
             raise CorruptFileError(f"{where}: attribute {name} is a {type(attrs[name]).__name__}, not {kind.__name__}")
+    for name, kind in _ITEM_TYPES.items():
+        if not all(isinstance(item, kind) for item in attrs.get(name, ())):
+            raise CorruptFileError(f"{where}: attribute {name} holds values other than {kind.__name__}s")
     if attrs.get("hidden_size", 1) <= 0 or attrs.get("layout", 0) not in (0, 1):
         raise CorruptFileError(f"{where}: hidden_size {attrs.get('hidden_size')} / layout {attrs.get('layout')}")
 
@@ -109,19 +103,14 @@ def _activations(attrs, count, D, default, where) -> list:
     alphas, betas = list(attrs.get("activation_alpha", ())), list(attrs.get("activation_beta", ()))
     out = []
     for name in names:
-        if name not in RECURRENT_ACTIVATIONS:
-            raise UnsupportedModelError(
-                f"{where}: activation {name!r} is not supported; supported: {', '.join(RECURRENT_ACTIVATIONS)}"
-            )
-        lstmrt_name, params = RECURRENT_ACTIVATIONS[name]
-        if params is not None:
-            # activation_alpha / beta list one value per activation that takes it, in order
-            given = [alphas.pop(0) if alphas else None]
-            if len(params) == 2:
-                given.append(betas.pop(0) if betas else None)
-            if any(g is not None and not np.isclose(g, p, rtol=1e-6, atol=0) for g, p in zip(given, params)):
-                raise UnsupportedModelError(
-                    f"{where}: {name} with alpha/beta {given}; only {params} (the defaults) are supported"
-                )
-        out.append(lstmrt_name)
+        takes = onnx_activations.RECURRENT.get(name)
+        if takes is None:
+            supported = ", ".join(onnx_activations.READ_IN_RECURRENT)
+            raise UnsupportedModelError(f"{where}: activation {name!r} is not supported; supported: {supported}")
+        alpha = alphas.pop(0) if takes >= 1 and alphas else None
+        beta = betas.pop(0) if takes == 2 and betas else None
+        try:
+            out.append(onnx_activations.recurrent(name, alpha, beta))
+        except ValueError as exc:
+            raise UnsupportedModelError(f"{where}: activation {name} cannot be computed by lstmrt: {exc}") from None
     return [tuple(out[d * count : (d + 1) * count]) for d in range(D)]
