@@ -26,6 +26,16 @@ def assert_cell_close(actual, expected, what="c"):
     assert np.all(np.abs(actual - expected) <= bound), f"{what}: error above 1e-5*(1+|c|)"
 
 
+def keras_framework(version: str):
+    """The Keras module of a test's version: "keras3" (Keras 3) or "tf_keras" (Keras 2 files); skips without it."""
+    if version == "keras3":
+        keras = pytest.importorskip("keras")
+        if int(keras.__version__.split(".")[0]) < 3:
+            pytest.skip("keras is not Keras 3")
+        return keras
+    return pytest.importorskip("tf_keras")
+
+
 @pytest.fixture
 def rng(request):
     """A generator seeded from the test id, so every parametrized case has its own fixed seed."""

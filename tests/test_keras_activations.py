@@ -13,7 +13,7 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import assert_close  # noqa: E402
+from conftest import assert_close, keras_framework  # noqa: E402
 
 import lstmrt  # noqa: E402
 from lstmrt import CorruptFileError, UnsupportedModelError  # noqa: E402
@@ -42,15 +42,6 @@ NEW_NAMES = (
     "squareplus",
 )
 KNOWN = {"keras3": NEW_NAMES, "tf_keras": ("leaky_relu",)}  # tf_keras 2.21 refuses the other nine names
-
-
-def framework(version):
-    if version == "keras3":
-        keras = pytest.importorskip("keras")
-        if int(keras.__version__.split(".")[0]) < 3:
-            pytest.skip("keras is not Keras 3")
-        return keras
-    return pytest.importorskip("tf_keras")
 
 
 def randomize(model, rng):
@@ -98,7 +89,7 @@ def built(tmp_path_factory):
 
     def get(version, kind, name=None):
         if (version, kind, name) not in cache:
-            K = framework(version)
+            K = keras_framework(version)
             rng = np.random.default_rng([SEED, list(KNOWN).index(version), NEW_NAMES.index(name) if name else 99])
             model = string_model(K, name) if kind == "strings" else layer_model(K)
             randomize(model, rng)
@@ -182,7 +173,7 @@ def test_activation_layers_match_keras(built, version, fmt):
 def test_keras2_weights_of_another_instance_skip_activation_layers(tmp_path):
     """Keras 2 pairs weighted layers in order when the names differ: the weightless activation layers must not
     count as weighted ones."""
-    K = framework("tf_keras")
+    K = keras_framework("tf_keras")
     L = K.layers
 
     def make():
@@ -247,7 +238,7 @@ RELU_WORDS = "lstmrt runs ReLU() as relu, ReLU(negative_slope=s) as leaky_relu(s
     ids=["relu_max3", "relu_threshold", "relu6_leaky", "elu_alpha", "dense_relu", "dense_elu", "dense_softmax", "lstm"],
 )
 def test_refuses_what_lstmrt_does_not_compute(version, build, words, tmp_path):
-    K = framework(version)
+    K = keras_framework(version)
     model = K.Sequential([K.Input((T, 3)), build(K.layers)])
     model.save(str(tmp_path / "m.keras"))
     with pytest.raises(UnsupportedModelError) as info:
@@ -258,7 +249,7 @@ def test_refuses_what_lstmrt_does_not_compute(version, build, words, tmp_path):
 
 @pytest.mark.parametrize("name", ["sparsemax", "glu"])
 def test_refuses_keras3_activations_lstmrt_lacks(name, tmp_path):
-    K = framework("keras3")
+    K = keras_framework("keras3")
     model = K.Sequential([K.Input((T, 4)), K.layers.Dense(4, activation=name, name="head")])
     model.save(str(tmp_path / "m.keras"))
     with pytest.raises(UnsupportedModelError, match=rf"Keras layer 'head' \(Dense\): unknown activation '{name}'"):
@@ -281,7 +272,7 @@ def test_refuses_activation_objects_lstmrt_cannot_read():
 )
 def test_refuses_a_parameter_that_is_not_a_number(layer, key, value, tmp_path):
     """Keras builds none of these layers with such a parameter: the file contradicts itself."""
-    K = framework("tf_keras")
+    K = keras_framework("tf_keras")
     model = K.Sequential([K.Input((T, 3)), K.layers.LSTM(2, return_sequences=True), getattr(K.layers, layer)()])
     path = tmp_path / "m.h5"
     model.save(str(path))

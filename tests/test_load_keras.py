@@ -13,7 +13,7 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import ATOL, assert_close  # noqa: E402
+from conftest import ATOL, assert_close, keras_framework  # noqa: E402
 
 import lstmrt  # noqa: E402
 from lstmrt import UnsupportedModelError  # noqa: E402
@@ -40,15 +40,6 @@ FORMATS = {
 }
 SEED = 1234
 B, T = 3, 6
-
-
-def framework(version):
-    if version == "keras3":
-        keras = pytest.importorskip("keras")
-        if int(keras.__version__.split(".")[0]) < 3:
-            pytest.skip("keras is not Keras 3")
-        return keras
-    return pytest.importorskip("tf_keras")
 
 
 # -- models: each (K, rng) -> (model, X); K is the keras module -------------------------------------------------
@@ -365,7 +356,7 @@ def built(tmp_path_factory):
 
     def get(version, case):
         if (version, case) not in cache:
-            K = framework(version)
+            K = keras_framework(version)
             rng = np.random.default_rng([SEED, VERSIONS.index(version), list(CASES).index(case)])
             K.utils.set_random_seed(SEED)
             model, X = CASES[case](K, rng)
@@ -449,7 +440,7 @@ def test_explicit_mask_overrides_the_derived_one(built):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_masking_zeroes_masked_steps(version, rng):
     """Keras' Masking outputs 0 at masked steps: visible when no recurrent layer follows and mask_value != 0."""
-    K = framework(version)
+    K = keras_framework(version)
     model = K.Sequential([K.Input((T, 2)), K.layers.Masking(-1.0), K.layers.Dense(2)])
     randomize(model, rng)
     X = masked_input(rng, 2)
@@ -460,7 +451,7 @@ def test_masking_zeroes_masked_steps(version, rng):
 @pytest.mark.parametrize("version", ["tf_keras"])
 def test_keras2_weights_of_another_instance_match_in_order(version, tmp_path, rng):
     """Keras 2 load_weights pairs weighted layers in order when the names differ (auto-named twins)."""
-    K = framework(version)
+    K = keras_framework(version)
     L = K.layers
 
     def make():
@@ -484,7 +475,7 @@ def noisy_sine_windows(rng, timesteps, n=200):
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_tutorial_example(version, tmp_path):
-    K = framework(version)
+    K = keras_framework(version)
     K.utils.set_random_seed(SEED)
     timesteps, features = 10, 1
     X, y = noisy_sine_windows(np.random.default_rng(SEED), timesteps)
@@ -506,7 +497,7 @@ def test_tutorial_example(version, tmp_path):
 def test_cudnn_layers_match_keras_conversion(tmp_path):
     """CuDNNLSTM / CuDNNGRU cannot run without a GPU, but tf_keras builds and saves them. The reference is the
     equivalent LSTM / GRU(reset_after=True) model into which tf_keras itself converts the cuDNN weights."""
-    K = framework("tf_keras")
+    K = keras_framework("tf_keras")
     cudnn_lstm = pytest.importorskip("tf_keras.src.layers.rnn.cudnn_lstm")
     cudnn_gru = pytest.importorskip("tf_keras.src.layers.rnn.cudnn_gru")
     rng = np.random.default_rng(SEED)
@@ -537,7 +528,7 @@ def test_cudnn_layers_match_keras_conversion(tmp_path):
 
 # -- refusals -------------------------------------------------------------------------------------------------
 def refusal(version, build):
-    K = framework(version)
+    K = keras_framework(version)
     return build(K, K.layers)
 
 
@@ -597,7 +588,7 @@ def test_refuses_unsupported_models(version, build, words):
 
 def test_refuses_a_bidirectional_whose_forward_half_runs_backwards(tmp_path):
     """tf_keras builds Bidirectional(LSTM(go_backwards=True)) (Keras 3 refuses it): refused, and documented."""
-    K = framework("tf_keras")
+    K = keras_framework("tf_keras")
     model = K.Sequential([K.Input((T, 3)), K.layers.Bidirectional(K.layers.LSTM(4, go_backwards=True))])
     model.save(str(tmp_path / "b.h5"))
     with pytest.raises(ValueError, match="forward layer with go_backwards=True"):
@@ -606,7 +597,7 @@ def test_refuses_a_bidirectional_whose_forward_half_runs_backwards(tmp_path):
 
 def test_refuses_a_subclassed_model_live_and_saved(tmp_path):
     """A subclassed model has no layer graph in its config: the same refusal, live or from its file."""
-    K = framework("keras3")
+    K = keras_framework("keras3")
 
     class Forecaster(K.Model):
         def __init__(self, **kwargs):
@@ -627,7 +618,7 @@ def test_refuses_a_subclassed_model_live_and_saved(tmp_path):
 
 
 def test_refuses_batch_renormalization(tmp_path):
-    K = framework("tf_keras")
+    K = keras_framework("tf_keras")
     model = K.Sequential([K.Input((T, 3)), K.layers.BatchNormalization(renorm=True, name="bn"), K.layers.LSTM(2)])
     model.save(str(tmp_path / "r.h5"))
     with pytest.raises(UnsupportedModelError, match=r"Keras layer 'bn' \(BatchNormalization\): renorm=True is not"):
@@ -640,7 +631,7 @@ def test_refuses_batch_renormalization(tmp_path):
 def test_refuses_a_layer_quantized_by_keras(tmp_path, kind, mode):
     """Keras 3's quantize() stores integer or scaled weights under a quantized dtype policy: refused up front,
     naming the layer and the mode (float8 used to fail as "expected 2 weight arrays, found 8")."""
-    K = framework("keras3")
+    K = keras_framework("keras3")
     L = K.layers
     if kind == "Dense":
         model = K.Sequential([K.Input((T, 3)), L.LSTM(4, return_sequences=True), L.Dense(2, name="q")])
@@ -659,7 +650,7 @@ def test_refuses_a_layer_quantized_by_keras(tmp_path, kind, mode):
 def test_runs_a_mixed_precision_model_in_float32(tmp_path, policy):
     """Mixed precision keeps float32 variables: lstmrt equals the same weights under the float32 policy, and Keras'
     own mixed-precision outputs within their float16/bfloat16 rounding."""
-    K = framework("keras3")
+    K = keras_framework("keras3")
     L = K.layers
 
     def build():
@@ -681,7 +672,7 @@ def test_runs_a_mixed_precision_model_in_float32(tmp_path, policy):
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_refuses_branches_and_states(version):
-    K = framework(version)
+    K = keras_framework(version)
     L = K.layers
     inp = K.Input((T, 3))
     a, b = L.LSTM(2, return_sequences=True)(inp), L.GRU(2, return_sequences=True)(inp)
@@ -696,7 +687,7 @@ def test_refuses_branches_and_states(version):
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_refuses_skip_connections_lstmrt_cannot_compute(version):
-    K = framework(version)
+    K = keras_framework(version)
     L = K.layers
     inp = K.Input((T, 3))
     backwards = L.SimpleRNN(3, go_backwards=True, return_sequences=True)(inp)
@@ -709,7 +700,7 @@ def test_refuses_skip_connections_lstmrt_cannot_compute(version):
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_refuses_pooling_lstmrt_cannot_compute(version):
-    K = framework(version)
+    K = keras_framework(version)
     L = K.layers
     inp = K.Input((T, 3))
     x = L.LSTM(2, return_sequences=True)(inp)
@@ -727,7 +718,7 @@ def test_refuses_a_masked_layer_after_one_that_drops_the_mask(version, rng):
     """Keras 3's RMSNormalization and tf_keras' Normalization and Identity do not pass the mask on: Keras then runs
     the recurrent and average-pooling layers after them on every step. lstmrt masks all of them, so it refuses (it
     gave the mean of the unmasked steps: a wrong answer); a max pool, which ignores the mask, still loads."""
-    K = framework(version)
+    K = keras_framework(version)
     L = K.layers
     drop = (lambda: L.RMSNormalization()) if version == "keras3" else (lambda: L.Identity())
     inp = K.Input((T, 3))
@@ -762,7 +753,7 @@ def test_refuses_tensorflow_formats_saying_how_to_resave(tmp_path, rng, capsys):
     import lstmrt
     from lstmrt.cli import main
 
-    K = framework("tf_keras")
+    K = keras_framework("tf_keras")
     model = K.Sequential([K.Input((None, 3)), K.layers.LSTM(4), K.layers.Dense(1)])
     randomize(model, rng)
     model.save(tmp_path / "forecaster")
