@@ -591,13 +591,16 @@ def test_unsupported_layer_is_named(fmt, tmp_path):
 @pytest.mark.parametrize(
     "module, words",
     [
-        (nn.Sequential(nn.Linear(3, 3), nn.LeakyReLU()), r"torch.nn.LeakyReLU, which lstmrt does not support"),
+        (
+            nn.Sequential(nn.Linear(3, 3), nn.Hardtanh(-2.0, 2.0)),
+            r"module '1': nn.Hardtanh\(min_val=-2.0, max_val=2.0\) is not supported",
+        ),
         (nn.Sequential(nn.Linear(3, 3), nn.ELU(alpha=0.5)), r"module '1': nn.ELU\(alpha=0.5\) is not supported"),
         (nn.Sequential(nn.Embedding(5, 3, max_norm=1.0), nn.Linear(3, 2)), r"'0': nn.Embedding\(max_norm=...\)"),
         (nn.Sequential(nn.Linear(3, 3), nn.Softmax(dim=0)), r"nn.Softmax\(dim=0\) is not supported"),
         (nn.Sequential(nn.Linear(3, 3), nn.Softmax()), r"nn.Softmax\(dim=None\) is not supported"),
     ],
-    ids=["leaky_relu", "elu_alpha", "embedding_max_norm", "softmax_dim0", "softmax_implicit_dim"],
+    ids=["hardtanh_bounds", "elu_alpha", "embedding_max_norm", "softmax_dim0", "softmax_implicit_dim"],
 )
 @pytest.mark.parametrize("fmt", ["whole", "script"])
 def test_unsupported_options_are_named(module, words, fmt, tmp_path):

@@ -45,11 +45,12 @@ FORMATS = {
 
 def load(source, *, key=None, prefix=None, layers=None) -> Model:
     """A Model from `source`: a file path (torch.save zip or legacy, TorchScript, safetensors, Keras .h5/.keras,
-    ONNX .onnx, lstmrt's own .lstmrt) or a live torch nn.Module / Keras model. key: where a checkpoint dict nests the state dict (found alone when
-    there is one obvious candidate). prefix: only the modules under this dotted path ("decoder.rnn").
-    layers: the forward order, as module names of the file and activation names (["gru", "head", "relu"]).
-    See docs/loading.md for what each format provides and what is refused. Whatever is wrong with the file
-    raises a lstmrt.LoadError (UnsafeFileError, CorruptFileError, UnsupportedModelError; section Errors)."""
+    ONNX .onnx, lstmrt's own .lstmrt) or a live torch nn.Module / Keras model. key: where a checkpoint dict nests
+    the state dict (found alone when there is one obvious candidate). prefix: only the modules under this dotted
+    path ("decoder.rnn"). layers: the forward order, as module names of the file and activation names
+    (["gru", "head", "relu"]). See docs/loading.md for what each format provides and what is refused. Whatever is
+    wrong with the file raises a lstmrt.LoadError (UnsafeFileError, CorruptFileError, UnsupportedModelError;
+    section Errors)."""
     return load_with_info(source, key=key, prefix=prefix, layers=layers)[0]
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 
 from ..layers import Activation
-from . import torch_layers
+from . import torch_activations, torch_layers
 
-# Activation modules with default arguments map to these names; others are refused with a clear message.
+# Activation modules with torch's default arguments map to these names (a layers= entry naming the class means
+# that); _activation reads the options of the module at hand, and refuses those lstmrt cannot compute.
 _ACTIVATIONS = {
     "ReLU": "relu",
     "Tanh": "tanh",
@@ -24,6 +25,13 @@ _ACTIVATIONS = {
     "GELU": "gelu",
     "Softmax": "softmax",
     "LogSoftmax": "log_softmax",
+    "LeakyReLU": "leaky_relu(0.01)",
+    "CELU": "celu",
+    "Hardshrink": "hard_shrink",
+    "Softshrink": "soft_shrink",
+    "Hardtanh": "hard_tanh",
+    "Tanhshrink": "tanh_shrink",
+    "LogSigmoid": "log_sigmoid",
 }
 _NO_OPS = ("Dropout", "Identity", "AlphaDropout")
 
@@ -41,6 +49,8 @@ def _activation(module, two_d: bool = False):
         raise ValueError(f"nn.ELU(alpha={module.alpha}) is not supported: only alpha=1")
     if name == "Softplus" and (module.beta != 1.0 or module.threshold != 20.0):
         raise ValueError("nn.Softplus with beta != 1 or threshold != 20 is not supported")
+    if name in torch_activations.PARAMETRIZED or name == "Hardtanh":
+        act = torch_activations.module_activation(name, module)
     if name == "GELU" and module.approximate == "tanh":
         act = "gelu_tanh"
     if name in ("Softmax", "LogSoftmax") and module.dim not in ((-1, 1, None) if two_d else (-1, 2)):

@@ -212,13 +212,24 @@ def _units_from_module(record, path, forward_order, walk) -> list:
 
 
 def activation_name(entry: str) -> str | None:
-    """The lstmrt activation named by a layers= entry ("relu", "ReLU", "gelu_tanh"), or None."""
+    """The lstmrt activation named by a layers= entry ("relu", "ReLU", "gelu_tanh", "leaky_relu(0.01)"), or None;
+    ArchitectureError for a parameter lstmrt cannot take, or a bare "leaky_relu", whose slope would differ from
+    torch's."""
     if entry in _ACTIVATIONS:
         return _ACTIVATIONS[entry]
     try:
-        return acts.canonical(entry)
-    except ValueError:
+        name = acts.canonical(entry, where=f"layers: {entry!r}")
+    except ValueError as exc:
+        key = entry.split("(", 1)[0].strip().lower()
+        if "(" in entry and acts.ALIASES.get(key, key) in acts.NAMES:
+            raise ArchitectureError(str(exc)) from None
         return None
+    if name == "leaky_relu" and "(" not in entry:  # lstmrt's bare name has Keras's slope, not torch's
+        raise ArchitectureError(
+            f"layers: {entry!r} is lstmrt's leaky_relu with Keras's slope 0.2, torch's default slope is 0.01: "
+            "write the slope, 'leaky_relu(0.01)' (or the class name, 'LeakyReLU')"
+        )
+    return name
 
 
 def _listed(names) -> str:
@@ -285,8 +296,8 @@ def select_layers(units: list, layers) -> list:
             modules = ", ".join(repr(u.path) for u in units if u.kind != "activation") or "(none)"
             raise ArchitectureError(
                 f"layers: {entry!r} is neither a module in the file (modules: {modules}), an "
-                f"activation (supported: {', '.join(acts.NAMES)}), a skip connection ('+input', '+input[0:1]', "
-                f"'+<module>') nor {_listed(SHAPE_ENTRIES)}"
+                f"activation (supported: {', '.join(acts.NAMES)}; a parameter in brackets, 'leaky_relu(0.01)'), a "
+                f"skip connection ('+input', '+input[0:1]', '+<module>') nor {_listed(SHAPE_ENTRIES)}"
             )
         chosen.append(Unit(entry, "activation", {}, activation=act, reason="layers="))
     left = [u.path for u in units if u.params and id(u) not in used]

@@ -10,6 +10,7 @@ import zipfile
 
 from ..errors import UnsupportedModelError
 from .safety import MAX_TEXT_BYTES, open_zip, read_member
+from .torch_activations import IN_PLACE_OPS, SIGNATURES
 from .torch_file import archive_root, unpickle_from_zip
 from .torch_tree import is_module, module_parts
 from .torchscript_forward import ForwardOrder, dotted_name
@@ -111,6 +112,15 @@ def _literal(node, default=None):
 # torch op called by a traced module's forward -> {option: positional index (or keyword name)}
 _OP_OPTIONS = {
     "torch.elu": {"alpha": 1},
+    "torch.elu_": {"alpha": 1},  # nn.ELU(inplace=True): traced code calls the in-place op
+    "torch.leaky_relu": {"negative_slope": 1},
+    "torch.leaky_relu_": {"negative_slope": 1},
+    "torch.celu": {"alpha": 1},
+    "torch.celu_": {"alpha": 1},
+    "torch.hardshrink": {"lambd": 1},
+    "torch.softshrink": {"lambd": 1},
+    "torch.hardtanh": {"min_val": 1, "max_val": 2},
+    "torch.hardtanh_": {"min_val": 1, "max_val": 2},
     "torch.softplus": {"beta": 1, "threshold": 2},
     "torch.softmax": {"dim": 1},
     "torch.log_softmax": {"dim": 1},
@@ -121,7 +131,17 @@ _OP_OPTIONS = {
     "torch.batch_norm": {"batch_statistics": 5, "eps": 7},  # (input, weight, bias, mean, var, training, momentum, eps)
     "torch.flatten": {"start_dim": 1, "end_dim": 2},
 }
-_OP_DEFAULTS = {"torch.gelu": {"approximate": "none"}, "torch.flatten": {"start_dim": 0, "end_dim": -1}}
+# What a traced call leaving an option out means: torch's default (traced nn.LeakyReLU() is torch.leaky_relu(x)).
+_OP_DEFAULTS = {
+    "torch.gelu": {"approximate": "none"},
+    "torch.flatten": {"start_dim": 0, "end_dim": -1},
+    **{
+        f"torch.{name}": {k: v for k, v in options if k != "inplace"}
+        for op, options in SIGNATURES.items()
+        for name in (op, f"{op}_")
+        if name in (*SIGNATURES, *IN_PLACE_OPS)
+    },
+}
 
 
 def _traced_options(forward: ast.FunctionDef) -> dict:

@@ -15,6 +15,7 @@ from . import torchscript_pooling as pooling
 from . import torchscript_residual as residual
 from . import torchscript_shapes as shapes
 from . import torchscript_steps as steps
+from .torch_activations import IN_PLACE_OPS, SIGNATURES, functional_activation
 from .torch_tree import CELLS, class_name, module_parts, submodule
 from .torchscript_steps import Unfollowable as _Unfollowable
 
@@ -28,7 +29,13 @@ _SIMPLE = {
     "hardswish": "hard_silu",
     "hardsigmoid": "hard_sigmoid_v3",
     "softsign": "softsign",
+    "relu6": "relu6",
+    "tanhshrink": "tanh_shrink",
+    "log_sigmoid": "log_sigmoid",
 }
+# Where torch.nn.functional's `inplace` flag sits among a call's arguments (the input is 0), for the ops of _SIMPLE
+# and elu; SIGNATURES names it for the others.
+_INPLACE_AT = {"relu": 1, "selu": 1, "silu": 1, "mish": 1, "hardswish": 1, "hardsigmoid": 1, "relu6": 1, "elu": 2}
 _NO_OPS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "detach", "clone")
 
 
@@ -118,7 +125,8 @@ _ARITHMETIC = {
 class _Walker:
     """Symbolic run of a forward(): values are ("seq", items) — the input after `items` — ("pair", items) — a
     cell's (h, c) — ("module", name), ("self",), ("func", dotted name), ("const", v), ("aux",) — a size, device
-    or dtype — ("zeros",) — a zero tensor, as an initial state — and the recurrent results of torchscript_steps."""
+    or dtype — ("zeros",) — a zero tensor, as an initial state — ("changed", op, code) — a tensor an in-place
+    activation changed, under a name other than its result's — and the recurrent results of torchscript_steps."""
 
     def __init__(self, fn: ast.FunctionDef, children: dict, methods: dict, depth=0, bound=None, numbers=None):
         args = fn.args.args
@@ -205,6 +213,11 @@ class _Walker:
             )
         if value[0] == "input":
             raise _Unfollowable(f"{what} is the input {value[1]!r} of forward(), which lstmrt does not take")
+        if value[0] == "changed":
+            raise _Unfollowable(
+                f"{what} is a tensor that {value[1]} changed in place (`{value[2]}`), so torch reads the activated "
+                "values there; lstmrt follows an in-place activation when only its result is used afterwards"
+            )
         if value[0] == "sliced":
             raise _Unfollowable(
                 f"{what} is a slice of the features, which lstmrt follows only as a term of a sum (a skip "
@@ -341,10 +354,43 @@ class _Walker:
         if act is None:  # scripted code calls torch.nn.functional through a local name (_0): say which
             named = "" if isinstance(func, ast.Attribute) else f" of {callee[1].replace('__torch__.', '', 1)}"
             raise _Unfollowable(f"call `{_code(node)}`{named}")
+        if self.in_place(op, node, functional=callee[1].startswith("__torch__.torch.nn.functional.")):
+            self.changed_in_place(first, op.rstrip("_"), node)
         return ("seq", items + (("activation", act),))
 
     def refuse(self, node):
         raise _Unfollowable(f"call `{_code(node)}`")
+
+    def in_place(self, op, node, functional: bool) -> bool:
+        """Whether the activation call `node` changes its input in place: an in-place op (torch.celu_, what traced
+        code writes for inplace=True) or torch.nn.functional's inplace=True (what scripted code writes; torch's
+        own ops have no such flag)."""
+        if op in IN_PLACE_OPS:
+            return True
+        if not functional:
+            return False
+        names = [name for name, _ in SIGNATURES.get(op, ())]
+        at = names.index("inplace") + 1 if "inplace" in names else _INPLACE_AT.get(op)
+        flag = node.args[at] if at is not None and at < len(node.args) else None
+        flag = next((k.value for k in node.keywords if k.arg == "inplace"), flag)
+        value = False if flag is None else self.number(flag)
+        if not isinstance(value, bool):
+            raise _Unfollowable(f"call `{_code(node)}`: its inplace flag is not a constant")
+        return value
+
+    def changed_in_place(self, value, op, node):
+        """An activation changed the tensor `value` in place: every name holding or viewing it now holds the
+        activated tensor, which lstmrt follows under the name the result is given only. The others are marked so
+        that a later use of them is refused (torch would read the activated values there); the tensor forward()
+        was given is refused at once, as its caller may read it."""
+        if value in self.given:
+            raise _Unfollowable(
+                f"{op} (`{_code(node)}`) changes in place the tensor {self.name}() was given, which its caller may "
+                "still read; lstmrt follows the activation without inplace"
+            )
+        for name, other in self.env.items():
+            if residual.may_share(other, value[1], self.children):
+                self.env[name] = ("changed", op, _code(node))
 
     def scalar(self, op, node):
         """Arithmetic on sizes and attributes (self.num_layers * 2, num_layers - 1), and `is None` tests: a
@@ -352,6 +398,10 @@ class _Walker:
         values = [self.eval(a) for a in node.args]
         if op in ("add", "add_") and any(v[0] not in ("const", "aux", "attr") for v in values):
             return self.skip_connection(op, values, node)
+        if op == "sub" and len(values) == 2 and not node.keywords and values[0][0] in ("seq", "pair", "rnn"):
+            items = self.seq(values[0], "the input of torch.sub")[1]
+            if values[1] == ("seq", items + (("activation", "tanh"),)):  # x - tanh(x): traced F.tanhshrink
+                return ("seq", items + (("activation", "tanh_shrink"),))
         if op in ("__is__", "__isnot__"):
             if len(values) != 2 or values[1] != ("const", None):
                 raise _Unfollowable(f"call `{_code(node)}`")
@@ -511,6 +561,12 @@ class _Walker:
         kw = {k.arg: _const(k.value, "?") for k in node.keywords}
         if op in _SIMPLE:
             return _SIMPLE[op]
+        base = op[:-1] if op in IN_PLACE_OPS else op
+        if base in SIGNATURES:
+            try:
+                return functional_activation(base, self.options(base, node))
+            except ValueError as exc:
+                raise _Unfollowable(f"call `{_code(node)}`: {exc}") from None
         if op == "elu" and (not args or args[0] == 1):
             return "elu"
         if (
@@ -525,6 +581,18 @@ class _Walker:
             return "gelu" if kw.get("approximate", "none") == "none" else "gelu_tanh"
         if op == "softplus" and args[:2] in ([], [1], [1, 20]):
             return "softplus"
-        if op == "hardtanh" and args[:2] == [0, 6]:
-            return "relu6"
         return None
+
+    def options(self, op, node) -> dict:
+        """The options of a call of functional op `op` (SIGNATURES), positional or by keyword, torch's defaults
+        for those left out; each a number (a literal, or a number attribute of the module: self.slope)."""
+        names = [name for name, _ in SIGNATURES[op]]
+        if len(node.args) - 1 > len(names) or any(k.arg not in names for k in node.keywords):
+            raise _Unfollowable(f"call `{_code(node)}`: options other than {op}({', '.join(names)})")
+        given = dict(zip(names, node.args[1:])) | {k.arg: k.value for k in node.keywords}
+        options = dict(SIGNATURES[op])
+        for name, arg in given.items():
+            options[name] = self.number(arg)
+            if options[name] == "?":
+                raise _Unfollowable(f"call `{_code(node)}`: its {name} is not a constant")
+        return options
