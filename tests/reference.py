@@ -25,6 +25,7 @@ from lstmrt.layers import (
     Embedding,
     GlobalPooling,
     LayerNorm,
+    PReLU,
     SimpleRNN,
 )
 
@@ -234,6 +235,12 @@ def recurrent_layer(spec, X, active, states: list, whole_sequence: bool, ends=No
     return y, [s]
 
 
+def prelu(X, slope):
+    """x >= 0 keeps x (so -0.0 stays -0.0), else slope * x (NaN is not >= 0: it stays NaN; -inf * 0 is NaN)."""
+    with np.errstate(invalid="ignore", over="ignore"):  # np.where computes slope * x everywhere
+        return np.where(X >= 0, X, slope * X)
+
+
 def step_layer(spec, X):
     """Section 6: layers that act on each step on its own."""
     if isinstance(spec, Dense):
@@ -242,6 +249,8 @@ def step_layer(spec, X):
         return activate(spec.activation, X)
     if isinstance(spec, Affine):
         return X * _f64(spec.scale) + _f64(spec.shift)
+    if isinstance(spec, PReLU):
+        return prelu(X, _f64(spec.slope))
     if isinstance(spec, LayerNorm):
         mean = X.mean(-1, keepdims=True)
         statistic = (X * X).mean(-1, keepdims=True) if spec.mode == "rms" else X.var(-1, keepdims=True)

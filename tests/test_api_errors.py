@@ -480,6 +480,11 @@ SPEC_ERRORS = [
     (lambda: lstmrt.Affine(_w(2, 2), _w(2)), ValueError, r"Affine: scale has shape \(2, 2\), expected \(features,\)"),
     (lambda: lstmrt.Affine(_w(3), _w(2)), ValueError, r"Affine: shift has shape \(2,\), expected \(3,\)"),
     (lambda: lstmrt.Embedding(_w(5)), ValueError, r"Embedding: weight has shape \(5,\), expected \(num_embeddings"),
+    (lambda: lstmrt.PReLU(0.25), ValueError, r"PReLU: slope has shape \(\), expected \(features,\)"),
+    (lambda: lstmrt.PReLU([]), ValueError, r"PReLU: slope has shape \(0,\), expected \(features,\)"),
+    (lambda: lstmrt.PReLU(_w(1, 3)), ValueError, r"PReLU: slope has shape \(1, 3\), expected \(features,\)"),
+    (lambda: lstmrt.PReLU(["a", "b"]), TypeError, r"PReLU: slope has dtype <U1; expected floating point"),
+    (lambda: lstmrt.PReLU(None), ValueError, r"PReLU: slope has shape \(\), expected \(features,\)"),
 ]
 
 
@@ -519,6 +524,10 @@ def test_bad_model(rng):
         lstmrt.Model([specs.lstm(rng, 3, 4), specs.gru(rng, 5, 2)])
     with pytest.raises(ValueError, match=r"layer 0 \(LSTM\) expects 3 input features but the model input has 2"):
         lstmrt.Model([specs.lstm(rng, 3, 4)], input_size=2)
+    with pytest.raises(ValueError, match=r"layer 1 \(PReLU\) expects 3 input features but layer 0 \(LSTM\) outputs 4"):
+        lstmrt.Model([specs.lstm(rng, 3, 4), lstmrt.PReLU(_w(3))])
+    with pytest.raises(ValueError, match=r"layer 1 \(Dense\) expects 2 input features but layer 0 \(PReLU\) outputs 3"):
+        lstmrt.Model([lstmrt.PReLU(_w(3)), specs.dense(rng, 2, 1)])
     with pytest.raises(ValueError, match="layer 1: an Embedding must be the first layer"):
         lstmrt.Model([specs.dense(rng, 3, 1), lstmrt.Embedding(_w(4, 2))])
     with pytest.raises(ValueError, match="input_size is required when the first layer is an Activation"):

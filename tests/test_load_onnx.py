@@ -102,6 +102,22 @@ def _lstm(**options):
     return nn.LSTM(F_IN, H, batch_first=True, **options)
 
 
+SIGNS = np.array([1, -1, 1, -1], np.float32)  # outputs in opposite pairs: one of each pair is negative at every step
+SLOPES_4 = np.array([0.3, -0.7, 1.4, -0.2], np.float32)  # all different: a reversed or single slope is seen
+
+
+def _fc_prelu():
+    """nn.Linear(H, 4) whose outputs come in opposite pairs (z1, -z1, z2, -z2), then nn.PReLU(4) with SLOPES_4
+    (its default, 0.25 for every feature, would not tell one slope per feature from one for all)."""
+    fc, prelu = nn.Linear(H, 4), nn.PReLU(4)
+    with torch.no_grad():
+        signs = torch.from_numpy(SIGNS)
+        fc.weight.copy_(fc.weight[::2].repeat_interleave(2, 0) * signs[:, None])
+        fc.bias.copy_(fc.bias[::2].repeat_interleave(2) * signs)
+        prelu.weight.copy_(torch.from_numpy(SLOPES_4))
+    return nn.Sequential(fc, prelu)
+
+
 TORCH = {  # id -> (module factory, batch_first)
     "nn.LSTM+Linear": (lambda: Chain(_lstm(), nn.Linear(H, F_OUT)), True),
     "nn.LSTMx2-bidirectional+Linear-dynamic-axes": (
@@ -116,6 +132,8 @@ TORCH = {  # id -> (module factory, batch_first)
     "nn.LSTM+Linear+Sigmoid": (lambda: Chain(_lstm(), nn.Linear(H, F_OUT), nn.Sigmoid()), True),
     "nn.LSTM+Linear+Softmax": (lambda: Chain(_lstm(), nn.Linear(H, F_OUT), nn.Softmax(dim=-1)), True),
     "nn.LSTM+nn.GRU": (lambda: Chain(_lstm(), nn.GRU(H, H + 1, batch_first=True)), True),
+    # a slope (F_OUT,) on the last step's (B, F_OUT)
+    "nn.LSTM+fc-out-last-step+PReLU-per-feature": (lambda: LastStep(_lstm(), _fc_prelu(), from_h_n=False), True),
 }
 
 
@@ -303,6 +321,39 @@ def _f32(*values):
     return np.array(values[0] if len(values) == 1 else values, np.float32)
 
 
+def _on_y(op, constant):
+    """A head factory: `op` of the recurrent node's Y (T, D, B, H) itself and `constant` (per feature, or per direction
+    and feature), before the Transpose and Reshape to (T, B, D*H) that concatenate the directions."""
+
+    def head(rng, width):
+        nodes = [
+            helper.make_node(op, ["Y", "y_constant"], ["y_op"], name=op.lower()),
+            helper.make_node("Transpose", ["y_op"], ["y_tbdh"], perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", ["y_tbdh", "y_merge"], ["out"]),
+        ]
+        return nodes, {"y_constant": constant, "y_merge": np.array([0, 0, -1], np.int64)}
+
+    return head
+
+
+def _paired_dense_prelu(slope):
+    """A head factory: x @ W + b with 4 outputs in opposite pairs (as _fc_prelu's), then PRelu by `slope`."""
+
+    def head(rng, width):
+        nodes, consts = _matmul_add(rng, width)
+        nodes[-1].output[0] = "dense"
+        nodes.append(helper.make_node("PRelu", ["dense", "slope"], ["out"], name="prelu"))
+        W, b = rng.standard_normal((width, 2)), rng.standard_normal(2)
+        paired = {"head_W": np.repeat(W, 2, axis=1) * SIGNS, "head_b": np.repeat(b, 2) * SIGNS, "slope": slope}
+        return nodes, {k: v.astype(np.float32) for k, v in paired.items()}
+
+    return head
+
+
+SLOPES_H = _f32(0.25, -0.5, 0.0, 1.5, 0.1)  # one per hidden feature: negative, 0, above 1, all different
+SLOPES_2H = np.stack([SLOPES_H, SLOPES_H[::-1] - 0.3]).reshape(2, 1, H)  # per direction and feature
+
+
 CLIP_MINUS_1_1 = ("Clip", {}, {"clip_min": _f32(-1), "clip_max": _f32(1)})
 HARD_SIGMOID_TANH_SOFTSIGN = dict(
     activations=["HardSigmoid", "Tanh", "Softsign"], activation_alpha=[0.2], activation_beta=[0.5]
@@ -352,6 +403,23 @@ GRAPHS = {  # id -> op, node attributes and _recurrent_file options; peephole: w
     ),
     "LSTM-MatMul-Add-PRelu-slope-shape-1": dict(op="LSTM", head=_ops_head(("PRelu", {}, {"slope": _f32([0.15])}))),
     "LSTM-PRelu-slope-scalar": dict(op="LSTM", head=_ops_head(("PRelu", {}, {"slope": _f32(0.25)}), dense=False)),
+    # a slope per feature: a PReLU layer, after the Dense or on the sequence; on Y, before the directions are
+    # concatenated, the same slopes for both directions or a slope per direction and feature
+    "LSTM-MatMul-Add-PRelu-per-feature-(F,)": dict(op="LSTM", head=_paired_dense_prelu(SLOPES_4)),
+    "LSTM-MatMul-Add-PRelu-per-feature-(1,1,F)": dict(op="LSTM", head=_paired_dense_prelu(SLOPES_4.reshape(1, 1, 4))),
+    "LSTM-PRelu-per-feature-(H,)-on-sequence": dict(
+        op="LSTM", head=_ops_head(("PRelu", {}, {"slope": SLOPES_H}), dense=False)
+    ),
+    "LSTM-PRelu-per-feature-(1,1,H)-on-Y": dict(op="LSTM", head=_on_y("PRelu", SLOPES_H.reshape(1, 1, H))),
+    "LSTM-bidirectional-PRelu-per-feature-(H,)-on-Y": dict(
+        op="LSTM", direction="bidirectional", head=_on_y("PRelu", SLOPES_H)
+    ),
+    "LSTM-bidirectional-PRelu-per-feature-(2,1,H)-on-Y": dict(
+        op="LSTM", direction="bidirectional", head=_on_y("PRelu", SLOPES_2H)
+    ),
+    "GRU-bidirectional-Mul-per-feature-(2,1,H)-on-Y": dict(  # the same reading of a constant, as an Affine
+        op="GRU", direction="bidirectional", head=_on_y("Mul", SLOPES_2H)
+    ),
     "LSTM-MatMul-Add-Sigmoid-Log": dict(op="LSTM", head=_ops_head(("Sigmoid", {}), ("Log", {}))),
     "LSTM-Sigmoid-Log-on-sequence": dict(op="LSTM", head=_ops_head(("Sigmoid", {}), ("Log", {}), dense=False)),
 }
@@ -404,6 +472,29 @@ def test_stream_steps_give_predict_rows(tmp_path, rng):
     X = _inputs(rng, 1)
     s = model.stream()
     assert_close(np.stack([s.step(X[0, t]).copy() for t in range(T)]), model.predict(X)[0])
+
+
+def _assert_steps_give_predict(model, X):
+    """A stream stepping through X[0] gives predict's rows; for a last-step model, predict of the steps so far."""
+    s = model.stream()
+    got = np.stack([s.step(X[0, t]).copy() for t in range(X.shape[1])])
+    if model.return_sequences:
+        want = model.predict(X)[0]
+    else:
+        want = np.stack([model.predict(X[:, : t + 1])[0] for t in range(X.shape[1])])
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    "name", [name for name in [*TORCH, *GRAPHS] if "PRelu-per-feature" in name or "PReLU-per-feature" in name]
+)
+def test_per_feature_prelu_is_a_prelu_layer_that_streams(tmp_path, rng, name):
+    path, seq_first, reference = _file(name, tmp_path, rng)
+    X = 2 * _inputs(rng)  # both signs in every feature
+    model = _compare(path, seq_first, reference, X)
+    assert isinstance(model.layers[-1], lstmrt.PReLU)  # its own layer, not merged into the Dense before it
+    if not model.bidirectional:  # which needs whole sequences
+        _assert_steps_give_predict(model, X[:1])
 
 
 def test_torch_step_export_keeps_its_state_in_the_stream(tmp_path, rng):
@@ -540,6 +631,8 @@ DYNAMO = {  # id -> (module factory, batch_first); "tokens" in the id: the input
     "nn.LSTM+Linear+Hardtanh": (lambda: Chain(_lstm(), _linear_past_one(), nn.Hardtanh()), True),
     "nn.LSTM+Linear+LogSigmoid": (lambda: Chain(_lstm(), _linear_past_one(), nn.LogSigmoid()), True),
     "nn.LSTM+Linear+PReLU(0.15)": (lambda: Chain(_lstm(), _linear_past_one(), nn.PReLU(init=0.15)), True),
+    # a slope (1, F_OUT) on the last step's (B, F_OUT)
+    "nn.LSTM+fc-out-last-step+PReLU-per-feature": (lambda: LastStep(_lstm(), _fc_prelu(), from_h_n=False), True),
     # batch and time dynamic: the exporter computes the Reshape after each node from Shape slices (Mul of D and H)
     "nn.LSTMx2-bidirectional+Linear-dynamic": (
         lambda: Chain(_lstm(num_layers=2, bidirectional=True), nn.Linear(2 * H, F_OUT)),
@@ -613,6 +706,10 @@ def test_torch_default_exporter_matches_onnxruntime(dynamo_file, rng, name):
         _compare(path, seq_first, path, X)
     if "dynamic" in name:  # other batch and time sizes than the export's
         _compare(path, seq_first, path, _inputs(rng, b=B + 2, t=T + 4))
+    if "per-feature" in name:
+        model = lstmrt.load(path)
+        assert isinstance(model.layers[-1], lstmrt.PReLU)
+        _assert_steps_give_predict(model, X[:1])
 
 
 @pytest.mark.parametrize(
@@ -679,6 +776,18 @@ def _skip_of_unbiased(rng):
     return nodes, {**consts, **inner}
 
 
+def _prelu_on_y_h():
+    """PRelu of the final state Y_h (1, B, H) by a slope per feature, squeezed to (B, H)."""
+    nodes = [
+        helper.make_node("PRelu", ["Y_h", "slope"], ["h_prelu"], name="prelu"),
+        helper.make_node("Squeeze", ["h_prelu", "head_axis"], ["out"]),
+    ]
+    return nodes, {"slope": SLOPES_H, "head_axis": np.array([0], np.int64)}
+
+
+SLOPE_PER_STEP = np.linspace(-0.5, 0.5, T, dtype=np.float32).reshape(T, 1, 1)
+
+
 def _refused_head(*ops, dense=True):
     """_ops_head's nodes and constants, made with a fixed seed for REFUSED."""
     return _ops_head(*ops, dense=dense)(np.random.default_rng(5), H)
@@ -716,9 +825,31 @@ REFUSED = {  # id -> (file from (path, LSTM weights), pattern the message matche
         r"Shrink with bias 0\.2: .*bias 0 \(hard_shrink\) or bias = lambd = 0\.5 \(soft_shrink\)",
         ("node shrink (Shrink)",),
     ),
-    "PRelu-slope-per-feature": (
-        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("PRelu", {}, {"slope": _f32(0.1, 0.2)}))),
-        r"slope of shape \(2,\), not one value: .*no per-feature slope",
+    "PRelu-slope-along-time": (  # seq (T, B, H): a slope (T, 1, 1) per step
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("PRelu", {}, {"slope": SLOPE_PER_STEP}))),
+        r"slope of shape \(7, 1, 1\) varying along time \(axis 0\): lstmrt has one slope per feature",
+        ("node prelu (PRelu)",),
+    ),
+    "PRelu-slope-along-batch": (  # seq (T, B, H): a slope (B, 1) per sequence
+        lambda p, w: _recurrent_file(
+            p, "LSTM", w, head=_refused_head(("PRelu", {}, {"slope": _f32([[0.1], [0.2], [0.3]])}), dense=False)
+        ),
+        r"slope of shape \(3, 1\) varying along batch \(axis 1\): lstmrt has one slope per feature",
+        ("node prelu (PRelu)",),
+    ),
+    "PRelu-slope-of-wrong-feature-count": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("PRelu", {}, {"slope": _f32(0.1, 0.2, 0.3)}))),
+        r"combines 2 features with a slope of shape \(3,\)",
+        ("node prelu (PRelu)",),
+    ),
+    "PRelu-slope-per-feature-inf": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("PRelu", {}, {"slope": _f32(0.1, np.inf)}))),
+        r"has a non-finite slope inf for feature 1",
+        ("node prelu (PRelu)",),
+    ),
+    "PRelu-per-feature-on-Y_h": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_prelu_on_y_h()),
+        r"applies PRelu to a final state",
         ("node prelu (PRelu)",),
     ),
     "PRelu-slope-of-data": (

@@ -564,11 +564,11 @@ def test_storages_saved_from_cuda_load_on_cpu(fmt, tmp_path, rng, cuda_locations
 
 
 # -- unsupported content: errors naming the layer, its class and what is supported ----------------------------------
-class WithPrelu(nn.Module):
+class WithGroupNorm(nn.Module):
     def __init__(self):
         super().__init__()
         self.rnn = nn.GRU(3, 4, batch_first=True)
-        self.act = nn.PReLU(4)
+        self.act = nn.GroupNorm(2, 4)
 
     def forward(self, x):
         return self.act(self.rnn(x)[0])
@@ -576,12 +576,12 @@ class WithPrelu(nn.Module):
 
 @pytest.mark.parametrize("fmt", ["zip", "whole", "script"])
 def test_unsupported_layer_is_named(fmt, tmp_path):
-    path = save(WithPrelu().eval(), fmt, tmp_path / "m.pt", None)
+    path = save(WithGroupNorm().eval(), fmt, tmp_path / "m.pt", None)
     pattern = (
-        r"module 'act' \(weight \(4,\)\) is no layer lstmrt knows \(a 1-D weight may be a normalisation.*\); "
-        r"supported: nn.LSTM"
+        r"module 'act' \(weight \(4,\), bias \(4,\)\) is no layer lstmrt knows \(a 1-D weight may be a "
+        r"normalisation.*\); supported: nn.LSTM"
         if fmt == "zip"
-        else r"module 'act' is a torch.nn.PReLU, which lstmrt does not support; supported: nn.LSTM"
+        else r"module 'act' is a torch.nn.GroupNorm, which lstmrt does not support; supported: nn.LSTM"
     )
     with pytest.raises(ArchitectureError, match=pattern):
         lstmrt.load(path)

@@ -76,6 +76,10 @@ CASES = {
         [lstmrt.Affine(rng.uniform(0.5, 2.0, 3), rng.standard_normal(3)), specs.lstm(rng, 3, 4)],
         {},
     ),
+    "prelu": lambda rng: (
+        [lstmrt.PReLU(rng.uniform(-1, 1, 3)), specs.lstm(rng, 3, 4), lstmrt.PReLU([0.25, -0.5, 0.0, 2.0])],
+        {},
+    ),
     **{
         f"layer-norm-{mode}-{'weighted' if weighted else 'plain'}": _layer_norm_case(mode, weighted)
         for mode in lstmrt.LayerNorm.MODES
@@ -458,6 +462,35 @@ def test_refusals_name_the_file(damage, tmp_path, rng):
     assert str(path) in str(info.value)
 
 
+def with_array(data, layer, slot, at, count):
+    """Layer `layer`'s array reference `slot` (direction 0) set to (at, count), CRC recomputed."""
+    data = bytearray(data)
+    struct.pack_into("<QQ", data, 64 + RECORD * layer + ARRAYS + 16 * slot, at, count)
+    return with_crc(data)
+
+
+def test_prelu_slope_refusals(tmp_path, rng):
+    """A PReLU's slope (weight_ih, one float per feature) of the wrong length, absent, or joined by an array it does not
+    read: each refused, naming the array."""
+    data = model_file.to_bytes(lstmrt.Model([lstmrt.PReLU(rng.uniform(-1, 1, 3)), specs.lstm(rng, 3, 4)]))
+    slope_at, count = struct.unpack_from("<QQ", data, 64 + ARRAYS)
+    assert count == 3
+    damaged = {
+        "short": (with_array(data, 0, 0, slope_at, 2), r"layer 0 direction 0: weight_ih holds 2 floats; .* need 3"),
+        "long": (with_array(data, 0, 0, slope_at, 4), r"layer 0 direction 0: weight_ih holds 4 floats; .* need 3"),
+        "absent": (with_array(data, 0, 0, 0, 0), r"layer 0: prelu slope \(weight_ih\) is NULL"),
+        "with a shift": (
+            with_array(data, 0, 2, slope_at, 3),
+            r"layer 0 direction 0: bias_ih holds 3 floats; .* need 0",
+        ),
+    }
+    for name, (bad, message) in damaged.items():
+        path = tmp_path / f"{name}.lstmrt"
+        path.write_bytes(bad)
+        with pytest.raises(lstmrt.CorruptFileError, match=message):
+            lstmrt.load(path)
+
+
 @pytest.mark.parametrize("option", [{"key": "model"}, {"prefix": "lstm"}, {"layers": ["lstm", "head"]}])
 def test_load_arguments_do_not_apply(option, tmp_path, rng):
     build("lstm", rng).save(tmp_path / "model.lstmrt")
@@ -494,6 +527,7 @@ def test_hostile_record_fields(field, rng):
                 specs.rnn(rng, 3, 2),
                 lstmrt.GlobalPooling(2, "max"),
                 lstmrt.Affine(np.ones(2), np.zeros(2)),
+                lstmrt.PReLU(np.full(2, 0.5)),
                 lstmrt.Activation("softmax"),
             ]
         ),

@@ -70,6 +70,20 @@ class Head(nn.Module):
         return self.act(self.fc(self.lstm(x)[0]))
 
 
+class ChannelPReLU(nn.Module):
+    """nn.PReLU(H) with a slope per feature (one negative, one 0) on the LSTM's output as channels, (B, H, T), and
+    back: torch exports the slope (H, 1), which varies along the data's features while they are not the last axis."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.act = nn.LSTM(F_IN, H, batch_first=True), nn.PReLU(H)
+        with torch.no_grad():
+            self.act.weight.copy_(torch.tensor([0.25, -0.5, 0.0, 1.5, 0.1, 0.7]))
+
+    def forward(self, x):
+        return self.act(self.lstm(x)[0].transpose(1, 2)).transpose(1, 2)
+
+
 def _loud(head, gain=8.0):
     """head with its fc scaled up: its outputs (else within +-0.35) reach past +-1, where Hardtanh clips."""
     with torch.no_grad():
@@ -98,6 +112,7 @@ TORCH = {  # id -> (module factory, batch_first, dynamic axes)
     "head-hardtanh": (lambda: _loud(Head(nn.Hardtanh())), True, True),  # Clip(-1, 1)
     "head-log-sigmoid": (lambda: _loud(Head(nn.LogSigmoid())), True, True),  # Sigmoid, then Log
     "head-prelu-one-slope": (lambda: _loud(Head(nn.PReLU(init=0.15))), True, True),  # PRelu, slope (1, 1)
+    "prelu-per-feature-on-channels": (ChannelPReLU, True, True),
 }
 
 
@@ -237,6 +252,11 @@ REFUSED = {  # id -> (module factory, words of the message)
     "softshrink": (lambda: Head(nn.Softshrink(0.3)), ["/act/Greater (Greater)", "not supported"]),
     "tanhshrink": (lambda: Head(nn.Tanhshrink()), ["/act/Sub (Sub)", "before a later node was merged"]),
     "hardtanh-2-2": (lambda: Head(nn.Hardtanh(-2, 2)), ["/act/Clip (Clip)", "[-1, 1] (hard_tanh)"]),
+    # nn.PReLU(T) on (B, T, 4): torch's channel axis 1 is time, a slope (T, 1) per step
+    "prelu-per-step": (
+        lambda: Head(nn.PReLU(T)),
+        ["/act/PRelu (PRelu)", "slope of shape (5, 1) varying along time (axis 1): lstmrt has one slope per feature"],
+    ),
     "encoder-decoder": (lambda: Branches("encoder-decoder"), ["/encoder/LSTM", "not the output of the layers before"]),
     "bidirectional-one-direction-final": (OneDirectionFinal, ["Gemm", "one direction's final state"]),
     "bidirectional-final-after-deeper-layer": (FinalAfterDeeperLayer, ["Concat", "changes layer 0"]),

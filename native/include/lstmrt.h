@@ -86,6 +86,7 @@ typedef enum lstmrt_layer_kind {
                                  is state, so a stream's step returns the pool of its sequence so far */
     LSTMRT_LAYER_ADD,         /* a residual / skip connection: y = x + s[add_offset, add_offset + input_size) of the
                                  same step, s an earlier point of the chain (add_from) */
+    LSTMRT_LAYER_PRELU,       /* y = x >= 0 ? x : slope * x, per feature (a learned leaky ReLU) */
     LSTMRT_LAYER_KIND_COUNT
 } lstmrt_layer_kind;
 
@@ -120,7 +121,7 @@ typedef enum lstmrt_merge_mode {
  * the caller may free them afterwards. NULL biases mean zero. */
 typedef struct lstmrt_direction_weights {
     const float *weight_ih;       /* recurrent: (G*H, I); dense: (O, I); affine, norm: scale (I), NULL = ones;
-                                     embedding: (V, E) */
+                                     embedding: (V, E); prelu: slope (I), required */
     const float *weight_hh;       /* recurrent: (G*H, Hr) with Hr = P if projected, else H */
     const float *bias_ih;         /* recurrent: (G*H); dense: (O); affine, norm: shift (I) */
     const float *bias_hh;         /* recurrent: (G*H) */

@@ -24,6 +24,22 @@ static void embed(const layer *L, float id, float *y)
         memset(y, 0, (size_t)n * sizeof(float));
 }
 
+/* y = x >= 0 ? x : slope * x (>= as ONNX: -0 stays -0; NaN is not >= 0 and stays NaN), written as a select of bits:
+ * GCC (with its default -ftrapping-math) vectorises neither a float ?: nor a conditional product, but does this, ~15x
+ * faster than the branch on inputs of random sign. y may be x. */
+static void prelu_row(const float *slope, const float *x, float *y, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) {
+        const float sloped = slope[j] * x[j];
+        const uint32_t negative = 0u - (uint32_t)!(x[j] >= 0.0f); /* all ones where the slope applies */
+        uint32_t kept, taken;
+        memcpy(&kept, &x[j], sizeof kept);
+        memcpy(&taken, &sloped, sizeof taken);
+        const uint32_t bits = (taken & negative) | (kept & ~negative);
+        memcpy(&y[j], &bits, sizeof bits);
+    }
+}
+
 static void run_elementwise(const lstmrt_kernels *k, const layer *L, int64_t batch, int64_t steps, seq_view x,
                             seq_view y)
 {
@@ -35,6 +51,8 @@ static void run_elementwise(const lstmrt_kernels *k, const layer *L, int64_t bat
             if (L->kind == LSTMRT_LAYER_AFFINE)
                 for (int64_t j = 0; j < n; j++)
                     yr[j] = xr[j] * L->vec_a[j] + L->vec_b[j];
+            else if (L->kind == LSTMRT_LAYER_PRELU)
+                prelu_row(L->vec_a, xr, yr, n);
             else if (L->kind == LSTMRT_LAYER_EMBEDDING)
                 embed(L, xr[0], yr);
             else if (L->kind == LSTMRT_LAYER_NORM)

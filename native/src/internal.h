@@ -53,7 +53,7 @@ typedef struct layer {
     int32_t fused_default; /* LSTM/GRU with standard activations, no clip, no peephole: fused kernel */
     packed_direction dir[2];
     packed_matrix dense; /* dense: O x I */
-    float *vec_a;        /* dense bias (O) | affine, norm scale (I) | embedding table (V x E) */
+    float *vec_a;        /* dense bias (O) | affine, norm scale (I) | prelu slope (I) | embedding table (V x E) */
     float *vec_b;        /* affine, norm shift (I) */
     float epsilon;       /* norm */
     lstmrt_norm_mode norm_mode;

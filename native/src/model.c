@@ -20,6 +20,13 @@ static int gate_count(lstmrt_layer_kind k)
     return k == LSTMRT_LAYER_LSTM ? 4 : k == LSTMRT_LAYER_GRU ? 3 : 1;
 }
 
+/* The kinds whose output has their input's features (their hidden_size is not read). */
+static int keeps_width(lstmrt_layer_kind k)
+{
+    return k == LSTMRT_LAYER_ACTIVATION || k == LSTMRT_LAYER_AFFINE || k == LSTMRT_LAYER_PRELU ||
+           k == LSTMRT_LAYER_NORM || k == LSTMRT_LAYER_GLOBAL_POOL || k == LSTMRT_LAYER_ADD;
+}
+
 static int dim_ok(int64_t v)
 {
     return v >= 1 && v <= LSTMRT_MAX_DIM;
@@ -72,6 +79,11 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
     if (d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE) {
         if (d->kind == LSTMRT_LAYER_ACTIVATION && !activation_ok(d->activations[0], 1))
             return FAIL("layer %d: unknown activation %d", index, (int)d->activations[0]);
+        return LSTMRT_STATUS_OK;
+    }
+    if (d->kind == LSTMRT_LAYER_PRELU) {
+        if (!d->weights[0].weight_ih) /* unlike an affine's scale, a slope has no neutral value to default to */
+            return FAIL("layer %d: prelu slope (weight_ih) is NULL", index);
         return LSTMRT_STATUS_OK;
     }
     if (d->kind == LSTMRT_LAYER_NORM) {
@@ -137,19 +149,12 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
 
 static int32_t layer_output_size(const lstmrt_layer_desc *d)
 {
-    switch (d->kind) {
-    case LSTMRT_LAYER_ACTIVATION:
-    case LSTMRT_LAYER_AFFINE:
-    case LSTMRT_LAYER_NORM:
-    case LSTMRT_LAYER_GLOBAL_POOL:
-    case LSTMRT_LAYER_ADD: return d->input_size;
-    case LSTMRT_LAYER_DENSE:
-    case LSTMRT_LAYER_EMBEDDING: return d->hidden_size;
-    default: {
-        const int32_t hr = d->proj_size > 0 ? d->proj_size : d->hidden_size;
-        return (d->num_directions == 2 && d->merge_mode == LSTMRT_MERGE_CONCAT) ? 2 * hr : hr;
-    }
-    }
+    if (keeps_width(d->kind))
+        return d->input_size;
+    if (d->kind == LSTMRT_LAYER_DENSE || d->kind == LSTMRT_LAYER_EMBEDDING)
+        return d->hidden_size;
+    const int32_t hr = d->proj_size > 0 ? d->proj_size : d->hidden_size;
+    return (d->num_directions == 2 && d->merge_mode == LSTMRT_MERGE_CONCAT) ? 2 * hr : hr;
 }
 
 int64_t lstmrt_layer_weight_floats(const lstmrt_layer_desc *d, int32_t direction, int32_t slot)
@@ -177,6 +182,7 @@ int64_t lstmrt_layer_weight_floats(const lstmrt_layer_desc *d, int32_t direction
             return -1;
         return direction != 0 ? 0 : slot == 0 ? H * I : slot == 2 ? H : 0;
     case LSTMRT_LAYER_AFFINE: return direction == 0 && (slot == 0 || slot == 2) ? I : 0;
+    case LSTMRT_LAYER_PRELU: return direction == 0 && slot == 0 ? I : 0;
     case LSTMRT_LAYER_NORM: /* the RMS modes have no shift */
         return direction == 0 && (slot == 0 || (slot == 2 && d->norm_mode == LSTMRT_NORM_LAYER)) ? I : 0;
     case LSTMRT_LAYER_EMBEDDING:
@@ -270,11 +276,7 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
 {
     L->kind = d->kind;
     L->input_size = d->input_size;
-    L->hidden_size = d->kind == LSTMRT_LAYER_ACTIVATION || d->kind == LSTMRT_LAYER_AFFINE ||
-                             d->kind == LSTMRT_LAYER_NORM || d->kind == LSTMRT_LAYER_GLOBAL_POOL ||
-                             d->kind == LSTMRT_LAYER_ADD
-                         ? d->input_size
-                         : d->hidden_size;
+    L->hidden_size = keeps_width(d->kind) ? d->input_size : d->hidden_size;
     L->proj_size = d->proj_size;
     L->state_h_size = d->proj_size > 0 ? d->proj_size : L->hidden_size;
     L->output_size = layer_output_size(d);
@@ -313,6 +315,7 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
                 L->vec_a[j] = 1.0f;
         ALLOC(L->vec_b, w->bias_ih, d->input_size);
         return LSTMRT_STATUS_OK;
+    case LSTMRT_LAYER_PRELU: ALLOC(L->vec_a, w->weight_ih, d->input_size); return LSTMRT_STATUS_OK;
     case LSTMRT_LAYER_EMBEDDING:
         ALLOC(L->vec_a, w->weight_ih, (int64_t)d->num_embeddings * d->hidden_size);
         return LSTMRT_STATUS_OK;

@@ -10,6 +10,7 @@ void test_lengths_match_unpadded(void);
 void test_final_only_long_sequence(void);
 void test_special_values(void);
 void test_activation_special_values(void);
+void test_prelu_special_values(void);
 
 /* test_streams.c */
 void test_stream_invariants(void);

@@ -90,6 +90,7 @@ int64_t desc_floats(const lstmrt_layer_desc *d, int dir, int slot)
     }
     case LSTMRT_LAYER_DENSE: return slot == 0 ? H * I : slot == 2 ? H : 0;
     case LSTMRT_LAYER_AFFINE: return slot == 0 || slot == 2 ? I : 0;
+    case LSTMRT_LAYER_PRELU: return slot == 0 ? I : 0;
     case LSTMRT_LAYER_NORM: return slot == 0 || (slot == 2 && d->norm_mode == LSTMRT_NORM_LAYER) ? I : 0;
     case LSTMRT_LAYER_EMBEDDING: return slot == 0 ? (int64_t)d->num_embeddings * H : 0;
     default: return 0;

@@ -218,6 +218,13 @@ static void ref_layer(const lstmrt_layer_desc *d, int T, int end, const double *
             for (int j = 0; j < O; j++)
                 y[t * O + j] = x[t * I + j] * w->weight_ih[j] + w->bias_ih[j];
         return;
+    case LSTMRT_LAYER_PRELU:
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < O; j++) {
+                const double v = x[t * I + j];
+                y[t * O + j] = v >= 0.0 ? v : w->weight_ih[j] * v;
+            }
+        return;
     case LSTMRT_LAYER_NORM:
         for (int t = 0; t < T; t++)
             ref_norm(d, x + (int64_t)t * I, y + (int64_t)t * O);

@@ -19,6 +19,7 @@ int layer_out(const lstmrt_layer_desc *d)
     switch (d->kind) {
     case LSTMRT_LAYER_ACTIVATION:
     case LSTMRT_LAYER_AFFINE:
+    case LSTMRT_LAYER_PRELU:
     case LSTMRT_LAYER_NORM:
     case LSTMRT_LAYER_GLOBAL_POOL:
     case LSTMRT_LAYER_ADD: return d->input_size;
@@ -89,6 +90,13 @@ void add_weights(spec *s)
                 w->weight_ih = random_floats(I, 2.0);
                 w->bias_ih = random_floats(I, 1.0);
                 break;
+            case LSTMRT_LAYER_PRELU: { /* slopes of both signs; with 2 features or more, a 0 (a relu) first */
+                float *slope = random_floats(I, 1.5);
+                if (I > 1)
+                    slope[0] = 0.0f;
+                w->weight_ih = slope;
+                break;
+            }
             case LSTMRT_LAYER_NORM: /* RMS modes have no shift */
                 w->weight_ih = random_floats(I, 2.0);
                 w->bias_ih = d->norm_mode == LSTMRT_NORM_LAYER ? random_floats(I, 1.0) : NULL;
@@ -383,6 +391,14 @@ void make_spec(int which, spec *s)
         set_act(push(s, LSTMRT_LAYER_ACTIVATION, 4, 0), 0, LSTMRT_ACT_SPARSE_PLUS, 0.0f);
         set_act(push(s, LSTMRT_LAYER_DENSE, 4, 3), 0, LSTMRT_ACT_SPARSE_SIGMOID, 0.0f);
         set_act(push(s, LSTMRT_LAYER_ACTIVATION, 3, 0), 0, LSTMRT_ACT_SPARSE_SIGMOID, 0.0f);
+        break;
+    case 34: /* on the model input, on h, on a dense output of one feature */
+        name = "prelu 7 + lstm 7-17 + prelu 17 + dense 17-1 + prelu 1";
+        push(s, LSTMRT_LAYER_PRELU, 7, 0);
+        push(s, LSTMRT_LAYER_LSTM, 7, 17);
+        push(s, LSTMRT_LAYER_PRELU, 17, 0);
+        push(s, LSTMRT_LAYER_DENSE, 17, 1);
+        push(s, LSTMRT_LAYER_PRELU, 1, 0);
         break;
     }
     snprintf(s->name, sizeof s->name, "%s", name);

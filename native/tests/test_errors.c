@@ -21,7 +21,7 @@ void test_model_create_errors(void)
     EXPECT_FAIL(lstmrt_model_create(ok.layers, 5000, &m), INVALID);
 
     /* One broken field at a time, on otherwise valid layers. */
-    enum { NCASES = 39 };
+    enum { NCASES = 41 };
     for (int c = 0; c < NCASES; c++) {
         spec s = ok;
         lstmrt_layer_desc *d = &s.layers[0];
@@ -130,6 +130,14 @@ void test_model_create_errors(void)
             d->kind = LSTMRT_LAYER_ADD;
             d->add_offset = INT32_MAX;
             break;
+        case 39: /* a slope has no default */
+            d->kind = LSTMRT_LAYER_PRELU;
+            d->weights[0].weight_ih = NULL;
+            break;
+        case 40:
+            d->kind = LSTMRT_LAYER_PRELU;
+            d->num_directions = 2;
+            break;
         }
         snprintf(context, sizeof context, "model_create broken field case %d", c);
         m = (lstmrt_model_t *)&ok;
@@ -170,6 +178,25 @@ void test_model_create_errors(void)
     s.layers[2].add_from = 3;
     EXPECT_FAIL(lstmrt_model_create(s.layers, s.n, &m), INVALID);
     CHECK(m == NULL && strstr(lstmrt_last_error(), "add_from 3 must be in [0, 2]") != NULL);
+
+    /* A prelu: its slope named when missing; its width is its input's, whatever hidden_size says. */
+    {
+        spec t;
+        start_spec(&t, 90, "model_create prelu");
+        push(&t, LSTMRT_LAYER_PRELU, 7, 0);
+        push(&t, LSTMRT_LAYER_DENSE, 7, 3);
+        add_weights(&t);
+        t.layers[0].hidden_size = 5;
+        CHECK(lstmrt_model_create(t.layers, 2, &m) == LSTMRT_STATUS_OK && lstmrt_model_output_size(m) == 3);
+        lstmrt_model_free(m);
+        t.layers[1].input_size = 5;
+        EXPECT_FAIL(lstmrt_model_create(t.layers, 2, &m), INVALID);
+        CHECK(m == NULL && strstr(lstmrt_last_error(), "layer 1: input_size 5 but layer 0 outputs 7 features") != NULL);
+        t.layers[1].input_size = 7;
+        t.layers[0].weights[0].weight_ih = NULL;
+        EXPECT_FAIL(lstmrt_model_create(t.layers, 2, &m), INVALID);
+        CHECK(m == NULL && strstr(lstmrt_last_error(), "layer 0: prelu slope (weight_ih) is NULL") != NULL);
+    }
 
     /* A success afterwards clears the message. */
     CHECK(lstmrt_model_create(ok.layers, 1, &m) == LSTMRT_STATUS_OK && m != NULL);
@@ -538,6 +565,8 @@ void test_activation_alpha_errors(void)
         {LSTMRT_LAYER_RNN, 1, LSTMRT_ACT_SQUAREPLUS, 4.0f, "4", 0},
         {LSTMRT_LAYER_GRU, 2, LSTMRT_ACT_LEAKY_RELU, 0.2f, "0.2", 0},
         {LSTMRT_LAYER_AFFINE, 0, LSTMRT_ACT_LEAKY_RELU, 0.2f, "0.2", 0},
+        {LSTMRT_LAYER_PRELU, 0, LSTMRT_ACT_LEAKY_RELU, 0.25f, "0.25", 0}, /* the slope is weight_ih, not alpha */
+        {LSTMRT_LAYER_PRELU, 1, LSTMRT_ACT_SIGMOID, -1.0f, "-1", 0},
         {LSTMRT_LAYER_NORM, 0, LSTMRT_ACT_SIGMOID, 2.0f, "2", 0},
         {LSTMRT_LAYER_EMBEDDING, 1, LSTMRT_ACT_SIGMOID, -1.0f, "-1", 0},
         {LSTMRT_LAYER_GLOBAL_POOL, 0, LSTMRT_ACT_SIGMOID, 3.0f, "3", 0},

@@ -41,6 +41,7 @@ int main(int argc, char **argv)
     RUN(test_final_only_long_sequence);
     RUN(test_special_values);
     RUN(test_activation_special_values);
+    RUN(test_prelu_special_values);
     RUN(test_model_create_errors);
     RUN(test_activation_alpha_errors);
     RUN(test_out_of_memory);

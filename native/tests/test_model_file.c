@@ -448,6 +448,28 @@ void test_model_file_errors(void)
     reseal(f.bytes, f.size);
     LOAD_FAILS(f, INVALID, "layer 3: activation_alpha[0] = -0.7 is not a parameter");
 
+    /* a prelu's slope: one float short, or absent (count 0 and offset 0, as a writer puts an absent array) */
+    spec r;
+    start_spec(&r, 79, "file: prelu 3 + dense 3-2");
+    push(&r, LSTMRT_LAYER_PRELU, 3, 0);
+    push(&r, LSTMRT_LAYER_DENSE, 3, 2);
+    add_weights(&r);
+    const model_file prelu = model_bytes(r.layers, r.n, OPTIONS);
+    const size_t slope = array_ref_at(0, 0, 0);
+    CHECK(lstmrt_model_load(prelu.bytes, prelu.size, &m) == LSTMRT_STATUS_OK);
+    lstmrt_model_free(m);
+    snprintf(context, sizeof context, "model file: prelu slope one float short");
+    f = copy_file(prelu);
+    put_u64(f.bytes + slope + 8, 2);
+    reseal(f.bytes, f.size);
+    LOAD_FAILS(f, INVALID, "layer 0 direction 0: weight_ih holds 2 floats; the layer's sizes need 3");
+    snprintf(context, sizeof context, "model file: prelu without a slope");
+    f = copy_file(prelu);
+    put_u64(f.bytes + slope, 0);
+    put_u64(f.bytes + slope + 8, 0);
+    reseal(f.bytes, f.size);
+    LOAD_FAILS(f, INVALID, "layer 0: prelu slope (weight_ih) is NULL");
+
     snprintf(context, sizeof context, "model file: NULL arguments");
     m = (lstmrt_model_t *)&s;
     EXPECT_FAIL(lstmrt_model_load(NULL, size, &m), INVALID);
@@ -492,16 +514,18 @@ static int load_damaged(const unsigned char *bytes, size_t size)
     return 1;
 }
 
-/* embedding 4x2 + norm 2 + bi-gru 2-2 + add + average pool 4 + dense 4-2: the other kinds and fields of a record. */
+/* embedding 4x2 + norm 2 + prelu 2 + bi-gru 2-2 + add + average pool 4 + dense 4-2: the other kinds and fields of a
+ * record. */
 static void kinds_spec(spec *s)
 {
-    start_spec(s, 78, "file: embedding, norm, bi-gru, add, pool, dense");
+    start_spec(s, 78, "file: embedding, norm, prelu, bi-gru, add, pool, dense");
     push(s, LSTMRT_LAYER_EMBEDDING, 1, 2)->num_embeddings = 4;
     push(s, LSTMRT_LAYER_NORM, 2, 0)->epsilon = 1e-3f;
+    push(s, LSTMRT_LAYER_PRELU, 2, 0);
     lstmrt_layer_desc *d = push(s, LSTMRT_LAYER_GRU, 2, 2);
     d->num_directions = 2;
     d->linear_before_reset = 0;
-    push(s, LSTMRT_LAYER_ADD, 4, 0)->add_from = 3;
+    push(s, LSTMRT_LAYER_ADD, 4, 0)->add_from = 4;
     push(s, LSTMRT_LAYER_GLOBAL_POOL, 4, 0)->pool_mode = LSTMRT_POOL_AVERAGE;
     push(s, LSTMRT_LAYER_DENSE, 4, 2);
     add_weights(s);

@@ -1,5 +1,5 @@
 /* predict on every model kind: properties, against the float64 reference, a wide batch, lengths, final_only
- * over long sequences, special values, and every activation at special values. */
+ * over long sequences, special values, and every activation and PReLU at special values. */
 #include <float.h>
 
 #include "cases.h"
@@ -285,4 +285,46 @@ void test_activation_special_values(void)
         lstmrt_model_free(m);
         arena_reset();
     }
+}
+
+/* PReLU at special values against its definition, bit for bit, each slope at its own feature: x >= 0 returns x itself
+ * (-0.0 stays -0.0), x < 0 the float product slope * x (-inf with slope 0 is NaN), NaN stays NaN. A denormal x counts
+ * as ±0 in the flush-to-zero mode of the calls (docs/kernels.md): it comes back as it is, or as the product where
+ * that mode does not exist. A stream's steps compute the same bits. */
+void test_prelu_special_values(void)
+{
+    static const float xs[] = {0.0f,   -0.0f,   INFINITY, -INFINITY, NAN,     1e30f, -1e30f, FLT_MAX, -FLT_MAX,
+                               1e-30f, -1e-30f, 1e-45f,   -1e-45f,   -3e-39f, 0.5f,  -0.5f,  -3.0f,   20.0f};
+    static const float slopes[] = {0.25f, -0.5f, 0.0f, -0.0f, 1.0f, 1e-3f, -3.0f, 1e20f, INFINITY, -INFINITY, NAN};
+    enum { T = sizeof xs / sizeof xs[0], F = sizeof slopes / sizeof slopes[0] };
+    spec s;
+    start_spec(&s, 91, "prelu special values");
+    push(&s, LSTMRT_LAYER_PRELU, F, 0)->weights[0].weight_ih = slopes;
+    lstmrt_model_t *m = create_model(&s);
+    lstmrt_stream_t *st = NULL;
+    if (m && CHECK(lstmrt_stream_create(m, 1, &st) == LSTMRT_STATUS_OK)) {
+        float x[T * F], y[T * F], step[F];
+        for (int i = 0; i < T * F; i++)
+            x[i] = xs[i / F];
+        CHECK(lstmrt_model_predict(m, x, 1, T, NULL, NULL, y) == LSTMRT_STATUS_OK);
+        for (int t = 0; t < T; t++) {
+            CHECK(lstmrt_stream_step(st, x + t * F, NULL, step) == LSTMRT_STATUS_OK && same_bits(step, y + t * F, F));
+            for (int f = 0; f < F; f++) {
+                const float v = xs[t], got = y[t * F + f], product = slopes[f] * v;
+                const int itself = same_bits(&got, &v, 1), denormal = v != 0.0f && fabsf(v) < FLT_MIN;
+                int ok;
+                if (isnan(v))
+                    ok = isnan(got);
+                else if (v >= 0.0f || (denormal && itself))
+                    ok = itself;
+                else
+                    ok = isnan(product) ? isnan(got) : same_bits(&got, &product, 1);
+                if (!CHECK(ok))
+                    printf("  x = %g, slope %g: got %g\n", (double)v, (double)slopes[f], (double)got);
+            }
+        }
+    }
+    lstmrt_stream_free(st);
+    lstmrt_model_free(m);
+    arena_reset();
 }

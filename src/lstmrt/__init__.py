@@ -29,6 +29,7 @@ from .layers import (
     Embedding,
     GlobalPooling,
     LayerNorm,
+    PReLU,
     SimpleRNN,
 )
 from .loaders.load import load
@@ -61,6 +62,7 @@ __all__ = [
     "Dense",
     "Activation",
     "Affine",
+    "PReLU",
     "LayerNorm",
     "GlobalPooling",
     "Embedding",

@@ -22,6 +22,7 @@ _KIND = {
     "norm": 7,
     "global_pool": 8,
     "add": 9,
+    "prelu": 10,
 }
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
@@ -439,6 +440,28 @@ class Affine(Layer):
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.input_size)
         d["weights"] = [{"weight_ih": self.scale, "bias_ih": self.shift}]
+        return d
+
+    def _summary(self) -> str:
+        return f"{self.input_size} features"
+
+
+class PReLU(Layer):
+    """y = x if x >= 0 else slope * x, per feature: a leaky ReLU with a learned slope for each feature (torch
+    nn.PReLU(num_parameters=features), Keras PReLU, ONNX PRelu). x = -0.0 gives -0.0 and NaN stays NaN."""
+
+    kind = "prelu"
+
+    def __init__(self, slope):
+        s = np.asarray(slope)
+        if s.ndim != 1 or s.size == 0:
+            raise ValueError(f"PReLU: slope has shape {s.shape}, expected (features,)")
+        self.input_size = self.output_size = int(s.size)
+        self.slope = _weight(slope, "slope", (s.size,), "PReLU")
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.input_size)
+        d["weights"] = [{"weight_ih": self.slope}]
         return d
 
     def _summary(self) -> str:

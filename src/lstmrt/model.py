@@ -10,8 +10,8 @@ from .layers import Add, Bidirectional, Embedding, GlobalPooling, Layer, is_recu
 
 
 class Model:
-    """A chain of layer specs (lstmrt.LSTM, GRU, SimpleRNN, Bidirectional, Dense, Activation, Affine, LayerNorm,
-    GlobalPooling, Embedding, Add) in the canonical layout of docs/math.md.
+    """A chain of layer specs (lstmrt.LSTM, GRU, SimpleRNN, Bidirectional, Dense, Activation, Affine, PReLU,
+    LayerNorm, GlobalPooling, Embedding, Add) in the canonical layout of docs/math.md.
 
     `return_sequences=False` makes `predict` return only each sequence's last output (Keras semantics);
     streams always return the output for the sequence ending at the current step. `squeeze_output=True` (a model

@@ -29,6 +29,7 @@ from .layers import (
     Embedding,
     GlobalPooling,
     LayerNorm,
+    PReLU,
     SimpleRNN,
 )
 from .model import Model
@@ -176,6 +177,8 @@ def _spec(d: dict):
     if kind == "affine":
         ones, zeros = np.ones(n_in, np.float32), np.zeros(n_in, np.float32)
         return Affine(_or(w["weight_ih"], ones), _or(w["bias_ih"], zeros))
+    if kind == "prelu":
+        return PReLU(w["weight_ih"])
     if kind == "norm":
         mode = LayerNorm.MODES[d["norm_mode"]]
         return LayerNorm(n_in, scale=w["weight_ih"], shift=w["bias_ih"], epsilon=d["epsilon"], mode=mode)

@@ -1,7 +1,8 @@
 """The ONNX ops that compute on the data, read as lstmrt layers: recurrent nodes (LSTM, GRU, RNN), MatMul / Gemm
-(Dense), a per-feature Add / Sub / Mul / Div by a constant (a Dense's bias or an Affine), an Add of two data values
-(a skip connection), Gather of token ids (Embedding) and element-wise activations, merged into the Dense before them
-where they fit. Part of the graph reader (onnx_graph.GraphReader), whose state and bookkeeping they use."""
+(Dense), a per-feature Add / Sub / Mul / Div by a constant (a Dense's bias or an Affine), PRelu with a slope per
+feature (PReLU), an Add of two data values (a skip connection), Gather of token ids (Embedding) and element-wise
+activations, merged into the Dense before them where they fit. Part of the graph reader (onnx_graph.GraphReader),
+whose state and bookkeeping they use."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import numpy as np
 
 from .. import activations as acts
 from ..errors import CorruptFileError, LoadError
-from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding
+from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding, PReLU
 from . import onnx_activations
 from . import onnx_fold as fold
 from .onnx_layers import recurrent_spec
-from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, Data, Final, LengthsInput, StateInput, Zeros
+from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, UNIT, Data, Final, LengthsInput, StateInput, Zeros
 
 _CLIPS = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh"}  # Clip's (min, max) -> lstmrt activation
 
@@ -142,15 +143,21 @@ class ComputeOps:
         return [self._output(x)]
 
     def _op_PRelu(self, node, x, slope):
-        """PRelu with one slope for all: leaky_relu(slope) (torch's nn.PReLU() exports a (1, 1) slope)."""
+        """PRelu with one slope for all is leaky_relu(slope), an activation (torch's nn.PReLU() exports a (1, 1)
+        slope); with one slope per feature (nn.PReLU(features)), a PReLU layer of its own after the chain."""
         if not isinstance(slope, np.ndarray) or fold.symbolic(slope) or slope.dtype.kind not in "fiu":
             raise self._refuse(node, "has a slope computed at run time")
-        if slope.size != 1:
-            raise self._refuse(
-                node, f"has a slope of shape {slope.shape}, not one value: lstmrt's leaky_relu has no per-feature slope"
-            )
-        name = acts.with_parameter("leaky_relu", float(slope.reshape(-1)[0]), where="PRelu slope")
-        return [self._activation(node, x, name)]
+        if slope.size == 1:
+            name = acts.with_parameter("leaky_relu", float(slope.reshape(-1)[0]), where="PRelu slope")
+            return [self._activation(node, x, name)]
+        if not isinstance(x, Data):
+            raise self._refuse(node, "applies PRelu to a final state")
+        slopes = self._per_feature(node, x, slope, what="slope")
+        bad = np.flatnonzero(~np.isfinite(slopes))
+        if bad.size:  # refused as leaky_relu refuses a non-finite slope
+            raise self._refuse(node, f"has a non-finite slope {slopes[bad[0]]} for feature {bad[0]}")
+        self._append(PReLU(slopes))
+        return [self._output(x)]
 
     def _op_Log(self, node, x):
         """Log of a Sigmoid's output: log_sigmoid, which is torch's nn.LogSigmoid as both its exporters write it."""
@@ -242,22 +249,38 @@ class ComputeOps:
         if x.features not in (None, size):
             raise self._refuse(node, f"expects {size} features; the layers before output {x.features}")
 
-    def _per_feature(self, node, x, c) -> np.ndarray:
-        """A constant broadcast over batch and time: one value per feature (or one for all)."""
+    def _per_feature(self, node, x, c, what="constant") -> np.ndarray:
+        """A constant that varies along no axis of x but the features, and the directions of a bidirectional layer
+        not yet concatenated, wherever these axes are (ONNX aligns the constant's axes with the data's last ones):
+        one value per feature of the lstmrt layer (or one for all), directions first as the concatenation has them."""
         if not isinstance(c, np.ndarray) or fold.symbolic(c) or c.dtype.kind not in "fiu":
             raise self._refuse(node, "combines the data with a value computed at run time")
         self._check_latest(node, x)
-        if not x.axes or x.axes[-1] != FEATURES:
-            raise self._refuse(
-                node, f"combines axis {x.axes[-1] if x.axes else None} with a constant, not the features"
-            )
-        features = x.features
-        flat = c.reshape(-1).astype(np.float32)
-        if c.ndim > len(x.axes) or c.ndim and any(n != 1 for n in c.shape[:-1]) or flat.size not in (1, features):
-            raise self._refuse(node, f"combines the data with a constant of shape {c.shape}, not one per feature")
-        if features is None:
-            raise self._refuse(node, "combines data of an unknown feature count with a constant")
-        return np.broadcast_to(flat, (features,)).copy()
+        if x.features is None:
+            raise self._refuse(node, f"combines data of an unknown feature count with a {what}")
+        if c.ndim > len(x.axes):
+            raise self._refuse(node, f"combines data of axes {x.axes} with a {what} of more axes, shape {c.shape}")
+        aligned = c.reshape((1,) * (len(x.axes) - c.ndim) + c.shape)
+        for i, (tag, n, size) in enumerate(zip(x.axes, aligned.shape, x.sizes)):
+            if n != 1 and tag not in (DIRECTIONS, FEATURES):
+                raise self._refuse(
+                    node,
+                    f"combines the data with a {what} of shape {c.shape} varying along {self._axis_name(tag)} "
+                    f"(axis {i}): lstmrt has one {what} per feature",
+                )
+            if n not in (1, size):
+                counted = "features" if tag == FEATURES else "directions"
+                raise self._refuse(node, f"combines {size} {counted} with a {what} of shape {c.shape}")
+        kept = [x.axes.index(tag) for tag in (DIRECTIONS, FEATURES) if tag in x.axes]
+        values = aligned.transpose(kept + [i for i in range(len(x.axes)) if i not in kept])
+        values = values.reshape([aligned.shape[i] for i in kept])
+        return np.broadcast_to(values, [x.sizes[i] for i in kept]).astype(np.float32).reshape(-1)
+
+    def _axis_name(self, tag) -> str:
+        """What an axis tag of a Data value is, for messages (input axes: as the first recurrent node runs)."""
+        if tag in INPUT_AXES:
+            return "time" if tag == (self.time_axis or "x1") else "batch"
+        return {FEATURES: "the features", DIRECTIONS: "the directions", UNIT: "an added axis of size 1"}[tag]
 
 
 def _scalar(value):

@@ -21,6 +21,7 @@ from .torch_tree import (
     CELLS,
     LAST_STEP_ENTRY,
     POOLING_ENTRIES,
+    PRELU,
     RECURRENT,
     SHAPE_ENTRIES,
     SKIP_ENTRIES,
@@ -34,7 +35,7 @@ _CELL_NAMES = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
 _RATIO_KIND = {4: "LSTM", 3: "GRU", 1: "RNN"}
 SUPPORTED = (
     "nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell, nn.Linear, nn.Embedding, nn.LayerNorm, nn.RMSNorm, "
-    "nn.BatchNorm1d and nn.Flatten (after the last step), "
+    "nn.BatchNorm1d and nn.Flatten (after the last step), nn.PReLU, "
     "nn.Sequential/ModuleList of those, activations (" + ", ".join(_ACTIVATIONS) + "), " + ", ".join(_NO_OPS)
 )
 _MAX_PERMUTED = 7  # orders tried for an unordered file (safetensors): 7! = 5040 cheap size checks
@@ -171,6 +172,8 @@ def _variants(unit, two_d: bool = False) -> list:
                 f"{getattr(value, 'dtype', type(value).__name__)}; supported: floating point "
                 "(float32, float16, bfloat16, float64)"
             )
+    if kind == PRELU:
+        return [[_prelu(unit, two_d)]]
     names = set(params)
     if kind in torch_layers.NORMS:
         default_eps = None if kind == "RMSNorm" else 1e-5
@@ -201,9 +204,26 @@ def _variants(unit, two_d: bool = False) -> list:
     if kind is None and weight is not None and weight.ndim == 1:
         what += (
             " (a 1-D weight may be a normalisation layer, such as nn.LayerNorm, whose kind and epsilon a state dict "
-            "does not record: load the module saved whole, torch.save(model), or as TorchScript)"
+            "does not record: load the module saved whole, torch.save(model), or as TorchScript; or an nn.PReLU's "
+            f"slopes: name it 'PReLU({unit.path})' in layers=)"
         )
     raise ArchitectureError(f"module {unit.label} ({_describe(params)}) is {what}; supported: {SUPPORTED}")
+
+
+def _prelu(unit, two_d: bool):
+    """nn.PReLU, or F.prelu with a parameter of a user-defined module, on the data there: (B, F) when two_d."""
+    weight = unit.params.get("weight")
+    if weight is None:
+        raise ArchitectureError(f"module {unit.label} (nn.PReLU) has no weight ({_describe(unit.params)})")
+    where, name = f"module {unit.label}", ""
+    if unit.reason == "F.prelu":
+        attr = unit.path.rpartition(".")[2]
+        where, name = f"parameter {unit.label}", f"F.prelu(x, self.{attr}) with {weight.size} slopes"
+    hint = " (a file without forward() code says where with layers=[..., 'last_step', ...])"
+    try:
+        return torch_layers.prelu_layer(weight, two_d=two_d, name=name, hint=hint)
+    except ValueError as exc:
+        raise ArchitectureError(f"{where}: {exc}") from None
 
 
 def _batch_norm(unit, two_d: bool):

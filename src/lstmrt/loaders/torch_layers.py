@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..layers import GRU, LSTM, Affine, Bidirectional, Dense, Embedding, LayerNorm, SimpleRNN
+from .. import activations as acts
+from ..layers import GRU, LSTM, Activation, Affine, Bidirectional, Dense, Embedding, LayerNorm, PReLU, SimpleRNN
 
 _CELLS = {"LSTM": LSTM, "GRU": GRU, "RNN": SimpleRNN}
 NORMS = ("LayerNorm", "RMSNorm")
@@ -86,3 +87,27 @@ def batch_norm_layer(params: dict, *, eps, prefix: str = "") -> Affine:
         )
     factor = gamma / np.sqrt(var + float(eps))
     return Affine(factor, beta - mean * factor)
+
+
+def prelu_layer(weight, *, two_d: bool, name: str = "", hint: str = ""):
+    """nn.PReLU / F.prelu with slopes `weight`: one slope is leaky_relu(slope), the same on any data; one per feature
+    is a PReLU, read on (B, F) data only (two_d), where torch's channel axis, dim 1, is the features. On a sequence
+    (B, T, F) dim 1 is time (batch without batch_first): torch gives each step its own slope, which no lstmrt layer
+    does. ValueError for what lstmrt refuses, naming the call `name` (default: the module) and ending with `hint`
+    where it refuses a sequence (how to say where the data is (B, F))."""
+    w = np.asarray(weight)
+    where = name or f"nn.PReLU(num_parameters={w.size})"
+    if w.ndim > 1 or w.size == 0:  # torch takes a scalar or 1-D weight of 1 or F slopes
+        raise ValueError(f"{where}: weight has shape {w.shape}, expected (num_parameters,)")
+    if not np.isfinite(w).all():  # a diverged or damaged checkpoint; torch would give NaN at x = 0 (0 * inf)
+        bad = int(np.flatnonzero(~np.isfinite(w.reshape(-1)))[0])
+        raise ValueError(f"{where}: slope {bad} is {w.reshape(-1)[bad]}; lstmrt takes finite slopes only")
+    if w.size == 1:
+        return Activation(acts.with_parameter("leaky_relu", float(w.reshape(-1)[0]), where=where))
+    if not two_d:
+        raise ValueError(
+            f"{where} is applied to a sequence: on (B, T, F) torch takes dim 1 as the channels, one slope per time "
+            "step (per batch row without batch_first), not per feature; lstmrt has one slope per feature and reads "
+            f"{where} on (B, F), after the last step or pooling over time{hint}"
+        )
+    return PReLU(w)

@@ -1,5 +1,5 @@
 """lstmrt.from_torch: a live torch module (nn.LSTM, nn.GRU, nn.RNN, the cells, nn.Linear, nn.Embedding,
-activations, nn.Sequential of those) to an lstmrt Model. torch is imported only by the caller's module."""
+activations, nn.PReLU, nn.Sequential of those) to an lstmrt Model. torch is imported only by the caller's module."""
 
 from __future__ import annotations
 
@@ -86,6 +86,9 @@ def _convert(module) -> list:
             "nn.BatchNorm1d on a sequence (B, T, F) normalizes dim 1 (time), not the features; lstmrt reads it after "
             "a forward() takes the last step or pools over time (lstmrt.load of the whole module)"
         )
+    if name == "PReLU":  # on a sequence: one slope for all, or torch's per-step slopes, which are refused
+        hint = " (lstmrt.load of the whole module, which follows its forward())"
+        return [torch_layers.prelu_layer(_params(module)["weight"], two_d=False, hint=hint)]
     if name == "Flatten":
         raise ValueError(
             "nn.Flatten on a sequence (B, T, F) joins its axes; lstmrt reads it after a forward() takes the last "
@@ -114,6 +117,7 @@ def _convert(module) -> list:
             *torch_layers.NORMS,
             "Sequential",
             *_ACTIVATIONS,
+            "PReLU",
             *_NO_OPS,
         ]
     )

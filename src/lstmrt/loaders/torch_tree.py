@@ -18,7 +18,9 @@ from .torch_pickle import Record
 
 RECURRENT = ("LSTM", "GRU", "RNN")
 CELLS = ("LSTMCell", "GRUCell", "RNNCell")
-LEAVES = (*RECURRENT, *CELLS, "Linear", "Embedding", *NORMS, BATCH_NORM, *_ACTIVATIONS, *_NO_OPS)
+PRELU = "PReLU"  # a leaf with a weight: an activation or a PReLU layer, decided where the data's rank is known
+PRELU_CALL = "prelu"  # in forward order: torch.prelu(x, self.<parameter>), a PRELU unit of the module's parameter
+LEAVES = (*RECURRENT, *CELLS, "Linear", "Embedding", *NORMS, BATCH_NORM, PRELU, *_ACTIVATIONS, *_NO_OPS)
 _CHAINS = ("Sequential",)  # containers whose forward is "apply the children in order"
 _MANGLE = re.compile(r"\.___torch_mangle_\d+")
 LAST_STEP_ENTRY = "last_step"  # in layers=: what out[:, -1] / h_n[-1] does in forward()
@@ -39,7 +41,8 @@ class Unit:
     (out.mean(1), out.max(1)[0]) — `reason` "layers=" when named there; "squeeze" where it squeezes or flattens
     the data (`shape_op` says how: torch_build._squeezed decides what that does); "add_source" / "add" where a skip
     connection reads an earlier point and adds it (`skip`: the point's id; for the add (id, start, end) of the
-    features added, end None for all); "unsupported" with `reason`.
+    features added, end None for all); "PReLU" for an nn.PReLU, or for F.prelu with a parameter of a user-defined
+    module (`reason` "F.prelu", `path` the parameter's); "unsupported" with `reason`.
     guessed_before: the order between the previous unit and this one is registration order, not known forward
     order (a state dict, or a user-defined module whose forward() lstmrt cannot see)."""
 
@@ -138,7 +141,7 @@ _MAX_MODULES = 100_000  # modules visited, counting a shared module each time it
 def units_from_module(record, path: str = "", forward_order=None, _walk=None, *, unread=None) -> list:
     """Leaf units of a module tree. `forward_order(record)` may return the order a user-defined container's
     forward() applies its children (TorchScript code), as ("child", name) / ("activation", name) /
-    (one of SHAPE_ENTRIES, None), or None.
+    (PRELU_CALL, parameter name) / (one of SHAPE_ENTRIES, None), or None.
     A file's tree may share modules (weight tying) but not contain itself, nest past _MAX_DEPTH, or, through
     sharing, expand past _MAX_MODULES visits. `unread`, a list, receives the class names of the user-defined
     modules whose forward() was not read: their children are in registration order, their functional ops unseen."""
@@ -169,7 +172,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
     where = f"module {path!r}" if path else "the root module"
     if torch_nn and name not in ("Sequential", "ModuleList", "ModuleDict"):
         return [Unit(path, "unsupported", params, record, reason=f"{where} is a torch.nn.{name}")]
-    if params:
+    order = _read_forward(record, forward_order, params) if not (torch_nn and name in _CHAINS) else None
+    if set(params) - {item for tag, item in order or () if tag == PRELU_CALL}:
         return [
             Unit(
                 path,
@@ -184,7 +188,6 @@ def _units_from_module(record, path, forward_order, walk) -> list:
     def join(child):
         return f"{path}.{child}" if path else child
 
-    order = forward_order(record) if forward_order and not (torch_nn and name in _CHAINS) else None
     if order is None and not torch_nn:
         walk["unread"].append(name)
     if order is not None:
@@ -199,6 +202,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
                 units.append(Unit(path, tag, {}, skip=item))
             elif tag in SHAPE_ENTRIES:
                 units.append(Unit(path, tag, {}))
+            elif tag == PRELU_CALL:
+                units.append(Unit(join(item), PRELU, {"weight": params[item]}, reason="F.prelu"))
             else:
                 units.append(Unit(path, "activation", {}, activation=item))
         return units
@@ -209,6 +214,19 @@ def _units_from_module(record, path, forward_order, walk) -> list:
             child_units[0] = dataclasses.replace(child_units[0], guessed_before=True)
         units += child_units
     return units
+
+
+def _read_forward(record, forward_order, params):
+    """forward_order(record), or None. A module holding parameters of its own is read only for the one use of them
+    lstmrt follows, torch.prelu's weight: where its forward() cannot be followed, the parameters say more."""
+    if forward_order is None:
+        return None
+    try:
+        return forward_order(record)
+    except ArchitectureError:
+        if params:
+            return None
+        raise
 
 
 def activation_name(entry: str) -> str | None:
@@ -236,6 +254,7 @@ def _listed(names) -> str:
     return ", ".join(map(repr, names[:-1])) + f" or {names[-1]!r}"
 
 
+_NAMED_PRELU = re.compile(r"prelu\(\s*(?P<path>[^()]*?)\s*\)", re.IGNORECASE)  # "PReLU(act)" in layers=
 _SKIP = re.compile(r"\+(?P<point>[^\[\]]+)(?:\[(?P<start>-?\d*):(?P<end>-?\d*)\])?\Z")  # "+input[0:1]", "+rec"
 
 
@@ -264,10 +283,31 @@ def _under(path: str, entry: str) -> bool:
     return path == entry or path.startswith(entry + ".")
 
 
+def _use(unit, entry: str, used: dict) -> None:
+    if id(unit) in used:
+        raise ArchitectureError(f"layers: module {unit.path!r} is named twice (by {used[id(unit)]!r} and {entry!r})")
+    used[id(unit)] = entry
+
+
+def _named_prelu(entry: str, path: str, units: list, used: dict) -> Unit:
+    """The unit of "PReLU(<module>)" in layers=: the module's one parameter, weight, is an nn.PReLU's slopes. A state
+    dict does not record the class of a lone 1-D weight (a normalisation layer's scale has the same), so the user
+    says it; build_model then reads it where layers= puts it, on a sequence or, after "last_step", on (B, F)."""
+    found = [u for u in units if u.path == path and u.kind != "activation"]
+    if len(found) != 1 or found[0].kind not in (None, PRELU) or set(found[0].params) != {"weight"}:
+        what = f"module {path!r} ({found[0].kind or ', '.join(found[0].params)})" if found else f"no module {path!r}"
+        raise ArchitectureError(
+            f"layers: {entry!r} names {what}; PReLU(<module>) names a module whose one parameter, weight, holds an "
+            "nn.PReLU's slopes"
+        )
+    _use(found[0], entry, used)
+    return dataclasses.replace(found[0], kind=PRELU, guessed_before=False)
+
+
 def select_layers(units: list, layers) -> list:
     """The units named by `layers` (module paths, a container's path standing for all its units), activation
-    names, the SHAPE_ENTRIES and skip connections ("+input[0:1]", "+<module>"), in that order. Every unit with
-    parameters must be used exactly once."""
+    names, the SHAPE_ENTRIES, skip connections ("+input[0:1]", "+<module>") and "PReLU(<module>)", in that order.
+    Every unit with parameters must be used exactly once."""
     if isinstance(layers, str) or not all(isinstance(e, str) for e in layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
     chosen, used = [], {}
@@ -279,12 +319,12 @@ def select_layers(units: list, layers) -> list:
         matched = [u for u in units if u.kind != "activation" and _under(u.path, entry)]
         if matched:
             for u in matched:
-                if id(u) in used:
-                    raise ArchitectureError(
-                        f"layers: module {u.path!r} is named twice (by {used[id(u)]!r} and {entry!r})"
-                    )
-                used[id(u)] = entry
+                _use(u, entry, used)
             chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
+            continue
+        prelu = _NAMED_PRELU.fullmatch(entry)
+        if prelu:
+            chosen.append(_named_prelu(entry, prelu["path"], units, used))
             continue
         if entry in SHAPE_ENTRIES:  # "squeeze" in layers=: the one feature's axis dropped, as .view(-1) drops it
             chosen.append(
@@ -297,7 +337,8 @@ def select_layers(units: list, layers) -> list:
             raise ArchitectureError(
                 f"layers: {entry!r} is neither a module in the file (modules: {modules}), an "
                 f"activation (supported: {', '.join(acts.NAMES)}; a parameter in brackets, 'leaky_relu(0.01)'), a "
-                f"skip connection ('+input', '+input[0:1]', '+<module>') nor {_listed(SHAPE_ENTRIES)}"
+                f"skip connection ('+input', '+input[0:1]', '+<module>'), an nn.PReLU ('PReLU(<module>)') nor "
+                f"{_listed(SHAPE_ENTRIES)}"
             )
         chosen.append(Unit(entry, "activation", {}, activation=act, reason="layers="))
     left = [u.path for u in units if u.params and id(u) not in used]

@@ -16,7 +16,7 @@ from . import torchscript_residual as residual
 from . import torchscript_shapes as shapes
 from . import torchscript_steps as steps
 from .torch_activations import IN_PLACE_OPS, SIGNATURES, functional_activation
-from .torch_tree import CELLS, class_name, module_parts, submodule
+from .torch_tree import CELLS, PRELU_CALL, class_name, module_parts, submodule
 from .torchscript_steps import Unfollowable as _Unfollowable
 
 _SIMPLE = {
@@ -66,8 +66,8 @@ def _const(node, default=None):
 
 
 class ForwardOrder:
-    """forward_order(record) -> [("child", name) | ("activation", name) | (one of torch_tree.SHAPE_ENTRIES, None), ...]
-    or None (no code for the class)."""
+    """forward_order(record) -> [("child", name) | ("activation", name) | (PRELU_CALL, parameter name) |
+    (one of torch_tree.SHAPE_ENTRIES, None), ...] or None (no code for the class)."""
 
     def __init__(self, classes: dict):
         self._classes = classes
@@ -76,7 +76,7 @@ class ForwardOrder:
         cls = self._classes.get(record.qualname)
         if cls is None or cls.forward is None:
             return None
-        children = module_parts(record)[1]
+        params, children = module_parts(record)
         numbers = {
             k: v
             for k, v in (record.attrs.items() if isinstance(record.attrs, dict) else ())
@@ -84,7 +84,7 @@ class ForwardOrder:
         }
         try:
             try:
-                return _Walker(cls.forward, children, cls.methods, numbers=numbers).run()
+                return _Walker(cls.forward, children, cls.methods, numbers=numbers, params=params).run()
             except RecursionError:  # expressions nested deeper than any forward() torch writes
                 raise _Unfollowable("expressions nested too deeply") from None
         except _Unfollowable as exc:
@@ -128,11 +128,14 @@ class _Walker:
     or dtype — ("zeros",) — a zero tensor, as an initial state — ("changed", op, code) — a tensor an in-place
     activation changed, under a name other than its result's — and the recurrent results of torchscript_steps."""
 
-    def __init__(self, fn: ast.FunctionDef, children: dict, methods: dict, depth=0, bound=None, numbers=None):
+    def __init__(
+        self, fn: ast.FunctionDef, children: dict, methods: dict, depth=0, bound=None, numbers=None, params=None
+    ):
         args = fn.args.args
         if len(args) < 2 and bound is None:
             raise _Unfollowable("forward takes no input")
         self.children, self.methods, self.depth, self.numbers = children, methods, depth, numbers or {}
+        self.params = params or {}  # the module's own parameters: torch.prelu's weight is read from them
         self.env = {args[0].arg: ("self",)} if args else {}
         if bound is None:
             self.env[args[1].arg] = ("seq", ())
@@ -267,6 +270,8 @@ class _Walker:
                 return ("module", node.attr)
             if node.attr in self.numbers:  # self.num_layers and the like: used in sizes and indices
                 return ("const", self.numbers[node.attr])
+            if node.attr in self.params:
+                return ("param", node.attr)
             return ("attr", node.attr)
         if isinstance(node, ast.Attribute):
             return ("func", dotted_name(node))
@@ -350,6 +355,8 @@ class _Walker:
             return ("seq", items)
         if op in pooling.OPS:
             return pooling.pool(op, items, node, self)
+        if op == "prelu":
+            return ("seq", items + ((PRELU_CALL, self.prelu_weight(node)),))
         act = self.activation(op, node, steps.time_gone(items) is not None)
         if act is None:  # scripted code calls torch.nn.functional through a local name (_0): say which
             named = "" if isinstance(func, ast.Attribute) else f" of {callee[1].replace('__torch__.', '', 1)}"
@@ -360,6 +367,17 @@ class _Walker:
 
     def refuse(self, node):
         raise _Unfollowable(f"call `{_code(node)}`")
+
+    def prelu_weight(self, node) -> str:
+        """The parameter of this module that torch.prelu(x, self.w) (F.prelu, x.prelu) takes its slopes from; the
+        builder decides, at the data's rank there, what layer that is."""
+        weights = node.args[1:] + [k.value for k in node.keywords if k.arg == "weight"]
+        value = self.eval(weights[0]) if len(weights) == 1 and len(node.args) + len(node.keywords) == 2 else None
+        if value is None or value[0] != "param":
+            raise _Unfollowable(
+                f"call `{_code(node)}`: lstmrt reads prelu with a parameter of the module as its weight"
+            )
+        return value[1]
 
     def in_place(self, op, node, functional: bool) -> bool:
         """Whether the activation call `node` changes its input in place: an in-place op (torch.celu_, what traced
@@ -484,7 +502,7 @@ class _Walker:
             bound.setdefault(p, ("const", _const(default)))
         if len(bound) != len(params):
             raise _Unfollowable(f"call `{_code(node)}`")
-        return _Walker(fn, self.children, self.methods, self.depth + 1, bound, self.numbers).execute()
+        return _Walker(fn, self.children, self.methods, self.depth + 1, bound, self.numbers, self.params).execute()
 
     def reshape(self, op, first, node):
         """Slicing and indexing: full slices, and the last step of a sequence (torchscript_steps)."""
