@@ -270,10 +270,11 @@ def _has_weights(group, name) -> bool:
 
 
 class _V3Weights:
-    """layers/<path>/vars/<i>, with sub-objects cell (RNN), forward_layer/backward_layer (Bidirectional) and
-    layer (TimeDistributed) collected in that order: the get_weights() order."""
+    """layers/<path>/vars/<i>, with sub-objects cell (RNN), forward_layer/backward_layer (Bidirectional), layer
+    (TimeDistributed) and activation (a layer object as activation=, e.g. PReLU's alpha) collected in that order:
+    the get_weights() order."""
 
-    _CHILDREN = ("cell", "forward_layer", "backward_layer", "layer")
+    _CHILDREN = ("cell", "forward_layer", "backward_layer", "layer", "activation")
 
     def __init__(self, root, entries):
         self.root, self.paths = root, keras_graph.weights_paths(entries)

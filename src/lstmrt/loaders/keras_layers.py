@@ -25,6 +25,7 @@ from ..layers import (
     Embedding,
     GlobalPooling,
     LayerNorm,
+    PReLU,
     SimpleRNN,
 )
 
@@ -40,6 +41,7 @@ PER_STEP = (
     "TimeDistributed",
     "Embedding",
     "Masking",
+    "PReLU",
 )
 POOLING = {"GlobalAveragePooling1D": "average", "GlobalMaxPooling1D": "max"}
 # Supported layers that do not pass Keras's mask on (supports_masking False), by Keras major version: after them
@@ -51,6 +53,7 @@ SUPPORTED = ", ".join(
     RECURRENT + ("Bidirectional",) + PER_STEP + ACTIVATION_LAYERS + tuple(POOLING) + ("Add",) + NO_OPS
 )
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # the runtime computes in float32
 
 
 class Context:
@@ -67,7 +70,7 @@ class Context:
             if isinstance(value.get("config"), dict):
                 return layer_activation(value.get("class_name"), value["config"], where, elementwise)
             value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
-        if value in ACTIVATION_LAYERS:  # Keras 2 reads a layer's class name as that layer with its defaults
+        if value in ACTIVATION_LAYERS + ("PReLU",):  # Keras 2 reads a layer's class name as that layer
             return layer_activation(value, {}, where, elementwise)
         if value == "hard_sigmoid":  # same name, two formulas: the one of the Keras that wrote the file
             return "hard_sigmoid_v3" if self.major >= 3 else "hard_sigmoid"
@@ -85,6 +88,11 @@ def layer_activation(class_name, cfg: dict, where: str, elementwise: bool = Fals
         return acts.with_parameter("leaky_relu", _number(cfg, key, 0.3, where), where=where)
     if class_name == "ReLU":
         return _relu(cfg, where)
+    if class_name == "PReLU":  # its alpha is a weight: per_step reads it after a Dense's own weights
+        raise ValueError(
+            f"{where}: a PReLU layer as activation= is supported in Dense only (its alpha is a weight, which "
+            "lstmrt's activations do not take)"
+        )
     if class_name == "ELU":
         alpha = _number(cfg, "alpha", 1.0, where)
         if alpha != 1:
@@ -246,14 +254,15 @@ def recurrent(entry, cfg: dict, weights: list, ctx: Context, *, hold: bool, go_b
             reset_after=True,
             **opts,
         )
+    # activations first: one lstmrt cannot run (a PReLU object, whose alpha adds a weight) is the reason to give
+    act = ctx.act(cfg.get("activation", "tanh"), where, elementwise=True)
+    gate = ctx.act(cfg.get("recurrent_activation", "sigmoid"), where, elementwise=True) if cls != "SimpleRNN" else None
     use_bias = cfg.get("use_bias", True)
     _expect(entry, weights, 3 if use_bias else 2)
     kernel, rec = weights[0], weights[1]
     bias = weights[2] if use_bias else None
-    act = ctx.act(cfg.get("activation", "tanh"), where, elementwise=True)
     if cls == "SimpleRNN":
         return SimpleRNN(kernel.T, rec.T, bias, activation=act, **opts)
-    gate = ctx.act(cfg.get("recurrent_activation", "sigmoid"), where, elementwise=True)
     if cls == "LSTM":
         return LSTM(kernel.T, rec.T, bias, activations=(gate, act, act), **opts)
     reset_after = bool(cfg.get("reset_after", True))
@@ -306,28 +315,35 @@ def _count(layer_cfg: dict) -> int:
 
 
 def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features):
-    """Dense / Activation / LeakyReLU / ReLU / ELU / Normalization / Embedding (or TimeDistributed of one) -> specs
-    (maybe none)."""
+    """Dense / Activation / LeakyReLU / ReLU / ELU / PReLU / Normalization / Embedding (or TimeDistributed of one)
+    -> specs (maybe none)."""
     cls, where = entry.class_name, f"Keras layer {entry.name!r} ({entry.class_name})"
     if cls == "TimeDistributed":
         inner = cfg["layer"]
-        allowed = ("Dense", "Activation") + ACTIVATION_LAYERS + NO_OPS
+        allowed = ("Dense", "Activation") + ACTIVATION_LAYERS + ("PReLU",) + NO_OPS
         if inner.get("class_name") not in allowed:
             raise fail(entry, f"wraps {inner.get('class_name')}; supported: {', '.join(allowed)}")
         sub = type(entry)(inner["class_name"], inner["config"], entry.name)
-        return per_step(sub, inner["config"], weights, ctx, input_rank, features)
+        inner_rank = None if input_rank is None else input_rank - 1  # the wrapped layer sees one step: no time axis
+        return per_step(sub, inner["config"], weights, ctx, inner_rank, features)
     if cls in NO_OPS:
         return []
     if cls == "Activation":
         return [Activation(ctx.act(cfg.get("activation"), where))]
     if cls in ACTIVATION_LAYERS:
         return [Activation(layer_activation(cls, cfg, where))]
+    if cls == "PReLU":
+        _expect(entry, weights, 1)
+        return [prelu(entry, cfg, weights[0], input_rank, features)]
     if cls == "Dense":
         if cfg.get("lora_rank"):
             raise fail(entry, "LoRA Dense layers are not supported (merge the LoRA weights into the kernel first)")
         use_bias = cfg.get("use_bias", True)
+        activation = cfg.get("activation")
+        if _is_prelu(activation):
+            return _dense_prelu(entry, activation, weights, use_bias, input_rank)
         _expect(entry, weights, 2 if use_bias else 1)
-        return [Dense(weights[0].T, weights[1] if use_bias else None, activation=ctx.act(cfg.get("activation"), where))]
+        return [Dense(weights[0].T, weights[1] if use_bias else None, activation=ctx.act(activation, where))]
     if cls == "Embedding":
         _expect(entry, weights, 1)
         return [Embedding(weights[0])]
@@ -338,6 +354,65 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
     if cls in ("LayerNormalization", "RMSNormalization"):
         return [_layer_normalization(entry, cls, cfg, weights, input_rank, features)]
     raise fail(entry, f"not supported; supported layers: {SUPPORTED}")
+
+
+def _is_prelu(activation) -> bool:
+    """A PReLU layer object given as activation= (its config), or its class name (a layer with defaults in Keras 2)."""
+    return activation == "PReLU" or (isinstance(activation, dict) and activation.get("class_name") == "PReLU")
+
+
+def _dense_prelu(entry, activation, weights: list, use_bias: bool, input_rank) -> list:
+    """Dense(activation=PReLU(...)): a Dense, then the PReLU, whose alpha Keras lists after the Dense's own weights
+    (kernel, bias, alpha); a single slope is the Dense's leaky_relu activation, as for a LeakyReLU object."""
+    if len(weights) == 1 + use_bias:
+        raise fail(
+            entry,
+            "its PReLU activation has no alpha weight: Keras 3 creates it at the model's first call, so call "
+            "the model once before saving it (or use a PReLU layer after the Dense)",
+        )
+    _expect(entry, weights, 2 + use_bias)
+    kernel, bias = weights[0].T, weights[1] if use_bias else None
+    cfg = (activation.get("config") or {}) if isinstance(activation, dict) else {}
+    what = "its PReLU activation's alpha"
+    spec = prelu(entry, cfg, weights[-1], input_rank, kernel.shape[0], what=what)
+    if isinstance(spec, Activation):
+        return [Dense(kernel, bias, activation=spec.activation)]
+    return [Dense(kernel, bias), spec]
+
+
+def prelu(entry, cfg: dict, alpha, input_rank, features, what: str = "alpha"):
+    """Keras PReLU, relu(x) - alpha * relu(-x). alpha has the input's shape without the batch axis, 1 on the
+    shared_axes: (steps, features) on a sequence, (features,) after the time axis is gone. One value for all is
+    leaky_relu(value); one per feature a PReLU; one per time step is refused, since lstmrt runs any number of
+    steps. Refused by shape, even when the rows are equal, so that a model loads or not whatever its weights."""
+    a = np.asarray(alpha)
+    ndim = None if input_rank is None else input_rank - 1
+    if a.ndim not in (1, 2) or (ndim is not None and a.ndim != ndim):
+        want = {None: "(steps, features) or (features,)", 2: "(steps, features)", 1: "(features,)"}.get(ndim)
+        raise CorruptFileError(
+            f"Keras layer {entry.name!r} ({entry.class_name}): {what} has shape {a.shape}; its input needs {want}"
+        )
+    if a.ndim == 2 and a.shape[0] > 1:
+        raise fail(
+            entry,
+            f"{what} has shape {a.shape}, one slope per time step (shared_axes={cfg.get('shared_axes')!r}): "
+            "lstmrt runs any number of steps, so a slope per step cannot be streamed; build the PReLU with "
+            "shared_axes=[1] (one slope per feature, shared over time)",
+        )
+    a = a.reshape(-1)
+    if features is not None and a.size not in (1, features):
+        raise CorruptFileError(
+            f"Keras layer {entry.name!r} ({entry.class_name}): {what} has {a.size} values for {features} features"
+        )
+    if not (np.all(np.isfinite(a)) and np.all(np.abs(a) <= _FLOAT32_MAX)):
+        raise fail(
+            entry,
+            f"{what} holds inf or NaN (or a value beyond float32): Keras's relu(x) - alpha * relu(-x) is then "
+            "NaN even for x > 0, where lstmrt's PReLU returns x",
+        )
+    if a.size == 1:
+        return Activation(acts.with_parameter("leaky_relu", float(a[0])))
+    return PReLU(a)
 
 
 @dataclasses.dataclass(frozen=True)
