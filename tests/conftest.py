@@ -36,6 +36,19 @@ def keras_framework(version: str):
     return pytest.importorskip("tf_keras")
 
 
+def save_keras(model, fmt: str, base):
+    """(source, layers=) lstmrt loads for `fmt`: the file Keras wrote (`keras`, `h5`), a weights-only file and the
+    architecture (`weights_v3`: `.weights.h5`; `weights_h5`: the legacy save_weights HDF5), or the live model."""
+    if fmt == "live":
+        return model, None
+    if fmt in ("keras", "h5"):
+        model.save(f"{base}.{fmt}")
+        return f"{base}.{fmt}", None
+    path = f"{base}.weights.h5" if fmt == "weights_v3" else f"{base}_weights.h5"
+    model.save_weights(path)
+    return path, model.to_json()
+
+
 @pytest.fixture
 def rng(request):
     """A generator seeded from the test id, so every parametrized case has its own fixed seed."""

@@ -11,7 +11,7 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import assert_close, keras_framework  # noqa: E402
+from conftest import assert_close, keras_framework, save_keras  # noqa: E402
 
 import lstmrt  # noqa: E402
 from lstmrt import CorruptFileError, UnsupportedModelError  # noqa: E402
@@ -123,19 +123,6 @@ def randomize(model, rng):
         layer.set_weights([rng.uniform(-1.0, 1.0, w.shape).astype(np.float32) for w in layer.get_weights()])
 
 
-def save(model, fmt, base):
-    """(source, layers=) lstmrt loads for `fmt`: a file Keras wrote, a weights-only file + the architecture, or the
-    live model."""
-    if fmt == "live":
-        return model, None
-    if fmt in ("keras", "h5"):
-        model.save(f"{base}.{fmt}")
-        return f"{base}.{fmt}", None
-    path = f"{base}.weights.h5" if fmt == "weights_v3" else f"{base}_weights.h5"
-    model.save_weights(path)
-    return path, model.to_json()
-
-
 def summary(model) -> list:
     """lstmrt's layers as the cases spell them: class, PReLU's size, an activation's base name."""
     out = []
@@ -164,7 +151,7 @@ def built(tmp_path_factory):
             if case == "masked":
                 X[0, 2], X[1, T - 2 :] = 0.0, 0.0
             expected = np.asarray(model(X, training=False))  # also builds a PReLU given as activation= (Keras 3)
-            sources = {fmt: save(model, fmt, directory / f"{version}_{case}") for fmt in FORMATS[version]}
+            sources = {fmt: save_keras(model, fmt, directory / f"{version}_{case}") for fmt in FORMATS[version]}
             cache[version, case] = sources, layers, X, expected
         return cache[version, case]
 
@@ -219,7 +206,7 @@ def refusal(version, layer, tmp_path, fmt="keras", alpha=None):
     if alpha is not None:
         weights = model.layers[-1].get_weights()
         model.layers[-1].set_weights(weights[:-1] + [np.broadcast_to(alpha, weights[-1].shape)])
-    source, architecture = save(model, fmt, tmp_path / "m")
+    source, architecture = save_keras(model, fmt, tmp_path / "m")
     with pytest.raises(UnsupportedModelError) as info:
         lstmrt.load(source, layers=architecture)
     return str(info.value)
@@ -289,7 +276,7 @@ def test_refuses_a_dense_prelu_activation_never_built(fmt, tmp_path):
     """Keras 3 creates a PReLU activation's alpha at the model's first call: a model saved before has none."""
     K = keras_framework("keras3")
     model = K.Sequential([K.Input((T, 3)), K.layers.Dense(3, activation=K.layers.PReLU(shared_axes=[1]), name="d")])
-    source, _ = save(model, fmt, tmp_path / "m")
+    source, _ = save_keras(model, fmt, tmp_path / "m")
     with pytest.raises(UnsupportedModelError) as info:
         lstmrt.load(source)
     assert str(info.value) == (

@@ -13,7 +13,7 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import ATOL, assert_close, keras_framework  # noqa: E402
+from conftest import ATOL, assert_close, keras_framework, save_keras  # noqa: E402
 
 import lstmrt  # noqa: E402
 from lstmrt import UnsupportedModelError  # noqa: E402
@@ -336,19 +336,6 @@ def randomize(model, rng):
             layer.set_weights(weights)
 
 
-def save(model, version, fmt, directory, name):
-    """The source load_keras receives for `fmt`, and the layers= argument."""
-    base = os.path.join(directory, f"{version}_{name}")
-    if fmt == "live":
-        return model, None
-    if fmt in ("keras", "h5"):
-        model.save(f"{base}.{fmt}")
-        return f"{base}.{fmt}", None
-    path = f"{base}.weights.h5" if fmt == "weights_v3" else f"{base}_weights.h5"
-    model.save_weights(path)
-    return path, model.to_json()
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """(version, case) -> (sources by format, X, Keras output), each built once."""
@@ -362,7 +349,9 @@ def built(tmp_path_factory):
             model, X = CASES[case](K, rng)
             randomize(model, rng)
             expected = np.asarray(model(X, training=False))
-            sources = {fmt: save(model, version, fmt, directory, case) for fmt in FORMATS[version]}
+            sources = {
+                fmt: save_keras(model, fmt, os.path.join(directory, f"{version}_{case}")) for fmt in FORMATS[version]
+            }
             cache[version, case] = sources, X, expected
         return cache[version, case]
 
