@@ -55,10 +55,25 @@ def torch_files(out: Path) -> list:
         def forward(self, tokens):
             return self.decoder(self.lstm(self.embedding(tokens))[0])
 
+    class LastStep(nn.Module):  # a per-feature PReLU needs (batch, features) data: after the last step
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(3, 4, batch_first=True)
+            self.head = nn.Linear(4, 3)
+            self.act = nn.PReLU(3)
+
+        def forward(self, x):
+            return self.act(self.head(self.gru(x)[0][:, -1]))
+
     torch.manual_seed(SEED)
-    net, tokens = Net().eval(), Tokens().eval()
+    net, tokens, last_step = Net().eval(), Tokens().eval(), LastStep().eval()
+    with torch.no_grad():  # nn.PReLU starts at 0.25 for every feature: distinct slopes, one negative
+        last_step.act.weight.copy_(torch.tensor([0.3, -0.7, 1.4]))
     stack = nn.Sequential(nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, batch_first=True)).eval()
     mlp = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Softmax(dim=-1)).eval()
+    activations = nn.Sequential(
+        nn.Linear(3, 4), nn.PReLU(init=-0.2), nn.Linear(4, 4), nn.LeakyReLU(0.1), nn.Linear(4, 2), nn.CELU(0.5)
+    ).eval()
     legacy = {"_use_new_zipfile_serialization": False}
     files = []
 
@@ -78,10 +93,12 @@ def torch_files(out: Path) -> list:
     )
     add("whole_module.pt", "torch-zip", lambda p: torch.save(stack, p))
     add("whole_module_legacy.pt", "torch-legacy", lambda p: torch.save(mlp, p, **legacy))
+    add("whole_module_activations.pt", "torch-zip", lambda p: torch.save(activations, p))
     with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; its archives are still a format we read
         warnings.simplefilter("ignore")
         add("scripted.pt", "torchscript", lambda p: torch.jit.script(net).save(str(p)))
         add("traced.pt", "torchscript", lambda p: torch.jit.trace(mlp, torch.zeros(1, 2, 3)).save(str(p)))
+        add("scripted_prelu.pt", "torchscript", lambda p: torch.jit.script(last_step).save(str(p)))
     add("state_dict.safetensors", "safetensors", lambda p: save_file(net.state_dict(), str(p)), layers=net_order)
     add(
         "tokens.safetensors",
@@ -94,6 +111,7 @@ def torch_files(out: Path) -> list:
 
 def keras_files(out: Path) -> list:
     import keras
+    import numpy as np
     import tf_keras
 
     files = []
@@ -108,6 +126,18 @@ def keras_files(out: Path) -> list:
         )
         return K.Sequential([K.Input((5, 3)), L.Masking(0.0), rnn, L.Dense(2, activation="tanh")])
 
+    def build_prelu(K):
+        """A slope per feature (shared over time), and activations that take a parameter."""
+        K.utils.set_random_seed(SEED)
+        L = K.layers
+        prelu = L.PReLU(shared_axes=[1])
+        model = K.Sequential(
+            [K.Input((5, 3)), L.LSTM(4, return_sequences=True), prelu, L.Dense(3, activation="leaky_relu")]
+            + [L.Dense(2, activation="squareplus")]
+        )
+        prelu.set_weights([np.array([[0.3, -0.7, 1.4, 0.1]], np.float32)])  # its initializer is zeros
+        return model
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         k3 = build(keras, bidirectional=False)
@@ -118,6 +148,9 @@ def keras_files(out: Path) -> list:
         k3.save_weights(out / "keras3.weights.h5")
         (out / "keras3.json").write_text(k3.to_json())
         files.append({"file": "keras3.weights.h5", "format": "keras", "load": {"layers": "keras3.json"}})
+        prelu = build_prelu(keras)
+        prelu.save(out / "keras3_prelu.keras")
+        files.append({"file": "keras3_prelu.keras", "format": "keras", "load": {}})
         k2 = build(tf_keras, bidirectional=True)
         k2.save(out / "tf_keras.h5")
         files.append({"file": "tf_keras.h5", "format": "keras", "load": {}})
@@ -128,9 +161,10 @@ def keras_files(out: Path) -> list:
 
 
 def onnx_files(out: Path) -> list:
-    """ONNX files: two torch.onnx.export (the TorchScript-based exporter, dynamo=False) with dynamic batch and
-    time axes, a bidirectional LSTM stack and a token model, and a graph built with onnx.helper holding what no
-    exporter writes: an LSTM node with peepholes, clip and non-default activations, a MatMul + Add head."""
+    """ONNX files: three torch.onnx.export (the TorchScript-based exporter, dynamo=False) with dynamic batch and
+    time axes, a bidirectional LSTM stack, a token model and a last-step model with a per-feature PReLU, and a
+    graph built with onnx.helper holding what no exporter writes: an LSTM node with peepholes, clip and
+    non-default activations, a MatMul + Add head."""
     import numpy as np
     import onnx
     import torch
@@ -158,8 +192,20 @@ def onnx_files(out: Path) -> list:
 
     files = []
 
-    def export(name, module, example):
-        axes = {"x": {0: "batch", 1: "time"}, "y": {0: "batch", 1: "time"}}
+    class LastStep(nn.Module):  # a per-feature PRelu after the last step
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 4, batch_first=True)
+            self.head = nn.Linear(4, 3)
+            self.act = nn.PReLU(3)
+
+        def forward(self, x):
+            return self.act(self.head(self.lstm(x)[0][:, -1]))
+
+    files = []
+
+    def export(name, module, example, y_axes=("batch", "time")):
+        axes = {"x": {0: "batch", 1: "time"}, "y": dict(enumerate(y_axes))}
         with warnings.catch_warnings():  # the TorchScript-based exporter's deprecation and tracer warnings
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -176,6 +222,10 @@ def onnx_files(out: Path) -> list:
     torch.manual_seed(SEED)
     export("lstm_stack.onnx", Stack(), torch.zeros(2, 5, 3))
     export("tokens.onnx", Tokens(), torch.zeros(2, 5, dtype=torch.int64))
+    last_step = LastStep()
+    with torch.no_grad():  # distinct slopes, one negative (nn.PReLU starts at 0.25 for every feature)
+        last_step.act.weight.copy_(torch.tensor([0.3, -0.7, 1.4]))
+    export("prelu_last_step.onnx", last_step, torch.zeros(2, 5, 3), y_axes=("batch",))
 
     H, F_IN, F_OUT = 3, 2, 2
     rng = np.random.default_rng(SEED)
@@ -223,13 +273,14 @@ def onnx_files(out: Path) -> list:
 
 
 def model_files(out: Path, lstmrt) -> list:
-    """lstmrt's own model files, saved from corpus files: a bidirectional projected stack, a token model and a
-    masked Keras model (a KerasModel, whose options the file carries)."""
+    """lstmrt's own model files, saved from corpus files: a bidirectional projected stack, a token model, a
+    masked Keras model (a KerasModel, whose options the file carries) and a Keras model with a per-feature PReLU."""
     files = []
     for name, source, args in (
         ("stack.lstmrt", "whole_module.pt", {}),
         ("tokens.lstmrt", "checkpoint.pt", {"layers": ["embedding", "lstm", "decoder"]}),
         ("keras3.lstmrt", "keras3.keras", {}),
+        ("keras3_prelu.lstmrt", "keras3_prelu.keras", {}),
     ):
         lstmrt.load(out / source, **args).save(out / name)
         files.append({"file": name, "format": "lstmrt", "load": {}})
