@@ -97,6 +97,11 @@ def c_case_names():
     return re.findall(r"^\s*RUN\((\w+)\);", (NATIVE / "tests" / "test_lstmrt.c").read_text(), re.M)
 
 
+def c_spec_count() -> int:
+    """The size of the C tests' model catalogue (NUM_SPECS in native/tests/spec.h)."""
+    return int(re.search(r"NUM_SPECS = (\d+)", (NATIVE / "tests" / "spec.h").read_text()).group(1))
+
+
 def lower_tiers(best):
     for order in TIER_ORDER.values():
         if best in order:
@@ -513,10 +518,10 @@ def render(results, owned, meta):
         "no framework: `make -C native test` (`BUILD=<dir>` keeps objects out of the source tree). A float64 "
         "reference (`native/tests/reference.c`) implements "
         "LSTM (projection, peephole, cell clip, non-default activations), GRU (reset after and before), "
-        "SimpleRNN, Dense (softmax, log-softmax), Activation, Affine, LayerNorm (layer, RMS, variance scale), "
+        "SimpleRNN, Dense (softmax, log-softmax), Activation, Affine, PReLU, LayerNorm (layer, RMS, variance scale), "
         "GlobalPooling (average of the active steps, max of every step), Embedding, Add (skip connections from the "
-        "input and from kept layer outputs) and bidirectional merges (concat, sum, mul, ave) from the equations; 29 "
-        "model specs at awkward sizes (1, 3, 5, 7, 9, 16, 17, 33).",
+        "input and from kept layer outputs) and bidirectional merges (concat, sum, mul, ave) from the equations; "
+        f"{c_spec_count()} model specs at awkward sizes (1, 3, 5, 7, 9, 16, 17, 33).",
         "",
         "Test cases: " + ", ".join(f"`{n}`" for n in c_case_names()) + ".",
         "",
