@@ -31,6 +31,28 @@ CORPUS = ROOT / "tests" / "fuzz_corpus"
 SEED = 20261121
 
 
+def last_step_prelu(cell: str):
+    """torch.nn.<cell> (3 -> 4), a Linear on its last step and a per-feature nn.PReLU (which needs (batch, features)
+    data), with distinct slopes, one negative: nn.PReLU starts at 0.25 for every feature."""
+    import torch
+    from torch import nn
+
+    class LastStep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(nn, cell)(3, 4, batch_first=True)
+            self.head = nn.Linear(4, 3)
+            self.act = nn.PReLU(3)
+
+        def forward(self, x):
+            return self.act(self.head(self.rnn(x)[0][:, -1]))
+
+    model = LastStep().eval()
+    with torch.no_grad():
+        model.act.weight.copy_(torch.tensor([0.3, -0.7, 1.4]))
+    return model
+
+
 def torch_files(out: Path) -> list:
     import torch
     from safetensors.torch import save_file
@@ -55,20 +77,8 @@ def torch_files(out: Path) -> list:
         def forward(self, tokens):
             return self.decoder(self.lstm(self.embedding(tokens))[0])
 
-    class LastStep(nn.Module):  # a per-feature PReLU needs (batch, features) data: after the last step
-        def __init__(self):
-            super().__init__()
-            self.gru = nn.GRU(3, 4, batch_first=True)
-            self.head = nn.Linear(4, 3)
-            self.act = nn.PReLU(3)
-
-        def forward(self, x):
-            return self.act(self.head(self.gru(x)[0][:, -1]))
-
     torch.manual_seed(SEED)
-    net, tokens, last_step = Net().eval(), Tokens().eval(), LastStep().eval()
-    with torch.no_grad():  # nn.PReLU starts at 0.25 for every feature: distinct slopes, one negative
-        last_step.act.weight.copy_(torch.tensor([0.3, -0.7, 1.4]))
+    net, tokens, last_step = Net().eval(), Tokens().eval(), last_step_prelu("GRU")
     stack = nn.Sequential(nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, batch_first=True)).eval()
     mlp = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.Softmax(dim=-1)).eval()
     activations = nn.Sequential(
@@ -192,18 +202,6 @@ def onnx_files(out: Path) -> list:
 
     files = []
 
-    class LastStep(nn.Module):  # a per-feature PRelu after the last step
-        def __init__(self):
-            super().__init__()
-            self.lstm = nn.LSTM(3, 4, batch_first=True)
-            self.head = nn.Linear(4, 3)
-            self.act = nn.PReLU(3)
-
-        def forward(self, x):
-            return self.act(self.head(self.lstm(x)[0][:, -1]))
-
-    files = []
-
     def export(name, module, example, y_axes=("batch", "time")):
         axes = {"x": {0: "batch", 1: "time"}, "y": dict(enumerate(y_axes))}
         with warnings.catch_warnings():  # the TorchScript-based exporter's deprecation and tracer warnings
@@ -222,10 +220,7 @@ def onnx_files(out: Path) -> list:
     torch.manual_seed(SEED)
     export("lstm_stack.onnx", Stack(), torch.zeros(2, 5, 3))
     export("tokens.onnx", Tokens(), torch.zeros(2, 5, dtype=torch.int64))
-    last_step = LastStep()
-    with torch.no_grad():  # distinct slopes, one negative (nn.PReLU starts at 0.25 for every feature)
-        last_step.act.weight.copy_(torch.tensor([0.3, -0.7, 1.4]))
-    export("prelu_last_step.onnx", last_step, torch.zeros(2, 5, 3), y_axes=("batch",))
+    export("prelu_last_step.onnx", last_step_prelu("LSTM"), torch.zeros(2, 5, 3), y_axes=("batch",))
 
     H, F_IN, F_OUT = 3, 2, 2
     rng = np.random.default_rng(SEED)
