@@ -14,7 +14,7 @@ from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding, P
 from . import onnx_activations
 from . import onnx_fold as fold
 from .onnx_layers import recurrent_spec
-from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, UNIT, Data, Final, LengthsInput, StateInput, Zeros
+from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, MERGED, UNIT, Data, Final, LengthsInput, StateInput, Zeros
 
 _CLIPS = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh"}  # Clip's (min, max) -> lstmrt activation
 
@@ -25,7 +25,7 @@ class ComputeOps:
     # -- recurrent nodes ----------------------------------------------------------------------------------------
     def _recurrent(self, node, args):
         x = args[0] if args else None
-        if not isinstance(x, Data) or x.depth != len(self.layers) or x.last or x.final_of:
+        if not isinstance(x, Data) or x.depth != len(self.layers) or x.last or x.final_of or x.direction:
             raise self._refuse(node, "reads an input that is not the output of the layers before it")
         layout = node.attrs.get("layout", 0)
         if layout not in (0, 1):
@@ -105,6 +105,8 @@ class ComputeOps:
 
     def _op_Add(self, node, a, b):
         if isinstance(a, Data) and isinstance(b, Data):
+            if _directions(a, b):
+                return [self._merge_directions(node, a, b)]
             return [self._skip(node, a, b)]
         x, c = (a, b) if isinstance(a, Data) else (b, a)
         shift = self._per_feature(node, x, c)
@@ -122,6 +124,8 @@ class ComputeOps:
 
     def _op_Mul(self, node, a, b):
         x, c = (a, b) if isinstance(a, Data) else (b, a)
+        if isinstance(c, Data) and _directions(a, b):
+            return [self._merge_directions(node, a, b)]
         if isinstance(c, Data):
             raise self._refuse(node, "multiplies two data values")
         return self._affine(x, scale=self._per_feature(node, x, c))
@@ -232,7 +236,7 @@ class ComputeOps:
     def _skip(self, node, a, b):
         """Add of two data values: a skip connection, when one is an earlier point of the other's chain."""
         late, early = (a, b) if a.depth >= b.depth else (b, a)
-        if late.depth == early.depth or late.axes != early.axes or late.last or early.last or early.final_of:
+        if late.depth == early.depth or late.axes != early.axes or late.last or early.last or early.final_of or early.direction:
             raise self._refuse(node, "adds two data values that are not a layer's output and an earlier point of it")
         self._check_latest(node, late)
         if late.features != early.features:
@@ -280,7 +284,14 @@ class ComputeOps:
         """What an axis tag of a Data value is, for messages (input axes: as the first recurrent node runs)."""
         if tag in INPUT_AXES:
             return "time" if tag == (self.time_axis or "x1") else "batch"
+        if MERGED in tag:
+            return "batch and time merged"
         return {FEATURES: "the features", DIRECTIONS: "the directions", UNIT: "an added axis of size 1"}[tag]
+
+
+def _directions(a, b) -> bool:
+    """a and b are each one direction of a bidirectional layer (sequence or final state)."""
+    return all(isinstance(p, Data) and (p.direction or p.final_of) for p in (a, b))
 
 
 def _scalar(value):

@@ -8,12 +8,14 @@ from __future__ import annotations
 import numpy as np
 
 from .onnx_proto import NUMPY_TYPES
-from .onnx_values import ZEROS, Opaque, Size, Zeros
+from .onnx_values import MERGED, ZEROS, Opaque, Size, Zeros
 
 # the types a Cast may target; not bfloat16: the decoder's float32 for it would make a data Cast to bfloat16 a no-op
 CAST_TYPES = {code: kind for code, kind in NUMPY_TYPES.items() if code != 16}
 _ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": None, "Equal": np.equal}
-INT_MAX = 2**62  # Slice ends past this mean "to the end" (exporters write INT64_MAX)
+# Slice ends from INT32_MAX on mean "to the end": torch writes INT64_MAX, tf2onnx INT32_MAX; no axis of a sequence
+# lstmrt reads is that long
+INT_MAX = 2**31 - 1
 
 
 # constants a graph builds from shapes are small; a larger one is left uncomputed rather than allocated
@@ -86,6 +88,8 @@ def _fold(node, args: list, opset: int):
         if symbolic(args[1]) or _too_big(args[1]):
             return Opaque("Expand")
         return args[0] * np.ones(tuple(args[1]), args[0].dtype)
+    if op == "ReduceProd":
+        return _product(node, args, opset)
     if op in _ARITHMETIC:
         if symbolic(args[0]) or symbolic(args[1]):
             return Opaque(op + " of run-time sizes")
@@ -93,6 +97,19 @@ def _fold(node, args: list, opset: int):
             return args[0] // args[1] if args[0].dtype.kind in "iu" else args[0] / args[1]
         return _ARITHMETIC[op](args[0], args[1])
     return None
+
+
+def _product(node, args, opset: int):
+    """ReduceProd; of a shape vector's run-time sizes (tf2onnx's batch x time rows for a Dense on a sequence), the
+    size of those axes merged (Size "x0*x1")."""
+    axes, keepdims = axes_of(node, args, opset, 18), node.attrs.get("keepdims", 1)
+    if not symbolic(args[0]):
+        return np.prod(args[0], axis=None if axes is None else tuple(axes), keepdims=bool(keepdims))
+    values = args[0].reshape(-1).tolist()
+    if args[0].ndim != 1 or axes not in (None, [0], [-1]) or any(v != 1 for v in values if not isinstance(v, Size)):
+        return Opaque("ReduceProd of run-time sizes")
+    merged = Size(MERGED.join(v.tag for v in values if isinstance(v, Size)))
+    return np.array([merged] if keepdims else merged, dtype=object)
 
 
 _KEEPS_ZEROS = {"Identity", "Cast", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Slice", "Gather", "Expand"}

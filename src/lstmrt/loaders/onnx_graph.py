@@ -4,7 +4,8 @@ named, so that the Transposes, Squeezes and Reshapes exporters put around recurr
 than matched by pattern. What the model's output depends on and lstmrt cannot compute is refused by name.
 
 The walk and the bookkeeping of the chain of layers are here; the ops are GraphReader's methods from
-onnx_shape_ops.py (ops that move data) and onnx_compute_ops.py (ops that add or change layers)."""
+onnx_shape_ops.py (ops that move data), onnx_compute_ops.py (ops that add or change layers) and onnx_directions.py
+(a bidirectional layer's directions read apart and merged)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..layers import Embedding
 from . import onnx_activations
 from . import onnx_fold as fold
 from .onnx_compute_ops import ComputeOps
+from .onnx_directions import DirectionOps
 from .onnx_shape_ops import ShapeOps
 from .onnx_values import (
     DIRECTIONS,
@@ -51,7 +53,7 @@ _ATTRIBUTE_TYPES = {
 _STALE = "reads a layer's output from before a later node was merged into that layer (the graph branches there)"
 
 
-class GraphReader(ShapeOps, ComputeOps):
+class GraphReader(ShapeOps, ComputeOps, DirectionOps):
     """Reads one OnnxModel; `read()` gives (layers, Model options, facts for load's info)."""
 
     def __init__(self, model, where: str):
@@ -167,7 +169,7 @@ class GraphReader(ShapeOps, ComputeOps):
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} {_STALE}")
         if not isinstance(y, Data) or y.depth == 0 and not self.layers:
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} is not computed from the input")
-        if y.depth != len(self.layers) or y.final_of:
+        if y.depth != len(self.layers) or y.final_of or y.direction:
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} is not the last layer's")
         kept = [a for a, s in zip(y.axes, y.sizes) if not (a in (UNIT, DIRECTIONS) and s == 1)]
         batch_time = [a for a in kept if a in INPUT_AXES]
@@ -265,6 +267,8 @@ class GraphReader(ShapeOps, ComputeOps):
         earlier point, nor one direction's final state)."""
         if x.final_of:
             raise self._refuse(node, "reads one direction's final state of a bidirectional layer (not both)")
+        if x.direction:
+            raise self._refuse(node, "reads one direction of a bidirectional layer's output (not both merged)")
         if x.depth != len(self.layers):
             raise self._refuse(node, "reads a value other than the last layer's output (the graph branches)")
         if x.feature_start is not None:

@@ -91,6 +91,11 @@ class ShapeOps:
         axis = node.attrs.get("axis", 0) % len(x.axes)
         if x.axes[axis] == DIRECTIONS and x.sizes[axis] == 1:
             return [x.drop(axis)]
+        if self._selects_direction(x, axis):
+            return [self._one_direction(node, x, axis, index, keep_axis=False)]
+        final = x.direction and self._direction_final(node, x, axis, index)
+        if final:
+            return [final.drop(axis)]
         if self._is_last_step(x, axis, index):
             return [replace(x.drop(axis), last=True)]
         raise self._refuse(node, f"selects index {index} of axis {x.axes[axis]}; lstmrt reads only the last step")
@@ -104,6 +109,15 @@ class ShapeOps:
                 continue
             if x.axes[axis] == FEATURES and step == 1 and x.features is not None:
                 x = self._feature_slice(node, x, start, end)
+                continue
+            one = step == 1 and (end == start + 1 or start == -1 and end >= fold.INT_MAX)
+            if one and self._selects_direction(x, axis):
+                x = self._one_direction(node, x, axis, start, keep_axis=True)
+                continue
+            final = one and x.direction and self._direction_final(node, x, axis, start)
+            if final:
+                x = replace(final, axes=x.axes[:axis] + (UNIT,) + x.axes[axis + 1 :])
+                x = replace(x, sizes=x.sizes[:axis] + (1,) + x.sizes[axis + 1 :])
                 continue
             if step == 1 and end >= fold.INT_MAX and self._is_last_step(x, axis, start):
                 x = replace(x, axes=x.axes[:axis] + (UNIT,) + x.axes[axis + 1 :], last=True)
@@ -123,19 +137,11 @@ class ShapeOps:
     def _op_Concat(self, node, *parts):
         if all(isinstance(p, Final) for p in parts):
             return [Final(tuple(e for p in parts for e in p.entries))]
-        directions = [p.final_of for p in parts if isinstance(p, Data)]
-        if len(parts) == 2 and all(directions) and [d[1] for d in directions] == [0, 1]:
-            a, b = parts
-            if directions[0][0] == directions[1][0] and node.attrs.get("axis") % len(a.axes) == a.axes.index(FEATURES):
-                spec = self.layers[directions[0][0]]
-                if spec.forward.return_sequences:
-                    self._changed(directions[0][0])
-                    for direction in (spec.forward, spec.backward):
-                        direction.return_sequences = False  # Keras semantics: each direction's final output
-                size = a.features + b.features
-                sizes = tuple(size if s == a.features else s for s in a.sizes)
-                return [replace(a, final_of=None, sizes=sizes, revision=self.revision)]
-        raise self._refuse(node, "concatenates data values (only a bidirectional layer's two final states are read)")
+        if len(parts) == 2 and all(isinstance(p, Data) and (p.direction or p.final_of) for p in parts):
+            return [self._merge_directions(node, *parts)]
+        raise self._refuse(
+            node, "concatenates data values (only a bidirectional layer's two directions are read concatenated)"
+        )
 
     def _single_index(self, node, indices) -> int:
         if not isinstance(indices, np.ndarray) or indices.ndim != 0 or indices.dtype.kind not in "iu":

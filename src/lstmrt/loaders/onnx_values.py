@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 # axis tags of a Data value: the data input's first two axes keep their names ("x0", "x1": which is time is
-# settled by the first recurrent node); "F" features, "D" directions of a recurrent node's Y, "1" an added unit axis
-FEATURES, DIRECTIONS, UNIT = "F", "D", "1"
+# settled by the first recurrent node); "F" features, "D" directions of a recurrent node's Y, "1" an added unit axis;
+# "x0*x1" (or "x1*x0") both input axes merged into rows by a reshape, in that order
+FEATURES, DIRECTIONS, UNIT, MERGED = "F", "D", "1", "*"
 INPUT_AXES = ("x0", "x1")
 
 
@@ -23,7 +24,8 @@ class Size:
 class Data:
     """A tensor computed from the model input by the first `depth` layers of the chain.
     sizes: per axis, an int, or None for the input axes (batch, time). last: the time axis was reduced to the last
-    step. final_of: a bidirectional layer's final state of one direction, (layer, direction), until concatenated.
+    step. final_of: a bidirectional layer's final state of one direction, (layer, direction), until merged.
+    direction: one direction of a bidirectional layer's output sequence, (layer, direction), until merged.
     feature_start: the features are a slice starting there (only a skip connection reads such a slice).
     revision: the reader's count of layer changes when the value was made: an op merged into a layer later (a bias
     or an activation into a Dense) changes what the layer outputs, so a value made before is stale."""
@@ -33,6 +35,7 @@ class Data:
     depth: int
     last: bool = False
     final_of: tuple | None = None
+    direction: tuple | None = None
     feature_start: int | None = None
     revision: int = 0
 
