@@ -4,8 +4,9 @@ named, so that the Transposes, Squeezes and Reshapes exporters put around recurr
 than matched by pattern. What the model's output depends on and lstmrt cannot compute is refused by name.
 
 The walk and the bookkeeping of the chain of layers are here; the ops are GraphReader's methods from
-onnx_shape_ops.py (ops that move data), onnx_compute_ops.py (ops that add or change layers) and onnx_directions.py
-(a bidirectional layer's directions read apart and merged)."""
+onnx_shape_ops.py (ops that move data), onnx_compute_ops.py (ops that add or change layers), onnx_directions.py
+(a bidirectional layer's directions read apart and merged) and onnx_reductions.py (pooling over time, norms over the
+features)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from . import onnx_activations
 from . import onnx_fold as fold
 from .onnx_compute_ops import ComputeOps
 from .onnx_directions import DirectionOps
+from .onnx_reductions import ReductionOps
 from .onnx_shape_ops import ShapeOps
 from .onnx_values import (
     DIRECTIONS,
@@ -43,17 +45,25 @@ _ACTIVATIONS = (*onnx_activations.ELEMENTWISE, "Gelu", "Softmax", "LogSoftmax", 
 # the Python type of each attribute this reader reads, as the decoder gives it (the same name has one ONNX type
 # across the ops here); anything else is a damaged file
 _ATTRIBUTE_TYPES = {
-    **dict.fromkeys(("axis", "to", "allowzero", "transA", "transB", "start", "end", "layout", "hidden_size"), int),
-    **dict.fromkeys(("alpha", "beta", "gamma", "lambd", "bias", "min", "max", "clip"), float),
+    **dict.fromkeys(
+        ("axis", "to", "allowzero", "transA", "transB", "start", "end", "layout", "hidden_size", "keepdims"), int
+    ),
+    **dict.fromkeys(("alpha", "beta", "gamma", "lambd", "bias", "min", "max", "clip", "epsilon"), float),
     **dict.fromkeys(("perm", "axes", "starts", "ends", "activations"), tuple),
     **dict.fromkeys(("approximate", "direction"), str),
     "value": np.ndarray,
 }
 
+_CONTROL_FLOW = ("If", "Loop", "Scan")
+_CONTROL_FLOW_REFUSED = (
+    "is control flow, which lstmrt does not run: it reads recurrent layers only as ONNX LSTM / GRU / RNN nodes "
+    "(tf2onnx leaves as a Loop the Keras layers it cannot convert to plain ops, such as a GRU, a SimpleRNN, a masked "
+    "layer or Keras 3's TimeDistributed: load the Keras file itself)"
+)
 _STALE = "reads a layer's output from before a later node was merged into that layer (the graph branches there)"
 
 
-class GraphReader(ShapeOps, ComputeOps, DirectionOps):
+class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps):
     """Reads one OnnxModel; `read()` gives (layers, Model options, facts for load's info)."""
 
     def __init__(self, model, where: str):
@@ -68,15 +78,22 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps):
 
     def read(self):
         self.nodes = self._live_nodes()
+        for index, node in self.nodes:
+            # refused first: a loop's body reads the data input by name, so the input's role would be missed
+            if node.op_type in _CONTROL_FLOW:
+                raise UnsupportedModelError(f"{self._node_where(index, node)} {_CONTROL_FLOW_REFUSED}")
         self._bind_inputs()
         for index, node in self.nodes:
-            self.node_where = f"{self.where}: node {node.name or '#' + str(index)} ({node.op_type})"
+            self.node_where = self._node_where(index, node)
             args = [self._value(name) if name else None for name in node.inputs]
             outputs = self._run(node, args)
             for name, value in zip(node.outputs, outputs):
                 if name:
                     self.values[name] = value
         return self._outputs()
+
+    def _node_where(self, index, node) -> str:
+        return f"{self.where}: node {node.name or '#' + str(index)} ({node.op_type})"
 
     # -- inputs and outputs -------------------------------------------------------------------------------------
     def _live_nodes(self) -> list:
@@ -204,8 +221,6 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps):
             raise self._refuse(node, f"is in domain {node.domain!r}; lstmrt reads standard ONNX operators")
         if node.op_type in RECURRENT:
             return self._recurrent(node, args)
-        if node.op_type in ("If", "Loop", "Scan"):  # their subgraphs read outer tensors this reader does not follow
-            raise self._refuse(node, "is control flow: export the recurrent layer as an ONNX LSTM / GRU / RNN node")
         data = [a for a in args if isinstance(a, (Data, Final, StateInput, LengthsInput))]
         if any(isinstance(a, Data) and self._stale(a) for a in data):
             raise self._refuse(node, _STALE)

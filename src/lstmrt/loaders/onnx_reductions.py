@@ -1,0 +1,100 @@
+"""The ONNX ops that reduce over an axis of the data: ReduceMean / ReduceMax over time, a GlobalPooling layer (torch's
+out.mean(1) and out.max(1)[0], Keras' GlobalAveragePooling1D / GlobalMaxPooling1D through tf2onnx), and
+LayerNormalization / RMSNormalization over the features, a LayerNorm layer (torch's nn.LayerNorm and nn.RMSNorm).
+Part of the graph reader (onnx_graph.GraphReader)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..layers import GlobalPooling, LayerNorm
+from . import onnx_fold as fold
+from .onnx_values import DIRECTIONS, FEATURES, UNIT, Data, Opaque
+
+_POOLS = {"ReduceMean": "average", "ReduceMax": "max"}
+
+
+class ReductionOps:
+    """GraphReader's methods for the ops that pool over time or normalise over the features."""
+
+    def _op_ReduceMean(self, node, x, axes=None):
+        return [self._pool(node, x, axes)]
+
+    _op_ReduceMax = _op_ReduceMean
+
+    def _pool(self, node, x, axes) -> Data:
+        if not isinstance(x, Data):
+            raise self._refuse(node, "reduces a final state")
+        self._check_latest(node, x)
+        axes = fold.axes_of(node, [x, axes], self.opset, 18)
+        if axes is None:
+            raise self._refuse(node, "reduces over every axis; lstmrt pools over time only")
+        axes = sorted({a % len(x.axes) for a in axes})
+        reduced = [a for a in axes if not (x.axes[a] in (UNIT, DIRECTIONS) and x.sizes[a] == 1)]
+        names = " and ".join(self._axis_name(x.axes[a]) for a in reduced) or "nothing"
+        if len(reduced) != 1 or self._axis_name(x.axes[reduced[0]]) != "time" or x.last:
+            hint = ""
+            if FEATURES in (x.axes[a] for a in reduced):
+                hint = (
+                    " (a layer norm is read as one LayerNormalization node; tf2onnx writes Keras' "
+                    "LayerNormalization as separate ops: load the Keras file itself)"
+                )
+            raise self._refuse(node, f"reduces over {names}; lstmrt pools over time only{hint}")
+        if self.facts.get("lengths_inputs"):
+            raise self._refuse(
+                node,
+                "pools over time in a graph with sequence_lens: ONNX pools the zero steps past each length too, "
+                "lstmrt's pooling only the steps of each sequence",
+            )
+        if x.features is None:
+            raise self._refuse(node, "pools data of an unknown feature count")
+        self._append(GlobalPooling(x.features, _POOLS[node.op_type]))
+        pooled = self._output(x, last=True)  # the pool of the whole sequence is the layer's output at its end
+        if node.attrs.get("keepdims", 1):
+            axes_, sizes = list(pooled.axes), list(pooled.sizes)
+            for a in axes:
+                axes_[a], sizes[a] = UNIT, 1
+            return replace(pooled, axes=tuple(axes_), sizes=tuple(sizes))
+        for a in reversed(axes):
+            pooled = pooled.drop(a)
+        return pooled
+
+    def _op_LayerNormalization(self, node, x, scale, shift=None):
+        return self._norm(node, x, scale, shift, "layer")
+
+    def _op_RMSNormalization(self, node, x, scale):
+        return self._norm(node, x, scale, None, "rms")
+
+    def _norm(self, node, x, scale, shift, mode) -> list:
+        if not isinstance(x, Data):
+            raise self._refuse(node, "normalises a final state")
+        self._check_latest(node, x)
+        axis = node.attrs.get("axis", -1) % len(x.axes)
+        normalised = [a for a in range(axis, len(x.axes)) if not (x.axes[a] in (UNIT, DIRECTIONS) and x.sizes[a] == 1)]
+        if [x.axes[a] for a in normalised] != [FEATURES] or x.features is None:
+            names = " and ".join(self._axis_name(x.axes[a]) for a in normalised)
+            raise self._refuse(node, f"normalises over {names}; lstmrt's LayerNorm normalises each step's features")
+        if DIRECTIONS in x.axes and x.sizes[x.axes.index(DIRECTIONS)] != 1:
+            raise self._refuse(node, "normalises each direction of a bidirectional layer on its own")
+        weights = [self._norm_weight(node, x, w, what) for w, what in ((scale, "scale"), (shift, "bias"))]
+        epsilon = node.attrs.get("epsilon", 1e-5)
+        try:
+            spec = LayerNorm(x.features, scale=weights[0], shift=weights[1], epsilon=epsilon, mode=mode)
+        except ValueError as exc:
+            raise self._refuse(node, f"has parameters lstmrt cannot use: {exc}") from None
+        self._append(spec)
+        statistics = Opaque(f"{node.op_type}'s statistics")
+        return [self._output(x), statistics, statistics]
+
+    def _norm_weight(self, node, x, value, what):
+        """A norm's scale or bias: a constant per feature (one for all is broadcast), or None when absent."""
+        if value is None:
+            return None
+        if not isinstance(value, np.ndarray) or fold.symbolic(value) or value.dtype.kind not in "fiu":
+            raise self._refuse(node, f"has a {what} computed at run time")
+        if value.size not in (1, x.features) or value.size > 1 and value.shape[-1] != value.size:
+            raise self._refuse(node, f"has a {what} of shape {value.shape} for {x.features} features")
+        return np.broadcast_to(value.reshape(-1), (x.features,)).astype(np.float32)
+
