@@ -9,6 +9,9 @@ import warnings
 import numpy as np
 import pytest
 from conftest import assert_cell_close, assert_close
+from onnx_build import recurrent_weights
+from onnx_build import save as _save
+from onnx_build import value as _value
 
 import lstmrt
 from lstmrt.cli import main
@@ -19,7 +22,6 @@ torch = pytest.importorskip("torch")
 helper, numpy_helper, TensorProto, nn = onnx.helper, onnx.numpy_helper, onnx.TensorProto, torch.nn
 
 F_IN, H, F_OUT, T, B = 3, 5, 2, 7, 3  # input, hidden, output features; steps; sequences: small, none equal
-GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 SLOTS = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")  # an LSTM/GRU/RNN node's inputs
 
 
@@ -158,33 +160,8 @@ def _torch_file(name, directory):
 
 
 # -- graphs built with onnx.helper --------------------------------------------------------------------------------
-def _value(name, shape, elem=TensorProto.FLOAT):
-    """A value's type; shape: dimensions, or the rank of a shape left unknown."""
-    return helper.make_tensor_value_info(name, elem, [None] * shape if isinstance(shape, int) else shape)
-
-
-def _save(path, nodes, inputs, outputs, inits, *, opset=14, ir_version=8, **save_options):
-    """Save a graph with onnx.save, checked first by onnx.checker. inits: name -> array."""
-    tensors = [numpy_helper.from_array(value, name) for name, value in inits.items()]
-    graph = helper.make_graph(nodes, "g", inputs, outputs, tensors)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path), **save_options)
-    return path
-
-
 def _weights(rng, op, directions=1, peephole=False):
-    """W, R, B (and P) of an ONNX LSTM/GRU/RNN node, random, by slot name."""
-    gates = GATES[op]
-    shapes = {
-        "W": (gates * H, F_IN),
-        "R": (gates * H, H),
-        "B": (2 * gates * H,),
-        **({"P": (3 * H,)} if peephole else {}),
-    }
-    return {
-        name: (0.5 * rng.standard_normal((directions, *shape))).astype(np.float32) for name, shape in shapes.items()
-    }
+    return recurrent_weights(rng, op, F_IN, H, directions, peephole)
 
 
 def _recurrent_file(

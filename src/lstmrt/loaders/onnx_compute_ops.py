@@ -236,7 +236,14 @@ class ComputeOps:
     def _skip(self, node, a, b):
         """Add of two data values: a skip connection, when one is an earlier point of the other's chain."""
         late, early = (a, b) if a.depth >= b.depth else (b, a)
-        if late.depth == early.depth or late.axes != early.axes or late.last or early.last or early.final_of or early.direction:
+        if (
+            late.depth == early.depth
+            or late.axes != early.axes
+            or late.last
+            or early.last
+            or early.final_of
+            or early.direction
+        ):
             raise self._refuse(node, "adds two data values that are not a layer's output and an earlier point of it")
         self._check_latest(node, late)
         if late.features != early.features:

@@ -44,9 +44,7 @@ class DirectionOps:
         layer, direction = x.direction
         if self._axis_name(x.axes[axis]) != "time":
             return None
-        final = index == -1 or self.static.get(x.axes[axis]) is not None and index == self.static[x.axes[axis]] - 1
-        if direction == 1:
-            final = index == 0
+        final = index == 0 if direction == 1 else self._last_index(node, x, x.axes[axis], index)
         if not final:
             return None
         return replace(x, direction=None, final_of=(layer, direction), last=True)

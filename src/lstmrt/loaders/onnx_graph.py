@@ -186,7 +186,12 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps):
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} {_STALE}")
         if not isinstance(y, Data) or y.depth == 0 and not self.layers:
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} is not computed from the input")
-        if y.depth != len(self.layers) or y.final_of or y.direction:
+        if y.direction or y.final_of:
+            raise UnsupportedModelError(
+                f"{self.where}: the output {outputs[0].name!r} is one direction of a bidirectional layer; lstmrt "
+                "outputs both, merged"
+            )
+        if y.depth != len(self.layers):
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} is not the last layer's")
         kept = [a for a, s in zip(y.axes, y.sizes) if not (a in (UNIT, DIRECTIONS) and s == 1)]
         batch_time = [a for a in kept if a in INPUT_AXES]

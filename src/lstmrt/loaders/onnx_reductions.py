@@ -97,4 +97,3 @@ class ReductionOps:
         if value.size not in (1, x.features) or value.size > 1 and value.shape[-1] != value.size:
             raise self._refuse(node, f"has a {what} of shape {value.shape} for {x.features} features")
         return np.broadcast_to(value.reshape(-1), (x.features,)).astype(np.float32)
-

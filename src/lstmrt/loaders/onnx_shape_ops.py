@@ -16,6 +16,13 @@ from .onnx_reshape import reshape_data
 from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, UNIT, Data, Final, Opaque, Size
 
 
+# ONNX's Y is zero past each sequence's length: its last step is not a shorter sequence's final output
+LAST_STEP_WITH_LENGTHS = (
+    "reads the last step of a sequence in a graph with sequence_lens, where ONNX gives zeros for the sequences "
+    "shorter than the input; Y_h holds each sequence's final output"
+)
+
+
 class ShapeOps:
     """GraphReader's `_op_<OpType>` methods for ops that move data; they use its state and bookkeeping."""
 
@@ -96,7 +103,7 @@ class ShapeOps:
         final = x.direction and self._direction_final(node, x, axis, index)
         if final:
             return [final.drop(axis)]
-        if self._is_last_step(x, axis, index):
+        if self._is_last_step(node, x, axis, index):
             return [replace(x.drop(axis), last=True)]
         raise self._refuse(node, f"selects index {index} of axis {x.axes[axis]}; lstmrt reads only the last step")
 
@@ -119,7 +126,7 @@ class ShapeOps:
                 x = replace(final, axes=x.axes[:axis] + (UNIT,) + x.axes[axis + 1 :])
                 x = replace(x, sizes=x.sizes[:axis] + (1,) + x.sizes[axis + 1 :])
                 continue
-            if step == 1 and end >= fold.INT_MAX and self._is_last_step(x, axis, start):
+            if step == 1 and end >= fold.INT_MAX and self._is_last_step(node, x, axis, start):
                 x = replace(x, axes=x.axes[:axis] + (UNIT,) + x.axes[axis + 1 :], last=True)
                 x = replace(x, sizes=x.sizes[:axis] + (1,) + x.sizes[axis + 1 :])
                 continue
@@ -148,8 +155,15 @@ class ShapeOps:
             raise self._refuse(node, "selects with indices that are not one constant")
         return int(indices)
 
-    def _is_last_step(self, x, axis, index) -> bool:
+    def _is_last_step(self, node, x, axis, index) -> bool:
         tag = x.axes[axis]
         if tag not in INPUT_AXES or x.last or tag != (self.time_axis or tag):
             return False
-        return index == -1 or self.static.get(tag) is not None and index == self.static[tag] - 1
+        return self._last_index(node, x, tag, index)
+
+    def _last_index(self, node, x, tag, index) -> bool:
+        """index is the last along input axis `tag` (time) of x."""
+        last = index == -1 or self.static.get(tag) is not None and index == self.static[tag] - 1
+        if last and self.facts.get("lengths_inputs") and x.depth:
+            raise self._refuse(node, LAST_STEP_WITH_LENGTHS)
+        return last
