@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is impor
 
 import json  # noqa: E402
 import re  # noqa: E402
+import types  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -128,7 +129,7 @@ def case_layernorm(K, rng):
 
 
 def case_bidirectional(K, rng):
-    """All four merge modes; the last Bidirectional returns its final outputs."""
+    """All four merge modes; the last Bidirectional returns its final outputs; a Softmax layer."""
     L = K.layers
     model = K.Sequential(
         [
@@ -137,7 +138,8 @@ def case_bidirectional(K, rng):
             L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum"),
             L.Bidirectional(L.SimpleRNN(3, return_sequences=True), merge_mode="mul"),
             L.Bidirectional(L.GRU(2, reset_after=False), merge_mode="ave"),
-            L.Dense(1),
+            L.Dense(3),
+            L.Softmax(),
         ]
     )
     return model, rng.standard_normal((B, T, 3)).astype(np.float32)
@@ -279,14 +281,13 @@ def case_pooled_max(K, rng):
 
 def case_residual(K, rng):
     """Skip connections: residual recurrent blocks (Add of a layer's input and output), a head added to the output of
-    an earlier block, the functional `add` form; in Keras 3, `x + y` (an ops Add; tf_keras makes it a TFOpLambda)."""
+    an earlier block, the functional `add` form, and `x + y` (Keras 3: an ops Add; tf_keras: a TFOpLambda)."""
     L = K.layers
     inp = K.Input((T, 3))
     h = L.Dense(4, activation="tanh")(inp)
     x = L.Add()([L.LSTM(4, return_sequences=True)(h), h])
-    g = L.GRU(4, return_sequences=True)(x)
-    y = x + g if K.__name__ == "keras" else L.add([x, g])
-    model = K.Model(inp, L.Dense(2)(L.Add()([L.Dense(4)(y), h])))
+    y = x + L.GRU(4, return_sequences=True)(x)
+    model = K.Model(inp, L.Dense(2)(L.add([L.Dense(4)(y), h])))
     return model, rng.standard_normal((B, T, 3)).astype(np.float32)
 
 
@@ -555,6 +556,10 @@ def refusal(version, build):
             ["GRU", "go_backwards", "mask"],
         ),
         (lambda K, L: K.Sequential([K.Input((3,)), L.Dense(2)]), ["(batch, time, features)"]),
+        (
+            lambda K, L: K.Sequential([K.Input((T, 3)), L.LSTM(2, return_sequences=True), L.Softmax(axis=1)]),
+            ["Softmax(axis=1)", "axis -1"],
+        ),
     ],
     ids=[
         "conv1d",
@@ -565,6 +570,7 @@ def refusal(version, build):
         "bidir_reversed",
         "mask_reversed",
         "not_sequence",
+        "softmax_over_time",
     ],
 )
 def test_refuses_unsupported_models(version, build, words):
@@ -672,6 +678,50 @@ def test_refuses_branches_and_states(version):
     _, h, _ = L.LSTM(2, return_state=True)(inp)
     with pytest.raises(ValueError, match="output 1 of Keras layer .* return_state"):
         load_keras(K.Model(inp, L.Dense(1)(h)))
+
+
+@pytest.mark.parametrize("fmt", ["live", "keras", "h5"])
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    "op, names",
+    [
+        (lambda ops, h: h[:, -1, :], ("SlicingOpLambda", "__operators__.getitem", "GetItem")),
+        (lambda ops, h: h * 0.5, ("TFOpLambda", "math.multiply", "Multiply")),
+        (lambda ops, h: ops.mean(h, axis=1), ("TFOpLambda", "math.reduce_mean", "Mean")),
+    ],
+    ids=["last-step-slice", "scale", "mean-over-time"],
+)
+def test_refuses_framework_ops_on_tensors_naming_them(tmp_path, version, fmt, op, names):
+    """A TensorFlow op on a tensor (tf_keras: a TFOpLambda / SlicingOpLambda layer) or a Keras 3 ops node, from every
+    format: refused naming it, never taken for a damaged file (tf_keras writes these layers' inbound nodes in a
+    form of their own; Keras 3 leaves ops nodes out of an .h5's layer list)."""
+    tf = pytest.importorskip("tensorflow")
+    K = keras_framework(version)
+    ops = K.ops if version == "keras3" else types.SimpleNamespace(mean=tf.reduce_mean)
+    inp = K.Input((T, 3))
+    model = K.Model(inp, K.layers.Dense(1)(op(ops, K.layers.LSTM(2, return_sequences=True)(inp))))
+    source, _ = save_keras(model, fmt, tmp_path / "m")
+    with pytest.raises(UnsupportedModelError) as info:
+        lstmrt.load(source)
+    message = str(info.value)
+    assert "not supported" in message, message
+    assert any(name in message for name in names), message
+
+
+@pytest.mark.parametrize("fmt", ["live", "keras", "h5"])
+def test_tf_keras_tensorflow_add_is_a_skip_connection(tmp_path, rng, fmt):
+    """tf.add(x, y) of two tensors of the chain in tf_keras (a TFOpLambda "math.add"), as `x + y`."""
+    tf = pytest.importorskip("tensorflow")
+    K = keras_framework("tf_keras")
+    inp = K.Input((T, 3))
+    h = K.layers.LSTM(3, return_sequences=True)(inp)
+    model = K.Model(inp, K.layers.Dense(2)(tf.add(h, inp)))
+    randomize(model, rng)
+    source, _ = save_keras(model, fmt, tmp_path / "m")
+    X = rng.standard_normal((B, T, 3)).astype(np.float32)
+    loaded = lstmrt.load(source)
+    assert any(isinstance(layer, lstmrt.Add) for layer in loaded.layers)
+    assert_close(loaded.predict(X), model(X))
 
 
 @pytest.mark.parametrize("version", VERSIONS)

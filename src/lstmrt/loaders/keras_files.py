@@ -214,7 +214,7 @@ class _LegacyWeights:
     def __init__(self, group, entries):
         self.group = group
         names = set(group.keys())
-        missing = [e for e in entries if e.name not in names and e.class_name not in _WEIGHTLESS]
+        missing = [e for e in entries if e.name not in names and _weighted(e)]
         self.by_order = {}
         if missing:  # weights of another instance of the architecture: Keras 2 matches weighted layers in order
             stored = [
@@ -222,7 +222,7 @@ class _LegacyWeights:
                 for n in _names(group.attrs.get("layer_names", []), "layer_names")
                 if _has_weights(group, _text(n))
             ]
-            cands = [e for e in entries if e.class_name not in _WEIGHTLESS]
+            cands = [e for e in entries if _weighted(e)]
             if len(stored) != len(cands):
                 raise CorruptFileError(
                     f"the weights file has no weights for Keras layer {missing[0].name!r} "
@@ -253,6 +253,12 @@ _WEIGHTLESS = (
     "Add",
     *keras_graph.MASK_OPS,
 )
+
+
+def _weighted(entry) -> bool:
+    """A layer lstmrt reads that may have weights. Other classes are refused by name later, weights or not (Keras 3
+    leaves its ops nodes, such as GetItem for `x[:, -1]`, out of an .h5's layer list)."""
+    return entry.class_name in keras_layers.CLASSES and entry.class_name not in _WEIGHTLESS
 
 
 def _names(value, what: str) -> list:

@@ -15,6 +15,10 @@ from ..errors import CorruptFileError, UnsupportedModelError
 # Keras 3 traces the mask of a Masking layer / Embedding(mask_zero=True) into the functional graph as these
 # operations; they only feed `mask=` arguments, and the loader re-derives that mask from the input itself.
 MASK_OPS = ("NotEqual", "Any")
+# tf_keras wraps a TensorFlow op called on a tensor (`x + y`, `x[:, -1]`, `tf.reduce_mean(x, 1)`) in these layers;
+# lstmrt reads the sum of two tensors of the chain (a skip connection, as layers.Add), and refuses the rest by name
+OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
+OP_ADDS = ("__operators__.add", "math.add")
 
 
 @dataclass
@@ -103,6 +107,13 @@ def _nodes(layer: dict) -> list:
     for node in layer.get("inbound_nodes") or []:
         if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
             nodes.append((_history(node.get("args", [])), node.get("kwargs") or {}))
+        elif node and isinstance(node[0], str):  # tf_keras op layer: one [layer, node, tensor, kwargs], no list
+            kwargs = dict(node[3]) if len(node) > 3 and isinstance(node[3], dict) else {}
+            tensors = [key for key, value in kwargs.items() if _is_reference(value)]  # `y` of `x + y`
+            args = [tuple(node[:3])] + [tuple(kwargs.pop(key)[:3]) for key in tensors]
+            if kwargs.get("name") is None:
+                kwargs.pop("name", None)
+            nodes.append((args, kwargs))
         else:  # Keras 2: [[layer, node, tensor, kwargs], ...]
             args = [tuple(ref[:3]) for ref in node]
             kwargs = {}
@@ -111,6 +122,16 @@ def _nodes(layer: dict) -> list:
                     kwargs.update(ref[3])
             nodes.append((args, kwargs))
     return nodes
+
+
+def _is_reference(value) -> bool:
+    """A Keras 2 tensor reference, [layer, node, tensor(, kwargs)]."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) in (3, 4)
+        and isinstance(value[0], str)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:3])
+    )
 
 
 def _refs(value) -> list:
@@ -144,7 +165,10 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
         if len(nodes) != 1:
             raise UnsupportedModelError(f"{where} is called {len(nodes)} times: shared layers are not supported")
         args, kwargs = nodes[0]
-        if entry.class_name == "Add" and len(args) == 2:  # keras.layers.Add, or `x + y` (Keras 3's ops Add)
+        if entry.class_name in OP_LAYERS:
+            _check_op_layer(entry, args, kwargs, where)
+        if entry.class_name == "Add" and len(args) == 2 or entry.class_name in OP_LAYERS:
+            # keras.layers.Add, `x + y` (Keras 3's ops Add, tf_keras' TFOpLambda)
             main, skip = _flow_and_point(args, by_name, where)
             args, entry.skip_from = [main], skip[0]
         if len(args) != 1:
@@ -170,6 +194,17 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
                 "input-to-output chain: branching models are not supported"
             )
     return chain
+
+
+def _check_op_layer(entry, args, kwargs, where: str) -> None:
+    """A tf_keras op layer must be `x + y` of two tensors (then an Add); any other TensorFlow op is refused."""
+    function = entry.config.get("function")
+    if function not in OP_ADDS or len(args) != 2 or kwargs:
+        raise UnsupportedModelError(
+            f"{where} is the TensorFlow op {function!r} applied to a tensor: not supported (lstmrt reads `x + y` of "
+            "two tensors of the chain; use Keras layers for the rest, e.g. return_sequences=False for a last step, "
+            "GlobalAveragePooling1D for a mean over time)"
+        )
 
 
 def _flow_and_point(args, by_name: dict, where: str) -> tuple:

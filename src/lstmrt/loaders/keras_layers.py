@@ -48,10 +48,9 @@ POOLING = {"GlobalAveragePooling1D": "average", "GlobalMaxPooling1D": "max"}
 # Keras runs the recurrent and average-pooling layers on every step. (Checked against Keras 3.15 and tf_keras 2.21.)
 MASK_DROPPERS = {2: ("Normalization", "Identity"), 3: ("RMSNormalization",)}
 # Keras activation layers, run as an lstmrt Activation. All of them pass Keras's mask on (Keras 2 and 3).
-ACTIVATION_LAYERS = ("LeakyReLU", "ReLU", "ELU")
-SUPPORTED = ", ".join(
-    RECURRENT + ("Bidirectional",) + PER_STEP + ACTIVATION_LAYERS + tuple(POOLING) + ("Add",) + NO_OPS
-)
+ACTIVATION_LAYERS = ("LeakyReLU", "ReLU", "ELU", "Softmax")
+CLASSES = RECURRENT + ("Bidirectional",) + PER_STEP + ACTIVATION_LAYERS + tuple(POOLING) + ("Add",) + NO_OPS
+SUPPORTED = ", ".join(CLASSES)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # the runtime computes in float32
 
@@ -78,8 +77,8 @@ class Context:
 
 
 def layer_activation(class_name, cfg: dict, where: str, elementwise: bool = False) -> str:
-    """The activation a Keras activation layer computes, as an lstmrt name: LeakyReLU, ReLU and ELU (as layers or
-    as another layer's activation), Softmax over the last axis as another layer's activation. ValueError for
+    """The activation a Keras activation layer computes, as an lstmrt name: LeakyReLU, ReLU, ELU and Softmax over
+    the last axis (as layers or as another layer's activation). ValueError for
     parameters lstmrt does not compute; CorruptFileError for a parameter Keras itself refuses (not a number)."""
     if not isinstance(class_name, str):
         raise CorruptFileError(f"{where}: an activation object without a class name ({class_name!r})")
