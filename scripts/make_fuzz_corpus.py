@@ -170,11 +170,32 @@ def keras_files(out: Path) -> list:
     return files
 
 
+def tf2onnx_bidirectional(path: Path) -> dict:
+    """A Keras 3 Bidirectional stack converted by tf2onnx: sum-merged sequences, a Dense on them, a last step."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    import tf2onnx
+
+    L = keras.layers
+    inp = keras.Input((None, 3))
+    x = L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode="sum")(inp)
+    x = L.Bidirectional(L.LSTM(3))(L.Dense(3, activation="tanh")(x))
+    model = keras.Model(inp, L.Dense(2)(x))
+    rng = np.random.default_rng(SEED)
+    for weight in model.weights:
+        weight.assign(0.5 * rng.standard_normal(weight.shape).astype(np.float32))
+    signature = (tf.TensorSpec((None, None, 3), tf.float32, name="x"),)
+    tf2onnx.convert.from_keras(model, input_signature=signature, opset=17, output_path=str(path))
+    return {"file": path.name, "format": "onnx", "load": {}}
+
+
 def onnx_files(out: Path) -> list:
     """ONNX files: three torch.onnx.export (the TorchScript-based exporter, dynamo=False) with dynamic batch and
-    time axes, a bidirectional LSTM stack, a token model and a last-step model with a per-feature PReLU, and a
-    graph built with onnx.helper holding what no exporter writes: an LSTM node with peepholes, clip and
-    non-default activations, a MatMul + Add head."""
+    time axes, a bidirectional LSTM stack, a token model and a last-step model with a per-feature PReLU; a Keras 3
+    model converted by tf2onnx (each direction sliced out of Y and merged again, a Dense on a sequence through
+    merged rows, last steps ending at INT32_MAX); and a graph built with onnx.helper holding what no exporter
+    writes: an LSTM node with peepholes, clip and non-default activations, a MatMul + Add head."""
     import numpy as np
     import onnx
     import torch
@@ -221,6 +242,7 @@ def onnx_files(out: Path) -> list:
     export("lstm_stack.onnx", Stack(), torch.zeros(2, 5, 3))
     export("tokens.onnx", Tokens(), torch.zeros(2, 5, dtype=torch.int64))
     export("prelu_last_step.onnx", last_step_prelu("LSTM"), torch.zeros(2, 5, 3), y_axes=("batch",))
+    files.append(tf2onnx_bidirectional(out / "tf2onnx_keras3.onnx"))
 
     H, F_IN, F_OUT = 3, 2, 2
     rng = np.random.default_rng(SEED)
