@@ -964,6 +964,21 @@ def test_live_user_module_follows_its_forward_code(rng):
         assert_close(model.predict(X), net(torch.from_numpy(X)).numpy())
 
 
+def test_from_torch_of_a_user_module_follows_its_forward_code(rng):
+    """from_torch(module) of the user's own class reads it as lstmrt.load(module) does (it said "cannot convert torch
+    module"); Model options are refused there (forward() sets them), and a user module inside an nn.Sequential
+    is refused with the hint."""
+    torch.manual_seed(0)
+    net = _ReversedWithTanh().eval()
+    X = rng.standard_normal((2, 7, 6)).astype(np.float32)
+    with torch.no_grad():
+        assert_close(lstmrt.from_torch(net).predict(X), net(torch.from_numpy(X)).numpy())
+    with pytest.raises(ValueError, match="Model options only for torch.nn modules; _ReversedWithTanh"):
+        lstmrt.from_torch(net, return_sequences=False)
+    with pytest.raises(ValueError, match=r"module _ReversedWithTanh \(a module of your own class: lstmrt.load"):
+        lstmrt.from_torch(nn.Sequential(net))
+
+
 def test_live_user_module_the_reader_refuses_asks_for_layers(rng):
     """As its TorchScript file does (it fell back to registration order, silently: right here only because
     lstmrt returns every step, wrong for any op the reader refuses)."""

@@ -121,14 +121,29 @@ def _convert(module) -> list:
             *_NO_OPS,
         ]
     )
-    raise ValueError(f"cannot convert torch module {name}; supported: {supported}")
+    hint = "" if _is_torch_nn(module) else " (a module of your own class: lstmrt.load(module) follows its forward())"
+    raise ValueError(f"cannot convert torch module {name}{hint}; supported: {supported}")
+
+
+def _is_torch_nn(module) -> bool:
+    return type(module).__module__.startswith("torch.nn.")
 
 
 def from_torch(module, **model_kwargs):
     """An lstmrt Model computing what `module` computes (in eval mode: dropout is ignored). Input layout is
-    batch-first (B, T, I) whatever the module's batch_first."""
+    batch-first (B, T, I) whatever the module's batch_first. A module of the user's own class (or a ModuleList /
+    ModuleDict) is read as lstmrt.load(module) reads it, following its forward()."""
     from ..model import Model
 
+    if not _is_torch_nn(module) or type(module).__name__ in ("ModuleList", "ModuleDict"):
+        if model_kwargs:
+            raise ValueError(
+                f"from_torch takes Model options only for torch.nn modules; {type(module).__name__} is read by "
+                "following its forward(), which sets them"
+            )
+        from .load import load
+
+        return load(module)
     layers = _convert(module)
     if not layers:
         raise ValueError(f"torch module {type(module).__name__} contains no layer lstmrt can run")
