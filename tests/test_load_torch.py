@@ -1043,3 +1043,36 @@ def test_live_training_wrappers_are_read_through(wrapper, rng):
         with torch.no_grad():
             assert_close(lstmrt.load(wrapped, layers=names).predict(X), net(torch.from_numpy(X)).numpy())
     assert lstmrt.load(wrapped, prefix=f"{attr}.lstm").layers[0].hidden_size == 6
+
+
+class _StoredState(nn.Module):
+    """The old tutorial style: an initial state kept as a tensor attribute and passed to the recurrent module, which
+    torch.jit.trace captures into the module's code as a tensor constant (CONSTANTS.c0)."""
+
+    def __init__(self, kind, value):
+        super().__init__()
+        self.rnn = getattr(nn, kind)(3, 4, batch_first=True)
+        self.fc = nn.Linear(4, 2)
+        state = torch.full((1, 2, 4), value)
+        self.state = (state, state.clone()) if kind == "LSTM" else state
+
+    def forward(self, x):
+        out, _ = self.rnn(x, self.state)
+        return self.fc(out)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_traced_initial_state_captured_as_a_constant(tmp_path, rng, kind):
+    """Zeros captured by the trace load (they are where lstmrt's streams start); any other captured state is
+    refused naming it (it was read as zeros: a wrong answer)."""
+    torch.manual_seed(0)
+    X = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    for value in (0.0, 0.25):
+        net = _StoredState(kind, value).eval()
+        torch.jit.save(trace(net, torch.from_numpy(X)), tmp_path / "traced.pt")
+        if value:
+            with pytest.raises(ArchitectureError, match="module 'rnn' starts from the initial state CONSTANTS.c0"):
+                lstmrt.load(tmp_path / "traced.pt")
+        else:
+            with torch.no_grad():
+                assert_close(lstmrt.load(tmp_path / "traced.pt").predict(X), net(torch.from_numpy(X)).numpy())

@@ -98,6 +98,12 @@ def _recurrent(unit, kind: str | None) -> list:
             f"module {unit.label}: num_layers={expected}, bidirectional="
             f"{_option(unit, 'bidirectional')} disagree with its parameters {list(params)}"
         )
+    state = _option(unit, "initial_state")
+    if state is not None:  # recorded by TorchScript's reader from a traced module's code
+        raise ArchitectureError(
+            f"module {unit.label} starts from the initial state {state}, a tensor captured when it was traced: "
+            "lstmrt's streams start from zeros (trace a forward that passes no state, then set stream.state)"
+        )
     return torch_layers.recurrent_layers(
         found, params, num_layers=num_layers, bidirectional=bidirectional, nonlinearity=_nonlinearity(unit)
     )

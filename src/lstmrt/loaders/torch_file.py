@@ -31,9 +31,10 @@ def read_zip(path) -> object:
         return unpickle_from_zip(zf, root, "data.pkl", path)
 
 
-def unpickle_from_zip(zf: zipfile.ZipFile, root: str, member: str, source="the archive") -> object:
-    """The object pickled in `root + member`, its storages read from `root + data/<key>`. Each storage's size is
-    checked against the bytes its member holds, and against the load's memory budget, before it is read."""
+def unpickle_from_zip(zf: zipfile.ZipFile, root: str, member: str, source="the archive", storages="data") -> object:
+    """The object pickled in `root + member`, its storages read from `root + <storages>/<key>` (TorchScript keeps
+    its code's tensor constants under constants/). Each storage's size is checked against the bytes its member
+    holds, and against the load's memory budget, before it is read."""
     names = set(zf.namelist())
     byteorder = "<"
     if f"{root}byteorder" in names:
@@ -41,7 +42,7 @@ def unpickle_from_zip(zf: zipfile.ZipFile, root: str, member: str, source="the a
     budget = Budget(source)
 
     def load_storage(key, dtype, numel):
-        name = f"{root}data/{key}"
+        name = f"{root}{storages}/{key}"
         if name not in names:
             raise CorruptPickleError(f"storage {key!r} is missing from the archive ({name})")
         size = zf.getinfo(name).file_size

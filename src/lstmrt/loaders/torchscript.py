@@ -6,7 +6,10 @@ calls (torch.elu(x, 0.5), torch.rnn_relu(...)). The code is parsed with `ast`, n
 from __future__ import annotations
 
 import ast
+import re
 import zipfile
+
+import numpy as np
 
 from ..errors import UnsupportedModelError
 from .safety import MAX_TEXT_BYTES, open_zip, read_member
@@ -78,13 +81,16 @@ def read_torchscript(path):
             )
         classes = read_classes(zf, root, path)
         record = unpickle_from_zip(zf, root, "data.pkl", path)
+        constants = ()
+        if f"{root}constants.pkl" in zf.namelist():  # the tensors traced code names CONSTANTS.c0, c1, ...
+            constants = unpickle_from_zip(zf, root, "constants.pkl", path, storages="constants")
     if not is_module(record):
         raise UnsupportedModelError(f"{path}: the archive's data.pkl holds a {type(record).__name__}, not a module")
-    _attach_options(record, classes, set())
+    _attach_options(record, classes, set(), constants if isinstance(constants, tuple) else ())
     return record, ForwardOrder(classes)
 
 
-def _attach_options(root, classes: dict, seen: set) -> None:
+def _attach_options(root, classes: dict, seen: set, constants: tuple = ()) -> None:
     todo = [root]  # a walk without recursion: a file may nest modules arbitrarily deep
     while todo:
         record = todo.pop()
@@ -98,8 +104,19 @@ def _attach_options(root, classes: dict, seen: set) -> None:
                 attrs.setdefault(key, value)
             if not cls.finals and cls.forward is not None:
                 for key, value in _traced_options(cls.forward).items():
+                    if key == "initial_state" and _zero_constant(value, constants):
+                        continue  # zeros captured by the trace (a stored zero state): what lstmrt starts from
                     attrs.setdefault(key, value)
         todo += module_parts(record)[1].values()
+
+
+def _zero_constant(code: str, constants: tuple) -> bool:
+    """`code` names a tensor constant of the archive (CONSTANTS.c<i>) whose values are all zero."""
+    match = re.fullmatch(r"CONSTANTS\.c(\d+)", code)
+    if match is None or int(match.group(1)) >= len(constants):
+        return False
+    value = constants[int(match.group(1))]
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f" and not value.any()
 
 
 def _literal(node, default=None):
@@ -168,19 +185,44 @@ def _traced_options(forward: ast.FunctionDef) -> dict:
 _RECURRENT_OPS = ("torch.lstm", "torch.gru", "torch.rnn_tanh", "torch.rnn_relu")
 
 
+def _captured_state(hx, assigned: dict, forward: ast.FunctionDef):
+    """The code of an initial state (or of one of its tensors) that is neither torch.zeros nor an argument of the
+    traced forward (which the caller's code passes, and the caller's reader checks); None when there is none."""
+    arguments = {a.arg for a in forward.args.args}
+    parts = hx.elts if isinstance(hx, (ast.List, ast.Tuple)) else [hx]
+    if isinstance(hx, ast.Name) and isinstance(assigned.get(hx.id), (ast.List, ast.Tuple)):
+        parts = assigned[hx.id].elts
+    for part in parts:
+        value = assigned.get(part.id, part) if isinstance(part, ast.Name) else part
+        if isinstance(part, ast.Name) and part.id in arguments and part.id not in assigned:
+            continue
+        if isinstance(value, ast.Call) and dotted_name(value.func) == "torch.zeros":
+            continue
+        return ast.unparse(value)
+    return None
+
+
 def _traced_recurrent(forward: ast.FunctionDef) -> dict:
     """batch_first, and which of its results (output, h_n[, c_n]) a traced nn.LSTM/GRU/RNN returns: tracing keeps
     only what the caller used, so the caller's code alone does not say whether it indexes the output or h_n.
     The op's padded form is (input, hx, params, has_biases, num_layers, dropout, train, bidirectional,
-    batch_first); the packed form has the batch sizes second and no batch_first."""
-    results, found = None, {}
+    batch_first); the packed form has the batch sizes second and no batch_first. Also the initial state when it is
+    neither zeros nor the caller's (initial_state: its code, e.g. a tensor the trace captured, CONSTANTS.c0)."""
+    results, found, assigned = None, {}, {}
     for stmt in forward.body:
         call = getattr(stmt, "value", None)
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            assigned[stmt.targets[0].id] = call
         if isinstance(stmt, ast.Assign) and isinstance(call, ast.Call) and dotted_name(call.func) in _RECURRENT_OPS:
-            if len(call.args) == 9 and isinstance(_literal(call.args[3]), bool):
+            padded = len(call.args) == 9 and isinstance(_literal(call.args[3]), bool)
+            if padded:
                 batch_first = _literal(call.args[8])
                 if isinstance(batch_first, bool):
                     found["batch_first"] = batch_first
+            if len(call.args) > 2:
+                state = _captured_state(call.args[1 if padded else 2], assigned, forward)
+                if state is not None:
+                    found["initial_state"] = state
             target = stmt.targets[0]
             if isinstance(target, ast.Tuple) and all(isinstance(t, ast.Name) for t in target.elts):
                 results = [t.id for t in target.elts]
