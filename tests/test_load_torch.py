@@ -1069,7 +1069,7 @@ def test_traced_initial_state_captured_as_a_constant(tmp_path, rng, kind):
     X = rng.standard_normal((2, 5, 3)).astype(np.float32)
     for value in (0.0, 0.25):
         net = _StoredState(kind, value).eval()
-        torch.jit.save(trace(net, torch.from_numpy(X)), tmp_path / "traced.pt")
+        trace(net, torch.from_numpy(X)).save(str(tmp_path / "traced.pt"))
         if value:
             with pytest.raises(ArchitectureError, match="module 'rnn' starts from the initial state CONSTANTS.c0"):
                 lstmrt.load(tmp_path / "traced.pt")
