@@ -36,3 +36,31 @@ def recurrent_weights(rng, op, inputs, hidden, directions=1, peephole=False):
     return {
         name: (0.5 * rng.standard_normal((directions, *shape))).astype(np.float32) for name, shape in shapes.items()
     }
+
+
+def compare_time_first(path, X, lengths=None):
+    """lstmrt.load(path).predict(X, lengths) against ONNX Runtime running the file fed X (B, T, F) time-first as "X"
+    (and lengths as "sequence_lens"); its output (T, B, O) or (B, O). Returns the loaded model."""
+    import lstmrt
+    from conftest import assert_close
+
+    ort = pytest.importorskip("onnxruntime")
+    feeds = {"X": np.ascontiguousarray(X.transpose(1, 0, 2))}
+    if lengths is not None:
+        feeds["sequence_lens"] = lengths
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    model = lstmrt.load(path)
+    assert_close(model.predict(X, lengths=lengths), want if want.ndim == 2 else want.transpose(1, 0, 2))
+    return model
+
+
+def assert_refused(path, *fragments):
+    """lstmrt.load(path) raises UnsupportedModelError, whose message starts with the path and holds each fragment."""
+    import lstmrt
+
+    with pytest.raises(lstmrt.UnsupportedModelError) as caught:
+        lstmrt.load(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)), message
+    for fragment in fragments:
+        assert fragment in message, message

@@ -12,6 +12,7 @@ from conftest import assert_cell_close, assert_close
 from onnx_build import recurrent_weights
 from onnx_build import save as _save
 from onnx_build import value as _value
+from torch_forms import Pooled
 
 import lstmrt
 from lstmrt.cli import main
@@ -610,6 +611,9 @@ DYNAMO = {  # id -> (module factory, batch_first); "tokens" in the id: the input
     "nn.LSTM+Linear+PReLU(0.15)": (lambda: Chain(_lstm(), _linear_past_one(), nn.PReLU(init=0.15)), True),
     # a slope (1, F_OUT) on the last step's (B, F_OUT)
     "nn.LSTM+fc-out-last-step+PReLU-per-feature": (lambda: LastStep(_lstm(), _fc_prelu(), from_h_n=False), True),
+    # pooling over time (ReduceMean / ReduceMax) and a norm over the features (LayerNormalization)
+    "nn.LSTM+LayerNorm+mean-over-time": (lambda: Pooled(F_IN, H, "mean", norm=True), True),
+    "nn.LSTM+amax-over-time": (lambda: Pooled(F_IN, H, "amax"), True),
     # batch and time dynamic: the exporter computes the Reshape after each node from Shape slices (Mul of D and H)
     "nn.LSTMx2-bidirectional+Linear-dynamic": (
         lambda: Chain(_lstm(num_layers=2, bidirectional=True), nn.Linear(2 * H, F_OUT)),

@@ -4,8 +4,7 @@ running the file; and what must be refused, by node name and reason."""
 
 import numpy as np
 import pytest
-from conftest import assert_close
-from onnx_build import TensorProto, helper, recurrent_weights, save, value
+from onnx_build import TensorProto, assert_refused, compare_time_first, helper, recurrent_weights, save, value
 
 import lstmrt
 
@@ -71,16 +70,8 @@ def _file(path, rng, parts, *, op="LSTM", output="out", lengths=False, rank=3):
     return save(path, nodes, graph_inputs, [value(output, rank)], consts, opset=17)
 
 
-def _compare(path, rng, lengths=None):
-    X = rng.standard_normal((B, T, F_IN)).astype(np.float32)
-    feeds = {"X": np.ascontiguousarray(X.transpose(1, 0, 2))}
-    if lengths is not None:
-        feeds["sequence_lens"] = lengths
-    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    model = lstmrt.load(path)
-    got = model.predict(X, lengths=lengths)
-    assert_close(got, want if want.ndim == 2 else want.transpose(1, 0, 2))
-    return model
+def _inputs(rng):
+    return rng.standard_normal((B, T, F_IN)).astype(np.float32)
 
 
 ACCEPTED = {  # id -> (parts, merge mode, return_sequences)
@@ -112,7 +103,7 @@ def test_directions_merged_as_the_graph_merges_them(tmp_path, rng, name, op):
     build, mode, sequences = ACCEPTED[name]
     output = "out" if "dense" in name else "merged"
     path = _file(tmp_path / "m.onnx", rng, build(rng), op=op, output=output, rank=3 if sequences else 2)
-    model = _compare(path, rng)
+    model = compare_time_first(path, _inputs(rng))
     (bidirectional,) = [layer for layer in model.layers if isinstance(layer, lstmrt.Bidirectional)]
     assert bidirectional.merge_mode == mode
     assert model.return_sequences is sequences
@@ -123,15 +114,7 @@ def test_final_steps_with_sequence_lens_are_each_sequences_own(tmp_path, rng):
     sequences is zero past each length in ONNX Runtime as in lstmrt."""
     lengths = np.array([T, 3, 1], np.int32)
     parts = [_directions(), _merge("Add", "yf", "yb")]
-    _compare(_file(tmp_path / "sum.onnx", rng, parts, lengths=True, output="merged"), rng, lengths)
-
-
-def _refused(path, *fragments):
-    with pytest.raises(lstmrt.UnsupportedModelError) as caught:
-        lstmrt.load(path)
-    message = str(caught.value)
-    for fragment in fragments:
-        assert fragment in message, message
+    compare_time_first(_file(tmp_path / "sum.onnx", rng, parts, lengths=True, output="merged"), _inputs(rng), lengths)
 
 
 REFUSED = {  # id -> (parts, output, what the message names); outputs (T, B, H) or (T, B, 2H) but "ff" (B, H)
@@ -173,11 +156,11 @@ REFUSED = {  # id -> (parts, output, what the message names); outputs (T, B, H) 
 def test_refused_naming_the_node(tmp_path, rng, name):
     build, output, fragments = REFUSED[name]
     path = _file(tmp_path / "m.onnx", rng, build(rng), output=output, rank=2 if output == "ff" else 3)
-    _refused(path, *fragments)
+    assert_refused(path, *fragments)
 
 
 def test_last_step_with_sequence_lens_is_refused(tmp_path, rng):
     """ONNX's Y is zero past a sequence's length, so its last step is not a shorter sequence's final output."""
     parts = [_finals(), _merge("Concat", "ff", "fb", axis=1)]
     path = _file(tmp_path / "m.onnx", rng, parts, lengths=True, output="merged", rank=2)
-    _refused(path, "node ff_slice (Slice)", "sequence_lens", "Y_h")
+    assert_refused(path, "node ff_slice (Slice)", "sequence_lens", "Y_h")

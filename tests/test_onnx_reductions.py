@@ -1,13 +1,15 @@
 """ONNX ops that reduce over an axis: pooling over time (ReduceMean / ReduceMax, a GlobalPooling layer) and norms over
-the features (LayerNormalization / RMSNormalization, a LayerNorm layer). torch modules exported with both exporters
-and graphs built with onnx.helper, each compared with ONNX Runtime running the file; and what must be refused."""
+the features (LayerNormalization / RMSNormalization, a LayerNorm layer). torch modules exported by the TorchScript-based
+exporter (the default exporter's: tests/test_load_onnx.py) and graphs built with onnx.helper, each compared with ONNX
+Runtime running the file; and what must be refused."""
 
 import warnings
 
 import numpy as np
 import pytest
 from conftest import assert_close
-from onnx_build import TensorProto, helper, recurrent_weights, save, value
+from onnx_build import TensorProto, assert_refused, compare_time_first, helper, recurrent_weights, save, value
+from torch_forms import Pooled
 
 import lstmrt
 
@@ -18,45 +20,14 @@ nn = torch.nn
 F_IN, H, T, B = 3, 5, 7, 3
 
 
-class Pooled(nn.Module):
-    """LSTM, an optional nn.LayerNorm, a reduction over time (or none), a Linear."""
-
-    def __init__(self, reduce, norm=False):
-        super().__init__()
-        self.lstm = nn.LSTM(F_IN, H, batch_first=True)
-        self.norm = nn.LayerNorm(H, eps=1e-3) if norm else nn.Identity()
-        self.fc = nn.Linear(H, 2)
-        self.reduce = reduce
-
-    def forward(self, x):
-        out, _ = self.lstm(x)
-        out = self.norm(out)
-        if self.reduce == "mean":
-            out = out.mean(1)
-        elif self.reduce == "max":
-            out = out.max(1)[0]
-        elif self.reduce == "amax":
-            out = torch.amax(out, dim=1)
-        elif self.reduce == "mean-keepdim":
-            out = out.mean(dim=1, keepdim=True)
-        return self.fc(out)
-
-
-def _export(module, path, dynamo):
-    """The module, weights randomized (norm weights and biases away from 1 and 0), exported at (B, T): with dynamic
-    batch and time by the TorchScript-based exporter; the dynamo exporter fixes the time of its LSTM."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+def _export(module, path):
+    """The module exported at (B, T) with dynamic batch and time by the TorchScript-based exporter (the default
+    exporter's files of these modules: tests/test_load_onnx.py, whose fixture orders torch 2.13's exports)."""
     example = (torch.randn(B, T, F_IN),)
-    with warnings.catch_warnings():  # the exporters' deprecation and tracer warnings
+    with warnings.catch_warnings():  # the exporter's deprecation and tracer warnings
         warnings.simplefilter("ignore")
-        if dynamo:
-            torch.onnx.export(module.eval(), example, str(path), dynamo=True, input_names=["X"])
-        else:
-            axes = {"X": {0: "batch", 1: "time"}}
-            torch.onnx.export(module.eval(), example, str(path), dynamo=False, input_names=["X"], dynamic_axes=axes)
+        axes = {"X": {0: "batch", 1: "time"}}
+        torch.onnx.export(module.eval(), example, str(path), dynamo=False, input_names=["X"], dynamic_axes=axes)
     return path
 
 
@@ -65,12 +36,12 @@ def _ort(path, X):
     return session.run(None, {session.get_inputs()[0].name: X})[0]
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript-exporter", "dynamo-exporter"])
 @pytest.mark.parametrize("norm", [False, True], ids=["", "LayerNorm"])
 @pytest.mark.parametrize("reduce", ["mean", "max", "amax", "mean-keepdim", "none"])
-def test_torch_pooling_and_layer_norm_match_onnxruntime(tmp_path, rng, reduce, norm, dynamo):
-    module = Pooled(reduce, norm)
-    path = _export(module, tmp_path / "m.onnx", dynamo)
+def test_torch_pooling_and_layer_norm_match_onnxruntime(tmp_path, rng, reduce, norm):
+    torch.manual_seed(0)
+    module = Pooled(F_IN, H, reduce, norm)
+    path = _export(module, tmp_path / "m.onnx")
     model = lstmrt.load(path)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert ("LayerNorm" in kinds) is norm
@@ -104,17 +75,6 @@ def _graph(path, rng, nodes, consts, *, lengths=False, rank=3, opset=18, feature
     return save(path, head + nodes, graph_inputs, [value("out", rank)], consts, opset=opset)
 
 
-def _compare_graph(path, rng, lengths=None):
-    X = rng.standard_normal((B, T, F_IN)).astype(np.float32)
-    feeds = {"X": np.ascontiguousarray(X.transpose(1, 0, 2))}
-    if lengths is not None:
-        feeds["sequence_lens"] = lengths
-    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    model = lstmrt.load(path)
-    assert_close(model.predict(X, lengths=lengths), want if want.ndim == 2 else want.transpose(1, 0, 2))
-    return model
-
-
 def _reduce(op, axes, keepdims=0, opset=18):
     """ReduceX of "seq" over `axes` to "out": axes an input from opset 18, an attribute before."""
     if opset >= 18:
@@ -128,7 +88,10 @@ def _reduce(op, axes, keepdims=0, opset=18):
 @pytest.mark.parametrize("op", ["ReduceMean", "ReduceMax"])
 def test_reduce_over_time_is_global_pooling(tmp_path, rng, op, opset):
     nodes, consts = _reduce(op, [0], opset=opset)
-    model = _compare_graph(_graph(tmp_path / "m.onnx", rng, nodes, consts, rank=2, opset=opset), rng)
+    model = compare_time_first(
+        _graph(tmp_path / "m.onnx", rng, nodes, consts, rank=2, opset=opset),
+        rng.standard_normal((B, T, F_IN)).astype(np.float32),
+    )
     assert model.layers[-1].mode == {"ReduceMean": "average", "ReduceMax": "max"}[op]
     assert not model.return_sequences
 
@@ -150,17 +113,12 @@ def _norm(op, epsilon, shift=True):
 )
 def test_norm_over_the_features_is_a_layer_norm(tmp_path, rng, op, opset, shift, mode):
     nodes, consts = _norm(op, 0.01, shift)
-    model = _compare_graph(_graph(tmp_path / "m.onnx", rng, nodes, consts, opset=opset), rng)
+    model = compare_time_first(
+        _graph(tmp_path / "m.onnx", rng, nodes, consts, opset=opset),
+        rng.standard_normal((B, T, F_IN)).astype(np.float32),
+    )
     norm = model.layers[-1]
     assert (type(norm).__name__, norm.mode, norm.epsilon) == ("LayerNorm", mode, pytest.approx(0.01))
-
-
-def _refused(path, *fragments):
-    with pytest.raises(lstmrt.UnsupportedModelError) as caught:
-        lstmrt.load(path)
-    message = str(caught.value)
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 REFUSED = {  # id -> (nodes and constants, output rank, options, what the message names)
@@ -200,7 +158,7 @@ def test_refused_naming_the_node(tmp_path, rng, name):
     if "scale_shape" in options:
         consts = {"scale": np.ones(options.pop("scale_shape"), np.float32)}
     path = _graph(tmp_path / "m.onnx", rng, nodes, consts, rank=rank, **options)
-    _refused(path, *fragments)
+    assert_refused(path, *fragments)
 
 
 def test_norm_of_each_direction_is_refused(tmp_path, rng):
@@ -212,4 +170,4 @@ def test_norm_of_each_direction_is_refused(tmp_path, rng):
         helper.make_node("LayerNormalization", ["Y", "scale"], ["out"], name="norm"),
     ]
     path = save(tmp_path / "m.onnx", nodes, [value("X", ["T", "B", F_IN])], [value("out", 4)], consts, opset=17)
-    _refused(path, "node norm (LayerNormalization)", "each direction")
+    assert_refused(path, "node norm (LayerNormalization)", "each direction")

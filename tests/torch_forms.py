@@ -1,9 +1,10 @@
 """A torch module in each form a user hands it to lstmrt: the live module, a torch.jit.script file, a torch.jit.trace
-file; and torch's own output to compare with."""
+file; and torch's own output to compare with. Modules more than one test file exports."""
 
 import warnings
 
 import torch
+from torch import nn
 
 import lstmrt
 
@@ -23,3 +24,31 @@ def load_as(net, how: str, example, tmp_path) -> lstmrt.Model:
 def run_torch(net, example):
     with torch.no_grad():
         return net(example).numpy()
+
+
+class Pooled(nn.Module):
+    """LSTM, an optional nn.LayerNorm, a reduction over time (or none), a Linear to 2; every weight randomized (norm
+    weights and biases away from 1 and 0)."""
+
+    def __init__(self, inputs, hidden, reduce, norm=False):
+        super().__init__()
+        self.lstm = nn.LSTM(inputs, hidden, batch_first=True)
+        self.norm = nn.LayerNorm(hidden, eps=1e-3) if norm else nn.Identity()
+        self.fc = nn.Linear(hidden, 2)
+        self.reduce = reduce
+        with torch.no_grad():
+            for p in self.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        out = self.norm(out)
+        if self.reduce == "mean":
+            out = out.mean(1)
+        elif self.reduce == "max":
+            out = out.max(1)[0]
+        elif self.reduce == "amax":
+            out = torch.amax(out, dim=1)
+        elif self.reduce == "mean-keepdim":
+            out = out.mean(dim=1, keepdim=True)
+        return self.fc(out)
