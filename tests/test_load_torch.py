@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_close
+from torch_forms import load_as
 from torch import nn
 
 import lstmrt
@@ -1076,3 +1077,28 @@ def test_traced_initial_state_captured_as_a_constant(tmp_path, rng, kind):
         else:
             with torch.no_grad():
                 assert_close(lstmrt.load(tmp_path / "traced.pt").predict(X), net(torch.from_numpy(X)).numpy())
+
+
+class _TwoHeads(nn.Module):
+    """A regression and a classification head on the last step, both returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 5, batch_first=True)
+        self.reg, self.cls = nn.Linear(5, 1), nn.Linear(5, 4)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        last = out[:, -1]
+        return self.reg(last), self.cls(last)
+
+
+@pytest.mark.parametrize("how", ["live", "script", "trace"])
+def test_second_head_is_refused_not_dropped(tmp_path, rng, how):
+    """forward() returning two outputs computed from the data: lstmrt computes one, so it refuses (it returned the
+    first and left the second head out without a word)."""
+    torch.manual_seed(0)
+    net = _TwoHeads().eval()
+    X = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    with pytest.raises(ArchitectureError, match="returns 2 outputs, and output 2 is computed from the data too"):
+        load_as(net, how, torch.from_numpy(X), tmp_path)

@@ -153,7 +153,15 @@ class _Walker:
     def run(self) -> list:
         value = self.execute()
         if value[0] == "tuple" and value[1] and value[1][0][0] in ("seq", "pair", "rnn"):
-            value = value[1][0]  # (output, state): lstmrt returns the output, as for nn.LSTM
+            # (output, state): lstmrt returns the output, as for nn.LSTM; a second output computed from the data (a
+            # second head) would be dropped
+            for index, other in enumerate(value[1][1:], 2):
+                if other[0] == "seq" and other != value[1][0]:
+                    raise _Unfollowable(
+                        f"{self.name} returns {len(value[1])} outputs, and output {index} is computed from the data "
+                        "too: lstmrt computes one output per model (load a module that returns one head)"
+                    )
+            value = value[1][0]
         return list(self.seq(value, "the returned value")[1])
 
     def execute(self):
