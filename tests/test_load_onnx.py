@@ -48,7 +48,8 @@ def _compare(path, seq_first, reference, X, lengths=None):
     if seq_first and want.ndim == 3:
         want = want.transpose(1, 0, 2)
     assert_close(model.predict(X, lengths=lengths), want)
-    assert (model.input_size, model.output_size) == (X.shape[-1], want.shape[-1])
+    shape = [n for i, n in enumerate(want.shape) if i not in model.unit_axes]  # without the graph's unit axes
+    assert (model.input_size, model.output_size) == (X.shape[-1], shape[-1])
     return model
 
 
@@ -87,6 +88,22 @@ class LastStep(nn.Module):
     def forward(self, x):
         out, (h_n, _) = self.lstm(x)
         return self.fc(h_n[-1] if self.from_h_n else out[:, -1])
+
+
+class KeptAxes(nn.Module):
+    """Outputs with axes of size 1, which predict keeps as the graph does: (B, 1, O), (B, O, 1), h_n (1, B, H)."""
+
+    def __init__(self, form):
+        super().__init__()
+        self.lstm, self.fc, self.form = _lstm(), nn.Linear(H, F_OUT), form
+
+    def forward(self, x):
+        out, (h_n, _) = self.lstm(x)
+        if self.form == "out[:, -1:]":
+            return self.fc(out[:, -1:, :])
+        if self.form == "unsqueeze(-1)":
+            return self.fc(h_n[-1]).unsqueeze(-1)
+        return h_n
 
 
 class Step(nn.Module):
@@ -137,6 +154,10 @@ TORCH = {  # id -> (module factory, batch_first)
     "nn.LSTM+nn.GRU": (lambda: Chain(_lstm(), nn.GRU(H, H + 1, batch_first=True)), True),
     # a slope (F_OUT,) on the last step's (B, F_OUT)
     "nn.LSTM+fc-out-last-step+PReLU-per-feature": (lambda: LastStep(_lstm(), _fc_prelu(), from_h_n=False), True),
+    # axes of size 1 in the output: predict returns them too
+    "nn.LSTM+fc-out[:, -1:]": (lambda: KeptAxes("out[:, -1:]"), True),
+    "nn.LSTM+fc-h_n-unsqueeze(-1)": (lambda: KeptAxes("unsqueeze(-1)"), True),
+    "nn.LSTM-h_n-returned": (lambda: KeptAxes("h_n"), True),
 }
 
 

@@ -45,6 +45,11 @@ CASES = {
         [specs.lstm(rng, 3, 4, return_sequences=False), specs.dense(rng, 4, 1, "sigmoid")],
         {"return_sequences": False, "squeeze_output": True},
     ),
+    "lstm-last-unit-axis": lambda rng: (  # predict (B, 1, 2), as an ONNX graph's out[:, -1:]
+        [specs.lstm(rng, 3, 4, return_sequences=False), specs.dense(rng, 4, 2)],
+        {"return_sequences": False, "unit_axes": (1,)},
+    ),
+    "gru-unit-axes": lambda rng: ([specs.gru(rng, 3, 5)], {"unit_axes": (0, 4)}),  # (1, B, T, 5, 1)
     "gru-reset-after": lambda rng: ([specs.gru(rng, 3, 5), specs.dense(rng, 5, 3, "softmax")], {}),
     "gru-reset-before": lambda rng: (
         [specs.gru(rng, 3, 5, reset_after=False, activations=("hard_sigmoid_v3", "elu"), hold_masked_output=True)],
@@ -170,7 +175,7 @@ def test_round_trip_is_exact(case, via, tmp_path, rng):
     assert len(loaded.layers) == len(model.layers)
     for i, (got, want) in enumerate(zip(loaded.layers, model.layers)):
         assert_same_spec(got, want, f"layer {i}")
-    for name in ("input_size", "output_size", "return_sequences", "squeeze_output", "parameter_count"):
+    for name in ("input_size", "output_size", "return_sequences", "squeeze_output", "unit_axes", "parameter_count"):
         assert getattr(loaded, name) == getattr(model, name), name
     assert_same_outputs(loaded, model, rng)
     assert model_file.to_bytes(loaded) == data  # the writer is deterministic and the reader loses nothing
@@ -554,3 +559,23 @@ def test_hostile_record_fields(field, rng):
 def test_a_path_given_to_from_bytes_is_the_callers_type_error():
     with pytest.raises(TypeError, match="bytes-like"):
         model_file.from_bytes("model.lstmrt")
+
+
+def test_unit_axes_shape_predict_and_only_it(rng):
+    """unit_axes inserts axes of size 1 into predict's result for a batch (an ONNX graph's output shape), not for a
+    single sequence nor a stream's step; a file records them only when there are some (older files stay byte for
+    byte what they were); bad positions are refused, and in a file they are damage."""
+    layers = [specs.lstm(rng, 3, 4, return_sequences=False), specs.dense(rng, 4, 2)]
+    plain = lstmrt.Model(layers, return_sequences=False)
+    kept = lstmrt.Model(layers, return_sequences=False, unit_axes=(1, 3))
+    X = rng.standard_normal((B, T, 3)).astype(np.float32)
+    assert kept.predict(X).shape == (B, 1, 2, 1)
+    assert np.array_equal(kept.predict(X)[:, 0, :, 0], plain.predict(X))
+    assert kept.predict(X[0]).shape == (2,) and kept.stream().step(X[0, 0]).shape == (2,)
+    assert b"unit_axes" not in model_file.to_bytes(plain) and b'"unit_axes": [1, 3]' in model_file.to_bytes(kept)
+    for bad in ((1, 1), (2, 1), (-1,), (4,), (True,), ("1",)):
+        with pytest.raises(ValueError, match="unit_axes must be ascending positions"):
+            lstmrt.Model(layers, return_sequences=False, unit_axes=bad)
+    damaged = with_crc(model_file.to_bytes(kept).replace(b'"unit_axes": [1, 3]', b'"unit_axes": [3, 1]'))
+    with pytest.raises(lstmrt.CorruptFileError, match="unit_axes must be ascending"):
+        model_file.from_bytes(damaged)

@@ -16,9 +16,11 @@ class Model:
     `return_sequences=False` makes `predict` return only each sequence's last output (Keras semantics);
     streams always return the output for the sequence ending at the current step. `squeeze_output=True` (a model
     with one output feature) makes `predict` drop that axis, (B, T) or (B,), as a torch forward() ending in
-    `.squeeze(-1)` does; a stream's step still returns (1,) or (N, 1)."""
+    `.squeeze(-1)` does; a stream's step still returns (1,) or (N, 1). `unit_axes` (positions, ascending) makes
+    `predict` of a batch insert axes of size 1 there, as an ONNX graph whose output keeps them, (B, 1, O) or
+    (B, O, 1); a stream's step does not."""
 
-    def __init__(self, layers, *, input_size=None, return_sequences=True, squeeze_output=False):
+    def __init__(self, layers, *, input_size=None, return_sequences=True, squeeze_output=False, unit_axes=()):
         layers = list(layers) if not isinstance(layers, Layer) else [layers]
         if not layers:
             raise ValueError("Model needs at least one layer")
@@ -61,6 +63,14 @@ class Model:
         self._squeeze_output = bool(squeeze_output)
         if self._squeeze_output and self._output_size != 1:
             raise ValueError(f"squeeze_output needs one output feature; the model outputs {self._output_size}")
+        rank = 1 + self._return_sequences + (not self._squeeze_output)  # predict's result for a batch
+        self._unit_axes = tuple(unit_axes)
+        if (
+            not all(isinstance(a, int) and not isinstance(a, bool) for a in self._unit_axes)
+            or list(self._unit_axes) != sorted(set(self._unit_axes))
+            or any(not 0 <= a <= rank + i for i, a in enumerate(self._unit_axes))
+        ):
+            raise ValueError(f"unit_axes must be ascending positions in a result of {rank} axes, got {unit_axes!r}")
         # state layout of the C runtime (layers.state_layout): per recurrent layer and direction, h (batch, Hr) then
         # c (batch, H); per global pool, its value (batch, F), for a mean its low part (batch, F), its count (batch, 1)
         self._state_layout = [(i, names, sizes) for i, spec in enumerate(layers) for names, sizes in state_layout(spec)]
@@ -92,6 +102,7 @@ class Model:
             "input_size": self._input_size,
             "return_sequences": self._return_sequences,
             "squeeze_output": self._squeeze_output,
+            "unit_axes": list(self._unit_axes),
         }
 
     def save(self, file) -> None:
@@ -121,6 +132,11 @@ class Model:
         return self._return_sequences
 
     @property
+    def unit_axes(self) -> tuple:
+        """Where predict of a batch inserts axes of size 1 (an ONNX graph's output shape); () for none."""
+        return self._unit_axes
+
+    @property
     def squeeze_output(self) -> bool:
         """True: predict drops the one output feature's axis."""
         return self._squeeze_output
@@ -146,6 +162,8 @@ class Model:
             lines.append("  predict returns the last step only")
         if self._squeeze_output:
             lines.append("  predict drops the output's feature axis (one feature)")
+        if self._unit_axes:
+            lines.append(f"  predict of a batch adds axes of size 1 at {self._unit_axes}")
         return "\n".join(lines)
 
     # -- inference -----------------------------------------------------------------------------------------
@@ -199,7 +217,9 @@ class Model:
                 Y[lengths == 0] = 0.0
         if self._squeeze_output:
             Y = np.ascontiguousarray(Y[..., 0])
-        return Y[0] if single else Y
+        if single:
+            return Y[0]
+        return np.expand_dims(Y, self._unit_axes) if self._unit_axes else Y
 
     @staticmethod
     def _check_lengths(lengths, B, T, single):

@@ -180,7 +180,8 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps):
                     f"{self.where}: the graph has several outputs; lstmrt computes the first ({outputs[0].name!r}) "
                     f"and reads further outputs only when they are final states, not {extra.name!r}"
                 )
-        if isinstance(y, Final):
+        final_output = isinstance(y, Final)  # Y_h itself: (1, B, H), its layers-and-directions axis of size 1
+        if final_output:
             y = self._final_data(y, "the graph's output")
         if isinstance(y, Data) and self._stale(y):
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} {_STALE}")
@@ -206,6 +207,12 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps):
             output_layout=None if y.last else "time first" if kept[0] == time else "batch first",
         )
         options = {"return_sequences": not y.last, "squeeze_output": FEATURES not in kept}
+        # axes of size 1 the graph's output keeps ((B, 1, O) after out[:, -1:], (B, O, 1) after unsqueeze(-1)):
+        # predict keeps them too, where its axes come in the graph's order (batch first)
+        units = [i for i, (a, s) in enumerate(zip(y.axes, y.sizes)) if a in (UNIT, DIRECTIONS) and s == 1]
+        units = [0] + [i + 1 for i in units] if final_output else units
+        if units and (y.last or kept[0] != time):
+            options["unit_axes"] = tuple(units)
         return self.layers, options, self.facts
 
     # -- nodes --------------------------------------------------------------------------------------------------
