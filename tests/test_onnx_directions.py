@@ -164,3 +164,16 @@ def test_last_step_with_sequence_lens_is_refused(tmp_path, rng):
     parts = [_finals(), _merge("Concat", "ff", "fb", axis=1)]
     path = _file(tmp_path / "m.onnx", rng, parts, lengths=True, output="merged", rank=2)
     assert_refused(path, "node ff_slice (Slice)", "sequence_lens", "Y_h")
+
+
+def test_concat_without_axis_is_a_damaged_file(tmp_path, rng):
+    """ONNX requires Concat's axis; a file without it is damaged (it was a TypeError out of lstmrt.load)."""
+    import onnx
+
+    path = _file(tmp_path / "m.onnx", rng, [_directions(), _merge("Concat", "yf", "yb", axis=2)], output="merged")
+    model = onnx.load(str(path))
+    concat = next(n for n in model.graph.node if n.op_type == "Concat")
+    del concat.attribute[:]
+    onnx.save(model, str(path))
+    with pytest.raises(lstmrt.CorruptFileError, match=r"node merge \(Concat\) has no axis"):
+        lstmrt.load(path)

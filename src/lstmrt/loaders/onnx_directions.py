@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..errors import CorruptFileError
 from ..layers import Bidirectional
 from .onnx_values import DIRECTIONS, FEATURES, Data
 
@@ -65,7 +66,9 @@ class DirectionOps:
         ):
             raise self._refuse(node, "combines values that are not the two directions of one bidirectional layer")
         if mode == "concat":
-            if parts[0][1] != 0 or node.attrs.get("axis") % len(a.axes) != a.axes.index(FEATURES):
+            if node.attrs.get("axis") is None:
+                raise CorruptFileError(f"{self.node_where} has no axis (ONNX requires one)")
+            if parts[0][1] != 0 or node.attrs["axis"] % len(a.axes) != a.axes.index(FEATURES):
                 raise self._refuse(
                     node,
                     "concatenates a bidirectional layer's two directions other than forward then backward along "
