@@ -6,12 +6,13 @@ calls (torch.elu(x, 0.5), torch.rnn_relu(...)). The code is parsed with `ast`, n
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import zipfile
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
+from ..errors import LoadError, UnsupportedModelError
 from .safety import MAX_TEXT_BYTES, open_zip, read_member
 from .torch_activations import IN_PLACE_OPS, SIGNATURES
 from .torch_file import archive_root, unpickle_from_zip
@@ -81,16 +82,26 @@ def read_torchscript(path):
             )
         classes = read_classes(zf, root, path)
         record = unpickle_from_zip(zf, root, "data.pkl", path)
-        constants = ()
-        if f"{root}constants.pkl" in zf.namelist():  # the tensors traced code names CONSTANTS.c0, c1, ...
-            constants = unpickle_from_zip(zf, root, "constants.pkl", path, storages="constants")
-    if not is_module(record):
-        raise UnsupportedModelError(f"{path}: the archive's data.pkl holds a {type(record).__name__}, not a module")
-    _attach_options(record, classes, set(), constants if isinstance(constants, tuple) else ())
+        if not is_module(record):
+            raise UnsupportedModelError(f"{path}: the archive's data.pkl holds a {type(record).__name__}, not a module")
+        _attach_options(record, classes, set(), functools.cache(lambda: _constants(zf, root, path)))
     return record, ForwardOrder(classes)
 
 
-def _attach_options(root, classes: dict, seen: set, constants: tuple = ()) -> None:
+def _constants(zf, root: str, path) -> tuple:
+    """The tensors traced code names CONSTANTS.c0, c1, ... (read only when an initial state is one of them); none
+    when the archive has none or lstmrt cannot read them (such a state is then refused, not assumed zero)."""
+    if f"{root}constants.pkl" not in zf.namelist():
+        return ()
+    try:
+        constants = unpickle_from_zip(zf, root, "constants.pkl", path, storages="constants")
+    except LoadError:
+        return ()
+    return constants if isinstance(constants, tuple) else ()
+
+
+def _attach_options(root, classes: dict, seen: set, constants) -> None:
+    """Each record's options from its class's code. constants: a function giving the archive's tensor constants."""
     todo = [root]  # a walk without recursion: a file may nest modules arbitrarily deep
     while todo:
         record = todo.pop()
@@ -104,7 +115,7 @@ def _attach_options(root, classes: dict, seen: set, constants: tuple = ()) -> No
                 attrs.setdefault(key, value)
             if not cls.finals and cls.forward is not None:
                 for key, value in _traced_options(cls.forward).items():
-                    if key == "initial_state" and _zero_constant(value, constants):
+                    if key == "initial_state" and _zero_constant(value, constants()):
                         continue  # zeros captured by the trace (a stored zero state): what lstmrt starts from
                     attrs.setdefault(key, value)
         todo += module_parts(record)[1].values()
