@@ -138,6 +138,17 @@ def _fc_prelu():
     return nn.Sequential(fc, prelu)
 
 
+def _batch_norm_fc():
+    """nn.BatchNorm1d(H) with running statistics and affine weights away from 0 and 1 (eval mode), then a Linear."""
+    norm = nn.BatchNorm1d(H)
+    with torch.no_grad():
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.normal_()
+        norm.bias.normal_()
+    return nn.Sequential(norm, nn.Linear(H, F_OUT))
+
+
 TORCH = {  # id -> (module factory, batch_first)
     "nn.LSTM+Linear": (lambda: Chain(_lstm(), nn.Linear(H, F_OUT)), True),
     "nn.LSTMx2-bidirectional+Linear-dynamic-axes": (
@@ -158,6 +169,8 @@ TORCH = {  # id -> (module factory, batch_first)
     "nn.LSTM+fc-out[:, -1:]": (lambda: KeptAxes("out[:, -1:]"), True),
     "nn.LSTM+fc-h_n-unsqueeze(-1)": (lambda: KeptAxes("unsqueeze(-1)"), True),
     "nn.LSTM-h_n-returned": (lambda: KeptAxes("h_n"), True),
+    # BatchNormalization of the last step's features: an Affine
+    "nn.LSTM+BatchNorm1d-last-step+Linear": (lambda: LastStep(_lstm(), _batch_norm_fc(), from_h_n=False), True),
 }
 
 
@@ -635,6 +648,7 @@ DYNAMO = {  # id -> (module factory, batch_first); "tokens" in the id: the input
     # pooling over time (ReduceMean / ReduceMax) and a norm over the features (LayerNormalization)
     "nn.LSTM+LayerNorm+mean-over-time": (lambda: Pooled(F_IN, H, "mean", norm=True), True),
     "nn.LSTM+amax-over-time": (lambda: Pooled(F_IN, H, "amax"), True),
+    "nn.LSTM+BatchNorm1d-last-step+Linear": (lambda: LastStep(_lstm(), _batch_norm_fc(), from_h_n=False), True),
     # batch and time dynamic: the exporter computes the Reshape after each node from Shape slices (Mul of D and H)
     "nn.LSTMx2-bidirectional+Linear-dynamic": (
         lambda: Chain(_lstm(num_layers=2, bidirectional=True), nn.Linear(2 * H, F_OUT)),

@@ -142,6 +142,15 @@ REFUSED = {  # id -> (nodes and constants, output rank, options, what the messag
         {"lengths": True},
         ("node reduce (ReduceMean)", "sequence_lens"),
     ),
+    "batch-norm-of-axis-1-batch": (  # "seq" is (T, B, H): axis 1 is the batch, as torch's on (T, B, F)
+        (
+            [helper.make_node("BatchNormalization", ["seq", "s", "b", "m", "v"], ["out"], name="bn")],
+            {k: np.ones(B, np.float32) for k in "sbmv"},
+        ),
+        3,
+        {},
+        ("node bn (BatchNormalization)", "normalises axis 1 (batch)"),
+    ),
     "layer-norm-over-time-and-features": (
         ([helper.make_node("LayerNormalization", ["seq", "scale"], ["out"], name="norm", axis=0)], {}),
         3,

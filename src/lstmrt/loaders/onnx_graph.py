@@ -45,9 +45,8 @@ _ACTIVATIONS = (*onnx_activations.ELEMENTWISE, "Gelu", "Softmax", "LogSoftmax", 
 # the Python type of each attribute this reader reads, as the decoder gives it (the same name has one ONNX type
 # across the ops here); anything else is a damaged file
 _ATTRIBUTE_TYPES = {
-    **dict.fromkeys(
-        ("axis", "to", "allowzero", "transA", "transB", "start", "end", "layout", "hidden_size", "keepdims"), int
-    ),
+    **dict.fromkeys(("axis", "to", "allowzero", "transA", "transB", "start", "end", "layout", "hidden_size"), int),
+    **dict.fromkeys(("keepdims", "training_mode"), int),
     **dict.fromkeys(("alpha", "beta", "gamma", "lambd", "bias", "min", "max", "clip", "epsilon"), float),
     **dict.fromkeys(("perm", "axes", "starts", "ends", "activations"), tuple),
     **dict.fromkeys(("approximate", "direction"), str),

@@ -1,6 +1,8 @@
 """The ONNX ops that reduce over an axis of the data: ReduceMean / ReduceMax over time, a GlobalPooling layer (torch's
 out.mean(1) and out.max(1)[0], Keras' GlobalAveragePooling1D / GlobalMaxPooling1D through tf2onnx), and
-LayerNormalization / RMSNormalization over the features, a LayerNorm layer (torch's nn.LayerNorm and nn.RMSNorm).
+LayerNormalization / RMSNormalization over the features, a LayerNorm layer (torch's nn.LayerNorm and nn.RMSNorm);
+BatchNormalization in inference where the features are its axis 1, an Affine (torch's nn.BatchNorm1d after the last
+step).
 Part of the graph reader (onnx_graph.GraphReader)."""
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..layers import GlobalPooling, LayerNorm
+from ..layers import Affine, GlobalPooling, LayerNorm
 from . import onnx_fold as fold
 from .onnx_values import DIRECTIONS, FEATURES, UNIT, Data, Opaque
 
@@ -86,6 +88,28 @@ class ReductionOps:
             raise self._refuse(node, f"has parameters lstmrt cannot use: {exc}") from None
         self._append(spec)
         statistics = Opaque(f"{node.op_type}'s statistics")
+        return [self._output(x), statistics, statistics]
+
+    def _op_BatchNormalization(self, node, x, scale, bias, mean, var):
+        """Inference-mode BatchNormalization of axis 1 (torch's nn.BatchNorm1d after the last step, (B, F)) when
+        axis 1 holds the features: a per-feature Affine, folded in float64."""
+        if not isinstance(x, Data):
+            raise self._refuse(node, "normalises a final state")
+        self._check_latest(node, x)
+        if node.attrs.get("training_mode", 0):
+            raise self._refuse(node, "normalises with the batch's statistics (training_mode=1)")
+        if len(x.axes) < 2 or x.axes[1] != FEATURES or x.features is None:
+            where = self._axis_name(x.axes[1]) if len(x.axes) > 1 else "nothing"
+            raise self._refuse(
+                node, f"normalises axis 1 ({where}); lstmrt's per-feature scale needs the features there"
+            )
+        values = [self._norm_weight(node, x, v, what) for v, what in ((scale, "scale"), (bias, "bias"), (mean, "mean"))]
+        variance = self._norm_weight(node, x, var, "variance")
+        factor = values[0].astype(np.float64) / np.sqrt(variance.astype(np.float64) + node.attrs.get("epsilon", 1e-5))
+        if not np.all(np.isfinite(factor)):
+            raise self._refuse(node, "has a variance and epsilon whose square root is not a positive number")
+        self._append(Affine(factor, values[1] - values[2] * factor))
+        statistics = Opaque("BatchNormalization's statistics")
         return [self._output(x), statistics, statistics]
 
     def _norm_weight(self, node, x, value, what):
