@@ -10,6 +10,7 @@ import pickletools
 import re
 import warnings
 import zipfile
+from typing import List
 
 import numpy as np
 import pytest
@@ -1102,3 +1103,33 @@ def test_second_head_is_refused_not_dropped(tmp_path, rng, how):
     X = rng.standard_normal((2, 5, 3)).astype(np.float32)
     with pytest.raises(ArchitectureError, match="returns 2 outputs, and output 2 is computed from the data too"):
         load_as(net, how, torch.from_numpy(X), tmp_path)
+
+
+class _CellLoop(nn.Module):
+    """A Python loop stepping an nn.LSTMCell over time, the outputs collected in a typed list."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.LSTMCell(3, 5)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = torch.zeros(x.size(0), 5)
+        c = torch.zeros(x.size(0), 5)
+        outs: List[torch.Tensor] = []
+        for t in range(x.size(1)):
+            h, c = self.cell(x[:, t], (h, c))
+            outs.append(h)
+        return self.fc(torch.stack(outs, 1))
+
+
+def test_cell_loop_is_refused_pointing_to_layers(rng):
+    """The loop is refused as a loop (it was "unknown name annotate", TorchScript's typed list), and the cell named
+    in layers= computes what the loop does."""
+    torch.manual_seed(0)
+    net = _CellLoop().eval()
+    with pytest.raises(ArchitectureError, match=r"a loop \(`for t in range\(torch.size\(x, 1\)\):`\).*layers="):
+        lstmrt.load(net)
+    X = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    with torch.no_grad():
+        assert_close(lstmrt.load(net, layers=["cell", "fc"]).predict(X), net(torch.from_numpy(X)).numpy())

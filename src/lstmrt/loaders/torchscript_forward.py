@@ -180,6 +180,12 @@ class _Walker:
                 return self.eval(stmt.value)
             if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
                 continue  # a string constant (docstring)
+            if isinstance(stmt, (ast.For, ast.While)):
+                raise _Unfollowable(
+                    f"a loop (`{_code(stmt).splitlines()[0]}`), which lstmrt does not follow; a loop stepping an "
+                    "nn.LSTMCell / nn.GRUCell over time from a zero state computes what lstmrt runs for that cell "
+                    "named in layers="
+                )
             if isinstance(stmt, ast.If):  # `if hidden is None:` on an input known to be absent or present
                 test = self.eval(stmt.test)
                 if test[0] != "const" or not isinstance(test[1], bool):
@@ -285,6 +291,9 @@ class _Walker:
             return ("func", dotted_name(node))
         if isinstance(node, ast.Subscript):
             return self.subscript(node)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "annotate":
+            if len(node.args) == 2:  # TorchScript's form of a typed assignment, `outs: List[Tensor] = []`
+                return self.eval(node.args[1])
         if isinstance(node, ast.Call):
             return self.call(node)
         raise _Unfollowable(f"expression `{_code(node)}`")
