@@ -437,6 +437,17 @@ class Affine(Layer):
         self.scale = _weight(scale, "scale", (s.size,), "Affine")
         self.shift = _weight(shift, "shift", (s.size,), "Affine")
 
+    @classmethod
+    def from_batch_norm(cls, mean, variance, epsilon, scale=None, shift=None) -> Affine:
+        """A batch normalisation at inference, (x - mean) / sqrt(variance + epsilon) * scale + shift per feature,
+        folded in float64 (scale None: ones; shift None: zeros): torch's nn.BatchNorm1d, Keras' BatchNormalization,
+        ONNX's BatchNormalization."""
+        mean = np.asarray(mean, np.float64).reshape(-1)
+        gamma = 1.0 if scale is None else np.asarray(scale, np.float64).reshape(-1)
+        beta = 0.0 if shift is None else np.asarray(shift, np.float64).reshape(-1)
+        factor = gamma / np.sqrt(np.asarray(variance, np.float64).reshape(-1) + float(epsilon))
+        return cls(np.broadcast_to(factor, mean.shape), beta - mean * factor)
+
     def _desc(self, input_size: int) -> dict:
         d = self._base_desc(self.input_size, self.input_size)
         d["weights"] = [{"weight_ih": self.scale, "bias_ih": self.shift}]

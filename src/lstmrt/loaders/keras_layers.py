@@ -499,12 +499,11 @@ def _batch_normalization(entry, cfg: dict, weights: list, input_rank):
         raise fail(entry, "renorm=True is not supported")
     scale, center = bool(cfg.get("scale", True)), bool(cfg.get("center", True))
     _expect(entry, weights, scale + center + 2)
-    w = [np.asarray(a, np.float64).reshape(-1) for a in weights]
-    gamma = w.pop(0) if scale else 1.0
-    beta = w.pop(0) if center else 0.0
+    w = list(weights)
+    gamma = w.pop(0) if scale else None
+    beta = w.pop(0) if center else None
     mean, var = w
-    factor = gamma / np.sqrt(var + float(cfg.get("epsilon", 1e-3)))
-    return Affine(np.broadcast_to(factor, mean.shape), beta - mean * factor)
+    return Affine.from_batch_norm(mean, var, cfg.get("epsilon", 1e-3), gamma, beta)
 
 
 def _layer_normalization(entry, cls: str, cfg: dict, weights: list, input_rank, features):

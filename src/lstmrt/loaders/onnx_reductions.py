@@ -103,12 +103,12 @@ class ReductionOps:
             raise self._refuse(
                 node, f"normalises axis 1 ({where}); lstmrt's per-feature scale needs the features there"
             )
-        values = [self._norm_weight(node, x, v, what) for v, what in ((scale, "scale"), (bias, "bias"), (mean, "mean"))]
-        variance = self._norm_weight(node, x, var, "variance")
-        factor = values[0].astype(np.float64) / np.sqrt(variance.astype(np.float64) + node.attrs.get("epsilon", 1e-5))
-        if not np.all(np.isfinite(factor)):
+        parts = ((scale, "scale"), (bias, "bias"), (mean, "mean"), (var, "variance"))
+        scale, bias, mean, var = [self._norm_weight(node, x, value, what) for value, what in parts]
+        spec = Affine.from_batch_norm(mean, var, node.attrs.get("epsilon", 1e-5), scale, bias)
+        if not np.all(np.isfinite(spec.scale)):
             raise self._refuse(node, "has a variance and epsilon whose square root is not a positive number")
-        self._append(Affine(factor, values[1] - values[2] * factor))
+        self._append(spec)
         statistics = Opaque("BatchNormalization's statistics")
         return [self._output(x), statistics, statistics]
 

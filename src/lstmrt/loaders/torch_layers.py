@@ -75,18 +75,17 @@ def norm_layer(kind: str, params: dict, *, normalized_shape, eps, prefix: str = 
 def batch_norm_layer(params: dict, *, eps, prefix: str = "") -> Affine:
     """Spec for torch nn.BatchNorm1d at inference, on (B, F): (x - running_mean) / sqrt(running_var + eps) * weight
     + bias per feature, an Affine (folded in float64; weight and bias absent with affine=False)."""
-    mean = np.asarray(params[f"{prefix}running_mean"], np.float64).reshape(-1)
-    var = np.asarray(params[f"{prefix}running_var"], np.float64).reshape(-1)
+    mean = np.asarray(params[f"{prefix}running_mean"]).reshape(-1)
+    var = np.asarray(params[f"{prefix}running_var"]).reshape(-1)
     weight, bias = params.get(f"{prefix}weight"), params.get(f"{prefix}bias")
-    gamma = np.asarray(weight, np.float64).reshape(-1) if weight is not None else np.ones_like(mean)
-    beta = np.asarray(bias, np.float64).reshape(-1) if bias is not None else np.zeros_like(mean)
+    gamma = np.asarray(weight).reshape(-1) if weight is not None else mean
+    beta = np.asarray(bias).reshape(-1) if bias is not None else mean
     if not (mean.shape == var.shape == gamma.shape == beta.shape):
         raise ValueError(
             f"nn.BatchNorm1d: running_mean {mean.shape}, running_var {var.shape}, weight {gamma.shape} and bias "
             f"{beta.shape} differ in size"
         )
-    factor = gamma / np.sqrt(var + float(eps))
-    return Affine(factor, beta - mean * factor)
+    return Affine.from_batch_norm(mean, var, eps, weight, bias)
 
 
 def prelu_layer(weight, *, two_d: bool, name: str = "", hint: str = ""):
