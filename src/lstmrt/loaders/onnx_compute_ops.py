@@ -14,6 +14,7 @@ from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding, P
 from . import onnx_activations
 from . import onnx_fold as fold
 from .onnx_layers import recurrent_spec
+from .onnx_directions import both_directions
 from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, MERGED, UNIT, Data, Final, LengthsInput, StateInput, Zeros
 
 _CLIPS = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh"}  # Clip's (min, max) -> lstmrt activation
@@ -105,7 +106,7 @@ class ComputeOps:
 
     def _op_Add(self, node, a, b):
         if isinstance(a, Data) and isinstance(b, Data):
-            if _directions(a, b):
+            if both_directions(a, b):
                 return [self._merge_directions(node, a, b)]
             return [self._skip(node, a, b)]
         x, c = (a, b) if isinstance(a, Data) else (b, a)
@@ -124,7 +125,7 @@ class ComputeOps:
 
     def _op_Mul(self, node, a, b):
         x, c = (a, b) if isinstance(a, Data) else (b, a)
-        if isinstance(c, Data) and _directions(a, b):
+        if isinstance(c, Data) and both_directions(a, b):
             return [self._merge_directions(node, a, b)]
         if isinstance(c, Data):
             raise self._refuse(node, "multiplies two data values")
@@ -294,11 +295,6 @@ class ComputeOps:
         if MERGED in tag:
             return "batch and time merged"
         return {FEATURES: "the features", DIRECTIONS: "the directions", UNIT: "an added axis of size 1"}[tag]
-
-
-def _directions(a, b) -> bool:
-    """a and b are each one direction of a bidirectional layer (sequence or final state)."""
-    return all(isinstance(p, Data) and (p.direction or p.final_of) for p in (a, b))
 
 
 def _scalar(value):

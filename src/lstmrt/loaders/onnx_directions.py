@@ -17,6 +17,11 @@ from .onnx_values import DIRECTIONS, FEATURES, Data
 MERGES = {"Concat": "concat", "Add": "sum", "Mul": "mul"}
 
 
+def both_directions(a, b) -> bool:
+    """a and b are each one direction of a bidirectional layer (a sequence or a final state): a merge's operands."""
+    return all(isinstance(p, Data) and (p.direction or p.final_of) for p in (a, b))
+
+
 class DirectionOps:
     """GraphReader's methods for one direction of a bidirectional layer's output."""
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import CorruptFileError
 from . import onnx_fold as fold
+from .onnx_directions import both_directions
 from .onnx_reshape import reshape_data
 from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, UNIT, Data, Final, Opaque, Size
 
@@ -144,7 +145,7 @@ class ShapeOps:
     def _op_Concat(self, node, *parts):
         if all(isinstance(p, Final) for p in parts):
             return [Final(tuple(e for p in parts for e in p.entries))]
-        if len(parts) == 2 and all(isinstance(p, Data) and (p.direction or p.final_of) for p in parts):
+        if len(parts) == 2 and both_directions(*parts):
             return [self._merge_directions(node, *parts)]
         raise self._refuse(
             node, "concatenates data values (only a bidirectional layer's two directions are read concatenated)"
