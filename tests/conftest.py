@@ -26,6 +26,14 @@ def assert_cell_close(actual, expected, what="c"):
     assert np.all(np.abs(actual - expected) <= bound), f"{what}: error above 1e-5*(1+|c|)"
 
 
+# Framework warnings of saving Keras models, for the test files that do: the legacy HDF5 format, and TensorFlow
+# variables under NumPy 2 when Keras 3 converts them to save
+KERAS_SAVE_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning"),
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
+]
+
+
 def keras_framework(version: str):
     """The Keras module of a test's version: "keras3" (Keras 3) or "tf_keras" (Keras 2 files); skips without it."""
     if version == "keras3":

@@ -13,7 +13,7 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import assert_close, keras_framework  # noqa: E402
+from conftest import KERAS_SAVE_WARNINGS, assert_close, keras_framework  # noqa: E402
 
 import lstmrt  # noqa: E402
 from lstmrt import CorruptFileError, UnsupportedModelError  # noqa: E402
@@ -21,10 +21,7 @@ from lstmrt import CorruptFileError, UnsupportedModelError  # noqa: E402
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("tensorflow")
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning"),
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
-]
+pytestmark = KERAS_SAVE_WARNINGS
 
 SEED = 4321
 B, T = 3, 6

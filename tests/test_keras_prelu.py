@@ -11,7 +11,7 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import assert_close, keras_framework, save_keras  # noqa: E402
+from conftest import KERAS_SAVE_WARNINGS, assert_close, keras_framework, save_keras  # noqa: E402
 
 import lstmrt  # noqa: E402
 from lstmrt import CorruptFileError, UnsupportedModelError  # noqa: E402
@@ -19,10 +19,7 @@ from lstmrt import CorruptFileError, UnsupportedModelError  # noqa: E402
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("tensorflow")
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning"),
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
-]
+pytestmark = KERAS_SAVE_WARNINGS
 
 SEED = 2718
 B, T = 3, 6

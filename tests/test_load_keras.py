@@ -14,7 +14,7 @@ import types  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from conftest import ATOL, assert_close, keras_framework, save_keras  # noqa: E402
+from conftest import ATOL, KERAS_SAVE_WARNINGS, assert_close, keras_framework, save_keras  # noqa: E402
 
 import lstmrt  # noqa: E402
 from lstmrt import UnsupportedModelError  # noqa: E402
@@ -24,11 +24,9 @@ pytest.importorskip("h5py")
 pytest.importorskip("tensorflow")
 
 pytestmark = [
-    # Framework warnings only: saving the legacy HDF5 format, Keras 3's advice against input_shape=, and
-    # TensorFlow variables under NumPy 2 when Keras 3 converts them to save.
-    pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file:UserWarning"),
+    *KERAS_SAVE_WARNINGS,
+    # Keras 3's advice against input_shape= (a framework warning only)
     pytest.mark.filterwarnings("ignore:Do not pass an `input_shape`:UserWarning"),
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
     # Keras 3 on a layer after Masking that does not pass the mask on (GlobalMaxPooling1D, RMSNormalization):
     # case_pooled_max and test_refuses_a_masked_layer_after_one_that_drops_the_mask check what lstmrt does then
     pytest.mark.filterwarnings("ignore:Layer '(global_max_pooling1d|rms_normalization).*does not support mask"),
