@@ -19,6 +19,7 @@ from lstmrt.layers import (
     LSTM,
     Activation,
     Add,
+    AttentionPooling,
     Affine,
     Bidirectional,
     Dense,
@@ -288,6 +289,33 @@ def pool_layer(spec: GlobalPooling, X, active, state: tuple):
     return Y, (np.nan_to_num(total / np.maximum(count, 1)), np.zeros_like(value), count)
 
 
+def attention_layer(spec: AttentionPooling, E, V, active, state: tuple):
+    """Section 6: step t outputs the softmax-weighted mean of the values of the active steps up to t, computed over
+    all of them at once (lstmrt keeps a running softmax). E (B, T, C) scores, V (B, T, F) values. state as lstmrt's
+    stream keeps it, (mean, mean_low, max_score, weight_sum): the steps before are one step of score
+    max_score + log(weight_sum) and value mean + mean_low. A step of weight 0 adds nothing (not even 0 * inf)."""
+    mean, low, best, total = (np.array(a, np.float64).reshape(len(E), -1) for a in state)
+    with np.errstate(divide="ignore"):
+        past_score = np.where(total > 0, best + np.log(total), -np.inf)
+    poisoned = np.isnan(best)
+    scores = np.concatenate([past_score[:, None], np.where(active[..., None], E, -np.inf)], axis=1)
+    values = np.concatenate([(mean + low)[:, None], V], axis=1)
+    Y = np.empty(V.shape)
+    for t in range(1, E.shape[1] + 1):
+        s = scores[:, : t + 1]
+        bad = poisoned | np.any(np.isnan(s) | (s == np.inf), axis=1)
+        with np.errstate(invalid="ignore"):
+            top = np.max(np.where(np.isfinite(s), s, -np.inf), axis=1, keepdims=True)
+            w = np.exp(s - top)
+            w = np.where(np.isfinite(w), w, 0.0)
+        w = np.broadcast_to(w, s.shape[:2] + (V.shape[2],)) if s.shape[2] == 1 else w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weighted = np.where(w > 0, w * values[:, : t + 1], 0.0).sum(axis=1) / w.sum(axis=1)
+        bad = np.broadcast_to(bad, weighted.shape) if bad.shape[1] == 1 else bad
+        Y[:, t - 1] = np.where(bad, np.nan, weighted)
+    return Y
+
+
 def _is_recurrent(spec) -> bool:
     return isinstance(spec, (LSTM, GRU, SimpleRNN, Bidirectional))
 
@@ -313,6 +341,11 @@ def _forward(layers, X, active, states, whole_sequence, ends=None):
             X, s = pool_layer(spec, X, active, states[k])
             new_states.append(s)
             k += 1
+        elif isinstance(spec, AttentionPooling):
+            source = points[0 if spec.source == "input" else spec.source + 1]
+            X = attention_layer(spec, X, source[..., spec.start : spec.start + spec.output_size], active, states[k])
+            new_states.append(states[k])  # not carried on: compare a stream's outputs, not its attention state
+            k += 1
         else:
             X = step_layer(spec, X)
         points.append(X)
@@ -323,7 +356,7 @@ def zero_state(layers, batch: int) -> list:
     """One tuple per recurrent direction (a bidirectional layer has two) and per pool, zeros."""
     state = []
     for spec in layers:
-        if isinstance(spec, GlobalPooling):
+        if isinstance(spec, (GlobalPooling, AttentionPooling)):
             state.append(tuple(np.zeros((batch, size)) for size in spec.state_sizes))
         elif _is_recurrent(spec):
             state += [zero_cell_state(cell, batch) for cell in _cells(spec)]

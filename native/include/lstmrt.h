@@ -87,6 +87,11 @@ typedef enum lstmrt_layer_kind {
     LSTMRT_LAYER_ADD,         /* a residual / skip connection: y = x + s[add_offset, add_offset + input_size) of the
                                  same step, s an earlier point of the chain (add_from) */
     LSTMRT_LAYER_PRELU,       /* y = x >= 0 ? x : slope * x, per feature (a learned leaky ReLU) */
+    LSTMRT_LAYER_ATTENTION_POOL, /* softmax attention over the steps so far: y(t) = sum of softmax(e)(tau) v(tau),
+                                    tau <= t, with scores e the layer's input (input_size 1, shared by the
+                                    features, or hidden_size, one per feature) and values v the slice
+                                    [add_offset, add_offset + hidden_size) of an earlier point of the chain
+                                    (add_from, as an add's); the running softmax is state, as a global pool's */
     LSTMRT_LAYER_KIND_COUNT
 } lstmrt_layer_kind;
 
@@ -155,8 +160,9 @@ typedef struct lstmrt_layer_desc {
     float epsilon;                       /* norm: added to the statistic before the square root; finite, >= 0 */
     lstmrt_norm_mode norm_mode;          /* norm only */
     lstmrt_pool_mode pool_mode;          /* global pool only */
-    int32_t add_from;   /* add only: 0 = the model's input, k >= 1 = the output of layer k - 1 (k <= this layer) */
-    int32_t add_offset; /* add only: first feature of that point added; the slice must fit in its width */
+    int32_t add_from;   /* add, attention pool: 0 = the model's input, k >= 1 = the output of layer k - 1 (k <= this
+                           layer) */
+    int32_t add_offset; /* add, attention pool: first feature of that point read; the slice must fit in its width */
     float activation_alpha[3]; /* the parameter of activations[k] when it takes one (leaky_relu ... squareplus);
                                   0 in every other slot */
 } lstmrt_layer_desc;

@@ -243,10 +243,14 @@ void forward_layers(const lstmrt_model_t *m, const workspace *ws, int64_t batch,
             break;
         case LSTMRT_LAYER_GLOBAL_POOL: pool_steps(L, batch, steps, in, active, active_stride, state, out); break;
         case LSTMRT_LAYER_DENSE: run_dense(k, L, batch, steps, in, out); break;
-        case LSTMRT_LAYER_ADD: {
+        case LSTMRT_LAYER_ADD:
+        case LSTMRT_LAYER_ATTENTION_POOL: {
             /* the source, written earlier in this call: the model input, or a kept output (never the last layer) */
             const seq_view src = L->add_from == 0 ? x : layer_output(m, ws, L->add_from - 1, batch, steps, y);
-            run_add(L, batch, steps, in, src, out);
+            if (L->kind == LSTMRT_LAYER_ADD)
+                run_add(L, batch, steps, in, src, out);
+            else
+                attention_steps(L, batch, steps, in, src, active, active_stride, state, out);
             break;
         }
         default: run_elementwise(k, L, batch, steps, in, out); break;

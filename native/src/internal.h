@@ -73,6 +73,8 @@ static inline int64_t layer_state_floats(const layer *L)
         return (int64_t)L->num_directions * (L->state_h_size + (L->kind == LSTMRT_LAYER_LSTM ? L->hidden_size : 0));
     if (L->kind == LSTMRT_LAYER_GLOBAL_POOL) /* value, the mean's low part, count */
         return (int64_t)L->input_size * (L->pool_mode == LSTMRT_POOL_AVERAGE ? 2 : 1) + 1;
+    if (L->kind == LSTMRT_LAYER_ATTENTION_POOL) /* mean, its low part; per score: the largest, the weight sum */
+        return 2 * (int64_t)L->output_size + 2 * (int64_t)L->input_size;
     return 0;
 }
 
@@ -142,9 +144,15 @@ void norm_row(const layer *L, const float *x, float *y);
  * mean its (batch, F) low parts, then its (batch) counts. active as forward_layers takes it. */
 void pool_steps(const layer *L, int64_t batch, int64_t steps, seq_view x, const uint8_t *active, int64_t active_stride,
                 float *state, seq_view y);
-/* The first pool count in a whole state (batch rows) that is not a whole number in [0, 2^24], as an index into
- * state, or -1 when every one is. */
+/* The first pool count in a whole state (batch rows) that is not a whole number in [0, 2^24], or attention weight
+ * sum not in [0, 2^24], as an index into state, or -1 when every one is fine. */
 int64_t pool_bad_count(const lstmrt_model_t *m, int64_t batch, const float *state);
+
+/* attention.c: LSTMRT_LAYER_ATTENTION_POOL over `steps` steps of `batch` rows: scores e (the layer's input), values
+ * v (the slice of an earlier point); state: this layer's (batch, F) means, (batch, F) low parts, (batch, C) largest
+ * scores, (batch, C) weight sums, C the scores per step. active as forward_layers takes it. */
+void attention_steps(const layer *L, int64_t batch, int64_t steps, seq_view e, seq_view v, const uint8_t *active,
+                     int64_t active_stride, float *state, seq_view y);
 
 /* activations.c: in-place element-wise (or row-wise for softmax) activation of rows x n. */
 void apply_activation(const lstmrt_kernels *k, activation a, float *v, int64_t rows, int64_t n, int64_t row_stride);

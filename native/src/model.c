@@ -100,7 +100,12 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
             return FAIL("layer %d: unknown pool mode %d", index, (int)d->pool_mode);
         return LSTMRT_STATUS_OK;
     }
-    if (d->kind == LSTMRT_LAYER_ADD) {
+    if (d->kind == LSTMRT_LAYER_ADD || d->kind == LSTMRT_LAYER_ATTENTION_POOL) {
+        if (d->kind == LSTMRT_LAYER_ATTENTION_POOL &&
+            (!dim_ok(d->hidden_size) || (d->input_size != 1 && d->input_size != d->hidden_size)))
+            return FAIL("layer %d: an attention pool's hidden_size %d (the features it pools) must be in [1, %d] and "
+                        "its input_size %d (scores per step) 1 or hidden_size",
+                        index, d->hidden_size, LSTMRT_MAX_DIM, d->input_size);
         if (d->add_from < 0 || d->add_from > index)
             return FAIL("layer %d: add_from %d must be in [0, %d] (the model input or an earlier layer's output)",
                         index, d->add_from, index);
@@ -151,7 +156,7 @@ static int32_t layer_output_size(const lstmrt_layer_desc *d)
 {
     if (keeps_width(d->kind))
         return d->input_size;
-    if (d->kind == LSTMRT_LAYER_DENSE || d->kind == LSTMRT_LAYER_EMBEDDING)
+    if (d->kind == LSTMRT_LAYER_DENSE || d->kind == LSTMRT_LAYER_EMBEDDING || d->kind == LSTMRT_LAYER_ATTENTION_POOL)
         return d->hidden_size;
     const int32_t hr = d->proj_size > 0 ? d->proj_size : d->hidden_size;
     return (d->num_directions == 2 && d->merge_mode == LSTMRT_MERGE_CONCAT) ? 2 * hr : hr;
@@ -321,6 +326,7 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
         return LSTMRT_STATUS_OK;
     case LSTMRT_LAYER_GLOBAL_POOL: L->pool_mode = d->pool_mode; return LSTMRT_STATUS_OK;
     case LSTMRT_LAYER_ADD:
+    case LSTMRT_LAYER_ATTENTION_POOL:
         L->add_from = d->add_from;
         L->add_offset = d->add_offset;
         return LSTMRT_STATUS_OK;
@@ -335,13 +341,13 @@ static lstmrt_status build_layer(const lstmrt_layer_desc *d, layer *L, int64_t *
     }
 }
 
-/* A layer whose output a later LSTMRT_LAYER_ADD reads writes it to a slot of its own in the workspace's kept buffer,
- * where the ping-pong buffers cannot overwrite it before that add runs. */
+/* A layer whose output a later LSTMRT_LAYER_ADD or ATTENTION_POOL reads writes it to a slot of its own in the
+ * workspace's kept buffer, where the ping-pong buffers cannot overwrite it before that layer runs. */
 static void keep_add_sources(lstmrt_model_t *m)
 {
     for (int32_t l = 0; l < m->num_layers; l++) {
         const layer *A = &m->layers[l];
-        if (A->kind != LSTMRT_LAYER_ADD || A->add_from == 0)
+        if ((A->kind != LSTMRT_LAYER_ADD && A->kind != LSTMRT_LAYER_ATTENTION_POOL) || A->add_from == 0)
             continue;
         layer *S = &m->layers[A->add_from - 1];
         if (S->kept_at < 0) {
@@ -362,13 +368,15 @@ lstmrt_status lstmrt__validate_layers(const lstmrt_layer_desc *layers, int32_t n
         if (l > 0 && layers[l].input_size != layer_output_size(&layers[l - 1]))
             return FAIL("layer %d: input_size %d but layer %d outputs %d features", l, layers[l].input_size, l - 1,
                         layer_output_size(&layers[l - 1]));
-        if (layers[l].kind == LSTMRT_LAYER_ADD) {
+        if (layers[l].kind == LSTMRT_LAYER_ADD || layers[l].kind == LSTMRT_LAYER_ATTENTION_POOL) {
             const int32_t from = layers[l].add_from;
             const int64_t width = from == 0 ? layers[0].input_size : layer_output_size(&layers[from - 1]);
-            if ((int64_t)layers[l].add_offset + layers[l].input_size > width)
-                return FAIL("layer %d: adds features [%d, %lld) of %s, which has %lld", l, layers[l].add_offset,
-                            (long long)layers[l].add_offset + layers[l].input_size,
-                            from == 0 ? "the model input" : "a layer's output", (long long)width);
+            const int64_t read = layers[l].kind == LSTMRT_LAYER_ADD ? layers[l].input_size : layers[l].hidden_size;
+            if ((int64_t)layers[l].add_offset + read > width)
+                return FAIL("layer %d: %s features [%d, %lld) of %s, which has %lld", l,
+                            layers[l].kind == LSTMRT_LAYER_ADD ? "adds" : "attends to", layers[l].add_offset,
+                            (long long)layers[l].add_offset + read, from == 0 ? "the model input" : "a layer's output",
+                            (long long)width);
         }
     }
     return LSTMRT_STATUS_OK;

@@ -74,6 +74,10 @@ int64_t pool_bad_count(const lstmrt_model_t *m, int64_t batch, const float *stat
             for (int64_t i = offset - batch; i < offset; i++)
                 if (!(state[i] >= 0.0f && state[i] <= MAX_COUNT && state[i] == floorf(state[i])))
                     return i;
+        if (L->kind == LSTMRT_LAYER_ATTENTION_POOL) /* the weight sums are the layer's last batch * C floats */
+            for (int64_t i = offset - batch * L->input_size; i < offset; i++)
+                if (!(state[i] >= 0.0f && state[i] <= MAX_COUNT))
+                    return i;
     }
     return -1;
 }

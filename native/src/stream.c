@@ -160,7 +160,8 @@ lstmrt_status lstmrt_stream_set_state(lstmrt_stream_t *s, const float *state)
         return FAIL("stream and state must not be NULL");
     const int64_t bad = pool_bad_count(s->model, s->batch, state);
     if (bad >= 0)
-        return FAIL("state[%lld] = %g is a pool's count of steps: it must be a whole number in [0, 16777216]",
+        return FAIL("state[%lld] = %g is a pool's count of steps (a whole number in [0, 16777216]) or an attention "
+                    "pool's weight sum (in [0, 16777216])",
                     (long long)bad, (double)state[bad]);
     memcpy(s->state, state, (size_t)(s->batch * s->model->state_size) * sizeof(float));
     return LSTMRT_STATUS_OK;

@@ -23,6 +23,7 @@ _KIND = {
     "global_pool": 8,
     "add": 9,
     "prelu": 10,
+    "attention_pool": 11,
 }
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
@@ -581,6 +582,53 @@ class Add(Layer):
         return f"{source}[{self.start}:{self.start + self.input_size}]"
 
 
+class AttentionPooling(Layer):
+    """Softmax attention over the steps so far (docs/math.md): step t outputs sum over tau <= t of softmax(e)(tau)
+    v(tau), with scores e this layer's input and values v the features [start, start + features) of an earlier point
+    of the chain (source: "input" or a layer index, as Add's). torch: `w = torch.softmax(self.score(out), dim=1);
+    (w * out).sum(1)`, the score a Linear(H, 1) or Linear -> tanh -> Linear. Scores: one per step, shared by every
+    feature, or one per feature (per_feature=True, a softmax over time for each feature). Like GlobalPooling, a
+    stream returns the pool of its sequence so far; pair with Model(return_sequences=False) for the (B, F) result.
+    A masked step is not attended (its weight is 0); before the first step of non-zero weight the output is NaN.
+    State per sequence: the weighted mean and its part below float32 precision (mean, mean_low), and per score the
+    largest seen and the sum of the weights relative to it (max_score, weight_sum; the sum stops at 2^24)."""
+
+    kind = "attention_pool"
+
+    def __init__(self, features, source, start=0, *, per_feature=False):
+        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or not 1 <= features <= 1 << 24:
+            raise ValueError(f"AttentionPooling: features must be an int in [1, 16777216], got {features!r}")
+        if source != "input" and (isinstance(source, bool) or not isinstance(source, (int, np.integer)) or source < 0):
+            raise ValueError(
+                f'AttentionPooling: source must be "input" or the index of an earlier layer, got {source!r}'
+            )
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < 1 << 24:
+            raise ValueError(f"AttentionPooling: start must be an int in [0, 16777216), got {start!r}")
+        self.output_size = int(features)
+        self.per_feature = bool(per_feature) and self.output_size > 1  # one feature: the same computation
+        self.input_size = self.output_size if self.per_feature else 1
+        self.source = source if source == "input" else int(source)
+        self.start = int(start)
+
+    def _desc(self, input_size: int) -> dict:
+        d = self._base_desc(self.input_size, self.output_size)
+        d.update(add_from=0 if self.source == "input" else self.source + 1, add_offset=self.start)
+        return d
+
+    @property
+    def state_names(self) -> tuple:
+        return ("mean", "mean_low", "max_score", "weight_sum")
+
+    @property
+    def state_sizes(self) -> tuple:
+        return (self.output_size, self.output_size, self.input_size, self.input_size)
+
+    def _summary(self) -> str:
+        source = "input" if self.source == "input" else f"layer {self.source}"
+        scores = ", per_feature=True" if self.per_feature else ""
+        return f"{source}[{self.start}:{self.start + self.output_size}]{scores}"
+
+
 class Embedding(Layer):
     """Token ids in (one per step), rows of weight (num_embeddings, embedding_dim) out. First layer only."""
 
@@ -609,7 +657,7 @@ def is_recurrent(spec: Layer) -> bool:
 
 def state_layout(spec: Layer) -> list:
     """The state a layer keeps per sequence, in the C runtime's order: (names, sizes) per direction or pool."""
-    if isinstance(spec, GlobalPooling):
+    if isinstance(spec, (GlobalPooling, AttentionPooling)):
         return [(spec.state_names, spec.state_sizes)]
     if not is_recurrent(spec):
         return []

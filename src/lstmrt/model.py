@@ -6,12 +6,21 @@ import numpy as np
 
 from . import _native
 from ._arrays import as_float_array, checked_count, describe_shape, raise_token_problem
-from .layers import Add, Bidirectional, Embedding, GlobalPooling, Layer, is_recurrent, state_layout
+from .layers import (
+    Add,
+    AttentionPooling,
+    Bidirectional,
+    Embedding,
+    GlobalPooling,
+    Layer,
+    is_recurrent,
+    state_layout,
+)
 
 
 class Model:
     """A chain of layer specs (lstmrt.LSTM, GRU, SimpleRNN, Bidirectional, Dense, Activation, Affine, PReLU,
-    LayerNorm, GlobalPooling, Embedding, Add) in the canonical layout of docs/math.md.
+    LayerNorm, GlobalPooling, AttentionPooling, Embedding, Add) in the canonical layout of docs/math.md.
 
     `return_sequences=False` makes `predict` return only each sequence's last output (Keras semantics);
     streams always return the output for the sequence ending at the current step. `squeeze_output=True` (a model
@@ -36,10 +45,10 @@ class Model:
         for i, spec in enumerate(layers):
             if isinstance(spec, Embedding) and i != 0:
                 raise ValueError(f"layer {i}: an Embedding must be the first layer")
-            if isinstance(spec, GlobalPooling) and final_only is not None:
+            if isinstance(spec, (GlobalPooling, AttentionPooling)) and final_only is not None:
                 # predict would pool copies of that final output while a stream pools the steps themselves
                 raise ValueError(
-                    f"layer {i} (GlobalPooling) pools the steps of layer {final_only}, which has "
+                    f"layer {i} ({type(spec).__name__}) pools the steps of layer {final_only}, which has "
                     "return_sequences=False (its final output at every step): pool a full sequence instead"
                 )
             if is_recurrent(spec) and not (spec.forward if isinstance(spec, Bidirectional) else spec).return_sequences:
@@ -49,8 +58,8 @@ class Model:
                 raise ValueError(
                     f"layer {i} ({type(spec).__name__}) expects {spec.input_size} input features but {prev} {size}"
                 )
-            if isinstance(spec, Add):
-                self._check_add(i, spec, widths)
+            if isinstance(spec, (Add, AttentionPooling)):
+                self._check_source(i, spec, widths)
             descs.append(spec._desc(size))
             size = spec.output_size if spec.output_size is not None else size
             widths.append(size)
@@ -75,15 +84,19 @@ class Model:
         # c (batch, H); per global pool, its value (batch, F), for a mean its low part (batch, F), its count (batch, 1)
         self._state_layout = [(i, names, sizes) for i, spec in enumerate(layers) for names, sizes in state_layout(spec)]
 
-    def _check_add(self, i: int, spec: Add, widths: list) -> None:
-        """The point an Add reads comes before it and has the features it adds."""
+    def _check_source(self, i: int, spec, widths: list) -> None:
+        """The point an Add or AttentionPooling reads comes before it and has the features it reads."""
+        name, verb = type(spec).__name__, "adds" if isinstance(spec, Add) else "attends to"
         if spec.source != "input" and spec.source >= i:
-            raise ValueError(f"layer {i} (Add) adds the output of layer {spec.source}: it must be an earlier layer")
+            raise ValueError(
+                f"layer {i} ({name}) {verb} the output of layer {spec.source}: it must be an earlier layer"
+            )
         width = self._input_size if spec.source == "input" else widths[spec.source]
-        if spec.start + spec.input_size > width:
+        read = spec.input_size if isinstance(spec, Add) else spec.output_size
+        if spec.start + read > width:
             what = "the model input has" if spec.source == "input" else f"layer {spec.source} outputs"
             raise ValueError(
-                f"layer {i} (Add) adds features [{spec.start}, {spec.start + spec.input_size}) but {what} {width}"
+                f"layer {i} ({name}) {verb} features [{spec.start}, {spec.start + read}) but {what} {width}"
             )
 
     def __copy__(self):  # immutable (the weights live in the C model): a copy can be itself

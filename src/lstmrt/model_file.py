@@ -24,6 +24,7 @@ from .layers import (
     Activation,
     Add,
     Affine,
+    AttentionPooling,
     Bidirectional,
     Dense,
     Embedding,
@@ -187,6 +188,9 @@ def _spec(d: dict):
         return GlobalPooling(n_in, GlobalPooling.MODES[d["pool_mode"]])
     if kind == "add":
         return Add(n_in, "input" if d["add_from"] == 0 else d["add_from"] - 1, d["add_offset"])
+    if kind == "attention_pool":
+        source = "input" if d["add_from"] == 0 else d["add_from"] - 1
+        return AttentionPooling(H, source, d["add_offset"], per_feature=n_in != 1)
     return Embedding(w["weight_ih"].reshape(d["num_embeddings"], H))
 
 

@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover - only when built without Cython
 
 MAX_BATCH = _native.MAX_STREAM_BATCH  # the C library's limits (lstmrt.h)
 MAX_THREADS = _native.MAX_THREADS
-_MAX_POOL_COUNT = 1 << 24  # a GlobalPooling's count stops there (lstmrt.h: float32 counts exactly that far)
+_MAX_POOL_COUNT = 1 << 24  # a GlobalPooling's count and an AttentionPooling's weight sum stop there (lstmrt.h)
 
 
 def _bind_step(native):
@@ -147,9 +147,9 @@ class Stream:
 
     @property
     def state(self):
-        """One tuple per recurrent layer and global pool: (h, c) for an LSTM, (h,) for a GRU/SimpleRNN, (mean,
-        mean_low, count) or (max, count) for a GlobalPooling (count: the steps pooled, shape (1,)); arrays (size,)
-        or, batched, (N, size). Copies: modifying them does not change the stream."""
+        """One tuple per recurrent layer and pool: (h, c) for an LSTM, (h,) for a GRU/SimpleRNN, (mean, mean_low,
+        count) or (max, count) for a GlobalPooling (count: the steps pooled, shape (1,)), (mean, mean_low, max_score,
+        weight_sum) for an AttentionPooling; arrays (size,) or, batched, (N, size). Copies: modifying them does not change the stream."""
         return [
             tuple(a if self._batched else a[0].copy() for a in views)
             for views in self._state_views(self._native.get_state())
@@ -176,6 +176,10 @@ class Stream:
                 if name == "count" and not np.all((a >= 0) & (a <= _MAX_POOL_COUNT) & (a == np.floor(a))):
                     raise ValueError(
                         f"state[{k}].count (layer {index}) must hold whole numbers of steps in [0, {_MAX_POOL_COUNT}]"
+                    )
+                if name == "weight_sum" and not np.all((a >= 0) & (a <= _MAX_POOL_COUNT)):
+                    raise ValueError(
+                        f"state[{k}].weight_sum (layer {index}) must hold sums of weights in [0, {_MAX_POOL_COUNT}]"
                     )
                 pieces.append(a.reshape(-1))
         flat = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
