@@ -149,7 +149,8 @@ class Stream:
     def state(self):
         """One tuple per recurrent layer and pool: (h, c) for an LSTM, (h,) for a GRU/SimpleRNN, (mean, mean_low,
         count) or (max, count) for a GlobalPooling (count: the steps pooled, shape (1,)), (mean, mean_low, max_score,
-        weight_sum) for an AttentionPooling; arrays (size,) or, batched, (N, size). Copies: modifying them does not change the stream."""
+        weight_sum) for an AttentionPooling; arrays (size,) or, batched, (N, size). Copies: modifying them does not
+        change the stream."""
         return [
             tuple(a if self._batched else a[0].copy() for a in views)
             for views in self._state_views(self._native.get_state())
