@@ -1144,7 +1144,7 @@ def random_specs(rng):
         specs.append(lstmrt.Embedding(arr(V, size)))
         widths = [1, size]
     for _ in range(rng.randint(1, 4)):
-        kind = rng.choice(["lstm", "gru", "rnn", "dense", "act", "affine", "bi", "pool", "add"])
+        kind = rng.choice(["lstm", "gru", "rnn", "dense", "act", "affine", "bi", "pool", "add", "attention"])
         H = rng.randint(1, 6)
         if kind == "lstm":
             P = rng.choice([0, 0, rng.randint(1, H)])
@@ -1179,6 +1179,11 @@ def random_specs(rng):
             point = rng.choice([p for p, w in enumerate(widths) if w >= size])  # the last point always is
             start = rng.randint(0, max(0, widths[point] - size))
             spec = lstmrt.Add(size, "input" if point == 0 else point - 1, start)
+        elif kind == "attention":  # one score per step (then any slice of any point), or one per feature
+            point = rng.choice([p for p, w in enumerate(widths) if size == 1 or w >= size])
+            features = rng.randint(1, widths[point]) if size == 1 else size
+            start = rng.randint(0, widths[point] - features)
+            spec = lstmrt.AttentionPooling(features, "input" if point == 0 else point - 1, start, per_feature=size > 1)
         else:
             spec = lstmrt.Bidirectional(
                 lstmrt.GRU(arr(3 * H, size), arr(3 * H, H)),

@@ -103,6 +103,14 @@ CASES = {
         [specs.lstm(rng, 3, 4), specs.gru(rng, 4, 4), lstmrt.Add(4, 0), specs.dense(rng, 4, 2), lstmrt.Add(2, 1, 1)],
         {},
     ),
+    "attention": lambda rng: (
+        [specs.lstm(rng, 3, 4), specs.dense(rng, 4, 1), lstmrt.AttentionPooling(4, 0), specs.dense(rng, 4, 2)],
+        {"return_sequences": False},
+    ),
+    "attention-per-feature-of-input": lambda rng: (
+        [specs.gru(rng, 3, 2), lstmrt.AttentionPooling(2, "input", 1, per_feature=True)],
+        {"return_sequences": False},
+    ),
     "embedding": lambda rng: (
         [lstmrt.Embedding(rng.standard_normal((7, 3))), specs.gru(rng, 3, 4), specs.dense(rng, 4, 7, "softmax")],
         {},

@@ -106,6 +106,17 @@ double max_abs_diff(const float *a, const float *b, int64_t n)
     }
     return worst;
 }
+double max_rel_diff(const float *a, const float *b, int64_t n)
+{
+    double worst = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const double scale = fabs((double)b[i]) > 1.0 ? fabs((double)b[i]) : 1.0;
+        const double e = isnan(a[i]) && isnan(b[i]) ? 0.0 : fabs((double)a[i] - (double)b[i]) / scale;
+        if (!(e <= worst))
+            worst = isnan(e) ? INFINITY : e;
+    }
+    return worst;
+}
 int same_bits(const float *a, const float *b, int64_t n)
 {
     return memcmp(a, b, (size_t)n * sizeof(float)) == 0;

@@ -51,6 +51,7 @@ double rng_unit(void);                         /* [0, 1) */
 float *random_floats(int64_t n, double scale); /* uniform [-scale, scale], in the arena */
 
 double max_abs_diff(const float *a, const float *b, int64_t n); /* NaN counts as infinitely wrong */
+double max_rel_diff(const float *a, const float *b, int64_t n); /* relative to |b| where it is above 1 */
 int same_bits(const float *a, const float *b, int64_t n);
 
 #endif

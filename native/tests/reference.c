@@ -235,7 +235,8 @@ static void ref_layer(const lstmrt_layer_desc *d, int T, int end, const double *
                 y[t * O + j] = w->weight_ih[(int64_t)x[t] * O + j];
         return;
     case LSTMRT_LAYER_GLOBAL_POOL: ref_pool(d, T, x, active, y); return;
-    case LSTMRT_LAYER_ADD: return; /* ref_predict adds: it holds the earlier outputs */
+    case LSTMRT_LAYER_ADD:
+    case LSTMRT_LAYER_ATTENTION_POOL: return; /* ref_predict computes these: it holds the earlier outputs */
     default: break;
     }
     const int Hr = state_h(d);
@@ -258,6 +259,33 @@ static void ref_layer(const lstmrt_layer_desc *d, int T, int end, const double *
             case LSTMRT_MERGE_MUL: y[t * O + j] = f * b; break;
             default: y[t * O + j] = 0.5 * (f + b); break;
             }
+        }
+}
+
+/* LSTMRT_LAYER_ATTENTION_POOL over one sequence, from scratch at every step: y(t) = the softmax over the active steps
+ * up to t of the scores e (T x C), weighting the values v (T x width, the features from offset); NaN before the first
+ * active step, and from a score of NaN or +inf on. */
+static void ref_attention(const lstmrt_layer_desc *d, int T, const double *e, const double *v, int width,
+                          const uint8_t *active, double *y)
+{
+    const int F = d->hidden_size, C = d->input_size;
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < F; j++) {
+            const int c = C == 1 ? 0 : j;
+            double top = -INFINITY, bad = 0.0, num = 0.0, den = 0.0;
+            for (int u = 0; u <= t; u++)
+                if (active[u]) {
+                    const double s = e[(int64_t)u * C + c];
+                    bad += isnan(s) || s == INFINITY;
+                    top = s > top ? s : top;
+                }
+            for (int u = 0; u <= t && !bad; u++)
+                if (active[u] && top > -INFINITY) {
+                    const double w = exp(e[(int64_t)u * C + c] - top);
+                    num += w * v[(int64_t)u * width + d->add_offset + j];
+                    den += w;
+                }
+            y[(int64_t)t * F + j] = bad || den == 0.0 ? NAN : num / den;
         }
 }
 
@@ -285,6 +313,8 @@ void ref_predict(const spec *s, const float *x, int batch, int steps, const int3
                     for (int j = 0; j < O; j++)
                         out[t * O + j] = in[t * O + j] + points[d->add_from][(int64_t)t * from + d->add_offset + j];
             }
+            if (d->kind == LSTMRT_LAYER_ATTENTION_POOL)
+                ref_attention(d, steps, in, points[d->add_from], point_width(s, d->add_from), active, out);
             points[l + 1] = in = out;
         }
         for (int t = 0; t < steps; t++)

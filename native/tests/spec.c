@@ -24,7 +24,8 @@ int layer_out(const lstmrt_layer_desc *d)
     case LSTMRT_LAYER_GLOBAL_POOL:
     case LSTMRT_LAYER_ADD: return d->input_size;
     case LSTMRT_LAYER_DENSE:
-    case LSTMRT_LAYER_EMBEDDING: return d->hidden_size;
+    case LSTMRT_LAYER_EMBEDDING:
+    case LSTMRT_LAYER_ATTENTION_POOL: return d->hidden_size;
     default: return d->num_directions == 2 && d->merge_mode == LSTMRT_MERGE_CONCAT ? 2 * state_h(d) : state_h(d);
     }
 }
@@ -37,6 +38,11 @@ int state_parts(const lstmrt_layer_desc *d, int sizes[4])
         if (d->pool_mode == LSTMRT_POOL_AVERAGE)
             sizes[n++] = d->input_size; /* the mean's low parts */
         sizes[n++] = 1;                 /* steps pooled */
+    } else if (d->kind == LSTMRT_LAYER_ATTENTION_POOL) {
+        sizes[n++] = d->hidden_size; /* weighted means */
+        sizes[n++] = d->hidden_size; /* their low parts */
+        sizes[n++] = d->input_size;  /* largest scores */
+        sizes[n++] = d->input_size;  /* weight sums */
     } else if (is_recurrent(d->kind))
         for (int dir = 0; dir < d->num_directions; dir++) {
             sizes[n++] = state_h(d);
@@ -104,6 +110,7 @@ void add_weights(spec *s)
             case LSTMRT_LAYER_EMBEDDING: w->weight_ih = random_floats((int64_t)d->num_embeddings * H, 1.0); break;
             case LSTMRT_LAYER_ACTIVATION:
             case LSTMRT_LAYER_GLOBAL_POOL:
+            case LSTMRT_LAYER_ATTENTION_POOL:
             case LSTMRT_LAYER_ADD: break;
             default:
                 w->weight_ih = random_floats((int64_t)G * I, a);
@@ -399,6 +406,23 @@ void make_spec(int which, spec *s)
         push(s, LSTMRT_LAYER_PRELU, 17, 0);
         push(s, LSTMRT_LAYER_DENSE, 17, 1);
         push(s, LSTMRT_LAYER_PRELU, 1, 0);
+        break;
+    case 35: /* torch's softmax(self.attn(out), dim=1), (w * out).sum(1), then a head */
+        name = "lstm 4-6 + dense 6-1 + attention of 0 + dense 6-3";
+        push(s, LSTMRT_LAYER_LSTM, 4, 6);
+        push(s, LSTMRT_LAYER_DENSE, 6, 1);
+        push(s, LSTMRT_LAYER_ATTENTION_POOL, 1, 6)->add_from = 1;
+        push(s, LSTMRT_LAYER_DENSE, 6, 3);
+        break;
+    case 36: /* a score per feature; a score shared by a slice of the model input; scores large enough to rescale */
+        name = "gru 3-5, dense 5-5 tanh, attention per feature of 0, dense 5-1, attend in[1:3)";
+        s->scale = 4.0;
+        push(s, LSTMRT_LAYER_GRU, 3, 5);
+        push(s, LSTMRT_LAYER_DENSE, 5, 5)->activations[0] = LSTMRT_ACT_TANH;
+        push(s, LSTMRT_LAYER_ATTENTION_POOL, 5, 5)->add_from = 1;
+        push(s, LSTMRT_LAYER_DENSE, 5, 1);
+        d = push(s, LSTMRT_LAYER_ATTENTION_POOL, 1, 2);
+        d->add_offset = 1;
         break;
     }
     snprintf(s->name, sizeof s->name, "%s", name);

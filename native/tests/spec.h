@@ -14,7 +14,7 @@ typedef struct spec {
     double scale; /* weight range: scale / sqrt(fan-in) */
 } spec;
 
-enum { NUM_SPECS = 35 }; /* make_spec's catalogue: 0 .. NUM_SPECS - 1 */
+enum { NUM_SPECS = 37 }; /* make_spec's catalogue: 0 .. NUM_SPECS - 1 */
 
 enum { PB = 3, PT = 100 }; /* predict shape: batch 3 gives 85-step blocks, so 100 steps cross a block boundary */
 

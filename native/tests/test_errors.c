@@ -21,7 +21,7 @@ void test_model_create_errors(void)
     EXPECT_FAIL(lstmrt_model_create(ok.layers, 5000, &m), INVALID);
 
     /* One broken field at a time, on otherwise valid layers. */
-    enum { NCASES = 41 };
+    enum { NCASES = 47 };
     for (int c = 0; c < NCASES; c++) {
         spec s = ok;
         lstmrt_layer_desc *d = &s.layers[0];
@@ -137,6 +137,34 @@ void test_model_create_errors(void)
         case 40:
             d->kind = LSTMRT_LAYER_PRELU;
             d->num_directions = 2;
+            break;
+        case 41: /* 7 scores for 17 features: one score, or one per feature */
+            d->kind = LSTMRT_LAYER_ATTENTION_POOL;
+            break;
+        case 42:
+            d->kind = LSTMRT_LAYER_ATTENTION_POOL;
+            d->input_size = 1;
+            d->hidden_size = 0;
+            break;
+        case 43: /* layer 0 attends only to the model input */
+            d->kind = LSTMRT_LAYER_ATTENTION_POOL;
+            d->input_size = d->hidden_size = 7;
+            d->add_from = 1;
+            break;
+        case 44: /* features [1, 8) of a 7-feature input */
+            d->kind = LSTMRT_LAYER_ATTENTION_POOL;
+            d->input_size = d->hidden_size = 7;
+            d->add_offset = 1;
+            break;
+        case 45: /* the slice's end overflows int32 */
+            d->kind = LSTMRT_LAYER_ATTENTION_POOL;
+            d->input_size = d->hidden_size = 7;
+            d->add_offset = INT32_MAX;
+            break;
+        case 46: /* no activation to take a parameter */
+            d->kind = LSTMRT_LAYER_ATTENTION_POOL;
+            d->input_size = d->hidden_size = 7;
+            d->activation_alpha[0] = 0.5f;
             break;
         }
         snprintf(context, sizeof context, "model_create broken field case %d", c);

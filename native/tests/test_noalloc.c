@@ -152,12 +152,13 @@ int main(void)
     const int tiers = lstmrt__supported_kernels(tables, 8);
     const int32_t batches[] = {1, 3, 64};
 
-    /* model shapes: fused cells, general cells (peephole + clip, reset-before GRU), projection, a stack, adds */
+    /* model shapes: fused cells, general cells (peephole + clip, reset-before GRU), projection, a stack, adds,
+     * attention */
     struct {
         const char *name;
         int n;
         lstmrt_layer_desc L[4];
-    } models[8];
+    } models[9];
     models[0].name = "lstm 7->33", models[0].n = 1, models[0].L[0] = make_layer(LSTMRT_LAYER_LSTM, 7, 33, 1);
     models[1].name = "gru 5->16", models[1].n = 1, models[1].L[0] = make_layer(LSTMRT_LAYER_GRU, 5, 16, 2);
     models[2].name = "gru reset-before 4->17", models[2].n = 1, models[2].L[0] = make_layer(LSTMRT_LAYER_GRU, 4, 17, 3);
@@ -196,6 +197,15 @@ int main(void)
     models[7].L[1].add_from = 1;
     models[7].L[3].input_size = 1;
     models[7].L[3].add_offset = 2;
+    models[8].name = "gru 3->6 | dense 6->1 | attention of layer 0", models[8].n = 3;
+    models[8].L[0] = make_layer(LSTMRT_LAYER_GRU, 3, 6, 13);
+    models[8].L[1] = make_layer(LSTMRT_LAYER_DENSE, 6, 1, 14);
+    memset(&models[8].L[2], 0, sizeof models[8].L[2]);
+    models[8].L[2].kind = LSTMRT_LAYER_ATTENTION_POOL;
+    models[8].L[2].input_size = 1;
+    models[8].L[2].hidden_size = 6;
+    models[8].L[2].num_directions = 1;
+    models[8].L[2].add_from = 1;
 
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         lstmrt_model_t *m;
