@@ -17,10 +17,10 @@ import lstmrt
 torch = pytest.importorskip("torch")
 
 
-def attention_layers(rng, per_feature=False, I=3, H=7):
+def attention_layers(rng, per_feature=False, features_in=3, H=7):
     """LSTM -> score (Linear -> tanh -> Linear) -> attention over the LSTM's output -> softmax head."""
     return [
-        specs.lstm(rng, I, H),
+        specs.lstm(rng, features_in, H),
         specs.dense(rng, H, 5, "tanh"),
         specs.dense(rng, 5, H if per_feature else 1),
         lstmrt.AttentionPooling(H, 0, per_feature=per_feature),
@@ -80,7 +80,7 @@ def test_a_stream_returns_the_attention_pool_of_its_sequence_so_far(rng, per_fea
 
 
 def test_threads_give_the_same_result(rng):
-    model = lstmrt.Model(attention_layers(rng, I=3, H=64), return_sequences=False)
+    model = lstmrt.Model(attention_layers(rng, features_in=3, H=64), return_sequences=False)
     X = inputs(rng, 16, 50, 3)
     assert np.array_equal(model.predict(X, threads=2), model.predict(X))
 

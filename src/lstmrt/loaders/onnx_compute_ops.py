@@ -1,7 +1,8 @@
 """The ONNX ops that compute on the data, read as lstmrt layers: recurrent nodes (LSTM, GRU, RNN), MatMul / Gemm
 (Dense), a per-feature Add / Sub / Mul / Div by a constant (a Dense's bias or an Affine), PRelu with a slope per
 feature (PReLU), an Add of two data values (a skip connection), Gather of token ids (Embedding) and element-wise
-activations, merged into the Dense before them where they fit. Part of the graph reader (onnx_graph.GraphReader),
+activations, merged into the Dense before them where they fit (Softmax's: onnx_attention.py). A Mul or MatMul of
+attention weights is the attention pool's (onnx_attention.py). Part of the graph reader (onnx_graph.GraphReader),
 whose state and bookkeeping they use."""
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from ..errors import CorruptFileError, LoadError
 from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding, PReLU
 from . import onnx_activations
 from . import onnx_fold as fold
-from .onnx_layers import recurrent_spec
+from .onnx_attention import is_attention
 from .onnx_directions import both_directions
+from .onnx_layers import recurrent_spec
 from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, MERGED, UNIT, Data, Final, LengthsInput, StateInput, Zeros
 
 _CLIPS = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh"}  # Clip's (min, max) -> lstmrt activation
@@ -78,6 +80,8 @@ class ComputeOps:
 
     # -- ops that compute ---------------------------------------------------------------------------------------
     def _op_MatMul(self, node, x, w):
+        if is_attention(x) or is_attention(w):
+            return [self._attention_matmul(node, x, w)]
         if not isinstance(x, Data) or not isinstance(w, np.ndarray) or w.ndim != 2 or fold.symbolic(w):
             raise self._refuse(node, "multiplies the data by something other than a constant matrix")
         self._check_features(node, x, w.shape[0])
@@ -124,11 +128,17 @@ class ComputeOps:
         return self._affine(a, shift=-self._per_feature(node, a, b))
 
     def _op_Mul(self, node, a, b):
+        if is_attention(a) or is_attention(b):
+            return [self._weigh(node, a, b)]
         x, c = (a, b) if isinstance(a, Data) else (b, a)
         if isinstance(c, Data) and both_directions(a, b):
             return [self._merge_directions(node, a, b)]
         if isinstance(c, Data):
-            raise self._refuse(node, "multiplies two data values")
+            raise self._refuse(
+                node,
+                "multiplies two data values (lstmrt reads a product of data only as attention: the weights of a "
+                "Softmax over time times an earlier point of the chain)",
+            )
         return self._affine(x, scale=self._per_feature(node, x, c))
 
     def _op_Div(self, node, a, b):
@@ -207,11 +217,6 @@ class ComputeOps:
                 raise self._refuse(node, f"cannot be computed by lstmrt: {exc}") from None
         if op == "Gelu" and attrs.get("approximate", "none") in ("none", "tanh"):
             return {"none": "gelu", "tanh": "gelu_tanh"}[attrs.get("approximate", "none")]
-        if op in ("Softmax", "LogSoftmax"):
-            axis = attrs.get("axis", -1 if self.opset >= 13 else 1) % len(x.axes)
-            if x.axes[axis] == FEATURES and (self.opset >= 13 or axis == len(x.axes) - 1):
-                return acts.canonical(op)  # "logsoftmax" is an alias of log_softmax
-            raise self._refuse(node, f"normalises over axis {axis} ({x.axes[axis]}); lstmrt's softmax is per step")
         if op == "Clip":
             return self._clip(node)
         raise self._refuse(node, f"has attributes {attrs} lstmrt does not compute")

@@ -5,8 +5,8 @@ than matched by pattern. What the model's output depends on and lstmrt cannot co
 
 The walk and the bookkeeping of the chain of layers are here; the ops are GraphReader's methods from
 onnx_shape_ops.py (ops that move data), onnx_compute_ops.py (ops that add or change layers), onnx_directions.py
-(a bidirectional layer's directions read apart and merged) and onnx_reductions.py (pooling over time, norms over the
-features)."""
+(a bidirectional layer's directions read apart and merged), onnx_reductions.py (pooling over time, norms over the
+features) and onnx_attention.py (Softmax, and the attention pool a Softmax over time starts)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ..errors import CorruptFileError, LoadError, UnsupportedModelError
 from ..layers import Embedding
 from . import onnx_activations
 from . import onnx_fold as fold
+from .onnx_attention import ATTENTION_OPS, ATTENTION_REFUSED, AttentionOps, is_attention
 from .onnx_compute_ops import ComputeOps
 from .onnx_directions import DirectionOps
 from .onnx_reductions import ReductionOps
@@ -39,7 +40,7 @@ RECURRENT = ("LSTM", "GRU", "RNN")
 # ops that move a tensor around without computing on it: an input's role is traced through them
 _MOVES = {"Identity", "Cast", "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Slice", "Gather", "Concat", "Expand"}
 # element-wise ONNX ops after a layer, read as an lstmrt activation (by _activation_name)
-_ACTIVATIONS = (*onnx_activations.ELEMENTWISE, "Gelu", "Softmax", "LogSoftmax", "Clip")
+_ACTIVATIONS = (*onnx_activations.ELEMENTWISE, "Gelu", "Clip")
 
 
 # the Python type of each attribute this reader reads, as the decoder gives it (the same name has one ONNX type
@@ -62,7 +63,7 @@ _CONTROL_FLOW_REFUSED = (
 _STALE = "reads a layer's output from before a later node was merged into that layer (the graph branches there)"
 
 
-class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps):
+class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps, AttentionOps):
     """Reads one OnnxModel; `read()` gives (layers, Model options, facts for load's info)."""
 
     def __init__(self, model, where: str):
@@ -184,6 +185,11 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps):
             y = self._final_data(y, "the graph's output")
         if isinstance(y, Data) and self._stale(y):
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} {_STALE}")
+        if is_attention(y):
+            raise UnsupportedModelError(
+                f"{self.where}: the output {outputs[0].name!r} is attention weights (a Softmax over time) or values "
+                "weighted by them; lstmrt outputs them summed over time only (an attention pool)"
+            )
         if not isinstance(y, Data) or y.depth == 0 and not self.layers:
             raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} is not computed from the input")
         if y.direction or y.final_of:
@@ -235,6 +241,8 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps):
         data = [a for a in args if isinstance(a, (Data, Final, StateInput, LengthsInput))]
         if any(isinstance(a, Data) and self._stale(a) for a in data):
             raise self._refuse(node, _STALE)
+        if node.op_type not in ATTENTION_OPS and any(is_attention(a) for a in data):
+            raise self._refuse(node, ATTENTION_REFUSED)
         if not data:
             try:
                 value = fold.fold(node, args, self.opset)

@@ -26,7 +26,9 @@ class Data:
     sizes: per axis, an int, or None for the input axes (batch, time). last: the time axis was reduced to the last
     step. final_of: a bidirectional layer's final state of one direction, (layer, direction), until merged.
     direction: one direction of a bidirectional layer's output sequence, (layer, direction), until merged.
-    feature_start: the features are a slice starting there (only a skip connection reads such a slice).
+    feature_start: the features are a slice starting there (only a skip connection or an attention pool reads such a
+    slice).
+    attention: on the way to an attention pool (onnx_attention.py), a weighting that only moves and the pool may read.
     revision: the reader's count of layer changes when the value was made: an op merged into a layer later (a bias
     or an activation into a Dense) changes what the layer outputs, so a value made before is stale."""
 
@@ -38,6 +40,7 @@ class Data:
     direction: tuple | None = None
     feature_start: int | None = None
     revision: int = 0
+    attention: Attention | None = None
 
     def drop(self, i: int) -> Data:
         return replace(self, axes=self.axes[:i] + self.axes[i + 1 :], sizes=self.sizes[:i] + self.sizes[i + 1 :])
@@ -45,6 +48,16 @@ class Data:
     @property
     def features(self) -> int | None:
         return self.sizes[self.axes.index(FEATURES)] if FEATURES in self.axes else None
+
+
+@dataclass(frozen=True)
+class Attention:
+    """A Data value's part in an attention pool: the weights of a Softmax over time of `scores` scores per step (1:
+    shared by every feature), and once multiplied, the `values` they weigh (an earlier point of the chain). Such a
+    value's depth and revision are its scores'."""
+
+    scores: int
+    values: Data | None = None
 
 
 @dataclass(frozen=True)
