@@ -7,7 +7,7 @@ import os
 import zipfile
 
 from ..errors import CorruptFileError, LoadError, ModelTooLargeError, UnsupportedModelError
-from . import hdf5, keras_files, keras_graph
+from . import hdf5, keras_files, keras_graph, keras_ops
 from .keras_layers import (
     MASK_DROPPERS,
     POOLING,
@@ -151,6 +151,13 @@ def _convert(src) -> KerasModel:
             elif e.skip_from is not None:
                 here = Point(len(specs), features, final, reversed_seq, cls)
                 specs.append(skip_add(e, points[e.skip_from], here, mask_value))
+            elif e.op is not None:  # `h[:, -1]`, or a mean / max over time (Keras 3 ops, tf_keras TensorFlow ops)
+                masked, token_ids = mask_value is not None or mask_zero, tokens and not specs  # Embedding to come
+                pool = keras_ops.over_time(
+                    e, features, final=final, reversed_seq=reversed_seq, masked=masked, token_ids=token_ids
+                )
+                specs += [pool] if pool is not None else []  # None: the last step, which the model returns
+                final, reversed_seq = True, False
             elif cls in POOLING:
                 if reversed_seq and POOLING[cls] == "average" and (mask_value is not None or mask_zero):
                     raise fail(

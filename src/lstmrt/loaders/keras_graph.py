@@ -11,12 +11,14 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import CorruptFileError, UnsupportedModelError
+from . import keras_ops
 
 # Keras 3 traces the mask of a Masking layer / Embedding(mask_zero=True) into the functional graph as these
 # operations; they only feed `mask=` arguments, and the loader re-derives that mask from the input itself.
 MASK_OPS = ("NotEqual", "Any")
 # tf_keras wraps a TensorFlow op called on a tensor (`x + y`, `x[:, -1]`, `tf.reduce_mean(x, 1)`) in these layers;
-# lstmrt reads the sum of two tensors of the chain (a skip connection, as layers.Add), and refuses the rest by name
+# lstmrt reads the sum of two tensors of the chain (a skip connection, as layers.Add), the ops on the time axis of
+# keras_ops, and refuses the rest by name
 OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
 OP_ADDS = ("__operators__.add", "math.add")
 
@@ -30,6 +32,7 @@ class Entry:
     name: str
     mask_arg: bool = field(default=False)  # Keras 3 functional: called with an explicit mask= tensor
     skip_from: str | None = None  # an Add: the layer (an earlier one of the chain) whose output it adds
+    op: tuple | None = None  # an op on the time axis (keras_ops): (its Keras 3 name, its parameters)
 
 
 def _unwrap(cfg: dict):
@@ -165,9 +168,12 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
         if len(nodes) != 1:
             raise UnsupportedModelError(f"{where} is called {len(nodes)} times: shared layers are not supported")
         args, kwargs = nodes[0]
-        if entry.class_name in OP_LAYERS:
+        entry.op = _time_op(entry, layer, kwargs)
+        if entry.op is not None:
+            kwargs = {}  # its parameters, now in entry.op
+        elif entry.class_name in OP_LAYERS:
             _check_op_layer(entry, args, kwargs, where)
-        if entry.class_name == "Add" and len(args) == 2 or entry.class_name in OP_LAYERS:
+        if entry.class_name == "Add" and len(args) == 2 or entry.class_name in OP_LAYERS and entry.op is None:
             # keras.layers.Add, `x + y` (Keras 3's ops Add, tf_keras' TFOpLambda)
             main, skip = _flow_and_point(args, by_name, where)
             args, entry.skip_from = [main], skip[0]
@@ -196,14 +202,29 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
     return chain
 
 
+def _time_op(entry, layer: dict, kwargs: dict):
+    """(op, parameters) of a Keras 3 ops node or tf_keras op layer on the time axis that keras_ops reads, else None.
+    Keras 3 passes GetItem's key as a call argument beside the tensor; tf_keras passes every parameter as kwargs."""
+    tf_function = entry.class_name in OP_LAYERS
+    op = keras_ops.TF_FUNCTIONS.get(entry.config.get("function")) if tf_function else None
+    if not tf_function and entry.class_name in keras_ops.NODES:
+        op = entry.class_name
+    if op is None:
+        return None
+    node = layer["inbound_nodes"][0]
+    constants = [a for a in node.get("args", [])[1:] if not _history(a)] if isinstance(node, dict) else []
+    return op, keras_ops.arguments(op, entry.config, constants, kwargs, tf_function)
+
+
 def _check_op_layer(entry, args, kwargs, where: str) -> None:
-    """A tf_keras op layer must be `x + y` of two tensors (then an Add); any other TensorFlow op is refused."""
+    """A tf_keras op layer keras_ops does not read must be `x + y` of two tensors (then an Add); any other
+    TensorFlow op is refused."""
     function = entry.config.get("function")
     if function not in OP_ADDS or len(args) != 2 or kwargs:
         raise UnsupportedModelError(
             f"{where} is the TensorFlow op {function!r} applied to a tensor: not supported (lstmrt reads `x + y` of "
-            "two tensors of the chain; use Keras layers for the rest, e.g. return_sequences=False for a last step, "
-            "GlobalAveragePooling1D for a mean over time)"
+            "two tensors of the chain, `x[:, -1]`, and tf.reduce_mean / tf.reduce_max over the time axis; use Keras "
+            "layers for the rest)"
         )
 
 
