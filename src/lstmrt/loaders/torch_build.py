@@ -11,13 +11,14 @@ import itertools
 import re
 
 from ..errors import ArchitectureError, ModelTooLargeError, UnsupportedModelError
-from ..layers import Activation, Add, Bidirectional, Dense, Embedding, GlobalPooling, is_recurrent
+from ..layers import Activation, Add, AttentionPooling, Bidirectional, Dense, Embedding, GlobalPooling, is_recurrent
 from ..model import Model
 from . import torch_layers
 from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
 from .torch_tree import (
     ADD_ENTRY,
     ADD_SOURCE,
+    ATTENTION_ENTRY,
     CELLS,
     LAST_STEP_ENTRY,
     POOLING_ENTRIES,
@@ -264,9 +265,16 @@ def _chain_problem(units, specs_per_unit, *, linear_pairs: bool = True) -> str |
     """Why this order/choice cannot be the network, or None. The first message is the most useful one.
     linear_pairs=False: only whether the sizes chain (two nn.Linear meeting in a guessed order still can)."""
     size, source, prev = None, None, None  # source: the unit whose output is `size`
+    points, inputs = {}, None  # the size at each ADD_SOURCE (None: the input's, `inputs` once a layer says it)
     for unit, specs in zip(units, specs_per_unit):
+        if unit.kind == ADD_SOURCE:
+            points[unit.skip] = size
+        elif unit.kind == ATTENTION_ENTRY and unit.skip[0] in points:  # the pool has its values' features
+            width = points[unit.skip[0]] if points[unit.skip[0]] is not None else inputs
+            size, source = (len(range(width)[slice(*unit.skip[1:3])]) if width is not None else None), unit
         if not specs:
             continue
+        inputs = inputs if inputs is not None else specs[0].input_size
         if (
             linear_pairs
             and prev is not None
@@ -428,6 +436,7 @@ _TIME_ENDS_NAMED = {
     LAST_STEP_ENTRY: "each sequence's last step",
     "mean_over_time": "the mean over time",
     "max_over_time": "the max over time",
+    ATTENTION_ENTRY: "the attention pool over time",
 }
 
 
@@ -435,7 +444,8 @@ def _final_step(units, per_unit) -> tuple:
     """(specs, whether the model outputs only each sequence's final output). Where forward() takes the last step
     (out[:, -1], h_n[-1]), the recurrent layer before it gives its final output, as Keras' return_sequences=False
     does; where it pools over time (out.mean(1), out.max(1)[0]), a GlobalPooling layer pools the steps so far, so
-    its final output is the pool of the whole sequence. Either way the model's predict returns one output per
+    its final output is the pool of the whole sequence; softmax attention over time is an AttentionPooling, alike.
+    Either way the model's predict returns one output per
     sequence; a recurrent layer, or another of these, after it would need a time axis that is gone."""
     specs, taken, points = [], None, {}  # points: ADD_SOURCE id -> how many specs came before it
     for at, (unit, unit_specs) in enumerate(zip(units, per_unit)):
@@ -460,6 +470,10 @@ def _final_step(units, per_unit) -> tuple:
                 raise ArchitectureError(f"{what} is taken before any recurrent module ({_taken_where(unit)})")
             if unit.kind == LAST_STEP_ENTRY:
                 specs[recurrent[-1]] = _final_output(specs[recurrent[-1]])
+            elif unit.kind == ATTENTION_ENTRY:
+                _check_time_axis(unit, [u for u, s in zip(units[:at], per_unit) if any(map(is_recurrent, s))])
+                specs.append(_attention_pool(unit, specs, points[unit.skip[0]]))
+                per_unit[at] = [specs[-1]]  # _squeezed then sees the pool's features, its values'
             else:
                 features = next(s.output_size for s in reversed(specs) if s.output_size is not None)
                 specs.append(GlobalPooling(features, POOLING_ENTRIES[unit.kind]))
@@ -491,19 +505,64 @@ def _width(specs, point: int) -> int | None:
     return after if after is not None else next((s.input_size for s in specs if s.input_size is not None), None)
 
 
+def _read_point(unit, specs, point: int, start, end, doing: str) -> tuple:
+    """(features [start, end) of the data after the first `point` specs as a range, the layer source that names
+    it, how messages name it), for an entry reading that point; `doing` says what the entry does, in messages."""
+    width, features = _width(specs, point), _width(specs, len(specs))
+    if width is None or features is None:
+        raise ArchitectureError(
+            f"{doing.format(where=_taken_where(unit))} before any layer with weights, where lstmrt does not yet "
+            "know the input's features"
+        )
+    taken = range(width)[start:end]  # the slice as torch takes it (negative bounds from the end)
+    return (
+        taken,
+        "input" if point == 0 else point - 1,
+        "the input" if point == 0 else f"the output of layer {point - 1}",
+    )
+
+
+def _check_time_axis(unit, recurrent_units) -> None:
+    """An attention pool read in a module that does not see the recurrent modules (a user-defined attention module)
+    took time as dim 1, as it is with batch_first: refused where a recurrent module before it is not."""
+    if unit.skip[4]:
+        return
+    for other in recurrent_units:
+        if _option(other, "batch_first") is not True:
+            raise ArchitectureError(
+                f"the attention pool ({_taken_where(unit)}) normalizes over dimension 1, the time axis of batch_first "
+                f"data, but module {other.label} before it is not batch_first (or does not record it): its data is "
+                "(time, batch, features) there"
+            )
+
+
+def _attention_pool(unit, specs, point: int) -> AttentionPooling:
+    """The AttentionPooling of softmax attention over time: its scores the data after all `specs`, its values the
+    features [start, end) of the data after the first `point`. One score per step weighs every feature alike, as
+    many scores as values weigh each its own; torch would broadcast other counts, or fail."""
+    _, start, end, one_score, _ = unit.skip
+    values, source, what = _read_point(unit, specs, point, start, end, "an attention pool ({where}) pools")
+    scores, where = _width(specs, len(specs)), _taken_where(unit)
+    if one_score and scores != 1:
+        raise ArchitectureError(
+            f"the attention pool ({where}) takes one score per step, but its scores have {scores} features: torch's "
+            "squeeze(-1) of them changes nothing (or bmm gives one context per score); lstmrt pools with one score "
+            "per step, or one per feature"
+        )
+    if not values or scores not in (1, len(values)):
+        raise ArchitectureError(
+            f"the attention pool ({where}) weighs {len(values)} feature(s) of {what} with {scores} scores per step: "
+            "lstmrt takes one score per step, or one per feature (as many as the values)"
+        )
+    return AttentionPooling(len(values), source, values.start, per_feature=scores > 1)
+
+
 def _skip_add(unit, specs, point: int) -> Add:
     """The Add of a skip connection: the features [start, end) of the data after the first `point` specs, added to
     the data after all of them. torch would broadcast a term of one feature to the other's; lstmrt adds as many."""
     _, start, end = unit.skip
-    width, features = _width(specs, point), _width(specs, len(specs))
-    if width is None or features is None:
-        raise ArchitectureError(
-            f"a skip connection ({_taken_where(unit)}) adds before any layer with weights, where lstmrt does not yet "
-            "know the input's features"
-        )
-    taken = range(width)[start:end]  # the slice as torch takes it (negative bounds from the end)
-    source = "input" if point == 0 else point - 1
-    what = "the input" if point == 0 else f"the output of layer {point - 1}"
+    taken, source, what = _read_point(unit, specs, point, start, end, "a skip connection ({where}) adds")
+    features = _width(specs, len(specs))
     if len(taken) != features:
         raise ArchitectureError(
             f"a skip connection ({_taken_where(unit)}) adds {len(taken)} feature(s) of {what} to {features}: lstmrt "

@@ -25,12 +25,14 @@ _CHAINS = ("Sequential",)  # containers whose forward is "apply the children in 
 _MANGLE = re.compile(r"\.___torch_mangle_\d+")
 LAST_STEP_ENTRY = "last_step"  # in layers=: what out[:, -1] / h_n[-1] does in forward()
 POOLING_ENTRIES = {"mean_over_time": "average", "max_over_time": "max"}  # out.mean(1), out.max(1)[0]: GlobalPooling
-TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES)  # what leaves one (B, F) vector per sequence: no time axis after it
 SQUEEZE_ENTRY = "squeeze"  # out.squeeze(-1) of a one-feature output: predict drops the axis (Model(squeeze_output=))
-SHAPE_ENTRIES = (*TIME_ENDS, SQUEEZE_ENTRY)  # the layers= entries that are not modules or activations
-ADD_SOURCE, ADD_ENTRY = "add_source", "add"  # a skip connection in forward(): where its earlier point is, the sum
-SKIP_ENTRIES = (ADD_SOURCE, ADD_ENTRY)
-SKIP_IDS = itertools.count()  # pair each ADD_SOURCE with its ADD_ENTRY: one counter for forward() code and layers=
+SHAPE_ENTRIES = (LAST_STEP_ENTRY, *POOLING_ENTRIES, SQUEEZE_ENTRY)  # layers= entries that are not modules/activations
+# An earlier point of the flow that a later entry reads (ADD_SOURCE), and the entries reading it: a skip connection's
+# sum, and softmax attention over time, whose scores are the data there and whose values that point (AttentionPooling)
+ADD_SOURCE, ADD_ENTRY, ATTENTION_ENTRY = "add_source", "add", "attention_over_time"
+SKIP_ENTRIES = (ADD_SOURCE, ADD_ENTRY, ATTENTION_ENTRY)
+SKIP_IDS = itertools.count()  # pair each ADD_SOURCE with its entry: one counter for forward() code and layers=
+TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES, ATTENTION_ENTRY)  # leave one (B, F) vector per sequence: no time axis
 
 
 @dataclasses.dataclass
@@ -41,7 +43,10 @@ class Unit:
     (out.mean(1), out.max(1)[0]) — `reason` "layers=" when named there; "squeeze" where it squeezes or flattens
     the data (`shape_op` says how: torch_build._squeezed decides what that does); "add_source" / "add" where a skip
     connection reads an earlier point and adds it (`skip`: the point's id; for the add (id, start, end) of the
-    features added, end None for all); "PReLU" for an nn.PReLU, or for F.prelu with a parameter of a user-defined
+    features added, end None for all); "attention_over_time" where softmax attention over time pools that point's
+    features with scores the data so far (`skip`: (id, start, end, whether forward() takes one score per step,
+    whether it saw the recurrent modules' layout: else it took time as dim 1, which needs them batch_first));
+    "PReLU" for an nn.PReLU, or for F.prelu with a parameter of a user-defined
     module (`reason` "F.prelu", `path` the parameter's); "unsupported" with `reason`.
     guessed_before: the order between the previous unit and this one is registration order, not known forward
     order (a state dict, or a user-defined module whose forward() lstmrt cannot see)."""
@@ -256,12 +261,18 @@ def _listed(names) -> str:
 
 _NAMED_PRELU = re.compile(r"prelu\(\s*(?P<path>[^()]*?)\s*\)", re.IGNORECASE)  # "PReLU(act)" in layers=
 _SKIP = re.compile(r"\+(?P<point>[^\[\]]+)(?:\[(?P<start>-?\d*):(?P<end>-?\d*)\])?\Z")  # "+input[0:1]", "+rec"
+# "attention(lstm)", "attention(input[0:4])": softmax attention over time, its values that point
+_ATTENTION = re.compile(
+    r"attention\(\s*(?P<point>[^\[\]()]+?)\s*(?:\[(?P<start>-?\d*):(?P<end>-?\d*)\])?\s*\)\Z", re.IGNORECASE
+)
 
 
-def _skip_units(entry: str, match, chosen: list) -> None:
-    """A skip connection named in layers=: "+input" or "+<name>" adds the model input or the data after the last
-    entry named so before it (a module, an activation, or a skip connection: "++tanh" adds the sum "+tanh" made),
-    whole or its features [start:end]; the ADD_SOURCE goes where that point is in `chosen`."""
+def _point_units(entry: str, match, chosen: list, kind: str) -> None:
+    """An entry of layers= reading an earlier point: "+input" / "+<name>" (kind ADD_ENTRY) adds the model input or
+    the data after the last entry named so before it (a module, an activation, or a skip connection: "++tanh" adds
+    the sum "+tanh" made), whole or its features [start:end]; "attention(<name>)" (ATTENTION_ENTRY) pools that
+    point over time with softmax attention, the data so far its scores. The ADD_SOURCE goes where that point is in
+    `chosen`."""
     point = match["point"]
     if point == "input":
         where = 0
@@ -269,14 +280,16 @@ def _skip_units(entry: str, match, chosen: list) -> None:
         named = [i for i, u in enumerate(chosen) if _under(u.path, point)]
         if not named:
             raise ArchitectureError(
-                f"layers: {entry!r} adds the output of {point!r}, which is not an entry named before it (or "
-                "'input', the model input)"
+                f"layers: {entry!r} {'adds' if kind == ADD_ENTRY else 'attends to'} the output of {point!r}, which "
+                "is not an entry named before it (or 'input', the model input)"
             )
         where = named[-1] + 1
     start, end = (int(b) if b not in (None, "") else None for b in (match["start"], match["end"]))
     ident = next(SKIP_IDS)
     chosen.insert(where, Unit(entry, ADD_SOURCE, {}, reason="layers=", skip=ident))
-    chosen.append(Unit(entry, ADD_ENTRY, {}, reason="layers=", skip=(ident, start or 0, end)))
+    # an attention's scores: as many as torch_build finds; its time axis: lstmrt's, batch-first
+    read = (ident, start or 0, end) if kind == ADD_ENTRY else (ident, start or 0, end, False, True)
+    chosen.append(Unit(entry, kind, {}, reason="layers=", skip=read))
 
 
 def _under(path: str, entry: str) -> bool:
@@ -306,15 +319,16 @@ def _named_prelu(entry: str, path: str, units: list, used: dict) -> Unit:
 
 def select_layers(units: list, layers) -> list:
     """The units named by `layers` (module paths, a container's path standing for all its units), activation
-    names, the SHAPE_ENTRIES, skip connections ("+input[0:1]", "+<module>") and "PReLU(<module>)", in that order.
+    names, the SHAPE_ENTRIES, skip connections ("+input[0:1]", "+<module>"), attention pools ("attention(<module>)")
+    and "PReLU(<module>)", in that order.
     Every unit with parameters must be used exactly once."""
     if isinstance(layers, str) or not all(isinstance(e, str) for e in layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
     chosen, used = [], {}
     for entry in layers:
-        skip = _SKIP.match(entry)
-        if skip:
-            _skip_units(entry, skip, chosen)
+        skip, attention = _SKIP.match(entry), _ATTENTION.match(entry)
+        if skip or attention:
+            _point_units(entry, skip or attention, chosen, ADD_ENTRY if skip else ATTENTION_ENTRY)
             continue
         matched = [u for u in units if u.kind != "activation" and _under(u.path, entry)]
         if matched:
@@ -337,7 +351,9 @@ def select_layers(units: list, layers) -> list:
             raise ArchitectureError(
                 f"layers: {entry!r} is neither a module in the file (modules: {modules}), an "
                 f"activation (supported: {', '.join(acts.NAMES)}; a parameter in brackets, 'leaky_relu(0.01)'), a "
-                f"skip connection ('+input', '+input[0:1]', '+<module>'), an nn.PReLU ('PReLU(<module>)') nor "
+                f"skip connection ('+input', '+input[0:1]', '+<module>'), an attention pool over time whose values "
+                f"are the input or a module's output ('attention(input)', 'attention(<module>)'), an nn.PReLU "
+                f"('PReLU(<module>)') nor "
                 f"{_listed(SHAPE_ENTRIES)}"
             )
         chosen.append(Unit(entry, "activation", {}, activation=act, reason="layers="))

@@ -1,8 +1,9 @@
 """The forward order of a user-defined module in a TorchScript archive, read from its forward() code as data:
 submodule calls, tuple indexing of a recurrent module's (output, state), element-wise torch activations, a zero
 initial state built in forward() (or in a method it calls), taking each sequence's last step (torchscript_steps.py),
-pooling over time (torchscript_pooling.py), dropping a one-feature output's axis (torchscript_shapes.py) and adding
-an earlier point of the flow (skip connections, torchscript_residual.py).
+pooling over time (torchscript_pooling.py), softmax attention over time (torchscript_attention.py), dropping a
+one-feature output's axis (torchscript_shapes.py) and adding an earlier point of the flow (skip connections,
+torchscript_residual.py).
 Anything else (other arithmetic, other slicing, loops, branches) cannot be followed: that is an error asking for
 layers=, because the network is then not a plain chain lstmrt can reproduce."""
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ast
 
 from ..errors import ArchitectureError
+from . import torchscript_attention as attention
 from . import torchscript_pooling as pooling
 from . import torchscript_residual as residual
 from . import torchscript_shapes as shapes
@@ -91,8 +93,8 @@ class ForwardOrder:
             name = class_name(record)[0]
             raise ArchitectureError(
                 f"cannot follow {name}.forward in the TorchScript code ({exc}); pass "
-                f"layers=[...] naming its modules, activations and skip connections ('+input', '+<name>') in "
-                f"forward order{_packing_hint(cls.forward)}"
+                f"layers=[...] naming its modules, activations, skip connections ('+input', '+<name>') and "
+                f"attention pools ('attention(<name>)') in forward order{_packing_hint(cls.forward)}"
             ) from None
 
 
@@ -156,7 +158,7 @@ class _Walker:
             # (output, state): lstmrt returns the output, as for nn.LSTM; a second output computed from the data (a
             # second head) would be dropped
             for index, other in enumerate(value[1][1:], 2):
-                if other[0] == "seq" and other != value[1][0]:
+                if other[0] in ("seq", attention.TAG) and other != value[1][0]:
                     raise _Unfollowable(
                         f"{self.name} returns {len(value[1])} outputs, and output {index} is computed from the data "
                         "too: lstmrt computes one output per model (load a module that returns one head)"
@@ -223,6 +225,8 @@ class _Walker:
     def seq(self, value, what):
         if value[0] in ("seq", "pair", "rnn"):  # traced code uses a recurrent module's output directly
             return ("seq", value[1])
+        if value[0] in (attention.TAG, attention.QUERY):
+            return attention.as_data(value, what)
         if value[0] == "hdir":
             raise _Unfollowable(
                 f"{what} is one direction's final state of a bidirectional module; lstmrt reads both, "
@@ -363,6 +367,10 @@ class _Walker:
         first = self.eval(node.args[0])
         if first == ("zeros",) and op in _ZERO_KEEPING:
             return first
+        attended = attention.follow(op, first, node, self)
+        if attended is not None:
+            return attended
+        first = attention.plain(first)
         if op in ("slice", "select", "cat") or op in shapes.OPS:  # squeeze, view, reshape, flatten, ravel
             return self.reshape(op, first, node)
         if op == "to" and first[0] == "seq" and self.keeps_float32(node):
@@ -431,6 +439,9 @@ class _Walker:
         """Arithmetic on sizes and attributes (self.num_layers * 2, num_layers - 1), and `is None` tests: a
         constant when every operand is one, else a size; on the network's data it cannot be followed."""
         values = [self.eval(a) for a in node.args]
+        weighted = attention.weigh(values, node, self) if op == "mul" else None
+        if weighted is not None:
+            return weighted
         if op in ("add", "add_") and any(v[0] not in ("const", "aux", "attr") for v in values):
             return self.skip_connection(op, values, node)
         if op == "sub" and len(values) == 2 and not node.keywords and values[0][0] in ("seq", "pair", "rnn"):
@@ -485,7 +496,11 @@ class _Walker:
                 )
 
     def call_module(self, name, node):
-        items = self.seq(self.eval(node.args[0]), f"the input of {name}")[1]
+        first = self.eval(node.args[0])
+        attended = attention.call_module(name, self.child(name), first, self) if len(node.args) == 1 else None
+        if attended is not None:
+            return attended
+        items = self.seq(first, f"the input of {name}")[1]
         for arg in node.args[1:]:  # an initial state: lstmrt's is zero, so only zeros (or None) can be followed
             value = self.eval(arg)
             parts = value[1] if value[0] in ("tuple", "list") else (value,)

@@ -62,12 +62,12 @@ def _keeps_storage(record) -> bool:
     return not torch_nn or name in (*_NO_OP_MODULES, *_ACTIVATIONS)
 
 
-def _path(items) -> tuple:
+def data_path(items) -> tuple:
     """The layers and ops of a flow, without the skip sources marked in it (they change no data)."""
     return tuple(item for item in items if item[0] != ADD_SOURCE)
 
 
-def _where(items, length: int) -> int:
+def position_after(items, length: int) -> int:
     """The position in `items` right after its first `length` data items (ADD_SOURCE entries skipped)."""
     seen = 0
     for position, item in enumerate(items):
@@ -79,7 +79,7 @@ def _where(items, length: int) -> int:
 
 def add(terms, code: str):
     """The value of terms[0] + terms[1]: each a ("seq", items) or ("sliced", items, start, end)."""
-    paths = [_path(t[1]) for t in terms]
+    paths = [data_path(t[1]) for t in terms]
     main, skip = (0, 1) if len(paths[0]) >= len(paths[1]) else (1, 0)
     if terms[main][0] == "sliced" and terms[skip][0] != "sliced" and paths[0] == paths[1]:
         main, skip = skip, main  # out + out[..., a:b]: the whole one is the flow
@@ -91,7 +91,7 @@ def add(terms, code: str):
     if terms[main][0] == "sliced":
         raise Unfollowable(f"the sum `{code}` adds to a slice of the features, which no lstmrt layer outputs")
     items = terms[main][1]
-    position = _where(items, len(paths[skip]))
+    position = position_after(items, len(paths[skip]))
     after = items[position:]
     if time_gone(after) is not None:
         ended = next(tag for tag, _ in after if tag in TIME_ENDS)

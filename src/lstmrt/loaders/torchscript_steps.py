@@ -20,6 +20,7 @@ _GONE = {
     "last_step": "the last step was taken",
     "mean_over_time": "the time axis was pooled",
     "max_over_time": "the time axis was pooled",
+    "attention_over_time": "the time axis was pooled by attention",
 }
 _LAYER = re.compile(r"weight_ih_l(\d+)$")
 
