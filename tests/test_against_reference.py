@@ -24,6 +24,27 @@ def inputs(rng, B, T, input_size):
     return rng.standard_normal((B, T, input_size)).astype(np.float32)
 
 
+def check_pooled_streams(layers, X):
+    """A model that pools over time (GlobalPooling, AttentionPooling) streamed: batched in pieces, and one sequence
+    step by step, each step the pool of the sequence so far, as predict's every step gives it."""
+    want = lstmrt.Model(layers).predict(X)
+    s = lstmrt.Model(layers, return_sequences=False).stream(batch=len(X))
+    got = np.concatenate([s.run(X[:, :10]), s.step(X[:, 10])[:, None], s.run(X[:, 11:])], axis=1)
+    assert_close(got, want)
+    one = lstmrt.Model(layers).stream()
+    assert_close(np.stack([one.step(x) for x in X[1]]), want[1])
+
+
+def check_reset_rows(model, X):
+    """reset(rows=[1]) of a batch of two restarts that row's state, and only its."""
+    s = model.stream(batch=2)
+    s.run(X[:, :5])
+    s.reset(rows=[1])
+    got = s.run(X[:, 5:])
+    assert_close(got[0], model.predict(X[0])[5:])
+    assert_close(got[1], model.predict(X[1, 5:]))
+
+
 def random_mask(rng, B, T):
     """About a third of the steps masked, including the first and the last step of some sequence."""
     mask = rng.random((B, T)) > 0.35

@@ -10,7 +10,7 @@ import pytest
 import reference as ref
 import specs
 from conftest import assert_close
-from test_against_reference import check, inputs, random_mask
+from test_against_reference import check, check_pooled_streams, check_reset_rows, inputs, random_mask
 
 import lstmrt
 
@@ -69,14 +69,7 @@ def test_matches_torch_softmax_attention(rng):
 
 @pytest.mark.parametrize("per_feature", [False, True])
 def test_a_stream_returns_the_attention_pool_of_its_sequence_so_far(rng, per_feature):
-    layers = attention_layers(rng, per_feature)
-    X = inputs(rng, 3, 30, 3)
-    want = lstmrt.Model(layers).predict(X)
-    s = lstmrt.Model(layers, return_sequences=False).stream(batch=3)
-    got = np.concatenate([s.run(X[:, :10]), s.step(X[:, 10])[:, None], s.run(X[:, 11:])], axis=1)
-    assert_close(got, want)
-    one = lstmrt.Model(layers).stream()
-    assert_close(np.stack([one.step(x) for x in X[1]]), want[1])
+    check_pooled_streams(attention_layers(rng, per_feature), inputs(rng, 3, 30, 3))
 
 
 def test_threads_give_the_same_result(rng):
@@ -109,14 +102,7 @@ def test_state_carries_the_softmax_on(rng):
 
 
 def test_reset_rows_restarts_their_softmax(rng):
-    model = lstmrt.Model(attention_layers(rng))
-    X = inputs(rng, 2, 12, 3)
-    s = model.stream(batch=2)
-    s.run(X[:, :5])
-    s.reset(rows=[1])
-    got = s.run(X[:, 5:])
-    assert_close(got[0], model.predict(X[0])[5:])
-    assert_close(got[1], model.predict(X[1, 5:]))
+    check_reset_rows(lstmrt.Model(attention_layers(rng)), inputs(rng, 2, 12, 3))
 
 
 @pytest.mark.parametrize("weight_sum", [-1.0, np.nan, np.inf, 2.0**24 + 2])

@@ -9,7 +9,7 @@ import pytest
 import reference as ref
 import specs
 from conftest import assert_close
-from test_against_reference import check, inputs, random_mask
+from test_against_reference import check, check_pooled_streams, check_reset_rows, inputs, random_mask
 
 import lstmrt
 
@@ -54,14 +54,7 @@ def test_average_of_no_active_step_is_nan_as_in_keras(rng):
 
 @pytest.mark.parametrize("mode", ["average", "max"])
 def test_a_stream_returns_the_pool_of_its_sequence_so_far(rng, mode):
-    layers = pooled_model_layers(rng, mode)
-    X = inputs(rng, 3, 30, 3)
-    want = lstmrt.Model(layers).predict(X)
-    s = lstmrt.Model(layers, return_sequences=False).stream(batch=3)
-    got = np.concatenate([s.run(X[:, :10]), s.step(X[:, 10])[:, None], s.run(X[:, 11:])], axis=1)
-    assert_close(got, want)
-    one = lstmrt.Model(layers).stream()
-    assert_close(np.stack([one.step(x) for x in X[1]]), want[1])
+    check_pooled_streams(pooled_model_layers(rng, mode), inputs(rng, 3, 30, 3))
 
 
 def test_bidirectional_then_pooling_predicts(rng):
@@ -104,14 +97,7 @@ def test_state_is_the_pool_and_its_count(rng, mode):
 
 
 def test_reset_rows_restarts_their_pool(rng):
-    model = lstmrt.Model(pooled_model_layers(rng, "average"))
-    X = inputs(rng, 2, 12, 3)
-    s = model.stream(batch=2)
-    s.run(X[:, :5])
-    s.reset(rows=[1])
-    got = s.run(X[:, 5:])
-    assert_close(got[0], model.predict(X[0])[5:])
-    assert_close(got[1], model.predict(X[1, 5:]))
+    check_reset_rows(lstmrt.Model(pooled_model_layers(rng, "average")), inputs(rng, 2, 12, 3))
 
 
 @pytest.mark.parametrize("count", [-1.0, 0.5, np.nan, np.inf, 2.0**24 + 2])
