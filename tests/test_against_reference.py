@@ -45,6 +45,17 @@ def check_reset_rows(model, X):
     assert_close(got[1], model.predict(X[1, 5:]))
 
 
+def check_state_refused(stream, layer: int, part: int, value, match: str):
+    """Setting `value` into the first entry of part `part` of layer entry `layer` of a stream's state raises
+    ValueError matching `match`, and leaves the state as it was."""
+    before = stream.state
+    bad = [tuple(a.copy() for a in e) for e in before]
+    bad[layer][part][0] = value
+    with pytest.raises(ValueError, match=match):
+        stream.state = bad
+    assert all(np.array_equal(a, b, equal_nan=True) for e, f in zip(stream.state, before) for a, b in zip(e, f))
+
+
 def random_mask(rng, B, T):
     """About a third of the steps masked, including the first and the last step of some sequence."""
     mask = rng.random((B, T)) > 0.35

@@ -554,7 +554,34 @@ class GlobalPooling(Layer):
         return f"{self.input_size} features, mode={self.mode!r}"
 
 
-class Add(Layer):
+class _PointReader(Layer):
+    """A layer that reads an earlier point of the chain besides its input: features [start, start + features) of the
+    model input (source="input") or of the output of the layer at index `source` of the Model's list."""
+
+    def _set_point(self, features, source, start) -> int:
+        """Validates and keeps source and start; returns features as an int."""
+        name = type(self).__name__
+        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or not 1 <= features <= 1 << 24:
+            raise ValueError(f"{name}: features must be an int in [1, 16777216], got {features!r}")
+        if source != "input" and (isinstance(source, bool) or not isinstance(source, (int, np.integer)) or source < 0):
+            raise ValueError(f'{name}: source must be "input" or the index of an earlier layer, got {source!r}')
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < 1 << 24:
+            raise ValueError(f"{name}: start must be an int in [0, 16777216), got {start!r}")
+        self.source = source if source == "input" else int(source)
+        self.start = int(start)
+        return int(features)
+
+    def _point_desc(self, input_size: int, hidden_size: int) -> dict:
+        d = self._base_desc(input_size, hidden_size)
+        d.update(add_from=0 if self.source == "input" else self.source + 1, add_offset=self.start)
+        return d
+
+    def _point_summary(self, features: int) -> str:
+        source = "input" if self.source == "input" else f"layer {self.source}"
+        return f"{source}[{self.start}:{self.start + features}]"
+
+
+class Add(_PointReader):
     """A residual / skip connection: y = x + s[start : start + features] at every step, s an earlier point of the
     chain: the model input (source="input") or the output of the layer at index `source` of the Model's list. torch:
     `self.lin(out) + x[:, :, 0:1]` (the audio-effect skip), `out = lstm2(out) + out`; Keras: Add of two layers."""
@@ -562,27 +589,16 @@ class Add(Layer):
     kind = "add"
 
     def __init__(self, features, source="input", start=0):
-        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or not 1 <= features <= 1 << 24:
-            raise ValueError(f"Add: features must be an int in [1, 16777216], got {features!r}")
-        if source != "input" and (isinstance(source, bool) or not isinstance(source, (int, np.integer)) or source < 0):
-            raise ValueError(f'Add: source must be "input" or the index of an earlier layer, got {source!r}')
-        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < 1 << 24:
-            raise ValueError(f"Add: start must be an int in [0, 16777216), got {start!r}")
-        self.input_size = self.output_size = int(features)
-        self.source = source if source == "input" else int(source)
-        self.start = int(start)
+        self.input_size = self.output_size = self._set_point(features, source, start)
 
     def _desc(self, input_size: int) -> dict:
-        d = self._base_desc(self.input_size, self.input_size)
-        d.update(add_from=0 if self.source == "input" else self.source + 1, add_offset=self.start)
-        return d
+        return self._point_desc(self.input_size, self.input_size)
 
     def _summary(self) -> str:
-        source = "input" if self.source == "input" else f"layer {self.source}"
-        return f"{source}[{self.start}:{self.start + self.input_size}]"
+        return self._point_summary(self.input_size)
 
 
-class AttentionPooling(Layer):
+class AttentionPooling(_PointReader):
     """Softmax attention over the steps so far (docs/math.md): step t outputs sum over tau <= t of softmax(e)(tau)
     v(tau), with scores e this layer's input and values v the features [start, start + features) of an earlier point
     of the chain (source: "input" or a layer index, as Add's). torch: `w = torch.softmax(self.score(out), dim=1);
@@ -596,24 +612,12 @@ class AttentionPooling(Layer):
     kind = "attention_pool"
 
     def __init__(self, features, source, start=0, *, per_feature=False):
-        if isinstance(features, bool) or not isinstance(features, (int, np.integer)) or not 1 <= features <= 1 << 24:
-            raise ValueError(f"AttentionPooling: features must be an int in [1, 16777216], got {features!r}")
-        if source != "input" and (isinstance(source, bool) or not isinstance(source, (int, np.integer)) or source < 0):
-            raise ValueError(
-                f'AttentionPooling: source must be "input" or the index of an earlier layer, got {source!r}'
-            )
-        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start < 1 << 24:
-            raise ValueError(f"AttentionPooling: start must be an int in [0, 16777216), got {start!r}")
-        self.output_size = int(features)
+        self.output_size = self._set_point(features, source, start)
         self.per_feature = bool(per_feature) and self.output_size > 1  # one feature: the same computation
         self.input_size = self.output_size if self.per_feature else 1
-        self.source = source if source == "input" else int(source)
-        self.start = int(start)
 
     def _desc(self, input_size: int) -> dict:
-        d = self._base_desc(self.input_size, self.output_size)
-        d.update(add_from=0 if self.source == "input" else self.source + 1, add_offset=self.start)
-        return d
+        return self._point_desc(self.input_size, self.output_size)
 
     @property
     def state_names(self) -> tuple:
@@ -624,9 +628,7 @@ class AttentionPooling(Layer):
         return (self.output_size, self.output_size, self.input_size, self.input_size)
 
     def _summary(self) -> str:
-        source = "input" if self.source == "input" else f"layer {self.source}"
-        scores = ", per_feature=True" if self.per_feature else ""
-        return f"{source}[{self.start}:{self.start + self.output_size}]{scores}"
+        return self._point_summary(self.output_size) + (", per_feature=True" if self.per_feature else "")
 
 
 class Embedding(Layer):
