@@ -1,6 +1,8 @@
 """Every layer kind and option against the float64 oracle (tests/reference.py), which is itself checked first
 against torch (float64) and ONNX Runtime on the parts of docs/math.md they define."""
 
+import pickle
+
 import numpy as np
 import pytest
 import reference as ref
@@ -43,6 +45,19 @@ def check_reset_rows(model, X):
     got = s.run(X[:, 5:])
     assert_close(got[0], model.predict(X[0])[5:])
     assert_close(got[1], model.predict(X[1, 5:]))
+
+
+def check_state_resumes(stream, layers, state, more):
+    """A stream that ran on, given back `state`, runs `more` as before, as its pickle does, and as the reference does
+    from that state. Returns (the outputs, the reference's state after them)."""
+    first = stream.run(more)
+    stream.state = state
+    assert np.array_equal(stream.run(more), first)
+    stream.state = state
+    assert np.array_equal(pickle.loads(pickle.dumps(stream)).run(more), first)
+    want, end = ref.run(layers, more, state)
+    assert_close(first, want)
+    return first, end
 
 
 def check_state_refused(stream, layer: int, part: int, value, match: str):

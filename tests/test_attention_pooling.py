@@ -3,11 +3,8 @@ computation: predict with lengths and masks, streams that return the attention p
 special values of a softmax, long streams, the state a stream keeps and what it refuses. Reading the pattern from
 torch modules and ONNX graphs is tested in test_torch_attention.py and test_onnx_attention.py."""
 
-import pickle
-
 import numpy as np
 import pytest
-import reference as ref
 import specs
 from conftest import assert_close
 from test_against_reference import (
@@ -15,6 +12,7 @@ from test_against_reference import (
     check_pooled_streams,
     check_reset_rows,
     check_state_refused,
+    check_state_resumes,
     inputs,
     random_mask,
 )
@@ -97,13 +95,7 @@ def test_state_carries_the_softmax_on(rng):
     assert_close(state[1][2][:, 0], scores.max(1), atol=1e-6)
     assert_close(state[1][3][:, 0], np.exp(scores - scores.max(1, keepdims=True)).sum(1), atol=1e-5)
     more = inputs(rng, 2, 6, 3)
-    first = s.run(more)
-    s.state = state
-    assert np.array_equal(s.run(more), first)
-    s.state = state
-    assert np.array_equal(pickle.loads(pickle.dumps(s)).run(more), first)
-    want, _ = ref.run(layers, more, state)
-    assert_close(first, want)
+    first, _ = check_state_resumes(s, layers, state, more)
     # the whole sequence at once, as predict reads it
     assert_close(first[:, -1], model.predict(np.concatenate([X, more], axis=1)))
 

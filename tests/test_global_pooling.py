@@ -2,11 +2,8 @@
 masks, streams that return the pool of the sequence so far, the state a stream keeps and what it refuses. The
 frameworks' own layers are checked in test_load_keras.py (Keras) and test_torch_pooling.py (torch)."""
 
-import pickle
-
 import numpy as np
 import pytest
-import reference as ref
 import specs
 from conftest import assert_close
 from test_against_reference import (
@@ -14,6 +11,7 @@ from test_against_reference import (
     check_pooled_streams,
     check_reset_rows,
     check_state_refused,
+    check_state_resumes,
     inputs,
     random_mask,
 )
@@ -91,13 +89,7 @@ def test_state_is_the_pool_and_its_count(rng, mode):
     assert_close(state[1][0], hidden.mean(1) if mode == "average" else hidden.max(1), atol=1e-6)
     # the state carries on: from a saved state, from a pickle, from the reference's equations
     more = inputs(rng, 2, 6, 3)
-    first = s.run(more)
-    s.state = state
-    assert np.array_equal(s.run(more), first)
-    s.state = state
-    assert np.array_equal(pickle.loads(pickle.dumps(s)).run(more), first)
-    want, end = ref.run(layers, more, state)
-    assert_close(first, want)
+    _, end = check_state_resumes(s, layers, state, more)
     s.run(more)
     assert_close(s.state[1][0], end[1][0], what="pooled value")
     assert np.array_equal(s.state[1][-1], end[1][-1])
