@@ -181,7 +181,7 @@ class InputValues(_Attended):
 
 
 class SlicedValues(_Attended):
-    """The values are the first 4 of the LSTM's 8 features."""
+    """The values are features 2 to 5 of the LSTM's 8."""
 
     def __init__(self):
         super().__init__()
@@ -190,7 +190,7 @@ class SlicedValues(_Attended):
     def forward(self, x):
         out, _ = self.lstm(x)
         w = torch.softmax(self.attn(out), dim=1)
-        return self.fc(torch.sum(w * out[:, :, 0:4], dim=1))
+        return self.fc(torch.sum(w * out[:, :, 2:6], dim=1))
 
 
 class AttentionBlock(nn.Module):
@@ -535,7 +535,7 @@ def test_an_attention_module_after_a_time_first_lstm_is_refused(how, tmp_path):
         (AdditiveScorer, ["gru", "W", "tanh", "v", "attention(gru)", "fc1", "relu", "fc2"]),
         (PerFeature, ["lstm", "attn", "attention(lstm)", "fc"]),
         (InputValues, ["lstm", "attn", "attention(input)", "fc"]),
-        (SlicedValues, ["lstm", "attn", "attention(lstm[0:4])", "fc"]),
+        (SlicedValues, ["lstm", "attn", "attention(lstm[2:6])", "fc"]),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else "",
 )
