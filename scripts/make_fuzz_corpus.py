@@ -53,6 +53,26 @@ def last_step_prelu(cell: str):
     return model
 
 
+def attention_model():
+    """torch.nn.GRU (3 -> 4), softmax attention over time with a Linear -> Tanh -> Linear scorer, a Linear head."""
+    import torch
+    from torch import nn
+
+    class Attended(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(3, 4, batch_first=True)
+            self.score = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1))
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            out = self.rnn(x)[0]
+            return self.head(torch.sum(torch.softmax(self.score(out), dim=1) * out, dim=1))
+
+    torch.manual_seed(SEED)
+    return Attended().eval()
+
+
 def torch_files(out: Path) -> list:
     import torch
     from safetensors.torch import save_file
@@ -191,8 +211,9 @@ def tf2onnx_bidirectional(path: Path) -> dict:
 
 
 def onnx_files(out: Path) -> list:
-    """ONNX files: three torch.onnx.export (the TorchScript-based exporter, dynamo=False) with dynamic batch and
-    time axes, a bidirectional LSTM stack, a token model and a last-step model with a per-feature PReLU; a Keras 3
+    """ONNX files: four torch.onnx.export (the TorchScript-based exporter, dynamo=False) with dynamic batch and
+    time axes, a bidirectional LSTM stack, a token model, a last-step model with a per-feature PReLU and a GRU with
+    attention pooling; a Keras 3
     model converted by tf2onnx (each direction sliced out of Y and merged again, a Dense on a sequence through
     merged rows, last steps ending at INT32_MAX); and a graph built with onnx.helper holding what no exporter
     writes: an LSTM node with peepholes, clip and non-default activations, a MatMul + Add head."""
@@ -242,6 +263,7 @@ def onnx_files(out: Path) -> list:
     export("lstm_stack.onnx", Stack(), torch.zeros(2, 5, 3))
     export("tokens.onnx", Tokens(), torch.zeros(2, 5, dtype=torch.int64))
     export("prelu_last_step.onnx", last_step_prelu("LSTM"), torch.zeros(2, 5, 3), y_axes=("batch",))
+    export("attention.onnx", attention_model(), torch.zeros(2, 5, 3), y_axes=("batch",))
     files.append(tf2onnx_bidirectional(out / "tf2onnx_keras3.onnx"))
 
     H, F_IN, F_OUT = 3, 2, 2
@@ -291,7 +313,8 @@ def onnx_files(out: Path) -> list:
 
 def model_files(out: Path, lstmrt) -> list:
     """lstmrt's own model files, saved from corpus files: a bidirectional projected stack, a token model, a
-    masked Keras model (a KerasModel, whose options the file carries) and a Keras model with a per-feature PReLU."""
+    masked Keras model (a KerasModel, whose options the file carries) and a Keras model with a per-feature PReLU;
+    and one saved from a live torch module with attention pooling (the model of attention.onnx)."""
     files = []
     for name, source, args in (
         ("stack.lstmrt", "whole_module.pt", {}),
@@ -301,6 +324,8 @@ def model_files(out: Path, lstmrt) -> list:
     ):
         lstmrt.load(out / source, **args).save(out / name)
         files.append({"file": name, "format": "lstmrt", "load": {}})
+    lstmrt.load(attention_model()).save(out / "attention.lstmrt")  # read from its forward()
+    files.append({"file": "attention.lstmrt", "format": "lstmrt", "load": {}})
     return files
 
 
