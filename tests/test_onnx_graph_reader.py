@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import assert_close
-from onnx_build import assert_refused
+from onnx_build import assert_refused, recurrent_weights, save, value
 
 import lstmrt
 
@@ -333,3 +333,24 @@ def test_damaged_graph_refused(tmp_path, name):
         lstmrt.load(_damaged(tmp_path, edit))
     for word in words:
         assert word in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "op, why",
+    [
+        ("Add", "combines a final state with a constant"),
+        ("Mul", "combines a final state with a constant"),
+        ("Div", "combines a final state with a divisor"),
+        ("Sub", "combines a final state with a constant"),
+    ],
+)
+def test_a_constant_combined_with_every_final_state_is_refused(tmp_path, rng, op, why):
+    """Y_h of every layer and direction, before one layer's is taken as data (fuzzing found that this raised an
+    AttributeError inside the loader)."""
+    nodes = [
+        helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "Y_h"], name="rnn", hidden_size=H),
+        helper.make_node(op, ["Y_h", "c"], ["y"], name="combine"),
+    ]
+    inits = {**recurrent_weights(rng, "LSTM", 3, H), "c": np.full(H, 0.5, np.float32)}
+    path = save(tmp_path / "m.onnx", nodes, [value("X", ["T", "B", 3])], [value("y", 3)], inits)
+    assert_refused(path, f"node combine ({op})", why)

@@ -123,7 +123,7 @@ class ComputeOps:
         return self._affine(x, shift=shift)
 
     def _op_Sub(self, node, a, b):
-        if not isinstance(a, Data) or isinstance(b, Data):
+        if isinstance(b, (Data, Final)) or isinstance(a, np.ndarray):
             raise self._refuse(node, "subtracts the data from a constant or from data")
         return self._affine(a, shift=-self._per_feature(node, a, b))
 
@@ -142,9 +142,9 @@ class ComputeOps:
         return self._affine(x, scale=self._per_feature(node, x, c))
 
     def _op_Div(self, node, a, b):
-        if not isinstance(a, Data) or isinstance(b, Data):
-            raise self._refuse(node, "divides by data")
-        return self._affine(a, scale=1 / self._per_feature(node, a, b))
+        if isinstance(b, (Data, Final)) or isinstance(a, np.ndarray):
+            raise self._refuse(node, "divides by data, or a constant by it")
+        return self._affine(a, scale=1 / self._per_feature(node, a, b, "divisor"))
 
     def _affine(self, x, *, scale=None, shift=None) -> list:
         """A per-feature scale or shift by a constant (checked by _per_feature) as an Affine layer."""
@@ -270,6 +270,8 @@ class ComputeOps:
         """A constant that varies along no axis of x but the features, and the directions of a bidirectional layer
         not yet concatenated, wherever these axes are (ONNX aligns the constant's axes with the data's last ones):
         one value per feature of the lstmrt layer (or one for all), directions first as the concatenation has them."""
+        if not isinstance(x, Data):  # Y_h or Y_c of every layer and direction: one layer's must be taken first
+            raise self._refuse(node, f"combines a final state with a {what}")
         if not isinstance(c, np.ndarray) or fold.symbolic(c) or c.dtype.kind not in "fiu":
             raise self._refuse(node, "combines the data with a value computed at run time")
         self._check_latest(node, x)
