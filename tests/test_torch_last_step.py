@@ -78,6 +78,20 @@ class BothDirections(nn.Module):
         return self.fc(torch.cat((h_n[-2], h_n[-1]), dim=1))
 
 
+class BidirectionalOutputLastStep(nn.Module):
+    """out[:, -1, :] of a bidirectional GRU stack: the forward direction's last step and the backward direction's
+    FIRST step (its output there, after one step), not cat(h_n[-2], h_n[-1]); the BiLSTM classifiers of tutorials."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(4, 6, num_layers=2, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x):
+        out, _ = self.gru(x)
+        return torch.tanh(self.fc(out[:, -1, :]))
+
+
 class GruSqueeze(nn.Module):
     """GRU with a device-placed zero state sized by x.shape[0], h_n.squeeze(0), a sigmoid after the head."""
 
@@ -175,6 +189,7 @@ MODELS = [
     DetachedState,
     FinalHidden,
     BothDirections,
+    BidirectionalOutputLastStep,
     GruSqueeze,
     StepsFirst,
     InitHidden,
@@ -228,6 +243,19 @@ def test_a_stream_gives_at_each_step_what_torch_returns_for_the_sequence_so_far(
         assert_close(stream.step(X[:, t]), torch_output(net, cls, X[:, : t + 1].copy()), what=f"step {t}")
 
 
+@pytest.mark.parametrize("how", ["live", "trace"])
+def test_a_bidirectional_output_last_step_with_lengths_is_each_sequence_run_alone(how, tmp_path, rng):
+    """predict(X, lengths=) of out[:, -1]: the output at each sequence's own last step, both directions run over
+    that sequence only (torch on the unpadded sequence)."""
+    torch.manual_seed(6)
+    net = BidirectionalOutputLastStep().eval()
+    X = inputs(BidirectionalOutputLastStep, rng, batch=3, steps=9)
+    lengths = np.array([9, 4, 1])
+    got = loaded(net, BidirectionalOutputLastStep, X, how, tmp_path).predict(X, lengths=lengths)
+    for b, n in enumerate(lengths):
+        assert_close(got[b], run_torch(net, torch.from_numpy(X[b : b + 1, :n].copy()))[0], what=f"sequence {b}")
+
+
 def test_the_order_is_the_forward_code(rng):
     model, info = load_with_info(Tutorial().eval())
     assert info["order"] == "forward() code"
@@ -241,15 +269,6 @@ class _Refused(nn.Module):
         super().__init__()
         self.lstm = nn.LSTM(4, 8, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
         self.fc = nn.Linear(16 if bidirectional else 8, 2)
-
-
-class LastStepOfBothDirections(_Refused):
-    def __init__(self):
-        super().__init__(bidirectional=True)
-
-    def forward(self, x):
-        out, _ = self.lstm(x)
-        return self.fc(out[:, -1])
 
 
 class FirstLayerState(_Refused):
@@ -313,7 +332,6 @@ class RecurrentAfterLastStep(nn.Module):
 @pytest.mark.parametrize(
     "cls, words",
     [
-        (LastStepOfBothDirections, r"joins the forward direction's last step with the backward direction's first"),
         (FirstLayerState, r"h_n\[0\] is the final state of layer 0 of 2"),
         (WholeFinalState, r"a final state of every layer and direction"),
         (CellState, r"c_n is the LSTM's cell state"),

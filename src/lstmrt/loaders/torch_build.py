@@ -469,7 +469,10 @@ def _final_step(units, per_unit) -> tuple:
             if not recurrent:
                 raise ArchitectureError(f"{what} is taken before any recurrent module ({_taken_where(unit)})")
             if unit.kind == LAST_STEP_ENTRY:
-                specs[recurrent[-1]] = _final_output(specs[recurrent[-1]])
+                # out[:, -1] of a bidirectional layer is its output at the last step (the backward direction's first
+                # step), which the model returns with return_sequences=False; not each direction's final output
+                if not (unit.shape_op == ("sequence",) and isinstance(specs[recurrent[-1]], Bidirectional)):
+                    specs[recurrent[-1]] = _final_output(specs[recurrent[-1]])
             elif unit.kind == ATTENTION_ENTRY:
                 _check_time_axis(unit, [u for u, s in zip(units[:at], per_unit) if any(map(is_recurrent, s))])
                 specs.append(_attention_pool(unit, specs, points[unit.skip[0]]))

@@ -39,9 +39,11 @@ TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES, ATTENTION_ENTRY)  # leave one (B
 class Unit:
     """One layer-to-be. kind: a torch.nn class name; None when only parameter names are known (state dicts);
     "activation" for a functional activation (`activation` holds its name); "last_step" where forward() takes each
-    sequence's last step (out[:, -1], h_n[-1]), "mean_over_time" / "max_over_time" where it pools over the time axis
-    (out.mean(1), out.max(1)[0]) — `reason` "layers=" when named there; "squeeze" where it squeezes or flattens
-    the data (`shape_op` says how: torch_build._squeezed decides what that does); "add_source" / "add" where a skip
+    sequence's last step (out[:, -1], h_n[-1]; `shape_op` ("sequence",) where it is out[:, -1] of a bidirectional
+    module's output, which is not both directions' final outputs), "mean_over_time" / "max_over_time" where it
+    pools over the time axis (out.mean(1), out.max(1)[0]) — `reason` "layers=" when named there; "squeeze" where it
+    squeezes or flattens the data (`shape_op` says how: torch_build._squeezed decides what that does); "add_source" /
+    "add" where a skip
     connection reads an earlier point and adds it (`skip`: the point's id; for the add (id, start, end) of the
     features added, end None for all); "attention_over_time" where softmax attention over time pools that point's
     features with scores the data so far (`skip`: (id, start, end, whether forward() takes one score per step,
@@ -206,7 +208,7 @@ def _units_from_module(record, path, forward_order, walk) -> list:
             elif tag in SKIP_ENTRIES:
                 units.append(Unit(path, tag, {}, skip=item))
             elif tag in SHAPE_ENTRIES:
-                units.append(Unit(path, tag, {}))
+                units.append(Unit(path, tag, {}, shape_op=(item,) if item else ()))
             elif tag == PRELU_CALL:
                 units.append(Unit(join(item), PRELU, {"weight": params[item]}, reason="F.prelu"))
             else:

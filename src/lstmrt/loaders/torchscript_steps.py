@@ -2,7 +2,9 @@
 sequence, its final states h_n / c_n, and the ways code takes a sequence's last step from them — `out[:, -1]`,
 `h_n[-1]`, `h_n.squeeze(0)`, `torch.cat((h_n[-2], h_n[-1]), 1)` for both directions. Each becomes the
 ("last_step", None) item: the model then outputs each sequence's final output (Model(return_sequences=False)),
-which is what those expressions compute, and a stream gives it at every step.
+which is what those expressions compute, and a stream gives it at every step. `out[:, -1]` of a bidirectional
+module is the ("last_step", "sequence") item: the output sequence's last step, whose backward half is that
+direction's first step, not its final output.
 
 Values (tuples) this module makes and reads: ("rnn", items) — a scripted nn.LSTM/GRU/RNN's (output, h_n);
 ("hc", items) — an LSTM's (h_n, c_n); ("h", items) / ("c", items) — one final-state tensor; ("hdir", items, d) —
@@ -16,6 +18,9 @@ import re
 from .torch_tree import RECURRENT, SQUEEZE_ENTRY, TIME_ENDS, class_name, module_parts
 
 LAST_STEP = ("last_step", None)
+# out[:, -1] of a bidirectional module: the output sequence's last step (the backward direction's first), not each
+# direction's final output, which h_n holds
+SEQUENCE_LAST_STEP = ("last_step", "sequence")
 _GONE = {
     "last_step": "the last step was taken",
     "mean_over_time": "the time axis was pooled",
@@ -169,9 +174,4 @@ def select_step(value, dim, i, walker):
         raise Unfollowable(
             f"index {i} on dimension {dim}, which is not the last step ([:, -1] with batch_first, [-1] without)"
         )
-    if info.directions == 2:
-        raise Unfollowable(
-            "out[:, -1] of a bidirectional module joins the forward direction's last step with the backward "
-            "direction's first; lstmrt reads each direction's final state, torch.cat((h_n[-2], h_n[-1]), dim=1)"
-        )
-    return ("seq", items + (LAST_STEP,))
+    return ("seq", items + (LAST_STEP if info.directions == 1 else SEQUENCE_LAST_STEP,))
