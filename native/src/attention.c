@@ -52,14 +52,6 @@ static double column_step(float e, float *best, float *sum)
     return weight / (double)*sum;
 }
 
-static void move_mean(float v, double fraction, float *mean, float *low)
-{
-    const double m = (double)*mean + (double)*low;
-    const double next = fraction == 1.0 ? v : isfinite(m) && isfinite(v) ? m + ((double)v - m) * fraction : m + v;
-    *mean = (float)next;
-    *low = isfinite(next) ? (float)(next - (double)*mean) : 0.0f;
-}
-
 void attention_steps(const layer *L, int64_t batch, int64_t steps, seq_view e, seq_view v, const uint8_t *active,
                      int64_t active_stride, float *state, seq_view y)
 {

@@ -146,7 +146,7 @@ void pool_steps(const layer *L, int64_t batch, int64_t steps, seq_view x, const 
                 float *state, seq_view y);
 /* The first pool count in a whole state (batch rows) that is not a whole number in [0, 2^24], or attention weight
  * sum not in [0, 2^24], as an index into state, or -1 when every one is fine. */
-int64_t pool_bad_count(const lstmrt_model_t *m, int64_t batch, const float *state);
+int64_t pool_bad_state(const lstmrt_model_t *m, int64_t batch, const float *state);
 
 /* attention.c: LSTMRT_LAYER_ATTENTION_POOL over `steps` steps of `batch` rows: scores e (the layer's input), values
  * v (the slice of an earlier point); state: this layer's (batch, F) means, (batch, F) low parts, (batch, C) largest

@@ -35,13 +35,9 @@ static void pool_row(const layer *L, const float *x, int counted, float *value, 
                 value[j] = x[j];
         return;
     }
-    const double inv = 1.0 / (double)*count;
-    for (int64_t j = 0; j < n; j++) {
-        const double m = (double)value[j] + (double)low[j], v = x[j];
-        const double next = isfinite(m) && isfinite(v) ? m + (v - m) * inv : m + v;
-        value[j] = (float)next;
-        low[j] = isfinite(next) ? (float)(next - (double)value[j]) : 0.0f;
-    }
+    const double inv = 1.0 / (double)*count; /* < 1: the first step pooled was copied above */
+    for (int64_t j = 0; j < n; j++)
+        move_mean(x[j], inv, &value[j], &low[j]);
 }
 
 void pool_steps(const layer *L, int64_t batch, int64_t steps, seq_view x, const uint8_t *active, int64_t active_stride,
@@ -64,7 +60,7 @@ void pool_steps(const layer *L, int64_t batch, int64_t steps, seq_view x, const 
     }
 }
 
-int64_t pool_bad_count(const lstmrt_model_t *m, int64_t batch, const float *state)
+int64_t pool_bad_state(const lstmrt_model_t *m, int64_t batch, const float *state)
 {
     int64_t offset = 0;
     for (int32_t l = 0; l < m->num_layers; l++) {

@@ -1,7 +1,9 @@
-/* Helpers shared by the recurrent cell drivers (lstm.c, gru.c, rnn.c). */
+/* Helpers shared by the recurrent cell drivers (lstm.c, gru.c, rnn.c) and the pools over time (pool.c,
+ * attention.c). */
 #ifndef LSTMRT_RECURRENT_H
 #define LSTMRT_RECURRENT_H
 
+#include <math.h>
 #include <string.h>
 
 #include "internal.h"
@@ -14,6 +16,17 @@ static inline float *seq_row(seq_view v, int64_t b, int64_t t)
 static inline int row_active(const uint8_t *active, int64_t stride, int64_t b, int64_t t)
 {
     return active == NULL || active[b * stride + t] != 0;
+}
+
+/* A running mean kept as two floats, *mean + *low (the part below float32 precision), moved `fraction` of the way
+ * to v, in double: late in a long sequence a step moves the mean by less than half a float32 ulp, which one float
+ * alone would round away. A non-finite mean or v takes the sum's rule (inf + finite = inf, inf - inf = NaN). */
+static inline void move_mean(float v, double fraction, float *mean, float *low)
+{
+    const double m = (double)*mean + (double)*low;
+    const double next = fraction == 1.0 ? v : isfinite(m) && isfinite(v) ? m + ((double)v - m) * fraction : m + v;
+    *mean = (float)next;
+    *low = isfinite(next) ? (float)(next - (double)*mean) : 0.0f;
 }
 
 /* A skipped step keeps the state and outputs 0, or repeats the previous output (= the carried h). */

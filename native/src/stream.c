@@ -158,7 +158,7 @@ lstmrt_status lstmrt_stream_set_state(lstmrt_stream_t *s, const float *state)
     lstmrt__clear_error();
     if (!s || !state)
         return FAIL("stream and state must not be NULL");
-    const int64_t bad = pool_bad_count(s->model, s->batch, state);
+    const int64_t bad = pool_bad_state(s->model, s->batch, state);
     if (bad >= 0)
         return FAIL("state[%lld] = %g is a pool's count of steps (a whole number in [0, 16777216]) or an attention "
                     "pool's weight sum (in [0, 16777216])",
