@@ -31,6 +31,10 @@ SHAPE_ENTRIES = (LAST_STEP_ENTRY, *POOLING_ENTRIES, SQUEEZE_ENTRY)  # layers= en
 # sum, and softmax attention over time, whose scores are the data there and whose values that point (AttentionPooling)
 ADD_SOURCE, ADD_ENTRY, ATTENTION_ENTRY = "add_source", "add", "attention_over_time"
 SKIP_ENTRIES = (ADD_SOURCE, ADD_ENTRY, ATTENTION_ENTRY)
+# TorchScript code: torch's ScalarType code of float32 (x.to(torch.float32), dtype=torch.float32), and the calls that
+# change nothing in eval mode, which the walker follows as no-ops
+TORCH_FLOAT32 = 6
+NO_OP_CALLS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "detach", "clone")
 SKIP_IDS = itertools.count()  # pair each ADD_SOURCE with its entry: one counter for forward() code and layers=
 TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES, ATTENTION_ENTRY)  # leave one (B, F) vector per sequence: no time axis
 

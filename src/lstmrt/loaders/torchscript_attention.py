@@ -23,16 +23,14 @@ import ast
 import dataclasses
 
 from . import torchscript_steps as steps
-from .torch_tree import ADD_SOURCE, ATTENTION_ENTRY, SKIP_IDS, SQUEEZE_ENTRY, class_name
-from .torchscript_pooling import _argument, _dims
+from .torch_live import _NO_OPS as _NO_OP_MODULES  # nn.Dropout(w) on the weights, in eval mode
+from .torch_tree import ADD_SOURCE, ATTENTION_ENTRY, NO_OP_CALLS, SKIP_IDS, SQUEEZE_ENTRY, TORCH_FLOAT32, class_name
+from .torchscript_pooling import call_argument, reduction_options
 from .torchscript_residual import data_path, position_after
 from .torchscript_steps import Unfollowable, time_gone
 
 TAG, QUERY = "attention", "query"
 _DATA = ("seq", "pair", "rnn", "sliced")  # walker values that are the network's data (a slice of its features too)
-_NO_OPS = ("contiguous", "detach", "clone", "dropout", "feature_dropout", "alpha_dropout")  # eval mode: unchanged
-_NO_OP_MODULES = ("Dropout", "Identity")  # self.dropout(w) on the weights
-_FLOAT32 = 6  # torch's ScalarType code for float32
 _AXES = {"B": "batch", "T": "time", "F": "features", "K": "scores", "1": "an added axis"}
 _HOW = "torch.sum(torch.softmax(self.attn(out), dim=1) * out, dim=1)"
 
@@ -150,9 +148,9 @@ def _two_data_tensors(values, code: str, walker) -> str:
 def _softmax_call(items: tuple, node: ast.Call, walker):
     """torch.softmax(scores, dim) / F.softmax over the time axis: the attention weights; else None."""
     args, keywords = node.args[1:], {k.arg: k.value for k in node.keywords}
-    dim = walker.number(_argument(args, keywords, 0, "dim") or ast.Constant(None))
+    dim = walker.number(call_argument(args, keywords, 0, "dim") or ast.Constant(None))
     extras = [walker.number(a) for a in args[1:]]  # F.softmax's _stacklevel, a dtype code
-    if walker.number(keywords.get("dtype", ast.Constant(None))) not in (None, _FLOAT32) or not all(
+    if walker.number(keywords.get("dtype", ast.Constant(None))) not in (None, TORCH_FLOAT32) or not all(
         e is None or (isinstance(e, int) and not isinstance(e, bool)) for e in extras
     ):
         return None  # a dtype other than float32: lstmrt computes in float32
@@ -204,11 +202,11 @@ def _recurrent(items: tuple, walker) -> list:
 
 def _on_attention(op: str, att: Attention, node: ast.Call, walker):
     code = _code(node)
-    if op in _NO_OPS or (op == "to" and walker.keeps_float32(node)):
+    if op in NO_OP_CALLS or (op == "to" and walker.keeps_float32(node)):
         return (TAG, att)
     args, keywords = node.args[1:], {k.arg: k.value for k in node.keywords}
     if att.values is None:  # the weights
-        dim = walker.number(_argument(args, keywords, 0, "dim") or ast.Constant(None))
+        dim = walker.number(call_argument(args, keywords, 0, "dim") or ast.Constant(None))
         if op == "unsqueeze" and _is_axis(dim, len(att.axes) + 1):
             at = dim % (len(att.axes) + 1)
             return (TAG, _derived(att, axes=(*att.axes[:at], "1", *att.axes[at:])))
@@ -229,14 +227,12 @@ def _on_attention(op: str, att: Attention, node: ast.Call, walker):
             f"values and summed over time, {_HOW}"
         )
     if op == "sum":
-        dims = _dims(_argument(args, keywords, 0, "dim"), walker)
-        keepdim = walker.number(_argument(args, keywords, 1, "keepdim") or ast.Constant(False))
-        dtype = walker.number(_argument(args, keywords, 2, "dtype") or ast.Constant(None))
-        if keepdim is not False or dtype not in (None, _FLOAT32):
+        dims, keepdim, dtype = reduction_options(node, walker)
+        if keepdim is not False or dtype not in (None, TORCH_FLOAT32):
             raise Unfollowable(f"`{code}` sums with keepdim={keepdim} or a dtype; lstmrt's pool is (batch, features)")
         return _pooled(att, dims, code)
     if op == "squeeze" and att.summed:
-        return _pooled(att, [walker.number(_argument(args, keywords, 0, "dim") or ast.Constant(None))], code)
+        return _pooled(att, [walker.number(call_argument(args, keywords, 0, "dim") or ast.Constant(None))], code)
     raise Unfollowable(f"`{code}` on the attention's weighted values; lstmrt sums them over time, {_HOW}")
 
 

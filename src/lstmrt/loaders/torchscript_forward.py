@@ -18,7 +18,7 @@ from . import torchscript_residual as residual
 from . import torchscript_shapes as shapes
 from . import torchscript_steps as steps
 from .torch_activations import IN_PLACE_OPS, SIGNATURES, functional_activation
-from .torch_tree import CELLS, PRELU_CALL, class_name, module_parts, submodule
+from .torch_tree import CELLS, NO_OP_CALLS, PRELU_CALL, TORCH_FLOAT32, class_name, module_parts, submodule
 from .torchscript_steps import Unfollowable as _Unfollowable
 
 _SIMPLE = {
@@ -38,7 +38,6 @@ _SIMPLE = {
 # Where torch.nn.functional's `inplace` flag sits among a call's arguments (the input is 0), for the ops of _SIMPLE
 # and elu; SIGNATURES names it for the others.
 _INPLACE_AT = {"relu": 1, "selu": 1, "silu": 1, "mish": 1, "hardswish": 1, "hardsigmoid": 1, "relu6": 1, "elu": 2}
-_NO_OPS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "detach", "clone")
 
 
 def dotted_name(node) -> str:
@@ -112,7 +111,6 @@ def _packing_hint(fn: ast.FunctionDef) -> str:
 _MAX_INLINED = 8  # methods calling methods (init_hidden() and the like); deeper is not a plain forward()
 _ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone")  # a zero state stays a zero state
 _MADE_TENSORS = ("ones", "ones_like", "full", "full_like", "rand", "randn", "randn_like", "empty", "tensor")
-_FLOAT32 = 6  # torch's ScalarType code for float32, as x.to(torch.float32) appears in TorchScript code
 _CONVERSIONS = {"int": int, "float": float, "bool": bool, "len": len}
 _ARITHMETIC = {
     "add": lambda a, b: a + b,
@@ -376,7 +374,7 @@ class _Walker:
         if op == "to" and first[0] == "seq" and self.keeps_float32(node):
             return first
         items = self.seq(first, f"the input of {callee[1]}")[1]
-        if op in _NO_OPS:
+        if op in NO_OP_CALLS:
             return ("seq", items)
         if op in pooling.OPS:
             return pooling.pool(op, items, node, self)
@@ -599,7 +597,7 @@ class _Walker:
             v = value[1] if value[0] == "const" else "?"
             if isinstance(v, bool):
                 return not dtype
-            return isinstance(v, int) and (v == _FLOAT32 or not dtype)
+            return isinstance(v, int) and (v == TORCH_FLOAT32 or not dtype)
 
         positional = all(harmless(self.eval(a), dtype=True) for a in node.args[1:])
         return positional and all(harmless(self.eval(k.value), dtype=k.arg == "dtype") for k in node.keywords)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import ast
 
+from .torch_tree import TORCH_FLOAT32
 from .torchscript_steps import Unfollowable, time_gone
 
 OPS = ("mean", "max", "amax")
 _ITEM = {"mean": ("mean_over_time", None), "max": ("max_over_time", None), "amax": ("max_over_time", None)}
-_FLOAT32 = 6  # torch's ScalarType code for float32, as dtype=torch.float32 appears in TorchScript code
 _RANK = 3  # a recurrent module's output sequence: (B, T, F) with batch_first, (T, B, F) without
 
 
@@ -23,12 +23,10 @@ def pool(op: str, items: tuple, node: ast.Call, walker):
     """The value of torch.<op>(seq, ...) over the sequence after `items`: the pooled sequence, and for torch.max
     the pair (values, indices) its scripted and traced code unpacks."""
     call = f"torch.{op}"
-    args, keywords = node.args[1:], {k.arg: k.value for k in node.keywords}
+    args = node.args[1:]
     if op == "max" and args and walker.number(args[0]) == "?" and walker.eval(args[0])[0] not in ("attr", "aux"):
         raise Unfollowable(f"{call} of two tensors, an element-wise maximum, which no lstmrt layer computes")
-    dims = _dims(_argument(args, keywords, 0, "dim"), walker)
-    keepdim = walker.number(_argument(args, keywords, 1, "keepdim") or ast.Constant(False))
-    dtype = walker.number(_argument(args, keywords, 2, "dtype") or ast.Constant(None))
+    dims, keepdim, dtype = reduction_options(node, walker)
     gone = time_gone(items)
     if gone:
         raise Unfollowable(f"{call} after {gone}: the data is (batch, features), with no time axis to pool")
@@ -55,18 +53,28 @@ def pool(op: str, items: tuple, node: ast.Call, walker):
             f"{call} with keepdim={keepdim} keeps the time axis as size 1, (batch, 1, features); lstmrt's pooled "
             "output is (batch, features), as with keepdim=False"
         )
-    if dtype not in (None, _FLOAT32):
-        raise Unfollowable(f"{call} with dtype code {dtype}, not float32 ({_FLOAT32}); lstmrt computes in float32")
+    if dtype not in (None, TORCH_FLOAT32):
+        raise Unfollowable(f"{call} with dtype code {dtype}, not float32 ({TORCH_FLOAT32}); lstmrt computes in float32")
     pooled = ("seq", items + (_ITEM[op],))
     return ("tuple", (pooled, ("indices", items))) if op == "max" else pooled
 
 
-def _argument(args, keywords, position, name):
+def reduction_options(node: ast.Call, walker) -> tuple:
+    """(dims, keepdim, dtype) of torch.<reduction>(x, dim, keepdim, dtype) (mean, max, sum), given by position or by
+    keyword: dims as pooled_dims reads them, the others constants (torch's defaults when left out)."""
+    args, keywords = node.args[1:], {k.arg: k.value for k in node.keywords}
+    dims = pooled_dims(call_argument(args, keywords, 0, "dim"), walker)
+    keepdim = walker.number(call_argument(args, keywords, 1, "keepdim") or ast.Constant(False))
+    dtype = walker.number(call_argument(args, keywords, 2, "dtype") or ast.Constant(None))
+    return dims, keepdim, dtype
+
+
+def call_argument(args, keywords, position, name):
     """The node of an argument given by position or by keyword, or None."""
     return args[position] if len(args) > position else keywords.get(name)
 
 
-def _dims(node, walker) -> list:
+def pooled_dims(node, walker) -> list:
     """The pooled dimensions: [] when none is given (every element). Scripted code lists them (torch.mean(x, [1]));
     torch.max takes one; traced code writes an empty list as annotate(List[int], [])."""
     if node is None:
