@@ -119,14 +119,7 @@ class AttentionOps:
             names = " and ".join(self._axis_name(tag) for tag in reduced) or "axes of size 1"
             raise self._refuse(node, f"sums attention-weighted values over {names}; an attention pool sums over time")
         self._pool_attention(node, x, x.attention.values)
-        pooled = self._output(x, last=True, attention=None)  # the pool of the whole sequence: the output at its end
-        if node.attrs.get("keepdims", 1):
-            units = [UNIT if i in axes else tag for i, tag in enumerate(pooled.axes)]
-            sizes = [1 if i in axes else size for i, size in enumerate(pooled.sizes)]
-            return [replace(pooled, axes=tuple(units), sizes=tuple(sizes))]
-        for a in reversed(axes):
-            pooled = pooled.drop(a)
-        return [pooled]
+        return [self._pooled_over_time(node, x, axes, attention=None)]
 
     def _attention_matmul(self, node, weights, values) -> Data:
         """MatMul of the weights (batch, 1, time) and the values (batch, time, features): torch's bmm, pooled."""
@@ -181,12 +174,7 @@ class AttentionOps:
         """Appends the AttentionPooling layer of the weights' scores (the last layer's output) and the values."""
         if weights.depth != len(self.layers):
             raise self._refuse(node, "pools with scores that are not the last layer's output (the graph branches)")
-        if self.facts.get("lengths_inputs"):
-            raise self._refuse(
-                node,
-                "pools with attention in a graph with sequence_lens: ONNX attends the zero steps past each length "
-                "too, lstmrt only the steps of each sequence",
-            )
+        self._refuse_lengths(node, "pools with attention", "attends")
         scores = weights.attention.scores
         if scores not in (1, values.features):
             raise self._refuse(node, f"weighs {values.features} features with {scores} scores per step")

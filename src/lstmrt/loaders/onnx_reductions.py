@@ -44,21 +44,31 @@ class ReductionOps:
                     "LayerNormalization as separate ops: load the Keras file itself)"
                 )
             raise self._refuse(node, f"reduces over {names}; lstmrt pools over time only{hint}")
-        if self.facts.get("lengths_inputs"):
-            raise self._refuse(
-                node,
-                "pools over time in a graph with sequence_lens: ONNX pools the zero steps past each length too, "
-                "lstmrt's pooling only the steps of each sequence",
-            )
+        self._refuse_lengths(node, "pools over time", "pools")
         if x.features is None:
             raise self._refuse(node, "pools data of an unknown feature count")
         self._append(GlobalPooling(x.features, _POOLS[node.op_type]))
-        pooled = self._output(x, last=True)  # the pool of the whole sequence is the layer's output at its end
+        return self._pooled_over_time(node, x, axes)
+
+    def _refuse_lengths(self, node, doing: str, onnx_does: str) -> None:
+        """A pool over time in a graph with sequence_lens: ONNX's Y is zero past each length, and ONNX pools those
+        steps too, where lstmrt pools each sequence's own steps only."""
+        if self.facts.get("lengths_inputs"):
+            raise self._refuse(
+                node,
+                f"{doing} in a graph with sequence_lens: ONNX {onnx_does} the zero steps past each length too, "
+                "lstmrt only the steps of each sequence",
+            )
+
+    def _pooled_over_time(self, node, x: Data, axes: list, **changes) -> Data:
+        """x reduced over `axes` (time, and axes of size 1) by the pool just appended: its output at each sequence's
+        end (the pool of the whole sequence), the reduced axes kept as size 1 (keepdims, ONNX's default) or
+        dropped."""
+        pooled = self._output(x, last=True, **changes)
         if node.attrs.get("keepdims", 1):
-            axes_, sizes = list(pooled.axes), list(pooled.sizes)
-            for a in axes:
-                axes_[a], sizes[a] = UNIT, 1
-            return replace(pooled, axes=tuple(axes_), sizes=tuple(sizes))
+            tags = tuple(UNIT if i in axes else tag for i, tag in enumerate(pooled.axes))
+            sizes = tuple(1 if i in axes else size for i, size in enumerate(pooled.sizes))
+            return replace(pooled, axes=tags, sizes=sizes)
         for a in reversed(axes):
             pooled = pooled.drop(a)
         return pooled
