@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import assert_close  # noqa: E402
 from torch import nn  # noqa: E402
+from torch_forms import perturb  # noqa: E402
 
 import lstmrt  # noqa: E402
 
@@ -46,11 +47,7 @@ TORCH_NORMS = {
 
 def torch_model(name):
     torch.manual_seed(8)
-    net = NormedLstm(*TORCH_NORMS[name]()).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.3)  # weights away from ones and zeros, so their mapping is checked
-    return net
+    return perturb(NormedLstm(*TORCH_NORMS[name]()).eval())
 
 
 def torch_source(net, X, how, tmp_path):

@@ -16,6 +16,8 @@ import lstmrt
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
+from torch_forms import perturb  # noqa: E402  (torch_forms needs torch)
+
 nn = torch.nn
 
 F_IN, H, T, B = 3, 5, 7, 3
@@ -38,9 +40,7 @@ class Attentive(nn.Module):
             self.attn = nn.Linear(width, width if scorer == "per-feature" else 1)
         self.fc = nn.Linear(width, 2)
         self.pool = pool
-        with torch.no_grad():
-            for p in self.parameters():
-                p.add_(0.3 * torch.randn_like(p))
+        perturb(self)
 
     def forward(self, x):
         out, _ = self.rnn(x)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import assert_close
 from torch import nn
-from torch_forms import load_as, run_torch
+from torch_forms import load_as, perturb, run_torch
 
 import lstmrt
 
@@ -240,11 +240,7 @@ CAUSAL = [cls for cls in MODELS if cls is not Bidirectional]  # a backward direc
 
 def build(cls):
     torch.manual_seed(sum(map(ord, cls.__name__)))
-    net = cls().eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.3 * torch.randn_like(p))  # scores far from uniform, so that the weights matter
-    return net
+    return perturb(cls().eval())
 
 
 def torch_input(cls, X):

@@ -26,6 +26,15 @@ def run_torch(net, example):
         return net(example).numpy()
 
 
+def perturb(net, scale=0.3):
+    """Adds scale * N(0, 1) to every parameter of `net` (in place; returns it): weights away from torch's
+    initialisation (norm weights from 1, biases from 0, attention scores from uniform), so their mapping is checked."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return net
+
+
 class Pooled(nn.Module):
     """LSTM, an optional nn.LayerNorm, a reduction over time (or none), a Linear to 2; every weight randomized (norm
     weights and biases away from 1 and 0)."""
@@ -36,9 +45,7 @@ class Pooled(nn.Module):
         self.norm = nn.LayerNorm(hidden, eps=1e-3) if norm else nn.Identity()
         self.fc = nn.Linear(hidden, 2)
         self.reduce = reduce
-        with torch.no_grad():
-            for p in self.parameters():
-                p.add_(0.3 * torch.randn_like(p))
+        perturb(self)
 
     def forward(self, x):
         out, _ = self.lstm(x)
