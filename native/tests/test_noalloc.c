@@ -63,6 +63,20 @@ static float *random_floats(size_t n, unsigned seed)
     return v;
 }
 
+/* An add or attention pool: no weights; it reads features from `offset` of point `from` (0: the model input). */
+static lstmrt_layer_desc point_reader(lstmrt_layer_kind kind, int32_t I, int32_t H, int32_t from, int32_t offset)
+{
+    lstmrt_layer_desc L;
+    memset(&L, 0, sizeof L);
+    L.kind = kind;
+    L.input_size = I;
+    L.hidden_size = H;
+    L.num_directions = 1;
+    L.add_from = from;
+    L.add_offset = offset;
+    return L;
+}
+
 /* Weights of one layer; freed by free_layer (after model creation: the model copies them). */
 static lstmrt_layer_desc make_layer(lstmrt_layer_kind kind, int32_t I, int32_t H, unsigned seed)
 {
@@ -187,25 +201,13 @@ int main(void)
     models[6].L[1] = make_layer(LSTMRT_LAYER_LSTM, 12, 16, 10);
     models[7].name = "lstm 4->8 | add its output | dense 8->1 | add input[2:3]", models[7].n = 4;
     models[7].L[0] = make_layer(LSTMRT_LAYER_LSTM, 4, 8, 11);
+    models[7].L[1] = point_reader(LSTMRT_LAYER_ADD, 8, 0, 1, 0); /* the kept output of layer 0 */
     models[7].L[2] = make_layer(LSTMRT_LAYER_DENSE, 8, 1, 12);
-    for (int l = 1; l < 4; l += 2) { /* adds: no weights; the kept output of layer 0, the model input */
-        memset(&models[7].L[l], 0, sizeof models[7].L[l]);
-        models[7].L[l].kind = LSTMRT_LAYER_ADD;
-        models[7].L[l].num_directions = 1;
-    }
-    models[7].L[1].input_size = 8;
-    models[7].L[1].add_from = 1;
-    models[7].L[3].input_size = 1;
-    models[7].L[3].add_offset = 2;
+    models[7].L[3] = point_reader(LSTMRT_LAYER_ADD, 1, 0, 0, 2); /* the model input's feature 2 */
     models[8].name = "gru 3->6 | dense 6->1 | attention of layer 0", models[8].n = 3;
     models[8].L[0] = make_layer(LSTMRT_LAYER_GRU, 3, 6, 13);
     models[8].L[1] = make_layer(LSTMRT_LAYER_DENSE, 6, 1, 14);
-    memset(&models[8].L[2], 0, sizeof models[8].L[2]);
-    models[8].L[2].kind = LSTMRT_LAYER_ATTENTION_POOL;
-    models[8].L[2].input_size = 1;
-    models[8].L[2].hidden_size = 6;
-    models[8].L[2].num_directions = 1;
-    models[8].L[2].add_from = 1;
+    models[8].L[2] = point_reader(LSTMRT_LAYER_ATTENTION_POOL, 1, 6, 1, 0);
 
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         lstmrt_model_t *m;
