@@ -289,13 +289,13 @@ class AfterSqueeze(nn.Module):
         return y + y
 
 
-class PlusConstant(nn.Module):
+class PlusLength(nn.Module):
     def __init__(self):
         super().__init__()
         self.lstm = nn.LSTM(3, 4, batch_first=True)
 
     def forward(self, x):
-        return self.lstm(x)[0] + 1.0
+        return self.lstm(x)[0] + x.size(1)
 
 
 class InPlaceOnAClone(nn.Module):
@@ -377,7 +377,7 @@ REFUSED = {
     AcrossTheLastStep: r"adds a point with a time axis to data whose time axis is gone",
     InPlaceOnASlice: r"adds in place to a slice of the features \(a view\)",
     AfterSqueeze: r"a skip connection's sum .* comes after the output's feature axis was squeezed",
-    PlusConstant: r"a term of the sum is not the network's data flow",
+    PlusLength: r"a term of the sum is not the network's data flow",
 }
 
 

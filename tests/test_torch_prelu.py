@@ -294,7 +294,7 @@ class SlopeAndScale(nn.Module):
         self.scale = nn.Parameter(torch.full((6,), 2.0))
 
     def forward(self, x):
-        return F.prelu(self.lstm(x)[0], self.w) * self.scale
+        return F.prelu(self.lstm(x)[0], self.w) ** self.scale
 
 
 @pytest.mark.parametrize("how", ["script", "trace"])

@@ -11,13 +11,25 @@ import itertools
 import re
 
 from ..errors import ArchitectureError, ModelTooLargeError, UnsupportedModelError
-from ..layers import Activation, Add, AttentionPooling, Bidirectional, Dense, Embedding, GlobalPooling, is_recurrent
+from ..layers import (
+    Activation,
+    Add,
+    Affine,
+    AttentionPooling,
+    Bidirectional,
+    Dense,
+    Embedding,
+    GlobalPooling,
+    is_recurrent,
+)
 from ..model import Model
 from . import torch_layers
+from .torchscript_arith import affine_of
 from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
 from .torch_tree import (
     ADD_ENTRY,
     ADD_SOURCE,
+    ARITH_ENTRY,
     ATTENTION_ENTRY,
     CELLS,
     LAST_STEP_ENTRY,
@@ -147,7 +159,7 @@ def _variants(unit, two_d: bool = False) -> list:
         )
     if kind == "activation":
         return [[Activation(unit.activation)]]
-    if kind in SHAPE_ENTRIES or kind in SKIP_ENTRIES:  # placed by _final_step / _squeezed, which know the layers
+    if kind in SHAPE_ENTRIES or kind in SKIP_ENTRIES or kind == ARITH_ENTRY:  # placed by _final_step / _squeezed
         return [[]]
     if kind in _NO_OPS:
         return [[]]
@@ -269,6 +281,8 @@ def _chain_problem(units, specs_per_unit, *, linear_pairs: bool = True) -> str |
     for unit, specs in zip(units, specs_per_unit):
         if unit.kind == ADD_SOURCE:
             points[unit.skip] = size
+        elif unit.kind == LAST_STEP_ENTRY and unit.shape_op == ("sum",) and size is not None:
+            size //= 2  # h_n[-2] + h_n[-1]: a bidirectional layer's two halves summed
         elif unit.kind == ATTENTION_ENTRY and unit.skip[0] in points:  # the pool has its values' features
             width = points[unit.skip[0]] if points[unit.skip[0]] is not None else inputs
             size, source = (len(range(width)[slice(*unit.skip[1:3])]) if width is not None else None), unit
@@ -348,7 +362,7 @@ def build_model(
     else:
         units, per_unit = _pick_order(units, variants)
     if used is not None:
-        used[:] = [u for u in units if u.kind not in SHAPE_ENTRIES and u.kind not in SKIP_ENTRIES]
+        used[:] = [u for u in units if u.kind not in (*SHAPE_ENTRIES, *SKIP_ENTRIES, ARITH_ENTRY)]
     specs, final_only = _final_step(units, per_unit)
     return native_model(specs, return_sequences=not final_only, squeeze_output=_squeezed(units, per_unit))
 
@@ -448,7 +462,12 @@ def _final_step(units, per_unit) -> tuple:
     Either way the model's predict returns one output per
     sequence; a recurrent layer, or another of these, after it would need a time axis that is gone."""
     specs, taken, points = [], None, {}  # points: ADD_SOURCE id -> how many specs came before it
+    squeezed = None  # the squeeze seen last, after which the data may have lost its feature axis
     for at, (unit, unit_specs) in enumerate(zip(units, per_unit)):
+        if unit.kind == ARITH_ENTRY:  # sized once every layer is known: a first layer gives the input's features
+            specs.append(_PendingAffine(unit, 2 if taken else 3, squeezed is not None))
+            continue
+        squeezed = unit if unit.kind == SQUEEZE_ENTRY else squeezed
         if unit.kind == ADD_SOURCE:
             _refuse_in_place_after(unit, units[at + 1 :])
             points[unit.skip] = len(specs)
@@ -471,8 +490,11 @@ def _final_step(units, per_unit) -> tuple:
             if unit.kind == LAST_STEP_ENTRY:
                 # out[:, -1] of a bidirectional layer is its output at the last step (the backward direction's first
                 # step), which the model returns with return_sequences=False; not each direction's final output
-                if not (unit.shape_op == ("sequence",) and isinstance(specs[recurrent[-1]], Bidirectional)):
-                    specs[recurrent[-1]] = _final_output(specs[recurrent[-1]])
+                layer = specs[recurrent[-1]]
+                if unit.shape_op == ("sum",):  # h_n[-2] + h_n[-1]: both directions' final outputs summed
+                    layer = _summed_directions(unit, layer, recurrent[-1], points)
+                if not (unit.shape_op == ("sequence",) and isinstance(layer, Bidirectional)):
+                    specs[recurrent[-1]] = _final_output(layer)
             elif unit.kind == ATTENTION_ENTRY:
                 _check_time_axis(unit, [u for u, s in zip(units[:at], per_unit) if any(map(is_recurrent, s))])
                 specs.append(_attention_pool(unit, specs, points[unit.skip[0]]))
@@ -488,7 +510,55 @@ def _final_step(units, per_unit) -> tuple:
                 f"({_taken_where(taken)}); lstmrt runs a recurrent layer over a time axis"
             )
         specs += unit_specs
-    return specs, taken is not None
+    return _sized_affines(specs), taken is not None
+
+
+class _PendingAffine:
+    """An arithmetic unit's place among the specs until the features there are known; it keeps their number."""
+
+    input_size = output_size = None
+
+    def __init__(self, unit, rank: int, after_squeeze: bool):
+        self.unit, self.rank, self.after_squeeze = unit, rank, after_squeeze  # rank: (B, T, F) 3, (B, F) 2
+
+
+def _sized_affines(specs) -> list:
+    """specs with each _PendingAffine made the Affine layer of its arithmetic, at the features there."""
+    done = list(specs)
+    for at, spec in enumerate(specs):
+        if not isinstance(spec, _PendingAffine):
+            continue
+        unit, where = spec.unit, _taken_where(spec.unit)
+        arith = unit.shape_op[0]
+        if any(isinstance(s, Embedding) for s in specs[at:]):
+            raise ArchitectureError(
+                f"`{arith.code}` ({where}) computes with the token ids before the nn.Embedding; lstmrt looks ids up "
+                "as they are"
+            )
+        features = _width(specs, at)
+        if features is None:
+            raise ArchitectureError(f"`{arith.code}` ({where}) comes before any layer with weights")
+        # a squeeze before it may have dropped a one-feature axis: (B,) or (B, T) then, where lstmrt takes one value
+        rank = 1 if spec.after_squeeze and features == 1 else spec.rank
+        try:
+            done[at] = Affine(*affine_of(arith, features, rank, where))
+        except ValueError as exc:
+            raise ArchitectureError(str(exc)) from None
+    return done
+
+
+def _summed_directions(unit, layer, at: int, points: dict):
+    """The bidirectional layer spec `layer` (specs[at]) merging its directions by their sum."""
+    if not isinstance(layer, Bidirectional) or layer.merge_mode != "concat":
+        raise ArchitectureError(
+            f"the sum of two directions' final states ({_taken_where(unit)}) needs a bidirectional layer"
+        )
+    if at + 1 in points.values():  # a skip or attention reads the concatenated sequence this layer would lose
+        raise ArchitectureError(
+            f"the two directions' final states are summed ({_taken_where(unit)}), and their concatenated output is "
+            "read too: lstmrt's layer outputs one or the other"
+        )
+    return Bidirectional(layer.forward, layer.backward, "sum")
 
 
 def _refuse_in_place_after(source, later) -> None:

@@ -35,6 +35,8 @@ SKIP_ENTRIES = (ADD_SOURCE, ADD_ENTRY, ATTENTION_ENTRY)
 # change nothing in eval mode, which the walker follows as no-ops
 TORCH_FLOAT32 = 6
 NO_OP_CALLS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "detach", "clone")
+# forward() code: arithmetic of the data with a constant (x * c, x - self.mean), one Affine layer each
+ARITH_ENTRY = "arithmetic"
 SKIP_IDS = itertools.count()  # pair each ADD_SOURCE with its entry: one counter for forward() code and layers=
 TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES, ATTENTION_ENTRY)  # leave one (B, F) vector per sequence: no time axis
 
@@ -53,7 +55,8 @@ class Unit:
     features with scores the data so far (`skip`: (id, start, end, whether forward() takes one score per step,
     whether it saw the recurrent modules' layout: else it took time as dim 1, which needs them batch_first));
     "PReLU" for an nn.PReLU, or for F.prelu with a parameter of a user-defined
-    module (`reason` "F.prelu", `path` the parameter's); "unsupported" with `reason`.
+    module (`reason` "F.prelu", `path` the parameter's); "arithmetic" where forward() computes with a constant
+    (`shape_op`: (torchscript_arith.Arith,)); "unsupported" with `reason`.
     guessed_before: the order between the previous unit and this one is registration order, not known forward
     order (a state dict, or a user-defined module whose forward() lstmrt cannot see)."""
 
@@ -183,8 +186,10 @@ def _units_from_module(record, path, forward_order, walk) -> list:
     where = f"module {path!r}" if path else "the root module"
     if torch_nn and name not in ("Sequential", "ModuleList", "ModuleDict"):
         return [Unit(path, "unsupported", params, record, reason=f"{where} is a torch.nn.{name}")]
-    order = _read_forward(record, forward_order, params) if not (torch_nn and name in _CHAINS) else None
-    if set(params) - {item for tag, item in order or () if tag == PRELU_CALL}:
+    order, unfollowed = (
+        _read_forward(record, forward_order, params) if not (torch_nn and name in _CHAINS) else (None, "")
+    )
+    if set(params) - _tensors_used(order or ()):
         return [
             Unit(
                 path,
@@ -192,7 +197,7 @@ def _units_from_module(record, path, forward_order, walk) -> list:
                 params,
                 record,
                 reason=f"{where} ({name}) holds parameters of its own ({', '.join(params)}), used by its "
-                "forward() in a way lstmrt cannot see",
+                f"forward() in a way lstmrt cannot see{f' ({unfollowed})' if unfollowed else ''}",
             )
         ]
 
@@ -215,6 +220,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
                 units.append(Unit(path, tag, {}, shape_op=(item,) if item else ()))
             elif tag == PRELU_CALL:
                 units.append(Unit(join(item), PRELU, {"weight": params[item]}, reason="F.prelu"))
+            elif tag == ARITH_ENTRY:
+                units.append(Unit(path, tag, {}, shape_op=(item,)))
             else:
                 units.append(Unit(path, "activation", {}, activation=item))
         return units
@@ -227,16 +234,24 @@ def _units_from_module(record, path, forward_order, walk) -> list:
     return units
 
 
-def _read_forward(record, forward_order, params):
-    """forward_order(record), or None. A module holding parameters of its own is read only for the one use of them
-    lstmrt follows, torch.prelu's weight: where its forward() cannot be followed, the parameters say more."""
+def _tensors_used(order) -> set:
+    """The module's own tensors its forward() uses where lstmrt follows it: torch.prelu's weight, arithmetic's
+    constants."""
+    used = {item for tag, item in order if tag == PRELU_CALL}
+    return used.union(*(item.operand.names for tag, item in order if tag == ARITH_ENTRY))
+
+
+def _read_forward(record, forward_order, params) -> tuple:
+    """(forward_order(record) or None, why its forward() could not be followed). A module holding parameters of
+    its own is read only for the uses of them lstmrt follows, torch.prelu's weight and arithmetic: where its
+    forward() cannot be followed, the parameters say more, with the code's reason."""
     if forward_order is None:
-        return None
+        return None, ""
     try:
-        return forward_order(record)
-    except ArchitectureError:
+        return forward_order(record), ""
+    except ArchitectureError as exc:
         if params:
-            return None
+            return None, getattr(exc, "unfollowed", "")
         raise
 
 

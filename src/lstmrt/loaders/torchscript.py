@@ -84,13 +84,15 @@ def read_torchscript(path):
         record = unpickle_from_zip(zf, root, "data.pkl", path)
         if not is_module(record):
             raise UnsupportedModelError(f"{path}: the archive's data.pkl holds a {type(record).__name__}, not a module")
-        _attach_options(record, classes, set(), functools.cache(lambda: _constants(zf, root, path)))
-    return record, ForwardOrder(classes)
+        constants = functools.cache(lambda: _constants(zf, root, path))
+        _attach_options(record, classes, set(), constants)
+        traced = constants()
+    return record, ForwardOrder(classes, traced)
 
 
 def _constants(zf, root: str, path) -> tuple:
-    """The tensors traced code names CONSTANTS.c0, c1, ... (read only when an initial state is one of them); none
-    when the archive has none or lstmrt cannot read them (such a state is then refused, not assumed zero)."""
+    """The tensors traced code names CONSTANTS.c0, c1, ... (an initial state, a number the code computes with);
+    none when the archive has none or lstmrt cannot read them (such a state or number is then refused)."""
     if f"{root}constants.pkl" not in zf.namelist():
         return ()
     try:

@@ -10,8 +10,10 @@ layers=, because the network is then not a plain chain lstmrt can reproduce."""
 from __future__ import annotations
 
 import ast
+import re
 
 from ..errors import ArchitectureError
+from . import torchscript_arith as arith
 from . import torchscript_attention as attention
 from . import torchscript_pooling as pooling
 from . import torchscript_residual as residual
@@ -70,8 +72,9 @@ class ForwardOrder:
     """forward_order(record) -> [("child", name) | ("activation", name) | (PRELU_CALL, parameter name) |
     (one of torch_tree.SHAPE_ENTRIES, None), ...] or None (no code for the class)."""
 
-    def __init__(self, classes: dict):
+    def __init__(self, classes: dict, constants: tuple = ()):
         self._classes = classes
+        self._constants = constants  # the tensors traced code names CONSTANTS.c0, c1, ...
 
     def __call__(self, record):
         cls = self._classes.get(record.qualname)
@@ -85,16 +88,20 @@ class ForwardOrder:
         }
         try:
             try:
-                return _Walker(cls.forward, children, cls.methods, numbers=numbers, params=params).run()
+                return _Walker(
+                    cls.forward, children, cls.methods, numbers=numbers, params=params, constants=self._constants
+                ).run()
             except RecursionError:  # expressions nested deeper than any forward() torch writes
                 raise _Unfollowable("expressions nested too deeply") from None
         except _Unfollowable as exc:
             name = class_name(record)[0]
-            raise ArchitectureError(
+            error = ArchitectureError(
                 f"cannot follow {name}.forward in the TorchScript code ({exc}); pass "
                 f"layers=[...] naming its modules, activations, skip connections ('+input', '+<name>') and "
                 f"attention pools ('attention(<name>)') in forward order{_packing_hint(cls.forward)}"
-            ) from None
+            )
+            error.unfollowed = str(exc)  # the reason alone, for a message about the module's own tensors
+            raise error from None
 
 
 def _packing_hint(fn: ast.FunctionDef) -> str:
@@ -108,6 +115,7 @@ def _packing_hint(fn: ast.FunctionDef) -> str:
     )
 
 
+_TRACED_CONSTANT = re.compile(r"CONSTANTS\.c(\d{1,9})")  # a tensor a trace captured
 _MAX_INLINED = 8  # methods calling methods (init_hidden() and the like); deeper is not a plain forward()
 _ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone")  # a zero state stays a zero state
 _MADE_TENSORS = ("ones", "ones_like", "full", "full_like", "rand", "randn", "randn_like", "empty", "tensor")
@@ -129,13 +137,22 @@ class _Walker:
     activation changed, under a name other than its result's — and the recurrent results of torchscript_steps."""
 
     def __init__(
-        self, fn: ast.FunctionDef, children: dict, methods: dict, depth=0, bound=None, numbers=None, params=None
+        self,
+        fn: ast.FunctionDef,
+        children: dict,
+        methods: dict,
+        depth=0,
+        bound=None,
+        numbers=None,
+        params=None,
+        constants=(),
     ):
         args = fn.args.args
         if len(args) < 2 and bound is None:
             raise _Unfollowable("forward takes no input")
         self.children, self.methods, self.depth, self.numbers = children, methods, depth, numbers or {}
-        self.params = params or {}  # the module's own parameters: torch.prelu's weight is read from them
+        self.params = params or {}  # the module's own tensors: torch.prelu's weight, arithmetic's constants
+        self.constants = constants
         self.env = {args[0].arg: ("self",)} if args else {}
         if bound is None:
             self.env[args[1].arg] = ("seq", ())
@@ -290,7 +307,9 @@ class _Walker:
                 return ("param", node.attr)
             return ("attr", node.attr)
         if isinstance(node, ast.Attribute):
-            return ("func", dotted_name(node))
+            name = dotted_name(node)
+            constant = _TRACED_CONSTANT.fullmatch(name)
+            return ("constant", int(constant.group(1))) if constant else ("func", name)
         if isinstance(node, ast.Subscript):
             return self.subscript(node)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "annotate":
@@ -360,7 +379,7 @@ class _Walker:
             return ("zeros",)
         if op in _MADE_TENSORS:
             return ("tensor",)
-        if op in _ARITHMETIC or op in ("__is__", "__isnot__", "add_"):
+        if op in _ARITHMETIC or op in ("__is__", "__isnot__") or op in arith.OPS:
             return self.scalar(op, node)
         first = self.eval(node.args[0])
         if first == ("zeros",) and op in _ZERO_KEEPING:
@@ -440,6 +459,12 @@ class _Walker:
         weighted = attention.weigh(values, node, self) if op == "mul" else None
         if weighted is not None:
             return weighted
+        computed = arith.follow(op, values, node, self, _code(node)) if op in arith.OPS else None
+        if computed is not None:
+            return computed
+        summed = steps.sum_directions(values) if op == "add" and not node.keywords else None
+        if summed is not None:
+            return summed
         if op in ("add", "add_") and any(v[0] not in ("const", "aux", "attr") for v in values):
             return self.skip_connection(op, values, node)
         if op == "sub" and len(values) == 2 and not node.keywords and values[0][0] in ("seq", "pair", "rnn"):
@@ -532,7 +557,9 @@ class _Walker:
             bound.setdefault(p, ("const", _const(default)))
         if len(bound) != len(params):
             raise _Unfollowable(f"call `{_code(node)}`")
-        return _Walker(fn, self.children, self.methods, self.depth + 1, bound, self.numbers, self.params).execute()
+        return _Walker(
+            fn, self.children, self.methods, self.depth + 1, bound, self.numbers, self.params, self.constants
+        ).execute()
 
     def reshape(self, op, first, node):
         """Slicing and indexing: full slices, and the last step of a sequence (torchscript_steps)."""

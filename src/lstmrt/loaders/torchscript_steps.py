@@ -4,7 +4,8 @@ sequence, its final states h_n / c_n, and the ways code takes a sequence's last 
 ("last_step", None) item: the model then outputs each sequence's final output (Model(return_sequences=False)),
 which is what those expressions compute, and a stream gives it at every step. `out[:, -1]` of a bidirectional
 module is the ("last_step", "sequence") item: the output sequence's last step, whose backward half is that
-direction's first step, not its final output.
+direction's first step, not its final output. `h_n[-2] + h_n[-1]` is the ("last_step", "sum") item: both
+directions' final outputs summed (merge_mode "sum").
 
 Values (tuples) this module makes and reads: ("rnn", items) — a scripted nn.LSTM/GRU/RNN's (output, h_n);
 ("hc", items) — an LSTM's (h_n, c_n); ("h", items) / ("c", items) — one final-state tensor; ("hdir", items, d) —
@@ -21,6 +22,7 @@ LAST_STEP = ("last_step", None)
 # out[:, -1] of a bidirectional module: the output sequence's last step (the backward direction's first), not each
 # direction's final output, which h_n holds
 SEQUENCE_LAST_STEP = ("last_step", "sequence")
+SUM_LAST_STEP = ("last_step", "sum")  # h_n[-2] + h_n[-1]: the two directions' final outputs summed
 _GONE = {
     "last_step": "the last step was taken",
     "mean_over_time": "the time axis was pooled",
@@ -158,6 +160,16 @@ def concat_directions(parts, dim):
             "forward first, torch.cat((h_n[-2], h_n[-1]), dim=1)"
         )
     return ("seq", parts[0][1] + (LAST_STEP,))
+
+
+def sum_directions(values):
+    """h_n[-2] + h_n[-1]: both directions' final states summed, as a Bidirectional layer with merge_mode "sum"
+    outputs (the ("last_step", "sum") item); None for other values."""
+    if len(values) != 2 or not all(v[0] == "hdir" for v in values) or values[0][1] != values[1][1]:
+        return None
+    if values[0][2] == values[1][2]:
+        raise Unfollowable("a direction's final state is added to itself; lstmrt sums the two, h_n[-2] + h_n[-1]")
+    return ("seq", values[0][1] + (SUM_LAST_STEP,))
 
 
 def select_step(value, dim, i, walker):
