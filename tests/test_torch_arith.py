@@ -82,17 +82,18 @@ class ScaledScores(nn.Module):
 
 
 class Complement(nn.Module):
-    """1 - p and a negation, with a number attribute of the module."""
+    """1 - p, a buffer minus the data, and a negation, with a number attribute of the module."""
 
     def __init__(self):
         super().__init__()
         self.scale = 3.0
+        self.register_buffer("ceiling", torch.tensor([2.0, 5.0]))
         self.gru = nn.GRU(3, 5, batch_first=True)
         self.fc = nn.Linear(5, 2)
 
     def forward(self, x):
         out, _ = self.gru(x * self.scale)
-        return 1.0 - torch.sigmoid(-self.fc(out))
+        return self.ceiling - (1.0 - torch.sigmoid(-self.fc(out)))
 
 
 class LearnedGain(nn.Module):
@@ -227,6 +228,18 @@ class PerStepTensor(nn.Module):
         return self.lstm(x * self.ramp)[0]
 
 
+class FeaturesDown(nn.Module):
+    """One value per feature, but down dim -2: torch multiplies step t by the t-th value (three steps here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("gain", torch.tensor([[1.0], [2.0], [3.0]]))
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(x * self.gain)[0]
+
+
 class Widening(nn.Module):
     """One feature times three gains: torch widens the data to three features."""
 
@@ -302,6 +315,7 @@ class OneDirectionTwice(nn.Module):
 REFUSED = {
     ReciprocalOfData: r"call `torch.reciprocal",
     PerStepTensor: r"computes with a constant of shape \(4, 3\) on data of 3 feature\(s\) and 3 axes",
+    FeaturesDown: r"computes with a constant of shape \(3, 1\) on data of 3 feature\(s\) and 3 axes",
     Widening: r"computes with a constant of shape \(3,\) on data of 1 feature\(s\)",
     ShiftedIds: r"computes with the token ids before the nn.Embedding",
     InPlaceScale: r"changes the tensor in place; lstmrt follows arithmetic by constants written out of place",
@@ -317,6 +331,6 @@ REFUSED = {
 def test_refused_with_the_reason(tmp_path, cls, how):
     torch.manual_seed(0)
     net = cls().eval()
-    example = torch.randint(0, 8, (2, 4)) if cls is ShiftedIds else torch.randn(2, 4, 3)
+    example = torch.randint(0, 8, (2, 4)) if cls is ShiftedIds else torch.randn(2, 3 if cls is FeaturesDown else 4, 3)
     with pytest.raises(lstmrt.LoadError, match=REFUSED[cls]):
         load_as(net, how, example, tmp_path)
