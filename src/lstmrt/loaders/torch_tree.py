@@ -35,8 +35,10 @@ SKIP_ENTRIES = (ADD_SOURCE, ADD_ENTRY, ATTENTION_ENTRY)
 # change nothing in eval mode, which the walker follows as no-ops
 TORCH_FLOAT32 = 6
 NO_OP_CALLS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "detach", "clone")
-# forward() code: arithmetic of the data with a constant (x * c, x - self.mean), one Affine layer each
-ARITH_ENTRY = "arithmetic"
+# forward() code: arithmetic of the data with a constant (x * c, x - self.mean), one Affine layer each; batch and
+# time swapped (x.transpose(0, 1)), which lstmrt's batch-first data does not need; packing and padding a sequence
+# (torchscript_packing), which lstmrt's lengths do
+ARITH_ENTRY, TRANSPOSE_ENTRY, PACKED_ENTRY, PADDED_ENTRY = "arithmetic", "transpose", "packed", "padded"
 SKIP_IDS = itertools.count()  # pair each ADD_SOURCE with its entry: one counter for forward() code and layers=
 TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES, ATTENTION_ENTRY)  # leave one (B, F) vector per sequence: no time axis
 
@@ -222,6 +224,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
                 units.append(Unit(join(item), PRELU, {"weight": params[item]}, reason="F.prelu"))
             elif tag == ARITH_ENTRY:
                 units.append(Unit(path, tag, {}, shape_op=(item,)))
+            elif tag in (TRANSPOSE_ENTRY, PACKED_ENTRY, PADDED_ENTRY):
+                continue  # the walker checked that the layers read the data as torch lays it out
             else:
                 units.append(Unit(path, "activation", {}, activation=item))
         return units

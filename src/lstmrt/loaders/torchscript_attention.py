@@ -168,12 +168,14 @@ def _weights(items: tuple, dim, called: str, former_item: tuple, walker):
     if squeeze is not None and squeeze not in (("squeeze", -1), ("squeeze", 2)):
         return None
     scores = items[:-1] if squeeze is not None else items
-    layouts = {info.batch_first for info in _recurrent(scores, walker)}
-    if len(layouts) > 1 or None in layouts:
+    steps.refuse_padded(scores, f"{called} over time")
+    # the walker checked that every recurrent module reads the data along its layout: the last one's holds
+    layouts = {steps.batch_first(scores, walker)} if _recurrent(scores, walker) else set()
+    if None in layouts:
         if squeeze is None and dim in (0, 1, -2, -3):
             raise Unfollowable(
-                f"{called} normalizes over dimension {dim} of scores computed through recurrent modules with and "
-                "without batch_first (or one that does not record it), so lstmrt cannot tell their time axis"
+                f"{called} normalizes over dimension {dim} of scores computed through a recurrent module that does "
+                "not record batch_first, so lstmrt cannot tell their time axis"
             )
         return None
     time_first = layouts == {False}
@@ -282,6 +284,8 @@ def _value_axes(data, att: Attention, code: str) -> tuple:
         raise Unfollowable(f"`{code}` weighs values whose time axis is gone ({time_gone(items)})")
     if data[0] != "sliced" and items[-1:] and items[-1][0] == SQUEEZE_ENTRY:
         raise Unfollowable(f"`{code}` weighs squeezed values; lstmrt weighs (batch, time, features) values")
+    if steps.flips(items) % 2 != steps.flips(att.scores) % 2:
+        raise Unfollowable(f"`{code}` weighs values whose batch and time axes are swapped against the scores'")
     return ("T", "B", "F") if att.time_first else ("B", "T", "F")
 
 

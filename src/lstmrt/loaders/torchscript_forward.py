@@ -15,6 +15,7 @@ import re
 from ..errors import ArchitectureError
 from . import torchscript_arith as arith
 from . import torchscript_attention as attention
+from . import torchscript_packing as packing
 from . import torchscript_pooling as pooling
 from . import torchscript_residual as residual
 from . import torchscript_shapes as shapes
@@ -105,13 +106,14 @@ class ForwardOrder:
 
 
 def _packing_hint(fn: ast.FunctionDef) -> str:
-    """What to do about a forward() that packs its batch, the usual way to train on sequences of several lengths:
-    the reader stops at the first op of the packing, which does not say that lstmrt has its own form of it."""
+    """What lstmrt follows of a forward() that packs its batch, the usual way to train on sequences of several
+    lengths, for the refusal of something else in it."""
     if not any(isinstance(n, ast.Attribute) and "pack_padded_sequence" in n.attr for n in ast.walk(fn)):
         return ""
     return (
-        " (this forward() packs padded sequences: lstmrt takes the lengths instead, model.predict(X, lengths=...), "
-        "and computes what packing does at each sequence's own steps; its outputs past a length are 0)"
+        " (this forward() packs padded sequences: lstmrt follows pack_padded_sequence into recurrent modules and "
+        "pad_packed_sequence out of them, or their final states, and takes the lengths as model.predict(X, "
+        "lengths=...); with layers=, it computes what packing does at each sequence's own steps, 0 past a length)"
     )
 
 
@@ -153,6 +155,7 @@ class _Walker:
         self.children, self.methods, self.depth, self.numbers = children, methods, depth, numbers or {}
         self.params = params or {}  # the module's own tensors: torch.prelu's weight, arithmetic's constants
         self.constants = constants
+        self.lengths = None  # the input of forward() pack_padded_sequence takes the lengths from
         self.env = {args[0].arg: ("self",)} if args else {}
         if bound is None:
             self.env[args[1].arg] = ("seq", ())
@@ -238,6 +241,11 @@ class _Walker:
         return parts
 
     def seq(self, value, what):
+        if value[0] in ("seq", "pair", "rnn") and steps.is_packed(value[1]):
+            raise _Unfollowable(
+                f"{what} is a PackedSequence; lstmrt follows one into recurrent modules and out of them through "
+                "pad_packed_sequence (or their final states, h_n[-1])"
+            )
         if value[0] in ("seq", "pair", "rnn"):  # traced code uses a recurrent module's output directly
             return ("seq", value[1])
         if value[0] in (attention.TAG, attention.QUERY):
@@ -371,6 +379,8 @@ class _Walker:
         if callee[0] != "func" or not node.args:
             raise _Unfollowable(f"call `{_code(node)}`")
         op = callee[1].rsplit(".", 1)[-1]
+        if callee[1].startswith("__torch__.torch.nn.utils.rnn."):
+            return packing.call(op, node, self, _code(node))
         if not callee[1].startswith(("torch.", "__torch__.torch.nn.functional.")):
             raise _Unfollowable(f"call of {callee[1]}")
         if op in ("size", "dim", "device", "len"):
@@ -384,11 +394,13 @@ class _Walker:
         first = self.eval(node.args[0])
         if first == ("zeros",) and op in _ZERO_KEEPING:
             return first
+        if first[0] == "input" and op in packing.LENGTHS_KEEPING:  # lengths.cpu() for pack_padded_sequence
+            return first
         attended = attention.follow(op, first, node, self)
         if attended is not None:
             return attended
         first = attention.plain(first)
-        if op in ("slice", "select", "cat") or op in shapes.OPS:  # squeeze, view, reshape, flatten, ravel
+        if op in ("slice", "select", "cat") or op in shapes.OPS or op in shapes.MOVES:  # squeeze, view, transpose...
             return self.reshape(op, first, node)
         if op == "to" and first[0] == "seq" and self.keeps_float32(node):
             return first
@@ -493,6 +505,8 @@ class _Walker:
         if op == "add_" and values[0][0] == "sliced":
             raise _Unfollowable(f"call `{_code(node)}` adds in place to a slice of the features (a view)")
         terms = [v if v[0] == "sliced" else self.seq(v, "a term of the sum") for v in values[:2]]
+        if steps.flips(terms[0][1]) % 2 != steps.flips(terms[1][1]) % 2:
+            raise _Unfollowable(f"the sum `{_code(node)}` adds terms whose batch and time axes are swapped")
         total = residual.add(terms, _code(node))
         if op == "add_":
             target = node.args[0].id if isinstance(node.args[0], ast.Name) else None
@@ -523,7 +537,9 @@ class _Walker:
         attended = attention.call_module(name, self.child(name), first, self) if len(node.args) == 1 else None
         if attended is not None:
             return attended
-        items = self.seq(first, f"the input of {name}")[1]
+        info = steps.recurrent_info(self.child(name))
+        packed = first[0] == "seq" and steps.is_packed(first[1]) and info is not None
+        items = first[1] if packed else self.seq(first, f"the input of {name}")[1]
         for arg in node.args[1:]:  # an initial state: lstmrt's is zero, so only zeros (or None) can be followed
             value = self.eval(arg)
             parts = value[1] if value[0] in ("tuple", "list") else (value,)
@@ -537,8 +553,9 @@ class _Walker:
                 )
             if not all(p in (("const", None), ("zeros",)) for p in parts):
                 raise _Unfollowable(f"{name} is called with more than its input and a zero initial state")
-        items = items + (("child", name),)
-        info = steps.recurrent_info(self.child(name))
+        if info is not None:
+            steps.check_layout(items, name, info, self)
+        items = items + (("child", name),) + ((packing.PACKED,) if packed else ())
         if info is not None:
             return steps.called(info, items)
         kind = class_name(self.child(name))[0]
@@ -590,6 +607,8 @@ class _Walker:
             raise _Unfollowable("c_n is the LSTM's cell state, which no layer outputs")
         if op in shapes.OPS and first[0] == "seq":
             return shapes.reshape(op, first[1], node, self)
+        if op in shapes.MOVES and first[0] == "seq":
+            return shapes.swap(op, first[1], node, self)
         if op in ("view", "reshape", "flatten", "ravel") and first[0] == "h":
             return shapes.reshape_state(first, op, node, self)
         args = [self.number(a) for a in node.args[1:]]

@@ -4,7 +4,8 @@ torch.max(out, 1).values become in scripted and traced code alike. Each becomes 
 ("max_over_time", None) item: a GlobalPooling layer, whose output at a sequence's last step is the pool of the
 whole sequence (Model(return_sequences=False)), and whose stream gives the pool of the sequence so far.
 
-The time axis is the recurrent module's: dim 1 (or -2) with batch_first, dim 0 without. Pooling any other axis,
+The time axis is the recurrent module's: dim 1 (or -2) with batch_first, dim 0 without (swapped by each
+x.transpose(0, 1) since). Pooling any other axis,
 keeping the pooled axis (keepdim=True) or using torch.max's indices has no lstmrt layer: refused, saying why."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import ast
 
 from .torch_tree import TORCH_FLOAT32
-from .torchscript_steps import Unfollowable, time_gone
+from .torchscript_steps import Unfollowable, batch_first, refuse_padded, time_gone
 
 OPS = ("mean", "max", "amax")
 _ITEM = {"mean": ("mean_over_time", None), "max": ("max_over_time", None), "amax": ("max_over_time", None)}
@@ -32,10 +33,12 @@ def pool(op: str, items: tuple, node: ast.Call, walker):
         raise Unfollowable(f"{call} after {gone}: the data is (batch, features), with no time axis to pool")
     if not dims:
         raise Unfollowable(f"{call} of every element of the sequence; lstmrt pools over the time axis only")
-    info = walker.recurrent_of(items, what=f"the sequence {call} pools")
-    if info.batch_first is None:
+    walker.recurrent_of(items, what=f"the sequence {call} pools")
+    refuse_padded(items, call)
+    layout = batch_first(items, walker)
+    if layout is None:
         raise Unfollowable(f"{call} of a sequence whose recurrent module does not record batch_first")
-    time_axis = 1 if info.batch_first else 0
+    time_axis = 1 if layout else 0
     axes = {time_axis: "time", 1 - time_axis: "batch", 2: "features"}
     other = [d for d in dims if not isinstance(d, int) or d % _RANK != time_axis or not -_RANK <= d < _RANK]
     if other or len(dims) != 1:
@@ -43,9 +46,9 @@ def pool(op: str, items: tuple, node: ast.Call, walker):
             f"{d} ({axes[d % _RANK]})" if isinstance(d, int) and -_RANK <= d < _RANK else repr(d)
             for d in (other or dims)
         )
-        layout = "(batch, time, features), batch_first" if info.batch_first else "(time, batch, features)"
+        shown = "(batch, time, features), batch_first" if layout else "(time, batch, features)"
         raise Unfollowable(
-            f"{call} over dimension {named} of the {layout} sequence; lstmrt pools over the time axis alone, "
+            f"{call} over dimension {named} of the {shown} sequence; lstmrt pools over the time axis alone, "
             f"dim={time_axis}"
         )
     if keepdim is not False:

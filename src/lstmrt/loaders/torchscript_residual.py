@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from .torch_live import _ACTIVATIONS
 from .torch_live import _NO_OPS as _NO_OP_MODULES
-from .torch_tree import ADD_ENTRY, ADD_SOURCE, SKIP_IDS, SQUEEZE_ENTRY, TIME_ENDS, class_name, module_parts
+from .torch_tree import (
+    ADD_ENTRY,
+    ADD_SOURCE,
+    SKIP_IDS,
+    SQUEEZE_ENTRY,
+    TIME_ENDS,
+    TRANSPOSE_ENTRY,
+    class_name,
+    module_parts,
+)
 from .torchscript_steps import LAST_STEP, Unfollowable, time_gone
 
 INT64_MAX = 2**63 - 1  # torch.slice's end for `[a:]` in TorchScript code
@@ -48,7 +57,8 @@ def may_share(value, items, children) -> bool:
     )
 
 
-_VIEWS = (LAST_STEP[0], SQUEEZE_ENTRY, ADD_SOURCE)  # out[:, -1] and squeezes are views; a skip's source changes nothing
+# out[:, -1], squeezes and transposes are views; a skip's source changes nothing
+_VIEWS = (LAST_STEP[0], SQUEEZE_ENTRY, TRANSPOSE_ENTRY, ADD_SOURCE)
 
 
 def _keeps_storage(record) -> bool:

@@ -8,16 +8,21 @@
 - `h_n.view(-1, hidden_size)` of a one-layer, one-direction module: its only final state, the last step; its
   `h_n.view(-1)` / `.flatten()` / `.ravel()`, that last step flattened (a drop when the hidden size is 1).
 
-Anything else (a view to other sizes, moving axes) has no lstmrt layer: refused."""
+- swapping a sequence's batch and time axes, `x.transpose(0, 1)` / `x.permute(1, 0, 2)` (into or out of a module
+  that is not batch_first): a ("transpose", None) item. lstmrt's data is batch-first wherever torch's is not, so it
+  computes nothing; the walker follows which axis is time from it (torchscript_steps.batch_first).
+
+Anything else (a view to other sizes, moving the feature axis) has no lstmrt layer: refused."""
 
 from __future__ import annotations
 
 import ast
 
-from .torch_tree import SQUEEZE_ENTRY
-from .torchscript_steps import LAST_STEP, Unfollowable
+from .torch_tree import SQUEEZE_ENTRY, TRANSPOSE_ENTRY
+from .torchscript_steps import LAST_STEP, Unfollowable, time_gone
 
 OPS = ("squeeze", "view", "reshape", "flatten", "ravel")
+MOVES = ("permute", "transpose", "swapaxes", "swapdims")  # x.permute(1, 0, 2), x.transpose(0, 1), ...
 _ALL = "?"  # a size computed from the data (x.size(0))
 _ALL_AXES = ((0, 2), (0, -1), (-3, 2), (-3, -1))  # flatten(start, end) of all three axes of h_n
 
@@ -25,6 +30,41 @@ _ALL_AXES = ((0, 2), (0, -1), (-3, 2), (-3, -1))  # flatten(start, end) of all t
 def reshape(op: str, items: tuple, node: ast.Call, walker):
     """The value of torch.<op>(seq, ...) on the data after `items`."""
     return ("seq", items + ((SQUEEZE_ENTRY, _shape_op(op, node, walker)),))
+
+
+def swap(op: str, items: tuple, node: ast.Call, walker):
+    """The value of torch.<op>(seq, ...), one of MOVES, on the sequence after `items`."""
+    args, keywords = _arguments(node, walker)
+    if op == "permute":
+        dims = args[0] if len(args) == 1 else keywords.get("dims", args)
+    else:
+        dims = args + [keywords[k] for k in ("dim0", "dim1", "axis0", "axis1") if k in keywords]
+    gone = time_gone(items)
+    if gone:
+        raise Unfollowable(f"torch.{op} of (batch, features) data after {gone}: lstmrt keeps the features last")
+    order = _permutation(op, dims)
+    if order == [0, 1, 2]:
+        return ("seq", items)  # every axis where it was
+    if order != [1, 0, 2]:
+        raise Unfollowable(
+            f"torch.{op} to the axis order {dims!r}: lstmrt follows swapping batch and time, x.transpose(0, 1), and "
+            "keeps the features last"
+        )
+    return ("seq", items + ((TRANSPOSE_ENTRY, None),))
+
+
+def _permutation(op: str, dims):
+    """The axes of the result as positions of x's 3 (torch.permute), or of a swap of two of them; None when the
+    arguments are not constants."""
+    if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        return None
+    if op == "permute":
+        return [d % 3 for d in dims] if len(dims) == 3 and all(-3 <= d < 3 for d in dims) else None
+    if len(dims) != 2 or not all(-3 <= d < 3 for d in dims):
+        return None
+    order, (a, b) = [0, 1, 2], (d % 3 for d in dims)
+    order[a], order[b] = order[b], order[a]
+    return order
 
 
 def reshape_state(value, op: str, node: ast.Call, walker):

@@ -16,7 +16,16 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from .torch_tree import RECURRENT, SQUEEZE_ENTRY, TIME_ENDS, class_name, module_parts
+from .torch_tree import (
+    PACKED_ENTRY,
+    PADDED_ENTRY,
+    RECURRENT,
+    SQUEEZE_ENTRY,
+    TIME_ENDS,
+    TRANSPOSE_ENTRY,
+    class_name,
+    module_parts,
+)
 
 LAST_STEP = ("last_step", None)
 # out[:, -1] of a bidirectional module: the output sequence's last step (the backward direction's first), not each
@@ -104,6 +113,51 @@ def index(value, i, walker):
     return None
 
 
+def flips(items) -> int:
+    """How many times batch and time were swapped (x.transpose(0, 1)) along `items`."""
+    return sum(tag == TRANSPOSE_ENTRY for tag, _ in items)
+
+
+def batch_first(items, walker) -> bool | None:
+    """Whether torch holds the sequence after `items` as (B, T, F), else (T, B, F): the layout of the last recurrent
+    module (or pad_packed_sequence) there, swapped by each transpose since; None when it does not record it."""
+    for at in range(len(items) - 1, -1, -1):
+        tag, name = items[at]
+        info = recurrent_info(walker.child(name)) if tag == "child" else None
+        layout = name if tag == PADDED_ENTRY else info.batch_first if info is not None else "-"
+        if layout != "-":
+            return None if layout is None else layout != (flips(items[at + 1 :]) % 2 == 1)
+    return None
+
+
+def is_packed(items) -> bool:
+    """Whether the data after `items` is a PackedSequence (packed, or a recurrent module's output from one)."""
+    return bool(items) and items[-1][0] == PACKED_ENTRY
+
+
+def check_layout(items, name: str, info: RecurrentInfo, walker) -> None:
+    """A recurrent module reads the sequence after `items` along its own layout: torch would take the batch axis
+    for time where that is not how the data is laid out there (batch_first on one module and not the next)."""
+    arriving = None if is_packed(items) else batch_first(items, walker)  # a PackedSequence has no layout
+    if arriving is None or info.batch_first is None or arriving == info.batch_first:
+        return
+    had, wants = ("(batch, time, features)", "time-first") if arriving else ("(time, batch, features)", "batch_first")
+    raise Unfollowable(
+        f"{name!r} is {wants} but gets the sequence as {had}: torch runs it over the batch axis as time; lstmrt runs "
+        "every recurrent layer over each sequence's steps"
+    )
+
+
+def refuse_padded(items, what: str) -> None:
+    """Reading over time a tensor pad_packed_sequence made: torch reads its zeros past each length."""
+    if any(tag == PADDED_ENTRY for tag, _ in items):
+        raise Unfollowable(
+            f"{what} of a tensor pad_packed_sequence made: torch reads its zeros past each sequence's length "
+            "(out[:, -1] is zeros for a shorter sequence, a mean divides by the padded length), where lstmrt reads "
+            "each sequence's own steps; the final states h_n[-1] of the packed run are what lstmrt computes"
+        )
+
+
 def time_gone(items) -> str | None:
     """How the time axis of the data after `items` went (the last step taken, time pooled), or None: it is there."""
     return next((_GONE[tag] for tag, _ in items if tag in TIME_ENDS), None)
@@ -179,7 +233,8 @@ def select_step(value, dim, i, walker):
     if gone:
         raise Unfollowable(f"indexing after {gone}")
     info = walker.recurrent_of(items, what="the time axis of the indexed sequence")
-    time_axis = {True: 1, False: 0, None: None}[info.batch_first]
+    refuse_padded(items, f"index {i} on dimension {dim}")
+    time_axis = {True: 1, False: 0, None: None}[batch_first(items, walker)]
     if time_axis is None:
         raise Unfollowable("indexing a sequence whose recurrent module does not record batch_first")
     if dim != time_axis or i != -1:
