@@ -61,6 +61,20 @@ class TimeFirst(nn.Module):
         return torch.sigmoid(self.fc(h_n[-1]))
 
 
+class TimeFirstPadded(nn.Module):
+    """Padded back time first and run on by an LSTM that is not batch_first (it reads the padding too, past the
+    steps compared)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 5)
+        self.lstm = nn.LSTM(5, 4)
+
+    def forward(self, x, lengths):
+        out, _ = pad_packed_sequence(self.gru(pack_padded_sequence(x, lengths))[0])
+        return self.lstm(out)[0]
+
+
 LENGTHS = np.array([7, 3, 5])
 
 
@@ -74,15 +88,16 @@ def build(cls):
 def run(net, x, lengths):
     """torch's output for batch-first `x`; TimeFirst takes it time first, with its lengths sorted."""
     with torch.no_grad():
-        if isinstance(net, TimeFirst):
+        if isinstance(net, (TimeFirst, TimeFirstPadded)):
             order = np.argsort(-lengths, kind="stable")
             out = net(x[order].transpose(0, 1), torch.tensor(lengths[order])).numpy()
+            out = out.transpose(1, 0, 2) if out.ndim == 3 else out
             return out[np.argsort(order)]
         return net(x, torch.tensor(lengths)).numpy()
 
 
 @pytest.mark.parametrize("how", ["live", "script"])
-@pytest.mark.parametrize("cls", [TextClassifier, Tagger, TimeFirst], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [TextClassifier, Tagger, TimeFirst, TimeFirstPadded], ids=lambda c: c.__name__)
 def test_predict_with_lengths_matches_torch(tmp_path, cls, how):
     net, x = build(cls)
     model = load_as(net, how, None, tmp_path)

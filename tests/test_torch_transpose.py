@@ -174,11 +174,26 @@ class SwapAfterTheLastStep(nn.Module):
         return self.lstm(x)[0][:, -1].transpose(0, 1)
 
 
+class WeightsAcrossTheSwap(nn.Module):
+    """Weights over dim 1 of the batch-first scores, multiplied by the time-first output."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4)
+        self.attn = nn.Linear(4, 1)
+
+    def forward(self, x):
+        out, _ = self.lstm(x.transpose(0, 1))
+        w = torch.softmax(self.attn(out.transpose(0, 1)), dim=1)
+        return torch.sum(w * out, dim=1)
+
+
 REFUSED = {
     MixedLayouts: r"'b' is time-first but gets the sequence as \(batch, time, features\): torch runs it over the batch",
     LastStepOfTheWrongAxis: r"index -1 on dimension 0, which is not the last step",
     SkipAcrossTheSwap: r"adds terms whose batch and time axes are swapped",
     ChannelsFirst: r"torch.permute to the axis order \[0, 2, 1\]: lstmrt follows swapping batch and time",
+    WeightsAcrossTheSwap: r"weighs values whose batch and time axes are swapped against the scores'",
     SwapAfterTheLastStep: r"torch.transpose of \(batch, features\) data after the last step was taken",
 }
 
