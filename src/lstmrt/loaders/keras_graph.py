@@ -11,16 +11,23 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import CorruptFileError, UnsupportedModelError
-from . import keras_ops
+from . import keras_arith, keras_ops
+from .keras_layers import POOLING, RECURRENT
 
 # Keras 3 traces the mask of a Masking layer / Embedding(mask_zero=True) into the functional graph as these
 # operations; they only feed `mask=` arguments, and the loader re-derives that mask from the input itself.
 MASK_OPS = ("NotEqual", "Any")
 # tf_keras wraps a TensorFlow op called on a tensor (`x + y`, `x[:, -1]`, `tf.reduce_mean(x, 1)`) in these layers;
 # lstmrt reads the sum of two tensors of the chain (a skip connection, as layers.Add), the ops on the time axis of
-# keras_ops, and refuses the rest by name
+# keras_ops, the arithmetic with a constant of keras_arith, and refuses the rest by name
 OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
 OP_ADDS = ("__operators__.add", "math.add")
+# Keras 3 ops nodes (Operations, not Layers), whose class names some merge layers share (layers.Add()([x, y]))
+OPS_NODES = keras_ops.NODES + tuple(keras_arith.NODES)
+# tf_keras' first argument of an op layer whose `x` is a constant (`2.0 - h`): [_CONSTANT_VALUE, -1, value, kwargs]
+CONSTANT_VALUE = "_CONSTANT_VALUE"
+# Layers that read Keras's mask (lstmrt applies the model's mask to them)
+MASK_READERS = RECURRENT + ("Bidirectional",) + tuple(k for k, v in POOLING.items() if v == "average")
 
 
 @dataclass
@@ -33,6 +40,8 @@ class Entry:
     mask_arg: bool = field(default=False)  # Keras 3 functional: called with an explicit mask= tensor
     skip_from: str | None = None  # an Add: the layer (an earlier one of the chain) whose output it adds
     op: tuple | None = None  # an op on the time axis (keras_ops): (its Keras 3 name, its parameters)
+    arith: keras_arith.Arithmetic | None = None  # arithmetic of the data and a constant, run as an Affine
+    drops_mask: bool = False  # an ops node or op layer: Keras passes no mask through it (Keras 3 and tf_keras)
 
 
 def _unwrap(cfg: dict):
@@ -80,6 +89,8 @@ def _parse(model_cfg: dict):
             "models (subclassed models have no config to read; rebuild them as Sequential "
             "or Functional)"
         )
+    _refuse_masked_layers_after_ops(chain)
+    _refuse_ops_on_token_ids(chain)
     for e in chain:
         if e.class_name == "InputLayer":
             shape = e.config.get("batch_shape") or e.config.get("batch_input_shape") or shape
@@ -113,7 +124,8 @@ def _nodes(layer: dict) -> list:
         elif node and isinstance(node[0], str):  # tf_keras op layer: one [layer, node, tensor, kwargs], no list
             kwargs = dict(node[3]) if len(node) > 3 and isinstance(node[3], dict) else {}
             tensors = [key for key, value in kwargs.items() if _is_reference(value)]  # `y` of `x + y`
-            args = [tuple(node[:3])] + [tuple(kwargs.pop(key)[:3]) for key in tensors]
+            first = [] if node[0] == CONSTANT_VALUE else [tuple(node[:3])]  # `x`: a tensor, or `2.0` of `2.0 - h`
+            args = first + [tuple(kwargs.pop(key)[:3]) for key in tensors]
             if kwargs.get("name") is None:
                 kwargs.pop("name", None)
             nodes.append((args, kwargs))
@@ -168,12 +180,17 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
         if len(nodes) != 1:
             raise UnsupportedModelError(f"{where} is called {len(nodes)} times: shared layers are not supported")
         args, kwargs = nodes[0]
+        node = layer["inbound_nodes"][0]
+        entry.drops_mask = entry.class_name in OP_LAYERS or _is_ops_node(entry, node)
         entry.op = _time_op(entry, layer, kwargs)
-        if entry.op is not None:
-            kwargs = {}  # its parameters, now in entry.op
+        if entry.op is None and entry.drops_mask:
+            entry.arith = _arithmetic(entry, node, where)
+        if entry.op is not None or entry.arith is not None:
+            kwargs = {}  # its parameters, now in entry.op / entry.arith
         elif entry.class_name in OP_LAYERS:
             _check_op_layer(entry, args, kwargs, where)
-        if entry.class_name == "Add" and len(args) == 2 or entry.class_name in OP_LAYERS and entry.op is None:
+        is_op_add = entry.class_name in OP_LAYERS and entry.op is None and entry.arith is None
+        if entry.class_name == "Add" and len(args) == 2 or is_op_add:
             # keras.layers.Add, `x + y` (Keras 3's ops Add, tf_keras' TFOpLambda)
             main, skip = _flow_and_point(args, by_name, where)
             args, entry.skip_from = [main], skip[0]
@@ -217,15 +234,78 @@ def _time_op(entry, layer: dict, kwargs: dict):
 
 
 def _check_op_layer(entry, args, kwargs, where: str) -> None:
-    """A tf_keras op layer keras_ops does not read must be `x + y` of two tensors (then an Add); any other
-    TensorFlow op is refused."""
+    """A tf_keras op layer keras_ops and keras_arith do not read must be `x + y` of two tensors (then an Add); any
+    other TensorFlow op is refused."""
     function = entry.config.get("function")
     if function not in OP_ADDS or len(args) != 2 or kwargs:
         raise UnsupportedModelError(
             f"{where} is the TensorFlow op {function!r} applied to a tensor: not supported (lstmrt reads `x + y` of "
-            "two tensors of the chain, `x[:, -1]`, and tf.reduce_mean / tf.reduce_max over the time axis; use Keras "
-            "layers for the rest)"
+            "two tensors of the chain, `x[:, -1]`, tf.reduce_mean / tf.reduce_max over the time axis, and x * c, "
+            "x / c, x + c, x - c, c - x, -x with a constant c; use Keras layers for the rest)"
         )
+
+
+def _is_ops_node(entry, node) -> bool:
+    """A Keras 3 ops node, which the call passes its operands one by one (`h * 2.0`: [h, 2.0]), where a merge
+    layer of the same class name gets one list (layers.Add()([x, y]))."""
+    args = node.get("args") if isinstance(node, dict) else None
+    return entry.class_name in OPS_NODES and bool(args) and not isinstance(args[0], list)
+
+
+def _arithmetic(entry, node, where: str):
+    """keras_arith's reading of a Keras 3 ops node / tf_keras op layer, or None when it is not arithmetic (or the
+    sum of two tensors). Each operand is keras_arith.TENSOR or the constant, in call order: Keras 3 keeps them in
+    the node's args; tf_keras in [x, -, -, {"y": y, "name": ...}], x being [_CONSTANT_VALUE, -1, value] for a
+    constant."""
+    if entry.class_name in OP_LAYERS:
+        op = keras_arith.TF_FUNCTIONS.get(entry.config.get("function"))
+        if not (node and isinstance(node[0], str)):  # not the form tf_keras writes: refused as an op layer
+            return None
+        kwargs = dict(node[3]) if len(node) > 3 and isinstance(node[3], dict) else {}
+        kwargs.pop("name", None)
+        operands = [node[2] if node[0] == CONSTANT_VALUE else keras_arith.TENSOR]
+        if "y" in kwargs:
+            y = kwargs.pop("y")
+            operands.append(keras_arith.TENSOR if _is_reference(y) else y)
+    else:
+        op = keras_arith.NODES.get(entry.class_name)
+        kwargs = dict(node.get("kwargs") or {})
+        operands = [keras_arith.TENSOR if _history(a) else a for a in node["args"]]
+    if op is None:
+        return None
+    if kwargs:
+        raise UnsupportedModelError(f"{where} is called with {', '.join(sorted(kwargs))}=: not supported")
+    try:
+        return keras_arith.operation(op, operands)
+    except ValueError as exc:
+        raise UnsupportedModelError(f"{where}: {exc}") from None
+
+
+def _refuse_masked_layers_after_ops(chain: list) -> None:
+    """Keras passes no mask through an ops node or op layer (an arithmetic op, `x + y`): the recurrent and
+    average-pooling layers after it run on every step, which lstmrt's one model-wide mask cannot express."""
+    masked, dropped_by = False, None
+    for e in chain:
+        masked |= e.class_name == "Masking" or e.class_name == "Embedding" and bool(e.config.get("mask_zero"))
+        if masked and e.drops_mask and dropped_by is None:
+            dropped_by = e
+        if dropped_by is not None and e.class_name in MASK_READERS:
+            raise UnsupportedModelError(
+                f"Keras layer {e.name!r} ({e.class_name}): follows Keras layer {dropped_by.name!r} "
+                f"({dropped_by.class_name}), an op on tensors, which drops Keras's mask: Keras runs this layer on "
+                "every step, while lstmrt applies the model's mask to each of its recurrent and average-pooling layers"
+            )
+
+
+def _refuse_ops_on_token_ids(chain: list) -> None:
+    """Arithmetic before the Embedding would act on the integer token ids."""
+    embedding = next((i for i, e in enumerate(chain) if e.class_name == "Embedding"), 0)
+    for e in chain[:embedding]:
+        if e.arith is not None or e.class_name == "Rescaling":
+            raise UnsupportedModelError(
+                f"Keras layer {e.name!r} ({e.class_name}): reads the token ids before the Embedding: not supported; "
+                "apply it to the Embedding's output"
+            )
 
 
 def _flow_and_point(args, by_name: dict, where: str) -> tuple:

@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from .. import activations as acts
+from . import keras_arith
 from ..errors import CorruptFileError, UnsupportedModelError
 from ..layers import (
     GRU,
@@ -45,12 +46,16 @@ PER_STEP = (
 )
 POOLING = {"GlobalAveragePooling1D": "average", "GlobalMaxPooling1D": "max"}
 # Supported layers that do not pass Keras's mask on (supports_masking False), by Keras major version: after them
-# Keras runs the recurrent and average-pooling layers on every step. (Checked against Keras 3.15 and tf_keras 2.21.)
-MASK_DROPPERS = {2: ("Normalization", "Identity"), 3: ("RMSNormalization",)}
+# Keras runs the recurrent and average-pooling layers on every step. (Checked against Keras 3.15 and tf_keras 2.21;
+# Keras 3's Rescaling passes it on. Ops nodes pass none either: keras_graph refuses what follows them.)
+MASK_DROPPERS = {2: ("Normalization", "Identity", "Rescaling"), 3: ("RMSNormalization",)}
 # Keras activation layers, run as an lstmrt Activation. All of them pass Keras's mask on (Keras 2 and 3).
 ACTIVATION_LAYERS = ("LeakyReLU", "ReLU", "ELU", "Softmax")
 CLASSES = RECURRENT + ("Bidirectional",) + PER_STEP + ACTIVATION_LAYERS + tuple(POOLING) + ("Add",) + NO_OPS
-SUPPORTED = ", ".join(CLASSES)
+# Per-step layers whose constants are in their config. Kept out of CLASSES, the layers keras_files matches weights
+# to: a weights file matched by order (Keras 2) counts every layer of CLASSES not known to be weightless.
+CONFIG_ONLY = ("Rescaling",)
+SUPPORTED = ", ".join(CLASSES + CONFIG_ONLY)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # the runtime computes in float32
 
@@ -314,8 +319,8 @@ def _count(layer_cfg: dict) -> int:
 
 
 def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features):
-    """Dense / Activation / LeakyReLU / ReLU / ELU / PReLU / Normalization / Embedding (or TimeDistributed of one)
-    -> specs (maybe none)."""
+    """Dense / Activation / LeakyReLU / ReLU / ELU / PReLU / Normalization / Embedding (or TimeDistributed of one),
+    Rescaling and arithmetic with a constant -> specs (maybe none)."""
     cls, where = entry.class_name, f"Keras layer {entry.name!r} ({entry.class_name})"
     if cls == "TimeDistributed":
         inner = cfg["layer"]
@@ -347,11 +352,15 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
         _expect(entry, weights, 1)
         return [Embedding(weights[0])]
     if cls == "Normalization":
-        return [_normalization(entry, cfg, weights, input_rank, features)]
+        return _normalization(entry, cfg, weights, input_rank, features)
     if cls == "BatchNormalization":
         return [_batch_normalization(entry, cfg, weights, input_rank)]
     if cls in ("LayerNormalization", "RMSNormalization"):
         return [_layer_normalization(entry, cls, cfg, weights, input_rank, features)]
+    if cls == "Rescaling":
+        return [keras_arith.rescaling(cfg, input_rank, features)]
+    if entry.arith is not None:  # `h * 2.0`, `1 - h`, ... (keras_graph read it)
+        return [keras_arith.affine(entry.arith, input_rank, features)]
     raise fail(entry, f"not supported; supported layers: {SUPPORTED}")
 
 
@@ -531,7 +540,7 @@ def _layer_normalization(entry, cls: str, cfg: dict, weights: list, input_rank, 
         raise fail(entry, str(exc)) from None
 
 
-def _normalization(entry, cfg: dict, weights: list, input_rank, features):
+def _normalization(entry, cfg: dict, weights: list, input_rank, features) -> list:
     _per_feature(entry, cfg, input_rank)
     if cfg.get("mean") is not None:  # constants given to the constructor
         mean, var = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["variance"], np.float64)
@@ -543,5 +552,7 @@ def _normalization(entry, cfg: dict, weights: list, input_rank, features):
         mean, var = np.full(features, mean[0]), np.full(features, var[0])
     std = np.maximum(np.sqrt(var), NORMALIZATION_EPSILON)
     if cfg.get("invert"):
-        return Affine(std, mean)
-    return Affine(1.0 / std, -mean / std)
+        return [Affine(std, mean)]
+    # (x - mean) / std in two layers, as Keras rounds: folded into x / std - mean / std, data far from zero (a
+    # pressure of 101325 Pa, a spread of 100) would lose the digits the subtraction keeps (5e-5 there)
+    return [Affine(np.ones_like(mean), -mean), Affine(1.0 / std, np.zeros_like(mean))]
