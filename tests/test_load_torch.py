@@ -18,6 +18,7 @@ import torch
 from conftest import assert_close
 from torch_forms import load_as
 from torch import nn
+from torch.nn import functional as F
 
 import lstmrt
 from lstmrt.errors import LayerOrderWarning
@@ -1133,3 +1134,35 @@ def test_cell_loop_is_refused_pointing_to_layers(rng):
     X = rng.standard_normal((2, 6, 3)).astype(np.float32)
     with torch.no_grad():
         assert_close(lstmrt.load(net, layers=["cell", "fc"]).predict(X), net(torch.from_numpy(X)).numpy())
+
+
+class _FunctionalDropout(nn.Module):
+    """F.dropout in forward(): off in eval mode only when given self.training; its training flag defaults to True."""
+
+    def __init__(self, training_flag):
+        super().__init__()
+        self.training_flag = training_flag
+        self.lstm = nn.LSTM(3, 5, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        if self.training_flag:
+            out = F.dropout(out, 0.5, self.training)
+        else:
+            out = F.dropout(out, 0.5)
+        return self.fc(out)
+
+
+@pytest.mark.parametrize("how", ["live", "script", "trace"])
+def test_functional_dropout_is_a_no_op_only_when_off(tmp_path, rng, how):
+    """F.dropout(out, 0.5) drops at random even after eval() (training=True is its default): it loaded as a no-op,
+    giving numbers torch never gives. With self.training it is off in eval mode, and loads."""
+    X = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    torch.manual_seed(0)
+    off = _FunctionalDropout(True).eval()
+    model = load_as(off, how, torch.from_numpy(X), tmp_path)
+    with torch.no_grad():
+        assert_close(model.predict(X), off(torch.from_numpy(X)).numpy())
+    with pytest.raises(ArchitectureError, match=r"drops at random: its training flag is True"):
+        load_as(_FunctionalDropout(False).eval(), how, torch.from_numpy(X), tmp_path)

@@ -117,6 +117,8 @@ def _packing_hint(fn: ast.FunctionDef) -> str:
     )
 
 
+# dropout calls, with the default of their training flag in torch.nn.functional (torch's own ops take it always)
+_DROPOUT_TRAINING = {"dropout": True, "feature_dropout": True, "dropout1d": True, "alpha_dropout": False}
 _TRACED_CONSTANT = re.compile(r"CONSTANTS\.c(\d{1,9})")  # a tensor a trace captured
 _MAX_INLINED = 8  # methods calling methods (init_hidden() and the like); deeper is not a plain forward()
 _ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone")  # a zero state stays a zero state
@@ -385,6 +387,8 @@ class _Walker:
             raise _Unfollowable(f"call of {callee[1]}")
         if op in ("size", "dim", "device", "len"):
             return ("aux",)
+        if op in _DROPOUT_TRAINING:
+            self.check_dropout(callee[1], op, node)
         if op in ("zeros", "zeros_like", "new_zeros", "zero_"):  # x.new_zeros(...), w.new(...).zero_()
             return ("zeros",)
         if op in _MADE_TENSORS:
@@ -418,6 +422,22 @@ class _Walker:
         if self.in_place(op, node, functional=callee[1].startswith("__torch__.torch.nn.functional.")):
             self.changed_in_place(first, op.rstrip("_"), node)
         return ("seq", items + (("activation", act),))
+
+    def check_dropout(self, callee: str, op: str, node):
+        """A dropout call is a no-op when its training flag is False (nn.Dropout in eval mode traces so, and
+        F.dropout(x, p, self.training) scripts so); F.dropout's flag defaults to True, and then torch drops at random
+        even in eval mode, which no model can reproduce."""
+        functional = callee.startswith("__torch__.torch.nn.functional.")
+        flag = node.args[2] if len(node.args) > 2 else None
+        flag = next((k.value for k in node.keywords if k.arg in ("training", "train")), flag)
+        training = _DROPOUT_TRAINING[op] if flag is None and functional else None if flag is None else self.number(flag)
+        rate = self.number(node.args[1]) if len(node.args) > 1 else None
+        if training is not False and rate not in (0, 0.0):
+            raise _Unfollowable(
+                f"`{_code(node)}` drops at random: its training flag is {training if training is not None else '?'}"
+                f"{' (the default of ' + op + ')' if flag is None else ''}, so torch drops even in eval mode; lstmrt "
+                "follows dropout that is off at inference (nn.Dropout, or F.dropout(x, p, self.training) in eval mode)"
+            )
 
     def refuse(self, node):
         raise _Unfollowable(f"call `{_code(node)}`")
