@@ -4,6 +4,8 @@ dynamo=True, which keeps the weights in an external file) and graphs built with 
 takes (B, T, F) whatever the graph's layout: a sequence-first graph is fed X.transpose(1, 0, 2) on the ONNX Runtime
 side and its (T, B, O) output transposed back."""
 
+import contextlib
+import io
 import warnings
 
 import numpy as np
@@ -972,3 +974,40 @@ def test_truncated_file_is_corrupt(tmp_path, rng):
     cut = tmp_path / "model.onnx"
     cut.write_bytes(data[: start + consts["R"].nbytes // 2])  # in the middle of initializer R
     _refused(cut, None, cls=lstmrt.CorruptFileError)
+
+
+class FixedStep(nn.Module):
+    """fc(out[:, 4]): a fixed step, which a static export with T = 5 writes as index 4, as it would the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 5, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, 4])
+
+
+def test_a_fixed_step_of_a_static_time_axis_is_refused(tmp_path, rng):
+    """Index 4 of a time axis the graph fixes at 5 was read as the last step, and predict on 7 steps returned step 6
+    (0.2 off torch, which reads step 4; ONNX Runtime refuses 7 steps). The last step as index -1 still loads."""
+    torch.manual_seed(0)
+    path = _export(FixedStep(), (torch.zeros(2, 5, 3),), tmp_path / "fixed.onnx", input_names=["x"])
+    _refused(path, r"selects step 4 of a time axis the graph fixes at 5 steps", "/Gather")
+    last = LastStep(nn.LSTM(3, 5, batch_first=True), nn.Linear(5, 2), from_h_n=False).eval()
+    model = lstmrt.load(_export(last, (torch.zeros(2, 5, 3),), tmp_path / "last.onnx", input_names=["x"]))
+    X = rng.standard_normal((2, 7, 3)).astype(np.float32)
+    with torch.no_grad():
+        assert_close(model.predict(X), last(torch.from_numpy(X)).numpy())
+
+
+def test_a_projected_lstm_from_the_dynamo_exporter_is_refused(tmp_path):
+    """torch's dynamo exporter writes nn.LSTM(proj_size=5) as an ONNX LSTM of hidden size 5 with an initial_c 8 wide,
+    which ONNX Runtime refuses to run; lstmrt loaded it as an LSTM(4 -> 5) without the projection (0.09 off)."""
+    torch.manual_seed(0)
+    net = LastStep(nn.LSTM(4, 8, proj_size=5, batch_first=True), nn.Linear(5, 3), from_h_n=False).eval()
+    path = tmp_path / "projected.onnx"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(2, 5, 4),), str(path), dynamo=True, input_names=["x"])
+    _refused(path, r"has an initial_c of shape \(1, 2, 8\) where ONNX expects .* hidden size 5 .*proj_size")

@@ -63,15 +63,34 @@ class ComputeOps:
             if isinstance(exc, LoadError):
                 raise
             raise self._refuse(node, f"has weights lstmrt cannot use: {exc}") from None
-        self._append(spec)
         D = 2 if isinstance(spec, Bidirectional) else 1
-        index, H = len(self.layers) - 1, (spec.forward if D == 2 else spec).hidden_size
+        H = (spec.forward if D == 2 else spec).hidden_size
+        self._check_initial_states(node, args, layout, D, H)
+        self._append(spec)
+        index = len(self.layers) - 1
         if layout == 0:
             y = Data((time, DIRECTIONS, batch, FEATURES), (None, D, None, H), len(self.layers), revision=self.revision)
         else:
             y = Data((batch, time, DIRECTIONS, FEATURES), (None, None, D, H), len(self.layers), revision=self.revision)
         finals = [Final(tuple((index, d, D, which) for d in range(D))) for which in ("h", "c")]
         return [y] + finals
+
+    def _check_initial_states(self, node, args, layout, D, H) -> None:
+        """A constant initial state has ONNX's shape, (directions, batch, hidden) (layout 1: batch first): ONNX Runtime
+        refuses any other. torch's dynamo exporter writes an nn.LSTM(proj_size=P) as a node of hidden size P with
+        an initial_c as wide as its cells, which ONNX's LSTM cannot express."""
+        for slot, name in ((5, "initial_h"), (6, "initial_c")):
+            init = args[slot] if len(args) > slot else None
+            if not isinstance(init, np.ndarray) or init.dtype == object:
+                continue
+            if init.ndim != 3 or init.shape[2] != H or init.shape[0 if layout == 0 else 1] != D:
+                expected = "(directions, batch, hidden)" if layout == 0 else "(batch, directions, hidden)"
+                raise self._refuse(
+                    node,
+                    f"has an {name} of shape {init.shape} where ONNX expects {expected} with {D} direction(s) and "
+                    f"hidden size {H} (torch's exporter writes an nn.LSTM with proj_size so, which ONNX's LSTM cannot "
+                    "express: load the torch module or its TorchScript file)",
+                )
 
     def _weight(self, node, value, name) -> np.ndarray:
         if not isinstance(value, np.ndarray) or value.dtype == object or value.dtype.kind != "f":

@@ -163,8 +163,18 @@ class ShapeOps:
         return self._last_index(node, x, tag, index)
 
     def _last_index(self, node, x, tag, index) -> bool:
-        """index is the last along input axis `tag` (time) of x."""
-        last = index == -1 or self.static.get(tag) is not None and index == self.static[tag] - 1
+        """index is the last along input axis `tag` (time) of x: -1. Step T-1 of a time axis the graph fixes at T
+        (torch's out[:, 4] exported with a static shape) is the last step at that length only, and lstmrt runs any
+        length: refused."""
+        steps = self.static.get(tag)
+        if steps is not None and index == steps - 1:
+            raise self._refuse(
+                node,
+                f"selects step {index} of a time axis the graph fixes at {steps} steps, which is the last step only at "
+                "that length, while lstmrt runs sequences of any length; export the last step as index -1 "
+                "(out[:, -1]) or with a dynamic time axis",
+            )
+        last = index == -1
         if last and self.facts.get("lengths_inputs") and x.depth:
             raise self._refuse(node, LAST_STEP_WITH_LENGTHS)
         return last
