@@ -124,6 +124,21 @@ class TanhScorer(nn.Module):
         return torch.log_softmax(self.fc(torch.sum(w * out, dim=1)), dim=1)
 
 
+class ScorerWithSoftmax(nn.Module):
+    """The scorer and the softmax over time in one nn.Sequential, as tutorials write it: w = self.attention(out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+        self.attention = nn.Sequential(nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 1), nn.Softmax(dim=1))
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        w = self.attention(out)
+        return self.fc(torch.sum(w * out, dim=1))
+
+
 class AdditiveScorer(nn.Module):
     """self.v(torch.tanh(self.W(out))) on a GRU, a two-layer head."""
 
@@ -228,6 +243,7 @@ MODELS = [
     SqueezedWeights,
     TimeFirst,
     TanhScorer,
+    ScorerWithSoftmax,
     AdditiveScorer,
     PerFeature,
     Bidirectional,
@@ -331,6 +347,14 @@ class FeatureSoftmax(_Attended):
         out, _ = self.lstm(x)
         w = torch.softmax(self.attn(out), dim=-1)
         return self.fc((w * out).sum(1))
+
+
+class SequentialSoftmaxOverFeatures(ScorerWithSoftmax):
+    """The softmax in the scorer's nn.Sequential over its one feature: every weight is 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = nn.Sequential(nn.Linear(8, 1), nn.Softmax(dim=-1))
 
 
 class NoSoftmax(_Attended):
@@ -442,6 +466,7 @@ class WeightsOut(_Attended):
 REFUSED = {
     FeatureSoftmax: r"multiplies weights that are a softmax over the features \(dim=-1\) rather than over time",
     NoSoftmax: r"multiplies two tensors of the data \(weights without a softmax over time",
+    SequentialSoftmaxOverFeatures: r"multiplies two tensors of the data \(weights without a softmax over time",
     ScoresFromTheInput: r"weighs values that are not an earlier point of the chain the attention scores are computed",
     ValuesAfterTheScores: r"weighs values that are not an earlier point of the chain",
     QueryFromTheFinalState: r"scores the steps against a final state \(a query.*a stream does not have yet",

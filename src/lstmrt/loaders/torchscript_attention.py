@@ -24,7 +24,16 @@ import dataclasses
 
 from . import torchscript_steps as steps
 from .torch_live import _NO_OPS as _NO_OP_MODULES  # nn.Dropout(w) on the weights, in eval mode
-from .torch_tree import ADD_SOURCE, ATTENTION_ENTRY, NO_OP_CALLS, SKIP_IDS, SQUEEZE_ENTRY, TORCH_FLOAT32, class_name
+from .torch_tree import (
+    ADD_SOURCE,
+    ATTENTION_ENTRY,
+    NO_OP_CALLS,
+    SKIP_IDS,
+    SQUEEZE_ENTRY,
+    TORCH_FLOAT32,
+    class_name,
+    module_parts,
+)
 from .torchscript_pooling import call_argument, reduction_options
 from .torchscript_residual import data_path, position_after
 from .torchscript_steps import Unfollowable, time_gone
@@ -96,7 +105,22 @@ def call_module(name: str, record, value, walker):
     if torch_nn and kind == "Softmax" and value[0] == "seq":
         dim = record.attrs.get("dim")
         return _weights(value[1], dim, f"nn.Softmax(dim={dim}) {name!r}", ("child", name), walker)
+    if torch_nn and kind == "Sequential" and value[0] == "seq":
+        return _scorer_ending_in_softmax(name, record, value[1], walker)
     return value if value[0] == TAG and torch_nn and kind in _NO_OP_MODULES else None
+
+
+def _scorer_ending_in_softmax(name: str, record, items: tuple, walker):
+    """nn.Sequential(nn.Linear, nn.Tanh, nn.Linear, nn.Softmax(dim=1)): a scorer and the softmax over time in one
+    module, as tutorials write it: its modules before the softmax are the scores' layers. None for any other
+    Sequential (the walker applies it whole)."""
+    children = list(module_parts(record)[1].items())
+    if not children or class_name(children[-1][1]) != ("Softmax", True):
+        return None
+    scores = items + tuple(("child", f"{name}.{child}") for child, _ in children[:-1])
+    last = f"{name}.{children[-1][0]}"
+    dim = children[-1][1].attrs.get("dim")
+    return _weights(scores, dim, f"nn.Softmax(dim={dim}) {last!r}", ("child", last), walker)
 
 
 def weigh(values, node: ast.Call, walker):
