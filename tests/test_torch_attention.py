@@ -603,3 +603,23 @@ def test_attention_in_the_wrong_place_in_layers_is_refused(cls, layers, words, t
     torch.save(build(cls).state_dict(), tmp_path / "sd.pt")
     with pytest.raises(lstmrt.ArchitectureError, match=words):
         lstmrt.load(tmp_path / "sd.pt", layers=layers)
+
+
+class MultiHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 8, batch_first=True)
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        attended, _ = self.mha(out, out, out)
+        return self.fc(attended[:, -1])
+
+
+@pytest.mark.parametrize("how", ["live", "script"])  # torch's own trace of it fails its sanity checks
+def test_multi_head_attention_is_refused_naming_it(how, tmp_path):
+    """It said "mha is called with more than its input and a zero initial state", as for a recurrent module."""
+    with pytest.raises(lstmrt.LoadError, match=r"mha \(MultiheadAttention\) is called with inputs besides the data"):
+        load_as(MultiHead().eval(), how, torch.zeros(2, 5, 4), tmp_path)

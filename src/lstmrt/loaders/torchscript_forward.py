@@ -572,6 +572,14 @@ class _Walker:
                     "absent) is read as absent"
                 )
             if not all(p in (("const", None), ("zeros",)) for p in parts):
+                kind = class_name(self.child(name))[0]
+                if (
+                    info is None and kind not in CELLS
+                ):  # nn.MultiheadAttention(q, k, v) and other modules of several inputs
+                    raise _Unfollowable(
+                        f"{name} ({kind}) is called with inputs besides the data; lstmrt follows modules called on "
+                        "the data alone, and recurrent modules and cells with a zero initial state"
+                    )
                 raise _Unfollowable(f"{name} is called with more than its input and a zero initial state")
         if info is not None:
             steps.check_layout(items, name, info, self)
