@@ -18,6 +18,7 @@ import re  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from conftest import KERAS_SAVE_WARNINGS, assert_close, keras_framework, save_keras  # noqa: E402
+from keras_forms import keras_output, masked_input, op_node, randomize  # noqa: E402
 
 import lstmrt  # noqa: E402
 from lstmrt import UnsupportedModelError  # noqa: E402
@@ -71,12 +72,6 @@ BIT_EXACT = {f: op for f, op in FORMS.items() if "/" not in f and "divide" not i
 BIT_EXACT["per_feature_(1, 1, features)"] = lambda v, h: h * PER_FEATURE[None, None]  # on a sequence only
 
 
-def randomize(model, rng):
-    for layer in model.layers:
-        if layer.get_weights():
-            layer.set_weights([rng.uniform(-0.7, 0.7, w.shape).astype(np.float32) for w in layer.get_weights()])
-
-
 def build(version, form, rng):
     """The form wherever it may appear: on the input, between recurrent layers, after the last step, after a Dense
     head. Input -> form -> SimpleRNN (sequences) -> form -> SimpleRNN (last step) -> form -> Dense -> form. (The
@@ -92,28 +87,9 @@ def build(version, form, rng):
     return model
 
 
-def keras_output(model, X):
-    return np.asarray(model(X, training=False))
-
-
-def masked_input(rng, B, T):
-    """Zero steps (masked by Masking(0.0)): a gap, trailing padding (a masked last step), leading padding."""
-    X = rng.standard_normal((B, T, FEATURES)).astype(np.float32)
-    X[0, 2] = 0.0
-    X[1, T - 3 :] = 0.0
-    X[-1, :2] = 0.0
-    return X
-
-
 # the classes of the nodes tested here: Keras 3 ops nodes, tf_keras op layers, Rescaling
 OP_NODES = ("Multiply", "TrueDivide", "Divide", "Add", "Subtract", "Negative", "FloorDivide", "Power")
 OP_NODES += ("TFOpLambda", "Rescaling")
-
-
-def op_node(model) -> str:
-    """The name of the model's one op node (Keras 3 keeps ops nodes out of model.layers)."""
-    (name,) = [layer["name"] for layer in model.get_config()["layers"] if layer["class_name"] in OP_NODES]
-    return name
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +196,7 @@ def masked_model(version, where, op):
 def test_keras_passes_no_mask_through_ops_nodes(version, rng):
     """What the refusals below rest on (Keras 3.15, tf_keras 2.21): after `x * 2.0` the LSTM runs the masked
     (zeroed) steps; after Rescaling too in tf_keras, while after Keras 3's it carries its output through them."""
-    X = masked_input(rng, 3, 6)  # step 2 of sequence 0 is masked
+    X = masked_input(rng, 3, 6, FEATURES)  # step 2 of sequence 0 is masked
     dropped = keras_output(masked_model(version, "before", lambda x: x * 2.0), X)
     assert not np.allclose(dropped[0, 2], dropped[0, 1])
     kept = keras_output(masked_model(version, "before", lambda x: rescaling(version, 2.0)(x)), X)
@@ -237,7 +213,7 @@ def test_keras_3_rescaling_keeps_the_mask(fmt, tmp_path, rng):
     randomize(model, rng)
     source, _ = save_keras(model, fmt, str(tmp_path / "m"))
     for B, T in SHAPES:
-        X = masked_input(rng, B, T)
+        X = masked_input(rng, B, T, FEATURES)
         assert_close(lstmrt.load(source).predict(X), keras_output(model, X), what=f"{B}x{T}")
 
 
@@ -254,7 +230,7 @@ def test_ops_after_the_last_masked_layer_load(version, rng):
     for out in (sequence, last):
         model = K.Model(inp, out)
         randomize(model, rng)
-        X = masked_input(rng, 3, 7)
+        X = masked_input(rng, 3, 7, FEATURES)
         assert_close(lstmrt.load(model).predict(X), keras_output(model, X))
 
 
@@ -277,7 +253,7 @@ def test_refuses_a_masked_layer_after_an_op_that_drops_the_mask(version, case):
     with pytest.raises(UnsupportedModelError) as info:
         lstmrt.load(model)
     message = str(info.value)
-    pattern = rf"\({reader}\): follows Keras layer '{re.escape(op_node(model))}' .*which drops Keras's mask"
+    pattern = rf"\({reader}\): follows Keras layer '{re.escape(op_node(model, OP_NODES))}' .*which drops Keras's mask"
     assert re.search(pattern, message), message
 
 
@@ -290,7 +266,7 @@ def test_a_skip_add_layer_keeps_the_mask(rng):
     h = L.LSTM(3, return_sequences=True)(L.Masking(0.0)(inp))
     model = K.Model(inp, L.GRU(2, return_sequences=True)(L.Add()([L.Dense(3)(h), h])))
     randomize(model, rng)
-    X = masked_input(rng, 3, 7)
+    X = masked_input(rng, 3, 7, FEATURES)
     assert_close(lstmrt.load(model).predict(X), keras_output(model, X))
 
 
@@ -313,7 +289,7 @@ def test_refuses_ops_on_token_ids(version):
     with pytest.raises(UnsupportedModelError) as info:
         lstmrt.load(model)
     message = str(info.value)
-    assert f"Keras layer {op_node(model)!r}" in message, message
+    assert f"Keras layer {op_node(model, OP_NODES)!r}" in message, message
     assert "reads the token ids before the Embedding" in message, message
 
 
@@ -354,7 +330,7 @@ def test_refuses_other_forms_naming_the_node(version, case):
     with pytest.raises(UnsupportedModelError) as info:
         lstmrt.load(model)
     message = str(info.value)
-    assert f"Keras layer {op_node(model)!r}" in message, message
+    assert f"Keras layer {op_node(model, OP_NODES)!r}" in message, message
     for pattern in patterns:
         assert re.search(pattern, message), (pattern, message)
 
@@ -369,7 +345,9 @@ def test_refuses_from_files_too(version, fmt, tmp_path):
     for name, out in (("c_over_x", 2.0 / h), ("over_time", h * np.ones((STEPS, FEATURES), np.float32))):
         model = K.Model(inp, out)
         source, _ = save_keras(model, fmt, str(tmp_path / name))
-        with pytest.raises(UnsupportedModelError, match=rf"Keras layer '{re.escape(op_node(model))}'.* not supported"):
+        with pytest.raises(
+            UnsupportedModelError, match=rf"Keras layer '{re.escape(op_node(model, OP_NODES))}'.* not supported"
+        ):
             lstmrt.load(source)
 
 

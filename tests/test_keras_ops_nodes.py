@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is impor
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from conftest import KERAS_SAVE_WARNINGS, assert_close, keras_framework, save_keras  # noqa: E402
+from keras_forms import keras_output, masked_input, op_node, randomize  # noqa: E402
 
 import lstmrt  # noqa: E402
 from lstmrt import UnsupportedModelError  # noqa: E402
@@ -27,6 +28,8 @@ FORMATS = ("live", "keras", "h5")  # Keras 3's .h5 keeps the ops nodes in its co
 SHAPES = ((3, 6), (2, 11))  # (batch, steps): the models take any number of steps
 FEATURES = 3
 SEED = 4321
+# the classes of the nodes tested here: Keras 3 ops nodes, tf_keras op layers
+OP_NODES = ("GetItem", "Mean", "Max", "Sum", "Min", "SlicingOpLambda", "TFOpLambda")
 
 
 def reduce(version: str, name: str):
@@ -54,12 +57,6 @@ ACCEPTED = [
 ]
 
 
-def randomize(model, rng):
-    for layer in model.layers:
-        if layer.get_weights():
-            layer.set_weights([rng.uniform(-0.7, 0.7, w.shape).astype(np.float32) for w in layer.get_weights()])
-
-
 def build(version, op, rng, *, masked=False, recurrent=None):
     """Input -> [Masking] -> recurrent layer (return_sequences=True) -> Dense -> op -> Dense, weights random."""
     K = keras_framework(version)
@@ -71,26 +68,6 @@ def build(version, op, rng, *, masked=False, recurrent=None):
     model = K.Model(inp, L.Dense(2)(x))
     randomize(model, rng)
     return model
-
-
-def masked_input(rng, B, T):
-    """Zero steps (masked by Masking(0.0)): a gap, trailing padding (a masked last step), leading padding."""
-    X = rng.standard_normal((B, T, FEATURES)).astype(np.float32)
-    X[0, 2] = 0.0
-    X[1, T - 3 :] = 0.0
-    X[-1, :2] = 0.0
-    return X
-
-
-def keras_output(model, X):
-    return np.asarray(model(X, training=False))
-
-
-def op_node(model) -> str:
-    """The name of the model's ops node (Keras 3 keeps ops nodes out of model.layers)."""
-    nodes = ("GetItem", "Mean", "Max", "Sum", "Min", "SlicingOpLambda", "TFOpLambda")
-    (name,) = [layer["name"] for layer in model.get_config()["layers"] if layer["class_name"] in nodes]
-    return name
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +142,7 @@ def test_masked_last_step_and_max_match_keras(version, op, kind, fmt, tmp_path, 
     source, _ = save_keras(model, fmt, str(tmp_path / "m"))
     loaded = lstmrt.load(source)
     for B, T in SHAPES:
-        X = masked_input(rng, B, T)
+        X = masked_input(rng, B, T, FEATURES)
         assert_close(loaded.predict(X), keras_output(model, X), what=f"{version} {op} {kind} {fmt} {B}x{T}")
 
 
@@ -202,13 +179,13 @@ def test_refuses_a_mean_over_time_in_a_masked_model(version, fmt, tmp_path, rng)
     h = K.layers.LSTM(4, return_sequences=True)(K.layers.Masking(0.0)(inp))
     model, pooled = K.Model(inp, reduce(version, "mean")(h, axis=1)), K.Model(inp, K.layers.GlobalAveragePooling1D()(h))
     randomize(model, rng)
-    X = masked_input(rng, 3, 6)
+    X = masked_input(rng, 3, 6, FEATURES)
     assert not np.allclose(keras_output(model, X), keras_output(pooled, X), atol=1e-3)
     source, _ = save_keras(model, fmt, str(tmp_path / "m"))
     with pytest.raises(UnsupportedModelError) as info:
         lstmrt.load(source)
     message = str(info.value)
-    assert f"Keras layer {op_node(model)!r}" in message, message
+    assert f"Keras layer {op_node(model, OP_NODES)!r}" in message, message
     for words in ("averages over time in a masked model", "ignores the mask", "GlobalAveragePooling1D"):
         assert words in message, message
 
@@ -257,7 +234,7 @@ def test_refuses_other_forms_naming_the_node(version, case, fmt, tmp_path):
     with pytest.raises(UnsupportedModelError) as info:
         lstmrt.load(source)
     message = str(info.value)
-    assert f"Keras layer {op_node(model)!r}" in message, message
+    assert f"Keras layer {op_node(model, OP_NODES)!r}" in message, message
     for pattern in words:
         assert re.search(pattern, message), (pattern, message)
 
