@@ -250,6 +250,22 @@ class OneHiddenViewed(OneHiddenFlattened):
         return h.view(-1)
 
 
+class RowsOfTheFeatures(nn.Module):
+    """out[:, -1].view(-1, hidden) before the head, as tutorials write it: (B, H) unchanged."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(3, 8, batch_first=True), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, -1].view(-1, 8))
+
+
+class RowsOfAPool(RowsOfTheFeatures):
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0].mean(1).reshape(-1, 8))
+
+
 NO_OPS_AND_MORE = [
     Wide,
     WideSqueezeAll,
@@ -263,6 +279,8 @@ NO_OPS_AND_MORE = [
     WideSqueezeThenLastStep,
     OneHiddenFlattened,
     OneHiddenViewed,
+    RowsOfTheFeatures,
+    RowsOfAPool,
 ]
 
 
@@ -288,6 +306,16 @@ class SequenceFlattened(nn.Module):
 class WideFlattened(Wide):
     def finish(self, y):
         return y.view(-1)  # (B * 3,)
+
+
+class RowsOfASequence(RowsOfTheFeatures):
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0].reshape(-1, 8))  # (B * T, 8): batch and time joined
+
+
+class RowsOfOtherWidth(RowsOfTheFeatures):
+    def forward(self, x):
+        return self.lstm(x)[0][:, -1].view(-1, 4)  # (2B, 4): each row split in two
 
 
 class BatchSqueezed(LastStepHead):
@@ -355,6 +383,8 @@ class StateSqueezedLast(Tutorial):
         (WideFlattened, r"flattening \(B, 3\) into one axis \(by forward\(\) of .*\) joins its batch and feature"),
         (WideStateFlattened, r"flattening \(B, 7\) into one axis"),
         (LastStepOfDropped, r"taking each sequence's last step .* comes after the output's feature axis was squeezed"),
+        (RowsOfASequence, r"\.view\(-1, 8\) of a sequence \(batch, time, features\) with 8 features .* moves values"),
+        (RowsOfOtherWidth, r"\.view\(-1, 4\) of \(batch, features\) with 8 features .* moves values between rows"),
         (BatchSqueezed, r"squeezing dimension 0 of \(batch, features\) .*: lstmrt drops the feature axis only"),
         (TimeSqueezed, r"squeezing dimension 1 of a sequence"),
         (SoftmaxAfter, r"the activation 'softmax' .* comes after the output's feature axis was squeezed"),

@@ -418,6 +418,13 @@ def _drops_feature_axis(unit, rank: int, features: int) -> bool:
                 f"flattening dimensions {start} to {end} of {layout} ({where}) joins its axes; lstmrt follows "
                 ".flatten() of a one-feature (batch, 1) output"
             )
+    elif how[0] == "rows":  # .view(-1, n): no change of (B, n); anything else would move values between rows
+        if rank == 2 and features == how[1]:
+            return False
+        raise ArchitectureError(
+            f".view(-1, {how[1]}) of {layout} with {features} features ({where}) moves values between rows; lstmrt "
+            f"follows it on (batch, {how[1]}), where it changes nothing"
+        )
     elif how[0] == "view" and rank != 2:
         raise ArchitectureError(f".view(-1) of {layout} ({where}) joins its batch and time axes")
     if features == 1:

@@ -2,12 +2,12 @@
 
 - squeezing and flattening the data: `fc(out[:, -1]).squeeze(-1)`, `.squeeze()`, `.view(-1)`, `.reshape(-1)`,
   `.flatten()`, `.ravel()`, as forecasters and binary classifiers end their forward(). Each becomes a
-  ("squeeze", how) item; how = ("squeeze", dim or None), ("flatten", start, end) or ("view",) (everything into one
-  axis). What it does depends on sizes the code does not show (a squeeze of a 3-feature axis changes nothing, of
-  a 1-feature axis drops it), so torch_build._squeezed decides, from the layers around it.
+  ("squeeze", how) item; how = ("squeeze", dim or None), ("flatten", start, end), ("view",) (everything into one
+  axis) or ("rows", n) (`.view(-1, n)`: rows of n values, which leaves (B, n) as it is). What it does depends on
+  sizes the code does not show (a squeeze of a 3-feature axis changes nothing, of a 1-feature axis drops it), so
+  torch_build._squeezed decides, from the layers around it.
 - `h_n.view(-1, hidden_size)` of a one-layer, one-direction module: its only final state, the last step; its
   `h_n.view(-1)` / `.flatten()` / `.ravel()`, that last step flattened (a drop when the hidden size is 1).
-
 - swapping a sequence's batch and time axes, `x.transpose(0, 1)` / `x.permute(1, 0, 2)` (into or out of a module
   that is not batch_first): a ("transpose", None) item. lstmrt's data is batch-first wherever torch's is not, so it
   computes nothing; the walker follows which axis is time from it (torchscript_steps.batch_first).
@@ -92,8 +92,8 @@ def reshape_state(value, op: str, node: ast.Call, walker):
 
 
 def _shape_op(op: str, node: ast.Call, walker) -> tuple:
-    """What torch.<op>(x, ...) asks for, as written: ("squeeze", dim or None), ("flatten", start, end) or ("view",)
-    (everything into one axis); Unfollowable for any other reshape."""
+    """What torch.<op>(x, ...) asks for, as written: ("squeeze", dim or None), ("flatten", start, end), ("rows", n)
+    or ("view",) (everything into one axis); Unfollowable for any other reshape."""
     call = f"torch.{op}"
     args, keywords = _arguments(node, walker)
     if op == "squeeze":
@@ -113,6 +113,8 @@ def _shape_op(op: str, node: ast.Call, walker) -> tuple:
     sizes = target = _target(args, keywords)
     if op == "ravel" or sizes == [-1]:
         return ("view",)
+    if isinstance(sizes, list) and len(sizes) == 2 and sizes[0] == -1 and isinstance(sizes[1], int) and sizes[1] > 0:
+        return ("rows", sizes[1])  # x.view(-1, features): (B, F) unchanged when F is the data's feature count
     shown = (
         "[" + ", ".join("(a size of the data)" if s == _ALL else repr(s) for s in sizes) + "]"
         if isinstance(sizes, list)
