@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import assert_close
 from torch import nn
+from torch.nn import functional as F
 from torch_forms import load_as, perturb, run_torch
 
 import lstmrt
@@ -134,6 +135,23 @@ class SummedDirections(AveragedDirections):
         return self.fc(h_n[-1] + h_n[-2])
 
 
+class ScaledActivations(nn.Module):
+    """Softplus and Hardtanh with constants lstmrt's activations lack, as modules and functions: each is lstmrt's
+    activation between Affine layers (softplus(beta x) / beta; hard_tanh of x moved and scaled to the bounds)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 6, batch_first=True)
+        self.soft = nn.Softplus(beta=2.0)
+        self.clip = nn.Hardtanh(-0.2, 0.3)
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        out = self.clip(self.fc(self.soft(out) - 0.4))
+        return F.hardtanh(F.softplus(self.fc(out), beta=0.5, threshold=30.0), 0.5, 2.0)
+
+
 MODELS = {
     "sensor_norm": (SensorNorm, lambda x: x * torch.tensor([9.0, 0.5, 40.0]) + torch.tensor([1013.0, 20.0, -300.0])),
     "epsilon_norm": (EpsilonNorm, None),
@@ -143,6 +161,7 @@ MODELS = {
     "learned_gain": (LearnedGain, None),
     "averaged_directions": (AveragedDirections, None),
     "summed_directions": (SummedDirections, None),
+    "scaled_activations": (ScaledActivations, lambda x: 3 * x),
 }
 
 
@@ -312,6 +331,18 @@ class OneDirectionTwice(nn.Module):
         return h[-1] + h[-1]
 
 
+class LowThreshold(nn.Module):
+    """Softplus(beta=2, threshold=5): torch's x from 2x > 5 on, where softplus(2x) / 2 is 3e-3 above it."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+        self.act = nn.Softplus(beta=2.0, threshold=5.0)
+
+    def forward(self, x):
+        return self.act(self.lstm(x)[0])
+
+
 REFUSED = {
     ReciprocalOfData: r"call `torch.reciprocal",
     PerStepTensor: r"computes with a constant of shape \(4, 3\) on data of 3 feature\(s\) and 3 axes",
@@ -323,6 +354,7 @@ REFUSED = {
     ZeroStd: r"divides by zero",
     WeightedSubtraction: r"holds parameters of its own \(mean\), .* lstmrt follows sub without alpha",
     OneDirectionTwice: r"a direction's final state is added to itself",
+    LowThreshold: r"Softplus\(beta=2.0, threshold=5.0\); lstmrt computes softplus\(beta x\) / beta",
 }
 
 

@@ -196,3 +196,39 @@ def affine_of(arith: Arith, features: int, rank: int, where: str):
 
 def _first_bad(values) -> float:
     return float(values[~np.isfinite(values)][0])
+
+
+def scaled_activation(kind: str, options: dict, code: str):
+    """The items computing torch's Softplus(beta, threshold) or Hardtanh(min_val, max_val) where lstmrt's activation
+    has fixed constants: softplus(beta x) / beta, and hard_tanh((x - m) / h) * h + m with m and h the bounds' middle
+    and half width. None for lstmrt's own constants (or options that are not numbers: the caller refuses those).
+    Softplus is torch's x from beta x > threshold on, which softplus(beta x) / beta equals there to 2e-9 / beta
+    only from a threshold of 20 on (torch's default)."""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in options.values()):
+        return None
+    if kind == "Softplus":
+        beta, threshold = options["beta"], options["threshold"]
+        if beta == 1 and threshold == 20:
+            return None
+        if beta == 0 or threshold < 20:
+            raise Unfollowable(
+                f"`{code}`: Softplus(beta={beta}, threshold={threshold}); lstmrt computes softplus(beta x) / beta, "
+                "which is torch's Softplus for beta != 0 and a threshold of 20 or more"
+            )
+        return _scaled([("mul", beta)], "softplus", [("div", beta)], code)
+    low, high = options["min_val"], options["max_val"]
+    if (low, high) in ((-1, 1), (0, 6)):
+        return None
+    if not low < high:
+        raise Unfollowable(f"`{code}`: Hardtanh(min_val={low}, max_val={high}) with the bounds out of order")
+    middle, half = (low + high) / 2, (high - low) / 2
+    before = [("sub", middle)] * (middle != 0) + [("div", half)] * (half != 1)
+    after = [("mul", half)] * (half != 1) + [("add", middle)] * (middle != 0)
+    return _scaled(before, "hard_tanh", after, code)
+
+
+def _scaled(before, activation: str, after, code: str) -> tuple:
+    def items(ops):
+        return tuple((ARITH_ENTRY, Arith(op, Operand.of(_FLOAT32(c)), code)) for op, c in ops)
+
+    return items(before) + (("activation", activation),) + items(after)

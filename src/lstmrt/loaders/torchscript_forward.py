@@ -421,7 +421,7 @@ class _Walker:
             raise _Unfollowable(f"call `{_code(node)}`{named}")
         if self.in_place(op, node, functional=callee[1].startswith("__torch__.torch.nn.functional.")):
             self.changed_in_place(first, op.rstrip("_"), node)
-        return ("seq", items + (("activation", act),))
+        return ("seq", items + (act if isinstance(act, tuple) else (("activation", act),)))
 
     def check_dropout(self, callee: str, op: str, node):
         """A dropout call is a no-op when its training flag is False (nn.Dropout in eval mode traces so, and
@@ -583,11 +583,25 @@ class _Walker:
                 raise _Unfollowable(f"{name} is called with more than its input and a zero initial state")
         if info is not None:
             steps.check_layout(items, name, info, self)
+        scaled = self.scaled_module(name)
+        if scaled is not None:
+            return ("seq", items + scaled)
         items = items + (("child", name),) + ((packing.PACKED,) if packed else ())
         if info is not None:
             return steps.called(info, items)
         kind = class_name(self.child(name))[0]
         return ("pair" if kind in CELLS else "seq", items)
+
+    def scaled_module(self, name):
+        """An nn.Softplus / nn.Hardtanh child with constants lstmrt's activation lacks, as torchscript_arith's items
+        (its activation between Affine layers); None for any other module, and for inplace=True (its input changes)."""
+        record = self.child(name)
+        kind, torch_nn = class_name(record)
+        options = {"Softplus": ("beta", "threshold"), "Hardtanh": ("min_val", "max_val")}.get(kind)
+        if not torch_nn or options is None or record.attrs.get("inplace") is True:
+            return None
+        values = {key: record.attrs.get(key) for key in options}
+        return arith.scaled_activation(kind, values, f"{name} (nn.{kind})")
 
     def inline(self, method, node):
         """A method of the module called from forward() (init_hidden() and the like), run on its arguments."""
@@ -684,6 +698,12 @@ class _Walker:
         if op in _SIMPLE:
             return _SIMPLE[op]
         base = op[:-1] if op in IN_PLACE_OPS else op
+        if base == "hardtanh":  # bounds other than lstmrt's: hard_tanh between two Affine layers
+            options = self.options(base, node)
+            bounds = {"min_val": options["min_val"], "max_val": options["max_val"]}
+            scaled = arith.scaled_activation("Hardtanh", bounds, _code(node))
+            if scaled is not None:
+                return scaled
         if base in SIGNATURES:
             try:
                 return functional_activation(base, self.options(base, node))
@@ -701,8 +721,12 @@ class _Walker:
             return op
         if op == "gelu" and kw.get("approximate", "none") in ("none", "tanh"):
             return "gelu" if kw.get("approximate", "none") == "none" else "gelu_tanh"
-        if op == "softplus" and args[:2] in ([], [1], [1, 20]):
-            return "softplus"
+        if op == "softplus":
+            given = dict(zip(("beta", "threshold"), node.args[1:])) | {k.arg: k.value for k in node.keywords}
+            options = {"beta": 1, "threshold": 20} | {k: self.number(v) for k, v in given.items()}
+            if set(options) != {"beta", "threshold"}:
+                return None
+            return arith.scaled_activation("Softplus", options, _code(node)) or "softplus"
         return None
 
     def options(self, op, node) -> dict:
