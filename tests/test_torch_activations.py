@@ -248,9 +248,12 @@ def test_softshrink_below_zero_is_refused():
         lstmrt.from_torch(nn.Sequential(nn.Linear(3, 4), nn.Softshrink(-1.0)))
 
 
-class HardtanhWide(_Recurrent):
+class SoftplusLowThreshold(_Recurrent):
+    """Hardtanh bounds and Softplus' beta other than lstmrt's load (tests/test_torch_arith.py); a threshold below 20
+    would differ from softplus(beta x) / beta."""
+
     def forward(self, x):
-        return F.hardtanh(self.fc(self.lstm(x)[0]), -2.0, 2.0)
+        return F.softplus(self.fc(self.lstm(x)[0]), 2.0, 5.0)
 
 
 class CeluZero(_Recurrent):
@@ -283,9 +286,9 @@ class InPlaceGiven(_Recurrent):
 
 
 REFUSED_FUNCTIONAL = {
-    HardtanhWide: (
+    SoftplusLowThreshold: (
         ("live", "script", "trace"),
-        r"hardtanh\(min_val=-2.0, max_val=2.0\) is not supported: lstmrt clips to \[-1, 1\]",
+        r"Softplus\(beta=2.0, threshold=5.0\); lstmrt computes softplus\(beta x\) / beta",
     ),
     CeluZero: (("live", "script"), r"celu\(alpha=0.0\): the parameter of celu must be finite and not 0"),
     SlopeGiven: (("script",), r"its negative_slope is not a constant"),  # a trace records the value: it loads
