@@ -7,9 +7,8 @@ the TensorFlow function (math.multiply, math.truediv, __operators__.add, math.ad
 with the constant in the call's kwarg `y`, or, when it comes first, as the layer's `_CONSTANT_VALUE` argument `x`.
 
 Keras computes in float32 with the constant rounded to float32 (a float64 NumPy constant makes Keras 3 compute in
-float64: lstmrt's float32 result is within a rounding of it). Each form is written so that the runtime's
-x * scale + shift is Keras's float32 result: a product adds -0.0 (x * c + -0.0 is x * c, signed zeros included), a
-sum multiplies by 1. Only x / c, run as x * (1 / c), and Rescaling's two operations may differ, by a rounding.
+float64: lstmrt's float32 result is within a rounding of it); affine_ops writes each form so that the runtime's
+x * scale + shift is that result (x / c and Rescaling's two operations within a rounding).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import dataclasses
 import numpy as np
 
 from ..layers import Affine
+from .affine_ops import scale_shift
 
 TENSOR = object()  # an operand that is a tensor of the model, where the others are constants
 # Keras 3 ops nodes and tf_keras TensorFlow functions, by the operation they compute. Floor division, power and
@@ -86,21 +86,19 @@ def operation(op: str, operands: list) -> Arithmetic | None:
             raise _unsupported(f"{_VERBS.get(op, 'combines')} two tensors: not supported")
         raise _unsupported(f"is called with {len(operands)} operands ({len(tensors)} tensors): not supported")
     if op == "negative":
-        return Arithmetic("-x", np.float32(-1.0), np.float32(-0.0))
+        return Arithmetic("-x", *scale_shift("mul", -1.0, "-x"))
     first = tensors[0] == 0
     text = f"x {_SYMBOLS[op]} c" if first else f"c {_SYMBOLS[op]} x"
     if op in _NOT_AFFINE:
         raise _unsupported(f"{text} ({_NOT_AFFINE[op]}) is not supported")
-    c = constant(operands[1 if first else 0], text)
-    if op == "multiply":
-        return Arithmetic(text, c, np.float32(-0.0))
-    if op == "add":
-        return Arithmetic(text, np.float32(1.0), c)
-    if op == "subtract":
-        return Arithmetic(text, np.float32(1.0), -c) if first else Arithmetic(text, np.float32(-1.0), c)
-    if not first:
+    if op == "divide" and not first:
         raise _unsupported("c / x (a constant divided by the data) is not supported")
-    return Arithmetic(text, _reciprocal(c), np.float32(-0.0))
+    c = constant(operands[1 if first else 0], text)
+    as_affine = {"multiply": "mul", "divide": "div", "add": "add", "subtract": "sub" if first else "rsub"}[op]
+    try:
+        return Arithmetic(text, *scale_shift(as_affine, c, text))
+    except ValueError as exc:
+        raise ValueError(f"{exc}: not supported") from None
 
 
 def _unsupported(message: str) -> ValueError:
@@ -123,17 +121,6 @@ def constant(value, text: str) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{text}: the constant holds inf or NaN in float32 (Keras's data type): not supported")
     return a
-
-
-def _reciprocal(c: np.ndarray) -> np.ndarray:
-    """1 / c in float32 for x / c, refused where it is not a float32 number (division by 0 or by a tiny c)."""
-    if np.any(c == 0):
-        raise ValueError("x / c divides by zero: not supported")
-    with np.errstate(over="ignore"):
-        r = (1.0 / c.astype(np.float64)).astype(np.float32)
-    if not np.all(np.isfinite(r)):
-        raise ValueError("x / c: 1 / c overflows float32, which lstmrt multiplies by: not supported")
-    return r
 
 
 def affine(arithmetic: Arithmetic, input_rank, features) -> Affine:

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from .affine_ops import scale_shift
 from .torch_tree import ARITH_ENTRY
 from .torchscript_steps import Unfollowable
 
@@ -175,23 +176,11 @@ def affine_of(arith: Arith, features: int, rank: int, where: str):
             f"`{arith.code}` ({where}) computes with a constant of shape {shape} on data of {features} feature(s) and "
             f"{rank} axes: lstmrt applies one value, or one per feature along the last axis"
         )
-    v = np.broadcast_to(values.reshape(-1).astype(np.float64), (features,))
+    v = values.reshape(-1)
     if not np.isfinite(v).all():
         raise ValueError(f"`{arith.code}` ({where}) computes with a constant that is not finite ({_first_bad(v)})")
-    ones, zeros = np.ones(features), np.zeros(features)
-    if arith.op == "div":
-        if not v.all():
-            raise ValueError(f"`{arith.code}` ({where}) divides by zero")
-        scale = 1.0 / v
-        if not all(math.isfinite(_FLOAT32(s)) for s in scale):  # 1 / a subnormal divisor: past float32
-            raise ValueError(f"`{arith.code}` ({where}) divides by a number too small for float32's reciprocal")
-        return scale, zeros
-    return {
-        "mul": (v, zeros),
-        "add": (ones, v),
-        "sub": (ones, -v),
-        "rsub": (-ones, v),
-    }[arith.op]
+    scale, shift = scale_shift(arith.op, v, f"`{arith.code}` ({where})")
+    return np.broadcast_to(scale, (features,)), np.broadcast_to(shift, (features,))
 
 
 def _first_bad(values) -> float:
