@@ -415,6 +415,19 @@ GRAPHS = {  # id -> op, node attributes and _recurrent_file options; peephole: w
     "LSTM-MatMul-Add-Clip-minus1-1-attributes-opset-9": dict(
         op="LSTM", opset=9, head=_ops_head(("Clip", dict(min=-1.0, max=1.0)))
     ),
+    # clips to other bounds: lstmrt's relu / relu6 / hard_tanh between Affine layers (clip_ops)
+    "LSTM-MatMul-Add-Clip-0-0.8-relu6-scaled": dict(
+        op="LSTM", head=_ops_head(("Clip", {}, {"clip_min": _f32(0), "clip_max": _f32(0.8)}))
+    ),
+    "LSTM-MatMul-Add-Clip-minus0.5-0.9": dict(
+        op="LSTM", head=_ops_head(("Clip", {}, {"clip_min": _f32(-0.5), "clip_max": _f32(0.9)}))
+    ),
+    "LSTM-MatMul-Add-Clip-min-only": dict(op="LSTM", head=_ops_head(("Clip", {}, {"clip_min": _f32(-0.3)}))),
+    "LSTM-MatMul-Add-Clip-max-only-attributes-opset-9": dict(
+        op="LSTM", opset=9, head=_ops_head(("Clip", dict(max=0.4)))
+    ),
+    "LSTM-MatMul-Add-Max-constant": dict(op="LSTM", head=_ops_head(("Max", {}, {"max_c": _f32(-0.2)}))),
+    "LSTM-MatMul-Add-Min-constant": dict(op="LSTM", head=_ops_head(("Min", {}, {"min_c": _f32(0.7)}))),
     "LSTM-MatMul-Add-PRelu-slope-shape-1": dict(op="LSTM", head=_ops_head(("PRelu", {}, {"slope": _f32([0.15])}))),
     "LSTM-PRelu-slope-scalar": dict(op="LSTM", head=_ops_head(("PRelu", {}, {"slope": _f32(0.25)}), dense=False)),
     # a slope per feature: a PReLU layer, after the Dense or on the sequence; on Y, before the directions are
@@ -885,12 +898,24 @@ REFUSED = {  # id -> (file from (path, LSTM weights), pattern the message matche
         r"has attributes \{'approximate': 'cubic'\} lstmrt does not compute",
         ("node gelu (Gelu)",),
     ),
-    "Clip-minus2-2": (
+    "Clip-bounds-out-of-order": (
         lambda p, w: _recurrent_file(
-            p, "LSTM", w, head=_refused_head(("Clip", {}, {"clip_min": _f32(-2), "clip_max": _f32(2)}))
+            p, "LSTM", w, head=_refused_head(("Clip", {}, {"clip_min": _f32(2), "clip_max": _f32(-2)}))
         ),
-        r"clips to bounds other than \[0, 6\] \(relu6\) and \[-1, 1\] \(hard_tanh\)",
+        r"clips: the lower bound 2 is not below the upper bound -2",
         ("node clip (Clip)",),
+    ),
+    "Clip-per-feature-bounds": (
+        lambda p, w: _recurrent_file(
+            p, "LSTM", w, head=_refused_head(("Clip", {}, {"clip_min": np.zeros(2, np.float32)}))
+        ),
+        r"clips to bounds that are not one constant number each",
+        ("node clip (Clip)",),
+    ),
+    "Max-of-the-data-and-two-constants": (
+        lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("Max", {}, {"m1": _f32(0), "m2": _f32(1)}))),
+        r"takes the max of other than the data and one constant number",
+        ("node max (Max)",),
     ),
     "Celu-alpha-0": (
         lambda p, w: _recurrent_file(p, "LSTM", w, head=_refused_head(("Celu", dict(alpha=0.0)))),

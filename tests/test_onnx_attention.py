@@ -16,7 +16,7 @@ import lstmrt
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
-from torch_forms import perturb  # noqa: E402  (torch_forms needs torch)
+from torch_forms import forget_rnn_dispatch, perturb  # noqa: E402  (torch_forms needs torch)
 
 nn = torch.nn
 
@@ -81,17 +81,6 @@ def _export_legacy(form, path, opset):
     return path
 
 
-def _forget_rnn_dispatch():
-    """torch 2.13 caches how aten.lstm / aten.gru dispatch during a default-exporter export; a later export then
-    decomposes the RNN into a loop over the example's steps and its file has a static time axis (tests/test_load_onnx.py
-    orders its exports for that). Dropping those cache entries gives every export a dynamic time axis again; where
-    that stops working, the test runs the file at its static time size."""
-    for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
-        cache = getattr(op, "_dispatch_cache", None)
-        if isinstance(cache, dict):
-            cache.clear()
-
-
 @pytest.fixture(scope="module")
 def dynamo_file(tmp_path_factory):
     """form -> path of FORMS[form] exported by torch.onnx.export's default exporter, batch and time dynamic."""
@@ -101,7 +90,7 @@ def dynamo_file(tmp_path_factory):
     def export(form):
         if form not in files:
             path = tmp_path_factory.mktemp("dynamo") / "model.onnx"
-            _forget_rnn_dispatch()
+            forget_rnn_dispatch()
             try:
                 with warnings.catch_warnings():  # torch.export's warnings; its progress lines go to stdout
                     warnings.simplefilter("ignore")
@@ -111,7 +100,7 @@ def dynamo_file(tmp_path_factory):
                         _module(form), example, str(path), dynamo=True, input_names=["X"], dynamic_shapes=dynamic
                     )
             finally:
-                _forget_rnn_dispatch()  # as found: later exports (other test files) are not made static by these
+                forget_rnn_dispatch()  # as found: later exports (other test files) are not made static by these
             files[form] = path
         return files[form]
 

@@ -111,6 +111,7 @@ TORCH = {  # id -> (module factory, batch_first, dynamic axes)
     "head-leaky-relu-0.05": (lambda: _loud(Head(nn.LeakyReLU(0.05))), True, True),
     "head-celu-0.5": (lambda: _loud(Head(nn.CELU(0.5))), True, True),
     "head-hardtanh": (lambda: _loud(Head(nn.Hardtanh())), True, True),  # Clip(-1, 1)
+    "head-hardtanh-minus2-3": (lambda: _loud(Head(nn.Hardtanh(-2, 3))), True, True),  # between Affine layers
     "head-log-sigmoid": (lambda: _loud(Head(nn.LogSigmoid())), True, True),  # Sigmoid, then Log
     "head-prelu-one-slope": (lambda: _loud(Head(nn.PReLU(init=0.15))), True, True),  # PRelu, slope (1, 1)
     "prelu-per-feature-on-channels": (ChannelPReLU, True, True),
@@ -252,7 +253,6 @@ REFUSED = {  # id -> (module factory, words of the message)
     "hardshrink": (lambda: Head(nn.Hardshrink(0.3)), ["/act/Greater (Greater)", "not supported"]),
     "softshrink": (lambda: Head(nn.Softshrink(0.3)), ["/act/Greater (Greater)", "not supported"]),
     "tanhshrink": (lambda: Head(nn.Tanhshrink()), ["/act/Sub (Sub)", "before a later node was merged"]),
-    "hardtanh-2-2": (lambda: Head(nn.Hardtanh(-2, 2)), ["/act/Clip (Clip)", "[-1, 1] (hard_tanh)"]),
     # nn.PReLU(T) on (B, T, 4): torch's channel axis 1 is time, a slope (T, 1) per step
     "prelu-per-step": (
         lambda: Head(nn.PReLU(T)),

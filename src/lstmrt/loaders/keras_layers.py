@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import activations as acts
 from . import keras_arith
+from .clip_ops import clip_layers
 from ..errors import CorruptFileError, UnsupportedModelError
 from ..layers import (
     GRU,
@@ -109,11 +110,37 @@ def layer_activation(class_name, cfg: dict, where: str, elementwise: bool = Fals
     return acts.canonical(class_name, where=where, elementwise=elementwise)
 
 
+def _relu_options(cfg: dict, where: str) -> tuple:
+    limit = None if cfg.get("max_value") is None else _number(cfg, "max_value", None, where)
+    return limit, _number(cfg, "negative_slope", 0.0, where), _number(cfg, "threshold", 0.0, where)
+
+
+def _clipped_relu(cfg: dict, where: str) -> bool:
+    """Whether Keras's ReLU(max_value, negative_slope, threshold) is one that clipped_relu computes as layers (and
+    no activation of lstmrt's alone)."""
+    limit, slope, threshold = _relu_options(cfg, where)
+    return slope == 0 and (threshold > 0 or (limit is not None and limit != 6))
+
+
+def clipped_relu(cfg: dict, where: str, features) -> list:
+    """Keras's ReLU(max_value=m, threshold=t) without negative slope, which is x * (x > t) clipped to [0, m]: the
+    layers of hard_shrink(t) (x where |x| > t, else 0; for t > 0), then the clip to [0, m] (clip_ops: relu6 between
+    two Affines, or relu when m is None). A negative t with an m is the clip alone (x * (x > t) is negative only
+    where the clip makes it 0)."""
+    limit, _, threshold = _relu_options(cfg, where)
+    shown = f"ReLU(max_value={'None' if limit is None else f'{limit:g}'}, threshold={threshold:g})"
+    if features is None:
+        raise ValueError(f"{where}: {shown}: the number of features it applies to is not known")
+    if limit is not None and limit <= 0:
+        raise ValueError(f"{where}: {shown}: a max_value of 0 or less is not supported (the output is constant)")
+    shrink = [Activation(acts.with_parameter("hard_shrink", threshold, where=where))] if threshold > 0 else []
+    return shrink + clip_layers(0.0, limit, features, f"{where}: {shown}")
+
+
 def _relu(cfg: dict, where: str) -> str:
     """Keras's ReLU(max_value, negative_slope, threshold) where it is one of relu, leaky_relu(slope), relu6 (Keras
     computes those three cases with exactly those functions); any other combination is refused."""
-    limit = None if cfg.get("max_value") is None else _number(cfg, "max_value", None, where)
-    slope, threshold = _number(cfg, "negative_slope", 0.0, where), _number(cfg, "threshold", 0.0, where)
+    limit, slope, threshold = _relu_options(cfg, where)
     if threshold == 0 and limit is None:
         return acts.with_parameter("leaky_relu", slope, where=where) if slope else "relu"
     if threshold == 0 and limit == 6 and slope == 0:
@@ -121,7 +148,9 @@ def _relu(cfg: dict, where: str) -> str:
     shown = "None" if limit is None else f"{limit:g}"
     raise ValueError(
         f"{where}: ReLU(max_value={shown}, negative_slope={slope:g}, threshold={threshold:g}) is not supported; "
-        "lstmrt runs ReLU() as relu, ReLU(negative_slope=s) as leaky_relu(s) and ReLU(max_value=6) as relu6"
+        "lstmrt runs ReLU() as relu, ReLU(negative_slope=s) as leaky_relu(s), ReLU(max_value=6) as relu6, and a "
+        "max_value or threshold without negative_slope as layers of their own (a ReLU layer or a Dense's "
+        "activation, not inside a recurrent cell)"
     )
 
 
@@ -334,6 +363,8 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
         return []
     if cls == "Activation":
         return [Activation(ctx.act(cfg.get("activation"), where))]
+    if cls == "ReLU" and _clipped_relu(cfg, where):
+        return clipped_relu(cfg, where, features)
     if cls in ACTIVATION_LAYERS:
         return [Activation(layer_activation(cls, cfg, where))]
     if cls == "PReLU":
@@ -347,7 +378,12 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
         if _is_prelu(activation):
             return _dense_prelu(entry, activation, weights, use_bias, input_rank)
         _expect(entry, weights, 2 if use_bias else 1)
-        return [Dense(weights[0].T, weights[1] if use_bias else None, activation=ctx.act(activation, where))]
+        bias = weights[1] if use_bias else None
+        if isinstance(activation, dict) and activation.get("class_name") == "ReLU":  # an activation layer object
+            relu_cfg = activation.get("config") if isinstance(activation.get("config"), dict) else {}
+            if _clipped_relu(relu_cfg, where):
+                return [Dense(weights[0].T, bias), *clipped_relu(relu_cfg, where, weights[0].shape[1])]
+        return [Dense(weights[0].T, bias, activation=ctx.act(activation, where))]
     if cls == "Embedding":
         _expect(entry, weights, 1)
         return [Embedding(weights[0])]

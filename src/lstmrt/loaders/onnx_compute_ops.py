@@ -13,13 +13,14 @@ from .. import activations as acts
 from ..errors import CorruptFileError, LoadError
 from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding, PReLU
 from . import onnx_activations
+from .clip_ops import clip_layers, clip_plan
 from . import onnx_fold as fold
 from .onnx_attention import is_attention
 from .onnx_directions import both_directions
 from .onnx_layers import recurrent_spec
 from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, MERGED, UNIT, Data, Final, LengthsInput, StateInput, Zeros
 
-_CLIPS = {(0.0, 6.0): "relu6", (-1.0, 1.0): "hard_tanh"}  # Clip's (min, max) -> lstmrt activation
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ComputeOps:
@@ -160,6 +161,25 @@ class ComputeOps:
             )
         return self._affine(x, scale=self._per_feature(node, x, c))
 
+    def _op_Max(self, node, *args):
+        """Max(x, c) with one constant number c: the clip to [c, inf) (torch's clamp(min=c) exports so)."""
+        return [self._clip_by(node, args, "min")]
+
+    def _op_Min(self, node, *args):
+        """Min(x, c) with one constant number c: the clip to (-inf, c]."""
+        return [self._clip_by(node, args, "max")]
+
+    def _clip_by(self, node, args, bound: str):
+        data = [a for a in args if isinstance(a, (Data, Final))]
+        constants = [_scalar(a) for a in args if not isinstance(a, (Data, Final))]
+        if len(args) != 2 or len(data) != 1 or None in constants:
+            raise self._refuse(node, f"takes the {node.op_type.lower()} of other than the data and one constant number")
+        if not isinstance(data[0], Data):
+            raise self._refuse(node, "clips a final state")
+        self._check_latest(node, data[0])
+        c = constants[0]
+        return self._clip_to(node, data[0], *((c, None) if bound == "min" else (None, c)))
+
     def _op_Div(self, node, a, b):
         if isinstance(b, (Data, Final)) or isinstance(a, np.ndarray):
             raise self._refuse(node, "divides by data, or a constant by it")
@@ -218,6 +238,8 @@ class ComputeOps:
         if not isinstance(x, Data):
             raise self._refuse(node, "applies an activation to a final state")
         self._check_latest(node, x)
+        if name is None and node.op_type == "Clip":
+            return self._clip_to(node, x, *self._clip_bounds(node))
         name = name or self._activation_name(node, x)
         last = self.layers[-1] if self.layers else None
         if isinstance(last, Dense) and last.activation == "linear" and x.depth == len(self.layers):
@@ -236,18 +258,35 @@ class ComputeOps:
                 raise self._refuse(node, f"cannot be computed by lstmrt: {exc}") from None
         if op == "Gelu" and attrs.get("approximate", "none") in ("none", "tanh"):
             return {"none": "gelu", "tanh": "gelu_tanh"}[attrs.get("approximate", "none")]
-        if op == "Clip":
-            return self._clip(node)
         raise self._refuse(node, f"has attributes {attrs} lstmrt does not compute")
 
-    def _clip(self, node) -> str:
-        bounds = [self.values.get(n) if n else None for n in node.inputs[1:3]]
-        low = node.attrs.get("min") if self.opset < 11 else bounds[0] if bounds else None
-        high = node.attrs.get("max") if self.opset < 11 else bounds[1] if len(bounds) > 1 else None
-        name = _CLIPS.get((_scalar(low), _scalar(high)))
-        if name is None:
-            raise self._refuse(node, "clips to bounds other than [0, 6] (relu6) and [-1, 1] (hard_tanh)")
-        return name
+    def _clip_bounds(self, node) -> list:
+        """Clip's (min, max): attributes before opset 11, constant inputs since; either may be left out (None)."""
+        if self.opset < 11:
+            return [node.attrs.get("min"), node.attrs.get("max")]
+        names = (list(node.inputs[1:3]) + ["", ""])[:2]
+        bounds = [None if not n else self.values.get(n) for n in names]
+        if any(n and _scalar(b) is None for n, b in zip(names, bounds)):
+            raise self._refuse(node, "clips to bounds that are not one constant number each")
+        return [_scalar(b) for b in bounds]
+
+    def _clip_to(self, node, x, low, high):
+        """x clipped to [low, high] (None or ±FLT_MAX, the defaults of opset 6: no bound), as clip_ops plans it: an
+        activation, merged into a Dense before it as other activations are, or one between per-feature Affines."""
+        bounds = [None if b is not None and abs(b) >= _FLOAT32_MAX else b for b in (low, high)]
+        try:
+            before, name, _ = clip_plan(*bounds, "clips")
+            if not before:
+                return self._activation(node, x, name)
+            if x.features is None:
+                raise self._refuse(node, "clips data of an unknown feature count")
+            for layer in clip_layers(*bounds, x.features, "clips"):
+                self._append(layer)
+        except ValueError as exc:
+            if isinstance(exc, LoadError):
+                raise
+            raise self._refuse(node, str(exc)) from None
+        return self._output(x)
 
     def _embedding(self, node, table, ids):
         """Gather of rows of a constant table by the token ids of the input: nn.Embedding, Keras Embedding."""

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .affine_ops import scale_shift
+from .clip_ops import clip_plan
 from .torch_tree import ARITH_ENTRY
 from .torchscript_steps import Unfollowable
 
@@ -188,9 +189,9 @@ def _first_bad(values) -> float:
 
 
 def scaled_activation(kind: str, options: dict, code: str):
-    """The items computing torch's Softplus(beta, threshold) or Hardtanh(min_val, max_val) where lstmrt's activation
-    has fixed constants: softplus(beta x) / beta, and hard_tanh((x - m) / h) * h + m with m and h the bounds' middle
-    and half width. None for lstmrt's own constants (or options that are not numbers: the caller refuses those).
+    """The items computing torch's Softplus(beta, threshold) or a clip (Hardtanh(min_val, max_val), clamp: a bound may
+    be None) where lstmrt's activation has fixed constants: softplus(beta x) / beta, and the clip as clip_ops plans it.
+    None for lstmrt's own constants (or options that are not numbers: the caller refuses those).
     Softplus is torch's x from beta x > threshold on, which softplus(beta x) / beta equals there to 2e-9 / beta
     only from a threshold of 20 on (torch's default)."""
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in options.values()):
@@ -204,19 +205,17 @@ def scaled_activation(kind: str, options: dict, code: str):
                 f"`{code}`: Softplus(beta={beta}, threshold={threshold}); lstmrt computes softplus(beta x) / beta, "
                 "which is torch's Softplus for beta != 0 and a threshold of 20 or more"
             )
-        return _scaled([("mul", beta)], "softplus", [("div", beta)], code)
-    low, high = options["min_val"], options["max_val"]
-    if (low, high) in ((-1, 1), (0, 6)):
-        return None
-    if not low < high:
-        raise Unfollowable(f"`{code}`: Hardtanh(min_val={low}, max_val={high}) with the bounds out of order")
-    middle, half = (low + high) / 2, (high - low) / 2
-    before = [("sub", middle)] * (middle != 0) + [("div", half)] * (half != 1)
-    after = [("mul", half)] * (half != 1) + [("add", middle)] * (middle != 0)
-    return _scaled(before, "hard_tanh", after, code)
+        return scaled([("mul", beta)], "softplus", [("div", beta)], code)
+    try:
+        before, activation, after = clip_plan(options["min_val"], options["max_val"], f"`{code}`")
+    except ValueError as exc:
+        raise Unfollowable(str(exc)) from None
+    return None if not before else scaled(before, activation, after, code)
 
 
-def _scaled(before, activation: str, after, code: str) -> tuple:
+def scaled(before, activation: str, after, code: str) -> tuple:
+    """The items of `activation` between the ops `before` and `after` ((op, constant) pairs), each op an Affine."""
+
     def items(ops):
         return tuple((ARITH_ENTRY, Arith(op, Operand.of(_FLOAT32(c)), code)) for op, c in ops)
 

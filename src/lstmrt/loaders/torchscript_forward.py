@@ -20,6 +20,7 @@ from . import torchscript_pooling as pooling
 from . import torchscript_residual as residual
 from . import torchscript_shapes as shapes
 from . import torchscript_steps as steps
+from .clip_ops import clip_plan
 from .torch_activations import IN_PLACE_OPS, SIGNATURES, functional_activation
 from .torch_tree import CELLS, NO_OP_CALLS, PRELU_CALL, TORCH_FLOAT32, class_name, module_parts, submodule
 from .torchscript_steps import Unfollowable as _Unfollowable
@@ -38,6 +39,9 @@ _SIMPLE = {
     "tanhshrink": "tanh_shrink",
     "log_sigmoid": "log_sigmoid",
 }
+# torch's clips of the data (x.clamp(0, 20), torch.clip(x, min=-1)) -> their bound options, in order
+_CLAMPS = {"clamp": ("min", "max"), "clip": ("min", "max"), "clamp_min": ("min",), "clamp_max": ("max",)}
+_IN_PLACE = IN_PLACE_OPS + tuple(f"{op}_" for op in _CLAMPS)
 # Where torch.nn.functional's `inplace` flag sits among a call's arguments (the input is 0), for the ops of _SIMPLE
 # and elu; SIGNATURES names it for the others.
 _INPLACE_AT = {"relu": 1, "selu": 1, "silu": 1, "mish": 1, "hardswish": 1, "hardsigmoid": 1, "relu6": 1, "elu": 2}
@@ -457,7 +461,7 @@ class _Walker:
         """Whether the activation call `node` changes its input in place: an in-place op (torch.celu_, what traced
         code writes for inplace=True) or torch.nn.functional's inplace=True (what scripted code writes; torch's
         own ops have no such flag)."""
-        if op in IN_PLACE_OPS:
+        if op in _IN_PLACE:
             return True
         if not functional:
             return False
@@ -697,13 +701,15 @@ class _Walker:
         kw = {k.arg: _const(k.value, "?") for k in node.keywords}
         if op in _SIMPLE:
             return _SIMPLE[op]
-        base = op[:-1] if op in IN_PLACE_OPS else op
+        base = op[:-1] if op in _IN_PLACE else op
         if base == "hardtanh":  # bounds other than lstmrt's: hard_tanh between two Affine layers
             options = self.options(base, node)
             bounds = {"min_val": options["min_val"], "max_val": options["max_val"]}
             scaled = arith.scaled_activation("Hardtanh", bounds, _code(node))
             if scaled is not None:
                 return scaled
+        if base in _CLAMPS:
+            return self.clamp(base, node)
         if base in SIGNATURES:
             try:
                 return functional_activation(base, self.options(base, node))
@@ -728,6 +734,22 @@ class _Walker:
                 return None
             return arith.scaled_activation("Softplus", options, _code(node)) or "softplus"
         return None
+
+    def clamp(self, op, node):
+        """torch.clamp / clip / clamp_min / clamp_max with number bounds (a literal or a number attribute), as the
+        activation (or the activation between Affine layers) clip_ops computes the clip with."""
+        names = _CLAMPS[op]
+        if len(node.args) - 1 > len(names) or any(k.arg not in names for k in node.keywords):
+            raise _Unfollowable(f"call `{_code(node)}`: options other than {op}({', '.join(names)})")
+        given = dict(zip(names, node.args[1:])) | {k.arg: k.value for k in node.keywords}
+        bounds = {n: None if n not in given or _const(given[n], "?") is None else self.number(given[n]) for n in names}
+        if any(b == "?" or isinstance(b, bool) for b in bounds.values()):
+            raise _Unfollowable(f"call `{_code(node)}`: lstmrt clips to bounds that are numbers (or number attributes)")
+        try:
+            before, activation, after = clip_plan(bounds.get("min"), bounds.get("max"), f"`{_code(node)}`")
+        except ValueError as exc:
+            raise _Unfollowable(str(exc)) from None
+        return arith.scaled(before, activation, after, _code(node)) if before else activation
 
     def options(self, op, node) -> dict:
         """The options of a call of functional op `op` (SIGNATURES), positional or by keyword, torch's defaults
