@@ -1265,7 +1265,7 @@ def mutate_descs(descs, rng):
         elif r < 0.92:
             d.pop(rng.choice(list(d)), None)
         elif r < 0.96:
-            d["cell_clip"] = rng.choice([float("nan"), -1.0, float("inf"), "x", 1e39])
+            d["cell_clip"] = rng.choice([float("nan"), -1.0, float("inf"), "x", 1e39, 1e-39])
         else:
             descs.insert(rng.randrange(len(descs) + 1), rng.choice([None, 3, {}, "layer", dict(d)]))
     return descs

@@ -456,6 +456,28 @@ SPEC_ERRORS = [
     (lambda: lstmrt.Activation("leaky_relu(slope)"), ValueError, r"the parameter of 'leaky_relu\(slope\)' is not a"),
     (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), cell_clip=0.0), ValueError, "LSTM: cell_clip must be > 0"),
     (lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), cell_clip=float("nan")), ValueError, "LSTM: cell_clip must be > 0"),
+    # values the checks passed in float64 that the float32 runtime would read otherwise (found by a probe)
+    (
+        lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), cell_clip=1e-39),  # a step flushes it to 0: no clip at all
+        ValueError,
+        r"LSTM: cell_clip 1e-39 is below float32's smallest normal number",
+    ),
+    (
+        lambda: lstmrt.Activation("celu(1e-50)"),  # celu(0) in float32
+        ValueError,
+        r"Activation: the parameter of celu must be finite and not 0 in float32 \(the runtime's\), got 1e-50",
+    ),
+    (
+        lambda: lstmrt.LayerNorm(3, epsilon=1e300),
+        ValueError,
+        r"LayerNorm: epsilon must be finite and >= 0 \(in float32, the runtime.s\), got 1e\+300",
+    ),
+    (
+        lambda: lstmrt.Dense(np.array([[1.0, 2.0], [3.0, -1e300]])),  # inf in float32
+        ValueError,
+        r"Dense: weight holds -1e\+300 at \[1, 1\], past float32's range",
+    ),
+    (lambda: lstmrt.Embedding(np.full((2, 2), 4e38)), ValueError, r"Embedding: weight holds 4e\+38 at \[0, 0\]"),
     (lambda: lstmrt.GRU(_w(4, 3), _w(4, 1)), ValueError, r"GRU: weight_ih has shape \(4, 3\), expected \(3\*hidden"),
     (lambda: lstmrt.GRU(_w(6, 3), _w(6, 3)), ValueError, r"GRU: weight_hh has shape \(6, 3\), expected \(6, 2\)"),
     (lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), _w(6), _w(2)), ValueError, r"GRU: bias_hh has shape \(2,\)"),

@@ -144,5 +144,9 @@ def test_export_c_array_and_its_errors(causal, tmp_path, capsys):
     assert "not a C identifier" in refused(
         capsys, ["export", str(path), "-o", str(tmp_path / "x.c"), "--c-array", "9a"]
     )
+    for name in ("int", "bool", "_Model", "__m"):  # identifiers a compiler refuses or reserves (found by a probe)
+        assert "is a C keyword or a name reserved to the compiler" in refused(
+            capsys, ["export", str(path), "-o", str(tmp_path / "x.c"), "--c-array", name]
+        )
     missing = str(tmp_path / "no" / "such" / "dir" / "m.lstmrt")
     assert "No such file or directory" in refused(capsys, ["export", str(path), "-o", missing])

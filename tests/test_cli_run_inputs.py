@@ -4,6 +4,7 @@ reported as `lstmrt <command>: <message>` with exit status 2, never a traceback.
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -249,6 +250,26 @@ def test_token_out_of_range_names_the_input(tmp_path, capsys):
     assert_refused(
         capsys, ["run", tmp_path / "tok.pt", tmp_path / "ids.npy", "-o", tmp_path / "y.npy"], "ids.npy", "20"
     )
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("1\ninf\n", "token id inf at step 1 is not an integer of int64's range"),
+        ("1\n1e30\n", "token id 1e+30 at step 1 is not an integer of int64's range"),
+        ("1\n2.5\n", "token id 2.5 at step 1 is not an integer"),
+    ],
+    ids=["inf", "1e30", "fraction"],
+)
+def test_csv_token_ids_that_are_not_integers_are_named(text, words, tmp_path, capsys):
+    """A float that int64 cannot hold was cast before the check (a probe saw "token id -9223372036854775808")."""
+    torch.save(nn.Sequential(nn.Embedding(9, 3), nn.Linear(3, 2)), tmp_path / "tok.pt")
+    (tmp_path / "ids.csv").write_text(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no NumPy cast warning on the way
+        assert_refused(
+            capsys, ["run", tmp_path / "tok.pt", tmp_path / "ids.csv", "-o", tmp_path / "y.npy"], "ids.csv", words
+        )
 
 
 def test_output_problems_are_found_before_the_run(lstm_file, tmp_path, capsys):

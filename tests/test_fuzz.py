@@ -108,6 +108,7 @@ def _lstm_desc(input_size=3, hidden_size=2):
         (lambda d: d.update(weights=5), TypeError, r"field 'weights' has the wrong type"),
         (lambda d: d.update(weights=["x"]), TypeError, r"weights must be a list of dicts"),
         (lambda d: d.pop("hidden_size"), KeyError, "hidden_size"),
+        (lambda d: d.update(cell_clip=1e-39), ValueError, r"layer 0: cell_clip is below FLT_MIN"),
     ],
     ids=[
         "short_weight",
@@ -120,6 +121,7 @@ def _lstm_desc(input_size=3, hidden_size=2):
         "int_weights",
         "string_direction",
         "missing_field",
+        "subnormal_cell_clip",
     ],
 )
 def test_binding_checks_every_array_against_the_desc(change, exc, words):

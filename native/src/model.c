@@ -138,6 +138,8 @@ static lstmrt_status validate_layer(const lstmrt_layer_desc *d, int32_t index)
                         (int)d->activations[a]);
     if (!(d->cell_clip >= 0.0f)) /* also rejects NaN */
         return FAIL("layer %d: cell_clip must be >= 0 (0 = no clip)", index);
+    if (d->cell_clip > 0.0f && d->cell_clip < FLT_MIN) /* a step flushes it to 0, which is no clip */
+        return FAIL("layer %d: cell_clip is below FLT_MIN, which a step would read as 0 (no clip)", index);
     if (d->go_backwards && d->num_directions != 1)
         return FAIL("layer %d: go_backwards applies to a single-direction layer", index);
     if (d->linear_before_reset != 0 && d->linear_before_reset != 1)

@@ -109,6 +109,8 @@ def with_parameter(key: str, value: float, *, where: str = "activation") -> str:
     if not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX and accepts(value)):
         raise ValueError(f"{where}: the parameter of {key} must be {rule}, got {value!r}")
     value32 = np.float32(value)
+    if not accepts(float(value32)):  # celu(1e-50) is celu(0) in float32, the runtime's
+        raise ValueError(f"{where}: the parameter of {key} must be {rule} in float32 (the runtime's), got {value!r}")
     if value32 == np.float32(DEFAULTS[key]):
         return key
     return f"{key}({np.format_float_positional(value32, unique=True, trim='-')})"

@@ -26,6 +26,8 @@ _KIND = {
     "attention_pool": 11,
 }
 MERGE_MODES = ("concat", "sum", "mul", "ave")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32: the runtime flushes smaller ones to 0
 
 
 def _weight(value, name: str, shape: tuple, where: str, *, optional: bool = False):
@@ -40,7 +42,15 @@ def _weight(value, name: str, shape: tuple, where: str, *, optional: bool = Fals
     if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
         want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise ValueError(f"{where}: {name} has shape {arr.shape}, expected {want}")
-    arr = np.array(arr, dtype=np.float32, order="C", copy=True)
+    with np.errstate(over="ignore"):  # a float64 value past float32's range: refused below, by name
+        converted = np.array(arr, dtype=np.float32, order="C", copy=True)
+    overflowed = np.isinf(converted) & np.isfinite(arr)  # NaN and inf given stay, as torch and Keras keep them
+    if overflowed.any():
+        at = tuple(int(i) for i in np.argwhere(overflowed)[0])
+        raise ValueError(
+            f"{where}: {name} holds {float(arr[at]):g} at {list(at)}, past float32's range (lstmrt's weights)"
+        )
+    arr = converted
     arr.setflags(write=False)
     return arr
 
@@ -179,8 +189,14 @@ class LSTM(_Recurrent):
         if isinstance(activations, str) or len(activations) != 3:
             raise ValueError(f"{where}: activations must be 3 names (gate, candidate, output), got {activations!r}")
         self.activations = tuple(acts.canonical(a, where=where, elementwise=True) for a in activations)
+        if cell_clip is not None and (
+            isinstance(cell_clip, (bool, str)) or not isinstance(cell_clip, (int, float, np.number))
+        ):
+            raise TypeError(f"{where}: cell_clip must be a number (or None), got {cell_clip!r}")
         if cell_clip is not None and not (float(cell_clip) > 0):
             raise ValueError(f"{where}: cell_clip must be > 0 (or None), got {cell_clip!r}")
+        if cell_clip is not None and np.float32(cell_clip) < _FLOAT32_TINY:  # the runtime flushes it to 0: no clip
+            raise ValueError(f"{where}: cell_clip {cell_clip!r} is below float32's smallest normal number (1.2e-38)")
         self.cell_clip = None if cell_clip is None else float(cell_clip)
         self._set_options(hold_masked_output, go_backwards, return_sequences)
         self.output_size = hr
@@ -498,8 +514,8 @@ class LayerNorm(Layer):
         if mode != "layer" and shift is not None:
             raise ValueError(f"LayerNorm: mode {mode!r} has no shift")
         eps = float(epsilon)
-        if not (np.isfinite(eps) and eps >= 0):
-            raise ValueError(f"LayerNorm: epsilon must be finite and >= 0, got {epsilon!r}")
+        if not (np.isfinite(eps) and 0 <= eps <= _FLOAT32_MAX):
+            raise ValueError(f"LayerNorm: epsilon must be finite and >= 0 (in float32, the runtime's), got {epsilon!r}")
         self.input_size = self.output_size = int(features)
         self.scale = None if scale is None else _weight(scale, "scale", (self.input_size,), "LayerNorm")
         self.shift = None if shift is None else _weight(shift, "shift", (self.input_size,), "LayerNorm")

@@ -36,6 +36,11 @@ class Model:
         for i, spec in enumerate(layers):
             if not isinstance(spec, Layer):
                 raise TypeError(f"layer {i}: expected an lstmrt layer spec, got {type(spec).__name__}")
+        for name, flag in (("return_sequences", return_sequences), ("squeeze_output", squeeze_output)):
+            if not isinstance(flag, (bool, np.bool_)):  # "no" would be True
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        if input_size is not None:
+            input_size = checked_count(input_size, "input_size")
         size = input_size if input_size is not None else layers[0].input_size
         if size is None:
             raise ValueError("input_size is required when the first layer is an Activation")

@@ -13,6 +13,14 @@ from ._errors import CommandError, describe
 _BYTES_PER_LINE = 16
 
 
+# C99 to C23 keywords (C23's bool, true, ... included: a source must build with any of them)
+_C_KEYWORDS = frozenset(
+    "auto break case char const continue default do double else enum extern float for goto if inline int long "
+    "register restrict return short signed sizeof static struct switch typedef union unsigned void volatile while "
+    "bool true false nullptr alignas alignof constexpr static_assert thread_local typeof typeof_unqual".split()
+)
+
+
 def add_arguments(parser):
     add_load_arguments(parser)
     parser.add_argument("-o", "--output", required=True, help="where to write the model file (.lstmrt) or C source")
@@ -26,6 +34,8 @@ def add_arguments(parser):
 def run(args) -> int:
     if args.c_array is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.c_array):
         raise CommandError(f"--c-array {args.c_array!r} is not a C identifier")
+    if args.c_array in _C_KEYWORDS or re.match(r"_[A-Z_]", args.c_array or ""):
+        raise CommandError(f"--c-array {args.c_array!r} is a C keyword or a name reserved to the compiler")
     model, info = load_from_args(args)
     data = to_bytes(model)
     text = _c_source(data, args.c_array, args.file, model) if args.c_array else None

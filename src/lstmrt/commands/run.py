@@ -113,9 +113,14 @@ def _read(path: str, tokens: bool, header: str) -> np.ndarray:
     if _check_extension(path, "input") == "csv":
         X = _read_csv(path, header)
         if tokens and X.size:
-            if X.shape[1] != 1 or not np.all(X == np.round(X)):
+            if X.shape[1] != 1:
                 raise CommandError(f"{path}: this model takes token ids: one integer column")
-            X = X[:, 0].astype(np.int64)
+            ids = X[:, 0]
+            bad = ~np.isfinite(ids) | (ids != np.round(ids)) | (np.abs(ids) >= 2.0**63)  # int64 holds the rest
+            if bad.any():
+                step = int(np.argmax(bad))
+                raise CommandError(f"{path}: token id {ids[step]:g} at step {step} is not an integer of int64's range")
+            X = ids.astype(np.int64)
         return X
     try:
         X = np.load(path, allow_pickle=False)

@@ -45,7 +45,8 @@ FORMATS = {
 
 def load(source, *, key=None, prefix=None, layers=None) -> Model:
     """A Model from `source`: a file path (torch.save zip or legacy, TorchScript, safetensors, Keras .h5/.keras,
-    ONNX .onnx, lstmrt's own .lstmrt) or a live torch nn.Module / Keras model. key: where a checkpoint dict nests
+    ONNX .onnx, lstmrt's own .lstmrt), a binary file object holding a .lstmrt model (as Model.save writes one) or a
+    live torch nn.Module / Keras model. key: where a checkpoint dict nests
     the state dict (found alone when there is one obvious candidate). prefix: only the modules under this dotted
     path ("decoder.rnn"). layers: the forward order, as module names of the file and activation names
     (["gru", "head", "relu"]). See docs/loading.md for what each format provides and what is refused. Whatever is
@@ -56,6 +57,13 @@ def load(source, *, key=None, prefix=None, layers=None) -> Model:
 
 def load_with_info(source, *, key=None, prefix=None, layers=None) -> tuple:
     """(Model, info) where info describes what was read: format, key and what kind of object."""
+    if isinstance(source, (bytes, bytearray, memoryview)) and (not isinstance(source, bytes) or b"\0" in source):
+        raise TypeError(
+            f"cannot load a {type(source).__name__} holding a file's content: lstmrt.load takes a file path (or a "
+            "binary file object holding a .lstmrt model, as Model.save writes one)"
+        )
+    if hasattr(source, "read") and not isinstance(source, (str, bytes, os.PathLike)):
+        return _load_file_object(source, key, prefix, layers)
     if not isinstance(source, (str, bytes, os.PathLike)):
         return _load_live(source, key, prefix, layers)
     path = os.fspath(source)
@@ -502,6 +510,25 @@ def _unwrap_training_wrappers(obj, prefix, layers):
             prefix = None if prefix == attr else prefix.removeprefix(attr + ".")
         if layers is not None:
             layers = [name.removeprefix(attr + ".") for name in layers]
+
+
+def _load_file_object(f, key, prefix, layers) -> tuple:
+    """A binary file object holding lstmrt's own model file (what Model.save writes to one). Other formats are read
+    from paths: their readers (zip archives, HDF5, external ONNX data) open files by name."""
+    where = str(getattr(f, "name", None) or f"the {type(f).__name__}")
+    data = f.read()
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"cannot load {where}: it reads {type(data).__name__}, not bytes (open it in binary mode)")
+    from ..model_file import from_bytes, looks_like_model_file
+
+    if not looks_like_model_file(bytes(data[:16])):
+        raise TypeError(
+            f"cannot load {where}: from a file object lstmrt reads its own model files (.lstmrt) only; give other "
+            "formats as a path"
+        )
+    _not_applicable(key=key, prefix=prefix, layers=layers, where="lstmrt model files (they hold one model)")
+    info = {"format": FORMATS["lstmrt"], "path": None, "key": None, "prefix": None, "content": "lstmrt model"}
+    return from_bytes(data, where), info
 
 
 def _load_live(obj, key, prefix, layers):
