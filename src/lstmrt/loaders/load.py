@@ -270,7 +270,7 @@ _NO_ACTIVATIONS = "; no activations: names and shapes do not record them (add th
 def _build(units, layers, info, *, order_known: bool = True, note: str):
     if layers is not None:
         info["order"] = "as given by layers="
-        return build_model(select_layers(units, layers))
+        return build_model(select_layers(units, layers, records_activations=False))
     info["order"] = note + _NO_ACTIVATIONS
     used = []
     model = build_model(units, order_known=order_known, order_note=note, used=used)

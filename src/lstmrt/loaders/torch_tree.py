@@ -342,11 +342,20 @@ def _named_prelu(entry: str, path: str, units: list, used: dict) -> Unit:
     return dataclasses.replace(found[0], kind=PRELU, guessed_before=False)
 
 
-def select_layers(units: list, layers) -> list:
+def _next(before, after) -> bool:
+    """Whether module `after` directly follows `before` in an nn.Sequential (head.0, head.1): nothing between."""
+    a, b = before.path.rsplit(".", 1), after.path.rsplit(".", 1)
+    return len(a) == len(b) == 2 and a[0] == b[0] and a[1].isdigit() and b[1].isdigit() and int(b[1]) == int(a[1]) + 1
+
+
+def select_layers(units: list, layers, *, records_activations: bool = True) -> list:
     """The units named by `layers` (module paths, a container's path standing for all its units), activation
     names, the SHAPE_ENTRIES, skip connections ("+input[0:1]", "+<module>"), attention pools ("attention(<module>)")
     and "PReLU(<module>)", in that order.
-    Every unit with parameters must be used exactly once."""
+    Every unit with parameters must be used exactly once. records_activations=False (a state dict): a container's
+    units after its first keep guessed_before unless they follow each other in an nn.Sequential (head.0, head.1), since
+    what sits between them (an nn.GELU at head.1 between head.0 and head.2) is not in the file: build_model then
+    refuses two nn.Linear meeting there rather than join them without it."""
     if isinstance(layers, str) or not all(isinstance(e, str) for e in layers):
         raise TypeError("layers must be a list of module names and activation names (strings)")
     chosen, used = [], {}
@@ -359,7 +368,12 @@ def select_layers(units: list, layers) -> list:
         if matched:
             for u in matched:
                 _use(u, entry, used)
-            chosen += [dataclasses.replace(u, guessed_before=False) for u in matched]
+            chosen += [
+                dataclasses.replace(
+                    u, guessed_before=k > 0 and not records_activations and not _next(matched[k - 1], u)
+                )
+                for k, u in enumerate(matched)
+            ]
             continue
         prelu = _NAMED_PRELU.fullmatch(entry)
         if prelu:
