@@ -465,6 +465,27 @@ def test_keras2_weights_of_another_instance_match_in_order(version, tmp_path, rn
     assert_close(loaded.predict(X), np.asarray(model(X, training=False)))
 
 
+@pytest.mark.parametrize("version", ["tf_keras"])
+def test_keras2_weights_pair_in_order_even_where_names_match_other_layers(version, tmp_path, rng):
+    """The architecture names its two LSTM layers as the file's in the other order: Keras's load_weights pairs them
+    by order (by_name=False), lstmrt paired them by name (0.15 off, found by a probe)."""
+    K = keras_framework(version)
+    L = K.layers
+
+    def make(first, second):
+        inp = K.Input((T, 2))
+        return K.Model(inp, L.LSTM(2, name=second)(L.LSTM(2, return_sequences=True, name=first)(inp)))
+
+    model, swapped = make("lstm", "lstm_1"), make("lstm_1", "lstm")
+    randomize(model, rng)
+    model.save_weights(tmp_path / "w.h5")
+    swapped.load_weights(tmp_path / "w.h5")  # Keras's own reading of the file
+    X = rng.standard_normal((B, T, 2)).astype(np.float32)
+    expected = np.asarray(swapped(X))
+    assert_close(expected, np.asarray(model(X)))
+    assert_close(load_keras(tmp_path / "w.h5", layers=swapped.to_json()).predict(X), expected)
+
+
 # -- the tutorial ---------------------------------------------------------------------------------------------
 def noisy_sine_windows(rng, timesteps, n=200):
     series = np.sin(np.arange(n + timesteps) * 0.1) + 0.1 * rng.standard_normal(n + timesteps)
@@ -745,6 +766,59 @@ def test_refuses_skip_connections_lstmrt_cannot_compute(version):
     masked = L.Masking(0.5)(inp)
     with pytest.raises(ValueError, match=r"adds the output of Masking\(mask_value=0.5\), which Keras zeroes"):
         load_keras(K.Model(inp, L.Add()([L.Dense(3)(L.LSTM(2, return_sequences=True)(masked)), masked])))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_refuses_the_raw_input_added_in_a_model_masking_another_value(version, rng):
+    """Keras adds the input as given, the mask value in its masked steps; lstmrt's masked model zeroes those steps
+    of its input (wrong by |mask_value| there, found by a probe). With mask_value 0 the two agree: it loads."""
+    K = keras_framework(version)
+    L = K.layers
+    inp = K.Input((T, 3))
+    for value in (-1.0, 0.0):
+        model = K.Model(inp, L.Add()([inp, L.LSTM(3, return_sequences=True)(L.Masking(value)(inp))]))
+        if value:
+            with pytest.raises(ValueError, match=r"adds the model input as it is before Masking\(mask_value=-1\)"):
+                load_keras(model)
+            continue
+        randomize(model, rng)
+        X = masked_input(rng, 3)
+        assert_close(load_keras(model).predict(X), np.asarray(model(X)))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_an_add_of_the_unmasked_input_drops_the_mask_in_keras3_only(version, rng):
+    """Keras 3's Add passes no mask on when one input has none (here the model input, before the Masking layer):
+    the GRU after it runs every step there (lstmrt masked it: 0.12 off, found by a probe), so it is refused; tf_keras
+    passes the mask on, and the same model loads."""
+    K = keras_framework(version)
+    L = K.layers
+    inp = K.Input((T, 3))
+    added = L.Add()([L.LSTM(3, return_sequences=True)(L.Masking(0.0)(inp)), inp])
+    model = K.Model(inp, L.GRU(2)(added))
+    if version == "keras3":
+        with pytest.raises(
+            ValueError, match=r"\(GRU\): follows Keras layer 'add\w*' \(Add: its input from 'input\w*' has no mask"
+        ):
+            load_keras(model)
+        return
+    randomize(model, rng)
+    X = masked_input(rng, 3)
+    assert_close(load_keras(model).predict(X), np.asarray(model(X)))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_mask_is_found_in_the_float32_input_keras_computes_with(version, rng):
+    """A float64 step that is the mask value in float32 (1e-50 for Masking(0)) is masked by Keras, which converts
+    the input first; lstmrt compared the float64 values (0.04 off, found by a probe)."""
+    K = keras_framework(version)
+    model = K.Sequential([K.Input((T, 2)), K.layers.Masking(0.0), K.layers.LSTM(3)])
+    randomize(model, rng)
+    X = rng.standard_normal((B, T, 2))
+    X[0, 2] = 1e-50
+    X[1, 3] = [0.0, 1e-46]
+    expected = np.asarray(model(X.astype(np.float32)))
+    assert_close(load_keras(model).predict(X), expected)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

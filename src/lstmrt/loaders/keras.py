@@ -105,10 +105,13 @@ def _convert(src) -> KerasModel:
     reversed_seq = final = False  # sequence currently in reversed time order / a layer returned its last step
     mask_dropped_by = None  # the layer after which Keras's mask is gone (its later layers see every step)
     points, before = {}, None  # the data after each layer (Point), for the Add layers reading it; the layer before
+    unmasked = set()  # the points before the layer that makes Keras's mask (Masking, Embedding(mask_zero=True))
     for e in chain:
         cls, cfg = e.class_name, e.config
         if before is not None:
             points[before.name] = Point(len(specs), features, final, reversed_seq, before.class_name)
+            if mask_value is None and not mask_zero:
+                unmasked.add(before.name)
         before = e
         try:
             refuse_quantized(e, cfg)
@@ -151,6 +154,12 @@ def _convert(src) -> KerasModel:
             elif e.skip_from is not None:
                 here = Point(len(specs), features, final, reversed_seq, cls)
                 specs.append(skip_add(e, points[e.skip_from], here, mask_value))
+                if ctx.major >= 3 and (mask_value is not None or mask_zero) and e.skip_from in unmasked:
+                    # Keras 3's merge layers pass no mask on when one of their inputs has none (tf_keras's do)
+                    mask_dropped_by = mask_dropped_by or (
+                        f"Keras layer {e.name!r} ({cls}: its input from {e.skip_from!r} has no mask, and Keras 3 "
+                        "then passes none on)"
+                    )
             elif e.op is not None:  # `h[:, -1]`, or a mean / max over time (Keras 3 ops, tf_keras TensorFlow ops)
                 masked, token_ids = mask_value is not None or mask_zero, tokens and not specs  # Embedding to come
                 pool = keras_ops.over_time(

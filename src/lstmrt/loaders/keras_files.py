@@ -209,27 +209,26 @@ def check_hdf5(f, source, raw=None) -> None:
 
 
 class _LegacyWeights:
-    """model_weights/<layer name>, datasets listed in attr weight_names (Keras 2 names end in ':0')."""
+    """model_weights/<layer name>, datasets listed in attr weight_names (Keras 2 names end in ':0'). Weighted layers
+    are paired in order, as Keras's load_weights (by_name=False, both Keras versions) and load_model pair them:
+    an architecture whose same-shaped layers are named as the file's other layers (lstm_1 where the file's lstm_1
+    is the second LSTM) loads what Keras loads. Only when the counts differ, which Keras refuses, does lstmrt match
+    the layers by name, if the file has them all."""
 
     def __init__(self, group, entries):
         self.group = group
-        names = set(group.keys())
-        missing = [e for e in entries if e.name not in names and _weighted(e)]
-        self.by_order = {}
-        if missing:  # weights of another instance of the architecture: Keras 2 matches weighted layers in order
-            stored = [
-                _text(n)
-                for n in _names(group.attrs.get("layer_names", []), "layer_names")
-                if _has_weights(group, _text(n))
-            ]
-            cands = [e for e in entries if _weighted(e)]
-            if len(stored) != len(cands):
-                raise CorruptFileError(
-                    f"the weights file has no weights for Keras layer {missing[0].name!r} "
-                    f"({missing[0].class_name}), and its {len(stored)} weighted layers cannot be "
-                    f"matched in order to the architecture's {len(cands)}"
-                )
-            self.by_order = {e.name: n for e, n in zip(cands, stored)}
+        stored = [
+            _text(n) for n in _names(group.attrs.get("layer_names", []), "layer_names") if _has_weights(group, _text(n))
+        ]
+        cands = [e for e in entries if _weighted(e)]
+        self.by_order = {e.name: n for e, n in zip(cands, stored)} if len(stored) == len(cands) else {}
+        missing = [e for e in cands if e.name not in group]
+        if missing and not self.by_order:
+            raise CorruptFileError(
+                f"the weights file has no weights for Keras layer {missing[0].name!r} "
+                f"({missing[0].class_name}), and its {len(stored)} weighted layers cannot be "
+                f"matched in order to the architecture's {len(cands)}"
+            )
 
     def __call__(self, entry):
         name = self.by_order.get(entry.name, entry.name)

@@ -485,6 +485,13 @@ def skip_add(entry, point: Point, here: Point, mask_value) -> Add:
             f"adds the output of Masking(mask_value={mask_value:g}), which Keras zeroes at masked steps: lstmrt adds "
             "the input unchanged (the same only for mask_value=0)",
         )
+    if point.specs == 0 and mask_value:  # the input before the Masking layer: its masked steps hold the mask value
+        raise fail(
+            entry,
+            f"adds the model input as it is before Masking(mask_value={mask_value:g}), whose masked steps Keras "
+            "adds with the mask value in them: lstmrt's masked model zeroes those steps of its input (the same only "
+            "for mask_value=0)",
+        )
     return Add(here.features, "input" if point.specs == 0 else point.specs - 1)
 
 

@@ -38,7 +38,9 @@ class KerasModel(Model):
             return X, (X[..., 0] if X.ndim == 3 else X) != 0
         if X.ndim not in (2, 3) or X.shape[-1] != self.input_size:
             return X, None  # predict reports the bad shape
-        keep = np.any(X != self.mask_value, axis=-1)
+        if X.dtype.kind == "f" and X.dtype != np.float32:  # Keras compares the float32 input with the mask value
+            X = X.astype(np.float32)
+        keep = np.any(X != np.float32(self.mask_value), axis=-1)
         return np.where(keep[..., None], X, 0).astype(X.dtype, copy=False), keep
 
     def predict(self, X, lengths=None, mask=None, *, threads=1):
