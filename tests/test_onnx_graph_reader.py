@@ -115,6 +115,7 @@ TORCH = {  # id -> (module factory, batch_first, dynamic axes)
     "head-log-sigmoid": (lambda: _loud(Head(nn.LogSigmoid())), True, True),  # Sigmoid, then Log
     "head-prelu-one-slope": (lambda: _loud(Head(nn.PReLU(init=0.15))), True, True),  # PRelu, slope (1, 1)
     "prelu-per-feature-on-channels": (ChannelPReLU, True, True),
+    "input-slice-of-every-feature": (lambda: InputSlice(0, F_IN), True, True),
 }
 
 
@@ -219,6 +220,18 @@ class Branches(nn.Module):
         raise AssertionError(self.kind)
 
 
+class InputSlice(nn.Module):
+    """The recurrent layer reads x[..., start:stop] of the model input: a no-op when that is every feature."""
+
+    def __init__(self, start=1, stop=F_IN):
+        super().__init__()
+        self.start, self.stop = start, stop
+        self.gru, self.fc = nn.GRU(stop - start, H, batch_first=True), nn.Linear(H, 2)
+
+    def forward(self, x):
+        return self.fc(self.gru(x[:, :, self.start : self.stop])[0])
+
+
 class OneDirectionFinal(nn.Module):
     def __init__(self):
         super().__init__()
@@ -259,6 +272,8 @@ REFUSED = {  # id -> (module factory, words of the message)
         ["/act/PRelu (PRelu)", "slope of shape (5, 1) varying along time (axis 1): lstmrt has one slope per feature"],
     ),
     "encoder-decoder": (lambda: Branches("encoder-decoder"), ["/encoder/LSTM", "not the output of the layers before"]),
+    # lstmrt ran the GRU on the slice's width, taking the model input to be the slice (a probe's find)
+    "input-feature-slice": (InputSlice, ["/gru/GRU (GRU)", "reads a slice of the features before it"]),
     "bidirectional-one-direction-final": (OneDirectionFinal, ["Gemm", "one direction's final state"]),
     "bidirectional-final-after-deeper-layer": (FinalAfterDeeperLayer, ["Concat", "changes layer 0"]),
 }

@@ -31,6 +31,12 @@ class ComputeOps:
         x = args[0] if args else None
         if not isinstance(x, Data) or x.depth != len(self.layers) or x.last or x.final_of or x.direction:
             raise self._refuse(node, "reads an input that is not the output of the layers before it")
+        if x.feature_start is not None:  # it would run on the slice's width, dropping the slice (a probe's find)
+            raise self._refuse(
+                node,
+                "reads a slice of the features before it (x[..., a:b]): lstmrt's layers read all the features of "
+                "the layer before (a slice is read only as a skip connection)",
+            )
         layout = node.attrs.get("layout", 0)
         if layout not in (0, 1):
             raise CorruptFileError(f"{self.node_where} has layout {layout!r}; ONNX defines 0 and 1")
@@ -82,13 +88,16 @@ class ComputeOps:
         an initial_c as wide as its cells, which ONNX's LSTM cannot express."""
         for slot, name in ((5, "initial_h"), (6, "initial_c")):
             init = args[slot] if len(args) > slot else None
-            if not isinstance(init, np.ndarray) or init.dtype == object:
+            numeric = isinstance(init, np.ndarray) and init.dtype != object
+            shape = init.shape if numeric or isinstance(init, Zeros) else None
+            if shape is None:  # a graph input, or zeros of a shape the reader did not follow
                 continue
-            if init.ndim != 3 or init.shape[2] != H or init.shape[0 if layout == 0 else 1] != D:
+            directions = shape[0 if layout == 0 else 1] if len(shape) == 3 else None
+            if len(shape) != 3 or shape[2] not in (H, None) or directions not in (D, None):
                 expected = "(directions, batch, hidden)" if layout == 0 else "(batch, directions, hidden)"
                 raise self._refuse(
                     node,
-                    f"has an {name} of shape {init.shape} where ONNX expects {expected} with {D} direction(s) and "
+                    f"has an {name} of shape {_shown(shape)} where ONNX expects {expected} with {D} direction(s) and "
                     f"hidden size {H} (torch's exporter writes an nn.LSTM with proj_size so, which ONNX's LSTM cannot "
                     "express: load the torch module or its TorchScript file)",
                 )
@@ -369,3 +378,8 @@ def _scalar(value):
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "fiu":
         return float(value.reshape(-1)[0])
     return None
+
+
+def _shown(shape) -> str:
+    """A shape for messages: a run-time size as '?'."""
+    return "(" + ", ".join("?" if n is None else str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"

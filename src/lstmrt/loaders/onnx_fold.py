@@ -49,7 +49,7 @@ def _fold(node, args: list, opset: int):
         # zeros moved around, broadcast or stacked stay zeros (the initial states torch builds in forward())
         if op == "Concat":
             return ZEROS if all(isinstance(a, Zeros) or (_numeric(a) and not a.any()) for a in args) else None
-        return ZEROS if op in _KEEPS_ZEROS and isinstance(args[0], Zeros) else None
+        return Zeros(_zeros_shape(node, args, opset)) if op in _KEEPS_ZEROS and isinstance(args[0], Zeros) else None
     if op == "Constant":
         return constant(attrs)
     if op in ("Identity", "Dropout"):
@@ -78,13 +78,13 @@ def _fold(node, args: list, opset: int):
         value = attrs.get("value")
         value = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
         if not value.any():
-            return ZEROS
+            return Zeros(_sizes(args[0]))
         if symbolic(args[0]) or _too_big(args[0]):
             return Opaque("ConstantOfShape")
         return np.full(tuple(args[0]), value[0])
     if op == "Expand":
         if _numeric(args[0]) and not args[0].any():
-            return ZEROS
+            return Zeros(_broadcast(args[0].shape, _sizes(args[1])))
         if symbolic(args[1]) or _too_big(args[1]):
             return Opaque("Expand")
         return args[0] * np.ones(tuple(args[1]), args[0].dtype)
@@ -113,6 +113,46 @@ def _product(node, args, opset: int):
 
 
 _KEEPS_ZEROS = {"Identity", "Cast", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Slice", "Gather", "Expand"}
+
+
+def _sizes(vector):
+    """A shape vector's sizes: ints, None for a run-time size; None for a vector not known."""
+    if not isinstance(vector, np.ndarray) or vector.ndim != 1:
+        return None
+    return tuple(int(v) if isinstance(v, (int, np.integer)) and v >= 0 else None for v in vector.tolist())
+
+
+def _broadcast(shape, target):
+    """The shape of Expand(a of `shape`, `target`): NumPy's broadcast, None where a size is not known."""
+    if target is None:
+        return None
+    n = max(len(shape), len(target))
+    a, b = (1,) * (n - len(shape)) + tuple(shape), (1,) * (n - len(target)) + tuple(target)
+    return tuple(y if x == 1 else x if y in (1, x) else None for x, y in zip(a, b))
+
+
+def _zeros_shape(node, args, opset: int):
+    """The shape of zeros after `node` (one of _KEEPS_ZEROS): followed through the ops that keep or pick sizes, None
+    (not followed) for the others."""
+    shape, op = args[0].shape, node.op_type
+    if shape is None or op in ("Identity", "Cast"):
+        return shape
+    if op == "Expand":
+        return _broadcast(shape, _sizes(args[1]))
+    if op == "Transpose":
+        perm = node.attrs.get("perm", range(len(shape))[::-1])
+        return tuple(shape[p] for p in perm) if sorted(perm) == list(range(len(shape))) else None
+    if op == "Slice":
+        try:
+            params = slice_params(node, args, opset, len(shape))
+        except (ValueError, TypeError, IndexError):
+            return None
+        out = list(shape)
+        for axis, start, end, step in params:
+            kept = slice(start, None if abs(end) >= INT_MAX else end, step)
+            out[axis] = None if shape[axis] is None else len(range(shape[axis])[kept])
+        return tuple(out)
+    return None
 
 
 def constant(attrs: dict):

@@ -139,6 +139,8 @@ class ShapeOps:
         first, stop, _ = slice(start, end).indices(x.features)
         if stop <= first:
             raise self._refuse(node, f"slices features [{start}:{end}] of {x.features} to nothing")
+        if first == 0 and stop == x.features:
+            return x  # all of them: no slice
         offset = (x.feature_start or 0) + first
         return replace(x, sizes=self._with_features(x, stop - first), feature_start=offset)
 

@@ -62,7 +62,10 @@ class Attention:
 
 @dataclass(frozen=True)
 class Zeros:
-    """ConstantOfShape / Expand of a zero: an initial state of zeros, whatever its shape."""
+    """ConstantOfShape / Expand of a zero: an initial state of zeros. shape: its sizes as far as the graph fixes
+    them (None for a size known only at run time, the batch), or None when not followed."""
+
+    shape: tuple | None = None
 
 
 @dataclass(frozen=True)
