@@ -27,16 +27,28 @@ class Model:
     with one output feature) makes `predict` drop that axis, (B, T) or (B,), as a torch forward() ending in
     `.squeeze(-1)` does; a stream's step still returns (1,) or (N, 1). `unit_axes` (positions, ascending) makes
     `predict` of a batch insert axes of size 1 there, as an ONNX graph whose output keeps them, (B, 1, O) or
-    (B, O, 1); a stream's step does not."""
+    (B, O, 1); a stream's step does not. `squeeze_input=True` (a model with one input feature) makes `predict` take
+    a batch as (B, T), as a torch forward() starting with `x.unsqueeze(-1)` does, where a 2-D X is otherwise one
+    sequence's (T, 1)."""
 
-    def __init__(self, layers, *, input_size=None, return_sequences=True, squeeze_output=False, unit_axes=()):
+    def __init__(
+        self,
+        layers,
+        *,
+        input_size=None,
+        return_sequences=True,
+        squeeze_output=False,
+        unit_axes=(),
+        squeeze_input=False,
+    ):
         layers = list(layers) if not isinstance(layers, Layer) else [layers]
         if not layers:
             raise ValueError("Model needs at least one layer")
         for i, spec in enumerate(layers):
             if not isinstance(spec, Layer):
                 raise TypeError(f"layer {i}: expected an lstmrt layer spec, got {type(spec).__name__}")
-        for name, flag in (("return_sequences", return_sequences), ("squeeze_output", squeeze_output)):
+        flags = (("return_sequences", return_sequences), ("squeeze_output", squeeze_output))
+        for name, flag in flags + (("squeeze_input", squeeze_input),):
             if not isinstance(flag, (bool, np.bool_)):  # "no" would be True
                 raise TypeError(f"{name} must be True or False, got {flag!r}")
         if input_size is not None:
@@ -77,6 +89,10 @@ class Model:
         self._squeeze_output = bool(squeeze_output)
         if self._squeeze_output and self._output_size != 1:
             raise ValueError(f"squeeze_output needs one output feature; the model outputs {self._output_size}")
+        self._squeeze_input = bool(squeeze_input)
+        if self._squeeze_input and (self._input_size != 1 or self._tokens):
+            what = "token ids" if self._tokens else f"{self._input_size} features"
+            raise ValueError(f"squeeze_input needs one input feature; the model takes {what}")
         rank = 1 + self._return_sequences + (not self._squeeze_output)  # predict's result for a batch
         self._unit_axes = tuple(unit_axes)
         if (
@@ -121,6 +137,7 @@ class Model:
             "return_sequences": self._return_sequences,
             "squeeze_output": self._squeeze_output,
             "unit_axes": list(self._unit_axes),
+            "squeeze_input": self._squeeze_input,
         }
 
     def save(self, file) -> None:
@@ -160,6 +177,11 @@ class Model:
         return self._squeeze_output
 
     @property
+    def squeeze_input(self) -> bool:
+        """True: predict takes a batch of one-feature sequences as (B, T), without the feature axis."""
+        return self._squeeze_input
+
+    @property
     def parameter_count(self) -> int:
         return sum(spec.parameter_count() for spec in self._layers)
 
@@ -182,6 +204,8 @@ class Model:
             lines.append("  predict drops the output's feature axis (one feature)")
         if self._unit_axes:
             lines.append(f"  predict of a batch adds axes of size 1 at {self._unit_axes}")
+        if self._squeeze_input:
+            lines.append("  predict takes a batch as (B, T): one input feature, without its axis")
         return "\n".join(lines)
 
     # -- inference -----------------------------------------------------------------------------------------
@@ -204,15 +228,15 @@ class Model:
         ids, given = X, X.shape  # messages name the caller's array, not the one with the added axes
         # one input feature (token ids, a sensor's samples) may come without its axis: (T,) is one sequence, as
         # Stream.run takes it. A float (B, T) is not: a 2-D float X is one sequence's (T, I)
-        bare = self._tokens or (self.input_size == 1 and X.ndim == 1)
+        bare = self._tokens or self._squeeze_input or (self.input_size == 1 and X.ndim == 1)
         single = X.ndim == (1 if bare else 2)
         if bare and X.ndim in (1, 2):
             X = X[..., None]
         if X.ndim == 2:
             X = X[None]
         if X.ndim != 3 or X.shape[2] != self.input_size:
-            want = "(T,) or (B, T)" if self._tokens else f"(T, {self.input_size}) or (B, T, {self.input_size})"
-            if self.input_size == 1 and not self._tokens:
+            want = "(T,) or (B, T)" if bare else f"(T, {self.input_size}) or (B, T, {self.input_size})"
+            if self.input_size == 1 and not bare:
                 want = "(T,), (T, 1) or (B, T, 1)"
             raise ValueError(f"X has shape {describe_shape(given)}, expected {want}")
         B, T = X.shape[:2]

@@ -53,7 +53,7 @@ def _model_classes() -> dict:
     """The Model classes a file may name, with the options each writes (KerasModel adds Keras' masking)."""
     from .loaders.keras_model import KerasModel
 
-    plain = ("return_sequences", "squeeze_output", "unit_axes")
+    plain = ("return_sequences", "squeeze_output", "unit_axes", "squeeze_input")
     return {"Model": (Model, plain), "KerasModel": (KerasModel, plain + ("mask_value", "mask_zero", "reverse_output"))}
 
 
@@ -62,7 +62,8 @@ def to_bytes(model: Model) -> bytes:
     classes = _model_classes()
     name = "KerasModel" if isinstance(model, classes["KerasModel"][0]) else "Model"
     options = model._options()
-    written = {k: options[k] for k in classes[name][1] if k != "unit_axes" or options[k]}  # new: only when used
+    # newer options only when used, so that older lstmrt versions read the files that do not use them
+    written = {k: options[k] for k in classes[name][1] if k not in ("unit_axes", "squeeze_input") or options[k]}
     options = json.dumps({"class": name, **written}).encode()
     descs = model._descs
     at = _HEADER.size + len(descs) * _RECORD_BYTES

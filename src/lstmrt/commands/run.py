@@ -87,7 +87,8 @@ def _needs_predict(model) -> bool:
 def _outputs(model, X, batched: bool, chunk: int, bar) -> np.ndarray:
     steps = X.shape[1] if batched else X.shape[0]
     if _needs_predict(model):
-        Y = model.predict(X)
+        Y = model.predict(X if batched else X[None])  # a batch of one: a 2-D X may read as (B, T) (squeeze_input)
+        Y = Y if batched else Y[0]
         bar.update(steps)
         # a model that squeezes its one output feature (torch's .squeeze(-1)) keeps it here: a row per step, as
         # streamed models write

@@ -132,15 +132,18 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps, AttentionOps
         (x,) = data
         shape = x.shape if x.shape is not None else (None, None, None)
         tokens = x.elem_type in (6, 7)  # int32 / int64 ids: an Embedding's input
-        if len(shape) != (2 if tokens else 3):
+        # a float (batch, time) input: one feature per step, which an Unsqueeze must make an axis of (torch's
+        # x.unsqueeze(-1)); _op_Unsqueeze adds it, and predict then takes (B, T) (Model(squeeze_input=True))
+        bare = not tokens and len(shape) == 2
+        if len(shape) != (2 if tokens or bare else 3):
             raise UnsupportedModelError(
                 f"{self.where}: the input {x.name!r} has {len(shape)} axes; lstmrt reads (batch, time, features) or "
-                "(time, batch, features) sequences, or (batch, time) token ids"
+                "(time, batch, features) sequences, (batch, time) samples of one feature, or (batch, time) token ids"
             )
         self.static = {tag: d if isinstance(d, int) else None for tag, d in zip(INPUT_AXES, shape)}
-        features = () if tokens else (shape[2] if isinstance(shape[2], int) else None,)
-        self.values[x.name] = Data(INPUT_AXES + (FEATURES,) * (not tokens), (None, None) + features, 0)
-        self.facts.update(input=x.name, tokens=tokens)
+        features = () if tokens or bare else (shape[2] if isinstance(shape[2], int) else None,)
+        self.values[x.name] = Data(INPUT_AXES + (FEATURES,) * bool(features), (None, None) + features, 0)
+        self.facts.update(input=x.name, tokens=tokens, one_feature=bare)
 
     def _input_roles(self) -> dict:
         """Each graph input (that is not an initializer): "data" if a computation reads it, else "state" when it
@@ -212,6 +215,8 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps, AttentionOps
             output_layout=None if y.last else "time first" if kept[0] == time else "batch first",
         )
         options = {"return_sequences": not y.last, "squeeze_output": FEATURES not in kept}
+        if self.facts["one_feature"]:
+            options["squeeze_input"] = True
         # axes of size 1 the graph's output keeps ((B, 1, O) after out[:, -1:], (B, O, 1) after unsqueeze(-1)):
         # predict keeps them too, where its axes come in the graph's order (batch first)
         units = [i for i, (a, s) in enumerate(zip(y.axes, y.sizes)) if a in (UNIT, DIRECTIONS) and s == 1]

@@ -70,7 +70,17 @@ class ShapeOps:
         if added is None:
             raise self._refuse(node, "has no axes")
         rank = len(x.axes) + len(added)
-        for i in sorted(a % rank for a in added):
+        positions = sorted(a % rank for a in added)
+        if self._bare_input(x):
+            # the (batch, time) samples of a one-feature input, given their feature axis
+            if positions != [2]:
+                raise self._refuse(
+                    node,
+                    f"adds axes {added} to the (batch, time) input; lstmrt reads it as one "
+                    "feature per step, an axis added last (x.unsqueeze(-1))",
+                )
+            return [replace(x, axes=x.axes + (FEATURES,), sizes=x.sizes + (1,))]
+        for i in positions:
             x = replace(x, axes=x.axes[:i] + (UNIT,) + x.axes[i:], sizes=x.sizes[:i] + (1,) + x.sizes[i:])
         return [x]
 
@@ -86,7 +96,13 @@ class ShapeOps:
         result = reshape_data(x, target, node.attrs.get("allowzero", 0), self.static)
         if isinstance(result, str):
             raise self._refuse(node, f"reshapes axes {x.axes} (sizes {x.sizes}) to {target}: {result}")
+        if self._bare_input(x) and result.axes[:2] == x.axes and result.sizes[2:] == (1,):
+            result = replace(result, axes=x.axes + (FEATURES,))  # x.view(B, T, 1) of a (batch, time) input
         return [result]
+
+    def _bare_input(self, x) -> bool:
+        """x is the (batch, time) samples of a one-feature input, not yet given a feature axis."""
+        return isinstance(x, Data) and x.depth == 0 and FEATURES not in x.axes and not self.facts["tokens"]
 
     def _op_Gather(self, node, x, indices):
         if isinstance(indices, Data):

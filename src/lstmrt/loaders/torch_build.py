@@ -33,6 +33,7 @@ from .torch_tree import (
     ATTENTION_ENTRY,
     CELLS,
     LAST_STEP_ENTRY,
+    ONE_FEATURE_ENTRY,
     POOLING_ENTRIES,
     PRELU,
     RECURRENT,
@@ -337,13 +338,20 @@ def _pick(units, variants, order_note: str) -> list:
     return list(fits[0])
 
 
+def _one_feature_input(units: list) -> tuple:
+    """(units without ONE_FEATURE_ENTRY, whether it was there): forward()'s x.unsqueeze(-1) of a (batch, time) input,
+    which lstmrt's model of one input feature takes as it is (build_model checks the first layer reads one)."""
+    rest = [u for u in units if u.kind != ONE_FEATURE_ENTRY]
+    return rest, len(rest) != len(units)
+
+
 def build_model(
     units: list, *, order_known: bool = True, order_note: str = "registration order", used: list | None = None
 ) -> Model:
     """A Model from units in forward order. order_known=False (safetensors sorts names): the one order whose
     sizes chain is used, and none or several is an error asking for layers=. used: filled with the units in the
     order the model applies them."""
-    units = [u for u in units if u.kind not in _NO_OPS]
+    units, one_feature = _one_feature_input([u for u in units if u.kind not in _NO_OPS])
     for u in units:
         if "parametrizations" in u.path.split(".") or {"weight_g", "weight_v", "weight_orig"} & set(u.params):
             raise ArchitectureError(
@@ -364,7 +372,14 @@ def build_model(
     if used is not None:
         used[:] = [u for u in units if u.kind not in (*SHAPE_ENTRIES, *SKIP_ENTRIES, ARITH_ENTRY)]
     specs, final_only = _final_step(units, per_unit)
-    return native_model(specs, return_sequences=not final_only, squeeze_output=_squeezed(units, per_unit))
+    if one_feature and (isinstance(specs[0], Embedding) or specs[0].input_size not in (None, 1)):
+        raise ArchitectureError(
+            f"forward() makes its input one feature wide (x.unsqueeze(-1)), but its first layer, "
+            f"{type(specs[0]).__name__}, reads {specs[0].input_size if specs[0].input_size else 'token ids'}"
+        )
+    return native_model(
+        specs, return_sequences=not final_only, squeeze_output=_squeezed(units, per_unit), squeeze_input=one_feature
+    )
 
 
 def _squeezed(units, per_unit) -> bool:

@@ -39,6 +39,7 @@ NO_OP_CALLS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "det
 # time swapped (x.transpose(0, 1)), which lstmrt's batch-first data does not need; packing and padding a sequence
 # (torchscript_packing), which lstmrt's lengths do
 ARITH_ENTRY, TRANSPOSE_ENTRY, PACKED_ENTRY, PADDED_ENTRY = "arithmetic", "transpose", "packed", "padded"
+ONE_FEATURE_ENTRY = "one_feature"  # x.unsqueeze(-1) of a (batch, time) input: one feature, which lstmrt takes as is
 SKIP_IDS = itertools.count()  # pair each ADD_SOURCE with its entry: one counter for forward() code and layers=
 TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES, ATTENTION_ENTRY)  # leave one (B, F) vector per sequence: no time axis
 
@@ -226,6 +227,8 @@ def _units_from_module(record, path, forward_order, walk) -> list:
                 units.append(Unit(path, tag, {}, shape_op=(item,)))
             elif tag in (TRANSPOSE_ENTRY, PACKED_ENTRY, PADDED_ENTRY):
                 continue  # the walker checked that the layers read the data as torch lays it out
+            elif tag == ONE_FEATURE_ENTRY:
+                units.append(Unit(path, tag, {}))
             else:
                 units.append(Unit(path, "activation", {}, activation=item))
         return units

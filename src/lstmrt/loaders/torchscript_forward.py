@@ -410,6 +410,8 @@ class _Walker:
         first = attention.plain(first)
         if op in ("slice", "select", "cat") or op in shapes.OPS or op in shapes.MOVES:  # squeeze, view, transpose...
             return self.reshape(op, first, node)
+        if op == "unsqueeze" and first[0] == "seq":
+            return shapes.unsqueeze(first[1], node, self)
         if op == "to" and first[0] == "seq" and self.keeps_float32(node):
             return first
         items = self.seq(first, f"the input of {callee[1]}")[1]

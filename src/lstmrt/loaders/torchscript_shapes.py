@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ast
 
-from .torch_tree import SQUEEZE_ENTRY, TRANSPOSE_ENTRY
+from .torch_tree import ONE_FEATURE_ENTRY, SQUEEZE_ENTRY, TRANSPOSE_ENTRY
 from .torchscript_steps import LAST_STEP, Unfollowable, time_gone
 
 OPS = ("squeeze", "view", "reshape", "flatten", "ravel")
@@ -29,7 +29,35 @@ _ALL_AXES = ((0, 2), (0, -1), (-3, 2), (-3, -1))  # flatten(start, end) of all t
 
 def reshape(op: str, items: tuple, node: ast.Call, walker):
     """The value of torch.<op>(seq, ...) on the data after `items`."""
+    if not items and op in ("view", "reshape"):
+        sizes = _target(*_arguments(node, walker))
+        if isinstance(sizes, list) and len(sizes) == 3 and sizes[2] == 1 and all(_a_size(s) for s in sizes[:2]):
+            return one_feature(items, walker)  # x.view(x.size(0), x.size(1), 1) of a (batch, time) input
     return ("seq", items + ((SQUEEZE_ENTRY, _shape_op(op, node, walker)),))
+
+
+def unsqueeze(items: tuple, node: ast.Call, walker):
+    """torch.unsqueeze(x, -1) (or 2) of forward()'s input: a (batch, time) input of one feature, as univariate
+    forecasters take it. lstmrt's models of one input feature take (batch, time) as they are."""
+    args, keywords = _arguments(node, walker)
+    dim = args[0] if args else keywords.get("dim")
+    if items or dim not in (-1, 2) or isinstance(dim, bool):
+        raise Unfollowable(
+            f"torch.unsqueeze at dim {dim!r}: lstmrt follows x.unsqueeze(-1) of forward()'s (batch, time) input only "
+            "(one feature per step)"
+        )
+    return one_feature(items, walker)
+
+
+def one_feature(items: tuple, walker):
+    if walker.depth:
+        raise Unfollowable("a (batch, time) input made one feature wide inside a submodule's forward()")
+    return ("seq", items + ((ONE_FEATURE_ENTRY, None),))
+
+
+def _a_size(size) -> bool:
+    """A size of x.view(...): one taken from the data (x.size(0)), -1 or a number (a fixed sequence length)."""
+    return size == _ALL or (isinstance(size, int) and not isinstance(size, bool) and (size == -1 or size > 0))
 
 
 def swap(op: str, items: tuple, node: ast.Call, walker):
@@ -138,4 +166,8 @@ def _value(node, walker):
     """A constant argument, a list of sizes (each a constant or _ALL), or _ALL."""
     if isinstance(node, (ast.List, ast.Tuple)):
         return [walker.number(e) for e in node.elts]
+    if isinstance(node, ast.Name):  # scripted code builds a view's sizes first: _0 = [torch.size(x, 0), ..., 1]
+        value = walker.eval(node)
+        if value[0] in ("list", "tuple"):
+            return [v[1] if v[0] == "const" else _ALL for v in value[1]]
     return walker.number(node)
