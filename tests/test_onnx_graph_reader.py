@@ -71,6 +71,23 @@ class Head(nn.Module):
         return self.act(self.fc(self.lstm(x)[0]))
 
 
+class Scaled(nn.Module):
+    def forward(self, x):
+        return x * 3.0
+
+
+class Gated(nn.Module):
+    """out * sigmoid(fc(out)): a gate computed from the data, not x * sigmoid(x) (SiLU): refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.gate = nn.LSTM(F_IN, H, batch_first=True), nn.Linear(H, H)
+
+    def forward(self, x):
+        out = self.lstm(x)[0]
+        return out * torch.sigmoid(self.gate(out))
+
+
 class ChannelPReLU(nn.Module):
     """nn.PReLU(H) with a slope per feature (one negative, one 0) on the LSTM's output as channels, (B, H, T), and
     back: torch exports the slope (H, 1), which varies along the data's features while they are not the last axis."""
@@ -116,6 +133,9 @@ TORCH = {  # id -> (module factory, batch_first, dynamic axes)
     "head-prelu-one-slope": (lambda: _loud(Head(nn.PReLU(init=0.15))), True, True),  # PRelu, slope (1, 1)
     "prelu-per-feature-on-channels": (ChannelPReLU, True, True),
     "input-slice-of-every-feature": (lambda: InputSlice(0, F_IN), True, True),
+    # nn.SiLU exports as x * Sigmoid(x): the Sigmoid merged into the Dense, then the product read as silu
+    "head-silu": (lambda: _loud(Head(nn.SiLU())), True, True),
+    "head-silu-after-scaling": (lambda: Head(nn.Sequential(Scaled(), nn.SiLU())), True, True),  # an Activation layer
 }
 
 
@@ -272,6 +292,7 @@ REFUSED = {  # id -> (module factory, words of the message)
         ["/act/PRelu (PRelu)", "slope of shape (5, 1) varying along time (axis 1): lstmrt has one slope per feature"],
     ),
     "encoder-decoder": (lambda: Branches("encoder-decoder"), ["/encoder/LSTM", "not the output of the layers before"]),
+    "gated-not-silu": (Gated, ["/Mul (Mul)", "multiplies two data values"]),
     # lstmrt ran the GRU on the slice's width, taking the model input to be the slice (a probe's find)
     "input-feature-slice": (InputSlice, ["/gru/GRU (GRU)", "reads a slice of the features before it"]),
     "bidirectional-one-direction-final": (OneDirectionFinal, ["Gemm", "one direction's final state"]),

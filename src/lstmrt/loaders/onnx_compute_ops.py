@@ -18,7 +18,19 @@ from . import onnx_fold as fold
 from .onnx_attention import is_attention
 from .onnx_directions import both_directions
 from .onnx_layers import recurrent_spec
-from .onnx_values import DIRECTIONS, FEATURES, INPUT_AXES, MERGED, UNIT, Data, Final, LengthsInput, StateInput, Zeros
+from .onnx_values import (
+    DIRECTIONS,
+    FEATURES,
+    INPUT_AXES,
+    MERGED,
+    STALE,
+    UNIT,
+    Data,
+    Final,
+    LengthsInput,
+    StateInput,
+    Zeros,
+)
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -162,6 +174,11 @@ class ComputeOps:
         x, c = (a, b) if isinstance(a, Data) else (b, a)
         if isinstance(c, Data) and both_directions(a, b):
             return [self._merge_directions(node, a, b)]
+        silu = self._silu(node, a, b) if isinstance(c, Data) else None
+        if silu is not None:
+            return [silu]
+        if any(isinstance(v, Data) and self._stale(v) for v in (a, b)):  # let through by _run for _silu alone
+            raise self._refuse(node, STALE)
         if isinstance(c, Data):
             raise self._refuse(
                 node,
@@ -241,6 +258,24 @@ class ComputeOps:
         self._changed(len(self.layers) - 1)
         return [self._output(x)]
 
+    def _silu(self, node, a, b):
+        """x * sigmoid(x), as torch exports nn.SiLU: the Sigmoid just applied to x (merged into the Dense that made
+        x, or an Activation layer after it) times x itself is that layer's activation silu. None for other
+        products."""
+        last = self.layers[-1] if self.layers else None
+        if not isinstance(last, (Dense, Activation)) or last.activation != "sigmoid":
+            return None
+        for gate, x in ((a, b), (b, a)):
+            if gate.depth != len(self.layers) or self._stale(gate) or gate.axes != x.axes or gate.feature_start:
+                continue
+            merged = isinstance(last, Dense) and x.depth == gate.depth and x.revision == self.unmerged.get(x.depth)
+            after = isinstance(last, Activation) and x.depth == gate.depth - 1 and not self._stale(x)
+            if (merged or after) and x.feature_start is None and not (x.last or x.direction or x.final_of):
+                self.layers[-1] = Dense(last.weight, last.bias, activation="silu") if merged else Activation("silu")
+                self._changed(len(self.layers) - 1)
+                return self._output(gate)
+        return None
+
     def _activation(self, node, x, name=None):
         """x after the element-wise activation `name` (by default, the node's op read as one), merged into the Dense
         before it when that has none."""
@@ -253,6 +288,7 @@ class ComputeOps:
         last = self.layers[-1] if self.layers else None
         if isinstance(last, Dense) and last.activation == "linear" and x.depth == len(self.layers):
             self.layers[-1] = Dense(last.weight, last.bias, activation=name)
+            self.unmerged[x.depth] = x.revision  # the Dense's output without it, for x * sigmoid(x) (_silu)
             self._changed(len(self.layers) - 1)
         else:
             self._append(Activation(name))

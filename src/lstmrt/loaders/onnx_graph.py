@@ -34,6 +34,7 @@ from .onnx_values import (
     LengthsInput,
     Opaque,
     StateInput,
+    STALE,
 )
 
 RECURRENT = ("LSTM", "GRU", "RNN")
@@ -60,7 +61,6 @@ _CONTROL_FLOW_REFUSED = (
     "(tf2onnx leaves as a Loop the Keras layers it cannot convert to plain ops, such as a GRU, a SimpleRNN, a masked "
     "layer or Keras 3's TimeDistributed: load the Keras file itself)"
 )
-_STALE = "reads a layer's output from before a later node was merged into that layer (the graph branches there)"
 
 
 class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps, AttentionOps):
@@ -72,6 +72,7 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps, AttentionOps
         self.values = dict(self.graph.initializers)
         self.layers = []
         self.revision, self.layer_revisions = 0, []  # layer changes so far; per layer, its last change
+        self.unmerged = {}  # depth -> the revision of a Dense's output before an activation was merged into it
         self.time_axis = None  # "x0" or "x1", settled by the first recurrent node
         self.static = {}  # input axis tag -> its size in the graph's declared input shape (exporters bake it in)
         self.facts = {}
@@ -187,7 +188,7 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps, AttentionOps
         if final_output:
             y = self._final_data(y, "the graph's output")
         if isinstance(y, Data) and self._stale(y):
-            raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} {_STALE}")
+            raise UnsupportedModelError(f"{self.where}: the output {outputs[0].name!r} {STALE}")
         if is_attention(y):
             raise UnsupportedModelError(
                 f"{self.where}: the output {outputs[0].name!r} is attention weights (a Softmax over time) or values "
@@ -244,8 +245,11 @@ class GraphReader(ShapeOps, ComputeOps, DirectionOps, ReductionOps, AttentionOps
         if node.op_type in RECURRENT:
             return self._recurrent(node, args)
         data = [a for a in args if isinstance(a, (Data, Final, StateInput, LengthsInput))]
-        if any(isinstance(a, Data) and self._stale(a) for a in data):
-            raise self._refuse(node, _STALE)
+        stale = [a for a in data if isinstance(a, Data) and self._stale(a)]
+        if stale and not (
+            node.op_type == "Mul" and len(stale) == 1 and stale[0].revision == self.unmerged.get(stale[0].depth)
+        ):
+            raise self._refuse(node, STALE)  # (a Dense's output times its merged Sigmoid's: _silu reads that)
         if node.op_type not in ATTENTION_OPS and any(is_attention(a) for a in data):
             raise self._refuse(node, ATTENTION_REFUSED)
         if not data:

@@ -98,3 +98,6 @@ class Final:
 
 
 ZEROS = Zeros()
+
+# why an op reading a stale value (onnx_graph: a layer's output from before a node was merged into the layer) fails
+STALE = "reads a layer's output from before a later node was merged into that layer (the graph branches there)"
