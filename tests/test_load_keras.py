@@ -768,6 +768,41 @@ def test_refuses_skip_connections_lstmrt_cannot_compute(version):
         load_keras(K.Model(inp, L.Add()([L.Dense(3)(L.LSTM(2, return_sequences=True)(masked)), masked])))
 
 
+def _return_state_models(K):
+    """The encoder pattern `_, h, c = LSTM(..., return_state=True)(x)` with h read: id -> (model, refused words)."""
+    L = K.layers
+    inp = K.Input((None, 3))
+    _, h, c = L.LSTM(4, return_state=True)(inp)
+    _, gru_h = L.GRU(4, return_state=True, return_sequences=True)(inp)  # h of a layer that returns its sequence
+    _, back_h = L.SimpleRNN(4, return_state=True, go_backwards=True)(inp)
+    _, masked_h, _ = L.LSTM(4, return_state=True, return_sequences=True)(L.Masking(0.0)(inp))
+    return {
+        "lstm-h": (K.Model(inp, L.Dense(2)(h)), None),
+        "gru-sequence-h": (K.Model(inp, L.Dense(2)(gru_h)), None),
+        "go_backwards-h": (K.Model(inp, back_h), None),
+        "masked-h": (K.Model(inp, L.Dense(2)(masked_h)), None),  # Keras holds the state through masked steps
+        "lstm-c": (K.Model(inp, L.Dense(2)(c)), "uses the cell state c of Keras layer"),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["live", "keras", "h5"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_return_state_h_is_the_final_output(version, fmt, tmp_path, rng):
+    """It was refused ("only a layer's first output"); h is the layer's final output, which lstmrt's layer gives
+    with return_sequences=False. The cell state c has no lstmrt layer output: refused."""
+    K = keras_framework(version)
+    X = masked_input(rng, 3)
+    for name, (model, refused) in _return_state_models(K).items():
+        source = save_keras(model, fmt, tmp_path / name)[0]
+        if refused:
+            with pytest.raises(ValueError, match=refused):
+                lstmrt.load(source)
+            continue
+        randomize(model, rng)
+        source = save_keras(model, fmt, tmp_path / f"{name}_randomized")[0]
+        assert_close(lstmrt.load(source).predict(X), np.asarray(model(X)), what=f"{name} {fmt}")
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_refuses_the_raw_input_added_in_a_model_masking_another_value(version, rng):
     """Keras adds the input as given, the mask value in its masked steps; lstmrt's masked model zeroes those steps

@@ -138,6 +138,8 @@ def _convert(src) -> KerasModel:
                         "sequence with the mask in forward order, which lstmrt cannot express",
                     )
                 weights = src.weights(e, features)
+                if e.final_state:  # its return_state h: the final output, held through masked steps as Keras's state
+                    cfg = dict(cfg, return_sequences=False, zero_output_for_mask=False)
                 if cls == "Bidirectional":
                     spec = bidirectional(e, cfg, weights, ctx, swap=reversed_seq)
                     seq = spec.forward.return_sequences

@@ -42,6 +42,7 @@ class Entry:
     op: tuple | None = None  # an op on the time axis (keras_ops): (its Keras 3 name, its parameters)
     arith: keras_arith.Arithmetic | None = None  # arithmetic of the data and a constant, run as an Affine
     drops_mask: bool = False  # an ops node or op layer: Keras passes no mask through it (Keras 3 and tf_keras)
+    final_state: bool = False  # a recurrent layer's return_state h is read (its final output), not its sequence
 
 
 def _unwrap(cfg: dict):
@@ -168,10 +169,13 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
     while True:
         layer, entry = by_name[name]
         where = f"Keras layer {name!r} ({entry.class_name})"
-        if tensor != 0:
+        if tensor == 1 and entry.class_name in ("LSTM", "GRU", "SimpleRNN") and entry.config.get("return_state"):
+            entry.final_state = True  # `_, h, c = LSTM(return_state=True)(x)`: h is the layer's final output
+        elif tensor != 0:
+            what = "the cell state c" if entry.class_name == "LSTM" and tensor == 2 else f"output {tensor}"
             raise UnsupportedModelError(
-                f"the model uses output {tensor} of {where}, e.g. a state of "
-                "return_state=True: only a layer's first output (its sequence) is supported"
+                f"the model uses {what} of {where} (return_state=True): lstmrt reads a recurrent layer's output and "
+                "its final state h (the final output), not the cell state or the states of a Bidirectional"
             )
         chain.append(entry)
         if entry.class_name == "InputLayer":
