@@ -705,9 +705,9 @@ def test_refuses_branches_and_states(version):
         load_keras(K.Model(inp, L.Add()([a, b])))
     with pytest.raises(ValueError, match="takes 3 tensors"):
         load_keras(K.Model(inp, L.Add()([a, a, a])))
-    _, h, _ = L.LSTM(2, return_state=True)(inp)
-    with pytest.raises(ValueError, match="output 1 of Keras layer .* return_state"):
-        load_keras(K.Model(inp, L.Dense(1)(h)))
+    both = L.Bidirectional(L.LSTM(2, return_state=True))(inp)  # [output, h and c forward, h and c backward]
+    with pytest.raises(ValueError, match=r"uses output 1 of Keras layer .* \(Bidirectional\) \(return_state=True\)"):
+        load_keras(K.Model(inp, L.Dense(1)(both[1])))
 
 
 @pytest.mark.parametrize("fmt", ["live", "keras", "h5"])
