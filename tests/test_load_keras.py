@@ -803,6 +803,24 @@ def test_a_return_state_h_is_the_final_output(version, fmt, tmp_path, rng):
         assert_close(lstmrt.load(source).predict(X), np.asarray(model(X)), what=f"{name} {fmt}")
 
 
+@pytest.mark.parametrize(
+    "version, fmt", [(v, f) for v in VERSIONS for f in ("live", "keras", "h5")] + [("tf_keras", "weights_h5")]
+)
+def test_flatten_after_the_last_step_is_no_change(version, fmt, tmp_path, rng):
+    """Keras-2 tutorials put Flatten() after LSTM(return_sequences=False): (batch, features) stays as it is. It was
+    refused as an unknown layer; a Flatten of a sequence (time and features into one axis) still is."""
+    K = keras_framework(version)
+    L = K.layers
+    model = K.Sequential([K.Input((T, 3)), L.Masking(0.0), L.LSTM(4), L.Flatten(), L.Dense(2)])
+    randomize(model, rng)
+    source, layers = save_keras(model, fmt, tmp_path / "m")
+    X = masked_input(rng, 3)
+    assert_close(load_keras(source, layers=layers).predict(X), np.asarray(model(X)))
+    sequence = K.Sequential([K.Input((T, 3)), L.LSTM(4, return_sequences=True), L.Flatten(), L.Dense(2)])
+    with pytest.raises(ValueError, match=r"\(Flatten\): flattens a sequence's time and feature axes into one"):
+        load_keras(sequence)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_refuses_the_raw_input_added_in_a_model_masking_another_value(version, rng):
     """Keras adds the input as given, the mask value in its masked steps; lstmrt's masked model zeroes those steps

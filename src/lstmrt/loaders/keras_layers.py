@@ -55,7 +55,7 @@ ACTIVATION_LAYERS = ("LeakyReLU", "ReLU", "ELU", "Softmax")
 CLASSES = RECURRENT + ("Bidirectional",) + PER_STEP + ACTIVATION_LAYERS + tuple(POOLING) + ("Add",) + NO_OPS
 # Per-step layers whose constants are in their config. Kept out of CLASSES, the layers keras_files matches weights
 # to: a weights file matched by order (Keras 2) counts every layer of CLASSES not known to be weightless.
-CONFIG_ONLY = ("Rescaling",)
+CONFIG_ONLY = ("Rescaling", "Flatten")
 SUPPORTED = ", ".join(CLASSES + CONFIG_ONLY)
 NORMALIZATION_EPSILON = 1e-7  # keras.backend.epsilon() default, both Keras 2 and 3
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # the runtime computes in float32
@@ -395,6 +395,10 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
         return [_layer_normalization(entry, cls, cfg, weights, input_rank, features)]
     if cls == "Rescaling":
         return [keras_arith.rescaling(cfg, input_rank, features)]
+    if cls == "Flatten":  # of (batch, features), after a layer that returned its last step: nothing to flatten
+        if input_rank != 2:
+            raise fail(entry, "flattens a sequence's time and feature axes into one: lstmrt keeps the time axis")
+        return []
     if entry.arith is not None:  # `h * 2.0`, `1 - h`, ... (keras_graph read it)
         return [keras_arith.affine(entry.arith, input_rank, features)]
     raise fail(entry, f"not supported; supported layers: {SUPPORTED}")
