@@ -20,10 +20,27 @@ from .keras_layers import (
     per_step,
     recurrent,
     refuse_quantized,
+    rnn_layers,
     skip_add,
 )
 from .keras_model import KerasModel
 from .safety import file_errors
+
+
+def _recurrent_parts(e, cfg: dict, weights: list) -> list:
+    """[(entry, config, weights)] of a recurrent layer: itself, or the layer of each cell of keras.layers.RNN
+    (rnn_layers), each with its share of the weights (the cells' in order)."""
+    if e.class_name != "RNN":
+        return [(e, cfg, weights)]
+    parts = []
+    for name, sub_cfg in rnn_layers(e, cfg):
+        sub = type(e)(name, sub_cfg, f"{e.name}/{sub_cfg.get('name', '')}")
+        n = 3 if sub_cfg.get("use_bias", True) else 2
+        parts.append((sub, sub_cfg, weights[:n]))
+        weights = weights[n:]
+    if weights:
+        raise fail(e, f"holds {len(weights)} weights more than its cells take")
+    return parts
 
 
 def load_keras(source, *, layers=None) -> KerasModel:
@@ -130,29 +147,30 @@ def _convert(src) -> KerasModel:
                     f"follows {mask_dropped_by}, which drops Keras's mask: Keras runs this layer on every step, "
                     "while lstmrt applies the model's mask to each of its recurrent and average-pooling layers",
                 )
-            if cls in RECURRENT or cls == "Bidirectional":
-                if reversed_seq and (mask_value is not None or mask_zero):
-                    raise fail(
-                        e,
-                        "follows a go_backwards layer in a masked model: Keras passes it a reversed "
-                        "sequence with the mask in forward order, which lstmrt cannot express",
-                    )
+            if cls in RECURRENT or cls in ("RNN", "Bidirectional"):
                 weights = src.weights(e, features)
                 if e.final_state:  # its return_state h: the final output, held through masked steps as Keras's state
                     cfg = dict(cfg, return_sequences=False, zero_output_for_mask=False)
-                if cls == "Bidirectional":
-                    spec = bidirectional(e, cfg, weights, ctx, swap=reversed_seq)
-                    seq = spec.forward.return_sequences
-                else:
-                    gb = bool(cfg.get("go_backwards", False))
-                    hold = not cfg.get("zero_output_for_mask", False)
-                    # a forward layer on a reversed sequence is a backward layer on the original one
-                    spec = recurrent(e, cfg, weights, ctx, hold=hold, go_backwards=gb != reversed_seq)
-                    seq = spec.return_sequences
-                    reversed_seq ^= gb and seq
-                if not seq:
-                    final, reversed_seq = True, False  # one vector repeated over time: order no longer matters
-                specs.append(spec)
+                for sub, sub_cfg, sub_weights in _recurrent_parts(e, cfg, weights):
+                    if reversed_seq and (mask_value is not None or mask_zero):
+                        raise fail(
+                            sub,
+                            "follows a go_backwards layer in a masked model: Keras passes it a reversed "
+                            "sequence with the mask in forward order, which lstmrt cannot express",
+                        )
+                    if sub.class_name == "Bidirectional":
+                        spec = bidirectional(sub, sub_cfg, sub_weights, ctx, swap=reversed_seq)
+                        seq = spec.forward.return_sequences
+                    else:
+                        gb = bool(sub_cfg.get("go_backwards", False))
+                        hold = not sub_cfg.get("zero_output_for_mask", False)
+                        # a forward layer on a reversed sequence is a backward layer on the original one
+                        spec = recurrent(sub, sub_cfg, sub_weights, ctx, hold=hold, go_backwards=gb != reversed_seq)
+                        seq = spec.return_sequences
+                        reversed_seq ^= gb and seq
+                    if not seq:
+                        final, reversed_seq = True, False  # one vector repeated over time: order no longer matters
+                    specs.append(spec)
             elif e.skip_from is not None:
                 here = Point(len(specs), features, final, reversed_seq, cls)
                 specs.append(skip_add(e, points[e.skip_from], here, mask_value))

@@ -286,7 +286,15 @@ class _V3Weights:
 
     def __call__(self, entry):
         path = "layers/" + self.paths[entry.name]
-        return self._collect(self.root[path], 0) if path in self.root else []
+        if path not in self.root:
+            return []
+        cells = _stacked_cells(entry)
+        if cells is None:
+            return self._collect(self.root[path], 0)
+        # RNN(StackedRNNCells): cell/cells/<name>, which HDF5 lists by name: taken in the cells' order
+        cell = self.root[path]["cell"] if "cell" in self.root[path] else {}
+        stacked = cell["cells"] if "cells" in cell else {}
+        return [w for name in cells if name in stacked for w in self._collect(stacked[name], 2)]
 
     def _collect(self, g, depth: int) -> list:
         if not isinstance(g, hdf5.Group) or depth > _MAX_GROUP_DEPTH:
@@ -301,6 +309,23 @@ class _V3Weights:
             if child in g:
                 out += self._collect(g[child], depth + 1)
         return out
+
+
+def _stacked_cells(entry):
+    """The groups under cell/cells of keras.layers.RNN over several cells, in the cells' order (Keras 3 names them
+    as the layers under layers/: class names made unique in order); None for any other layer."""
+    if entry.class_name != "RNN":
+        return None
+    cell = entry.config.get("cell")
+    cells = cell if isinstance(cell, list) else ((cell or {}).get("config") or {}).get("cells")
+    if not isinstance(cells, list):
+        return None
+    used, names = {}, []
+    for c in cells:
+        base = keras_graph.snake_case(str(c.get("class_name") if isinstance(c, dict) else ""))
+        used[base] = used.get(base, -1) + 1
+        names.append(base if used[base] == 0 else f"{base}_{used[base]}")
+    return names
 
 
 def architecture(layers) -> dict:

@@ -52,7 +52,11 @@ POOLING = {"GlobalAveragePooling1D": "average", "GlobalMaxPooling1D": "max"}
 MASK_DROPPERS = {2: ("Normalization", "Identity", "Rescaling"), 3: ("RMSNormalization",)}
 # Keras activation layers, run as an lstmrt Activation. All of them pass Keras's mask on (Keras 2 and 3).
 ACTIVATION_LAYERS = ("LeakyReLU", "ReLU", "ELU", "Softmax")
-CLASSES = RECURRENT + ("Bidirectional",) + PER_STEP + ACTIVATION_LAYERS + tuple(POOLING) + ("Add",) + NO_OPS
+CLASSES = RECURRENT + ("RNN", "Bidirectional") + PER_STEP + ACTIVATION_LAYERS + tuple(POOLING) + ("Add",) + NO_OPS
+# keras.layers.RNN(cell): the cells lstmrt reads, as the layer of the same computation
+RNN_CELLS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
+# the RNN wrapper's options, which each cell's layer takes over
+_RNN_OPTIONS = ("return_sequences", "go_backwards", "stateful", "unroll", "zero_output_for_mask", "time_major")
 # Per-step layers whose constants are in their config. Kept out of CLASSES, the layers keras_files matches weights
 # to: a weights file matched by order (Keras 2) counts every layer of CLASSES not known to be weightless.
 CONFIG_ONLY = ("Rescaling", "Flatten")
@@ -309,10 +313,36 @@ def recurrent(entry, cfg: dict, weights: list, ctx: Context, *, hold: bool, go_b
     )
 
 
+def rnn_layers(entry, cfg: dict) -> list:
+    """keras.layers.RNN(cell) as the layers computing the same: [(class name, config)], one per cell of a
+    StackedRNNCells (or a list of cells) in order, each a layer of the cell's class (LSTMCell -> LSTM) with the cell's
+    options and the wrapper's. A stack runs its cells one after another at every step, which is the same as layers
+    one after another over the sequence: every layer but the last returns its sequence; go_backwards, taken by the
+    first, reverses the time order the others run in as well."""
+    cell = cfg.get("cell")
+    cells = cell if isinstance(cell, list) else [cell]
+    if len(cells) == 1 and isinstance(cell, dict) and cell.get("class_name") == "StackedRNNCells":
+        cells = (cell.get("config") or {}).get("cells")
+    if not isinstance(cells, list) or not cells:
+        raise fail(entry, "has no cell lstmrt can read")
+    if cfg.get("return_state"):
+        raise fail(entry, "return_state=True of an RNN wrapper is not supported; use LSTM / GRU / SimpleRNN layers")
+    layers = []
+    for i, c in enumerate(cells):
+        name = c.get("class_name") if isinstance(c, dict) else None
+        if name not in RNN_CELLS or not isinstance(c.get("config"), dict):
+            raise fail(entry, f"wraps a {name or type(c).__name__} cell; supported: {', '.join(RNN_CELLS)}")
+        options = {k: cfg[k] for k in _RNN_OPTIONS if k in cfg}
+        options["return_sequences"] = bool(cfg.get("return_sequences", False)) or i < len(cells) - 1
+        options["go_backwards"] = bool(cfg.get("go_backwards", False)) and i == 0
+        layers.append((RNN_CELLS[name], dict(c["config"], **options)))
+    return layers
+
+
 def bidirectional(entry, cfg: dict, weights: list, ctx: Context, *, swap: bool):
     """Keras Bidirectional; swap: the input arrives time-reversed, so Keras' forward layer is lstmrt's backward."""
-    inner = cfg["layer"]
-    back = cfg.get("backward_layer") or inner
+    inner = _one_cell_rnn(entry, cfg["layer"])
+    back = _one_cell_rnn(entry, cfg.get("backward_layer")) or inner
     merge = cfg.get("merge_mode", "concat")
     if merge is None:
         raise fail(entry, "merge_mode=None (two outputs) is not supported; use concat, sum, mul or ave")
@@ -340,6 +370,17 @@ def bidirectional(entry, cfg: dict, weights: list, ctx: Context, *, swap: bool):
         return Bidirectional(fw, bw, merge)
     except (TypeError, ValueError) as exc:
         raise fail(entry, str(exc)) from None
+
+
+def _one_cell_rnn(entry, layer: dict | None):
+    """A Bidirectional's layer: RNN(cell) of one cell as that cell's layer (rnn_layers), any other as it is."""
+    if not isinstance(layer, dict) or layer.get("class_name") != "RNN":
+        return layer
+    layers = rnn_layers(entry, layer.get("config") or {})
+    if len(layers) != 1:
+        raise fail(entry, "wraps an RNN of stacked cells: lstmrt reads one cell per direction")
+    name, config = layers[0]
+    return {"class_name": name, "config": config}
 
 
 def _count(layer_cfg: dict) -> int:
