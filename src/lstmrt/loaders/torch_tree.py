@@ -39,6 +39,7 @@ NO_OP_CALLS = ("dropout", "feature_dropout", "alpha_dropout", "contiguous", "det
 # time swapped (x.transpose(0, 1)), which lstmrt's batch-first data does not need; packing and padding a sequence
 # (torchscript_packing), which lstmrt's lengths do
 ARITH_ENTRY, TRANSPOSE_ENTRY, PACKED_ENTRY, PADDED_ENTRY = "arithmetic", "transpose", "packed", "padded"
+ZERO_STATE_ENTRY = "zero_state"  # a tensor of zeros of the module, used as a recurrent module's initial state
 ONE_FEATURE_ENTRY = "one_feature"  # x.unsqueeze(-1) of a (batch, time) input: one feature, which lstmrt takes as is
 SKIP_IDS = itertools.count()  # pair each ADD_SOURCE with its entry: one counter for forward() code and layers=
 TIME_ENDS = (LAST_STEP_ENTRY, *POOLING_ENTRIES, ATTENTION_ENTRY)  # leave one (B, F) vector per sequence: no time axis
@@ -225,7 +226,7 @@ def _units_from_module(record, path, forward_order, walk) -> list:
                 units.append(Unit(join(item), PRELU, {"weight": params[item]}, reason="F.prelu"))
             elif tag == ARITH_ENTRY:
                 units.append(Unit(path, tag, {}, shape_op=(item,)))
-            elif tag in (TRANSPOSE_ENTRY, PACKED_ENTRY, PADDED_ENTRY):
+            elif tag in (TRANSPOSE_ENTRY, PACKED_ENTRY, PADDED_ENTRY, ZERO_STATE_ENTRY):
                 continue  # the walker checked that the layers read the data as torch lays it out
             elif tag == ONE_FEATURE_ENTRY:
                 units.append(Unit(path, tag, {}))
@@ -244,7 +245,7 @@ def _units_from_module(record, path, forward_order, walk) -> list:
 def _tensors_used(order) -> set:
     """The module's own tensors its forward() uses where lstmrt follows it: torch.prelu's weight, arithmetic's
     constants."""
-    used = {item for tag, item in order if tag == PRELU_CALL}
+    used = {item for tag, item in order if tag in (PRELU_CALL, ZERO_STATE_ENTRY)}
     return used.union(*(item.operand.names for tag, item in order if tag == ARITH_ENTRY))
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import re
 
+import numpy as np
+
 from ..errors import ArchitectureError
 from . import torchscript_arith as arith
 from . import torchscript_attention as attention
@@ -22,7 +24,16 @@ from . import torchscript_shapes as shapes
 from . import torchscript_steps as steps
 from .clip_ops import clip_plan
 from .torch_activations import IN_PLACE_OPS, SIGNATURES, functional_activation
-from .torch_tree import CELLS, NO_OP_CALLS, PRELU_CALL, TORCH_FLOAT32, class_name, module_parts, submodule
+from .torch_tree import (
+    CELLS,
+    NO_OP_CALLS,
+    PRELU_CALL,
+    TORCH_FLOAT32,
+    ZERO_STATE_ENTRY,
+    class_name,
+    module_parts,
+    submodule,
+)
 from .torchscript_steps import Unfollowable as _Unfollowable
 
 _SIMPLE = {
@@ -39,6 +50,8 @@ _SIMPLE = {
     "tanhshrink": "tanh_shrink",
     "log_sigmoid": "log_sigmoid",
 }
+# torch's in-place forms of those (traced F.relu(x, inplace=True) is torch.relu_(x); y.tanh_())
+_SIMPLE_IN_PLACE = tuple(f"{op}_" for op in _SIMPLE)
 # torch's clips of the data (x.clamp(0, 20), torch.clip(x, min=-1)) -> their bound options, in order
 _CLAMPS = {"clamp": ("min", "max"), "clip": ("min", "max"), "clamp_min": ("min",), "clamp_max": ("max",)}
 _IN_PLACE = IN_PLACE_OPS + tuple(f"{op}_" for op in _CLAMPS)
@@ -125,7 +138,8 @@ def _packing_hint(fn: ast.FunctionDef) -> str:
 _DROPOUT_TRAINING = {"dropout": True, "feature_dropout": True, "dropout1d": True, "alpha_dropout": False}
 _TRACED_CONSTANT = re.compile(r"CONSTANTS\.c(\d{1,9})")  # a tensor a trace captured
 _MAX_INLINED = 8  # methods calling methods (init_hidden() and the like); deeper is not a plain forward()
-_ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone")  # a zero state stays a zero state
+# a zero state stays a zero state (moved, copied, broadcast over the batch)
+_ZERO_KEEPING = ("to", "detach", "requires_grad_", "contiguous", "clone", "expand", "expand_as", "repeat")
 _MADE_TENSORS = ("ones", "ones_like", "full", "full_like", "rand", "randn", "randn_like", "empty", "tensor")
 _CONVERSIONS = {"int": int, "float": float, "bool": bool, "len": len}
 _ARITHMETIC = {
@@ -162,6 +176,7 @@ class _Walker:
         self.params = params or {}  # the module's own tensors: torch.prelu's weight, arithmetic's constants
         self.constants = constants
         self.lengths = None  # the input of forward() pack_padded_sequence takes the lengths from
+        self.zero_params = set()  # the module's tensors of zeros used as initial states (zero_param)
         self.env = {args[0].arg: ("self",)} if args else {}
         if bound is None:
             self.env[args[1].arg] = ("seq", ())
@@ -188,7 +203,19 @@ class _Walker:
                         "too: lstmrt computes one output per model (load a module that returns one head)"
                     )
             value = value[1][0]
-        return list(self.seq(value, "the returned value")[1])
+        zero_states = [(ZERO_STATE_ENTRY, name) for name in sorted(self.zero_params)]  # for torch_tree's tensor check
+        return zero_states + list(self.seq(value, "the returned value")[1])
+
+    def zero_param(self, value) -> bool:
+        """value is a tensor of the module that holds zeros only (a register_buffer("h0", torch.zeros(...))), noted
+        as used: as an initial state it is lstmrt's zero state."""
+        tensor = self.params.get(value[1]) if value[0] == "param" else None
+        if tensor is None or not hasattr(tensor, "shape") or np.asarray(tensor).dtype.kind != "f":
+            return False
+        if np.any(np.asarray(tensor) != 0):
+            return False
+        self.zero_params.add(value[1])
+        return True
 
     def execute(self):
         """The value the function returns."""
@@ -237,6 +264,8 @@ class _Walker:
         return None
 
     def unpack(self, value, n, stmt):
+        if value == ("aux",):  # `B, T, _ = x.shape`: sizes of the data, never data
+            return [("aux",)] * n
         if value[0] == "pair":
             return [("seq", value[1])] + [("state",)] * (n - 1)
         if value[0] in ("tuple", "list") and len(value[1]) == n:
@@ -400,8 +429,8 @@ class _Walker:
         if op in _ARITHMETIC or op in ("__is__", "__isnot__") or op in arith.OPS:
             return self.scalar(op, node)
         first = self.eval(node.args[0])
-        if first == ("zeros",) and op in _ZERO_KEEPING:
-            return first
+        if first == ("zeros",) and op in _ZERO_KEEPING or op in _ZERO_KEEPING and self.zero_param(first):
+            return ("zeros",)
         if first[0] == "input" and op in packing.LENGTHS_KEEPING:  # lengths.cpu() for pack_padded_sequence
             return first
         attended = attention.follow(op, first, node, self)
@@ -463,7 +492,7 @@ class _Walker:
         """Whether the activation call `node` changes its input in place: an in-place op (torch.celu_, what traced
         code writes for inplace=True) or torch.nn.functional's inplace=True (what scripted code writes; torch's
         own ops have no such flag)."""
-        if op in _IN_PLACE:
+        if op in _IN_PLACE or op in _SIMPLE_IN_PLACE:
             return True
         if not functional:
             return False
@@ -577,7 +606,7 @@ class _Walker:
                     f"model only when {given[0][1]!r} is zero; an optional input ({given[0][1]}=None, zeros when "
                     "absent) is read as absent"
                 )
-            if not all(p in (("const", None), ("zeros",)) for p in parts):
+            if not all(p in (("const", None), ("zeros",)) or self.zero_param(p) for p in parts):
                 kind = class_name(self.child(name))[0]
                 if (
                     info is None and kind not in CELLS
@@ -701,8 +730,8 @@ class _Walker:
         (B, F): dim 1 is the feature axis there, as 2 (and -1) is on (B, T, F)."""
         args = [_const(a, "?") for a in node.args[1:]]
         kw = {k.arg: _const(k.value, "?") for k in node.keywords}
-        if op in _SIMPLE:
-            return _SIMPLE[op]
+        if op in _SIMPLE or op in _SIMPLE_IN_PLACE:
+            return _SIMPLE[op.rstrip("_")]
         base = op[:-1] if op in _IN_PLACE else op
         if base == "hardtanh":  # bounds other than lstmrt's: hard_tanh between two Affine layers
             options = self.options(base, node)
