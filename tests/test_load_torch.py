@@ -978,7 +978,7 @@ def test_from_torch_of_a_user_module_follows_its_forward_code(rng):
         assert_close(lstmrt.from_torch(net).predict(X), net(torch.from_numpy(X)).numpy())
     with pytest.raises(ValueError, match="Model options only for torch.nn modules; _ReversedWithTanh"):
         lstmrt.from_torch(net, return_sequences=False)
-    with pytest.raises(ValueError, match=r"module _ReversedWithTanh \(a module of your own class: lstmrt.load"):
+    with pytest.raises(ValueError, match=r"module 0 of the nn.Sequential, _ReversedWithTanh, is a module of your own"):
         lstmrt.from_torch(nn.Sequential(net))
 
 
@@ -1046,6 +1046,50 @@ def test_live_training_wrappers_are_read_through(wrapper, rng):
         with torch.no_grad():
             assert_close(lstmrt.load(wrapped, layers=names).predict(X), net(torch.from_numpy(X)).numpy())
     assert lstmrt.load(wrapped, prefix=f"{attr}.lstm").layers[0].hidden_size == 6
+
+
+def test_a_saved_data_parallel_module_is_read_through(tmp_path, rng):
+    """torch.save of an nn.DataParallel was refused ("the root module is a torch.nn.DataParallel"), and layers= named
+    its modules as '' (found by a probe): the module it holds is read, prefix= and layers= with or without module."""
+    torch.manual_seed(0)
+    torch.save(
+        nn.DataParallel(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Dropout(0.2), nn.Linear(4, 2))), tmp_path / "m.pt"
+    )
+    X = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    head = torch.load(tmp_path / "m.pt", weights_only=False).module.eval()  # the test's own file: trusted
+    with torch.no_grad():
+        expected = head(torch.from_numpy(X)).numpy()
+    for kwargs in ({}, {"layers": ["module.0", "tanh", "module.3"]}, {"layers": ["0", "tanh", "3"]}):
+        assert_close(lstmrt.load(tmp_path / "m.pt", **kwargs).predict(X), expected)
+    assert lstmrt.load(tmp_path / "m.pt", prefix="module.0").output_size == 4
+
+
+def test_a_state_dict_takes_dropout_in_layers_as_no_change(tmp_path, rng):
+    torch.manual_seed(1)
+    head = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1), nn.Linear(4, 2)).eval()
+    torch.save(head.state_dict(), tmp_path / "sd.pt")
+    X = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    with torch.no_grad():
+        assert_close(
+            lstmrt.load(tmp_path / "sd.pt", layers=["0", "Dropout", "2"]).predict(X), head(torch.from_numpy(X)).numpy()
+        )
+
+
+def test_a_user_module_inside_a_live_sequential_is_named(rng):
+    """It raised a plain ValueError telling the user to call lstmrt.load(module), which they had done."""
+
+    class Pick(nn.Module):
+        def forward(self, x):
+            return x[0]
+
+    net = nn.Sequential(nn.LSTM(3, 4, batch_first=True), Pick(), nn.Linear(4, 2)).eval()
+    with pytest.raises(
+        lstmrt.UnsupportedModelError, match=r"module 1 of the nn.Sequential, Pick, is a module of your own"
+    ):
+        lstmrt.load(net)
+    X = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    with torch.no_grad():
+        assert_close(lstmrt.load(net, layers=["0", "2"]).predict(X), net(torch.from_numpy(X)).numpy())
 
 
 class _StoredState(nn.Module):

@@ -282,6 +282,7 @@ def _build(units, layers, info, *, order_known: bool = True, note: str):
 def _from_module(record, prefix, layers, forward_order, info, *, unread_why=None):
     """A Model from a module tree. unread_why: why a user-defined module's forward() could not be read, for the
     LayerOrderWarning given when one was not (default: it is not in the file, or not in its TorchScript code)."""
+    record, prefix, layers = _unwrap_saved_wrapper(record, prefix, layers)
     if prefix:
         try:
             record = submodule(record, prefix)
@@ -510,6 +511,21 @@ def _unwrap_training_wrappers(obj, prefix, layers):
             prefix = None if prefix == attr else prefix.removeprefix(attr + ".")
         if layers is not None:
             layers = [name.removeprefix(attr + ".") for name in layers]
+
+
+def _unwrap_saved_wrapper(record, prefix, layers):
+    """(record, prefix, layers): the module a torch.save'd nn.DataParallel / DistributedDataParallel holds (its
+    `module`), as _unwrap_training_wrappers does for a live one."""
+    while class_name(record) in (("DataParallel", True), ("DistributedDataParallel", True)):
+        try:
+            record = submodule(record, "module")
+        except KeyError:
+            return record, prefix, layers
+        if prefix is not None:
+            prefix = None if prefix == "module" else prefix.removeprefix("module.")
+        if layers is not None:
+            layers = [name.removeprefix("module.") for name in layers]
+    return record, prefix, layers
 
 
 def _load_file_object(f, key, prefix, layers) -> tuple:

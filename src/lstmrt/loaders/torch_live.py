@@ -3,7 +3,7 @@ activations, nn.PReLU, nn.Sequential of those) to an lstmrt Model. torch is impo
 
 from __future__ import annotations
 
-
+from ..errors import UnsupportedModelError
 from ..layers import Activation
 from . import torch_activations, torch_layers
 
@@ -103,7 +103,16 @@ def _convert(module) -> list:
     if name in _NO_OPS:
         return []
     if name == "Sequential":
-        return [spec for child in module for spec in _convert(child)]
+        specs = []
+        for index, child in enumerate(module):
+            if not _is_torch_nn(child):  # lstmrt cannot see its forward() from here
+                raise UnsupportedModelError(
+                    f"module {index} of the nn.Sequential, {type(child).__name__}, is a module of your own class: "
+                    "lstmrt follows a user module's forward() when it is the model given to lstmrt.load (put the "
+                    "layers in one whose forward() calls them), or pass layers=[...] naming the layers in order"
+                )
+            specs += _convert(child)
+        return specs
     supported = ", ".join(
         [
             "LSTM",

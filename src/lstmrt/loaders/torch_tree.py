@@ -388,6 +388,8 @@ def select_layers(units: list, layers, *, records_activations: bool = True) -> l
                 Unit(entry, entry, {}, reason="layers=", shape_op=("layers",) if entry == SQUEEZE_ENTRY else ())
             )
             continue
+        if entry in ("Dropout", "AlphaDropout", "dropout"):  # a state dict has no dropout: naming one is no change
+            continue
         act = activation_name(entry)
         if act is None:
             modules = ", ".join(repr(u.path) for u in units if u.kind != "activation") or "(none)"
