@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import CorruptFileError, UnsupportedModelError
-from . import keras_arith, keras_ops
+from . import keras_activation_ops, keras_arith, keras_ops
 from .keras_layers import POOLING, RECURRENT
 
 # Keras 3 traces the mask of a Masking layer / Embedding(mask_zero=True) into the functional graph as these
@@ -43,6 +43,7 @@ class Entry:
     arith: keras_arith.Arithmetic | None = None  # arithmetic of the data and a constant, run as an Affine
     drops_mask: bool = False  # an ops node or op layer: Keras passes no mask through it (Keras 3 and tf_keras)
     final_state: bool = False  # a recurrent layer's return_state h is read (its final output), not its sequence
+    activation: str | None = None  # an activation applied to a tensor (keras.ops.tanh(h), tf.nn.relu(h))
 
 
 def _unwrap(cfg: dict):
@@ -189,11 +190,14 @@ def _functional_chain(cfg: dict, layers: list, entries: list) -> list:
         entry.op = _time_op(entry, layer, kwargs)
         if entry.op is None and entry.drops_mask:
             entry.arith = _arithmetic(entry, node, where)
-        if entry.op is not None or entry.arith is not None:
-            kwargs = {}  # its parameters, now in entry.op / entry.arith
+        if entry.op is None and entry.arith is None:
+            entry.activation = _activation_op(entry, layer, kwargs, where)
+            entry.drops_mask |= entry.activation is not None
+        if entry.op is not None or entry.arith is not None or entry.activation is not None:
+            kwargs = {}  # its parameters, now in entry.op / entry.arith / entry.activation
         elif entry.class_name in OP_LAYERS:
             _check_op_layer(entry, args, kwargs, where)
-        is_op_add = entry.class_name in OP_LAYERS and entry.op is None and entry.arith is None
+        is_op_add = entry.class_name in OP_LAYERS and entry.op is None and entry.arith is None and not entry.activation
         if entry.class_name == "Add" and len(args) == 2 or is_op_add:
             # keras.layers.Add, `x + y` (Keras 3's ops Add, tf_keras' TFOpLambda)
             main, skip = _flow_and_point(args, by_name, where)
@@ -235,6 +239,18 @@ def _time_op(entry, layer: dict, kwargs: dict):
     node = layer["inbound_nodes"][0]
     constants = [a for a in node.get("args", [])[1:] if not _history(a)] if isinstance(node, dict) else []
     return op, keras_ops.arguments(op, entry.config, constants, kwargs, tf_function)
+
+
+def _activation_op(entry, layer: dict, kwargs: dict, where: str):
+    """The lstmrt activation of a Keras 3 ops node or tf_keras op layer applying one (keras_activation_ops), else
+    None."""
+    tf_function = entry.class_name == "TFOpLambda" and entry.config.get("function") in keras_activation_ops.TF_FUNCTIONS
+    if not tf_function and not keras_activation_ops.is_ops_node(entry.class_name, layer, entry.config):
+        return None
+    try:
+        return keras_activation_ops.activation(entry.class_name, entry.config, kwargs if tf_function else {}, where)
+    except ValueError as exc:
+        raise UnsupportedModelError(str(exc)) from None
 
 
 def _check_op_layer(entry, args, kwargs, where: str) -> None:

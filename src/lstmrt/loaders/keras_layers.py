@@ -392,6 +392,8 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
     """Dense / Activation / LeakyReLU / ReLU / ELU / PReLU / Normalization / Embedding (or TimeDistributed of one),
     Rescaling and arithmetic with a constant -> specs (maybe none)."""
     cls, where = entry.class_name, f"Keras layer {entry.name!r} ({entry.class_name})"
+    if getattr(entry, "activation", None) is not None:  # keras.ops.tanh(h), tf.nn.relu(h) (keras_graph read it)
+        return [Activation(entry.activation)]
     if cls == "TimeDistributed":
         inner = cfg["layer"]
         allowed = ("Dense", "Activation") + ACTIVATION_LAYERS + ("PReLU",) + NO_OPS
