@@ -828,15 +828,21 @@ def test_refuses_the_raw_input_added_in_a_model_masking_another_value(version, r
     K = keras_framework(version)
     L = K.layers
     inp = K.Input((T, 3))
-    for value in (-1.0, 0.0):
+    for value, refused in ((-1.0, r"adds the model input as it is before Masking\(mask_value=-1\)"), (0.0, None)):
         model = K.Model(inp, L.Add()([inp, L.LSTM(3, return_sequences=True)(L.Masking(value)(inp))]))
-        if value:
-            with pytest.raises(ValueError, match=r"adds the model input as it is before Masking\(mask_value=-1\)"):
-                load_keras(model)
-            continue
-        randomize(model, rng)
-        X = masked_input(rng, 3)
-        assert_close(load_keras(model).predict(X), np.asarray(model(X)))
+        _refused_or_matching(model, refused, rng)
+
+
+def _refused_or_matching(model, refused, rng):
+    """A masked Keras model of 3 input features: refused with words matching `refused`, or (None) loaded to match
+    Keras."""
+    if refused:
+        with pytest.raises(ValueError, match=refused):
+            load_keras(model)
+        return
+    randomize(model, rng)
+    X = masked_input(rng, 3)
+    assert_close(load_keras(model).predict(X), np.asarray(model(X)))
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -848,16 +854,8 @@ def test_an_add_of_the_unmasked_input_drops_the_mask_in_keras3_only(version, rng
     L = K.layers
     inp = K.Input((T, 3))
     added = L.Add()([L.LSTM(3, return_sequences=True)(L.Masking(0.0)(inp)), inp])
-    model = K.Model(inp, L.GRU(2)(added))
-    if version == "keras3":
-        with pytest.raises(
-            ValueError, match=r"\(GRU\): follows Keras layer 'add\w*' \(Add: its input from 'input\w*' has no mask"
-        ):
-            load_keras(model)
-        return
-    randomize(model, rng)
-    X = masked_input(rng, 3)
-    assert_close(load_keras(model).predict(X), np.asarray(model(X)))
+    refused = r"\(GRU\): follows Keras layer 'add\w*' \(Add: its input from 'input\w*' has no mask"
+    _refused_or_matching(K.Model(inp, L.GRU(2)(added)), refused if version == "keras3" else None, rng)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
