@@ -120,6 +120,8 @@ PARAMETRIC = {
     "hard_shrink": (0.5, lambda x, a: np.where(np.abs(x) > a, x, _zero_keeping_nan(x))),
     "soft_shrink": (0.5, lambda x, a: np.where(x > a, x - a, np.where(x < -a, x + a, _zero_keeping_nan(x)))),
     "squareplus": (4.0, _squareplus),
+    "clip_min": (0.0, lambda x, a: np.where(x < a, a, x)),  # NaN < a is False: NaN kept
+    "clip_max": (0.0, lambda x, a: np.where(x > a, a, x)),
 }
 
 

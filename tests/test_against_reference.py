@@ -268,6 +268,8 @@ WITH_PARAMETER = (
     "hard_shrink(0.7)",
     "soft_shrink(1.5)",
     "squareplus(0)",
+    "clip_min(-0.25)",
+    "clip_max(0.3)",
 )
 
 

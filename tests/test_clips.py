@@ -26,33 +26,33 @@ B, T, FEATURES, H, OUT = 2, 7, 3, 6, 4  # batch, steps, input features, hidden, 
 
 
 # -- the plan against NumPy's clip ----------------------------------------------------------------------------------
-BOUNDS = [(0, 20), (0, 0.5), (-2.5, None), (None, 1.5), (-3, 5), (-4, 4), (2, 7), (0, None), (0, 6), (-1, 1)]
+BOUNDS = [
+    *[(0, 20), (0, 0.5), (-2.5, None), (None, 1.5), (-3, 5), (-4, 4), (2, 7), (0, None), (0, 6), (-1, 1)],
+    *[(-1e6, None), (None, 1e6), (-10, 1e6), (0.1, 1e4), (-1e4, -7.3), (-0.001, 123456.7), (13.7, 300)],  # a probe's
+]
 
 
 @pytest.mark.parametrize("low, high", BOUNDS, ids=[f"{lo}-{hi}" for lo, hi in BOUNDS])
-def test_clip_layers_match_numpy_clip(low, high):
-    """Between the bounds x up to two roundings of the largest of |x| and the bounds, the bounds past them; ±inf
-    clipped, NaN kept."""
+def test_clip_layers_are_numpy_clip_exactly(low, high):
+    """x or the bound, bit for bit, whatever the bounds' size or place (a probe found the earlier plan, relu and
+    relu6 moved and scaled to the bounds, 0.01 off for clamp(min=-1e6)); ±inf clipped, NaN kept."""
     rng = np.random.default_rng(11)
     values = np.concatenate([rng.uniform(-30, 30, 200), [0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30]])
     values = np.concatenate([values, [b for b in (low, high) if b is not None]]).astype(np.float32)
-    model = lstmrt.Model(clip_layers(low, high, 1, "clip"), input_size=1)
+    model = lstmrt.Model(clip_layers(low, high, "clip"), input_size=1)
     got = model.predict(values.reshape(1, -1, 1)).reshape(-1)
     low_, high_ = -np.inf if low is None else low, np.inf if high is None else high
     expected = np.clip(values, np.float32(low_), np.float32(high_))
-    assert np.array_equal(np.isnan(got), np.isnan(expected))
-    finite = ~np.isnan(expected)
-    tolerance = 4 * np.spacing(np.maximum(np.abs(expected), max(abs(b) for b in (low, high) if b is not None)))
-    with np.errstate(invalid="ignore"):  # inf - inf where both are the same infinity
-        close = (got == expected) | (np.abs(got - expected) <= tolerance)
-    assert np.all(close[finite]), values[finite & ~close]
+    assert np.array_equal(got, expected, equal_nan=True)
 
 
 def test_clip_plan_uses_lstmrt_activations_alone_where_it_can():
-    assert clip_plan(0, 6, "c") == ([], "relu6", [])
-    assert clip_plan(-1, 1, "c") == ([], "hard_tanh", [])
-    assert clip_plan(0, None, "c") == ([], "relu", [])
-    assert clip_plan(None, None, "c") == ([], "linear", [])
+    assert clip_plan(0, 6, "c") == ["relu6"]
+    assert clip_plan(-1, 1, "c") == ["hard_tanh"]
+    assert clip_plan(0, None, "c") == ["relu"]
+    assert clip_plan(None, None, "c") == []
+    assert clip_plan(-2.5, 1e6, "c") == ["clip_min(-2.5)", "clip_max(1000000)"]
+    assert clip_plan(0, 20, "c") == ["relu", "clip_max(20)"]
 
 
 @pytest.mark.parametrize(
@@ -60,14 +60,14 @@ def test_clip_plan_uses_lstmrt_activations_alone_where_it_can():
     [
         (2, -2, "c: the lower bound 2 is not below the upper bound -2"),
         (1, 1, "c: the lower bound 1 is not below the upper bound 1"),
-        (0, float("inf"), "c: the bound inf is not a finite number within ±1e30"),
-        (-1e31, None, "not a finite number within ±1e30"),
+        (0, float("inf"), "c: the bound inf is not finite in float32"),
+        (-1e39, None, "c: the bound -1e+39 is not finite in float32"),
         ("0", 1, "c: the bound '0' is not a number"),
         (True, None, "c: the bound True is not a number"),
     ],
 )
 def test_clip_plan_refuses(low, high, words):
-    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
         clip_plan(low, high, "c")
 
 
@@ -125,6 +125,14 @@ class HardtanhOtherBounds(Clamped):
         return F.hardtanh(self.head(x), 0.0, 20.0)
 
 
+class ClampWide(Clamped):
+    """Bounds far from the data and from each other (a probe found the first plan, relu / relu6 moved and scaled
+    to them, 0.01 off here)."""
+
+    def forward(self, x):
+        return torch.clamp(torch.clamp(self.head(x), min=-1e6), -0.001, 123456.7)
+
+
 class ClampLastStep(Clamped):
     """After the last step: data (B, F)."""
 
@@ -142,6 +150,7 @@ TORCH_FORMS = [
     ClampKeywordsSwapped,
     ClampAttributeBound,
     HardtanhOtherBounds,
+    ClampWide,
     ClampLastStep,
 ]
 
@@ -254,6 +263,7 @@ def test_keras_clipped_relu_matches_keras(version, fmt, tmp_path):
     assert_close(loaded.predict(X), expected, what=f"{version} {fmt}")
     activations = [layer.activation for layer in loaded.layers if isinstance(layer, lstmrt.Activation)]
     assert activations == [
-        *["relu6", "relu6", "hard_shrink(0.7)", "relu", "hard_shrink(0.4)", "relu6", "relu6", "relu6"],
+        *["relu", "clip_max(20)", "relu", "clip_max(0.5)", "hard_shrink(0.7)", "relu"],
+        *["hard_shrink(0.4)", "relu", "clip_max(2)", "relu", "clip_max(1.5)", "relu", "clip_max(2.5)"],
         *["hard_shrink(0.3)", "relu"],  # Dense(activation=ReLU(threshold=0.3)): the Dense, then these
     ]

@@ -69,6 +69,8 @@ typedef enum lstmrt_activation {
     LSTMRT_ACT_LOG_SIGMOID,    /* log(sigmoid(x)) */
     LSTMRT_ACT_SPARSE_PLUS,    /* 0, (x + 1)^2 / 4, x (Keras) */
     LSTMRT_ACT_SPARSE_SIGMOID, /* clip((x + 1) / 2, 0, 1) (Keras) */
+    LSTMRT_ACT_CLIP_MIN,       /* x < alpha ? alpha : x, NaN kept (torch clamp_min; 0) */
+    LSTMRT_ACT_CLIP_MAX,       /* x > alpha ? alpha : x, NaN kept (torch clamp_max; 0) */
     LSTMRT_ACT_COUNT
 } lstmrt_activation;
 

@@ -59,6 +59,8 @@ static float activate(activation a, float v)
     case LSTMRT_ACT_LOG_SIGMOID: return (v < 0.0f ? v : 0.0f) - log1pf(expf(-fabsf(v)));
     case LSTMRT_ACT_SPARSE_PLUS: return v <= -1.0f ? 0.0f : (v < 1.0f ? 0.25f * (v + 1.0f) * (v + 1.0f) : v);
     case LSTMRT_ACT_SPARSE_SIGMOID: return v <= -1.0f ? 0.0f : (v >= 1.0f ? 1.0f : 0.5f * (v + 1.0f));
+    case LSTMRT_ACT_CLIP_MIN: return v < alpha ? alpha : v;
+    case LSTMRT_ACT_CLIP_MAX: return v > alpha ? alpha : v;
     default: return v; /* softmax variants are row-wise, handled by the caller; validated at creation */
     }
 }
@@ -103,7 +105,9 @@ void apply_activation(const lstmrt_kernels *k, activation a, float *v, int64_t r
 int activation_alpha_ok(lstmrt_activation kind, float alpha)
 {
     switch (kind) {
-    case LSTMRT_ACT_LEAKY_RELU: return isfinite(alpha);
+    case LSTMRT_ACT_LEAKY_RELU:
+    case LSTMRT_ACT_CLIP_MIN:
+    case LSTMRT_ACT_CLIP_MAX: return isfinite(alpha);
     case LSTMRT_ACT_CELU: return isfinite(alpha) && alpha != 0.0f;
     case LSTMRT_ACT_HARD_SHRINK:
     case LSTMRT_ACT_SOFT_SHRINK:

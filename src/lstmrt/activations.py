@@ -39,6 +39,8 @@ NAMES = (
     "log_sigmoid",
     "sparse_plus",
     "sparse_sigmoid",
+    "clip_min",
+    "clip_max",
 )
 CODES = {name: code for code, name in enumerate(NAMES)}
 
@@ -63,9 +65,17 @@ ALIASES = {
 
 # The activations that take a parameter (the C desc's activation_alpha), with Keras's default for it, and the
 # values they accept.
-DEFAULTS = {"leaky_relu": 0.2, "celu": 1.0, "hard_shrink": 0.5, "soft_shrink": 0.5, "squareplus": 4.0}
+DEFAULTS = {
+    "leaky_relu": 0.2,
+    "celu": 1.0,
+    "hard_shrink": 0.5,
+    "soft_shrink": 0.5,
+    "squareplus": 4.0,
+    "clip_min": 0.0,
+    "clip_max": 0.0,
+}
 _ACCEPTS = {
-    "leaky_relu": ("finite", lambda a: True),
+    **dict.fromkeys(("leaky_relu", "clip_min", "clip_max"), ("finite", lambda a: True)),
     "celu": ("finite and not 0", lambda a: a != 0),
     **dict.fromkeys(("hard_shrink", "soft_shrink", "squareplus"), ("finite and >= 0", lambda a: a >= 0)),
 }

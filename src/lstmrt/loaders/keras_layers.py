@@ -126,19 +126,17 @@ def _clipped_relu(cfg: dict, where: str) -> bool:
     return slope == 0 and (threshold > 0 or (limit is not None and limit != 6))
 
 
-def clipped_relu(cfg: dict, where: str, features) -> list:
+def clipped_relu(cfg: dict, where: str) -> list:
     """Keras's ReLU(max_value=m, threshold=t) without negative slope, which is x * (x > t) clipped to [0, m]: the
-    layers of hard_shrink(t) (x where |x| > t, else 0; for t > 0), then the clip to [0, m] (clip_ops: relu6 between
-    two Affines, or relu when m is None). A negative t with an m is the clip alone (x * (x > t) is negative only
+    layers of hard_shrink(t) (x where |x| > t, else 0; for t > 0), then the clip to [0, m] (clip_ops: relu, then
+    clip_max(m)). A negative t with an m is the clip alone (x * (x > t) is negative only
     where the clip makes it 0)."""
     limit, _, threshold = _relu_options(cfg, where)
     shown = f"ReLU(max_value={'None' if limit is None else f'{limit:g}'}, threshold={threshold:g})"
-    if features is None:
-        raise ValueError(f"{where}: {shown}: the number of features it applies to is not known")
     if limit is not None and limit <= 0:
         raise ValueError(f"{where}: {shown}: a max_value of 0 or less is not supported (the output is constant)")
     shrink = [Activation(acts.with_parameter("hard_shrink", threshold, where=where))] if threshold > 0 else []
-    return shrink + clip_layers(0.0, limit, features, f"{where}: {shown}")
+    return shrink + clip_layers(0.0, limit, f"{where}: {shown}")
 
 
 def _relu(cfg: dict, where: str) -> str:
@@ -407,7 +405,7 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
     if cls == "Activation":
         return [Activation(ctx.act(cfg.get("activation"), where))]
     if cls == "ReLU" and _clipped_relu(cfg, where):
-        return clipped_relu(cfg, where, features)
+        return clipped_relu(cfg, where)
     if cls in ACTIVATION_LAYERS:
         return [Activation(layer_activation(cls, cfg, where))]
     if cls == "PReLU":
@@ -425,7 +423,7 @@ def per_step(entry, cfg: dict, weights: list, ctx: Context, input_rank, features
         if isinstance(activation, dict) and activation.get("class_name") == "ReLU":  # an activation layer object
             relu_cfg = activation.get("config") if isinstance(activation.get("config"), dict) else {}
             if _clipped_relu(relu_cfg, where):
-                return [Dense(weights[0].T, bias), *clipped_relu(relu_cfg, where, weights[0].shape[1])]
+                return [Dense(weights[0].T, bias), *clipped_relu(relu_cfg, where)]
         return [Dense(weights[0].T, bias, activation=ctx.act(activation, where))]
     if cls == "Embedding":
         _expect(entry, weights, 1)

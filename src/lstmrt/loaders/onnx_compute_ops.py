@@ -13,7 +13,7 @@ from .. import activations as acts
 from ..errors import CorruptFileError, LoadError
 from ..layers import Activation, Add, Affine, Bidirectional, Dense, Embedding, PReLU
 from . import onnx_activations
-from .clip_ops import clip_layers, clip_plan
+from .clip_ops import clip_plan
 from . import onnx_fold as fold
 from .onnx_attention import is_attention
 from .onnx_directions import both_directions
@@ -316,22 +316,18 @@ class ComputeOps:
         return [_scalar(b) for b in bounds]
 
     def _clip_to(self, node, x, low, high):
-        """x clipped to [low, high] (None or ±FLT_MAX, the defaults of opset 6: no bound), as clip_ops plans it: an
-        activation, merged into a Dense before it as other activations are, or one between per-feature Affines."""
+        """x clipped to [low, high] (None or ±FLT_MAX, the defaults of opset 6: no bound), as clip_ops plans it: its
+        first activation merged into a Dense before it as other activations are, the other an Activation layer."""
         bounds = [None if b is not None and abs(b) >= _FLOAT32_MAX else b for b in (low, high)]
         try:
-            before, name, _ = clip_plan(*bounds, "clips")
-            if not before:
-                return self._activation(node, x, name)
-            if x.features is None:
-                raise self._refuse(node, "clips data of an unknown feature count")
-            for layer in clip_layers(*bounds, x.features, "clips"):
-                self._append(layer)
+            plan = clip_plan(*bounds, "clips") or ["linear"]
         except ValueError as exc:
-            if isinstance(exc, LoadError):
-                raise
             raise self._refuse(node, str(exc)) from None
-        return self._output(x)
+        x = self._activation(node, x, plan[0])
+        for name in plan[1:]:
+            self._append(Activation(name))
+            x = self._output(x)
+        return x
 
     def _embedding(self, node, table, ids):
         """Gather of rows of a constant table by the token ids of the input: nn.Embedding, Keras Embedding."""

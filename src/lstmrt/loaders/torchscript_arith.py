@@ -189,8 +189,8 @@ def _first_bad(values) -> float:
 
 
 def scaled_activation(kind: str, options: dict, code: str):
-    """The items computing torch's Softplus(beta, threshold) or a clip (Hardtanh(min_val, max_val), clamp: a bound may
-    be None) where lstmrt's activation has fixed constants: softplus(beta x) / beta, and the clip as clip_ops plans it.
+    """The items computing torch's Softplus(beta, threshold) or Hardtanh(min_val, max_val) where lstmrt's activation
+    has fixed constants: softplus(beta x) / beta, and the clip's activations as clip_ops plans them.
     None for lstmrt's own constants (or options that are not numbers: the caller refuses those).
     Softplus is torch's x from beta x > threshold on, which softplus(beta x) / beta equals there to 2e-9 / beta
     only from a threshold of 20 on (torch's default)."""
@@ -207,10 +207,10 @@ def scaled_activation(kind: str, options: dict, code: str):
             )
         return scaled([("mul", beta)], "softplus", [("div", beta)], code)
     try:
-        before, activation, after = clip_plan(options["min_val"], options["max_val"], f"`{code}`")
+        plan = clip_plan(options["min_val"], options["max_val"], f"`{code}`")
     except ValueError as exc:
         raise Unfollowable(str(exc)) from None
-    return None if not before else scaled(before, activation, after, code)
+    return None if plan in (["relu6"], ["hard_tanh"]) else tuple(("activation", name) for name in plan)
 
 
 def scaled(before, activation: str, after, code: str) -> tuple:

@@ -768,7 +768,7 @@ class _Walker:
 
     def clamp(self, op, node):
         """torch.clamp / clip / clamp_min / clamp_max with number bounds (a literal or a number attribute), as the
-        activation (or the activation between Affine layers) clip_ops computes the clip with."""
+        activations clip_ops computes the clip with."""
         names = _CLAMPS[op]
         if len(node.args) - 1 > len(names) or any(k.arg not in names for k in node.keywords):
             raise _Unfollowable(f"call `{_code(node)}`: options other than {op}({', '.join(names)})")
@@ -777,10 +777,10 @@ class _Walker:
         if any(b == "?" or isinstance(b, bool) for b in bounds.values()):
             raise _Unfollowable(f"call `{_code(node)}`: lstmrt clips to bounds that are numbers (or number attributes)")
         try:
-            before, activation, after = clip_plan(bounds.get("min"), bounds.get("max"), f"`{_code(node)}`")
+            plan = clip_plan(bounds.get("min"), bounds.get("max"), f"`{_code(node)}`")
         except ValueError as exc:
             raise _Unfollowable(str(exc)) from None
-        return arith.scaled(before, activation, after, _code(node)) if before else activation
+        return plan[0] if len(plan) == 1 else tuple(("activation", name) for name in plan) or "linear"
 
     def options(self, op, node) -> dict:
         """The options of a call of functional op `op` (SIGNATURES), positional or by keyword, torch's defaults

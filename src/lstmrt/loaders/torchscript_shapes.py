@@ -29,16 +29,13 @@ _ALL_AXES = ((0, 2), (0, -1), (-3, 2), (-3, -1))  # flatten(start, end) of all t
 
 def reshape(op: str, items: tuple, node: ast.Call, walker):
     """The value of torch.<op>(seq, ...) on the data after `items`."""
-    if not items and op in ("view", "reshape"):
-        sizes = _target(*_arguments(node, walker))
-        if isinstance(sizes, list) and len(sizes) == 3 and sizes[2] == 1 and all(_a_size(s) for s in sizes[:2]):
-            return one_feature(items, walker)  # x.view(x.size(0), x.size(1), 1) of a (batch, time) input
     return ("seq", items + ((SQUEEZE_ENTRY, _shape_op(op, node, walker)),))
 
 
 def unsqueeze(items: tuple, node: ast.Call, walker):
     """torch.unsqueeze(x, -1) (or 2) of forward()'s input: a (batch, time) input of one feature, as univariate
-    forecasters take it. lstmrt's models of one input feature take (batch, time) as they are."""
+    forecasters take it. lstmrt's models of one input feature take (batch, time) as they are. (x.view(B, T, 1) is
+    not read: the walker does not tell x.size(0) from x.size(1), and x.view(T, B, 1) would move the samples.)"""
     args, keywords = _arguments(node, walker)
     dim = args[0] if args else keywords.get("dim")
     if items or dim not in (-1, 2) or isinstance(dim, bool):
@@ -54,10 +51,6 @@ def one_feature(items: tuple, walker):
         raise Unfollowable("a (batch, time) input made one feature wide inside a submodule's forward()")
     return ("seq", items + ((ONE_FEATURE_ENTRY, None),))
 
-
-def _a_size(size) -> bool:
-    """A size of x.view(...): one taken from the data (x.size(0)), -1 or a number (a fixed sequence length)."""
-    return size == _ALL or (isinstance(size, int) and not isinstance(size, bool) and (size == -1 or size > 0))
 
 
 def swap(op: str, items: tuple, node: ast.Call, walker):
