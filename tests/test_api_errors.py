@@ -554,3 +554,5 @@ def test_bad_model(rng):
         lstmrt.Model([specs.dense(rng, 3, 1), lstmrt.Embedding(_w(4, 2))])
     with pytest.raises(ValueError, match="input_size is required when the first layer is an Activation"):
         lstmrt.Model([lstmrt.Activation("relu")])
+    # Activations keep the width: a layer after them tells the input's (torch.clamp(x, min=0) first in a forward())
+    assert lstmrt.Model([lstmrt.Activation("relu"), specs.dense(rng, 3, 1)]).input_size == 3

@@ -133,6 +133,13 @@ class ClampWide(Clamped):
         return torch.clamp(torch.clamp(self.head(x), min=-1e6), -0.001, 123456.7)
 
 
+class ClampInput(Clamped):
+    """A clip of the input itself, before any layer: its activation is the model's first layer."""
+
+    def forward(self, x):
+        return self.fc(self.lstm(torch.clamp(x, min=0.25))[0])
+
+
 class ClampLastStep(Clamped):
     """After the last step: data (B, F)."""
 
@@ -151,6 +158,7 @@ TORCH_FORMS = [
     ClampAttributeBound,
     HardtanhOtherBounds,
     ClampWide,
+    ClampInput,
     ClampLastStep,
 ]
 

@@ -54,6 +54,8 @@ class Model:
         if input_size is not None:
             input_size = checked_count(input_size, "input_size")
         size = input_size if input_size is not None else layers[0].input_size
+        if size is None:  # Activations first keep the width: the first layer that knows its input's tells it
+            size = next((spec.input_size for spec in layers if spec.input_size is not None), None)
         if size is None:
             raise ValueError("input_size is required when the first layer is an Activation")
         self._input_size = int(size)
