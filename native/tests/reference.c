@@ -47,6 +47,8 @@ static double ref_act(lstmrt_activation a, double alpha, double v)
     case LSTMRT_ACT_LOG_SIGMOID: return v >= 0.0 ? -log1p(exp(-v)) : v - log1p(exp(v));
     case LSTMRT_ACT_SPARSE_PLUS: return v <= -1.0 ? 0.0 : v < 1.0 ? (v + 1.0) * (v + 1.0) / 4.0 : v;
     case LSTMRT_ACT_SPARSE_SIGMOID: return v <= -1.0 ? 0.0 : v >= 1.0 ? 1.0 : (v + 1.0) / 2.0;
+    case LSTMRT_ACT_CLIP_MIN: return v < alpha ? alpha : v;
+    case LSTMRT_ACT_CLIP_MAX: return v > alpha ? alpha : v;
     default: return NAN; /* softmax variants are row-wise (ref_act_row); unknown: fails the comparison loudly */
     }
 }
