@@ -52,7 +52,6 @@ def one_feature(items: tuple, walker):
     return ("seq", items + ((ONE_FEATURE_ENTRY, None),))
 
 
-
 def swap(op: str, items: tuple, node: ast.Call, walker):
     """The value of torch.<op>(seq, ...), one of MOVES, on the sequence after `items`."""
     args, keywords = _arguments(node, walker)
