@@ -478,6 +478,16 @@ SPEC_ERRORS = [
         r"Dense: weight holds -1e\+300 at \[1, 1\], past float32's range",
     ),
     (lambda: lstmrt.Embedding(np.full((2, 2), 4e38)), ValueError, r"Embedding: weight holds 4e\+38 at \[0, 0\]"),
+    # messages from internals a probe met: len() of None, float() of a string, the shape of a missing array
+    (
+        lambda: lstmrt.LSTM(_w(8, 3), _w(8, 2), activations=None),
+        ValueError,
+        r"LSTM: activations must be 3 names \(gate, candidate, output\), got None",
+    ),
+    (lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), activations=None), ValueError, "GRU: activations must be 2 names"),
+    (lambda: lstmrt.LayerNorm(3, epsilon="x"), TypeError, "LayerNorm: epsilon must be a number, got 'x'"),
+    (lambda: lstmrt.LSTM(None, _w(8, 2)), ValueError, "LSTM: weight_ih is required"),
+    (lambda: lstmrt.SimpleRNN(None, _w(2, 2)), ValueError, "SimpleRNN: weight_ih is required"),
     (lambda: lstmrt.GRU(_w(4, 3), _w(4, 1)), ValueError, r"GRU: weight_ih has shape \(4, 3\), expected \(3\*hidden"),
     (lambda: lstmrt.GRU(_w(6, 3), _w(6, 3)), ValueError, r"GRU: weight_hh has shape \(6, 3\), expected \(6, 2\)"),
     (lambda: lstmrt.GRU(_w(6, 3), _w(6, 2), _w(6), _w(2)), ValueError, r"GRU: bias_hh has shape \(2,\)"),

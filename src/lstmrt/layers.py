@@ -30,6 +30,12 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32: the runtime flushes smaller ones to 0
 
 
+def _required(value, name: str, where: str):
+    if value is None:
+        raise ValueError(f"{where}: {name} is required")
+    return value
+
+
 def _weight(value, name: str, shape: tuple, where: str, *, optional: bool = False):
     """A read-only float32 C-contiguous copy of `value`, checked against `shape` (None entries: any size)."""
     if value is None:
@@ -167,7 +173,7 @@ class LSTM(_Recurrent):
         return_sequences=True,
     ):
         where = "LSTM"
-        w = np.asarray(weight_ih)
+        w = np.asarray(_required(weight_ih, "weight_ih", where))
         if w.ndim != 2 or w.shape[0] % 4 or w.shape[0] == 0:
             raise ValueError(f"{where}: weight_ih has shape {w.shape}, expected (4*hidden_size, input_size)")
         H = w.shape[0] // 4
@@ -186,7 +192,7 @@ class LSTM(_Recurrent):
                 f"ordered i, o, f: pass P[d].reshape(3, {H})[[0, 2, 1]]"
             )
         self.peephole = _weight(peephole, "peephole", (3, H), where, optional=True)
-        if isinstance(activations, str) or len(activations) != 3:
+        if not isinstance(activations, (tuple, list)) or len(activations) != 3:
             raise ValueError(f"{where}: activations must be 3 names (gate, candidate, output), got {activations!r}")
         self.activations = tuple(acts.canonical(a, where=where, elementwise=True) for a in activations)
         if cell_clip is not None and (
@@ -260,7 +266,7 @@ class GRU(_Recurrent):
         return_sequences=True,
     ):
         where = "GRU"
-        w = np.asarray(weight_ih)
+        w = np.asarray(_required(weight_ih, "weight_ih", where))
         if w.ndim != 2 or w.shape[0] % 3 or w.shape[0] == 0:
             raise ValueError(f"{where}: weight_ih has shape {w.shape}, expected (3*hidden_size, input_size)")
         H = w.shape[0] // 3
@@ -270,7 +276,7 @@ class GRU(_Recurrent):
         self.bias_ih = _weight(bias_ih, "bias_ih", (3 * H,), where, optional=True)
         self.bias_hh = _weight(bias_hh, "bias_hh", (3 * H,), where, optional=True)
         self.reset_after = bool(reset_after)
-        if isinstance(activations, str) or len(activations) != 2:
+        if not isinstance(activations, (tuple, list)) or len(activations) != 2:
             raise ValueError(f"{where}: activations must be 2 names (gate, candidate), got {activations!r}")
         self.activations = tuple(acts.canonical(a, where=where, elementwise=True) for a in activations)
         self._set_options(hold_masked_output, go_backwards, return_sequences)
@@ -312,7 +318,7 @@ class SimpleRNN(_Recurrent):
         return_sequences=True,
     ):
         where = "SimpleRNN"
-        w = np.asarray(weight_ih)
+        w = np.asarray(_required(weight_ih, "weight_ih", where))
         if w.ndim != 2 or w.shape[0] == 0:
             raise ValueError(f"{where}: weight_ih has shape {w.shape}, expected (hidden_size, input_size)")
         H = int(w.shape[0])
@@ -513,6 +519,8 @@ class LayerNorm(Layer):
             raise ValueError(f"LayerNorm: unknown mode {mode!r}; supported: {', '.join(self.MODES)}")
         if mode != "layer" and shift is not None:
             raise ValueError(f"LayerNorm: mode {mode!r} has no shift")
+        if isinstance(epsilon, (bool, str)) or not isinstance(epsilon, (int, float, np.number)):
+            raise TypeError(f"LayerNorm: epsilon must be a number, got {epsilon!r}")
         eps = float(epsilon)
         if not (np.isfinite(eps) and 0 <= eps <= _FLOAT32_MAX):
             raise ValueError(f"LayerNorm: epsilon must be finite and >= 0 (in float32, the runtime's), got {epsilon!r}")
