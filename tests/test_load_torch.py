@@ -591,12 +591,19 @@ def test_unsupported_layer_is_named(fmt, tmp_path):
     assert lstmrt.load(path, prefix="rnn").output_size == 4  # prefix= leaves the unsupported module out
 
 
+def _hardtanh_out_of_order():
+    """nn.Hardtanh(2, -2), which torch refuses to build, as a damaged or hand-edited file may hold it."""
+    module = nn.Hardtanh()
+    module.min_val, module.max_val = 2.0, -2.0
+    return module
+
+
 @pytest.mark.parametrize(
     "module, words",
     [
         (
-            nn.Sequential(nn.Linear(3, 3), nn.Hardtanh(-2.0, 2.0)),
-            r"module '1': nn.Hardtanh\(min_val=-2.0, max_val=2.0\) is not supported",
+            nn.Sequential(nn.Linear(3, 3), _hardtanh_out_of_order()),
+            r"module '1': nn.Hardtanh\(min_val=2.0, max_val=-2.0\): the lower bound 2 is not below the upper bound",
         ),
         (nn.Sequential(nn.Linear(3, 3), nn.ELU(alpha=0.5)), r"module '1': nn.ELU\(alpha=0.5\) is not supported"),
         (nn.Sequential(nn.Embedding(5, 3, max_norm=1.0), nn.Linear(3, 2)), r"'0': nn.Embedding\(max_norm=...\)"),

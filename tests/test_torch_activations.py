@@ -75,6 +75,12 @@ MODULES = {  # id: (module after the LSTM, module after the Linear, the lstmrt a
         lambda: nn.Hardtanh(0.0, 6.0, inplace=True),
         ["hard_tanh", "relu6"],
     ),
+    # other bounds: a clip (clip_ops), also in an nn.Sequential and a whole-module file (they were refused there)
+    "Hardtanh(-2,3)-Hardtanh(0,20)": (
+        lambda: nn.Hardtanh(-2.0, 3.0),
+        lambda: nn.Hardtanh(0.0, 20.0),
+        ["clip_min(-2)", "clip_max(3)", "relu", "clip_max(20)"],
+    ),
     "Tanhshrink()-LogSigmoid()": (nn.Tanhshrink, nn.LogSigmoid, ["tanh_shrink", "log_sigmoid"]),
     # nn.ELU(inplace=True) is traced as torch.elu_, whose alpha was not read ("option missing from the file")
     "LeakyReLU(0.2,inplace)-ELU(inplace)": (
@@ -208,11 +214,6 @@ def test_live_modules(make, expected, tmp_path, rng):
 
 # -- refused -------------------------------------------------------------------------------------------------------
 REFUSED_MODULES = {
-    "Hardtanh(-2,2)": (
-        lambda: nn.Hardtanh(-2.0, 2.0),
-        r"nn.Hardtanh\(min_val=-2.0, max_val=2.0\) is not supported: lstmrt clips to \[-1, 1\] \(hard_tanh\) or "
-        r"\[0, 6\] \(relu6\) only",
-    ),
     "CELU(0)": (lambda: nn.CELU(0.0), r"nn.CELU\(alpha=0.0\): the parameter of celu must be finite and not 0"),
     "Hardshrink(-0.5)": (
         lambda: nn.Hardshrink(-0.5),

@@ -6,6 +6,7 @@ is 0.01."""
 from __future__ import annotations
 
 from .. import activations as acts
+from .clip_ops import clip_plan
 
 # torch module class -> (lstmrt activation, the module's option holding its parameter)
 PARAMETRIZED = {
@@ -14,8 +15,6 @@ PARAMETRIZED = {
     "Hardshrink": ("hard_shrink", "lambd"),
     "Softshrink": ("soft_shrink", "lambd"),
 }
-# The clips nn.Hardtanh(min_val, max_val) makes that lstmrt has an activation for.
-_HARDTANH = {(-1.0, 1.0): "hard_tanh", (0.0, 6.0): "relu6"}
 
 # Functional op (torch.nn.functional.X, torch.X, Tensor.X) -> its options after the input, in torch's order, with
 # torch's defaults: what a call that leaves them out means. Traced code writes the in-place op (torch.celu_) for
@@ -38,31 +37,27 @@ def _number(value, where: str) -> float:
     return float(value)
 
 
-def module_activation(kind: str, module) -> str:
-    """The lstmrt name of a torch activation module of class `kind` (PARAMETRIZED or Hardtanh) with its options
+def module_activations(kind: str, module) -> list:
+    """The lstmrt names of a torch activation module of class `kind` (PARAMETRIZED or Hardtanh) with its options
     (a live module or a file's record of one); ValueError when lstmrt cannot compute it, AttributeError when an
     option is missing."""
     if kind == "Hardtanh":
         return hardtanh(module.min_val, module.max_val, "nn.Hardtanh")
-    return _parametrized(kind, getattr(module, PARAMETRIZED[kind][1]), f"nn.{kind}")
+    return [_parametrized(kind, getattr(module, PARAMETRIZED[kind][1]), f"nn.{kind}")]
 
 
 def functional_activation(op: str, options: dict) -> str:
-    """The lstmrt name of functional op `op` (a key of SIGNATURES) given all its options; ValueError when lstmrt
-    cannot compute it."""
-    if op == "hardtanh":
-        return hardtanh(options["min_val"], options["max_val"], op)
+    """The lstmrt name of functional op `op` (a key of SIGNATURES but hardtanh, which is a clip: hardtanh()) given
+    all its options; ValueError when lstmrt cannot compute it."""
     kind = _MODULE_OF[op]
     return _parametrized(kind, options[PARAMETRIZED[kind][1]], op)
 
 
-def hardtanh(min_val, max_val, name: str) -> str:
-    """hard_tanh for the clip to [-1, 1], relu6 for [0, 6]; ValueError for other bounds."""
+def hardtanh(min_val, max_val, name: str) -> list:
+    """The activations of the clip to [min_val, max_val] (clip_ops: hard_tanh for [-1, 1], relu6 for [0, 6]);
+    ValueError for bounds that are not numbers or out of order."""
     where = f"{name}(min_val={min_val!r}, max_val={max_val!r})"
-    bounds = (_number(min_val, where), _number(max_val, where))
-    if bounds not in _HARDTANH:
-        raise ValueError(f"{where} is not supported: lstmrt clips to [-1, 1] (hard_tanh) or [0, 6] (relu6) only")
-    return _HARDTANH[bounds]
+    return clip_plan(_number(min_val, where), _number(max_val, where), where)
 
 
 def _parametrized(kind: str, value, name: str) -> str:

@@ -25,7 +25,7 @@ from ..layers import (
 from ..model import Model
 from . import torch_layers
 from .torchscript_arith import affine_of
-from .torch_live import _ACTIVATIONS, _NO_OPS, _activation
+from .torch_live import _ACTIVATIONS, _NO_OPS, _activations
 from .torch_tree import (
     ADD_ENTRY,
     ADD_SOURCE,
@@ -167,12 +167,10 @@ def _variants(unit, two_d: bool = False) -> list:
     if kind in _ACTIVATIONS:
         try:
             return [
-                [
-                    _activation(
-                        getattr(unit.record, "module", None) if isinstance(unit.record, LiveRecord) else unit.record,
-                        two_d=two_d,
-                    )
-                ]
+                _activations(
+                    getattr(unit.record, "module", None) if isinstance(unit.record, LiveRecord) else unit.record,
+                    two_d=two_d,
+                )
             ]
         except AttributeError as exc:
             raise ArchitectureError(f"module {unit.label} (nn.{kind}): option missing from the file ({exc})") from None

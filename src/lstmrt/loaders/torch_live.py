@@ -40,9 +40,10 @@ def _params(module) -> dict:
     return {name: p.detach().cpu().float().numpy() for name, p in module.named_parameters()}
 
 
-def _activation(module, two_d: bool = False):
-    """two_d: the module is applied after forward() took the last step, to (B, F), where dim 1 (and torch's
-    implicit dim=None, which is 1 for 2-D input) is the feature axis."""
+def _activations(module, two_d: bool = False) -> list:
+    """The Activation layers of an activation module (one; a clip, nn.Hardtanh, may take two). two_d: the module is
+    applied after forward() took the last step, to (B, F), where dim 1 (and torch's implicit dim=None, which is 1
+    for 2-D input) is the feature axis."""
     name = type(module).__name__
     act = _ACTIVATIONS[name]
     if name == "ELU" and module.alpha != 1.0:
@@ -50,13 +51,13 @@ def _activation(module, two_d: bool = False):
     if name == "Softplus" and (module.beta != 1.0 or module.threshold != 20.0):
         raise ValueError("nn.Softplus with beta != 1 or threshold != 20 is not supported")
     if name in torch_activations.PARAMETRIZED or name == "Hardtanh":
-        act = torch_activations.module_activation(name, module)
+        return [Activation(a) for a in torch_activations.module_activations(name, module)]
     if name == "GELU" and module.approximate == "tanh":
         act = "gelu_tanh"
     if name in ("Softmax", "LogSoftmax") and module.dim not in ((-1, 1, None) if two_d else (-1, 2)):
         # dim=None is torch's deprecated implicit dim: over a (B, T, F) input that is dim 0, the batch axis
         raise ValueError(f"nn.{name}(dim={module.dim}) is not supported: only the feature axis (dim=-1)")
-    return Activation(act)
+    return [Activation(act)]
 
 
 def _convert(module) -> list:
@@ -99,7 +100,7 @@ def _convert(module) -> list:
             raise ValueError("nn.Embedding(max_norm=...) renormalizes rows at lookup; not supported")
         return [torch_layers.embedding_layer(_params(module))]
     if name in _ACTIVATIONS:
-        return [_activation(module)]
+        return _activations(module)
     if name in _NO_OPS:
         return []
     if name == "Sequential":

@@ -17,7 +17,6 @@ import math
 import numpy as np
 
 from .affine_ops import scale_shift
-from .clip_ops import clip_plan
 from .torch_tree import ARITH_ENTRY
 from .torchscript_steps import Unfollowable
 
@@ -189,28 +188,21 @@ def _first_bad(values) -> float:
 
 
 def scaled_activation(kind: str, options: dict, code: str):
-    """The items computing torch's Softplus(beta, threshold) or Hardtanh(min_val, max_val) where lstmrt's activation
-    has fixed constants: softplus(beta x) / beta, and the clip's activations as clip_ops plans them.
-    None for lstmrt's own constants (or options that are not numbers: the caller refuses those).
-    Softplus is torch's x from beta x > threshold on, which softplus(beta x) / beta equals there to 2e-9 / beta
-    only from a threshold of 20 on (torch's default)."""
+    """The items computing torch's Softplus(beta, threshold) where lstmrt's softplus has fixed constants:
+    softplus(beta x) / beta between Affine layers. None for lstmrt's own constants (or options that are not
+    numbers: the caller refuses those). Softplus is torch's x from beta x > threshold on, which softplus(beta x) /
+    beta equals there to 2e-9 / beta only from a threshold of 20 on (torch's default)."""
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in options.values()):
         return None
-    if kind == "Softplus":
-        beta, threshold = options["beta"], options["threshold"]
-        if beta == 1 and threshold == 20:
-            return None
-        if beta == 0 or threshold < 20:
-            raise Unfollowable(
-                f"`{code}`: Softplus(beta={beta}, threshold={threshold}); lstmrt computes softplus(beta x) / beta, "
-                "which is torch's Softplus for beta != 0 and a threshold of 20 or more"
-            )
-        return scaled([("mul", beta)], "softplus", [("div", beta)], code)
-    try:
-        plan = clip_plan(options["min_val"], options["max_val"], f"`{code}`")
-    except ValueError as exc:
-        raise Unfollowable(str(exc)) from None
-    return None if plan in (["relu6"], ["hard_tanh"]) else tuple(("activation", name) for name in plan)
+    beta, threshold = options["beta"], options["threshold"]
+    if beta == 1 and threshold == 20:
+        return None
+    if beta == 0 or threshold < 20:
+        raise Unfollowable(
+            f"`{code}`: Softplus(beta={beta}, threshold={threshold}); lstmrt computes softplus(beta x) / beta, "
+            "which is torch's Softplus for beta != 0 and a threshold of 20 or more"
+        )
+    return scaled([("mul", beta)], "softplus", [("div", beta)], code)
 
 
 def scaled(before, activation: str, after, code: str) -> tuple:

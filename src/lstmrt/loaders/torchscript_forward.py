@@ -23,7 +23,7 @@ from . import torchscript_residual as residual
 from . import torchscript_shapes as shapes
 from . import torchscript_steps as steps
 from .clip_ops import clip_plan
-from .torch_activations import IN_PLACE_OPS, SIGNATURES, functional_activation
+from .torch_activations import IN_PLACE_OPS, SIGNATURES, functional_activation, hardtanh
 from .torch_tree import (
     CELLS,
     NO_OP_CALLS,
@@ -58,6 +58,11 @@ _IN_PLACE = IN_PLACE_OPS + tuple(f"{op}_" for op in _CLAMPS)
 # Where torch.nn.functional's `inplace` flag sits among a call's arguments (the input is 0), for the ops of _SIMPLE
 # and elu; SIGNATURES names it for the others.
 _INPLACE_AT = {"relu": 1, "selu": 1, "silu": 1, "mish": 1, "hardswish": 1, "hardsigmoid": 1, "relu6": 1, "elu": 2}
+
+
+def _clip_items(plan: list):
+    """A clip's activations (clip_ops) as the walker returns an activation: its name, or items for several."""
+    return plan[0] if len(plan) == 1 else tuple(("activation", name) for name in plan) or "linear"
 
 
 def dotted_name(node) -> str:
@@ -628,14 +633,13 @@ class _Walker:
         return ("pair" if kind in CELLS else "seq", items)
 
     def scaled_module(self, name):
-        """An nn.Softplus / nn.Hardtanh child with constants lstmrt's activation lacks, as torchscript_arith's items
-        (its activation between Affine layers); None for any other module, and for inplace=True (its input changes)."""
+        """An nn.Softplus child with constants lstmrt's softplus lacks, as torchscript_arith's items (its activation
+        between Affine layers); None for any other module (nn.Hardtanh, a clip, is an activation module)."""
         record = self.child(name)
         kind, torch_nn = class_name(record)
-        options = {"Softplus": ("beta", "threshold"), "Hardtanh": ("min_val", "max_val")}.get(kind)
-        if not torch_nn or options is None or record.attrs.get("inplace") is True:
+        if not torch_nn or kind != "Softplus":
             return None
-        values = {key: record.attrs.get(key) for key in options}
+        values = {key: record.attrs.get(key) for key in ("beta", "threshold")}
         return arith.scaled_activation(kind, values, f"{name} (nn.{kind})")
 
     def inline(self, method, node):
@@ -733,12 +737,12 @@ class _Walker:
         if op in _SIMPLE or op in _SIMPLE_IN_PLACE:
             return _SIMPLE[op.rstrip("_")]
         base = op[:-1] if op in _IN_PLACE else op
-        if base == "hardtanh":  # bounds other than lstmrt's: hard_tanh between two Affine layers
+        if base == "hardtanh":  # a clip, as clamp
             options = self.options(base, node)
-            bounds = {"min_val": options["min_val"], "max_val": options["max_val"]}
-            scaled = arith.scaled_activation("Hardtanh", bounds, _code(node))
-            if scaled is not None:
-                return scaled
+            try:
+                return _clip_items(hardtanh(options["min_val"], options["max_val"], f"`{_code(node)}`"))
+            except ValueError as exc:
+                raise _Unfollowable(str(exc)) from None
         if base in _CLAMPS:
             return self.clamp(base, node)
         if base in SIGNATURES:
@@ -777,10 +781,9 @@ class _Walker:
         if any(b == "?" or isinstance(b, bool) for b in bounds.values()):
             raise _Unfollowable(f"call `{_code(node)}`: lstmrt clips to bounds that are numbers (or number attributes)")
         try:
-            plan = clip_plan(bounds.get("min"), bounds.get("max"), f"`{_code(node)}`")
+            return _clip_items(clip_plan(bounds.get("min"), bounds.get("max"), f"`{_code(node)}`"))
         except ValueError as exc:
             raise _Unfollowable(str(exc)) from None
-        return plan[0] if len(plan) == 1 else tuple(("activation", name) for name in plan) or "linear"
 
     def options(self, op, node) -> dict:
         """The options of a call of functional op `op` (SIGNATURES), positional or by keyword, torch's defaults
