@@ -27,7 +27,8 @@ OPS_NODES = {
     "Softmax": None,
     "LogSoftmax": None,
 }
-# tf_keras op layer function -> (lstmrt activation or None, its keyword arguments with TensorFlow's defaults)
+# tf_keras op layer function -> (lstmrt activation, or the OPS_NODES class whose parameters it takes, its keyword
+# arguments with TensorFlow's defaults, named as that class names them)
 TF_FUNCTIONS = {
     "math.tanh": ("tanh", {}),
     "nn.tanh": ("tanh", {}),
@@ -44,13 +45,14 @@ TF_FUNCTIONS = {
     "nn.selu": ("selu", {}),
     "nn.elu": ("elu", {}),
     "math.exp": ("exponential", {}),
-    "nn.gelu": (None, {"approximate": False}),
-    "nn.leaky_relu": (None, {"alpha": 0.2}),
-    "nn.softmax": (None, {"axis": -1}),
-    "math.softmax": (None, {"axis": -1}),
-    "nn.log_softmax": (None, {"axis": -1}),
-    "math.log_softmax": (None, {"axis": -1}),
+    "nn.gelu": ("Gelu", {"approximate": False}),
+    "nn.leaky_relu": ("LeakyRelu", {"alpha": 0.2}),
+    "nn.softmax": ("Softmax", {"axis": -1}),
+    "math.softmax": ("Softmax", {"axis": -1}),
+    "nn.log_softmax": ("LogSoftmax", {"axis": -1}),
+    "math.log_softmax": ("LogSoftmax", {"axis": -1}),
 }
+_TF_NAMES = {"alpha": "negative_slope"}  # tf.nn.leaky_relu's alpha is LeakyRelu's negative_slope
 _DEFAULTS = {"Gelu": {"approximate": True}, "LeakyRelu": {"negative_slope": 0.2}, "Elu": {"alpha": 1.0}}
 
 
@@ -76,16 +78,11 @@ def activation(class_name: str, config: dict, kwargs: dict, where: str) -> str:
                 f"{where}: {function} called with {', '.join(sorted(unknown))}=, which lstmrt does not read"
             )
         options = {**defaults, **{k: v for k, v in kwargs.items() if k in defaults}}
-        op = {"nn.gelu": "Gelu", "nn.leaky_relu": "LeakyRelu"}.get(function, "Softmax")
-        if name is not None:
-            if function in ("nn.silu", "nn.swish") and options["beta"] != 1.0:
-                raise ValueError(f"{where}: {function}(beta={options['beta']!r}): lstmrt's silu has beta 1")
+        if options.get("beta", 1.0) != 1.0:
+            raise ValueError(f"{where}: {function}(beta={options['beta']!r}): lstmrt's silu has beta 1")
+        if name not in OPS_NODES:
             return name
-        if function.endswith("log_softmax"):
-            op = "LogSoftmax"
-        if op == "LeakyRelu":
-            options = {"negative_slope": options["alpha"]}
-        return _with_parameters(op, options, where)
+        return _with_parameters(name, {_TF_NAMES.get(k, k): v for k, v in options.items()}, where)
     name = OPS_NODES[class_name]
     if name is not None:
         return name

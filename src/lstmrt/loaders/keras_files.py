@@ -320,12 +320,7 @@ def _stacked_cells(entry):
     cells = cell if isinstance(cell, list) else ((cell or {}).get("config") or {}).get("cells")
     if not isinstance(cells, list):
         return None
-    used, names = {}, []
-    for c in cells:
-        base = keras_graph.snake_case(str(c.get("class_name") if isinstance(c, dict) else ""))
-        used[base] = used.get(base, -1) + 1
-        names.append(base if used[base] == 0 else f"{base}_{used[base]}")
-    return names
+    return keras_graph.unique_names([str(c.get("class_name") if isinstance(c, dict) else "") for c in cells])
 
 
 def architecture(layers) -> dict:

@@ -366,11 +366,16 @@ def snake_case(class_name: str) -> str:
 
 def weights_paths(entries: list) -> dict:
     """Layer name -> group under `layers/` of a Keras 3 weights file: class names made unique in model order."""
-    used, paths = {}, {}
-    for e in entries:
-        if e.class_name in MASK_OPS:
-            continue
-        base = snake_case(e.class_name)
+    kept = [e for e in entries if e.class_name not in MASK_OPS]
+    return dict(zip((e.name for e in kept), unique_names([e.class_name for e in kept])))
+
+
+def unique_names(class_names: list) -> list:
+    """Keras 3's names of objects in its weights files: the class names in snake case, made unique in order
+    (lstm, lstm_1, ...)."""
+    used, names = {}, []
+    for class_name in class_names:
+        base = snake_case(class_name)
         used[base] = used.get(base, -1) + 1
-        paths[e.name] = base if used[base] == 0 else f"{base}_{used[base]}"
-    return paths
+        names.append(base if used[base] == 0 else f"{base}_{used[base]}")
+    return names
